@@ -1,0 +1,71 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Route(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROUTE_UNSPECIFIED: _ClassVar[Route]
+    ROUTE_CHAMPION: _ClassVar[Route]
+    ROUTE_CANARY: _ClassVar[Route]
+    ROUTE_PINNED: _ClassVar[Route]
+    ROUTE_FALLBACK: _ClassVar[Route]
+ROUTE_UNSPECIFIED: Route
+ROUTE_CHAMPION: Route
+ROUTE_CANARY: Route
+ROUTE_PINNED: Route
+ROUTE_FALLBACK: Route
+
+class ScoreRequest(_message.Message):
+    __slots__ = ("request_id", "model", "alias", "entity_ids", "features", "version")
+    class EntityIdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class FeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_IDS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model: str
+    alias: str
+    entity_ids: _containers.ScalarMap[str, str]
+    features: _containers.ScalarMap[str, float]
+    version: int
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., alias: _Optional[str] = ..., entity_ids: _Optional[_Mapping[str, str]] = ..., features: _Optional[_Mapping[str, float]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class ScoreResponse(_message.Message):
+    __slots__ = ("request_id", "score", "model_name", "model_version", "route", "feature_freshness_seconds", "missing_features", "event_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_FRESHNESS_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    score: float
+    model_name: str
+    model_version: int
+    route: Route
+    feature_freshness_seconds: float
+    missing_features: _containers.RepeatedScalarFieldContainer[str]
+    event_id: str
+    def __init__(self, request_id: _Optional[str] = ..., score: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., route: _Optional[_Union[Route, str]] = ..., feature_freshness_seconds: _Optional[float] = ..., missing_features: _Optional[_Iterable[str]] = ..., event_id: _Optional[str] = ...) -> None: ...

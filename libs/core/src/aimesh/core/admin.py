@@ -1,0 +1,98 @@
+"""The admin HTTP app every service serves (FastAPI): ``/healthz``, ``/readyz``, ``/metrics``.
+
+- ``/healthz`` (liveness) answers 200 while every registered loop is moving (e.g. the consumer polled
+  within ``liveness_max_stall_seconds``) and 503 naming the stalled loop otherwise.
+- ``/readyz`` (readiness) runs every dependency check (Kafka, the database, Triton ...) with a timeout
+  and answers 503 naming each failed dependency and why.
+- ``/metrics`` is the Prometheus exposition of the process registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+LivenessCheck = Callable[[], bool]
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Probes:
+    """Named liveness checks (cheap, synchronous) and readiness checks (async, raise when not ready)."""
+
+    liveness: dict[str, LivenessCheck] = field(default_factory=dict)
+    readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+    readiness_timeout_s: float = 2.0
+
+    async def check_ready(self) -> dict[str, str]:
+        """Failed readiness checks by name, with the reason; empty when ready."""
+
+        async def one(check: ReadinessCheck) -> str | None:
+            try:
+                await asyncio.wait_for(check(), timeout=self.readiness_timeout_s)
+            except TimeoutError:
+                return f"no answer within {self.readiness_timeout_s}s"
+            except Exception as exc:
+                return f"{type(exc).__name__}: {exc}"
+            return None
+
+        names = list(self.readiness)
+        results = await asyncio.gather(*(one(self.readiness[n]) for n in names))
+        return {n: r for n, r in zip(names, results, strict=True) if r is not None}
+
+
+def create_admin_app(service: str, version: str, probes: Probes) -> FastAPI:
+    """The admin app for ``service``; the probes are read on every request."""
+    app = FastAPI(title=f"aimesh {service} admin", version=version)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        stalled = [name for name, alive in probes.liveness.items() if not alive()]
+        body: dict[str, Any] = {"status": "ok" if not stalled else "stalled", "service": service, "version": version}
+        if stalled:
+            body["stalled"] = stalled
+        return JSONResponse(body, status_code=200 if not stalled else 503)
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        failed = await probes.check_ready()
+        body: dict[str, Any] = {"status": "ready" if not failed else "unavailable", "service": service}
+        if failed:
+            body["failed"] = failed
+        return JSONResponse(body, status_code=200 if not failed else 503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the service runner owns SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class AdminServer:
+    """Serves the admin app with uvicorn inside the service's event loop."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+        self._server = _EmbeddedUvicorn(config)
+
+    async def serve(self) -> None:
+        await self._server.serve()
+
+    async def stop(self) -> None:
+        self._server.should_exit = True

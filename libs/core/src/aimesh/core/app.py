@@ -1,0 +1,82 @@
+"""``main()`` plumbing shared by every service: settings → logging → tracing → the service's wiring.
+
+A service's ``__main__`` calls ``run_main(IngestSettings, serve_ingest)``; ``serve_ingest(settings)``
+usually delegates to ``serve(settings, version, wire)`` below, where ``wire`` adds the service's parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from aiokafka.errors import KafkaError
+
+from aimesh.core.bus import EventProducer
+from aimesh.core.errors import Unavailable
+from aimesh.core.logging import configure_logging
+from aimesh.core.runner import ServiceRuntime
+from aimesh.core.settings import ServiceSettings
+from aimesh.core.tracing import configure_tracing
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def run_main(settings_type: type[S], serve: Callable[[S], Coroutine[Any, Any, None]]) -> None:
+    """Build the settings from the environment, set up logging and tracing, and run ``serve``.
+
+    Returns when the service drained after SIGTERM; a crash propagates (non-zero exit).
+    """
+    settings = settings_type()
+    configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
+    provider = configure_tracing(settings.service_name, settings.otlp_endpoint)
+    logging.getLogger(__name__).info(
+        "starting", extra={"grpc.port": settings.grpc_port, "admin.port": settings.admin_port}
+    )
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        provider.shutdown()
+
+
+Wiring = Callable[[ServiceRuntime, EventProducer], Awaitable[None]]
+
+
+async def connect_producer(settings: ServiceSettings) -> EventProducer:
+    """Start the service's producer, retrying with backoff for ``kafka_connect_timeout_seconds``.
+
+    Raises ``Unavailable`` naming the bootstrap address when no broker answered in time.
+    """
+    deadline = asyncio.get_running_loop().time() + settings.kafka_connect_timeout_seconds
+    delay = 0.5
+    while True:
+        producer = EventProducer(settings.kafka_bootstrap, source=settings.service_name)
+        try:
+            await producer.start()
+            return producer
+        except KafkaError as exc:
+            await producer.stop()
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise Unavailable(
+                    f"Kafka at {settings.kafka_bootstrap} did not answer within "
+                    f"{settings.kafka_connect_timeout_seconds}s ({exc}); start it with `aimesh up --infra-only` "
+                    f"or set {settings.model_config.get('env_prefix', '')}KAFKA_BOOTSTRAP"
+                ) from exc
+            logging.getLogger(__name__).warning("Kafka not reachable yet, retrying: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def serve(settings: ServiceSettings, version: str, wire: Wiring) -> None:
+    """The standard service body: a producer (closed last), Kafka readiness, then ``wire`` adds the parts.
+
+    ``wire(runtime, producer)`` registers the service's gRPC server, consumers and checks; this then
+    runs the runtime until SIGTERM.
+    """
+    runtime = ServiceRuntime(settings, version)
+    producer = await connect_producer(settings)
+    runtime.add_cleanup(producer.stop)
+    runtime.probes.readiness["kafka"] = producer.check_connected
+    await wire(runtime, producer)
+    await runtime.run()

@@ -1,0 +1,251 @@
+"""The Kafka event bus over aiokafka: an acknowledged producer and an at-least-once consumer.
+
+Delivery contract:
+
+- ``EventProducer.publish`` returns only after every in-sync replica has the record (``acks=all``,
+  idempotent producer, so a retried send is never written twice).
+- ``EventConsumer`` calls the handler for each record in partition order and commits a partition's
+  offset only after the handler returned for every record before it, so a crash redelivers but
+  never skips. Handlers must therefore be idempotent (key effects by ``Event.id`` or by
+  topic/partition/offset stored with the effect).
+- A handler that raises ``PoisonEvent`` gets the record dead-lettered (original bytes, headers and the
+  reason, acknowledged by Kafka) and the offset committed. Any other exception is retried with
+  backoff: the partition is rewound to the failed record and nothing after it is committed.
+- ``stop()`` (SIGTERM) lets the batch in hand finish, commits, and leaves the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from google.protobuf.message import Message
+
+from aimesh.core import metrics
+from aimesh.core.events import Event, PoisonEvent, cloudevent_headers
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Event], Awaitable[None]]
+
+
+class DeadLetterSink(Protocol):
+    """Where the consumer puts records it can never handle. ``send`` returns once the record is durable."""
+
+    async def send(self, event: Event, reason_code: str, message: str) -> None: ...
+
+
+class EventProducer:
+    """Publishes protobuf events with CloudEvents headers; ``acks=all`` with idempotence."""
+
+    def __init__(self, bootstrap: str, *, source: str, linger_ms: int = 5, **kafka_options: Any) -> None:
+        self.source = source
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id=f"aimesh-{source}",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=linger_ms,
+            **kafka_options,
+        )
+
+    async def start(self) -> None:
+        """Connect; raises aiokafka's KafkaConnectionError when no broker answers."""
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        """Flush what is pending, then close."""
+        await self._producer.stop()
+
+    async def check_connected(self) -> None:
+        """Readiness check: fetch cluster metadata; raises when no broker answers."""
+        await self._producer.client.fetch_all_metadata()
+
+    async def __aenter__(self) -> EventProducer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def send_raw(
+        self, topic: str, value: bytes, *, key: str | bytes | None, headers: Sequence[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]:
+        """Queue one record; the returned future resolves (to RecordMetadata) when Kafka acknowledged it.
+
+        Use it to pipeline many sends and await them together; ``publish`` awaits a single one.
+        """
+        key_bytes = key.encode() if isinstance(key, str) else key
+        fut: asyncio.Future[Any] = await self._producer.send(topic, value, key=key_bytes, headers=list(headers))
+        return fut
+
+    async def publish(
+        self,
+        topic: str,
+        message: Message,
+        *,
+        key: str | bytes | None,
+        event_id: str | None = None,
+        extra_headers: Sequence[tuple[str, bytes]] = (),
+    ) -> Any:
+        """Publish ``message`` and wait for the acknowledgement; returns aiokafka's RecordMetadata."""
+        fut = await self.send_event(topic, message, key=key, event_id=event_id, extra_headers=extra_headers)
+        return await fut
+
+    async def send_event(
+        self,
+        topic: str,
+        message: Message,
+        *,
+        key: str | bytes | None,
+        event_id: str | None = None,
+        extra_headers: Sequence[tuple[str, bytes]] = (),
+    ) -> asyncio.Future[Any]:
+        """Like ``publish`` but returns the acknowledgement future instead of awaiting it."""
+        headers = cloudevent_headers(
+            event_type=message.DESCRIPTOR.full_name, source=self.source, event_id=event_id, extra=extra_headers
+        )
+        fut = await self.send_raw(topic, message.SerializeToString(), key=key, headers=headers)
+        fut.add_done_callback(
+            lambda f: (
+                None if f.cancelled() or f.exception() else metrics.EVENTS_PUBLISHED.labels(self.source, topic).inc()
+            )
+        )
+        return fut
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits what was fully handled before partitions move to another member."""
+
+    def __init__(self, consumer: EventConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._consumer._commit_pending()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in assigned]})
+
+
+class EventConsumer:
+    """Runs ``handler`` for every record of ``topics`` in consumer group ``group_id`` (see module doc)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        group_id: str,
+        topics: Sequence[str],
+        handler: Handler,
+        service: str,
+        dead_letters: DeadLetterSink | None = None,
+        max_batch: int = 500,
+        poll_timeout_ms: int = 500,
+        retry_backoff_s: float = 0.5,
+        max_retry_backoff_s: float = 30.0,
+        auto_offset_reset: str = "earliest",
+        **kafka_options: Any,
+    ) -> None:
+        self.topics = list(topics)
+        self.service = service
+        self._handler = handler
+        self._dead_letters = dead_letters
+        self._max_batch = max_batch
+        self._poll_timeout_ms = poll_timeout_ms
+        self._retry_backoff_s = retry_backoff_s
+        self._max_retry_backoff_s = max_retry_backoff_s
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            client_id=f"aimesh-{service}",
+            enable_auto_commit=False,
+            auto_offset_reset=auto_offset_reset,
+            isolation_level="read_committed",
+            **kafka_options,
+        )
+        self._pending: dict[TopicPartition, int] = {}
+        self._commit_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._failures = 0
+        self.last_poll = time.monotonic()
+        """Monotonic time of the last completed poll: the liveness signal."""
+
+    def stop(self) -> None:
+        """Ask ``run`` to finish the batch in hand, commit and return. Safe to call from a signal handler."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until ``stop()``. Raises only if Kafka cannot be reached at start-up."""
+        await self._consumer.start()
+        self._consumer.subscribe(self.topics, listener=_CommitOnRevoke(self))
+        try:
+            while not self._stopping.is_set():
+                batch = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
+                self.last_poll = time.monotonic()
+                for tp, records in batch.items():
+                    await self._handle_partition(tp, records)
+                    if self._stopping.is_set():
+                        break
+                await self._commit_pending()
+        finally:
+            await self._commit_pending()
+            await self._consumer.stop()
+
+    async def _handle_partition(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+        for record in records:
+            event = Event(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key,
+                value=record.value if record.value is not None else b"",
+                headers=tuple(record.headers or ()),
+                timestamp_ms=record.timestamp,
+            )
+            try:
+                try:
+                    await self._handler(event)
+                    metrics.EVENTS_CONSUMED.labels(self.service, event.topic).inc()
+                except PoisonEvent as poison:
+                    await self._dead_letter(event, poison)
+            except Exception:
+                metrics.EVENTS_FAILED.labels(self.service, event.topic).inc()
+                log.exception("handler failed; will retry", extra={"event.id": event.id, "offset": event.offset})
+                self._consumer.seek(tp, event.offset)
+                await self._backoff()
+                return
+            self._pending[tp] = event.offset + 1
+            self._failures = 0
+
+    async def _dead_letter(self, event: Event, poison: PoisonEvent) -> None:
+        if self._dead_letters is None:
+            raise RuntimeError(f"no dead-letter sink configured for poison event {event.id}") from poison
+        await self._dead_letters.send(event, poison.reason_code, poison.message)
+        metrics.EVENTS_DEAD_LETTERED.labels(self.service, event.topic, poison.reason_code).inc()
+        log.warning(
+            "event dead-lettered",
+            extra={"event.id": event.id, "reason": poison.reason_code, "detail": poison.message},
+        )
+
+    async def _backoff(self) -> None:
+        self._failures += 1
+        delay = min(self._retry_backoff_s * 2 ** (self._failures - 1), self._max_retry_backoff_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+    async def _commit_pending(self) -> None:
+        async with self._commit_lock:
+            if not self._pending:
+                return
+            offsets, self._pending = self._pending, {}
+            try:
+                await self._consumer.commit(offsets)
+            except (CommitFailedError, KafkaError) as exc:
+                metrics.COMMIT_FAILURES.labels(self.service).inc()
+                log.warning("offset commit failed; records will be redelivered: %s", exc)

@@ -1,0 +1,63 @@
+"""Domain errors. Business code raises these; the gRPC interceptor maps each to one status code."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class AimeshError(Exception):
+    """Base of every domain error. ``code`` is the gRPC status the API answers with."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(AimeshError):
+    """The request is malformed; the message names the offending field."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(AimeshError):
+    """The named entity, feature, model or alias does not exist."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(AimeshError):
+    """Creating something that exists already."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(AimeshError):
+    """The system is not in a state that allows the operation (e.g. a breaking schema change)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(AimeshError):
+    """A size or rate limit was hit; the message names the limit."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(AimeshError):
+    """A dependency (Kafka, Triton, the database) is down; the caller may retry."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(AimeshError):
+    """The work did not finish within the caller's deadline."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class PermissionDenied(AimeshError):
+    """The caller may not do this."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED

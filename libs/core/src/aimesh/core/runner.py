@@ -1,0 +1,142 @@
+"""The service runner: every long-running part of a service in one ``asyncio.TaskGroup``.
+
+``ServiceRuntime.run()`` starts the gRPC server, the admin app and the consumers, and blocks until
+SIGTERM/SIGINT. Then it drains: gRPC health goes NOT_SERVING and in-flight calls get the grace
+period, consumers finish their batch and commit, the admin app stops; cleanups (closing producers,
+database engines) run last. Parts still running after the grace period are cancelled. If any part
+crashes, the others are stopped and the exception propagates, so the process exits non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from aimesh.core.admin import AdminServer, Probes, create_admin_app
+from aimesh.core.bus import EventConsumer, EventProducer, Handler
+from aimesh.core.deadletter import DeadLetterPublisher
+from aimesh.core.grpc_server import GrpcServer, Registrar
+from aimesh.core.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Part:
+    name: str
+    run: Callable[[], Coroutine[Any, Any, None]]
+    stop: Callable[[], Awaitable[None]]
+
+
+class ServiceRuntime:
+    """Collects a service's parts, then runs and drains them together (see module doc)."""
+
+    def __init__(self, settings: ServiceSettings, version: str) -> None:
+        self.settings = settings
+        self.version = version
+        self.probes = Probes()
+        self._parts: list[_Part] = []
+        self._cleanups: list[Callable[[], Awaitable[None]]] = []
+        self._stop = asyncio.Event()
+
+    def add_part(
+        self, name: str, run: Callable[[], Coroutine[Any, Any, None]], stop: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run ``run()`` until the service stops; ``stop()`` must make ``run()`` return."""
+        self._parts.append(_Part(name, run, stop))
+
+    def add_grpc(self, server: GrpcServer) -> None:
+        self.add_part("grpc", server.serve, server.stop)
+
+    def add_consumer(self, consumer: EventConsumer) -> None:
+        """Run the consumer; liveness fails when it has not polled within ``liveness_max_stall_seconds``."""
+
+        async def stop() -> None:
+            consumer.stop()
+
+        name = f"consumer:{','.join(consumer.topics)}"
+        self.add_part(name, consumer.run, stop)
+        limit = self.settings.liveness_max_stall_seconds
+        self.probes.liveness[name] = lambda: time.monotonic() - consumer.last_poll < limit
+
+    def add_standard_parts(
+        self,
+        *,
+        registrar: Registrar,
+        service_name: str,
+        topics: list[str],
+        handler: Handler,
+        producer: EventProducer,
+    ) -> None:
+        """The usual shape of a service: one gRPC API plus one consumer group over ``topics``.
+
+        Poison events are dead-lettered through ``producer``. No consumer is added when ``topics`` is empty.
+        """
+        self.add_grpc(GrpcServer(self.settings, [registrar], [service_name]))
+        if topics:
+            self.add_consumer(
+                EventConsumer(
+                    self.settings.kafka_bootstrap,
+                    group_id=self.settings.group_id,
+                    topics=topics,
+                    handler=handler,
+                    service=self.settings.service_name,
+                    dead_letters=DeadLetterPublisher(producer, self.settings.service_name),
+                )
+            )
+
+    def add_cleanup(self, cleanup: Callable[[], Awaitable[None]]) -> None:
+        """Run after every part has stopped (in reverse order of registration)."""
+        self._cleanups.append(cleanup)
+
+    def request_stop(self) -> None:
+        """Begin the drain, as SIGTERM does."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Serve until stopped; see the module doc for the drain order."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        admin = AdminServer(
+            create_admin_app(self.settings.service_name, self.version, self.probes),
+            self.settings.admin_host,
+            self.settings.admin_port,
+        )
+        parts = [*self._parts, _Part("admin", admin.serve, admin.stop)]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(p.run(), name=p.name) for p in parts]
+                tg.create_task(self._drain_on_stop(parts, tasks), name="drain")
+                log.info("service started", extra={"parts": [p.name for p in parts]})
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            for cleanup in reversed(self._cleanups):
+                try:
+                    await cleanup()
+                except Exception:
+                    log.exception("cleanup failed")
+            log.info("service stopped")
+
+    async def _drain_on_stop(self, parts: list[_Part], tasks: list[asyncio.Task[None]]) -> None:
+        waiter = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            waiter.cancel()
+            finished = next(t for t in done)
+            if finished.cancelled() or finished.exception() is not None:
+                return  # the TaskGroup propagates the crash and cancels the rest
+            log.warning("part %s returned on its own; stopping the service", finished.get_name())
+        log.info("draining", extra={"grace_seconds": self.settings.shutdown_grace_seconds})
+        grace = self.settings.shutdown_grace_seconds
+        await asyncio.gather(*(p.stop() for p in parts), return_exceptions=True)
+        _, pending = await asyncio.wait(tasks, timeout=grace + 1.0)
+        for task in pending:
+            log.warning("part %s did not stop within the grace period; cancelling", task.get_name())
+            task.cancel()

@@ -1,0 +1,53 @@
+"""The admin app: liveness, readiness with reasons, Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi.testclient import TestClient
+
+from aimesh.core.admin import Probes, create_admin_app
+
+
+async def _ok() -> None:
+    return None
+
+
+async def _down() -> None:
+    raise ConnectionError("broker 127.0.0.1:9092 refused")
+
+
+async def _hangs() -> None:
+    await asyncio.sleep(10)
+
+
+def test_healthz_reports_version_and_stalled_loops() -> None:
+    moving = {"consumer": True}
+    probes = Probes(liveness={"consumer": lambda: moving["consumer"]})
+    client = TestClient(create_admin_app("ingest", "0.1.0", probes))
+    ok = client.get("/healthz")
+    assert ok.status_code == 200
+    assert ok.json() == {"status": "ok", "service": "ingest", "version": "0.1.0"}
+    moving["consumer"] = False
+    stalled = client.get("/healthz")
+    assert stalled.status_code == 503 and stalled.json()["stalled"] == ["consumer"]
+
+
+def test_readyz_names_each_failed_dependency() -> None:
+    probes = Probes(readiness={"db": _ok, "kafka": _down, "triton": _hangs}, readiness_timeout_s=0.2)
+    client = TestClient(create_admin_app("inference", "0.1.0", probes))
+    reply = client.get("/readyz")
+    assert reply.status_code == 503
+    failed = reply.json()["failed"]
+    assert set(failed) == {"kafka", "triton"}
+    assert "refused" in failed["kafka"] and "0.2" in failed["triton"]
+    probes.readiness = {"db": _ok}
+    assert client.get("/readyz").status_code == 200
+
+
+def test_metrics_are_prometheus_text() -> None:
+    client = TestClient(create_admin_app("monitor", "0.1.0", Probes()))
+    reply = client.get("/metrics")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/plain")
+    assert "aimesh_events_consumed_total" in reply.text

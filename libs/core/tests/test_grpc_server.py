@@ -1,0 +1,89 @@
+"""The gRPC server builder on loopback: error mapping, deadlines, health, reflection, TLS off by default."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
+from aimesh.core.errors import InvalidArgument, NotFound
+from aimesh.core.grpc_server import GrpcServer
+from aimesh.core.settings import ServiceSettings
+
+SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+
+
+class FakeScoring(inference_pb2_grpc.InferenceServiceServicer):
+    async def Score(self, request: inference_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> object:  # noqa: N802
+        if request.request_id == "missing":
+            raise NotFound("model 'fraud' has no alias 'champion'")
+        if request.request_id == "bad":
+            raise InvalidArgument("request_id: must not be 'bad'")
+        if request.request_id == "slow":
+            await asyncio.sleep(5)
+        if request.request_id == "boom":
+            raise RuntimeError("secret internals")
+        return inference_pb2.ScoreResponse(request_id=request.request_id, score=0.25)
+
+
+@pytest.fixture
+async def channel() -> AsyncIterator[grpc.aio.Channel]:
+    settings = ServiceSettings(grpc_port=0, shutdown_grace_seconds=1)
+    server = GrpcServer(
+        settings, [lambda s: inference_pb2_grpc.add_InferenceServiceServicer_to_server(FakeScoring(), s)], [SERVICE]
+    )
+    task = asyncio.create_task(server.serve())
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        await asyncio.wait_for(ch.channel_ready(), 5)
+        yield ch
+    await server.stop()
+    await task
+
+
+async def score(channel: grpc.aio.Channel, request_id: str, timeout: float = 5) -> inference_pb2.ScoreResponse:
+    stub = inference_pb2_grpc.InferenceServiceStub(channel)
+    return await stub.Score(inference_pb2.ScoreRequest(request_id=request_id), timeout=timeout)
+
+
+async def test_ok_and_domain_errors_map_to_status_codes(channel: grpc.aio.Channel) -> None:
+    assert (await score(channel, "r1")).score == 0.25
+    with pytest.raises(grpc.aio.AioRpcError) as nf:
+        await score(channel, "missing")
+    assert nf.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "champion" in (nf.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as ia:
+        await score(channel, "bad")
+    assert ia.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_unexpected_errors_are_internal_without_leaking_details(channel: grpc.aio.Channel) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await score(channel, "boom")
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret" not in (err.value.details() or "")
+    assert "trace id" in (err.value.details() or "")
+
+
+async def test_deadline_is_honoured(channel: grpc.aio.Channel) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await score(channel, "slow", timeout=0.3)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_health_and_reflection(channel: grpc.aio.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    for name in ("", SERVICE):
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+    call = refl.ServerReflectionInfo()
+    await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+    reply = await call.read()
+    await call.done_writing()
+    names = {s.name for s in reply.list_services_response.service}
+    assert {SERVICE, "grpc.health.v1.Health"} <= names

@@ -1,0 +1,81 @@
+"""The service runner drains every part on stop and propagates a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from aimesh.core.runner import ServiceRuntime
+from aimesh.core.settings import ServiceSettings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def settings() -> ServiceSettings:
+    return ServiceSettings(admin_port=free_port(), shutdown_grace_seconds=0.5)
+
+
+async def test_stop_drains_all_parts_then_runs_cleanups() -> None:
+    runtime = ServiceRuntime(settings(), "0.1.0")
+    events: list[str] = []
+    stopped = asyncio.Event()
+
+    async def worker() -> None:
+        await stopped.wait()
+        events.append("worker returned")
+
+    async def stop_worker() -> None:
+        events.append("worker asked to stop")
+        stopped.set()
+
+    async def cleanup() -> None:
+        events.append("cleanup")
+
+    runtime.add_part("worker", worker, stop_worker)
+    runtime.add_cleanup(cleanup)
+    task = asyncio.create_task(runtime.run())
+    await asyncio.sleep(0.3)
+    runtime.request_stop()
+    await asyncio.wait_for(task, 5)
+    assert events == ["worker asked to stop", "worker returned", "cleanup"]
+
+
+async def test_part_ignoring_stop_is_cancelled_after_grace(caplog: pytest.LogCaptureFixture) -> None:
+    runtime = ServiceRuntime(settings(), "0.1.0")
+
+    async def stubborn() -> None:
+        await asyncio.sleep(60)
+
+    async def ignore() -> None:
+        return None
+
+    runtime.add_part("stubborn", stubborn, ignore)
+    task = asyncio.create_task(runtime.run())
+    await asyncio.sleep(0.2)
+    runtime.request_stop()
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(task, 5)
+    assert asyncio.get_running_loop().time() - started < 3.0
+    assert "stubborn did not stop within the grace period" in caplog.text
+
+
+async def test_crash_of_one_part_stops_the_service_and_propagates() -> None:
+    runtime = ServiceRuntime(settings(), "0.1.0")
+
+    async def crash() -> None:
+        await asyncio.sleep(0.1)
+        raise RuntimeError("consumer died")
+
+    async def nothing() -> None:
+        return None
+
+    runtime.add_part("crasher", crash, nothing)
+    with pytest.raises(ExceptionGroup) as err:
+        await asyncio.wait_for(runtime.run(), 5)
+    assert "consumer died" in str(err.value.exceptions[0])

@@ -1,0 +1,192 @@
+"""Start and stop background processes that the CLI owns, tracked by PID files.
+
+`down` stops only what `up` started: a PID file records the PID and the process start time, so a
+recycled PID that now belongs to someone else is never signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import psutil
+
+from aimesh.devstack.errors import DevstackError
+
+
+def port_is_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_port_free(component: str, port: int) -> None:
+    """Raise DevstackError naming the process that holds ``port``, if any."""
+    if not port_is_open(port):
+        return
+    holder = "another process"
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                holder = f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+                break
+    except (psutil.Error, OSError):
+        pass
+    raise DevstackError(
+        component,
+        f"port {port} on 127.0.0.1 is taken by {holder}",
+        f"stop that process, or set a different port for {component} (see README, 'Local stack')",
+    )
+
+
+def read_pid(pidfile: Path) -> psutil.Process | None:
+    """The live process recorded in ``pidfile``, or None (the file is removed when stale)."""
+    try:
+        pid_s, created_s = pidfile.read_text().split()
+        proc = psutil.Process(int(pid_s))
+        if abs(proc.create_time() - float(created_s)) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
+            raise psutil.NoSuchProcess(int(pid_s))
+        return proc
+    except (FileNotFoundError, ValueError):
+        return None
+    except psutil.Error:
+        pidfile.unlink(missing_ok=True)
+        return None
+
+
+def _environment(env: Mapping[str, str] | None, user: str | None) -> tuple[dict[str, str], Callable[[], None] | None]:
+    """The child's environment (ours plus ``env``) and, for ``user``, the hook that drops to that user."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    if user is None:
+        return full_env, None
+    pw = pwd.getpwnam(user)
+    full_env["HOME"] = pw.pw_dir
+    full_env["USER"] = user
+
+    def demote() -> None:
+        os.setgid(pw.pw_gid)
+        os.initgroups(user, pw.pw_gid)
+        os.setuid(pw.pw_uid)
+
+    return full_env, demote
+
+
+def run(
+    cmd: Sequence[str],
+    *,
+    logfile: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> int:
+    """Run ``cmd`` to completion (blocks), output appended to ``logfile``; return its exit status.
+
+    ``user`` runs it as that unprivileged user (needs root), as in ``spawn``.
+    """
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    full_env, preexec = _environment(env, user)
+    with open(logfile, "ab") as log:
+        return subprocess.run(  # noqa: S603 - the command is built by the devstack itself
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+            preexec_fn=preexec,
+            check=False,
+        ).returncode
+
+
+def spawn(
+    cmd: Sequence[str],
+    *,
+    pidfile: Path,
+    logfile: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> psutil.Process:
+    """Start ``cmd`` in its own session, detached, output appended to ``logfile``; record it in ``pidfile``.
+
+    Idempotent: when ``pidfile`` names a live process, that process is returned and nothing starts.
+    ``user`` runs the command as that unprivileged user (needs root). Does not wait for readiness.
+    """
+    existing = read_pid(pidfile)
+    if existing is not None:
+        return existing
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    full_env, preexec = _environment(env, user)
+    with open(logfile, "ab") as log:
+        popen = subprocess.Popen(  # noqa: S603 - the command is built by the devstack itself
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+    proc = psutil.Process(popen.pid)
+    pidfile.write_text(f"{proc.pid} {proc.create_time()}\n")
+    return proc
+
+
+def stop(pidfile: Path, *, grace: float = 20.0, sig: signal.Signals = signal.SIGTERM) -> bool:
+    """Send ``sig`` to the process group recorded in ``pidfile`` and to every descendant, SIGKILL after ``grace`` s.
+
+    Descendants that left the group (their own session) are signalled one by one, so nothing the
+    recorded process started outlives it. Returns True when a process was stopped, False when none was
+    running. Removes the PID file.
+    """
+    proc = read_pid(pidfile)
+    if proc is None:
+        pidfile.unlink(missing_ok=True)
+        return False
+    try:
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        family = [proc]
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for member in family:
+        try:
+            if os.getpgid(member.pid) != proc.pid:
+                member.send_signal(sig)
+        except (psutil.Error, ProcessLookupError):
+            pass
+    _gone, alive = psutil.wait_procs(family, timeout=grace)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+def wait_until(check: object, *, timeout: float, interval: float = 0.5) -> bool:
+    """Poll ``check()`` (a callable returning bool) until it is true or ``timeout`` passes."""
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return bool(check())

@@ -1,0 +1,135 @@
+"""The five aimesh services, each run as ``python -m aimesh.<name>`` from the running environment."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import httpx
+from rich.console import Console
+
+from aimesh.devstack.component import Health
+from aimesh.devstack.errors import DevstackError
+from aimesh.devstack.paths import Paths
+from aimesh.devstack.process import spawn
+from aimesh.devstack.server import HOST, Server
+
+SERVICE_NAMES = ("ingest", "feature", "training", "inference", "monitor")
+FIRST_GRPC_PORT = 50051
+FIRST_ADMIN_PORT = 8081
+
+
+class Service(Server):
+    """One service process: gRPC on ``grpc_port``, the admin HTTP app (``/readyz``, ``/healthz``) on ``admin_port``.
+
+    Contract: ``start`` raises DevstackError when ``aimesh.<name>`` is not installed or a port is taken,
+    and returns without waiting; ``wait_ready`` blocks until ``GET /readyz`` answers 200; ``health``
+    reports the version from ``GET /healthz``.
+    """
+
+    def __init__(
+        self,
+        paths: Paths,
+        name: str,
+        *,
+        grpc_port: int,
+        admin_port: int,
+        kafka_bootstrap: str,
+        console: Console | None = None,
+    ) -> None:
+        self.name = name
+        super().__init__(paths, console=console)
+        self.grpc_port = grpc_port
+        self.admin_port = admin_port
+        self.kafka_bootstrap = kafka_bootstrap
+        self.ports = (grpc_port, admin_port)
+
+    @property
+    def module(self) -> str:
+        return f"aimesh.{self.name}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{HOST}:{self.admin_port}"
+
+    def environment(self) -> dict[str, str]:
+        """``<NAME>_GRPC_PORT``, ``<NAME>_ADMIN_PORT`` and ``AIMESH_KAFKA_BOOTSTRAP``."""
+        prefix = self.name.upper()
+        return {
+            f"{prefix}_GRPC_PORT": str(self.grpc_port),
+            f"{prefix}_ADMIN_PORT": str(self.admin_port),
+            "AIMESH_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+        }
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", self.module]
+
+    def start(self) -> None:
+        """Spawn ``python -m aimesh.<name>`` with the ports in its environment. Does not wait."""
+        if self.is_running():
+            return
+        if importlib.util.find_spec(self.module) is None:
+            raise DevstackError(
+                self.name,
+                f"module {self.module} is not installed in {sys.prefix}",
+                f"pip install -e services/{self.name} into this environment (make setup)",
+            )
+        self.check_ports()
+        spawn(
+            self.command(),
+            pidfile=self.pidfile,
+            logfile=self.logfile,
+            env=self.environment(),
+            cwd=self.paths.repo,
+        )
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until ``GET /readyz`` answers 200; DevstackError after ``timeout`` seconds."""
+        self.wait_for(
+            self._ready,
+            timeout=timeout,
+            what=f"{self.admin_url}/readyz does not answer 200",
+            fix="readiness checks the service's dependencies: make sure `aimesh status` shows the infra healthy",
+        )
+
+    def health(self) -> Health:
+        """``GET /healthz``: healthy when it answers 200 with ``status: ok``; its ``version`` is reported."""
+        endpoint = f"grpc {HOST}:{self.grpc_port}, admin {self.admin_url}"
+        try:
+            response = httpx.get(f"{self.admin_url}/healthz", timeout=3.0)
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return Health(self.name, self.is_running(), False, None, endpoint, f"no /healthz answer ({exc})")
+        if not isinstance(body, dict):
+            body = {}
+        healthy = response.status_code == 200 and body.get("status") == "ok" and self._ready()
+        version = body.get("version")
+        return Health(
+            self.name,
+            running=self.is_running(),
+            healthy=healthy,
+            version=str(version) if version is not None else None,
+            endpoint=endpoint,
+            detail=f"healthz {response.status_code} {body.get('status', '')}".strip(),
+        )
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.admin_url}/readyz", timeout=3.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def services(paths: Paths, *, kafka_bootstrap: str, console: Console | None = None) -> list[Service]:
+    """The five services in start order, gRPC ports 50051.. and admin ports 8081.. in that order."""
+    return [
+        Service(
+            paths,
+            name,
+            grpc_port=FIRST_GRPC_PORT + i,
+            admin_port=FIRST_ADMIN_PORT + i,
+            kafka_bootstrap=kafka_bootstrap,
+            console=console,
+        )
+        for i, name in enumerate(SERVICE_NAMES)
+    ]

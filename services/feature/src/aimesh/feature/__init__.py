@@ -1,0 +1,1 @@
+"""aimesh feature: feature store: definitions, streaming window aggregations, online store, point-in-time retrieval."""

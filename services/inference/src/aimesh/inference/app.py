@@ -1,0 +1,46 @@
+"""inference wiring: the gRPC API, the Kafka consumer and the admin app on one runtime.
+
+Skeleton (foundation issue): the API answers UNIMPLEMENTED through the generated base class
+and the consumer acknowledges events without effects; later issues add the real logic.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import version
+
+from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
+from aimesh.core.app import serve
+from aimesh.core.bus import EventProducer
+from aimesh.core.events import Event
+from aimesh.core.runner import ServiceRuntime
+from aimesh.inference.settings import InferenceSettings
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+
+
+class InferenceServiceApi(inference_pb2_grpc.InferenceServiceServicer):
+    """The InferenceService API; methods not overridden answer UNIMPLEMENTED."""
+
+
+async def handle_event(event: Event) -> None:
+    """Transport-free handler for one consumed event (no effects yet)."""
+    log.debug("event received", extra={"event.id": event.id, "topic": event.topic})
+
+
+async def serve_inference(settings: InferenceSettings) -> None:
+    """Run the inference service until SIGTERM."""
+
+    api = InferenceServiceApi()  # type: ignore[abstract]  # skeleton: unimplemented methods answer UNIMPLEMENTED
+
+    async def wire(runtime: ServiceRuntime, producer: EventProducer) -> None:
+        runtime.add_standard_parts(
+            registrar=lambda server: inference_pb2_grpc.add_InferenceServiceServicer_to_server(api, server),
+            service_name=SERVICE_NAME,
+            topics=settings.topics,
+            handler=handle_event,
+            producer=producer,
+        )
+
+    await serve(settings, version("aimesh-inference"), wire)

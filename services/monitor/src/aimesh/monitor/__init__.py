@@ -1,0 +1,1 @@
+"""aimesh monitor: indexes predictions, logs and alerts into Elasticsearch, computes drift, raises alerts."""

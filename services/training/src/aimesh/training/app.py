@@ -1,0 +1,46 @@
+"""training wiring: the gRPC API, the Kafka consumer and the admin app on one runtime.
+
+Skeleton (foundation issue): the API answers UNIMPLEMENTED through the generated base class
+and the consumer acknowledges events without effects; later issues add the real logic.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import version
+
+from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
+from aimesh.core.app import serve
+from aimesh.core.bus import EventProducer
+from aimesh.core.events import Event
+from aimesh.core.runner import ServiceRuntime
+from aimesh.training.settings import TrainingSettings
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
+
+
+class TrainingServiceApi(training_pb2_grpc.TrainingServiceServicer):
+    """The TrainingService API; methods not overridden answer UNIMPLEMENTED."""
+
+
+async def handle_event(event: Event) -> None:
+    """Transport-free handler for one consumed event (no effects yet)."""
+    log.debug("event received", extra={"event.id": event.id, "topic": event.topic})
+
+
+async def serve_training(settings: TrainingSettings) -> None:
+    """Run the training service until SIGTERM."""
+
+    api = TrainingServiceApi()  # type: ignore[abstract]  # skeleton: unimplemented methods answer UNIMPLEMENTED
+
+    async def wire(runtime: ServiceRuntime, producer: EventProducer) -> None:
+        runtime.add_standard_parts(
+            registrar=lambda server: training_pb2_grpc.add_TrainingServiceServicer_to_server(api, server),
+            service_name=SERVICE_NAME,
+            topics=settings.topics,
+            handler=handle_event,
+            producer=producer,
+        )
+
+    await serve(settings, version("aimesh-training"), wire)

@@ -1,0 +1,156 @@
+"""Static checks of the service images (services/<name>/Dockerfile) and Kubernetes manifests (deploy/k8s).
+
+Every service must be deployable the same hardened way: gRPC health probes on its gRPC port,
+resource requests and limits, non-root, read-only root filesystem with an emptyDir for /tmp, and
+settings from a ConfigMap whose keys carry the service's env prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+PORTS: dict[str, tuple[int, int]] = {  # service -> (gRPC port, admin port)
+    "ingest": (50051, 8081),
+    "feature": (50052, 8082),
+    "training": (50053, 8083),
+    "inference": (50054, 8084),
+    "monitor": (50055, 8085),
+}
+SERVICES = sorted(PORTS)
+
+_UNITS = {"": 1, "m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
+
+
+def _quantity(value: str | int | float) -> float:
+    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(value))
+    assert match and match.group(2) in _UNITS, f"bad quantity {value!r}"
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _kustomization_resources(directory: Path) -> list[dict[str, Any]]:
+    """Objects of a kustomization directory, following nested directories (no kustomize needed)."""
+    kustomization = _load(directory / "kustomization.yaml")[0]
+    objects: list[dict[str, Any]] = []
+    for entry in kustomization["resources"]:
+        target = directory / entry
+        assert target.exists(), f"{directory / 'kustomization.yaml'} lists missing {entry}"
+        objects.extend(_kustomization_resources(target) if target.is_dir() else _load(target))
+    return objects
+
+
+def _objects(service: str) -> dict[str, dict[str, Any]]:
+    by_kind: dict[str, dict[str, Any]] = {}
+    for obj in _kustomization_resources(K8S / service):
+        assert obj["kind"] not in by_kind, f"{service}: two {obj['kind']} objects"
+        by_kind[obj["kind"]] = obj
+    return by_kind
+
+
+def _container(deployment: dict[str, Any], service: str) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    matching = [c for c in containers if c["name"] == service]
+    assert len(matching) == 1, f"{service}: expected one container named {service}"
+    container: dict[str, Any] = matching[0]
+    return container
+
+
+def test_root_kustomization_lists_every_service() -> None:
+    root = _load(K8S / "kustomization.yaml")[0]
+    assert set(SERVICES) <= set(root["resources"])
+    deployments = {o["metadata"]["name"] for o in _kustomization_resources(K8S) if o["kind"] == "Deployment"}
+    assert deployments == {f"aimesh-{s}" for s in SERVICES}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_has_deployment_service_and_configmap(service: str) -> None:
+    assert {"Deployment", "Service", "ConfigMap"} <= set(_objects(service))
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_grpc_probes_on_the_grpc_port(service: str) -> None:
+    grpc_port, admin_port = PORTS[service]
+    container = _container(_objects(service)["Deployment"], service)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": grpc_port, "admin": admin_port}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert probe in container, f"{service}: no {probe}"
+        assert container[probe].get("grpc", {}).get("port") == grpc_port, f"{service}: {probe} must be gRPC"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_resources_have_requests_and_limits(service: str) -> None:
+    resources = _container(_objects(service)["Deployment"], service)["resources"]
+    for resource in ("cpu", "memory"):
+        request, limit = resources["requests"][resource], resources["limits"][resource]
+        assert _quantity(request) <= _quantity(limit), f"{service}: {resource} request above limit"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_runs_as_non_root_with_read_only_root_filesystem(service: str) -> None:
+    deployment = _objects(service)["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    container = _container(deployment, service)
+    security = container["securityContext"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"].get("runAsUser", 1) != 0
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert "ALL" in security["capabilities"]["drop"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert "/tmp" in mounts and "emptyDir" in volumes[mounts["/tmp"]], f"{service}: /tmp must be an emptyDir"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_settings_come_from_a_prefixed_configmap(service: str) -> None:
+    objects = _objects(service)
+    prefix = f"{service.upper()}_"
+    data = objects["ConfigMap"]["data"]
+    assert all(key.startswith(prefix) for key in data), f"{service}: every key needs the {prefix} prefix"
+    assert data[f"{prefix}KAFKA_BOOTSTRAP"]
+    assert data[f"{prefix}GRPC_HOST"] == "0.0.0.0", "binding 127.0.0.1 in a pod makes the probes fail"
+    assert int(data[f"{prefix}GRPC_PORT"]) == PORTS[service][0]
+    assert int(data[f"{prefix}ADMIN_PORT"]) == PORTS[service][1]
+    env_from = _container(objects["Deployment"], service)["envFrom"]
+    assert {"configMapRef": {"name": objects["ConfigMap"]["metadata"]["name"]}} in env_from
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_selects_the_pods_and_exposes_both_ports(service: str) -> None:
+    objects = _objects(service)
+    pod_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    selector = objects["Service"]["spec"]["selector"]
+    assert selector.items() <= pod_labels.items()
+    assert objects["Deployment"]["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    ports = {p["name"]: (p["port"], p["targetPort"]) for p in objects["Service"]["spec"]["ports"]}
+    assert ports == {"grpc": (PORTS[service][0], "grpc"), "admin": (PORTS[service][1], "admin")}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerfile(service: str) -> None:
+    text = (ROOT / "services" / service / "Dockerfile").read_text()
+    instructions = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    froms = [line.split()[1] for line in instructions if line.startswith("FROM ")]
+    assert froms and all(image == "python:3.11-slim" for image in froms)
+    users = [line.split()[1] for line in instructions if line.startswith("USER ")]
+    assert users, f"{service}: no USER"
+    assert users[-1].split(":")[0] not in {"0", "root"}, f"{service}: runs as root"
+    entrypoint = next(line for line in instructions if line.startswith("ENTRYPOINT "))
+    assert json.loads(entrypoint.removeprefix("ENTRYPOINT ")) == ["python", "-m", f"aimesh.{service}"]
+    exposed = {int(p) for line in instructions if line.startswith("EXPOSE ") for p in line.split()[1:]}
+    assert exposed == set(PORTS[service])
+    for part in ("libs/api", "libs/core", f"services/{service}"):
+        assert f"COPY {part} " in text, f"{service}: image must install {part}"

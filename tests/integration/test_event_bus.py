@@ -1,0 +1,188 @@
+"""The Kafka event bus against a real Apache Kafka broker: publish, consume, commit, redelivery, DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
+from aimesh.api.inference.v1 import events_pb2 as inference_events
+from aimesh.core.bus import EventConsumer, EventProducer
+from aimesh.core.deadletter import DeadLetterPublisher
+from aimesh.core.events import Event
+
+pytestmark = pytest.mark.integration
+
+
+def prediction(i: int) -> inference_events.Prediction:
+    return inference_events.Prediction(request_id=f"req-{i}", score=i / 1000)
+
+
+async def run_until(consumer: EventConsumer, done: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Run ``consumer`` until ``done()`` holds, then stop it (commits) and wait for it to return."""
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(timeout):
+            while not done():
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.05)
+    finally:
+        consumer.stop()
+        await task
+
+
+async def publish_predictions(bootstrap: str, topic: str, n: int, keys: int = 7) -> list[str]:
+    async with EventProducer(bootstrap, source="bus-test") as producer:
+        futures = [
+            await producer.send_event(topic, prediction(i), key=f"k{i % keys}", event_id=f"ev-{i}") for i in range(n)
+        ]
+        await asyncio.gather(*futures)
+    return [f"ev-{i}" for i in range(n)]
+
+
+async def test_publish_consume_commit_in_key_order(endpoints, make_topic, unique) -> None:  # type: ignore[no-untyped-def]
+    topic = await make_topic("bus")
+    ids = await publish_predictions(endpoints.kafka_bootstrap, topic, 300)
+    seen: list[Event] = []
+
+    async def handle(event: Event) -> None:
+        seen.append(event)
+
+    group = f"g-{unique}"
+    consumer = EventConsumer(endpoints.kafka_bootstrap, group_id=group, topics=[topic], handler=handle, service="t")
+    await run_until(consumer, lambda: len(seen) >= 300)
+
+    assert sorted(e.id for e in seen) == sorted(ids)
+    first = seen[0]
+    assert first.ce_type == "aimesh.api.inference.v1.Prediction"
+    assert first.header("ce_source") == "bus-test" and first.header("ce_specversion") == "1.0"
+    assert first.header("content-type") == "application/protobuf"
+    assert first.parse(inference_events.Prediction).request_id.startswith("req-")
+    by_key: dict[bytes | None, list[int]] = defaultdict(list)
+    for e in seen:
+        by_key[e.key].append(int(e.id.split("-")[1]))
+    assert all(v == sorted(v) for v in by_key.values()), "one key's events must arrive in order"
+
+    again: list[Event] = []
+
+    async def handle_again(event: Event) -> None:
+        again.append(event)
+
+    rerun = EventConsumer(endpoints.kafka_bootstrap, group_id=group, topics=[topic], handler=handle_again, service="t")
+    task = asyncio.create_task(rerun.run())
+    await asyncio.sleep(6)
+    rerun.stop()
+    await task
+    assert again == [], "offsets were committed, so the same group must not see the events again"
+
+
+async def test_kill_9_mid_stream_loses_nothing(endpoints, make_topic, unique, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    topic = await make_topic("crash")
+    ids = await publish_predictions(endpoints.kafka_bootstrap, topic, 500)
+    effects = tmp_path / "effects.txt"
+    group = f"g-{unique}"
+    script = Path(__file__).with_name("crash_consumer.py")
+    proc = subprocess.run(
+        [sys.executable, str(script), endpoints.kafka_bootstrap, topic, group, str(effects), "230"],
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == -9, "the consumer process must have been SIGKILLed mid-stream"
+    before_crash = effects.read_text().split()
+    assert len(before_crash) == 230
+
+    after: list[str] = []
+
+    async def handle(event: Event) -> None:
+        after.append(event.id)
+
+    consumer = EventConsumer(endpoints.kafka_bootstrap, group_id=group, topics=[topic], handler=handle, service="t")
+    await run_until(consumer, lambda: set(before_crash) | set(after) >= set(ids))
+
+    assert set(before_crash) | set(after) == set(ids), "no event may be lost across the crash"
+    redelivered = Counter(before_crash + after)
+    duplicates = sum(c - 1 for c in redelivered.values())
+    assert duplicates <= 230, "only effects after the last commit may be redelivered"
+
+
+async def test_poison_event_is_dead_lettered_with_original_bytes(endpoints, make_topic, unique) -> None:  # type: ignore[no-untyped-def]
+    topic = await make_topic("poison")
+    dlq_topic = await make_topic("dlq", partitions=1)
+    garbage = b"\xff\x00 this is not a protobuf \x12\xff"
+    async with EventProducer(endpoints.kafka_bootstrap, source="bus-test") as producer:
+        await producer.publish(topic, prediction(1), key="a", event_id="good-1")
+        await producer.send_raw(
+            topic,
+            garbage,
+            key="a",
+            headers=[("ce_id", b"bad-1"), ("ce_type", b"aimesh.api.inference.v1.Prediction")],
+        )
+        await producer.publish(topic, prediction(2), key="a", event_id="good-2")
+
+        handled: list[str] = []
+
+        async def handle(event: Event) -> None:
+            event.parse(inference_events.Prediction)
+            handled.append(event.id)
+
+        consumer = EventConsumer(
+            endpoints.kafka_bootstrap,
+            group_id=f"g-{unique}",
+            topics=[topic],
+            handler=handle,
+            service="t",
+            dead_letters=DeadLetterPublisher(producer, "bus-test", topic=dlq_topic),
+        )
+        await run_until(consumer, lambda: len(handled) >= 2)
+    assert handled == ["good-1", "good-2"], "the poison event must not block the ones after it"
+
+    letters: list[events_pb2.DeadLetter] = []
+
+    async def collect(event: Event) -> None:
+        letters.append(event.parse(events_pb2.DeadLetter))
+
+    reader = EventConsumer(
+        endpoints.kafka_bootstrap, group_id=f"r-{unique}", topics=[dlq_topic], handler=collect, service="t"
+    )
+    await run_until(reader, lambda: len(letters) >= 1)
+    (letter,) = letters
+    assert letter.original_payload == garbage
+    assert letter.reason_code == ingest_pb2.REASON_CODE_MALFORMED_PAYLOAD
+    assert "Prediction" in letter.message
+    assert letter.event_id == "bad-1"
+    assert letter.upstream.topic == topic and letter.upstream.offset == 1
+    assert letter.original_headers["ce_id"] == "bad-1"
+
+
+async def test_failing_handler_is_retried_not_skipped(endpoints, make_topic, unique) -> None:  # type: ignore[no-untyped-def]
+    topic = await make_topic("retry", partitions=1)
+    ids = await publish_predictions(endpoints.kafka_bootstrap, topic, 20, keys=1)
+    attempts: Counter[str] = Counter()
+    done: list[str] = []
+
+    async def flaky(event: Event) -> None:
+        attempts[event.id] += 1
+        if event.id == "ev-7" and attempts[event.id] <= 2:
+            raise ConnectionError("downstream hiccup")
+        done.append(event.id)
+
+    consumer = EventConsumer(
+        endpoints.kafka_bootstrap,
+        group_id=f"g-{unique}",
+        topics=[topic],
+        handler=flaky,
+        service="t",
+        retry_backoff_s=0.05,
+    )
+    await run_until(consumer, lambda: len(done) >= 20)
+    assert done == ids, "a failed event is retried in place; nothing after it is handled first"
+    assert attempts["ev-7"] == 3
+
+
