@@ -221,7 +221,7 @@ def test_dead_letter_keeps_original_bytes_and_reason() -> None:
     raw = b'{"amount": "not a number"\xff'
     letter = ingest_events_pb2.DeadLetter(
         original_payload=raw,
-        original_headers={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"},
+        original_headers=[common_pb2.Header(key="traceparent", value=b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01")],
         source="card_transactions",
         reason_code=ingest_pb2.REASON_CODE_MALFORMED_PAYLOAD,
         message="invalid JSON",
@@ -229,7 +229,7 @@ def test_dead_letter_keeps_original_bytes_and_reason() -> None:
     parsed = ingest_events_pb2.DeadLetter.FromString(letter.SerializeToString())
     assert parsed.original_payload == raw
     assert parsed.reason_code == ingest_pb2.REASON_CODE_MALFORMED_PAYLOAD
-    assert parsed.original_headers["traceparent"].endswith("-01")
+    assert parsed.original_headers[0].value.endswith(b"-01")
 
 
 def test_optional_fields_track_presence() -> None:

@@ -47,8 +47,7 @@ def build_dead_letter(
         event_id=event_id,
         field=field,
     )
-    for key, value in headers:
-        dl.original_headers[key] = value.decode("utf-8", "backslashreplace")
+    dl.original_headers.extend(common_pb2.Header(key=k, value=v) for k, v in headers)
     if position is not None:
         topic, partition, offset = position
         dl.upstream.CopyFrom(common_pb2.KafkaPosition(topic=topic, partition=partition, offset=offset))

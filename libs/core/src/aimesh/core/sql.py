@@ -12,9 +12,10 @@ from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import event, pool, text
+from sqlalchemy import Table, event, pool, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_engine_from_config, create_async_engine
 from sqlalchemy.schema import MetaData
 
 
@@ -39,27 +40,64 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
     return create_async_engine(url, **options)
 
 
+async def insert_ignoring_duplicates(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> int:
+    """Insert ``rows``, skipping those whose primary or unique key exists already; returns rows inserted.
+
+    The building block of idempotent effects: replaying the same events inserts nothing twice.
+    Supported on SQLite and PostgreSQL (``ON CONFLICT DO NOTHING``).
+    """
+    if not rows:
+        return 0
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table).values(rows).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).values(rows).on_conflict_do_nothing()
+    else:
+        raise NotImplementedError(f"insert_ignoring_duplicates supports SQLite and PostgreSQL, not {dialect}")
+    result = await conn.execute(stmt)
+    return int(result.rowcount or 0)
+
+
 async def ping(engine: AsyncEngine) -> None:
     """Readiness check: one ``SELECT 1``; raises when the database does not answer."""
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
 
 
-async def migrate(url: str, script_location: Path) -> None:
-    """Upgrade the database at ``url`` to the newest revision in ``script_location`` (idempotent)."""
+async def migrate(engine: AsyncEngine, script_location: Path) -> None:
+    """Upgrade the database behind ``engine`` to the newest revision in ``script_location`` (idempotent).
+
+    Runs in one transaction on one of the engine's connections, so connection options such as a
+    PostgreSQL ``search_path`` apply to the migration too.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    await asyncio.to_thread(command.upgrade, cfg, "head")
+
+    def upgrade(connection: Connection) -> None:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+    async with engine.begin() as conn:
+        await conn.run_sync(upgrade)
 
 
 def run_alembic_env(target_metadata: MetaData) -> None:
-    """The body of a service's Alembic ``env.py`` (online mode, async engine)."""
+    """The body of a service's Alembic ``env.py``.
+
+    Uses the connection ``migrate()`` hands over; from the ``alembic`` command line it connects to
+    ``sqlalchemy.url`` with an async engine.
+    """
 
     def do_run(connection: Connection) -> None:
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()
+
+    given = context.config.attributes.get("connection")
+    if given is not None:
+        do_run(given)
+        return
 
     async def run_async() -> None:
         engine = async_engine_from_config(

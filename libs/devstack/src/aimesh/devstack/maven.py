@@ -13,7 +13,7 @@ from rich.console import Console
 
 from aimesh.devstack.errors import DevstackError
 
-_TRANSFER = re.compile(r"^(Downloading|Downloaded) from \S+: (\S+)")
+_TRANSFER = re.compile(r"^(?:\[INFO\] )?(Downloading|Downloaded) from \S+: (\S+)")
 _ERROR_TAIL = 40
 
 

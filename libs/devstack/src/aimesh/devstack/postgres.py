@@ -174,7 +174,7 @@ class Postgres(Server):
             healthy=version is not None,
             version=version.split(" on ")[0].removeprefix("PostgreSQL ") if version else None,
             endpoint=self.url(),
-            detail=(version or "no login")[:80] + f"; also {', '.join(self.databases[1:])}",
+            detail=f"databases {', '.join(self.databases)}" if version else "no password login over TCP",
         )
 
     def stop(self) -> bool:
@@ -193,7 +193,8 @@ class Postgres(Server):
         admin = await asyncpg.connect(host=str(self.pgdata), port=self.port, user=USER, database="postgres")
         try:
             if not await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", self.role):
-                await admin.execute(f"CREATE ROLE {self.role} LOGIN PASSWORD '{self.password.replace("'", "''")}'")
+                secret = self.password.replace("'", "''")
+                await admin.execute(f"CREATE ROLE {self.role} LOGIN PASSWORD '{secret}'")
             for db in self.databases:
                 if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", db):
                     await admin.execute(f"CREATE DATABASE {db} OWNER {self.role}")

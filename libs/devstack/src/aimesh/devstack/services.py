@@ -93,7 +93,7 @@ class Service(Server):
         )
 
     def health(self) -> Health:
-        """``GET /healthz``: healthy when it answers 200 with ``status: ok``; its ``version`` is reported."""
+        """Healthy when ``GET /healthz`` answers 200 with ``status: ok`` and ``/readyz`` 200; reports its ``version``."""
         endpoint = f"grpc {HOST}:{self.grpc_port}, admin {self.admin_url}"
         try:
             response = httpx.get(f"{self.admin_url}/healthz", timeout=3.0)
@@ -102,7 +102,8 @@ class Service(Server):
             return Health(self.name, self.is_running(), False, None, endpoint, f"no /healthz answer ({exc})")
         if not isinstance(body, dict):
             body = {}
-        healthy = response.status_code == 200 and body.get("status") == "ok" and self._ready()
+        ready = self._ready()
+        healthy = response.status_code == 200 and body.get("status") == "ok" and ready
         version = body.get("version")
         return Health(
             self.name,
@@ -110,7 +111,7 @@ class Service(Server):
             healthy=healthy,
             version=str(version) if version is not None else None,
             endpoint=endpoint,
-            detail=f"healthz {response.status_code} {body.get('status', '')}".strip(),
+            detail=f"healthz {response.status_code} {body.get('status', '?')}, {'ready' if ready else 'not ready'}",
         )
 
     def _ready(self) -> bool:

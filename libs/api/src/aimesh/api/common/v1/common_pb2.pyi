@@ -30,6 +30,14 @@ class Value(_message.Message):
     bool_value: bool
     def __init__(self, double_value: _Optional[float] = ..., int64_value: _Optional[int] = ..., string_value: _Optional[str] = ..., bool_value: _Optional[bool] = ...) -> None: ...
 
+class Header(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: bytes
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+
 class KafkaPosition(_message.Message):
     __slots__ = ("topic", "partition", "offset")
     TOPIC_FIELD_NUMBER: _ClassVar[int]

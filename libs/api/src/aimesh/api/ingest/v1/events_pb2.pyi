@@ -6,7 +6,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -42,13 +42,6 @@ class CanonicalRecord(_message.Message):
 
 class DeadLetter(_message.Message):
     __slots__ = ("original_payload", "original_headers", "source", "upstream", "reason_code", "message", "time", "event_id", "field")
-    class OriginalHeadersEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ORIGINAL_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_HEADERS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -59,7 +52,7 @@ class DeadLetter(_message.Message):
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
     original_payload: bytes
-    original_headers: _containers.ScalarMap[str, str]
+    original_headers: _containers.RepeatedCompositeFieldContainer[_common_pb2.Header]
     source: str
     upstream: _common_pb2.KafkaPosition
     reason_code: _ingest_pb2.ReasonCode
@@ -67,4 +60,4 @@ class DeadLetter(_message.Message):
     time: _timestamp_pb2.Timestamp
     event_id: str
     field: str
-    def __init__(self, original_payload: _Optional[bytes] = ..., original_headers: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ..., upstream: _Optional[_Union[_common_pb2.KafkaPosition, _Mapping]] = ..., reason_code: _Optional[_Union[_ingest_pb2.ReasonCode, str]] = ..., message: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_id: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+    def __init__(self, original_payload: _Optional[bytes] = ..., original_headers: _Optional[_Iterable[_Union[_common_pb2.Header, _Mapping]]] = ..., source: _Optional[str] = ..., upstream: _Optional[_Union[_common_pb2.KafkaPosition, _Mapping]] = ..., reason_code: _Optional[_Union[_ingest_pb2.ReasonCode, str]] = ..., message: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_id: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,52 @@
+# aimesh developer commands. The two that matter: `make demo` (run the main job) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+AIMESH := $(VENV)/bin/aimesh
+PARTS := libs/api libs/core libs/devstack services/ingest services/feature services/training services/inference services/monitor
+STAMP := $(VENV)/.installed
+
+.PHONY: setup up up-infra down status demo test test-unit lint proto clean
+
+setup: $(STAMP)  ## Create .venv and install every part (editable) with pinned versions; install PostgreSQL if missing.
+
+$(STAMP): constraints.txt pyproject.toml $(addsuffix /pyproject.toml,$(PARTS))
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade --quiet "pip==25.3"
+	$(PIP) install --progress-bar on -c constraints.txt $(addprefix -e ,$(PARTS)) -e ".[dev]"
+	bash deploy/local/postgres/install.sh
+	@touch $(STAMP)
+
+up: setup  ## Start Kafka, Elasticsearch, PostgreSQL, Triton and the five services; wait until healthy.
+	$(AIMESH) up
+
+up-infra: setup  ## Start only the infrastructure the tests need.
+	$(AIMESH) up --infra-only
+
+down:  ## Stop everything `up` started.
+	@test -x $(AIMESH) && $(AIMESH) down || true
+
+status:
+	$(AIMESH) status
+
+demo: up  ## The main job (for now: the whole mesh up and healthy).
+	$(AIMESH) status
+
+lint: setup  ## ruff (lint + format check) and mypy (strict).
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test-unit: setup  ## Unit tests only: no servers needed.
+	$(PY) -m pytest -m "not integration and not e2e" -q
+
+test: up-infra lint  ## The whole suite: lint, unit, integration (real Kafka, Elasticsearch, Triton, PostgreSQL).
+	$(PY) -m pytest -rA -q --durations=15
+
+proto: setup  ## Regenerate libs/api from proto/.
+	$(PY) scripts/gen_proto.py
+
+clean: down
+	rm -rf .aimesh $(VENV)

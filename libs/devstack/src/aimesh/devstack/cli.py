@@ -1,0 +1,136 @@
+"""`aimesh up | down | status | logs`: the local stack without Docker.
+
+Every failure the devstack foresees is a DevstackError: it is printed as one line (cause and fix) and
+the command exits with status 1, without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from aimesh.devstack.errors import DevstackError
+from aimesh.devstack.paths import Paths
+from aimesh.devstack.server import log_tail
+from aimesh.devstack.stack import Stack
+
+app = typer.Typer(
+    help="Run the aimesh stack locally (Kafka, Elasticsearch, PostgreSQL, Triton and the five services).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+Only = Annotated[list[str] | None, typer.Option("--only", help="Only this part (repeatable).")]
+InfraOnly = Annotated[
+    bool, typer.Option("--infra-only", help="Only kafka, elasticsearch, postgres and triton.")
+]
+
+
+def _console() -> Console:
+    """Rich console on stdout; wide when stdout is not a terminal (logs, CI), so tables do not wrap."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def _stack() -> tuple[Stack, Paths, Console]:
+    console = _console()
+    paths = Paths.default()
+    paths.ensure()
+    return Stack.build(paths, console), paths, console
+
+
+@app.command()
+def up(
+    infra_only: InfraOnly = False,
+    only: Only = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for everything to be ready.")] = 300.0,
+) -> None:
+    """Install what is missing, start everything (or the selection) and wait until it is ready."""
+    stack, paths, console = _stack()
+    parts = stack.select(only or (), infra_only=infra_only)
+    t0 = time.monotonic()
+    stack.up(parts, timeout=timeout)
+    console.print(f"[bold green]up[/]: {len(parts)} part(s) ready in {time.monotonic() - t0:.1f}s (state in {paths.home})")
+
+
+@app.command()
+def down(only: Only = None) -> None:
+    """Stop what `up` started (services first, then infrastructure), child processes included."""
+    stack, _paths, _console = _stack()
+    stack.down(stack.select(only or ()))
+
+
+@app.command()
+def status(infra_only: InfraOnly = False, only: Only = None) -> None:
+    """Print each part's state; exit 0 only when every selected part is healthy."""
+    stack, _paths, console = _stack()
+    healths = stack.status(stack.select(only or (), infra_only=infra_only))
+    table = Table("name", "running", "healthy", "version", "endpoint", "detail", title="aimesh local stack")
+    for h in healths:
+        table.add_row(
+            h.name,
+            "[green]yes[/]" if h.running else "[red]no[/]",
+            "[green]yes[/]" if h.healthy else "[red]no[/]",
+            h.version or "-",
+            h.endpoint,
+            h.detail,
+        )
+    console.print(table)
+    if not all(h.healthy for h in healths):
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="A part (kafka, ingest, ...) or another log, e.g. kafka-install.")],
+    lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines from the end.")] = 50,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines (Ctrl-C stops).")] = False,
+) -> None:
+    """Print the end of a part's log (stdout and stderr of its process)."""
+    paths = Paths.default()
+    logfile = paths.logfile(name)
+    if not logfile.is_file():
+        known = sorted(p.stem for p in paths.logs.glob("*.log"))
+        raise DevstackError(name, f"no log file {logfile}", f"use one of: {', '.join(known) or 'none yet (run aimesh up)'}")
+    for line in log_tail(logfile, lines):
+        sys.stdout.write(line + "\n")
+    if follow:
+        _follow(logfile)
+
+
+def _follow(logfile: Path) -> None:
+    """Print what is appended to ``logfile`` until interrupted."""
+    with logfile.open(errors="replace") as f:
+        f.seek(0, 2)
+        try:
+            while True:
+                line = f.readline()
+                if line:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                else:
+                    time.sleep(0.3)
+        except KeyboardInterrupt:
+            return
+
+
+def main() -> None:
+    """Console-script entry point: run the app; DevstackError -> one line on stderr, exit status 1."""
+    # aiokafka logs every refused connection at ERROR; a probe that fails is reported in the table instead.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        app()
+    except DevstackError as exc:
+        Console(stderr=True).print(f"[bold red]error[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted; `aimesh down` stops what was started")
+        sys.exit(130)
