@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -21,7 +22,7 @@ async def kafka_admin(endpoints, record_infra_version) -> AsyncIterator[AIOKafka
         await admin.start()
     except KafkaError as exc:
         pytest.fail(f"Kafka at {endpoints.kafka_bootstrap} is not reachable ({exc}); {UP_HINT}")
-    health = Kafka(Paths.default()).health()
+    health = await asyncio.to_thread(Kafka(Paths.default()).health)
     record_infra_version("Apache Kafka", health.version or "unknown")
     try:
         yield admin
