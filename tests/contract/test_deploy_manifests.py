@@ -79,14 +79,16 @@ def test_service_has_deployment_service_and_configmap(service: str) -> None:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_grpc_probes_on_the_grpc_port(service: str) -> None:
+def test_probes_readiness_over_grpc_health_liveness_over_admin(service: str) -> None:
+    """Readiness: grpc.health.v1 (it follows the real dependency checks); liveness: /healthz (loops moving)."""
     grpc_port, admin_port = PORTS[service]
     container = _container(_objects(service)["Deployment"], service)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"grpc": grpc_port, "admin": admin_port}
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert probe in container, f"{service}: no {probe}"
+    for probe in ("startupProbe", "readinessProbe"):
         assert container[probe].get("grpc", {}).get("port") == grpc_port, f"{service}: {probe} must be gRPC"
+    liveness = container["livenessProbe"].get("httpGet", {})
+    assert (liveness.get("path"), liveness.get("port")) == ("/healthz", admin_port), f"{service}: liveness"
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -109,7 +109,14 @@ async def test_ecs_template_bulk_index_and_search(
                 "bool": {
                     "filter": [
                         {"term": {"log.level": "error"}},
-                        {"range": {"@timestamp": {"gte": start.isoformat(), "lt": (start + timedelta(seconds=300)).isoformat()}}},
+                        {
+                            "range": {
+                                "@timestamp": {
+                                    "gte": start.isoformat(),
+                                    "lt": (start + timedelta(seconds=300)).isoformat(),
+                                }
+                            }
+                        },
                     ]
                 }
             },

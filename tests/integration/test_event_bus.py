@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
 from aimesh.api.inference.v1 import events_pb2 as inference_events
+from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
 from aimesh.core.bus import EventConsumer, EventProducer
 from aimesh.core.deadletter import DeadLetterPublisher
 from aimesh.core.events import Event
@@ -184,5 +184,3 @@ async def test_failing_handler_is_retried_not_skipped(endpoints, make_topic, uni
     await run_until(consumer, lambda: len(done) >= 20)
     assert done == ids, "a failed event is retried in place; nothing after it is handled first"
     assert attempts["ev-7"] == 3
-
-

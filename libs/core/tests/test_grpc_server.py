@@ -19,7 +19,7 @@ SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_nam
 
 
 class FakeScoring(inference_pb2_grpc.InferenceServiceServicer):
-    async def Score(self, request: inference_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> object:  # noqa: N802
+    async def Score(self, request: inference_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> object:
         if request.request_id == "missing":
             raise NotFound("model 'fraud' has no alias 'champion'")
         if request.request_id == "bad":

@@ -79,3 +79,39 @@ async def test_crash_of_one_part_stops_the_service_and_propagates() -> None:
     with pytest.raises(ExceptionGroup) as err:
         await asyncio.wait_for(runtime.run(), 5)
     assert "consumer died" in str(err.value.exceptions[0])
+
+
+async def test_grpc_health_follows_readiness() -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from aimesh.core.grpc_server import GrpcServer
+
+    s = ServiceSettings(admin_port=free_port(), grpc_port=free_port(), readiness_interval_seconds=0.1)
+    runtime = ServiceRuntime(s, "0.1.0")
+    kafka_up = {"ok": False}
+
+    async def kafka() -> None:
+        if not kafka_up["ok"]:
+            raise ConnectionError("broker down")
+
+    runtime.probes.readiness["kafka"] = kafka
+    runtime.add_grpc(GrpcServer(s, [], ["demo.Service"]))
+    task = asyncio.create_task(runtime.run())
+    serving = health_pb2.HealthCheckResponse.SERVING
+
+    async def status(channel: grpc.aio.Channel) -> int:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="demo.Service"))
+        return int(reply.status)
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{s.grpc_port}") as channel:
+        await asyncio.sleep(0.5)
+        assert await status(channel) != serving
+        kafka_up["ok"] = True
+        await asyncio.sleep(0.5)
+        assert await status(channel) == serving
+        kafka_up["ok"] = False
+        await asyncio.sleep(0.5)
+        assert await status(channel) != serving
+    runtime.request_stop()
+    await asyncio.wait_for(task, 5)

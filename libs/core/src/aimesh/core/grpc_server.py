@@ -134,6 +134,8 @@ class GrpcServer:
     ) -> None:
         self.settings = settings
         self.service_names = list(service_names)
+        self.serving_at_start = True
+        """False when something else (the runtime's readiness loop) decides when to report SERVING."""
         limit = settings.grpc_max_message_bytes
         self.server = grpc.aio.server(
             interceptors=[ErrorMappingInterceptor()],
@@ -162,9 +164,16 @@ class GrpcServer:
         for name in ("", *self.service_names):
             await self.health.set(name, status)
 
+    async def set_serving(self, serving: bool) -> None:
+        """Publish readiness through grpc.health.v1 (what Kubernetes' gRPC readiness probe reads)."""
+        await self._set_status(
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+
     async def serve(self) -> None:
         await self.server.start()
-        await self._set_status(health_pb2.HealthCheckResponse.SERVING)
+        if self.serving_at_start:
+            await self._set_status(health_pb2.HealthCheckResponse.SERVING)
         log.info("gRPC listening", extra={"port": self.port, "services": self.service_names})
         await self.server.wait_for_termination()
 

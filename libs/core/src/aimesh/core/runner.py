@@ -10,6 +10,7 @@ crashes, the others are stopped and the exception propagates, so the process exi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -42,6 +43,7 @@ class ServiceRuntime:
         self.probes = Probes()
         self._parts: list[_Part] = []
         self._cleanups: list[Callable[[], Awaitable[None]]] = []
+        self._health_targets: list[GrpcServer] = []
         self._stop = asyncio.Event()
 
     def add_part(
@@ -51,7 +53,18 @@ class ServiceRuntime:
         self._parts.append(_Part(name, run, stop))
 
     def add_grpc(self, server: GrpcServer) -> None:
+        """Serve ``server``; its grpc.health.v1 status follows the readiness checks (re-run every few seconds)."""
+        server.serving_at_start = False
         self.add_part("grpc", server.serve, server.stop)
+        self._health_targets.append(server)
+
+    async def _sync_grpc_health(self) -> None:
+        while not self._stop.is_set():
+            failed = await self.probes.check_ready()
+            for server in self._health_targets:
+                await server.set_serving(not failed)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.settings.readiness_interval_seconds)
 
     def add_consumer(self, consumer: EventConsumer) -> None:
         """Run the consumer; liveness fails when it has not polled within ``liveness_max_stall_seconds``."""
@@ -94,6 +107,10 @@ class ServiceRuntime:
         """Run after every part has stopped (in reverse order of registration)."""
         self._cleanups.append(cleanup)
 
+    @staticmethod
+    async def _noop() -> None:
+        return None
+
     def request_stop(self) -> None:
         """Begin the drain, as SIGTERM does."""
         self._stop.set()
@@ -109,6 +126,8 @@ class ServiceRuntime:
             self.settings.admin_port,
         )
         parts = [*self._parts, _Part("admin", admin.serve, admin.stop)]
+        if self._health_targets:
+            parts.append(_Part("grpc-health", self._sync_grpc_health, self._noop))
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(p.run(), name=p.name) for p in parts]

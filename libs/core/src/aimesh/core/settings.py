@@ -51,6 +51,7 @@ class ServiceSettings(BaseSettings):
     )
     shutdown_grace_seconds: float = 10.0
     liveness_max_stall_seconds: float = 60.0
+    readiness_interval_seconds: float = 5.0
 
     @property
     def group_id(self) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_engine_from_config, create_async_engine
 from sqlalchemy.schema import MetaData
+from sqlalchemy.sql.expression import Executable
 
 
 def create_engine(url: str, **options: Any) -> AsyncEngine:
@@ -49,6 +50,7 @@ async def insert_ignoring_duplicates(conn: AsyncConnection, table: Table, rows: 
     if not rows:
         return 0
     dialect = conn.dialect.name
+    stmt: Executable
     if dialect == "postgresql":
         stmt = postgresql.insert(table).values(rows).on_conflict_do_nothing()
     elif dialect == "sqlite":

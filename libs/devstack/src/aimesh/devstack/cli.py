@@ -29,9 +29,7 @@ app = typer.Typer(
 )
 
 Only = Annotated[list[str] | None, typer.Option("--only", help="Only this part (repeatable).")]
-InfraOnly = Annotated[
-    bool, typer.Option("--infra-only", help="Only kafka, elasticsearch, postgres and triton.")
-]
+InfraOnly = Annotated[bool, typer.Option("--infra-only", help="Only kafka, elasticsearch, postgres and triton.")]
 
 
 def _console() -> Console:
@@ -58,7 +56,9 @@ def up(
     parts = stack.select(only or (), infra_only=infra_only)
     t0 = time.monotonic()
     stack.up(parts, timeout=timeout)
-    console.print(f"[bold green]up[/]: {len(parts)} part(s) ready in {time.monotonic() - t0:.1f}s (state in {paths.home})")
+    console.print(
+        f"[bold green]up[/]: {len(parts)} part(s) ready in {time.monotonic() - t0:.1f}s (state in {paths.home})"
+    )
 
 
 @app.command()
@@ -99,7 +99,9 @@ def logs(
     logfile = paths.logfile(name)
     if not logfile.is_file():
         known = sorted(p.stem for p in paths.logs.glob("*.log"))
-        raise DevstackError(name, f"no log file {logfile}", f"use one of: {', '.join(known) or 'none yet (run aimesh up)'}")
+        raise DevstackError(
+            name, f"no log file {logfile}", f"use one of: {', '.join(known) or 'none yet (run aimesh up)'}"
+        )
     for line in log_tail(logfile, lines):
         sys.stdout.write(line + "\n")
     if follow:

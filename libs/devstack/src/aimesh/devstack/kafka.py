@@ -112,9 +112,7 @@ class Kafka(Server):
         template = Template((self.deploy_dir / "server.properties").read_text())
         server = self.config_dir / "server.properties"
         server.write_text(
-            template.substitute(
-                host=HOST, port=self.port, controller_port=self.controller_port, log_dirs=self.log_dirs
-            )
+            template.substitute(host=HOST, port=self.port, controller_port=self.controller_port, log_dirs=self.log_dirs)
         )
         shutil.copyfile(self.deploy_dir / "log4j2.properties", self.config_dir / "log4j2.properties")
         return server
@@ -161,7 +159,9 @@ class Kafka(Server):
         if self.is_running():
             return
         if self.installed_version() is None:
-            raise DevstackError(self.name, f"Kafka jars are missing in {self.libs}", "run `aimesh up` (it installs them)")
+            raise DevstackError(
+                self.name, f"Kafka jars are missing in {self.libs}", "run `aimesh up` (it installs them)"
+            )
         self.check_ports()
         server = self.render_config()
         self.format_storage(server)

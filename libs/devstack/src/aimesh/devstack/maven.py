@@ -76,4 +76,3 @@ def run_pom(
             f"check network access to Maven Central (repo1.maven.org) and read {logfile}; then `aimesh up` again",
         )
     console.print(f"  {component}: Maven done ({downloads} artifact(s) downloaded, the rest from ~/.m2)")
-

@@ -16,7 +16,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 from rich.console import Console
 
 from aimesh.devstack.component import Health
@@ -57,7 +57,7 @@ class Postgres(Server):
         console: Console | None = None,
         port: int = 5433,
         role: str = "aimesh",
-        password: str = "aimesh",
+        password: str = "aimesh",  # noqa: S107 - the documented password of the local development role
         databases: Sequence[str] = ("aimesh", "aimesh_test"),
     ) -> None:
         super().__init__(paths, console=console)
@@ -117,12 +117,18 @@ class Postgres(Server):
         code = run(
             [
                 str(bin_dir / "initdb"),
-                "--pgdata", str(self.pgdata),
-                "--username", USER,
-                "--auth-local", "trust",
-                "--auth-host", "scram-sha-256",
-                "--encoding", "UTF8",
-                "--locale", "C",
+                "--pgdata",
+                str(self.pgdata),
+                "--username",
+                USER,
+                "--auth-local",
+                "trust",
+                "--auth-host",
+                "scram-sha-256",
+                "--encoding",
+                "UTF8",
+                "--locale",
+                "C",
             ],
             logfile=log,
             user=USER,
@@ -145,10 +151,14 @@ class Postgres(Server):
         spawn(
             [
                 str(self.bin_dir() / "postgres"),
-                "-D", str(self.pgdata),
-                "-p", str(self.port),
-                "-c", f"listen_addresses={HOST}",
-                "-c", f"unix_socket_directories={self.pgdata}",
+                "-D",
+                str(self.pgdata),
+                "-p",
+                str(self.port),
+                "-c",
+                f"listen_addresses={HOST}",
+                "-c",
+                f"unix_socket_directories={self.pgdata}",
             ],
             pidfile=self.pidfile,
             logfile=self.logfile,

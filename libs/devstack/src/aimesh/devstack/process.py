@@ -6,14 +6,16 @@ recycled PID that now belongs to someone else is never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -63,23 +65,25 @@ def read_pid(pidfile: Path) -> psutil.Process | None:
         return None
 
 
-def _environment(env: Mapping[str, str] | None, user: str | None) -> tuple[dict[str, str], Callable[[], None] | None]:
-    """The child's environment (ours plus ``env``) and, for ``user``, the hook that drops to that user."""
+def _child_options(env: Mapping[str, str] | None, user: str | None) -> dict[str, Any]:
+    """Popen keyword arguments: the child's environment (ours plus ``env``) and, for ``user``, its ids.
+
+    ``user`` makes the child run as that user, with its primary group and supplementary groups (needs root).
+    """
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
     if user is None:
-        return full_env, None
+        return {"env": full_env}
     pw = pwd.getpwnam(user)
     full_env["HOME"] = pw.pw_dir
     full_env["USER"] = user
-
-    def demote() -> None:
-        os.setgid(pw.pw_gid)
-        os.initgroups(user, pw.pw_gid)
-        os.setuid(pw.pw_uid)
-
-    return full_env, demote
+    return {
+        "env": full_env,
+        "user": pw.pw_uid,
+        "group": pw.pw_gid,
+        "extra_groups": os.getgrouplist(user, pw.pw_gid),
+    }
 
 
 def run(
@@ -95,17 +99,15 @@ def run(
     ``user`` runs it as that unprivileged user (needs root), as in ``spawn``.
     """
     logfile.parent.mkdir(parents=True, exist_ok=True)
-    full_env, preexec = _environment(env, user)
     with open(logfile, "ab") as log:
         return subprocess.run(  # noqa: S603 - the command is built by the devstack itself
             list(cmd),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=full_env,
             cwd=cwd,
-            preexec_fn=preexec,
             check=False,
+            **_child_options(env, user),
         ).returncode
 
 
@@ -128,17 +130,15 @@ def spawn(
         return existing
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     logfile.parent.mkdir(parents=True, exist_ok=True)
-    full_env, preexec = _environment(env, user)
     with open(logfile, "ab") as log:
         popen = subprocess.Popen(  # noqa: S603 - the command is built by the devstack itself
             list(cmd),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=full_env,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=preexec,
+            **_child_options(env, user),
         )
     proc = psutil.Process(popen.pid)
     pidfile.write_text(f"{proc.pid} {proc.create_time()}\n")
@@ -160,10 +160,8 @@ def stop(pidfile: Path, *, grace: float = 20.0, sig: signal.Signals = signal.SIG
         family = [proc, *proc.children(recursive=True)]
     except psutil.Error:
         family = [proc]
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
     for member in family:
         try:
             if os.getpgid(member.pid) != proc.pid:
@@ -172,10 +170,8 @@ def stop(pidfile: Path, *, grace: float = 20.0, sig: signal.Signals = signal.SIG
             pass
     _gone, alive = psutil.wait_procs(family, timeout=grace)
     for p in alive:
-        try:
+        with contextlib.suppress(psutil.Error):
             p.kill()
-        except psutil.Error:
-            pass
     psutil.wait_procs(alive, timeout=5)
     pidfile.unlink(missing_ok=True)
     return True

@@ -93,7 +93,7 @@ class Service(Server):
         )
 
     def health(self) -> Health:
-        """Healthy when ``GET /healthz`` answers 200 with ``status: ok`` and ``/readyz`` 200; reports its ``version``."""
+        """Healthy when ``GET /healthz`` answers 200 with ``status: ok`` and ``/readyz`` 200; reports ``version``."""
         endpoint = f"grpc {HOST}:{self.grpc_port}, admin {self.admin_url}"
         try:
             response = httpx.get(f"{self.admin_url}/healthz", timeout=3.0)

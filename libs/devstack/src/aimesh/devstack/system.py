@@ -30,9 +30,20 @@ def ensure_system_user(component: str, user: str, *, home: str = "/nonexistent")
             f"--shell /usr/sbin/nologin {user}",
         )
     result = subprocess.run(  # noqa: S603 - fixed arguments
-        [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", home,
-         "--shell", "/usr/sbin/nologin", user],
-        capture_output=True, text=True, check=False,
+        [
+            useradd,
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            home,
+            "--shell",
+            "/usr/sbin/nologin",
+            user,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise DevstackError(
