@@ -142,8 +142,13 @@ async def _infer(client: InferenceServerClient, model: str, x: NDArray[np.float3
 
 
 @pytest.mark.asyncio
-async def test_server_metadata(client: InferenceServerClient, record_property: Callable[[str, object], None]) -> None:
+async def test_server_metadata(
+    client: InferenceServerClient,
+    record_property: Callable[[str, object], None],
+    record_infra_version: Callable[[str, str], None],
+) -> None:
     server_version = _server_version()
+    record_infra_version("NVIDIA Triton Inference Server", server_version)
     await _require_grpc(client)
     meta = await client.get_server_metadata(as_json=True, client_timeout=5.0)
     print(f"Triton server version {server_version} (HTTP {_http_url()}, gRPC {_grpc_target()})")
