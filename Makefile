@@ -15,7 +15,7 @@ setup: $(STAMP)  ## Create .venv and install every part (editable) with pinned v
 $(STAMP): constraints.txt pyproject.toml $(addsuffix /pyproject.toml,$(PARTS))
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade --quiet "pip==25.3"
-	$(PIP) install --progress-bar on -c constraints.txt $(addprefix -e ,$(PARTS)) -e ".[dev]"
+	$(PIP) install --progress-bar on -c constraints.txt $(addprefix -e ,$(PARTS)) --group dev
 	bash deploy/local/postgres/install.sh
 	@touch $(STAMP)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import sysconfig
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from aimesh.devstack.errors import DevstackError
@@ -95,9 +97,35 @@ def test_start_refuses_a_taken_port(paths: Paths, listener: int) -> None:
     assert not triton.pidfile.exists()
 
 
+def _write_log(triton: Triton, count: int) -> None:
+    triton.logfile.parent.mkdir(parents=True, exist_ok=True)
+    triton.logfile.write_text("".join(f"log line {i}\n" for i in range(count)))
+
+
 def test_wait_ready_fails_at_once_when_not_running(triton: Triton) -> None:
+    _write_log(triton, 50)
+    t0 = time.monotonic()
     with pytest.raises(DevstackError, match="not running") as info:
         triton.wait_ready(timeout=30)
+    assert time.monotonic() - t0 < 5
+    assert str(triton.logfile) in info.value.fix
+    # quotes the last 30 lines of the log, not just the last one
+    assert "log line 49" in info.value.cause
+    assert "log line 20" in info.value.cause
+    assert "log line 19" not in info.value.cause
+
+
+def test_wait_ready_times_out_naming_the_check_the_fix_and_the_log(triton: Triton) -> None:
+    # A PID file naming this (live) test process makes the server look running; nothing answers HTTP.
+    me = psutil.Process()
+    triton.pidfile.parent.mkdir(parents=True, exist_ok=True)
+    triton.pidfile.write_text(f"{me.pid} {me.create_time()}")
+    _write_log(triton, 3)
+    with pytest.raises(DevstackError, match="not ready after 0s") as info:
+        triton.wait_ready(timeout=0)
+    assert f"{triton.http_url}/v2/health/ready" in info.value.cause
+    assert "log line 0" in info.value.cause and "log line 2" in info.value.cause
+    assert str(triton.model_repository) in info.value.fix
     assert str(triton.logfile) in info.value.fix
 
 

@@ -50,24 +50,33 @@ class Server(Component):
         for port in self.ports:
             ensure_port_free(self.name, port)
 
-    def wait_for(self, probe: Callable[[], bool], *, timeout: float, what: str, fix: str) -> None:
+    def wait_for(self, probe: Callable[[], bool], *, timeout: float, what: str, fix: str, log_lines: int = 1) -> None:
         """Call ``probe()`` every 0.5 s until it returns True.
 
-        Raises DevstackError at once when the process exits, or after ``timeout`` seconds; both quote the
-        last line of the log. ``what`` names the check (e.g. the URL), ``fix`` the remedy on timeout.
+        Raises DevstackError at once when the process is not running (it exited, or was never started), or
+        after ``timeout`` seconds; both quote the log (its last line, or its last ``log_lines`` lines) and
+        name the log file. ``what`` names the check (e.g. the URL), ``fix`` the remedy on timeout.
         """
         deadline = time.monotonic() + timeout
         while not probe():
             if not self.is_running():
                 raise DevstackError(
                     self.name,
-                    f"the process exited while starting (last log line: {last_log_line(self.logfile)})",
+                    f"the process is not running (it exited while starting, or was never started)"
+                    f"{self._log_excerpt(log_lines)}",
                     f"read `aimesh logs {self.name}` ({self.logfile}), fix the cause, run `aimesh up` again",
                 )
             if time.monotonic() >= deadline:
                 raise DevstackError(
                     self.name,
-                    f"not ready after {timeout:.0f}s: {what} (last log line: {last_log_line(self.logfile)})",
-                    f"{fix}; see `aimesh logs {self.name}`",
+                    f"not ready after {timeout:.0f}s: {what}{self._log_excerpt(log_lines)}",
+                    f"{fix}; see `aimesh logs {self.name}` ({self.logfile})",
                 )
             time.sleep(0.5)
+
+    def _log_excerpt(self, lines: int) -> str:
+        """`` (last log line: ...)``, or for ``lines`` > 1 the last ``lines`` lines of the log, quoted."""
+        if lines <= 1:
+            return f" (last log line: {last_log_line(self.logfile)})"
+        tail = log_tail(self.logfile, lines)
+        return f"; last lines of {self.logfile}:\n" + ("\n".join(tail) if tail else "(empty log)")

@@ -34,7 +34,7 @@ class Stack:
             kafka,
             Elasticsearch(paths, console=console),
             Postgres(paths, console=console),
-            Triton(paths),
+            Triton(paths, console=console),
         )
         return cls(infra, tuple(services(paths, kafka_bootstrap=kafka.bootstrap, console=console)), console)
 

@@ -25,18 +25,18 @@ import os
 import shutil
 import sys
 import sysconfig
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+from rich.console import Console
 
-from aimesh.devstack.component import Component, Health
+from aimesh.devstack.component import Health
 from aimesh.devstack.errors import DevstackError
 from aimesh.devstack.paths import Paths
-from aimesh.devstack.process import ensure_port_free, read_pid, spawn
+from aimesh.devstack.process import spawn
+from aimesh.devstack.server import HOST, Server
 
-HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8000
 DEFAULT_GRPC_PORT = 8001
 DEFAULT_METRICS_PORT = 8002
@@ -56,7 +56,7 @@ def model_repository(paths: Paths) -> Path:
     return paths.data("triton") / "models"
 
 
-class Triton(Component):
+class Triton(Server):
     """Triton Inference Server (python backend, CPU), bound to 127.0.0.1.
 
     Contract: ``install`` is idempotent and only copies files (it raises ``DevstackError`` when the
@@ -71,16 +71,18 @@ class Triton(Component):
         self,
         paths: Paths,
         *,
+        console: Console | None = None,
         http_port: int = DEFAULT_HTTP_PORT,
         grpc_port: int = DEFAULT_GRPC_PORT,
         metrics_port: int = DEFAULT_METRICS_PORT,
         exit_timeout_s: int = 10,
     ) -> None:
-        super().__init__(paths)
+        super().__init__(paths, console=console)
         self.http_port = http_port
         self.grpc_port = grpc_port
         self.metrics_port = metrics_port
         self.exit_timeout_s = exit_timeout_s
+        self.ports = (http_port, grpc_port, metrics_port)
 
     @property
     def model_repository(self) -> Path:
@@ -100,10 +102,6 @@ class Triton(Component):
     def grpc_target(self) -> str:
         """``host:port`` for ``tritonclient.grpc`` clients."""
         return f"{HOST}:{self.grpc_port}"
-
-    @property
-    def ports(self) -> tuple[int, int, int]:
-        return (self.http_port, self.grpc_port, self.metrics_port)
 
     @property
     def shm_prefix(self) -> str:
@@ -176,8 +174,7 @@ class Triton(Component):
                 f"the python backend is not installed in {self.backend_directory}",
                 "run `aimesh setup` (or call Triton.install()) first",
             )
-        for port in self.ports:
-            ensure_port_free(self.name, port)
+        self.check_ports()
         self._remove_stale_shm()
         self.model_repository.mkdir(parents=True, exist_ok=True)
         spawn(
@@ -194,27 +191,15 @@ class Triton(Component):
         Raises ``DevstackError`` at once when the process exits, or after ``timeout`` seconds; both name the
         log file and quote its last lines.
         """
-        deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2.0) as client:
-            while True:
-                if self._ready(client):
-                    return
-                if read_pid(self.pidfile) is None:
-                    raise DevstackError(
-                        self.name,
-                        f"tritonserver is not running (it exited or was never started); "
-                        f"last lines of {self.logfile}:\n{self._log_tail()}",
-                        f"read {self.logfile}; `aimesh up` starts it",
-                    )
-                if time.monotonic() >= deadline:
-                    raise DevstackError(
-                        self.name,
-                        f"not ready after {timeout:.0f}s ({self.http_url}/v2/health/ready); "
-                        f"last lines of {self.logfile}:\n{self._log_tail()}",
-                        f"read {self.logfile}; a model that fails to load keeps the server unready "
-                        f"(strict readiness): fix or remove it from {self.model_repository}",
-                    )
-                time.sleep(0.5)
+            self.wait_for(
+                lambda: self._ready(client),
+                timeout=timeout,
+                what=f"{self.http_url}/v2/health/ready does not answer 200",
+                fix="a model that fails to load keeps the server unready (strict readiness): "
+                f"fix or remove it from {self.model_repository}",
+                log_lines=_LOG_TAIL_LINES,
+            )
 
     def health(self) -> Health:
         """Probe the server: ``GET /v2`` for the real version, ``/v2/health/ready``, the repository index."""
@@ -249,13 +234,6 @@ class Triton(Component):
             return client.get(f"{self.http_url}/v2/health/ready").status_code == 200
         except httpx.HTTPError:
             return False
-
-    def _log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        try:
-            text = self.logfile.read_text(errors="replace")
-        except OSError:
-            return "(no log file)"
-        return "\n".join(text.splitlines()[-lines:])
 
 
 def _python_version() -> str:
