@@ -16,9 +16,13 @@ def batch(ids: list[str]) -> pa.Table:
 
 def test_rewrite_after_crash_replaces_instead_of_duplicating(tmp_path: Path) -> None:
     d1, d2 = date(2026, 11, 1), date(2026, 11, 2)
-    replace_partition_range(tmp_path, "tx", 0, 0, 9, {d1: batch([f"e{i}" for i in range(10)])})
+    replace_partition_range(
+        tmp_path, "tx", partition=0, first=0, last=9, tables_by_day={d1: batch([f"e{i}" for i in range(10)])}
+    )
     # an attempt that crashed before its offsets were committed: offsets 10..29
-    replace_partition_range(tmp_path, "tx", 0, 10, 29, {d1: batch([f"e{i}" for i in range(10, 30)])})
+    replace_partition_range(
+        tmp_path, "tx", partition=0, first=10, last=29, tables_by_day={d1: batch([f"e{i}" for i in range(10, 30)])}
+    )
     # the restarted consumer resumes at the committed offset 10 with a different batch size
     replace_partition_range(
         tmp_path,
@@ -28,7 +32,14 @@ def test_rewrite_after_crash_replaces_instead_of_duplicating(tmp_path: Path) -> 
         19,
         {d1: batch([f"e{i}" for i in range(10, 15)]), d2: batch(["e15", "e16", "e17", "e18", "e19"])},
     )
-    replace_partition_range(tmp_path, "tx", 1, 0, 4, {d2: batch(["p1-0", "p1-1", "p1-2", "p1-3", "p1-4"])})
+    replace_partition_range(
+        tmp_path,
+        "tx",
+        partition=1,
+        first=0,
+        last=4,
+        tables_by_day={d2: batch(["p1-0", "p1-1", "p1-2", "p1-3", "p1-4"])},
+    )
     ids = dataset(tmp_path, "tx").to_table(columns=["event_id"]).column("event_id").to_pylist()
     assert sorted(ids) == sorted([f"e{i}" for i in range(20)] + [f"p1-{i}" for i in range(5)])
     assert [(p, f, last) for _, p, f, last in part_files(tmp_path, "tx")] == [

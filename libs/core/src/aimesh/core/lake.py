@@ -31,7 +31,7 @@ def source_dir(root: Path, source: str) -> Path:
     return root / f"source={source}"
 
 
-def part_path(root: Path, source: str, day: date, partition: int, first: int, last: int) -> Path:
+def part_path(root: Path, source: str, *, day: date, partition: int, first: int, last: int) -> Path:
     """The file that holds offsets ``first..last`` of ``partition`` for events dated ``day``."""
     name = f"part-{partition}-{first:0{OFFSET_DIGITS}d}-{last:0{OFFSET_DIGITS}d}.parquet"
     return source_dir(root, source) / f"date={day.isoformat()}" / name
@@ -67,7 +67,7 @@ def write_atomically(path: Path, table: pa.Table) -> None:
 
 
 def replace_partition_range(
-    root: Path, source: str, partition: int, first: int, last: int, tables_by_day: dict[date, pa.Table]
+    root: Path, source: str, *, partition: int, first: int, last: int, tables_by_day: dict[date, pa.Table]
 ) -> list[Path]:
     """Make the lake hold exactly ``tables_by_day`` for offsets ``first..last`` of ``partition``.
 
@@ -80,7 +80,7 @@ def replace_partition_range(
     written = []
     for day, table in sorted(tables_by_day.items()):
         if table.num_rows:
-            path = part_path(root, source, day, partition, first, last)
+            path = part_path(root, source, day=day, partition=partition, first=first, last=last)
             write_atomically(path, table)
             written.append(path)
     return written
