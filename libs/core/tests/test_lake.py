@@ -27,10 +27,10 @@ def test_rewrite_after_crash_replaces_instead_of_duplicating(tmp_path: Path) -> 
     replace_partition_range(
         tmp_path,
         "tx",
-        0,
-        10,
-        19,
-        {d1: batch([f"e{i}" for i in range(10, 15)]), d2: batch(["e15", "e16", "e17", "e18", "e19"])},
+        partition=0,
+        first=10,
+        last=19,
+        tables_by_day={d1: batch([f"e{i}" for i in range(10, 15)]), d2: batch(["e15", "e16", "e17", "e18", "e19"])},
     )
     replace_partition_range(
         tmp_path,
