@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#aimesh/api/feature/v1/feature.proto\x12\x15\x61imesh.api.feature.v1\x1a!aimesh/api/common/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"]\n\x06\x45ntity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x07id_type\x18\x02 \x01(\x0e\x32\x1f.aimesh.api.common.v1.ValueType\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xd6\x01\n\x07\x46\x65\x61ture\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0csource_field\x18\x02 \x01(\t\x12\x37\n\x0b\x61ggregation\x18\x03 \x01(\x0e\x32\".aimesh.api.feature.v1.Aggregation\x12)\n\x06window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x05\x64type\x18\x05 \x01(\x0e\x32\x1f.aimesh.api.common.v1.ValueType\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"\xa4\x02\n\x0b\x46\x65\x61tureView\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65ntity\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x30\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32\x1e.aimesh.api.feature.v1.Feature\x12&\n\x03ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07version\x18\x06 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12:\n\x04tags\x18\x08 \x03(\x0b\x32,.aimesh.api.feature.v1.FeatureView.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\x18\x46\x65\x61tureServiceDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\"\xa0\x01\n\x0c\x46\x65\x61tureValue\x12*\n\x05value\x18\x01 \x01(\x0b\x32\x1b.aimesh.api.common.v1.Value\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.aimesh.api.feature.v1.FeatureStatus\"Y\n\x18GetOnlineFeaturesRequest\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\x12\x12\n\nentity_ids\x18\x03 \x03(\t\"Z\n\x10OnlineFeatureRow\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\x33\n\x06values\x18\x02 \x03(\x0b\x32#.aimesh.api.feature.v1.FeatureValue\"i\n\x19GetOnlineFeaturesResponse\x12\x15\n\rfeature_names\x18\x01 \x03(\t\x12\x35\n\x04rows\x18\x02 \x03(\x0b\x32\'.aimesh.api.feature.v1.OnlineFeatureRow\"M\n\tEntityRow\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x80\x01\n\x1cGetHistoricalFeaturesRequest\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\x12\x35\n\x0b\x65ntity_rows\x18\x03 \x03(\x0b\x32 .aimesh.api.feature.v1.EntityRow\"\xa0\x01\n\x14HistoricalFeatureRow\x12\x11\n\trow_index\x18\x01 \x01(\x05\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x06values\x18\x04 \x03(\x0b\x32#.aimesh.api.feature.v1.FeatureValue\"q\n\x1dGetHistoricalFeaturesResponse\x12\x15\n\rfeature_names\x18\x01 \x03(\t\x12\x39\n\x04rows\x18\x02 \x03(\x0b\x32+.aimesh.api.feature.v1.HistoricalFeatureRow\"\xe1\x01\n\x17\x41pplyDefinitionsRequest\x12/\n\x08\x65ntities\x18\x01 \x03(\x0b\x32\x1d.aimesh.api.feature.v1.Entity\x12\x39\n\rfeature_views\x18\x02 \x03(\x0b\x32\".aimesh.api.feature.v1.FeatureView\x12I\n\x10\x66\x65\x61ture_services\x18\x03 \x03(\x0b\x32/.aimesh.api.feature.v1.FeatureServiceDefinition\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"t\n\x10\x44\x65\x66initionChange\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x33\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32#.aimesh.api.feature.v1.ChangeAction\x12\x0f\n\x07version\x18\x04 \x01(\x05\"T\n\x18\x41pplyDefinitionsResponse\x12\x38\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\'.aimesh.api.feature.v1.DefinitionChange\"Z\n\x17ListFeatureViewsRequest\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12/\n\x04page\x18\x02 \x01(\x0b\x32!.aimesh.api.common.v1.PageRequest\"\x87\x01\n\x18ListFeatureViewsResponse\x12\x39\n\rfeature_views\x18\x01 \x03(\x0b\x32\".aimesh.api.feature.v1.FeatureView\x12\x30\n\x04page\x18\x02 \x01(\x0b\x32\".aimesh.api.common.v1.PageResponse*\xcc\x01\n\x0b\x41ggregation\x12\x1b\n\x17\x41GGREGATION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41GGREGATION_COUNT\x10\x01\x12\x13\n\x0f\x41GGREGATION_SUM\x10\x02\x12\x14\n\x10\x41GGREGATION_MEAN\x10\x03\x12\x13\n\x0f\x41GGREGATION_MIN\x10\x04\x12\x13\n\x0f\x41GGREGATION_MAX\x10\x05\x12\x14\n\x10\x41GGREGATION_LAST\x10\x06\x12\x1e\n\x1a\x41GGREGATION_DISTINCT_COUNT\x10\x07*\x83\x01\n\rFeatureStatus\x12\x1e\n\x1a\x46\x45\x41TURE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x45\x41TURE_STATUS_PRESENT\x10\x01\x12\x1a\n\x16\x46\x45\x41TURE_STATUS_MISSING\x10\x02\x12\x1a\n\x16\x46\x45\x41TURE_STATUS_EXPIRED\x10\x03*\x80\x01\n\x0c\x43hangeAction\x12\x1d\n\x19\x43HANGE_ACTION_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43HANGE_ACTION_CREATED\x10\x01\x12\x19\n\x15\x43HANGE_ACTION_UPDATED\x10\x02\x12\x1b\n\x17\x43HANGE_ACTION_UNCHANGED\x10\x03\x32\xf9\x03\n\x0e\x46\x65\x61tureService\x12v\n\x11GetOnlineFeatures\x12/.aimesh.api.feature.v1.GetOnlineFeaturesRequest\x1a\x30.aimesh.api.feature.v1.GetOnlineFeaturesResponse\x12\x84\x01\n\x15GetHistoricalFeatures\x12\x33.aimesh.api.feature.v1.GetHistoricalFeaturesRequest\x1a\x34.aimesh.api.feature.v1.GetHistoricalFeaturesResponse0\x01\x12s\n\x10\x41pplyDefinitions\x12..aimesh.api.feature.v1.ApplyDefinitionsRequest\x1a/.aimesh.api.feature.v1.ApplyDefinitionsResponse\x12s\n\x10ListFeatureViews\x12..aimesh.api.feature.v1.ListFeatureViewsRequest\x1a/.aimesh.api.feature.v1.ListFeatureViewsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#aimesh/api/feature/v1/feature.proto\x12\x15\x61imesh.api.feature.v1\x1a!aimesh/api/common/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"]\n\x06\x45ntity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x07id_type\x18\x02 \x01(\x0e\x32\x1f.aimesh.api.common.v1.ValueType\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xd6\x01\n\x07\x46\x65\x61ture\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0csource_field\x18\x02 \x01(\t\x12\x37\n\x0b\x61ggregation\x18\x03 \x01(\x0e\x32\".aimesh.api.feature.v1.Aggregation\x12)\n\x06window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x05\x64type\x18\x05 \x01(\x0e\x32\x1f.aimesh.api.common.v1.ValueType\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"\xa4\x02\n\x0b\x46\x65\x61tureView\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65ntity\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x30\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32\x1e.aimesh.api.feature.v1.Feature\x12&\n\x03ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07version\x18\x06 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12:\n\x04tags\x18\x08 \x03(\x0b\x32,.aimesh.api.feature.v1.FeatureView.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\x18\x46\x65\x61tureServiceDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\"\xa0\x01\n\x0c\x46\x65\x61tureValue\x12*\n\x05value\x18\x01 \x01(\x0b\x32\x1b.aimesh.api.common.v1.Value\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.aimesh.api.feature.v1.FeatureStatus\"\x90\x01\n\x18GetOnlineFeaturesRequest\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\x12\x12\n\nentity_ids\x18\x03 \x03(\t\x12\x35\n\x0b\x65ntity_rows\x18\x04 \x03(\x0b\x32 .aimesh.api.feature.v1.EntityRow\"m\n\x10OnlineFeatureRow\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\x33\n\x06values\x18\x02 \x03(\x0b\x32#.aimesh.api.feature.v1.FeatureValue\x12\x11\n\trow_index\x18\x03 \x01(\x05\"i\n\x19GetOnlineFeaturesResponse\x12\x15\n\rfeature_names\x18\x01 \x03(\t\x12\x35\n\x04rows\x18\x02 \x03(\x0b\x32\'.aimesh.api.feature.v1.OnlineFeatureRow\"\xe7\x02\n\tEntityRow\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\nentity_ids\x18\x03 \x03(\x0b\x32/.aimesh.api.feature.v1.EntityRow.EntityIdsEntry\x12M\n\x0frequest_context\x18\x04 \x03(\x0b\x32\x34.aimesh.api.feature.v1.EntityRow.RequestContextEntry\x1a\x30\n\x0e\x45ntityIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aR\n\x13RequestContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.aimesh.api.common.v1.Value:\x02\x38\x01\"\x80\x01\n\x1cGetHistoricalFeaturesRequest\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\x12\x35\n\x0b\x65ntity_rows\x18\x03 \x03(\x0b\x32 .aimesh.api.feature.v1.EntityRow\"\xa0\x01\n\x14HistoricalFeatureRow\x12\x11\n\trow_index\x18\x01 \x01(\x05\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x06values\x18\x04 \x03(\x0b\x32#.aimesh.api.feature.v1.FeatureValue\"q\n\x1dGetHistoricalFeaturesResponse\x12\x15\n\rfeature_names\x18\x01 \x03(\t\x12\x39\n\x04rows\x18\x02 \x03(\x0b\x32+.aimesh.api.feature.v1.HistoricalFeatureRow\"\xe1\x01\n\x17\x41pplyDefinitionsRequest\x12/\n\x08\x65ntities\x18\x01 \x03(\x0b\x32\x1d.aimesh.api.feature.v1.Entity\x12\x39\n\rfeature_views\x18\x02 \x03(\x0b\x32\".aimesh.api.feature.v1.FeatureView\x12I\n\x10\x66\x65\x61ture_services\x18\x03 \x03(\x0b\x32/.aimesh.api.feature.v1.FeatureServiceDefinition\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"t\n\x10\x44\x65\x66initionChange\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x33\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32#.aimesh.api.feature.v1.ChangeAction\x12\x0f\n\x07version\x18\x04 \x01(\x05\"T\n\x18\x41pplyDefinitionsResponse\x12\x38\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\'.aimesh.api.feature.v1.DefinitionChange\"Z\n\x17ListFeatureViewsRequest\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12/\n\x04page\x18\x02 \x01(\x0b\x32!.aimesh.api.common.v1.PageRequest\"\x87\x01\n\x18ListFeatureViewsResponse\x12\x39\n\rfeature_views\x18\x01 \x03(\x0b\x32\".aimesh.api.feature.v1.FeatureView\x12\x30\n\x04page\x18\x02 \x01(\x0b\x32\".aimesh.api.common.v1.PageResponse*\xcc\x01\n\x0b\x41ggregation\x12\x1b\n\x17\x41GGREGATION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41GGREGATION_COUNT\x10\x01\x12\x13\n\x0f\x41GGREGATION_SUM\x10\x02\x12\x14\n\x10\x41GGREGATION_MEAN\x10\x03\x12\x13\n\x0f\x41GGREGATION_MIN\x10\x04\x12\x13\n\x0f\x41GGREGATION_MAX\x10\x05\x12\x14\n\x10\x41GGREGATION_LAST\x10\x06\x12\x1e\n\x1a\x41GGREGATION_DISTINCT_COUNT\x10\x07*\x83\x01\n\rFeatureStatus\x12\x1e\n\x1a\x46\x45\x41TURE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x45\x41TURE_STATUS_PRESENT\x10\x01\x12\x1a\n\x16\x46\x45\x41TURE_STATUS_MISSING\x10\x02\x12\x1a\n\x16\x46\x45\x41TURE_STATUS_EXPIRED\x10\x03*\x80\x01\n\x0c\x43hangeAction\x12\x1d\n\x19\x43HANGE_ACTION_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43HANGE_ACTION_CREATED\x10\x01\x12\x19\n\x15\x43HANGE_ACTION_UPDATED\x10\x02\x12\x1b\n\x17\x43HANGE_ACTION_UNCHANGED\x10\x03\x32\xf9\x03\n\x0e\x46\x65\x61tureService\x12v\n\x11GetOnlineFeatures\x12/.aimesh.api.feature.v1.GetOnlineFeaturesRequest\x1a\x30.aimesh.api.feature.v1.GetOnlineFeaturesResponse\x12\x84\x01\n\x15GetHistoricalFeatures\x12\x33.aimesh.api.feature.v1.GetHistoricalFeaturesRequest\x1a\x34.aimesh.api.feature.v1.GetHistoricalFeaturesResponse0\x01\x12s\n\x10\x41pplyDefinitions\x12..aimesh.api.feature.v1.ApplyDefinitionsRequest\x1a/.aimesh.api.feature.v1.ApplyDefinitionsResponse\x12s\n\x10ListFeatureViews\x12..aimesh.api.feature.v1.ListFeatureViewsRequest\x1a/.aimesh.api.feature.v1.ListFeatureViewsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,12 +36,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FEATUREVIEW_TAGSENTRY']._loaded_options = None
   _globals['_FEATUREVIEW_TAGSENTRY']._serialized_options = b'8\001'
-  _globals['_AGGREGATION']._serialized_start=2471
-  _globals['_AGGREGATION']._serialized_end=2675
-  _globals['_FEATURESTATUS']._serialized_start=2678
-  _globals['_FEATURESTATUS']._serialized_end=2809
-  _globals['_CHANGEACTION']._serialized_start=2812
-  _globals['_CHANGEACTION']._serialized_end=2940
+  _globals['_ENTITYROW_ENTITYIDSENTRY']._loaded_options = None
+  _globals['_ENTITYROW_ENTITYIDSENTRY']._serialized_options = b'8\001'
+  _globals['_ENTITYROW_REQUESTCONTEXTENTRY']._loaded_options = None
+  _globals['_ENTITYROW_REQUESTCONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_AGGREGATION']._serialized_start=2829
+  _globals['_AGGREGATION']._serialized_end=3033
+  _globals['_FEATURESTATUS']._serialized_start=3036
+  _globals['_FEATURESTATUS']._serialized_end=3167
+  _globals['_CHANGEACTION']._serialized_start=3170
+  _globals['_CHANGEACTION']._serialized_end=3298
   _globals['_ENTITY']._serialized_start=162
   _globals['_ENTITY']._serialized_end=255
   _globals['_FEATURE']._serialized_start=258
@@ -54,30 +58,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEATURESERVICEDEFINITION']._serialized_end=865
   _globals['_FEATUREVALUE']._serialized_start=868
   _globals['_FEATUREVALUE']._serialized_end=1028
-  _globals['_GETONLINEFEATURESREQUEST']._serialized_start=1030
-  _globals['_GETONLINEFEATURESREQUEST']._serialized_end=1119
-  _globals['_ONLINEFEATUREROW']._serialized_start=1121
-  _globals['_ONLINEFEATUREROW']._serialized_end=1211
-  _globals['_GETONLINEFEATURESRESPONSE']._serialized_start=1213
-  _globals['_GETONLINEFEATURESRESPONSE']._serialized_end=1318
-  _globals['_ENTITYROW']._serialized_start=1320
-  _globals['_ENTITYROW']._serialized_end=1397
-  _globals['_GETHISTORICALFEATURESREQUEST']._serialized_start=1400
-  _globals['_GETHISTORICALFEATURESREQUEST']._serialized_end=1528
-  _globals['_HISTORICALFEATUREROW']._serialized_start=1531
-  _globals['_HISTORICALFEATUREROW']._serialized_end=1691
-  _globals['_GETHISTORICALFEATURESRESPONSE']._serialized_start=1693
-  _globals['_GETHISTORICALFEATURESRESPONSE']._serialized_end=1806
-  _globals['_APPLYDEFINITIONSREQUEST']._serialized_start=1809
-  _globals['_APPLYDEFINITIONSREQUEST']._serialized_end=2034
-  _globals['_DEFINITIONCHANGE']._serialized_start=2036
-  _globals['_DEFINITIONCHANGE']._serialized_end=2152
-  _globals['_APPLYDEFINITIONSRESPONSE']._serialized_start=2154
-  _globals['_APPLYDEFINITIONSRESPONSE']._serialized_end=2238
-  _globals['_LISTFEATUREVIEWSREQUEST']._serialized_start=2240
-  _globals['_LISTFEATUREVIEWSREQUEST']._serialized_end=2330
-  _globals['_LISTFEATUREVIEWSRESPONSE']._serialized_start=2333
-  _globals['_LISTFEATUREVIEWSRESPONSE']._serialized_end=2468
-  _globals['_FEATURESERVICE']._serialized_start=2943
-  _globals['_FEATURESERVICE']._serialized_end=3448
+  _globals['_GETONLINEFEATURESREQUEST']._serialized_start=1031
+  _globals['_GETONLINEFEATURESREQUEST']._serialized_end=1175
+  _globals['_ONLINEFEATUREROW']._serialized_start=1177
+  _globals['_ONLINEFEATUREROW']._serialized_end=1286
+  _globals['_GETONLINEFEATURESRESPONSE']._serialized_start=1288
+  _globals['_GETONLINEFEATURESRESPONSE']._serialized_end=1393
+  _globals['_ENTITYROW']._serialized_start=1396
+  _globals['_ENTITYROW']._serialized_end=1755
+  _globals['_ENTITYROW_ENTITYIDSENTRY']._serialized_start=1623
+  _globals['_ENTITYROW_ENTITYIDSENTRY']._serialized_end=1671
+  _globals['_ENTITYROW_REQUESTCONTEXTENTRY']._serialized_start=1673
+  _globals['_ENTITYROW_REQUESTCONTEXTENTRY']._serialized_end=1755
+  _globals['_GETHISTORICALFEATURESREQUEST']._serialized_start=1758
+  _globals['_GETHISTORICALFEATURESREQUEST']._serialized_end=1886
+  _globals['_HISTORICALFEATUREROW']._serialized_start=1889
+  _globals['_HISTORICALFEATUREROW']._serialized_end=2049
+  _globals['_GETHISTORICALFEATURESRESPONSE']._serialized_start=2051
+  _globals['_GETHISTORICALFEATURESRESPONSE']._serialized_end=2164
+  _globals['_APPLYDEFINITIONSREQUEST']._serialized_start=2167
+  _globals['_APPLYDEFINITIONSREQUEST']._serialized_end=2392
+  _globals['_DEFINITIONCHANGE']._serialized_start=2394
+  _globals['_DEFINITIONCHANGE']._serialized_end=2510
+  _globals['_APPLYDEFINITIONSRESPONSE']._serialized_start=2512
+  _globals['_APPLYDEFINITIONSRESPONSE']._serialized_end=2596
+  _globals['_LISTFEATUREVIEWSREQUEST']._serialized_start=2598
+  _globals['_LISTFEATUREVIEWSREQUEST']._serialized_end=2688
+  _globals['_LISTFEATUREVIEWSRESPONSE']._serialized_start=2691
+  _globals['_LISTFEATUREVIEWSRESPONSE']._serialized_end=2826
+  _globals['_FEATURESERVICE']._serialized_start=3301
+  _globals['_FEATURESERVICE']._serialized_end=3806
 # @@protoc_insertion_point(module_scope)

@@ -129,22 +129,26 @@ class FeatureValue(_message.Message):
     def __init__(self, value: _Optional[_Union[_common_pb2.Value, _Mapping]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[FeatureStatus, str]] = ...) -> None: ...
 
 class GetOnlineFeaturesRequest(_message.Message):
-    __slots__ = ("feature_service", "features", "entity_ids")
+    __slots__ = ("feature_service", "features", "entity_ids", "entity_rows")
     FEATURE_SERVICE_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     ENTITY_IDS_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_ROWS_FIELD_NUMBER: _ClassVar[int]
     feature_service: str
     features: _containers.RepeatedScalarFieldContainer[str]
     entity_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, feature_service: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., entity_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    entity_rows: _containers.RepeatedCompositeFieldContainer[EntityRow]
+    def __init__(self, feature_service: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., entity_ids: _Optional[_Iterable[str]] = ..., entity_rows: _Optional[_Iterable[_Union[EntityRow, _Mapping]]] = ...) -> None: ...
 
 class OnlineFeatureRow(_message.Message):
-    __slots__ = ("entity_id", "values")
+    __slots__ = ("entity_id", "values", "row_index")
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    ROW_INDEX_FIELD_NUMBER: _ClassVar[int]
     entity_id: str
     values: _containers.RepeatedCompositeFieldContainer[FeatureValue]
-    def __init__(self, entity_id: _Optional[str] = ..., values: _Optional[_Iterable[_Union[FeatureValue, _Mapping]]] = ...) -> None: ...
+    row_index: int
+    def __init__(self, entity_id: _Optional[str] = ..., values: _Optional[_Iterable[_Union[FeatureValue, _Mapping]]] = ..., row_index: _Optional[int] = ...) -> None: ...
 
 class GetOnlineFeaturesResponse(_message.Message):
     __slots__ = ("feature_names", "rows")
@@ -155,12 +159,30 @@ class GetOnlineFeaturesResponse(_message.Message):
     def __init__(self, feature_names: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[OnlineFeatureRow, _Mapping]]] = ...) -> None: ...
 
 class EntityRow(_message.Message):
-    __slots__ = ("entity_id", "timestamp")
+    __slots__ = ("entity_id", "timestamp", "entity_ids", "request_context")
+    class EntityIdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class RequestContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _common_pb2.Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_common_pb2.Value, _Mapping]] = ...) -> None: ...
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_IDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     entity_id: str
     timestamp: _timestamp_pb2.Timestamp
-    def __init__(self, entity_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    entity_ids: _containers.ScalarMap[str, str]
+    request_context: _containers.MessageMap[str, _common_pb2.Value]
+    def __init__(self, entity_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., entity_ids: _Optional[_Mapping[str, str]] = ..., request_context: _Optional[_Mapping[str, _common_pb2.Value]] = ...) -> None: ...
 
 class GetHistoricalFeaturesRequest(_message.Message):
     __slots__ = ("feature_service", "features", "entity_rows")

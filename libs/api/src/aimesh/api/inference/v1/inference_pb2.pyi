@@ -1,3 +1,4 @@
+from aimesh.api.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -21,7 +22,7 @@ ROUTE_PINNED: Route
 ROUTE_FALLBACK: Route
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("request_id", "model", "alias", "entity_ids", "features", "version")
+    __slots__ = ("request_id", "model", "alias", "entity_ids", "features", "version", "context")
     class EntityIdsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -36,19 +37,28 @@ class ScoreRequest(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _common_pb2.Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_common_pb2.Value, _Mapping]] = ...) -> None: ...
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     ENTITY_IDS_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     alias: str
     entity_ids: _containers.ScalarMap[str, str]
     features: _containers.ScalarMap[str, float]
     version: int
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., alias: _Optional[str] = ..., entity_ids: _Optional[_Mapping[str, str]] = ..., features: _Optional[_Mapping[str, float]] = ..., version: _Optional[int] = ...) -> None: ...
+    context: _containers.MessageMap[str, _common_pb2.Value]
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., alias: _Optional[str] = ..., entity_ids: _Optional[_Mapping[str, str]] = ..., features: _Optional[_Mapping[str, float]] = ..., version: _Optional[int] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
     __slots__ = ("request_id", "score", "model_name", "model_version", "route", "feature_freshness_seconds", "missing_features", "event_id")

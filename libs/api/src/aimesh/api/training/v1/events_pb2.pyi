@@ -48,7 +48,7 @@ class RunEvent(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., model_name: _Optional[str] = ..., status: _Optional[_Union[_training_pb2.RunStatus, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., model_version: _Optional[int] = ..., trigger: _Optional[str] = ...) -> None: ...
 
 class ModelEvent(_message.Message):
-    __slots__ = ("kind", "model_name", "version", "alias_change", "triton_model_name", "triton_model_version", "features", "feature_service", "time")
+    __slots__ = ("kind", "model_name", "version", "alias_change", "triton_model_name", "triton_model_version", "features", "feature_service", "time", "reference_profile")
     KIND_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class ModelEvent(_message.Message):
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     FEATURE_SERVICE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_PROFILE_FIELD_NUMBER: _ClassVar[int]
     kind: ModelEventKind
     model_name: str
     version: int
@@ -67,4 +68,5 @@ class ModelEvent(_message.Message):
     features: _containers.RepeatedScalarFieldContainer[str]
     feature_service: str
     time: _timestamp_pb2.Timestamp
-    def __init__(self, kind: _Optional[_Union[ModelEventKind, str]] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., alias_change: _Optional[_Union[_training_pb2.AliasChange, _Mapping]] = ..., triton_model_name: _Optional[str] = ..., triton_model_version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    reference_profile: _training_pb2.ScoreProfile
+    def __init__(self, kind: _Optional[_Union[ModelEventKind, str]] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., alias_change: _Optional[_Union[_training_pb2.AliasChange, _Mapping]] = ..., triton_model_name: _Optional[str] = ..., triton_model_version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reference_profile: _Optional[_Union[_training_pb2.ScoreProfile, _Mapping]] = ...) -> None: ...

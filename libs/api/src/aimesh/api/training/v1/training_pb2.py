@@ -26,7 +26,7 @@ from aimesh.api.common.v1 import common_pb2 as aimesh_dot_api_dot_common_dot_v1_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%aimesh/api/training/v1/training.proto\x12\x16\x61imesh.api.training.v1\x1a!aimesh/api/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x02\n\x07RunSpec\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x02 \x01(\t\x12\x14\n\x0clabel_source\x18\x03 \x01(\t\x12\x13\n\x0blabel_field\x18\x04 \x01(\t\x12/\n\x0btrain_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\ttrain_end\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07trainer\x18\x07 \x01(\t\x12;\n\x06params\x18\x08 \x03(\x0b\x32+.aimesh.api.training.v1.RunSpec.ParamsEntry\x12\x16\n\x0eregister_model\x18\t \x01(\x08\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb0\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12-\n\x04spec\x18\x02 \x01(\x0b\x32\x1f.aimesh.api.training.v1.RunSpec\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32!.aimesh.api.training.v1.RunStatus\x12\x39\n\x07metrics\x18\x04 \x03(\x0b\x32(.aimesh.api.training.v1.Run.MetricsEntry\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rerror_message\x18\x08 \x01(\t\x12\x15\n\rmodel_version\x18\t \x01(\x03\x12\x0f\n\x07trigger\x18\n \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xf3\x02\n\x0cModelVersion\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x04 \x03(\t\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x05 \x01(\t\x12\x19\n\x11triton_model_name\x18\x06 \x01(\t\x12\x1c\n\x14triton_model_version\x18\x07 \x01(\x03\x12\x14\n\x0c\x61rtifact_uri\x18\x08 \x01(\t\x12\x42\n\x07metrics\x18\t \x03(\x0b\x32\x31.aimesh.api.training.v1.ModelVersion.MetricsEntry\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61liases\x18\x0b \x03(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xa8\x01\n\x0b\x41liasChange\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x18\n\x10previous_version\x18\x03 \x01(\x03\x12\x13\n\x0bnew_version\x18\x04 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x0fStartRunRequest\x12-\n\x04spec\x18\x01 \x01(\x0b\x32\x1f.aimesh.api.training.v1.RunSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x0f\n\x07trigger\x18\x03 \x01(\t\"<\n\x10StartRunResponse\x12(\n\x03run\x18\x01 \x01(\x0b\x32\x1b.aimesh.api.training.v1.Run\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\":\n\x0eGetRunResponse\x12(\n\x03run\x18\x01 \x01(\x0b\x32\x1b.aimesh.api.training.v1.Run\"\x89\x01\n\x0fListRunsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32!.aimesh.api.training.v1.RunStatus\x12/\n\x04page\x18\x03 \x01(\x0b\x32!.aimesh.api.common.v1.PageRequest\"o\n\x10ListRunsResponse\x12)\n\x04runs\x18\x01 \x03(\x0b\x32\x1b.aimesh.api.training.v1.Run\x12\x30\n\x04page\x18\x02 \x01(\x0b\x32\".aimesh.api.common.v1.PageResponse\":\n\x14RegisterModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"T\n\x15RegisterModelResponse\x12;\n\rmodel_version\x18\x01 \x01(\x0b\x32$.aimesh.api.training.v1.ModelVersion\"=\n\x16GetModelVersionRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"V\n\x17GetModelVersionResponse\x12;\n\rmodel_version\x18\x01 \x01(\x0b\x32$.aimesh.api.training.v1.ModelVersion\"_\n\x18ListModelVersionsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12/\n\x04page\x18\x02 \x01(\x0b\x32!.aimesh.api.common.v1.PageRequest\"\x8b\x01\n\x19ListModelVersionsResponse\x12<\n\x0emodel_versions\x18\x01 \x03(\x0b\x32$.aimesh.api.training.v1.ModelVersion\x12\x30\n\x04page\x18\x02 \x01(\x0b\x32\".aimesh.api.common.v1.PageResponse\"\x98\x01\n\x0fSetAliasRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x06 \x01(\x03H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"G\n\x10SetAliasResponse\x12\x33\n\x06\x63hange\x18\x01 \x01(\x0b\x32#.aimesh.api.training.v1.AliasChange\"4\n\x0fGetAliasRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\"O\n\x10GetAliasResponse\x12;\n\rmodel_version\x18\x01 \x01(\x0b\x32$.aimesh.api.training.v1.ModelVersion\"k\n\x15ListAliasAuditRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12/\n\x04page\x18\x03 \x01(\x0b\x32!.aimesh.api.common.v1.PageRequest\"\x80\x01\n\x16ListAliasAuditResponse\x12\x34\n\x07\x63hanges\x18\x01 \x03(\x0b\x32#.aimesh.api.training.v1.AliasChange\x12\x30\n\x04page\x18\x02 \x01(\x0b\x32\".aimesh.api.common.v1.PageResponse*\xa1\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x18\n\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x05\x32\xb3\x07\n\x0fTrainingService\x12]\n\x08StartRun\x12\'.aimesh.api.training.v1.StartRunRequest\x1a(.aimesh.api.training.v1.StartRunResponse\x12W\n\x06GetRun\x12%.aimesh.api.training.v1.GetRunRequest\x1a&.aimesh.api.training.v1.GetRunResponse\x12]\n\x08ListRuns\x12\'.aimesh.api.training.v1.ListRunsRequest\x1a(.aimesh.api.training.v1.ListRunsResponse\x12l\n\rRegisterModel\x12,.aimesh.api.training.v1.RegisterModelRequest\x1a-.aimesh.api.training.v1.RegisterModelResponse\x12r\n\x0fGetModelVersion\x12..aimesh.api.training.v1.GetModelVersionRequest\x1a/.aimesh.api.training.v1.GetModelVersionResponse\x12x\n\x11ListModelVersions\x12\x30.aimesh.api.training.v1.ListModelVersionsRequest\x1a\x31.aimesh.api.training.v1.ListModelVersionsResponse\x12]\n\x08SetAlias\x12\'.aimesh.api.training.v1.SetAliasRequest\x1a(.aimesh.api.training.v1.SetAliasResponse\x12]\n\x08GetAlias\x12\'.aimesh.api.training.v1.GetAliasRequest\x1a(.aimesh.api.training.v1.GetAliasResponse\x12o\n\x0eListAliasAudit\x12-.aimesh.api.training.v1.ListAliasAuditRequest\x1a..aimesh.api.training.v1.ListAliasAuditResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%aimesh/api/training/v1/training.proto\x12\x16\x61imesh.api.training.v1\x1a!aimesh/api/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x02\n\x07RunSpec\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x02 \x01(\t\x12\x14\n\x0clabel_source\x18\x03 \x01(\t\x12\x13\n\x0blabel_field\x18\x04 \x01(\t\x12/\n\x0btrain_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\ttrain_end\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07trainer\x18\x07 \x01(\t\x12;\n\x06params\x18\x08 \x03(\x0b\x32+.aimesh.api.training.v1.RunSpec.ParamsEntry\x12\x16\n\x0eregister_model\x18\t \x01(\x08\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb0\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12-\n\x04spec\x18\x02 \x01(\x0b\x32\x1f.aimesh.api.training.v1.RunSpec\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32!.aimesh.api.training.v1.RunStatus\x12\x39\n\x07metrics\x18\x04 \x03(\x0b\x32(.aimesh.api.training.v1.Run.MetricsEntry\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rerror_message\x18\x08 \x01(\t\x12\x15\n\rmodel_version\x18\t \x01(\x03\x12\x0f\n\x07trigger\x18\n \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb4\x03\n\x0cModelVersion\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x04 \x03(\t\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x05 \x01(\t\x12\x19\n\x11triton_model_name\x18\x06 \x01(\t\x12\x1c\n\x14triton_model_version\x18\x07 \x01(\x03\x12\x14\n\x0c\x61rtifact_uri\x18\x08 \x01(\t\x12\x42\n\x07metrics\x18\t \x03(\x0b\x32\x31.aimesh.api.training.v1.ModelVersion.MetricsEntry\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61liases\x18\x0b \x03(\t\x12?\n\x11reference_profile\x18\x0c \x01(\x0b\x32$.aimesh.api.training.v1.ScoreProfile\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"C\n\x0cScoreProfile\x12\x11\n\tbin_edges\x18\x01 \x03(\x01\x12\x11\n\tfractions\x18\x02 \x03(\x01\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"\xa8\x01\n\x0b\x41liasChange\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x18\n\x10previous_version\x18\x03 \x01(\x03\x12\x13\n\x0bnew_version\x18\x04 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x0fStartRunRequest\x12-\n\x04spec\x18\x01 \x01(\x0b\x32\x1f.aimesh.api.training.v1.RunSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x0f\n\x07trigger\x18\x03 \x01(\t\"<\n\x10StartRunResponse\x12(\n\x03run\x18\x01 \x01(\x0b\x32\x1b.aimesh.api.training.v1.Run\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\":\n\x0eGetRunResponse\x12(\n\x03run\x18\x01 \x01(\x0b\x32\x1b.aimesh.api.training.v1.Run\"\x89\x01\n\x0fListRunsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32!.aimesh.api.training.v1.RunStatus\x12/\n\x04page\x18\x03 \x01(\x0b\x32!.aimesh.api.common.v1.PageRequest\"o\n\x10ListRunsResponse\x12)\n\x04runs\x18\x01 \x03(\x0b\x32\x1b.aimesh.api.training.v1.Run\x12\x30\n\x04page\x18\x02 \x01(\x0b\x32\".aimesh.api.common.v1.PageResponse\":\n\x14RegisterModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"T\n\x15RegisterModelResponse\x12;\n\rmodel_version\x18\x01 \x01(\x0b\x32$.aimesh.api.training.v1.ModelVersion\"=\n\x16GetModelVersionRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"V\n\x17GetModelVersionResponse\x12;\n\rmodel_version\x18\x01 \x01(\x0b\x32$.aimesh.api.training.v1.ModelVersion\"_\n\x18ListModelVersionsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12/\n\x04page\x18\x02 \x01(\x0b\x32!.aimesh.api.common.v1.PageRequest\"\x8b\x01\n\x19ListModelVersionsResponse\x12<\n\x0emodel_versions\x18\x01 \x03(\x0b\x32$.aimesh.api.training.v1.ModelVersion\x12\x30\n\x04page\x18\x02 \x01(\x0b\x32\".aimesh.api.common.v1.PageResponse\"\x98\x01\n\x0fSetAliasRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x06 \x01(\x03H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"G\n\x10SetAliasResponse\x12\x33\n\x06\x63hange\x18\x01 \x01(\x0b\x32#.aimesh.api.training.v1.AliasChange\"4\n\x0fGetAliasRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\"O\n\x10GetAliasResponse\x12;\n\rmodel_version\x18\x01 \x01(\x0b\x32$.aimesh.api.training.v1.ModelVersion\"k\n\x15ListAliasAuditRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12/\n\x04page\x18\x03 \x01(\x0b\x32!.aimesh.api.common.v1.PageRequest\"\x80\x01\n\x16ListAliasAuditResponse\x12\x34\n\x07\x63hanges\x18\x01 \x03(\x0b\x32#.aimesh.api.training.v1.AliasChange\x12\x30\n\x04page\x18\x02 \x01(\x0b\x32\".aimesh.api.common.v1.PageResponse*\xa1\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x18\n\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x05\x32\xb3\x07\n\x0fTrainingService\x12]\n\x08StartRun\x12\'.aimesh.api.training.v1.StartRunRequest\x1a(.aimesh.api.training.v1.StartRunResponse\x12W\n\x06GetRun\x12%.aimesh.api.training.v1.GetRunRequest\x1a&.aimesh.api.training.v1.GetRunResponse\x12]\n\x08ListRuns\x12\'.aimesh.api.training.v1.ListRunsRequest\x1a(.aimesh.api.training.v1.ListRunsResponse\x12l\n\rRegisterModel\x12,.aimesh.api.training.v1.RegisterModelRequest\x1a-.aimesh.api.training.v1.RegisterModelResponse\x12r\n\x0fGetModelVersion\x12..aimesh.api.training.v1.GetModelVersionRequest\x1a/.aimesh.api.training.v1.GetModelVersionResponse\x12x\n\x11ListModelVersions\x12\x30.aimesh.api.training.v1.ListModelVersionsRequest\x1a\x31.aimesh.api.training.v1.ListModelVersionsResponse\x12]\n\x08SetAlias\x12\'.aimesh.api.training.v1.SetAliasRequest\x1a(.aimesh.api.training.v1.SetAliasResponse\x12]\n\x08GetAlias\x12\'.aimesh.api.training.v1.GetAliasRequest\x1a(.aimesh.api.training.v1.GetAliasResponse\x12o\n\x0eListAliasAudit\x12-.aimesh.api.training.v1.ListAliasAuditRequest\x1a..aimesh.api.training.v1.ListAliasAuditResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUN_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_MODELVERSION_METRICSENTRY']._loaded_options = None
   _globals['_MODELVERSION_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_RUNSTATUS']._serialized_start=3114
-  _globals['_RUNSTATUS']._serialized_end=3275
+  _globals['_RUNSTATUS']._serialized_start=3248
+  _globals['_RUNSTATUS']._serialized_end=3409
   _globals['_RUNSPEC']._serialized_start=134
   _globals['_RUNSPEC']._serialized_end=476
   _globals['_RUNSPEC_PARAMSENTRY']._serialized_start=431
@@ -50,47 +50,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUN_METRICSENTRY']._serialized_start=865
   _globals['_RUN_METRICSENTRY']._serialized_end=911
   _globals['_MODELVERSION']._serialized_start=914
-  _globals['_MODELVERSION']._serialized_end=1285
+  _globals['_MODELVERSION']._serialized_end=1350
   _globals['_MODELVERSION_METRICSENTRY']._serialized_start=865
   _globals['_MODELVERSION_METRICSENTRY']._serialized_end=911
-  _globals['_ALIASCHANGE']._serialized_start=1288
-  _globals['_ALIASCHANGE']._serialized_end=1456
-  _globals['_STARTRUNREQUEST']._serialized_start=1458
-  _globals['_STARTRUNREQUEST']._serialized_end=1564
-  _globals['_STARTRUNRESPONSE']._serialized_start=1566
-  _globals['_STARTRUNRESPONSE']._serialized_end=1626
-  _globals['_GETRUNREQUEST']._serialized_start=1628
-  _globals['_GETRUNREQUEST']._serialized_end=1659
-  _globals['_GETRUNRESPONSE']._serialized_start=1661
-  _globals['_GETRUNRESPONSE']._serialized_end=1719
-  _globals['_LISTRUNSREQUEST']._serialized_start=1722
-  _globals['_LISTRUNSREQUEST']._serialized_end=1859
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1861
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1972
-  _globals['_REGISTERMODELREQUEST']._serialized_start=1974
-  _globals['_REGISTERMODELREQUEST']._serialized_end=2032
-  _globals['_REGISTERMODELRESPONSE']._serialized_start=2034
-  _globals['_REGISTERMODELRESPONSE']._serialized_end=2118
-  _globals['_GETMODELVERSIONREQUEST']._serialized_start=2120
-  _globals['_GETMODELVERSIONREQUEST']._serialized_end=2181
-  _globals['_GETMODELVERSIONRESPONSE']._serialized_start=2183
-  _globals['_GETMODELVERSIONRESPONSE']._serialized_end=2269
-  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=2271
-  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=2366
-  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=2369
-  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=2508
-  _globals['_SETALIASREQUEST']._serialized_start=2511
-  _globals['_SETALIASREQUEST']._serialized_end=2663
-  _globals['_SETALIASRESPONSE']._serialized_start=2665
-  _globals['_SETALIASRESPONSE']._serialized_end=2736
-  _globals['_GETALIASREQUEST']._serialized_start=2738
-  _globals['_GETALIASREQUEST']._serialized_end=2790
-  _globals['_GETALIASRESPONSE']._serialized_start=2792
-  _globals['_GETALIASRESPONSE']._serialized_end=2871
-  _globals['_LISTALIASAUDITREQUEST']._serialized_start=2873
-  _globals['_LISTALIASAUDITREQUEST']._serialized_end=2980
-  _globals['_LISTALIASAUDITRESPONSE']._serialized_start=2983
-  _globals['_LISTALIASAUDITRESPONSE']._serialized_end=3111
-  _globals['_TRAININGSERVICE']._serialized_start=3278
-  _globals['_TRAININGSERVICE']._serialized_end=4225
+  _globals['_SCOREPROFILE']._serialized_start=1352
+  _globals['_SCOREPROFILE']._serialized_end=1419
+  _globals['_ALIASCHANGE']._serialized_start=1422
+  _globals['_ALIASCHANGE']._serialized_end=1590
+  _globals['_STARTRUNREQUEST']._serialized_start=1592
+  _globals['_STARTRUNREQUEST']._serialized_end=1698
+  _globals['_STARTRUNRESPONSE']._serialized_start=1700
+  _globals['_STARTRUNRESPONSE']._serialized_end=1760
+  _globals['_GETRUNREQUEST']._serialized_start=1762
+  _globals['_GETRUNREQUEST']._serialized_end=1793
+  _globals['_GETRUNRESPONSE']._serialized_start=1795
+  _globals['_GETRUNRESPONSE']._serialized_end=1853
+  _globals['_LISTRUNSREQUEST']._serialized_start=1856
+  _globals['_LISTRUNSREQUEST']._serialized_end=1993
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1995
+  _globals['_LISTRUNSRESPONSE']._serialized_end=2106
+  _globals['_REGISTERMODELREQUEST']._serialized_start=2108
+  _globals['_REGISTERMODELREQUEST']._serialized_end=2166
+  _globals['_REGISTERMODELRESPONSE']._serialized_start=2168
+  _globals['_REGISTERMODELRESPONSE']._serialized_end=2252
+  _globals['_GETMODELVERSIONREQUEST']._serialized_start=2254
+  _globals['_GETMODELVERSIONREQUEST']._serialized_end=2315
+  _globals['_GETMODELVERSIONRESPONSE']._serialized_start=2317
+  _globals['_GETMODELVERSIONRESPONSE']._serialized_end=2403
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=2405
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=2500
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=2503
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=2642
+  _globals['_SETALIASREQUEST']._serialized_start=2645
+  _globals['_SETALIASREQUEST']._serialized_end=2797
+  _globals['_SETALIASRESPONSE']._serialized_start=2799
+  _globals['_SETALIASRESPONSE']._serialized_end=2870
+  _globals['_GETALIASREQUEST']._serialized_start=2872
+  _globals['_GETALIASREQUEST']._serialized_end=2924
+  _globals['_GETALIASRESPONSE']._serialized_start=2926
+  _globals['_GETALIASRESPONSE']._serialized_end=3005
+  _globals['_LISTALIASAUDITREQUEST']._serialized_start=3007
+  _globals['_LISTALIASAUDITREQUEST']._serialized_end=3114
+  _globals['_LISTALIASAUDITRESPONSE']._serialized_start=3117
+  _globals['_LISTALIASAUDITRESPONSE']._serialized_end=3245
+  _globals['_TRAININGSERVICE']._serialized_start=3412
+  _globals['_TRAININGSERVICE']._serialized_end=4359
 # @@protoc_insertion_point(module_scope)

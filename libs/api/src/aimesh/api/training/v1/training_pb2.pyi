@@ -87,7 +87,7 @@ class Run(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., spec: _Optional[_Union[RunSpec, _Mapping]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_message: _Optional[str] = ..., model_version: _Optional[int] = ..., trigger: _Optional[str] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("model_name", "version", "run_id", "features", "feature_service", "triton_model_name", "triton_model_version", "artifact_uri", "metrics", "create_time", "aliases")
+    __slots__ = ("model_name", "version", "run_id", "features", "feature_service", "triton_model_name", "triton_model_version", "artifact_uri", "metrics", "create_time", "aliases", "reference_profile")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,7 @@ class ModelVersion(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_PROFILE_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     version: int
     run_id: str
@@ -117,7 +118,18 @@ class ModelVersion(_message.Message):
     metrics: _containers.ScalarMap[str, float]
     create_time: _timestamp_pb2.Timestamp
     aliases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., run_id: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., triton_model_name: _Optional[str] = ..., triton_model_version: _Optional[int] = ..., artifact_uri: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+    reference_profile: ScoreProfile
+    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., run_id: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., triton_model_name: _Optional[str] = ..., triton_model_version: _Optional[int] = ..., artifact_uri: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., aliases: _Optional[_Iterable[str]] = ..., reference_profile: _Optional[_Union[ScoreProfile, _Mapping]] = ...) -> None: ...
+
+class ScoreProfile(_message.Message):
+    __slots__ = ("bin_edges", "fractions", "count")
+    BIN_EDGES_FIELD_NUMBER: _ClassVar[int]
+    FRACTIONS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    bin_edges: _containers.RepeatedScalarFieldContainer[float]
+    fractions: _containers.RepeatedScalarFieldContainer[float]
+    count: int
+    def __init__(self, bin_edges: _Optional[_Iterable[float]] = ..., fractions: _Optional[_Iterable[float]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class AliasChange(_message.Message):
     __slots__ = ("model_name", "alias", "previous_version", "new_version", "actor", "reason", "time")
