@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 from aimesh.core.bus import EventProducer
 from aimesh.core.errors import Unavailable
 from aimesh.core.logging import configure_logging
+from aimesh.core.logship import LogShipper
 from aimesh.core.runner import ServiceRuntime
 from aimesh.core.settings import ServiceSettings
 from aimesh.core.tracing import configure_tracing
@@ -69,7 +70,8 @@ async def connect_producer(settings: ServiceSettings) -> EventProducer:
 
 
 async def serve(settings: ServiceSettings, version: str, wire: Wiring) -> None:
-    """The standard service body: a producer (closed last), Kafka readiness, then ``wire`` adds the parts.
+    """The standard service body: a producer (closed last), Kafka readiness, log shipping (unless
+    ``ship_logs`` is off), then ``wire`` adds the parts.
 
     ``wire(runtime, producer)`` registers the service's gRPC server, consumers and checks; this then
     runs the runtime until SIGTERM.
@@ -78,5 +80,25 @@ async def serve(settings: ServiceSettings, version: str, wire: Wiring) -> None:
     producer = await connect_producer(settings)
     runtime.add_cleanup(producer.stop)
     runtime.probes.readiness["kafka"] = producer.check_connected
+    if settings.ship_logs:
+        ship_logs(runtime, producer, settings)
     await wire(runtime, producer)
     await runtime.run()
+
+
+def ship_logs(runtime: ServiceRuntime, producer: EventProducer, settings: ServiceSettings) -> LogShipper:
+    """Attach a ``LogShipper`` to the root logger and run it as a part of ``runtime``.
+
+    Records at or above ``ship_logs_level`` go to ``aimesh.monitor.logs.v1`` keyed by the service name;
+    the handler is detached after the parts stopped (before the producer closes).
+    """
+    shipper = LogShipper(settings.service_name, level=settings.ship_logs_level.upper())
+    root = logging.getLogger()
+    root.addHandler(shipper)
+
+    async def detach() -> None:
+        root.removeHandler(shipper)
+
+    runtime.add_part("log-shipper", lambda: shipper.run(producer), shipper.stop)
+    runtime.add_cleanup(detach)
+    return shipper

@@ -11,6 +11,10 @@ Delivery contract:
 - A handler that raises ``PoisonEvent`` gets the record dead-lettered (original bytes, headers and the
   reason, acknowledged by Kafka) and the offset committed. Any other exception is retried with
   backoff: the partition is rewound to the failed record and nothing after it is committed.
+- A ``batch_handler`` (instead of ``handler``) gets each polled batch of one partition at once, in
+  offset order, and owns every record's outcome (it dead-letters rejects itself). When it returns, the
+  partition's offset is committed past the batch; when it raises (``PoisonEvent`` included), the
+  partition is rewound to the batch's first record and the whole batch is retried with backoff.
 - ``stop()`` (SIGTERM) lets the batch in hand finish, commits, and leaves the group.
 """
 
@@ -33,6 +37,8 @@ from aimesh.core.events import Event, PoisonEvent, cloudevent_headers
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], Awaitable[None]]
+BatchHandler = Callable[[Sequence[Event]], Awaitable[object]]
+"""Handles one partition's batch (same topic and partition, offsets ascending; the result is ignored)."""
 
 
 class DeadLetterSink(Protocol):
@@ -142,8 +148,9 @@ class EventConsumer:
         *,
         group_id: str,
         topics: Sequence[str],
-        handler: Handler,
+        handler: Handler | None = None,
         service: str,
+        batch_handler: BatchHandler | None = None,
         dead_letters: DeadLetterSink | None = None,
         max_batch: int = 500,
         poll_timeout_ms: int = 500,
@@ -152,9 +159,12 @@ class EventConsumer:
         auto_offset_reset: str = "earliest",
         **kafka_options: Any,
     ) -> None:
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give exactly one of handler and batch_handler")
         self.topics = list(topics)
         self.service = service
         self._handler = handler
+        self._batch_handler = batch_handler
         self._dead_letters = dead_letters
         self._max_batch = max_batch
         self._poll_timeout_ms = poll_timeout_ms
@@ -197,17 +207,25 @@ class EventConsumer:
             await self._commit_pending()
             await self._consumer.stop()
 
+    @staticmethod
+    def _event(record: Any) -> Event:
+        return Event(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value if record.value is not None else b"",
+            headers=tuple(record.headers or ()),
+            timestamp_ms=record.timestamp,
+        )
+
     async def _handle_partition(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+        if self._batch_handler is not None:
+            await self._handle_batch(self._batch_handler, tp, [self._event(r) for r in records])
+            return
+        assert self._handler is not None
         for record in records:
-            event = Event(
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=record.key,
-                value=record.value if record.value is not None else b"",
-                headers=tuple(record.headers or ()),
-                timestamp_ms=record.timestamp,
-            )
+            event = self._event(record)
             try:
                 try:
                     await self._handler(event)
@@ -222,6 +240,24 @@ class EventConsumer:
                 return
             self._pending[tp] = event.offset + 1
             self._failures = 0
+
+    async def _handle_batch(self, batch_handler: BatchHandler, tp: TopicPartition, events: list[Event]) -> None:
+        if not events:
+            return
+        try:
+            await batch_handler(events)
+        except Exception:
+            metrics.EVENTS_FAILED.labels(self.service, tp.topic).inc(len(events))
+            log.exception(
+                "batch handler failed; will retry the batch",
+                extra={"topic": tp.topic, "partition": tp.partition, "offset": events[0].offset},
+            )
+            self._consumer.seek(tp, events[0].offset)
+            await self._backoff()
+            return
+        metrics.EVENTS_CONSUMED.labels(self.service, tp.topic).inc(len(events))
+        self._pending[tp] = events[-1].offset + 1
+        self._failures = 0
 
     async def _dead_letter(self, event: Event, poison: PoisonEvent) -> None:
         if self._dead_letters is None:

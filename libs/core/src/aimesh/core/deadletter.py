@@ -24,6 +24,11 @@ def reason_code_value(code: str) -> int:
     return value.number if value is not None else 0
 
 
+def dead_letter_event_id(event: Event) -> str:
+    """The DLQ ``ce_id`` of a rejected upstream record: derived from its position, so a redelivery repeats it."""
+    return f"dlq:{event.topic}/{event.partition}/{event.offset}"
+
+
 def build_dead_letter(
     *,
     payload: bytes,
@@ -80,5 +85,5 @@ class DeadLetterPublisher:
             self._topic,
             dl,
             key=self._source,
-            event_id=f"dlq:{event.topic}/{event.partition}/{event.offset}",
+            event_id=dead_letter_event_id(event),
         )

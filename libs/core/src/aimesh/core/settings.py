@@ -52,6 +52,8 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_seconds: float = 10.0
     liveness_max_stall_seconds: float = 60.0
     readiness_interval_seconds: float = 5.0
+    ship_logs: bool = Field(default=True, description="Publish log records to aimesh.monitor.logs.v1 for monitor.")
+    ship_logs_level: str = Field(default="INFO", description="Lowest level of the log records shipped to Kafka.")
 
     @property
     def group_id(self) -> str:

@@ -1,5 +1,7 @@
 """feature settings: environment variables prefixed ``FEATURE_`` (e.g. ``FEATURE_GRPC_PORT``)."""
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -16,5 +18,12 @@ class FeatureSettings(ServiceSettings):
     admin_port: int = 8082
     topics: list[str] = Field(
         default_factory=lambda: ["aimesh.ingest.records.v1"],
-        description="Kafka canonical record topics that feed the streaming aggregations.",
+        description="Kafka canonical record topics that feed the online store.",
     )
+    lake_dir: Path | None = Field(default=None, description="Root of the lake (Parquet); default <data_dir>/lake.")
+    consumer_max_batch: int = Field(default=500, description="Records per poll and partition batch (one transaction).")
+
+    @property
+    def lake_root(self) -> Path:
+        """Where offline retrieval reads the lake: ``lake_dir``, else ``<data_dir>/lake`` (ingest's default too)."""
+        return self.lake_dir if self.lake_dir is not None else self.data_dir / "lake"

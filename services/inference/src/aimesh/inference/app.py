@@ -1,46 +1,98 @@
-"""inference wiring: the gRPC API, the Kafka consumer and the admin app on one runtime.
+"""inference wiring: the Score API, the routing-table consumer, Triton, the feature client, the publisher.
 
-Skeleton (foundation issue): the API answers UNIMPLEMENTED through the generated base class
-and the consumer acknowledges events without effects; later issues add the real logic.
+The registry topic is replayed from the earliest offset in a consumer group of this instance alone
+(``<group>-routing-<uuid>``), so every replica builds the full routing table. Readiness: Kafka, Triton
+live, and the feature service SERVING. On shutdown the gRPC server drains first, then pending
+Prediction acknowledgements (within the grace period), then the clients close.
 """
 
 from __future__ import annotations
 
-import logging
+import uuid
 from importlib.metadata import version
+
+import grpc
 
 from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from aimesh.core.app import serve
-from aimesh.core.bus import EventProducer
-from aimesh.core.events import Event
+from aimesh.core.bus import EventConsumer, EventProducer
+from aimesh.core.deadletter import DeadLetterPublisher
+from aimesh.core.grpc_server import GrpcServer
+from aimesh.core.model_catalog import ModelCatalog
 from aimesh.core.runner import ServiceRuntime
+from aimesh.inference.features import GrpcFeatureSource
+from aimesh.inference.predictions import PredictionPublisher
+from aimesh.inference.scoring import Scorer
 from aimesh.inference.settings import InferenceSettings
+from aimesh.inference.triton import TritonRunner
 
-log = logging.getLogger(__name__)
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 
 
 class InferenceServiceApi(inference_pb2_grpc.InferenceServiceServicer):
-    """The InferenceService API; methods not overridden answer UNIMPLEMENTED."""
+    """The gRPC adapter of ``Scorer``: passes the request and the caller's remaining time."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self._scorer = scorer
+
+    async def Score(
+        self, request: inference_pb2.ScoreRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.ScoreResponse:
+        remaining = context.time_remaining()
+        return await self._scorer.score(request, time_left=None if remaining is None or remaining > 1e9 else remaining)
 
 
-async def handle_event(event: Event) -> None:
-    """Transport-free handler for one consumed event (no effects yet)."""
-    log.debug("event received", extra={"event.id": event.id, "topic": event.topic})
+async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, producer: EventProducer) -> Scorer:
+    """Add the inference parts to ``runtime``; returns the scorer (tests drive it directly)."""
+    catalog = ModelCatalog()
+    features = GrpcFeatureSource(settings.feature_address)
+    runner = TritonRunner(settings.triton_url)
+    publisher = PredictionPublisher(
+        producer, settings.predictions_topic, max_in_flight=settings.max_in_flight_predictions
+    )
+    scorer = Scorer(
+        catalog,
+        features,
+        runner,
+        publisher,
+        default_alias=settings.default_alias,
+        key_entity=settings.prediction_key_entity,
+    )
+    api = InferenceServiceApi(scorer)
+    runtime.add_grpc(
+        GrpcServer(
+            settings,
+            [lambda server: inference_pb2_grpc.add_InferenceServiceServicer_to_server(api, server)],
+            [SERVICE_NAME],
+        )
+    )
+    runtime.add_consumer(
+        EventConsumer(
+            settings.kafka_bootstrap,
+            group_id=f"{settings.group_id}-routing-{uuid.uuid4().hex[:12]}",
+            topics=settings.topics,
+            handler=catalog.handle,
+            service=settings.service_name,
+            dead_letters=DeadLetterPublisher(producer, settings.service_name),
+            auto_offset_reset="earliest",
+        )
+    )
+    runtime.probes.readiness["triton"] = runner.check_live
+    runtime.probes.readiness["feature-service"] = features.check_serving
+
+    async def drain_predictions() -> None:
+        await publisher.drain(settings.shutdown_grace_seconds)
+
+    runtime.add_cleanup(runner.close)
+    runtime.add_cleanup(features.close)
+    runtime.add_cleanup(drain_predictions)
+    return scorer
 
 
 async def serve_inference(settings: InferenceSettings) -> None:
     """Run the inference service until SIGTERM."""
 
-    api = InferenceServiceApi()  # type: ignore[abstract]  # skeleton: unimplemented methods answer UNIMPLEMENTED
-
     async def wire(runtime: ServiceRuntime, producer: EventProducer) -> None:
-        runtime.add_standard_parts(
-            registrar=lambda server: inference_pb2_grpc.add_InferenceServiceServicer_to_server(api, server),
-            service_name=SERVICE_NAME,
-            topics=settings.topics,
-            handler=handle_event,
-            producer=producer,
-        )
+        await wire_inference(settings, runtime, producer)
 
     await serve(settings, version("aimesh-inference"), wire)

@@ -4,6 +4,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from aimesh.core.settings import ServiceSettings
+from aimesh.core.topics import INFERENCE_PREDICTIONS, REGISTRY_MODELS
 
 
 class InferenceSettings(ServiceSettings):
@@ -15,6 +16,16 @@ class InferenceSettings(ServiceSettings):
     grpc_port: int = 50054
     admin_port: int = 8084
     topics: list[str] = Field(
-        default_factory=lambda: ["aimesh.registry.models.v1"],
-        description="Kafka model registry events that update the routing table.",
+        default_factory=lambda: [REGISTRY_MODELS],
+        description="Kafka model registry topics replayed (from the earliest offset) into the routing table.",
+    )
+    predictions_topic: str = Field(default=INFERENCE_PREDICTIONS, description="Where Prediction events go.")
+    triton_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint (host:port).")
+    feature_address: str = Field(default="127.0.0.1:50052", description="FeatureService gRPC endpoint (host:port).")
+    default_alias: str = Field(default="champion", description="Alias routed by when a request names none.")
+    prediction_key_entity: str = Field(
+        default="card", description="Entity type whose id keys Prediction events; the request id when absent."
+    )
+    max_in_flight_predictions: int = Field(
+        default=10_000, description="Prediction events awaiting Kafka's acknowledgement before Score waits for room."
     )

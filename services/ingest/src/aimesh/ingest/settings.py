@@ -1,9 +1,14 @@
 """ingest settings: environment variables prefixed ``INGEST_`` (e.g. ``INGEST_GRPC_PORT``)."""
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from aimesh.core.settings import ServiceSettings
+from aimesh.core.topics import INGEST_DLQ, INGEST_RECORDS
+
+DEV_PII_SECRET = "aimesh-dev-pii-secret-change-me"  # noqa: S105  # the documented development default
 
 
 class IngestSettings(ServiceSettings):
@@ -14,7 +19,26 @@ class IngestSettings(ServiceSettings):
     service_name: str = "ingest"
     grpc_port: int = 50051
     admin_port: int = 8081
-    topics: list[str] = Field(
-        default_factory=lambda: ["bank.card-transactions", "bank.chargebacks"],
-        description="Kafka upstream topics this instance validates (source definitions come in a later issue).",
+    sources_file: Path | None = Field(
+        default=None, description="YAML file of source definitions; default the one shipped with aimesh.ingest."
     )
+    source_topics: dict[str, str] = Field(
+        default_factory=dict,
+        description='Upstream topic per source name, overriding the definitions (JSON, e.g. {"chargebacks": "x"}).',
+    )
+    records_topic: str = Field(default=INGEST_RECORDS, description="Where canonical records are published.")
+    dlq_topic: str = Field(default=INGEST_DLQ, description="Where rejected records are dead-lettered.")
+    lake_dir: Path | None = Field(default=None, description="Root of the Parquet lake; default <data_dir>/lake.")
+    pii_secret: SecretStr = Field(
+        default=SecretStr(DEV_PII_SECRET),
+        description="HMAC-SHA256 key that tokenises PII fields (card_number -> card_token). Set it in production.",
+    )
+    dedupe_capacity: int = Field(
+        default=200_000, ge=0, description="How many recent event ids are remembered to drop upstream duplicates."
+    )
+    max_payload_bytes: int = Field(default=1024 * 1024, gt=0, description="Larger upstream records are rejected.")
+    max_batch: int = Field(default=500, gt=0, description="Records per partition batch (one lake file each).")
+
+    @property
+    def lake_root(self) -> Path:
+        return self.lake_dir or self.data_dir / "lake"

@@ -4,6 +4,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from aimesh.core.settings import ServiceSettings
+from aimesh.core.topics import INFERENCE_PREDICTIONS, MONITOR_ALERTS, REGISTRY_MODELS, SERVICE_LOGS
 
 
 class MonitorSettings(ServiceSettings):
@@ -15,10 +16,17 @@ class MonitorSettings(ServiceSettings):
     grpc_port: int = 50055
     admin_port: int = 8085
     topics: list[str] = Field(
-        default_factory=lambda: [
-            "aimesh.inference.predictions.v1",
-            "aimesh.monitor.logs.v1",
-            "aimesh.training.runs.v1",
-        ],
-        description="Kafka prediction, log and run-event topics indexed into Elasticsearch.",
+        default_factory=lambda: [INFERENCE_PREDICTIONS, SERVICE_LOGS],
+        description="Kafka topics of Prediction and LogRecord events indexed into Elasticsearch.",
     )
+    registry_topic: str = Field(default=REGISTRY_MODELS, description="Model events carrying the drift references.")
+    alerts_topic: str = Field(default=MONITOR_ALERTS, description="Where raised alerts are published.")
+    elasticsearch_url: str = Field(default="http://127.0.0.1:9200", description="Elasticsearch URL.")
+    index_prefix: str = Field(default="aimesh", description="Indices are <prefix>-predictions, -logs, -drift, -alerts.")
+    default_alias: str = Field(default="champion", description="Alias whose version drift is reported for by default.")
+    drift_interval_seconds: float = Field(default=10.0, description="How often the score drift is evaluated.")
+    drift_window_seconds: float = Field(default=3600.0, description="Window of live scores compared to the reference.")
+    drift_min_samples: int = Field(default=50, description="Periodic evaluation skips windows with fewer scores.")
+    psi_threshold: float = Field(default=0.2, description="PSI above which a WARNING drift alert is raised.")
+    psi_critical: float = Field(default=0.5, description="PSI above which the drift alert is CRITICAL.")
+    psi_epsilon: float = Field(default=1e-4, description="Floor of a bin's share, so empty bins keep PSI finite.")

@@ -1,9 +1,12 @@
 """training settings: environment variables prefixed ``TRAINING_`` (e.g. ``TRAINING_GRPC_PORT``)."""
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from aimesh.core.settings import ServiceSettings
+from aimesh.core.topics import MONITOR_ALERTS, REGISTRY_MODELS, TRAINING_RUNS
 
 
 class TrainingSettings(ServiceSettings):
@@ -15,6 +18,37 @@ class TrainingSettings(ServiceSettings):
     grpc_port: int = 50053
     admin_port: int = 8083
     topics: list[str] = Field(
-        default_factory=lambda: ["aimesh.monitor.alerts.v1"],
+        default_factory=lambda: [MONITOR_ALERTS],
         description="Kafka alert topics that may trigger retraining.",
     )
+    runs_topic: str = Field(default=TRAINING_RUNS, description="Where RunEvents are published.")
+    registry_topic: str = Field(default=REGISTRY_MODELS, description="Where ModelEvents are published.")
+    lake_dir: Path | None = Field(default=None, description="The lake root; default <data_dir>/lake.")
+    model_repository: Path = Field(
+        default=Path(".aimesh/data/triton/models"),
+        description="Triton's --model-repository (the devstack's by default).",
+    )
+    triton_grpc: str = "127.0.0.1:8001"
+    triton_timeout_seconds: float = Field(default=180.0, description="Limit for loading a model into Triton.")
+    feature_grpc: str = "127.0.0.1:50052"
+    feature_timeout_seconds: float = Field(default=120.0, description="Deadline of one GetHistoricalFeatures batch.")
+    feature_batch_rows: int = Field(default=2000, ge=1, le=100_000, description="Entity rows per feature request.")
+    triton_model_name: str = Field(default="fraud_mlp", description="Default Triton model name for exports.")
+    champion_alias: str = "champion"
+    champion_auc_floor: float = Field(
+        default=0.6, description="A new version becomes champion only when its eval AUC is above this."
+    )
+    retrain_models: list[str] = Field(
+        default_factory=list,
+        description="Models whose retrain policy is on: a DRIFT alert for them starts a run (default: none).",
+    )
+    outbox_interval_seconds: float = Field(default=5.0, description="How often unpublished events are retried.")
+    torch_threads: int = Field(default=1, ge=1, description="CPU threads for training (the machine is shared).")
+
+    def lake_root(self) -> Path:
+        """The lake directory: ``lake_dir`` when set, else ``<data_dir>/lake``."""
+        return self.lake_dir if self.lake_dir is not None else self.data_dir / "lake"
+
+    def artifacts_dir(self) -> Path:
+        """Where runs keep their trained artifacts before registration: ``<data_dir>/training/runs``."""
+        return self.data_dir / "training" / "runs"

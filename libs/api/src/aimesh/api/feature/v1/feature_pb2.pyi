@@ -22,6 +22,9 @@ class Aggregation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AGGREGATION_MAX: _ClassVar[Aggregation]
     AGGREGATION_LAST: _ClassVar[Aggregation]
     AGGREGATION_DISTINCT_COUNT: _ClassVar[Aggregation]
+    AGGREGATION_SECONDS_SINCE_LAST: _ClassVar[Aggregation]
+    AGGREGATION_IS_NEW: _ClassVar[Aggregation]
+    AGGREGATION_ON_DEMAND: _ClassVar[Aggregation]
 
 class FeatureStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -44,6 +47,9 @@ AGGREGATION_MIN: Aggregation
 AGGREGATION_MAX: Aggregation
 AGGREGATION_LAST: Aggregation
 AGGREGATION_DISTINCT_COUNT: Aggregation
+AGGREGATION_SECONDS_SINCE_LAST: Aggregation
+AGGREGATION_IS_NEW: Aggregation
+AGGREGATION_ON_DEMAND: Aggregation
 FEATURE_STATUS_UNSPECIFIED: FeatureStatus
 FEATURE_STATUS_PRESENT: FeatureStatus
 FEATURE_STATUS_MISSING: FeatureStatus

@@ -73,7 +73,7 @@ class FeatureServiceServicer:
         """Point-in-time correct feature values for (entity id, timestamp) rows, computed from the lake.
         Server-streaming: the entity rows come inline in the request (callers batch large sets);
         the first response message carries feature_names, every message carries a chunk of rows in
-        request order. Each value only uses events with event_time <= the row's timestamp.
+        request order. Each value only uses events with event_time strictly before the row's timestamp.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -41,7 +41,7 @@ class FeatureServiceStub:
     """Point-in-time correct feature values for (entity id, timestamp) rows, computed from the lake.
     Server-streaming: the entity rows come inline in the request (callers batch large sets);
     the first response message carries feature_names, every message carries a chunk of rows in
-    request order. Each value only uses events with event_time <= the row's timestamp.
+    request order. Each value only uses events with event_time strictly before the row's timestamp.
     """
     ApplyDefinitions: _grpc.UnaryUnaryMultiCallable[_feature_pb2.ApplyDefinitionsRequest, _feature_pb2.ApplyDefinitionsResponse]
     """Creates or updates entities, feature views and feature services, atomically. Idempotent."""
@@ -61,7 +61,7 @@ class FeatureServiceAsyncStub(FeatureServiceStub):
     """Point-in-time correct feature values for (entity id, timestamp) rows, computed from the lake.
     Server-streaming: the entity rows come inline in the request (callers batch large sets);
     the first response message carries feature_names, every message carries a chunk of rows in
-    request order. Each value only uses events with event_time <= the row's timestamp.
+    request order. Each value only uses events with event_time strictly before the row's timestamp.
     """
     ApplyDefinitions: _aio.UnaryUnaryMultiCallable[_feature_pb2.ApplyDefinitionsRequest, _feature_pb2.ApplyDefinitionsResponse]  # type: ignore[assignment]
     """Creates or updates entities, feature views and feature services, atomically. Idempotent."""
@@ -90,7 +90,7 @@ class FeatureServiceServicer(metaclass=_abc_1.ABCMeta):
         """Point-in-time correct feature values for (entity id, timestamp) rows, computed from the lake.
         Server-streaming: the entity rows come inline in the request (callers batch large sets);
         the first response message carries feature_names, every message carries a chunk of rows in
-        request order. Each value only uses events with event_time <= the row's timestamp.
+        request order. Each value only uses events with event_time strictly before the row's timestamp.
         """
 
     @_abc_1.abstractmethod

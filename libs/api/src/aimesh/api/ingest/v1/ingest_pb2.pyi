@@ -68,7 +68,7 @@ RECORD_STATUS_ACCEPTED: RecordStatus
 RECORD_STATUS_REJECTED: RecordStatus
 
 class FieldSpec(_message.Message):
-    __slots__ = ("name", "type", "required", "allowed_values", "min", "max", "max_length", "description")
+    __slots__ = ("name", "type", "required", "allowed_values", "min", "max", "max_length", "description", "min_exclusive", "pattern")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,8 @@ class FieldSpec(_message.Message):
     MAX_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    MIN_EXCLUSIVE_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: FieldType
     required: bool
@@ -85,10 +87,19 @@ class FieldSpec(_message.Message):
     max: float
     max_length: int
     description: str
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[FieldType, str]] = ..., required: _Optional[bool] = ..., allowed_values: _Optional[_Iterable[str]] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., max_length: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+    min_exclusive: bool
+    pattern: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[FieldType, str]] = ..., required: _Optional[bool] = ..., allowed_values: _Optional[_Iterable[str]] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., max_length: _Optional[int] = ..., description: _Optional[str] = ..., min_exclusive: _Optional[bool] = ..., pattern: _Optional[str] = ...) -> None: ...
 
 class SourceDefinition(_message.Message):
-    __slots__ = ("name", "topic", "format", "fields", "entity_key", "event_time_field", "event_id_field", "pii_fields", "version", "entity_type", "description", "create_time")
+    __slots__ = ("name", "topic", "format", "fields", "entity_key", "event_time_field", "event_id_field", "pii_fields", "version", "entity_type", "description", "create_time", "pii_token_fields")
+    class PiiTokenFieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +112,7 @@ class SourceDefinition(_message.Message):
     ENTITY_TYPE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PII_TOKEN_FIELDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     topic: str
     format: SourceFormat
@@ -113,7 +125,8 @@ class SourceDefinition(_message.Message):
     entity_type: str
     description: str
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., topic: _Optional[str] = ..., format: _Optional[_Union[SourceFormat, str]] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., entity_key: _Optional[str] = ..., event_time_field: _Optional[str] = ..., event_id_field: _Optional[str] = ..., pii_fields: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., entity_type: _Optional[str] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    pii_token_fields: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., topic: _Optional[str] = ..., format: _Optional[_Union[SourceFormat, str]] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., entity_key: _Optional[str] = ..., event_time_field: _Optional[str] = ..., event_id_field: _Optional[str] = ..., pii_fields: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., entity_type: _Optional[str] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pii_token_fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Record(_message.Message):
     __slots__ = ("event_id", "payload", "headers")

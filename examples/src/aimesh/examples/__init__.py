@@ -1,0 +1,1 @@
+"""aimesh example scenarios and their data generators."""

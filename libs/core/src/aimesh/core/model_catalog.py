@@ -1,0 +1,115 @@
+"""The model registry as seen from ``aimesh.registry.models.v1``: registered versions and their aliases.
+
+Inference routes by it and monitor reads the drift reference from it; both build it by replaying the
+registry topic from the earliest offset (``ModelEvent`` records are keyed by model name, so one
+model's events arrive in order). Applying an event is idempotent: a redelivered event changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aimesh.api.training.v1 import events_pb2
+from aimesh.core.events import Event, PoisonEvent
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """One registered model version: where Triton serves it, what it reads, its score reference."""
+
+    model_name: str
+    version: int
+    triton_model_name: str
+    triton_model_version: int
+    features: tuple[str, ...]
+    feature_service: str
+    reference_edges: tuple[float, ...]
+    reference_fractions: tuple[float, ...]
+    reference_count: int
+
+    @property
+    def has_reference(self) -> bool:
+        """True when the version carries a usable score profile (``len(edges) == len(fractions) + 1``)."""
+        return bool(self.reference_fractions) and len(self.reference_edges) == len(self.reference_fractions) + 1
+
+    @classmethod
+    def from_event(cls, event: events_pb2.ModelEvent) -> ModelVersion:
+        profile = event.reference_profile
+        return cls(
+            model_name=event.model_name,
+            version=event.version,
+            triton_model_name=event.triton_model_name or event.model_name,
+            triton_model_version=event.triton_model_version,
+            features=tuple(event.features),
+            feature_service=event.feature_service,
+            reference_edges=tuple(profile.bin_edges),
+            reference_fractions=tuple(profile.fractions),
+            reference_count=profile.count,
+        )
+
+
+class ModelCatalog:
+    """Versions and aliases per model, kept current by ``apply`` (not thread-safe; one event loop)."""
+
+    def __init__(self) -> None:
+        self._versions: dict[str, dict[int, ModelVersion]] = {}
+        self._aliases: dict[str, dict[str, int]] = {}
+
+    def apply(self, event: events_pb2.ModelEvent) -> None:
+        """Record a registration or an alias move.
+
+        ``ALIAS_CHANGED`` with ``new_version`` 0 removes the alias. An event that also carries the Triton
+        location of its version registers that version too (so an alias event alone is enough to route).
+        Raises ``PoisonEvent`` (``MISSING_FIELD``) for an event without a model name, version or alias.
+        """
+        if not event.model_name:
+            raise PoisonEvent("MISSING_FIELD", "ModelEvent without model_name")
+        kind = event.kind
+        if kind == events_pb2.MODEL_EVENT_KIND_VERSION_REGISTERED:
+            if event.version <= 0:
+                raise PoisonEvent("MISSING_FIELD", f"VERSION_REGISTERED for {event.model_name} without a version")
+            self._register(event)
+        elif kind == events_pb2.MODEL_EVENT_KIND_ALIAS_CHANGED:
+            change = event.alias_change
+            if not change.alias:
+                raise PoisonEvent("MISSING_FIELD", f"ALIAS_CHANGED for {event.model_name} without alias_change.alias")
+            target = change.new_version or event.version
+            if event.triton_model_name and target > 0 and target == event.version:
+                self._register(event)
+            aliases = self._aliases.setdefault(event.model_name, {})
+            if target > 0:
+                aliases[change.alias] = target
+            else:
+                aliases.pop(change.alias, None)
+        else:
+            raise PoisonEvent("INVALID_VALUE", f"ModelEvent for {event.model_name} has unknown kind {kind}")
+
+    def _register(self, event: events_pb2.ModelEvent) -> None:
+        self._versions.setdefault(event.model_name, {})[event.version] = ModelVersion.from_event(event)
+
+    async def handle(self, event: Event) -> None:
+        """Transport-free consumer handler: decode a ``ModelEvent`` and apply it (``PoisonEvent`` when bad)."""
+        self.apply(event.parse(events_pb2.ModelEvent))
+
+    @property
+    def is_empty(self) -> bool:
+        return not self._versions and not self._aliases
+
+    def models(self) -> list[str]:
+        """Names of every model with a version or an alias, sorted."""
+        return sorted(set(self._versions) | set(self._aliases))
+
+    def versions(self, model: str) -> dict[int, ModelVersion]:
+        """Registered versions of ``model`` (empty when unknown)."""
+        return dict(self._versions.get(model, {}))
+
+    def aliases(self, model: str) -> dict[str, int]:
+        """Alias -> version of ``model`` (empty when unknown)."""
+        return dict(self._aliases.get(model, {}))
+
+    def version(self, model: str, version: int) -> ModelVersion | None:
+        return self._versions.get(model, {}).get(version)
+
+    def alias_target(self, model: str, alias: str) -> int | None:
+        """The version ``alias`` points at, or None."""
+        return self._aliases.get(model, {}).get(alias)

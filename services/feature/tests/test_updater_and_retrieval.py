@@ -1,0 +1,235 @@
+"""The consumer's batch handler (poison, ignored sources, redelivery) and both retrieval paths in-process:
+the online store and the lake answer the same values for the same rows."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from aimesh.api.common.v1 import common_pb2
+from aimesh.api.feature.v1 import feature_pb2
+from aimesh.api.ingest.v1 import events_pb2
+from aimesh.core.errors import AimeshError
+from aimesh.core.events import Event
+from aimesh.feature.consumer import OnlineUpdater
+from aimesh.feature.definitions import FRAUD_V1_FEATURES
+from aimesh.feature.records import Transaction
+from aimesh.feature.retrieval import HistoricalRetrieval, OnlineRetrieval
+from aimesh.feature.store import OnlineStore
+
+from .conftest import HOUR_US, T0, txn
+
+
+class FakeDeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, str]] = []
+
+    async def send(self, event: Event, reason_code: str, message: str) -> None:
+        self.sent.append((event.offset, reason_code))
+
+
+def record(t: Transaction, source: str = "card_transactions") -> events_pb2.CanonicalRecord:
+    r = events_pb2.CanonicalRecord(event_id=t.event_id, source=source, entity_key=t.card_id, entity_type="card")
+    r.event_time.FromMicroseconds(t.ts_us)
+    r.attributes["amount"].double_value = t.amount
+    for name, value in (
+        ("customer_id", t.customer_id),
+        ("merchant_id", t.merchant_id),
+        ("country", t.country),
+        ("device_id", t.device_id),
+        ("merchant_category", "grocery"),
+    ):
+        r.attributes[name].string_value = value
+    return r
+
+
+def event(offset: int, payload: bytes, partition: int = 0) -> Event:
+    return Event("records", partition, offset, b"k", payload, (), 0)
+
+
+async def test_updater_applies_ignores_dead_letters_and_skips_redeliveries(store: OnlineStore) -> None:
+    dlq = FakeDeadLetters()
+    updater = OnlineUpdater(store, dlq)
+    no_customer = record(txn("x", T0))
+    del no_customer.attributes["customer_id"]
+    events = [
+        event(0, record(txn("a", T0)).SerializeToString()),
+        event(1, b"\xff not a protobuf"),
+        event(2, record(txn("cb", T0), source="chargebacks").SerializeToString()),
+        event(3, no_customer.SerializeToString()),
+        event(4, record(txn("b", T0 + 1)).SerializeToString()),
+    ]
+    result = await updater.apply(events)
+    assert (result.applied, result.skipped) == (2, 0)
+    assert dlq.sent == [(1, "MALFORMED_PAYLOAD"), (3, "MISSING_FIELD")]
+    again = await updater.apply(events)
+    assert (again.applied, again.skipped) == (0, 5)
+    assert dlq.sent == [(1, "MALFORMED_PAYLOAD"), (3, "MISSING_FIELD")]  # not dead-lettered twice
+    assert await store.offsets() == {("records", 0): 5}
+
+
+def context_row(t: Transaction, at_us: int, *, category: str = "gaming") -> feature_pb2.EntityRow:
+    ts = Timestamp()
+    ts.FromMicroseconds(at_us)
+    ctx = {
+        "amount": common_pb2.Value(double_value=t.amount),
+        "merchant_id": common_pb2.Value(string_value=t.merchant_id),
+        "merchant_category": common_pb2.Value(string_value=category),
+        "country": common_pb2.Value(string_value=t.country),
+        "device_id": common_pb2.Value(string_value=t.device_id),
+    }
+    return feature_pb2.EntityRow(
+        timestamp=ts, entity_ids={"card": t.card_id, "customer": t.customer_id}, request_context=ctx
+    )
+
+
+def synthetic(n: int, seed: int = 3) -> list[Transaction]:
+    rng = random.Random(seed)
+    return [
+        txn(
+            f"tx-{i:010d}",
+            T0 + rng.randrange(0, 10 * 24 * HOUR_US),
+            card=f"card-{rng.randrange(12)}",
+            customer=f"cust-{rng.randrange(6)}",
+            amount=round(rng.uniform(1, 900), 2),
+            merchant=f"m{rng.randrange(9)}",
+            country=rng.choice(["DE", "FR", "US"]),
+            device=f"dev-{rng.randrange(15)}",
+        )
+        for i in range(n)
+    ]
+
+
+async def test_online_equals_historical_for_rows_after_the_last_event(
+    store: OnlineStore, write_lake: Callable[[Sequence[Transaction]], Path]
+) -> None:
+    txns = synthetic(400)
+    shuffled = txns[:]
+    random.Random(1).shuffle(shuffled)  # the online store gets them out of order
+    for start in range(0, len(shuffled), 50):
+        await store.apply("records", 0, [(start + i, t) for i, t in enumerate(shuffled[start : start + 50])])
+    lake_root = write_lake(txns)
+    after = max(t.ts_us for t in txns) + 1
+    probes = [txn("probe", 0, card=f"card-{i}", customer=f"cust-{i % 7}", amount=50.0 + i) for i in range(13)]
+    rows = [context_row(p, after + i * 1_000_000) for i, p in enumerate(probes)]
+
+    online = await OnlineRetrieval(store).get(
+        feature_pb2.GetOnlineFeaturesRequest(feature_service="fraud_v1", entity_rows=rows)
+    )
+    chunks = [
+        c
+        async for c in HistoricalRetrieval(lake_root, chunk_rows=5).stream(
+            feature_pb2.GetHistoricalFeaturesRequest(feature_service="fraud_v1", entity_rows=rows)
+        )
+    ]
+    assert list(online.feature_names) == list(FRAUD_V1_FEATURES) == list(chunks[0].feature_names)
+    assert [len(c.rows) for c in chunks] == [5, 5, 3]
+    assert not chunks[1].feature_names
+    historical = [r for c in chunks for r in c.rows]
+    assert [r.row_index for r in historical] == list(range(13))
+    for on, off in zip(online.rows, historical, strict=True):
+        assert list(on.values) == list(off.values)
+    missing = online.rows[12].values[0]  # card-12 never paid
+    assert missing.status == feature_pb2.FEATURE_STATUS_MISSING and missing.value.double_value == 0.0
+    assert online.rows[0].values[0].status == feature_pb2.FEATURE_STATUS_PRESENT
+
+
+async def test_historical_uses_only_events_strictly_before_each_row(
+    tmp_path: Path, write_lake: Callable[[Sequence[Transaction]], Path]
+) -> None:
+    txns = [
+        txn("a", T0, amount=1.0),
+        txn("b", T0 + HOUR_US // 2, amount=2.0, country="FR"),
+        txn("c", T0 + HOUR_US, amount=4.0),
+    ]
+    lake_root = write_lake(txns)
+    rows = [context_row(t, t.ts_us) for t in txns]  # each payment as of its own time
+    chunks = [
+        c
+        async for c in HistoricalRetrieval(lake_root).stream(
+            feature_pb2.GetHistoricalFeaturesRequest(feature_service="fraud_v1", entity_rows=rows)
+        )
+    ]
+    by_name = [
+        dict(zip(FRAUD_V1_FEATURES, (v.value.double_value for v in r.values), strict=True)) for r in chunks[0].rows
+    ]
+    assert [r["card_txn_count_1h"] for r in by_name] == [0.0, 1.0, 1.0]  # a is exactly 1 h before c
+    assert [r["card_txn_amount_sum_24h"] for r in by_name] == [0.0, 1.0, 3.0]
+    assert [r["card_country_is_new"] for r in by_name] == [1.0, 1.0, 0.0]
+    assert [r["card_seconds_since_prev"] for r in by_name] == [30 * 86400.0, 1800.0, 1800.0]
+    empty = [
+        c
+        async for c in HistoricalRetrieval(tmp_path / "no-lake").stream(
+            feature_pb2.GetHistoricalFeaturesRequest(feature_service="fraud_v1", entity_rows=rows[:1])
+        )
+    ]
+    assert empty[0].rows[0].values[0].status == feature_pb2.FEATURE_STATUS_MISSING
+
+
+@pytest.mark.parametrize(
+    ("request_", "code", "text"),
+    [
+        (
+            feature_pb2.GetOnlineFeaturesRequest(feature_service="nope", entity_ids=["c"]),
+            grpc.StatusCode.NOT_FOUND,
+            "fraud_v1",
+        ),
+        (
+            feature_pb2.GetOnlineFeaturesRequest(features=["card_txn_count_2h"], entity_ids=["c"]),
+            grpc.StatusCode.NOT_FOUND,
+            "card_txn_stats:card_txn_count_1h",
+        ),
+        (feature_pb2.GetOnlineFeaturesRequest(entity_ids=["c"]), grpc.StatusCode.INVALID_ARGUMENT, "exactly one"),
+        (
+            feature_pb2.GetOnlineFeaturesRequest(feature_service="fraud_v1", entity_ids=["c"]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "'customer'",
+        ),
+        (
+            feature_pb2.GetOnlineFeaturesRequest(
+                feature_service="fraud_v1", entity_rows=[feature_pb2.EntityRow(entity_ids={"card": "c"})]
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "entity_rows[0]: entity id 'customer' missing",
+        ),
+        (
+            feature_pb2.GetOnlineFeaturesRequest(
+                feature_service="fraud_v1",
+                entity_rows=[feature_pb2.EntityRow(entity_ids={"card": "c", "customer": "u"})],
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "request_context field 'amount' missing",
+        ),
+        (
+            feature_pb2.GetOnlineFeaturesRequest(features=["card_txn_count_1h"], entity_ids=["c"] * 1001),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "at most 1000 rows",
+        ),
+    ],
+)
+async def test_online_request_errors(
+    store: OnlineStore, request_: feature_pb2.GetOnlineFeaturesRequest, code: grpc.StatusCode, text: str
+) -> None:
+    with pytest.raises(AimeshError) as err:
+        await OnlineRetrieval(store).get(request_)
+    assert err.value.code == code
+    assert text in err.value.message
+
+
+async def test_single_entity_shorthand_serves_card_features(store: OnlineStore) -> None:
+    await store.apply("records", 0, [(0, txn("a", T0, amount=7.0))])
+    response = await OnlineRetrieval(store, clock_us=lambda: T0 + 60_000_000).get(
+        feature_pb2.GetOnlineFeaturesRequest(
+            features=["card_txn_stats:card_txn_amount_sum_1h", "card_txn_count_24h"], entity_ids=["c1", "c2"]
+        )
+    )
+    assert list(response.feature_names) == ["card_txn_amount_sum_1h", "card_txn_count_24h"]
+    assert [r.entity_id for r in response.rows] == ["c1", "c2"]
+    assert [v.value.double_value for v in response.rows[0].values] == [7.0, 1.0]
+    assert response.rows[0].values[0].event_time.ToMicroseconds() == T0
+    assert response.rows[1].values[0].status == feature_pb2.FEATURE_STATUS_MISSING

@@ -1,0 +1,17 @@
+"""Prometheus metrics of the inference service (exposed on the admin app's ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SCORE_LATENCY = Histogram(
+    "aimesh_inference_score_seconds",
+    "Score latency: routing, feature lookup and the Triton call",
+    ["model", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+PREDICTIONS_PUBLISHED = Counter("aimesh_inference_predictions_published_total", "Prediction events acknowledged")
+PREDICTIONS_FAILED = Counter(
+    "aimesh_inference_predictions_failed_total", "Prediction events lost after the retry (logged with their ids)"
+)
+PREDICTIONS_IN_FLIGHT = Gauge("aimesh_inference_predictions_in_flight", "Prediction events awaiting acknowledgement")

@@ -1,0 +1,173 @@
+"""IngestPipeline.handle_batch with an in-memory sender: canonical records, DLQ entries, lake files, retries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pytest
+from google.protobuf.message import Message
+
+from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
+from aimesh.core import lake
+from aimesh.core.events import Event
+from aimesh.ingest.pii import Tokenizer
+from aimesh.ingest.pipeline import IngestPipeline
+from aimesh.ingest.sources import load_sources
+
+PAN = "4000056655665556"
+TX_TOPIC = "up.tx"
+
+
+class FakeSender:
+    """Records every send; ``fail`` makes the acknowledgement futures fail instead."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Message, str | bytes | None, str | None]] = []
+        self.fail = False
+
+    async def send_event(
+        self,
+        topic: str,
+        message: Message,
+        *,
+        key: str | bytes | None,
+        event_id: str | None = None,
+        extra_headers: Sequence[tuple[str, bytes]] = (),
+    ) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.fail:
+            fut.set_exception(ConnectionError("broker down"))
+        else:
+            self.sent.append((topic, message, key, event_id))
+            fut.set_result(None)
+        return fut
+
+    def on(self, topic: str) -> list[tuple[str, Message, str | bytes | None, str | None]]:
+        return [s for s in self.sent if s[0] == topic]
+
+
+def tx(n: int, **changes: object) -> bytes:
+    record = {
+        "transaction_id": f"tx-{n:010d}",
+        "card_id": f"card-{n % 3}",
+        "card_number": PAN,
+        "customer_id": "cust-1",
+        "merchant_id": "merch-1",
+        "merchant_category": "gaming",
+        "amount": 10.0 + n,
+        "currency": "EUR",
+        "country": "DE",
+        "device_id": "dev-1",
+        "channel": "online",
+        "timestamp": f"2024-05-0{1 + n % 2}T10:00:00Z",
+    }
+    return orjson.dumps(record | changes)
+
+
+def event(offset: int, value: bytes, topic: str = TX_TOPIC) -> Event:
+    return Event(topic=topic, partition=2, offset=offset, key=b"k", value=value, headers=(("h", b"v"),), timestamp_ms=0)
+
+
+@pytest.fixture
+def sender() -> FakeSender:
+    return FakeSender()
+
+
+@pytest.fixture
+def pipeline(sender: FakeSender, tmp_path: Path) -> IngestPipeline:
+    sources = load_sources(topic_overrides={"card_transactions": TX_TOPIC, "chargebacks": "up.cb"})
+    return IngestPipeline(
+        sources, Tokenizer("s"), sender, lake_root=tmp_path, records_topic="rec", dlq_topic="dlq", dedupe_capacity=100
+    )
+
+
+def lake_table(root: Path) -> pa.Table:
+    return lake.dataset(root, "card_transactions").to_table()
+
+
+async def test_batch_publishes_canonical_records_dead_letters_rejects_and_writes_the_lake(
+    pipeline: IngestPipeline, sender: FakeSender, tmp_path: Path
+) -> None:
+    events = [event(10, tx(0)), event(11, tx(1, currency="XBT")), event(12, b"{oops"), event(13, tx(3))]
+
+    result = await pipeline.handle_batch(events)
+
+    assert (result.accepted, result.rejected, result.duplicates) == (2, 2, 0)
+    records = sender.on("rec")
+    assert [(key, ce_id) for _, _, key, ce_id in records] == [("card-0", "tx-0000000000"), ("card-0", "tx-0000000003")]
+    canonical = records[0][1]
+    assert isinstance(canonical, events_pb2.CanonicalRecord)
+    assert canonical.source == "card_transactions" and canonical.entity_type == "card"
+    assert canonical.upstream.offset == 10 and canonical.upstream.partition == 2
+    assert canonical.attributes["amount"].double_value == 10.0
+    assert canonical.attributes["card_token"].string_value == Tokenizer("s").token(PAN)
+    assert PAN.encode() not in b"".join(m.SerializeToString() for _, m, _, _ in records)
+
+    dead = sender.on("dlq")
+    assert [ce_id for *_, ce_id in dead] == [f"dlq:{TX_TOPIC}/2/11", f"dlq:{TX_TOPIC}/2/12"]
+    masked, raw = (d[1] for d in dead)
+    assert isinstance(masked, events_pb2.DeadLetter) and isinstance(raw, events_pb2.DeadLetter)
+    assert masked.reason_code == ingest_pb2.REASON_CODE_NOT_ALLOWED_VALUE and masked.field == "currency"
+    assert masked.event_id == "tx-0000000001" and masked.source == "card_transactions"
+    assert (masked.upstream.topic, masked.upstream.partition, masked.upstream.offset) == (TX_TOPIC, 2, 11)
+    assert PAN.encode() not in masked.original_payload and "replaced by their tokens" in masked.message
+    assert raw.reason_code == ingest_pb2.REASON_CODE_MALFORMED_PAYLOAD and raw.original_payload == b"{oops"
+    assert [(h.key, h.value) for h in raw.original_headers] == [("h", b"v")]
+
+    files = lake.part_files(tmp_path, "card_transactions")
+    assert [(p, first, last) for _, p, first, last in files] == [(2, 10, 13), (2, 10, 13)]
+    table = lake_table(tmp_path)
+    assert sorted(table.column("event_id").to_pylist()) == ["tx-0000000000", "tx-0000000003"]
+    assert table.schema.field("event_time").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("amount").type == pa.float64()
+    assert "card_number" not in table.schema.names and "card_token" in table.schema.names
+    assert all(PAN.encode() not in path.read_bytes() for path, *_ in files)
+
+
+async def test_a_redelivered_batch_rewrites_its_lake_files_instead_of_duplicating(
+    pipeline: IngestPipeline, sender: FakeSender, tmp_path: Path
+) -> None:
+    await pipeline.handle_batch([event(0, tx(0)), event(1, tx(1))])
+    await pipeline.handle_batch([event(0, tx(0)), event(1, tx(1)), event(2, tx(2))])
+
+    assert sorted(lake_table(tmp_path).column("event_id").to_pylist()) == [f"tx-{n:010d}" for n in range(3)]
+    assert len(sender.on("rec")) == 5, "the same positions are published again (at-least-once, same ce_id)"
+
+
+async def test_upstream_duplicates_at_other_offsets_are_dropped(
+    pipeline: IngestPipeline, sender: FakeSender, tmp_path: Path
+) -> None:
+    await pipeline.handle_batch([event(0, tx(0)), event(1, tx(0))])
+    result = await pipeline.handle_batch([event(2, tx(0)), event(3, tx(1))])
+
+    assert result.duplicates == 1
+    assert [ce_id for *_, ce_id in sender.on("rec")] == ["tx-0000000000", "tx-0000000001"]
+    assert sorted(lake_table(tmp_path).column("event_id").to_pylist()) == ["tx-0000000000", "tx-0000000001"]
+
+
+async def test_a_failed_acknowledgement_fails_the_batch_and_the_retry_redoes_it(
+    pipeline: IngestPipeline, sender: FakeSender, tmp_path: Path
+) -> None:
+    sender.fail = True
+    with pytest.raises(ConnectionError):
+        await pipeline.handle_batch([event(0, tx(0))])
+    sender.fail = False
+
+    result = await pipeline.handle_batch([event(0, tx(0))])
+
+    assert result.accepted == 1 and [ce_id for *_, ce_id in sender.on("rec")] == ["tx-0000000000"]
+    assert lake_table(tmp_path).column("event_id").to_pylist() == ["tx-0000000000"]
+
+
+async def test_records_of_a_topic_without_source_are_dead_lettered(pipeline: IngestPipeline, sender: FakeSender) -> None:
+    result = await pipeline.handle_batch([event(0, tx(0), topic="elsewhere")])
+
+    assert result.rejected == 1
+    (dead,) = sender.on("dlq")
+    assert isinstance(dead[1], events_pb2.DeadLetter)
+    assert dead[1].reason_code == ingest_pb2.REASON_CODE_UNKNOWN_SOURCE

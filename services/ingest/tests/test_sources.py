@@ -1,0 +1,50 @@
+"""Source definitions: the packaged file loads, overrides apply, inconsistent definitions are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aimesh.api.ingest.v1 import ingest_pb2
+from aimesh.ingest.sources import load_sources
+
+
+def test_packaged_definitions_match_the_scenario_contract() -> None:
+    sources = {s.name: s for s in load_sources()}
+
+    assert sources["card_transactions"].topic == "bank.card-transactions"
+    assert sources["chargebacks"].topic == "bank.chargebacks"
+    tx = sources["card_transactions"]
+    assert (tx.entity_key, tx.event_id_field, tx.event_time_field) == ("card_id", "transaction_id", "timestamp")
+    assert tx.pii_token_fields == {"card_number": "card_token"}
+    proto = tx.to_proto()
+    assert proto.format == ingest_pb2.SOURCE_FORMAT_JSON
+    amount = next(f for f in proto.fields if f.name == "amount")
+    assert amount.type == ingest_pb2.FIELD_TYPE_DOUBLE and amount.min_exclusive and amount.max == 50000
+
+
+def test_topic_overrides_replace_the_upstream_topic() -> None:
+    sources = load_sources(topic_overrides={"chargebacks": "test.cb"})
+    assert {s.name: s.topic for s in sources}["chargebacks"] == "test.cb"
+    with pytest.raises(ValueError, match="unknown sources"):
+        load_sources(topic_overrides={"nope": "x"})
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"entity_key": "missing"}, "entity_key must name a required declared field"),
+        ({"event_time_field": "card_id"}, "event_time_field must be a timestamp field"),
+        ({"pii_token_fields": {"card_id": "t"}}, "non-PII fields"),
+        ({"name": "Bad-Name"}, r"must match \[a-z0-9_\]\+"),
+    ],
+)
+def test_inconsistent_definitions_are_refused(tmp_path: Path, change: dict[str, object], error: str) -> None:
+    document = {"sources": [s.model_dump(mode="json") for s in load_sources()]}
+    document["sources"][0].update(change)
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(ValueError, match=error):
+        load_sources(path)

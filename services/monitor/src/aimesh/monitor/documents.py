@@ -1,0 +1,252 @@
+"""Elasticsearch documents and index templates (ECS-shaped), as pure functions of the events.
+
+Every document has ``@timestamp``, ``event.dataset`` and ``service.name``; predictions add
+``request_id``, ``model.name``/``model.version``, ``score``, ``features.*`` (doubles), ``entity.*``
+(keywords), ``latency_ms``; logs add ``log.level``, ``log.logger``, ``message``, ``trace.id``,
+``error.*`` and ``labels.*``. The document id is the event id, so a redelivered event overwrites its
+own document instead of adding one.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from aimesh.api.inference.v1 import events_pb2 as inference_events
+from aimesh.api.inference.v1 import inference_pb2
+from aimesh.api.monitor.v1 import events_pb2 as monitor_events
+from aimesh.api.monitor.v1 import monitor_pb2
+from aimesh.core.events import Event
+from aimesh.monitor.drift import Stability
+
+Document = dict[str, Any]
+
+
+def index_names(prefix: str) -> dict[str, str]:
+    """Index name by kind: ``predictions``, ``logs``, ``drift``, ``alerts``."""
+    return {kind: f"{prefix}-{kind}" for kind in ("predictions", "logs", "drift", "alerts")}
+
+
+def _iso(ts: Any) -> str:
+    return str(ts.ToDatetime(tzinfo=UTC).isoformat())
+
+
+def trace_id_of(event: Event) -> str:
+    """The trace id in the event's W3C ``traceparent`` header, or ''."""
+    parts = (event.header("traceparent") or "").split("-")
+    return parts[1] if len(parts) == 4 else ""
+
+
+def prediction_document(prediction: inference_events.Prediction, trace_id: str = "") -> Document:
+    doc: Document = {
+        "@timestamp": _iso(prediction.time),
+        "event": {"dataset": "aimesh.predictions", "id": prediction.event_id},
+        "service": {"name": "inference"},
+        "request_id": prediction.request_id,
+        "model": {"name": prediction.model_name, "version": prediction.model_version},
+        "score": prediction.score,
+        "features": dict(prediction.features),
+        "entity": dict(prediction.entity_ids),
+        "latency_ms": prediction.latency.ToNanoseconds() / 1e6,
+        "route": inference_pb2.Route.Name(prediction.route),
+        "alias": prediction.alias,
+        "shadow": prediction.shadow,
+        "feature_freshness_seconds": prediction.feature_freshness_seconds,
+        "missing_features": list(prediction.missing_features),
+    }
+    if trace_id:
+        doc["trace"] = {"id": trace_id}
+    return doc
+
+
+def log_document(record: monitor_events.LogRecord, event_id: str) -> Document:
+    level = monitor_events.LogLevel.Name(record.level).removeprefix("LOG_LEVEL_").lower()
+    doc: Document = {
+        "@timestamp": _iso(record.timestamp),
+        "event": {"dataset": f"aimesh.{record.service or 'unknown'}", "id": event_id},
+        "service": {"name": record.service},
+        "log": {"level": level, "logger": record.logger},
+        "message": record.message,
+        "host": {"name": record.host},
+        "labels": dict(record.extra),
+    }
+    if record.trace_id:
+        doc["trace"] = {"id": record.trace_id}
+    if record.span_id:
+        doc["span"] = {"id": record.span_id}
+    if record.error_type or record.error_message:
+        doc["error"] = {
+            "type": record.error_type,
+            "message": record.error_message,
+            "stack_trace": record.error_stack_trace,
+        }
+    return doc
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def drift_document(report: monitor_pb2.DriftReport, threshold: float) -> Document:
+    return {
+        "@timestamp": _iso(report.window_end),
+        "event": {"dataset": "aimesh.drift"},
+        "service": {"name": "monitor"},
+        "model": {"name": report.model_name, "version": report.model_version},
+        "feature": report.feature,
+        "psi": report.psi,
+        "threshold": threshold,
+        "drifted": report.psi > threshold,
+        "window": {"start": _iso(report.window_start), "end": _iso(report.window_end)},
+        "sample_count": report.sample_count,
+        "reference_count": report.reference_count,
+        "bins": [
+            {
+                "lower": _finite(b.lower),
+                "upper": _finite(b.upper),
+                "reference_fraction": b.reference_fraction,
+                "current_fraction": b.current_fraction,
+            }
+            for b in report.bins
+        ],
+    }
+
+
+def drift_report(
+    model: str, version: int, stability: Stability, *, reference_count: int, start: datetime, end: datetime
+) -> monitor_pb2.DriftReport:
+    report = monitor_pb2.DriftReport(
+        model_name=model,
+        model_version=version,
+        psi=stability.psi,
+        sample_count=stability.sample_count,
+        reference_count=reference_count,
+        bins=[
+            monitor_pb2.DriftBin(
+                lower=b.lower,
+                upper=b.upper,
+                reference_fraction=b.reference_fraction,
+                current_fraction=b.current_fraction,
+            )
+            for b in stability.bins
+        ],
+    )
+    report.window_start.FromDatetime(start)
+    report.window_end.FromDatetime(end)
+    return report
+
+
+def alert_document(alert: monitor_events.Alert) -> Document:
+    """The alert, searchable, plus its protobuf bytes (``alert_proto``) so ListAlerts returns it unchanged."""
+    return {
+        "@timestamp": _iso(alert.time),
+        "event": {"dataset": "aimesh.alerts", "id": alert.alert_id},
+        "service": {"name": alert.service or "monitor"},
+        "alert": {
+            "id": alert.alert_id,
+            "kind": monitor_events.AlertKind.Name(alert.kind),
+            "severity": monitor_events.Severity.Name(alert.severity),
+            "severity_rank": int(alert.severity),
+        },
+        "model": {"name": alert.model_name, "version": alert.model_version},
+        "message": alert.message,
+        "value": alert.value,
+        "threshold": alert.threshold,
+        "alert_proto": base64.b64encode(alert.SerializeToString()).decode(),
+    }
+
+
+def alert_from_document(source: Document) -> monitor_events.Alert:
+    return monitor_events.Alert.FromString(base64.b64decode(source["alert_proto"]))
+
+
+_ECS_BASE: dict[str, Any] = {
+    "@timestamp": {"type": "date"},
+    "message": {"type": "text"},
+    "service": {"properties": {"name": {"type": "keyword"}}},
+    "trace": {"properties": {"id": {"type": "keyword"}}},
+    "span": {"properties": {"id": {"type": "keyword"}}},
+    "event": {"properties": {"dataset": {"type": "keyword"}, "id": {"type": "keyword"}}},
+    "model": {"properties": {"name": {"type": "keyword"}, "version": {"type": "long"}}},
+}
+
+
+def index_templates(prefix: str) -> dict[str, dict[str, Any]]:
+    """Composable index templates by name: ``index_patterns`` plus ``template`` (settings and mappings)."""
+    names = index_names(prefix)
+    kinds: dict[str, dict[str, Any]] = {
+        "predictions": {
+            "dynamic_templates": [
+                {"features_as_double": {"path_match": "features.*", "mapping": {"type": "double"}}},
+                {"entities_as_keyword": {"path_match": "entity.*", "mapping": {"type": "keyword"}}},
+            ],
+            "properties": {
+                "request_id": {"type": "keyword"},
+                "score": {"type": "double"},
+                "features": {"type": "object", "dynamic": True},
+                "entity": {"type": "object", "dynamic": True},
+                "latency_ms": {"type": "double"},
+                "route": {"type": "keyword"},
+                "alias": {"type": "keyword"},
+                "shadow": {"type": "boolean"},
+                "feature_freshness_seconds": {"type": "double"},
+                "missing_features": {"type": "keyword"},
+            },
+        },
+        "logs": {
+            "dynamic_templates": [{"labels_as_keyword": {"path_match": "labels.*", "mapping": {"type": "keyword"}}}],
+            "properties": {
+                "log": {"properties": {"level": {"type": "keyword"}, "logger": {"type": "keyword"}}},
+                "host": {"properties": {"name": {"type": "keyword"}}},
+                "labels": {"type": "object", "dynamic": True},
+                "error": {
+                    "properties": {
+                        "type": {"type": "keyword"},
+                        "message": {"type": "text"},
+                        "stack_trace": {"type": "text", "index": False},
+                    }
+                },
+            },
+        },
+        "drift": {
+            "properties": {
+                "feature": {"type": "keyword"},
+                "psi": {"type": "double"},
+                "threshold": {"type": "double"},
+                "drifted": {"type": "boolean"},
+                "window": {"properties": {"start": {"type": "date"}, "end": {"type": "date"}}},
+                "sample_count": {"type": "long"},
+                "reference_count": {"type": "long"},
+                "bins": {"type": "object", "enabled": False},
+            }
+        },
+        "alerts": {
+            "properties": {
+                "alert": {
+                    "properties": {
+                        "id": {"type": "keyword"},
+                        "kind": {"type": "keyword"},
+                        "severity": {"type": "keyword"},
+                        "severity_rank": {"type": "integer"},
+                    }
+                },
+                "value": {"type": "double"},
+                "threshold": {"type": "double"},
+                "alert_proto": {"type": "binary"},
+            }
+        },
+    }
+    templates: dict[str, dict[str, Any]] = {}
+    for kind, mapping in kinds.items():
+        properties = {**_ECS_BASE, **mapping.pop("properties")}
+        templates[names[kind]] = {
+            "index_patterns": [f"{names[kind]}*"],
+            "template": {
+                "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+                "mappings": {**mapping, "properties": properties},
+            },
+            "priority": 200,
+        }
+    return templates

@@ -1,0 +1,113 @@
+"""Elasticsearch documents of Prediction and LogRecord events, and the event -> index request mapping."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from google.protobuf.duration_pb2 import Duration
+
+from aimesh.api.inference.v1 import events_pb2 as inference_events
+from aimesh.api.inference.v1 import inference_pb2
+from aimesh.api.monitor.v1 import events_pb2 as monitor_events
+from aimesh.core.events import Event, PoisonEvent, cloudevent_headers
+from aimesh.monitor.documents import alert_document, alert_from_document, index_templates, log_document
+from aimesh.monitor.indexing import index_request
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+
+
+def event_of(message: inference_events.Prediction | monitor_events.LogRecord, ce_id: str = "ce-1") -> Event:
+    headers = cloudevent_headers(event_type=message.DESCRIPTOR.full_name, source="t", event_id=ce_id)
+    headers.append(("traceparent", f"00-{TRACE}-b7ad6b7169203331-01".encode()))
+    return Event("topic", 0, 5, b"k", message.SerializeToString(), tuple(headers), 0)
+
+
+def test_prediction_document() -> None:
+    p = inference_events.Prediction(
+        request_id="r-1",
+        event_id="e-1",
+        model_name="fraud",
+        model_version=3,
+        score=0.25,
+        features={"v:a": 1.5},
+        latency=Duration(nanos=2_500_000),
+        route=inference_pb2.ROUTE_PINNED,
+        entity_ids={"card": "c-1"},
+        missing_features=["v:b"],
+    )
+    p.time.FromDatetime(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    request = index_request(event_of(p), "aim")
+    assert request.index == "aim-predictions"
+    assert request.doc_id == "e-1"
+    doc = request.document
+    assert doc["@timestamp"] == "2026-01-02T03:04:05+00:00"
+    assert doc["request_id"] == "r-1"
+    assert doc["model"] == {"name": "fraud", "version": 3}
+    assert doc["score"] == 0.25
+    assert doc["features"] == {"v:a": 1.5}
+    assert doc["entity"] == {"card": "c-1"}
+    assert doc["latency_ms"] == pytest.approx(2.5)
+    assert doc["route"] == "ROUTE_PINNED"
+    assert doc["missing_features"] == ["v:b"]
+    assert doc["trace"] == {"id": TRACE}
+    assert doc["event"]["dataset"] == "aimesh.predictions"
+
+
+def test_log_document_uses_the_event_id() -> None:
+    record = monitor_events.LogRecord(
+        level=monitor_events.LOG_LEVEL_ERROR,
+        service="ingest",
+        message="boom",
+        trace_id=TRACE,
+        logger="aimesh.x",
+        extra={"topic": "t"},
+        error_type="ValueError",
+        error_message="bad",
+    )
+    record.timestamp.FromDatetime(datetime(2026, 1, 2, tzinfo=UTC))
+    request = index_request(event_of(record, "log-7"), "aim")
+    assert (request.index, request.doc_id) == ("aim-logs", "log-7")
+    assert request.document == log_document(record, "log-7")
+    doc = request.document
+    assert doc["log"] == {"level": "error", "logger": "aimesh.x"}
+    assert doc["service"] == {"name": "ingest"}
+    assert doc["event"]["dataset"] == "aimesh.ingest"
+    assert doc["trace"] == {"id": TRACE}
+    assert doc["labels"] == {"topic": "t"}
+    assert doc["error"]["type"] == "ValueError"
+
+
+def test_unknown_or_malformed_events_are_poison() -> None:
+    bad = Event("t", 0, 0, None, b"\xff\xff", tuple(cloudevent_headers(event_type="x.Y", source="s")), 0)
+    with pytest.raises(PoisonEvent, match=r"not x\.Y"):
+        index_request(bad, "aim")
+    garbage = Event(
+        "t",
+        0,
+        0,
+        None,
+        b"\xff\xff",
+        tuple(cloudevent_headers(event_type=inference_events.Prediction.DESCRIPTOR.full_name, source="s")),
+        0,
+    )
+    with pytest.raises(PoisonEvent, match="not a valid"):
+        index_request(garbage, "aim")
+
+
+def test_alert_round_trips_through_its_document() -> None:
+    alert = monitor_events.Alert(alert_id="a", kind=monitor_events.ALERT_KIND_DRIFT, value=0.3, model_name="m")
+    doc = alert_document(alert)
+    assert doc["alert"]["kind"] == "ALERT_KIND_DRIFT"
+    assert alert_from_document(doc) == alert
+
+
+def test_templates_cover_every_index_with_ecs_fields() -> None:
+    templates = index_templates("aim")
+    assert set(templates) == {"aim-predictions", "aim-logs", "aim-drift", "aim-alerts"}
+    for name, body in templates.items():
+        assert body["index_patterns"] == [f"{name}*"]
+        props = body["template"]["mappings"]["properties"]
+        assert props["@timestamp"] == {"type": "date"}
+        assert props["service"]["properties"]["name"]["type"] == "keyword"
+    assert templates["aim-predictions"]["template"]["mappings"]["properties"]["request_id"] == {"type": "keyword"}

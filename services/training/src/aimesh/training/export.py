@@ -1,0 +1,76 @@
+"""Export a trained version into the Triton model repository.
+
+Layout: ``<repo>/<triton_name>/config.pbtxt`` and ``<repo>/<triton_name>/<version>/{model.pt, model.py}``.
+The version directory is staged beside the model directory and renamed into place, so Triton never
+sees half a version; re-exporting the same version replaces it (idempotent).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from importlib import resources
+from pathlib import Path
+
+MAX_BATCH_SIZE = 256
+KEPT_VERSIONS = 2
+"""Triton serves the newest two versions of a model, so champion and a challenger can be loaded together."""
+
+
+def model_config(n_features: int) -> str:
+    """``config.pbtxt`` for the python-backend fraud model with ``n_features`` inputs (name from the directory)."""
+    return f"""# Written by aimesh training. The model name is the directory name.
+backend: "python"
+max_batch_size: {MAX_BATCH_SIZE}
+dynamic_batching {{ max_queue_delay_microseconds: 500 }}
+instance_group [{{ kind: KIND_CPU, count: 1 }}]
+version_policy: {{ latest: {{ num_versions: {KEPT_VERSIONS} }} }}
+input [
+  {{
+    name: "INPUT__0"
+    data_type: TYPE_FP32
+    dims: [ {n_features} ]
+  }}
+]
+output [
+  {{
+    name: "OUTPUT__0"
+    data_type: TYPE_FP32
+    dims: [ 1 ]
+  }}
+]
+"""
+
+
+def backend_source() -> str:
+    """The python-backend ``model.py`` (module ``aimesh.training.triton_backend``)."""
+    return resources.files("aimesh.training").joinpath("triton_backend.py").read_text(encoding="utf-8")
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def export_version(repo: Path, triton_name: str, version: int, torchscript: Path, n_features: int) -> Path:
+    """Copy ``torchscript`` into ``<repo>/<triton_name>/<version>/model.pt`` with the backend and config.
+
+    Returns the exported ``model.pt``. Raises ``OSError`` when the repository is not writable.
+    """
+    model_dir = repo / triton_name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = repo / f".staging-{triton_name}-{version}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        shutil.copyfile(torchscript, staging / "model.pt")
+        (staging / "model.py").write_text(backend_source(), encoding="utf-8")
+        target = model_dir / str(version)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _write_text_atomically(model_dir / "config.pbtxt", model_config(n_features))
+    return target / "model.pt"

@@ -1,0 +1,89 @@
+"""Triton's model-control and inference API (gRPC, ``tritonclient.grpc.aio``) behind a small interface.
+
+Every method raises ``Unavailable`` when Triton does not answer or refuses, naming the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc.aio import InferenceServerClient
+from tritonclient.utils import InferenceServerException
+
+from aimesh.core.errors import Unavailable
+
+INPUT_NAME = "INPUT__0"
+OUTPUT_NAME = "OUTPUT__0"
+
+
+class ModelServer(Protocol):
+    """What training needs of Triton: load a model, check a version, score a batch."""
+
+    async def load(self, name: str) -> float:
+        """(Re)load ``name`` from the repository; returns the seconds it took."""
+        ...
+
+    async def wait_ready(self, name: str, version: int, within_s: float = 60.0) -> None:
+        """Return when ``name`` version ``version`` is READY; raise ``Unavailable`` after ``within_s``."""
+        ...
+
+    async def infer(self, name: str, version: int, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """``OUTPUT__0`` of ``name``/``version`` for the batch ``x``."""
+        ...
+
+
+class TritonModelServer:
+    """``ModelServer`` over Triton gRPC at ``target``; ``timeout_s`` bounds loads, 30 s other calls."""
+
+    def __init__(self, target: str, *, timeout_s: float = 180.0) -> None:
+        self._target = target
+        self._timeout_s = timeout_s
+
+    async def load(self, name: str) -> float:
+        started = time.perf_counter()
+        async with InferenceServerClient(url=self._target) as client:
+            try:
+                await client.load_model(name, client_timeout=self._timeout_s)
+            except InferenceServerException as exc:
+                raise Unavailable(f"Triton at {self._target} could not load {name!r}: {exc}") from exc
+        return time.perf_counter() - started
+
+    async def wait_ready(self, name: str, version: int, within_s: float = 60.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        async with InferenceServerClient(url=self._target) as client:
+            while True:
+                try:
+                    if await client.is_model_ready(name, str(version), client_timeout=5.0):
+                        return
+                except InferenceServerException as exc:
+                    if loop.time() > deadline:
+                        raise Unavailable(f"Triton at {self._target}: {name!r} v{version}: {exc}") from exc
+                if loop.time() > deadline:
+                    raise Unavailable(f"{name!r} v{version} is not READY in Triton after {within_s}s")
+                await asyncio.sleep(0.25)
+
+    async def infer(self, name: str, version: int, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        batch = np.ascontiguousarray(x, dtype=np.float32)
+        request = InferInput(INPUT_NAME, list(batch.shape), "FP32")
+        request.set_data_from_numpy(batch)
+        async with InferenceServerClient(url=self._target) as client:
+            try:
+                result = await client.infer(
+                    name,
+                    [request],
+                    model_version=str(version),
+                    outputs=[InferRequestedOutput(OUTPUT_NAME)],
+                    client_timeout=30.0,
+                )
+            except InferenceServerException as exc:
+                raise Unavailable(f"Triton at {self._target} failed to score {name!r} v{version}: {exc}") from exc
+        out = result.as_numpy(OUTPUT_NAME)
+        if out is None:
+            raise Unavailable(f"{name!r} v{version} returned no {OUTPUT_NAME}")
+        return np.asarray(out, dtype=np.float32)

@@ -1,0 +1,80 @@
+"""In-memory fakes of the training service's own interfaces (FeatureClient, ModelServer, RawPublisher)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from aimesh.core.errors import Unavailable
+from aimesh.training.features import FeatureMatrix, PaymentRow
+from aimesh.training.model import load_torchscript, predict
+
+from . import synthetic  # type: ignore[attr-defined]
+
+
+class FakeFeatures:
+    """Serves ``synthetic.toy_features``; ``down=True`` behaves like an unreachable service."""
+
+    def __init__(self, down: bool = False) -> None:
+        self.down = down
+        self.requests: list[tuple[str, int]] = []
+
+    async def historical(self, feature_service: str, rows: Sequence[PaymentRow]) -> FeatureMatrix:
+        self.requests.append((feature_service, len(rows)))
+        if self.down:
+            raise Unavailable("feature service at fake:0 is unavailable (UNAVAILABLE: connection refused)")
+        values = np.asarray(
+            [synthetic.toy_features(r.amount, r.merchant_category, r.country, r.time, r.merchant_id) for r in rows],
+            dtype=np.float32,
+        )
+        return FeatureMatrix(names=list(synthetic.FEATURE_NAMES), values=values, missing=0)
+
+
+class FakeModelServer:
+    """Scores with the TorchScript file in the repository, as the real python backend does."""
+
+    def __init__(self, repository: Path) -> None:
+        self.repository = repository
+        self.loaded: list[str] = []
+
+    async def load(self, name: str) -> float:
+        if not (self.repository / name / "config.pbtxt").exists():
+            raise Unavailable(f"no model {name}")
+        self.loaded.append(name)
+        return 0.01
+
+    async def wait_ready(self, name: str, version: int, within_s: float = 60.0) -> None:
+        if not (self.repository / name / str(version) / "model.pt").exists():
+            raise Unavailable(f"{name} v{version} is not READY")
+
+    async def infer(self, name: str, version: int, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        module = load_torchscript(self.repository / name / str(version) / "model.pt")
+        return predict(module, x).reshape(-1, 1)
+
+
+class FakePublisher:
+    """Records what the outbox relay sends; ``fail`` makes sends raise like an unreachable broker."""
+
+    source = "training"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, Any, dict[str, bytes]]] = []
+        self.fail = False
+
+    async def send_raw(
+        self, topic: str, value: bytes, *, key: str | bytes | None, headers: Sequence[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]:
+        if self.fail:
+            raise ConnectionError("broker down")
+        self.sent.append((topic, value, key, dict(headers)))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    def on(self, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
+        return [(v, h) for t, v, _k, h in self.sent if t == topic]
