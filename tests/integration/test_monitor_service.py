@@ -59,7 +59,8 @@ async def es(endpoints: Any, unique: str) -> AsyncIterator[AsyncElasticsearch]:
         yield client
     finally:
         prefix = f"it-{unique}"
-        await client.indices.delete(index=f"{prefix}-*", ignore_unavailable=True, allow_no_indices=True)
+        names = [*index_names(prefix).values(), f"{prefix}-predictions-bulk"]
+        await client.indices.delete(index=names, ignore_unavailable=True, allow_no_indices=True)
         for name in index_templates(prefix):
             await client.options(ignore_status=404).indices.delete_index_template(name=name)
         await client.close()
@@ -176,7 +177,7 @@ async def test_index_dedupe_and_drift(
             hit = await es.search(index=indices["predictions"], query={"term": {"request_id": f"req-{i}"}})
             assert hit["hits"]["total"]["value"] == 1
             assert hit["hits"]["hits"][0]["_source"]["score"] == pytest.approx(scores[i])
-        logs = await es.search(index=indices["logs"], query={"term": {"labels.request.id": "req-5"}})
+        logs = await es.search(index=indices["logs"], query={"term": {"labels.request_id": "req-5"}})
         assert logs["hits"]["total"]["value"] == 1
         assert logs["hits"]["hits"][0]["_source"]["log"]["level"] == "warning"
 

@@ -164,7 +164,9 @@ async def test_a_failed_acknowledgement_fails_the_batch_and_the_retry_redoes_it(
     assert lake_table(tmp_path).column("event_id").to_pylist() == ["tx-0000000000"]
 
 
-async def test_records_of_a_topic_without_source_are_dead_lettered(pipeline: IngestPipeline, sender: FakeSender) -> None:
+async def test_records_of_a_topic_without_source_are_dead_lettered(
+    pipeline: IngestPipeline, sender: FakeSender
+) -> None:
     result = await pipeline.handle_batch([event(0, tx(0), topic="elsewhere")])
 
     assert result.rejected == 1

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from aimesh.ingest.pii import Tokenizer
 from aimesh.ingest.sources import load_sources
-from aimesh.ingest.validation import Rejection, ValidRecord, Validator
+from aimesh.ingest.validation import Rejection, Validator, ValidRecord
 
 SECRET = "unit-test-secret"
 PAN = "4111111111111111"
@@ -172,7 +172,9 @@ def test_arbitrary_bytes_are_accepted_or_rejected_never_raised(payload: bytes) -
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
 JSON_VALUES = st.recursive(
-    JSON_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3), max_leaves=8
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
 )
 
 

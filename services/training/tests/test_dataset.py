@@ -58,9 +58,7 @@ def test_load_examples_keeps_mature_transactions_in_time_order(tmp_path: Path) -
     txs = [_tx(i, float(i)) for i in reversed(range(20))] + [_tx(3, 3.0)]
     _write(tmp_path, "card_transactions", txs)
     _write(tmp_path, "chargebacks", [_cb(1, 2, 5.0, "fraud"), _cb(2, 4, 6.0, "dispute"), _cb(3, 12, 25.0, "fraud")])
-    ex = load_examples(
-        tmp_path, events_source="card_transactions", labels=LabelSpec(), maturity=timedelta(days=10)
-    )
+    ex = load_examples(tmp_path, events_source="card_transactions", labels=LabelSpec(), maturity=timedelta(days=10))
     assert ex.newest_event == T0 + timedelta(days=25)
     assert ex.cutoff == T0 + timedelta(days=15)
     assert [r.amount for r in ex.rows] == [10.0 * (i + 1) for i in range(15)]  # days 0..14, deduplicated

@@ -3,8 +3,8 @@
 Every document has ``@timestamp``, ``event.dataset`` and ``service.name``; predictions add
 ``request_id``, ``model.name``/``model.version``, ``score``, ``features.*`` (doubles), ``entity.*``
 (keywords), ``latency_ms``; logs add ``log.level``, ``log.logger``, ``message``, ``trace.id``,
-``error.*`` and ``labels.*``. The document id is the event id, so a redelivered event overwrites its
-own document instead of adding one.
+``error.*`` and ``labels.*`` (ECS labels: flat keywords, dots in keys become underscores). The
+document id is the event id, so a redelivered event overwrites its own document instead of adding one.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def log_document(record: monitor_events.LogRecord, event_id: str) -> Document:
         "log": {"level": level, "logger": record.logger},
         "message": record.message,
         "host": {"name": record.host},
-        "labels": dict(record.extra),
+        "labels": {key.replace(".", "_"): value for key, value in record.extra.items()},
     }
     if record.trace_id:
         doc["trace"] = {"id": record.trace_id}
@@ -179,8 +179,20 @@ def index_templates(prefix: str) -> dict[str, dict[str, Any]]:
     kinds: dict[str, dict[str, Any]] = {
         "predictions": {
             "dynamic_templates": [
-                {"features_as_double": {"path_match": "features.*", "mapping": {"type": "double"}}},
-                {"entities_as_keyword": {"path_match": "entity.*", "mapping": {"type": "keyword"}}},
+                {
+                    "features_as_double": {
+                        "path_match": "features.*",
+                        "match_mapping_type": ["long", "double"],
+                        "mapping": {"type": "double"},
+                    }
+                },
+                {
+                    "entities_as_keyword": {
+                        "path_match": "entity.*",
+                        "match_mapping_type": "string",
+                        "mapping": {"type": "keyword"},
+                    }
+                },
             ],
             "properties": {
                 "request_id": {"type": "keyword"},
@@ -196,7 +208,15 @@ def index_templates(prefix: str) -> dict[str, dict[str, Any]]:
             },
         },
         "logs": {
-            "dynamic_templates": [{"labels_as_keyword": {"path_match": "labels.*", "mapping": {"type": "keyword"}}}],
+            "dynamic_templates": [
+                {
+                    "labels_as_keyword": {
+                        "path_match": "labels.*",
+                        "match_mapping_type": "string",
+                        "mapping": {"type": "keyword"},
+                    }
+                }
+            ],
             "properties": {
                 "log": {"properties": {"level": {"type": "keyword"}, "logger": {"type": "keyword"}}},
                 "host": {"properties": {"name": {"type": "keyword"}}},
