@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 AIMESH := $(VENV)/bin/aimesh
-PARTS := libs/api libs/core libs/devstack services/ingest services/feature services/training services/inference services/monitor
+PARTS := libs/api libs/core libs/devstack services/ingest services/feature services/training services/inference services/monitor examples
 STAMP := $(VENV)/.installed
 
 .PHONY: setup up up-infra down status demo test test-unit lint proto clean

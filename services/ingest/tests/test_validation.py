@@ -141,8 +141,17 @@ def test_a_wrongly_typed_pan_is_masked_too(validator: Validator) -> None:
     assert PAN.encode() not in rejection.dlq_payload and rejection.masked_fields == ("card_number",)
 
 
-def test_unparseable_payloads_are_kept_byte_for_byte(validator: Validator) -> None:
+def test_unparseable_payloads_are_kept_but_card_number_like_runs_are_tokenised(validator: Validator) -> None:
     payload = orjson.dumps(transaction())[:-5]
+    rejection = reject(validator, payload)
+    token = Tokenizer(SECRET).token(PAN).encode()
+    assert PAN.encode() not in rejection.dlq_payload
+    assert rejection.dlq_payload == payload.replace(PAN.encode(), token)
+    assert "may be card numbers" in rejection.message
+
+
+def test_unparseable_payloads_without_card_numbers_are_kept_byte_for_byte(validator: Validator) -> None:
+    payload = b'{"amount": 12, "id": "12345678901", "x": 12345678901234567890'
     rejection = reject(validator, payload)
     assert rejection.dlq_payload == payload and rejection.masked_fields == ()
 

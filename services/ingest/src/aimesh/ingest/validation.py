@@ -79,16 +79,16 @@ class Validator:
     def validate(self, payload: bytes) -> ValidRecord | Rejection:
         """Check ``payload`` against the source definition; never raises."""
         if len(payload) > self._max_payload_bytes:
-            return Rejection(
-                "PAYLOAD_TOO_LARGE", f"{len(payload)} bytes > limit {self._max_payload_bytes}", dlq_payload=payload
+            return self._unparsed(
+                "PAYLOAD_TOO_LARGE", f"{len(payload)} bytes > limit {self._max_payload_bytes}", payload
             )
         try:
             document = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            return Rejection("MALFORMED_PAYLOAD", f"not valid JSON: {exc}", dlq_payload=payload)
+            return self._unparsed("MALFORMED_PAYLOAD", f"not valid JSON: {exc}", payload)
         if not isinstance(document, dict):
             kind = type(document).__name__
-            return Rejection("MALFORMED_PAYLOAD", f"expected a JSON object, got {kind}", dlq_payload=payload)
+            return self._unparsed("MALFORMED_PAYLOAD", f"expected a JSON object, got {kind}", payload)
         try:
             return self._record(document)
         except _Invalid as invalid:
@@ -102,6 +102,13 @@ class Validator:
                 dlq_payload=dlq_payload,
                 masked_fields=masked,
             )
+
+    def _unparsed(self, reason: str, message: str, payload: bytes) -> Rejection:
+        """A rejection of bytes that are no JSON object: digit runs that may be card numbers are tokenised."""
+        scrubbed, count = self._tokenizer.scrub_card_numbers(payload)
+        if count:
+            message += f" ({count} digit run(s) that may be card numbers replaced by their tokens in original_payload)"
+        return Rejection(reason, message, dlq_payload=scrubbed)
 
     def _masked(self, document: dict[str, Any], payload: bytes) -> tuple[bytes, tuple[str, ...]]:
         present = tuple(name for name in self.source.pii_fields if document.get(name) is not None)
