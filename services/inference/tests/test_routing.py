@@ -88,3 +88,12 @@ def test_alias_removed_with_version_zero(catalog: ModelCatalog) -> None:
 def test_event_without_model_name_is_poison() -> None:
     with pytest.raises(PoisonEvent):
         ModelCatalog().apply(events_pb2.ModelEvent(kind=events_pb2.MODEL_EVENT_KIND_VERSION_REGISTERED, version=1))
+
+
+def test_alias_event_never_overwrites_a_registration(catalog: ModelCatalog) -> None:
+    bare = alias("champion", 2)
+    bare.triton_model_name = "other"
+    catalog.apply(bare)
+    decision = resolve(catalog, "fraud", alias="champion", version=None)
+    assert decision.target.triton_model_name == "fraud_tr"
+    assert decision.target.features == ("v:a", "v:b")

@@ -58,8 +58,9 @@ class ModelCatalog:
     def apply(self, event: events_pb2.ModelEvent) -> None:
         """Record a registration or an alias move.
 
-        ``ALIAS_CHANGED`` with ``new_version`` 0 removes the alias. An event that also carries the Triton
-        location of its version registers that version too (so an alias event alone is enough to route).
+        ``ALIAS_CHANGED`` with ``new_version`` 0 removes the alias. An alias event that also carries the
+        Triton location of a version not seen yet registers it (so an alias event alone is enough to
+        route); it never replaces what a ``VERSION_REGISTERED`` event recorded.
         Raises ``PoisonEvent`` (``MISSING_FIELD``) for an event without a model name, version or alias.
         """
         if not event.model_name:
@@ -74,7 +75,12 @@ class ModelCatalog:
             if not change.alias:
                 raise PoisonEvent("MISSING_FIELD", f"ALIAS_CHANGED for {event.model_name} without alias_change.alias")
             target = change.new_version or event.version
-            if event.triton_model_name and target > 0 and target == event.version:
+            if (
+                event.triton_model_name
+                and target > 0
+                and target == event.version
+                and not self.version(event.model_name, target)
+            ):
                 self._register(event)
             aliases = self._aliases.setdefault(event.model_name, {})
             if target > 0:
