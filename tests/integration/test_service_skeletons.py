@@ -1,4 +1,7 @@
-"""Each of the five services starts, joins Kafka, serves gRPC health and the admin app, and drains on SIGTERM."""
+"""Each of the five services starts, joins Kafka, serves gRPC health and the admin app, and drains on SIGTERM.
+
+Every run uses its own topics, consumer groups, data directory and Elasticsearch index prefix, so it
+never touches the demo's data or another run's."""
 
 from __future__ import annotations
 
@@ -11,10 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+from collections.abc import Iterator
+from concurrent import futures
+
 import grpc
 import httpx
+import orjson
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +54,59 @@ def wait_ready(admin: int, proc: subprocess.Popen[bytes], log: Path, timeout: fl
     pytest.fail(f"service not ready within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+@pytest.fixture
+def feature_health() -> Iterator[str]:
+    """A stand-in grpc.health.v1 endpoint that reports the FeatureService SERVING (inference's readiness)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    servicer.set(SERVICES["feature"], health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+def isolated_topics(name: str, unique: str) -> dict[str, str]:
+    """Per-service settings that point every topic (and index) at names unique to this run."""
+    t = f"test.lifecycle.{unique}"
+    per_service = {
+        "ingest": {
+            "SOURCE_TOPICS": orjson.dumps({"card_transactions": f"{t}.tx", "chargebacks": f"{t}.cb"}).decode(),
+            "RECORDS_TOPIC": f"{t}.records",
+            "DLQ_TOPIC": f"{t}.dlq",
+        },
+        "feature": {"TOPICS": orjson.dumps([f"{t}.records"]).decode()},
+        "training": {
+            "TOPICS": orjson.dumps([f"{t}.alerts"]).decode(),
+            "RUNS_TOPIC": f"{t}.runs",
+            "REGISTRY_TOPIC": f"{t}.registry",
+        },
+        "inference": {
+            "TOPICS": orjson.dumps([f"{t}.registry"]).decode(),
+            "PREDICTIONS_TOPIC": f"{t}.predictions",
+        },
+        "monitor": {
+            "TOPICS": orjson.dumps([f"{t}.predictions", f"{t}.logs"]).decode(),
+            "REGISTRY_TOPIC": f"{t}.registry",
+            "ALERTS_TOPIC": f"{t}.alerts",
+            "INDEX_PREFIX": f"test-lifecycle-{unique}",
+        },
+    }
+    return {f"{name.upper()}_{key}": value for key, value in per_service[name].items()}
+
+
 @pytest.mark.parametrize("name", list(SERVICES))
-def test_service_starts_serves_and_drains(name: str, endpoints, tmp_path: Path, unique: str) -> None:  # type: ignore[no-untyped-def]
+def test_service_starts_serves_and_drains(
+    name: str, endpoints, tmp_path: Path, unique: str, feature_health: str
+) -> None:  # type: ignore[no-untyped-def]
     grpc_port, admin_port = free_port(), free_port()
     prefix = name.upper()
     env = {
         **os.environ,
+        **isolated_topics(name, unique),
+        f"{prefix}_SHIP_LOGS": "false",
+        "INFERENCE_FEATURE_ADDRESS": feature_health,
         f"{prefix}_GRPC_PORT": str(grpc_port),
         f"{prefix}_ADMIN_PORT": str(admin_port),
         f"{prefix}_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
