@@ -2,6 +2,7 @@
 
 python -m aimesh.examples.banking publish --events 100000 --seed 42 --bootstrap 127.0.0.1:9092
 python -m aimesh.examples.banking sample --events 20 --seed 42
+python -m aimesh.examples.banking demo --events 20000 --payments 1000   (needs `aimesh up`)
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--end", type=_end, default=None, help="RFC 3339 time of the last record (default: now)")
         cmd.add_argument("--span-days", type=float, default=30.0, help="time covered, ending at --end")
         cmd.add_argument("--malformed-fraction", type=float, default=0.005)
+    demo = sub.add_parser("demo", help="run the whole fraud scenario on the running mesh and print a summary")
+    demo.add_argument("--events", type=int, default=20_000, help="upstream events to publish (default 20000)")
+    demo.add_argument("--payments", type=int, default=1_000, help="payments to score over gRPC (default 1000)")
     publish = sub.choices["publish"]
     publish.add_argument("--bootstrap", default="127.0.0.1:9092")
     publish.add_argument("--transactions-topic", default=DEFAULT_TOPICS[Stream.TRANSACTIONS])
@@ -86,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = _parser().parse_args(argv)
     console = Console(stderr=True)
+    if args.command == "demo":
+        from aimesh.examples.banking.demo import run_demo
+
+        return run_demo(args.events, args.payments, Console())
     if args.command == "sample":
         out = sys.stdout.buffer
         for event in generate_events(_config(args)):

@@ -126,7 +126,9 @@ class _Generator:
         self.rng = random.Random(config.seed)  # noqa: S311  # a reproducible simulation, not cryptography
         customers = config.customers or min(200_000, max(20, config.events // 50))
         merchants = config.merchants or min(5000, max(20, config.events // 200))
-        self.population: Population = build_population(self.rng, customers=customers, merchants=merchants)
+        self.population: Population = build_population(
+            self.rng, customers=customers, merchants=merchants, namespace=f"{config.seed % 1000:03d}-"
+        )
         activity = [self.rng.paretovariate(1.5) for _ in self.population.customers]
         self.customer_weights = list(itertools.accumulate(activity))
         self.pending: list[tuple[int, int, _Charge | _Chargeback]] = []

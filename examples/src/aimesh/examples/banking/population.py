@@ -87,8 +87,11 @@ def _card_number(rng: random.Random, taken: set[str]) -> str:
             return number
 
 
-def build_population(rng: random.Random, *, customers: int, merchants: int) -> Population:
-    """``customers`` customers (1-2 cards with unique Luhn-valid 16-digit numbers, 1-2 devices) and merchants."""
+def build_population(rng: random.Random, *, customers: int, merchants: int, namespace: str = "") -> Population:
+    """``customers`` customers (1-2 cards with unique Luhn-valid 16-digit numbers, 1-2 devices) and merchants.
+
+    ``namespace`` prefixes card and customer ids, so populations of different seeds never share an id.
+    """
     taken: set[str] = set()
     people = []
     card_seq = 0
@@ -96,10 +99,10 @@ def build_population(rng: random.Random, *, customers: int, merchants: int) -> P
         cards = []
         for _ in range(1 if rng.random() < 0.7 else 2):
             card_seq += 1
-            cards.append(Card(card_id=f"card-{card_seq:08d}", card_number=_card_number(rng, taken)))
+            cards.append(Card(card_id=f"card-{namespace}{card_seq:08d}", card_number=_card_number(rng, taken)))
         people.append(
             Customer(
-                customer_id=f"cust-{i + 1:08d}",
+                customer_id=f"cust-{namespace}{i + 1:08d}",
                 home_country=rng.choices(COUNTRIES, COUNTRY_WEIGHTS)[0],
                 cards=tuple(cards),
                 devices=tuple(device_id(rng) for _ in range(1 if rng.random() < 0.6 else 2)),
