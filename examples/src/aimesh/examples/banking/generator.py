@@ -91,6 +91,11 @@ class GeneratorConfig:
             raise ValueError("malformed_fraction must be within [0, 1]")
 
 
+def default_population(events: int) -> tuple[int, int]:
+    """How many customers and merchants a run of ``events`` events draws when the config names none."""
+    return min(200_000, max(20, events // 50)), min(5000, max(20, events // 200))
+
+
 def rfc3339(time_us: int) -> str:
     """``2024-05-01T12:34:56.789Z`` (millisecond precision, UTC)."""
     moment = EPOCH + timedelta(microseconds=time_us)
@@ -124,8 +129,9 @@ class _Generator:
     def __init__(self, config: GeneratorConfig) -> None:
         self.config = config
         self.rng = random.Random(config.seed)  # noqa: S311  # a reproducible simulation, not cryptography
-        customers = config.customers or min(200_000, max(20, config.events // 50))
-        merchants = config.merchants or min(5000, max(20, config.events // 200))
+        default_customers, default_merchants = default_population(config.events)
+        customers = config.customers or default_customers
+        merchants = config.merchants or default_merchants
         self.population: Population = build_population(
             self.rng, customers=customers, merchants=merchants, namespace=f"{config.seed % 1000:03d}-"
         )

@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -27,7 +27,7 @@ from aimesh.api.common.v1 import common_pb2
 from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from aimesh.api.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
-from aimesh.examples.banking.generator import GeneratorConfig, generate_events
+from aimesh.examples.banking.generator import GeneratorConfig, default_population, generate_events
 from aimesh.examples.banking.model import Stream
 from aimesh.examples.banking.publisher import DEFAULT_TOPICS, PublishSummary, bank_producer, publish_events
 
@@ -135,9 +135,22 @@ async def _poll(
     raise ScenarioError(f"{what} did not happen within {limit_s:.0f}s (last seen: {last!r}); {hint}")
 
 
-def payment_requests(seed: int, count: int, end: datetime) -> Iterator[dict[str, object]]:
-    """``count`` new, well-formed payments as a payment backend would send them for scoring."""
-    config = GeneratorConfig(events=count * 2, seed=seed, end=end, span=timedelta(hours=1), malformed_fraction=0.0)
+def payment_requests(population_of: GeneratorConfig, count: int, end: datetime) -> Iterator[dict[str, object]]:
+    """``count`` well-formed payments, in the hour before ``end``, by the customers and cards of ``population_of``.
+
+    The same seed and population size draw the same customers, cards and merchants, so the payments
+    continue the histories the mesh has ingested (as a bank's next payments would).
+    """
+    customers, merchants = default_population(population_of.events)
+    config = replace(
+        population_of,
+        events=count * 2,
+        customers=population_of.customers or customers,
+        merchants=population_of.merchants or merchants,
+        end=end,
+        span=timedelta(hours=1),
+        malformed_fraction=0.0,
+    )
     produced = 0
     for event in generate_events(config):
         if event.stream is not Stream.TRANSACTIONS:
@@ -189,10 +202,13 @@ class Scenario:
     async def close(self) -> None:
         await self._http.aclose()
 
+    @property
+    def generator_config(self) -> GeneratorConfig:
+        return GeneratorConfig(events=self.config.events, seed=self.config.seed, span=self.config.span)
+
     async def publish(self) -> PublishSummary:
-        gen = GeneratorConfig(events=self.config.events, seed=self.config.seed, span=self.config.span)
         async with bank_producer(self.address.kafka_bootstrap) as producer:
-            summary = await publish_events(producer, generate_events(gen), topics=self.address.topics)
+            summary = await publish_events(producer, generate_events(self.generator_config), topics=self.address.topics)
         self.report(f"published {summary.total} upstream events in {summary.seconds:.1f}s")
         return summary
 
@@ -351,7 +367,7 @@ class Scenario:
         t = time.perf_counter()
         summary.run = await self.train()
         lap("train+deploy", t)
-        payments = list(payment_requests(self.config.seed + 1000, self.config.payments, datetime.now(UTC)))
+        payments = list(payment_requests(self.generator_config, self.config.payments, datetime.now(UTC)))
         await self.wait_routable(summary.run.model_version, payments[0])
         t = time.perf_counter()
         summary.scored = await self.score(payments)

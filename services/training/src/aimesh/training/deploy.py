@@ -96,7 +96,7 @@ class Deployer:
         await self._relay.flush_quietly()
         log.info(
             "model version registered",
-            extra={"model": model_name, "version": version.version, "created": created, "run_id": run_id},
+            extra={"model": model_name, "version": version.version, "model_created": created, "run_id": run_id},
         )
         return version, created
 
