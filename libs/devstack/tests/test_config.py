@@ -153,5 +153,9 @@ def test_service_ports_and_environment(paths: Paths) -> None:
     assert svcs[3].environment() == {
         "INFERENCE_GRPC_PORT": "50054",
         "INFERENCE_ADMIN_PORT": "8084",
+        "INFERENCE_DATA_DIR": str(paths.home / "data"),
         "AIMESH_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
     }
+    svcs[3].extra_env = {"INFERENCE_FEATURE_ADDRESS": "127.0.0.1:1", "INFERENCE_DATA_DIR": "/elsewhere"}
+    env = svcs[3].environment()
+    assert env["INFERENCE_FEATURE_ADDRESS"] == "127.0.0.1:1" and env["INFERENCE_DATA_DIR"] == "/elsewhere"

@@ -62,6 +62,8 @@ class ScenarioConfig:
     payments: int = 1_000
     concurrency: int = 4
     span: timedelta = timedelta(days=30)
+    end: datetime | None = None
+    """Time of the last upstream event (default: when the scenario starts)."""
     step_timeout_s: float = 600.0
     run_params: Mapping[str, str] = field(default_factory=dict)
 
@@ -198,13 +200,15 @@ class Scenario:
         self.config = config
         self.report = report
         self._http = httpx.AsyncClient()
+        self._started = datetime.now(UTC)
 
     async def close(self) -> None:
         await self._http.aclose()
 
     @property
     def generator_config(self) -> GeneratorConfig:
-        return GeneratorConfig(events=self.config.events, seed=self.config.seed, span=self.config.span)
+        end = self.config.end or self._started
+        return GeneratorConfig(events=self.config.events, seed=self.config.seed, span=self.config.span, end=end)
 
     async def publish(self) -> PublishSummary:
         async with bank_producer(self.address.kafka_bootstrap) as producer:

@@ -89,10 +89,10 @@ async def serve(settings: ServiceSettings, version: str, wire: Wiring) -> None:
 def ship_logs(runtime: ServiceRuntime, producer: EventProducer, settings: ServiceSettings) -> LogShipper:
     """Attach a ``LogShipper`` to the root logger and run it as a part of ``runtime``.
 
-    Records at or above ``ship_logs_level`` go to ``aimesh.monitor.logs.v1`` keyed by the service name;
+    Records at or above ``ship_logs_level`` go to ``ship_logs_topic`` keyed by the service name;
     the handler is detached after the parts stopped (before the producer closes).
     """
-    shipper = LogShipper(settings.service_name, level=settings.ship_logs_level.upper())
+    shipper = LogShipper(settings.service_name, level=settings.ship_logs_level.upper(), topic=settings.ship_logs_topic)
     root = logging.getLogger()
     root.addHandler(shipper)
 

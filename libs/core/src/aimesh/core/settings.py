@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from aimesh.core.topics import SERVICE_LOGS
+
 
 def _env_default(name: str, fallback: str | None) -> str | None:
     return os.environ.get(name, fallback)
@@ -53,6 +55,7 @@ class ServiceSettings(BaseSettings):
     liveness_max_stall_seconds: float = 60.0
     readiness_interval_seconds: float = 5.0
     ship_logs: bool = Field(default=True, description="Publish log records to aimesh.monitor.logs.v1 for monitor.")
+    ship_logs_topic: str = Field(default=SERVICE_LOGS, description="Topic of the shipped log records.")
     ship_logs_level: str = Field(default="INFO", description="Lowest level of the log records shipped to Kafka.")
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Mapping
 
 import httpx
 from rich.console import Console
@@ -36,12 +37,14 @@ class Service(Server):
         admin_port: int,
         kafka_bootstrap: str,
         console: Console | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         super().__init__(paths, console=console)
         self.grpc_port = grpc_port
         self.admin_port = admin_port
         self.kafka_bootstrap = kafka_bootstrap
+        self.extra_env = dict(extra_env or {})
         self.ports = (grpc_port, admin_port)
 
     @property
@@ -53,12 +56,15 @@ class Service(Server):
         return f"http://{HOST}:{self.admin_port}"
 
     def environment(self) -> dict[str, str]:
-        """``<NAME>_GRPC_PORT``, ``<NAME>_ADMIN_PORT`` and ``AIMESH_KAFKA_BOOTSTRAP``."""
+        """Ports, ``<NAME>_DATA_DIR`` (the stack's data directory, shared: it holds the lake) and the Kafka
+        bootstrap, then ``extra_env`` on top."""
         prefix = self.name.upper()
         return {
             f"{prefix}_GRPC_PORT": str(self.grpc_port),
             f"{prefix}_ADMIN_PORT": str(self.admin_port),
+            f"{prefix}_DATA_DIR": str(self.paths.home / "data"),
             "AIMESH_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            **self.extra_env,
         }
 
     def command(self) -> list[str]:
