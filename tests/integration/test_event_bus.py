@@ -184,3 +184,23 @@ async def test_failing_handler_is_retried_not_skipped(endpoints, make_topic, uni
     await run_until(consumer, lambda: len(done) >= 20)
     assert done == ids, "a failed event is retried in place; nothing after it is handled first"
     assert attempts["ev-7"] == 3
+
+
+async def test_topic_created_after_the_consumer_started_is_consumed(endpoints, kafka_admin, unique) -> None:  # type: ignore[no-untyped-def]
+    topic = f"test.late.{unique}"
+    seen: list[str] = []
+
+    async def handle(event: Event) -> None:
+        seen.append(event.id)
+
+    consumer = EventConsumer(
+        endpoints.kafka_bootstrap, group_id=f"g-{unique}", topics=[topic], handler=handle, service="t"
+    )
+    task = asyncio.create_task(run_until(consumer, lambda: len(seen) >= 5, timeout=45))
+    await asyncio.sleep(3)
+    try:
+        await publish_predictions(endpoints.kafka_bootstrap, topic, 5)
+        await task
+    finally:
+        await kafka_admin.delete_topics([topic])
+    assert sorted(seen) == [f"ev-{i}" for i in range(5)], "events published before discovery are read from the start"

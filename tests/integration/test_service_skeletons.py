@@ -12,10 +12,9 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 from collections.abc import Iterator
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 import httpx

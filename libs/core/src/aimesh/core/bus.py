@@ -37,6 +37,9 @@ from aimesh.core.events import Event, PoisonEvent, cloudevent_headers
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], Awaitable[None]]
+TOPIC_DISCOVERY_MS = 5000
+"""How often a consumer refreshes cluster metadata: a subscribed topic created after the consumer started
+(e.g. by the first producer) is picked up within this time, from its earliest offset."""
 BatchHandler = Callable[[Sequence[Event]], Awaitable[object]]
 """Handles one partition's batch (same topic and partition, offsets ascending; the result is ignored)."""
 
@@ -177,7 +180,7 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset=auto_offset_reset,
             isolation_level="read_committed",
-            **kafka_options,
+            **{"metadata_max_age_ms": TOPIC_DISCOVERY_MS, **kafka_options},
         )
         self._pending: dict[TopicPartition, int] = {}
         self._commit_lock = asyncio.Lock()

@@ -1,0 +1,410 @@
+"""The main job end to end: a reduced fraud scenario through all five services on the real servers.
+
+The five services run as processes of their own (as `aimesh up` runs them) on free ports, with topics,
+consumer groups, data directory, Triton model name and Elasticsearch indices unique to this run, so
+the test never touches the demo's data. The scenario is driven from outside, as a bank would: JSON
+into Kafka, ``Score`` over gRPC (from Python and from the Java bank client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import orjson
+import pytest
+import torch
+import tritonclient.grpc.aio as triton
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from elasticsearch import AsyncElasticsearch
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from aimesh.api.common.v1 import common_pb2
+from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
+from aimesh.api.ingest.v1 import events_pb2 as ingest_events
+from aimesh.api.ingest.v1 import ingest_pb2
+from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
+from aimesh.core import lake
+from aimesh.devstack.paths import Paths
+from aimesh.devstack.services import SERVICE_NAMES, Service
+from aimesh.devstack.triton import model_repository
+from aimesh.examples.banking.generator import generate_events
+from aimesh.examples.banking.model import Stream
+from aimesh.examples.banking.scenario import (
+    FEATURE_SERVICE,
+    MODEL_NAME,
+    MeshAddress,
+    Scenario,
+    ScenarioConfig,
+    ScenarioSummary,
+)
+from tests.clients.java_client import build_java_client, run_java_client
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+EVENTS = 8000
+PAYMENTS = 200
+AUC_FLOOR = 0.8
+"""Random scoring gives 0.5. The generator's fraud is account takeover (new device + new country + high
+amount), card testing (bursts of small charges, then a big one) and risky merchant categories; the
+features name each of these signals, and full-size demo runs reach 0.99. With ~8000 events the eval
+slice holds a few dozen frauds, so 0.8 leaves room for small-sample noise while still failing a model
+that learned nothing (or a pipeline that leaks or scrambles labels)."""
+PAN = re.compile(rb"(?<![0-9])[0-9]{16}(?![0-9])")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class MeshUnderTest:
+    address: MeshAddress
+    topics: dict[str, str]
+    paths: Paths
+    grpc_ports: dict[str, int]
+    triton_model: str
+
+
+def mesh_environment(unique: str, grpc_ports: dict[str, int]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    t = f"test.e2e.{unique}"
+    topics = {
+        "transactions": f"{t}.bank.tx",
+        "chargebacks": f"{t}.bank.cb",
+        "records": f"{t}.records",
+        "dlq": f"{t}.dlq",
+        "runs": f"{t}.runs",
+        "registry": f"{t}.registry",
+        "predictions": f"{t}.predictions",
+        "alerts": f"{t}.alerts",
+        "logs": f"{t}.logs",
+    }
+    feature = f"127.0.0.1:{grpc_ports['feature']}"
+    env = {
+        "ingest": {
+            "SOURCE_TOPICS": orjson.dumps(
+                {"card_transactions": topics["transactions"], "chargebacks": topics["chargebacks"]}
+            ).decode(),
+            "RECORDS_TOPIC": topics["records"],
+            "DLQ_TOPIC": topics["dlq"],
+            "PII_SECRET": f"e2e-secret-{unique}",
+        },
+        "feature": {"TOPICS": orjson.dumps([topics["records"]]).decode()},
+        "training": {
+            "TOPICS": orjson.dumps([topics["alerts"]]).decode(),
+            "RUNS_TOPIC": topics["runs"],
+            "REGISTRY_TOPIC": topics["registry"],
+            "FEATURE_GRPC": feature,
+            "TRITON_MODEL_NAME": f"fraud_e2e_{unique}",
+        },
+        "inference": {
+            "TOPICS": orjson.dumps([topics["registry"]]).decode(),
+            "PREDICTIONS_TOPIC": topics["predictions"],
+            "FEATURE_ADDRESS": feature,
+        },
+        "monitor": {
+            "TOPICS": orjson.dumps([topics["predictions"], topics["logs"]]).decode(),
+            "REGISTRY_TOPIC": topics["registry"],
+            "ALERTS_TOPIC": topics["alerts"],
+            "INDEX_PREFIX": f"e2e-{unique}",
+        },
+    }
+    for values in env.values():
+        values["SHIP_LOGS_TOPIC"] = topics["logs"]
+    return topics, {name: {f"{name.upper()}_{k}": v for k, v in values.items()} for name, values in env.items()}
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
+    unique = uuid.uuid4().hex[:8]
+    paths = Paths(home=tmp_path_factory.mktemp("mesh"), repo=Paths.default().repo)
+    grpc_ports = {name: free_port() for name in SERVICE_NAMES}
+    admin_ports = {name: free_port() for name in SERVICE_NAMES}
+    topics, env = mesh_environment(unique, grpc_ports)
+    services = [
+        Service(
+            paths,
+            name,
+            grpc_port=grpc_ports[name],
+            admin_port=admin_ports[name],
+            kafka_bootstrap="127.0.0.1:9092",
+            extra_env=env[name],
+        )
+        for name in SERVICE_NAMES
+    ]
+    try:
+        for service in services:
+            service.start()
+        for service in services:
+            service.wait_ready(120)
+        address = MeshAddress(
+            topics={Stream.TRANSACTIONS: topics["transactions"], Stream.CHARGEBACKS: topics["chargebacks"]},
+            ingest_admin=f"http://127.0.0.1:{admin_ports['ingest']}",
+            feature_admin=f"http://127.0.0.1:{admin_ports['feature']}",
+            training_grpc=f"127.0.0.1:{grpc_ports['training']}",
+            inference_grpc=f"127.0.0.1:{grpc_ports['inference']}",
+            monitor_grpc=f"127.0.0.1:{grpc_ports['monitor']}",
+            index_prefix=f"e2e-{unique}",
+        )
+        yield MeshUnderTest(address, topics, paths, grpc_ports, f"fraud_e2e_{unique}")
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+@pytest.fixture(scope="module")
+def scenario_run(mesh: MeshUnderTest) -> tuple[Scenario, ScenarioSummary]:
+    config = ScenarioConfig(
+        events=EVENTS, payments=PAYMENTS, seed=901, end=datetime.now(UTC) - timedelta(minutes=5), step_timeout_s=300
+    )
+
+    async def go() -> tuple[Scenario, ScenarioSummary]:
+        scenario = Scenario(mesh.address, config)
+        try:
+            return scenario, await scenario.run()
+        finally:
+            await scenario.close()
+
+    return asyncio.run(go())
+
+
+async def read_topic(topic: str) -> list[tuple[int, int, bytes, list[tuple[str, bytes]]]]:
+    """Every record of ``topic`` as (partition, offset, value, headers), read from the beginning to the end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9092", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records = []
+        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
+            batch = await consumer.getmany(timeout_ms=1000)
+            for tp_records in batch.values():
+                records.extend((r.partition, r.offset, r.value or b"", list(r.headers or ())) for r in tp_records)
+        return records
+    finally:
+        await consumer.stop()
+
+
+def leaked(data: bytes, pans: set[str]) -> set[str]:
+    return {m.decode() for m in PAN.findall(data)} & pans
+
+
+async def predictions_by_request(es: AsyncElasticsearch, prefix: str, request_ids: list[str]) -> dict[str, dict]:  # type: ignore[type-arg]
+    index = f"{prefix}-predictions"
+    await es.indices.refresh(index=index)
+    reply = await es.search(index=index, query={"terms": {"request_id": request_ids}}, size=len(request_ids) + 10)
+    return {hit["_source"]["request_id"]: hit["_source"] for hit in reply["hits"]["hits"]}
+
+
+async def model_version(mesh: MeshUnderTest, version: int) -> training_pb2.ModelVersion:
+    async with grpc.aio.insecure_channel(mesh.address.training_grpc) as channel:
+        stub = training_pb2_grpc.TrainingServiceStub(channel)
+        reply = await stub.GetModelVersion(training_pb2.GetModelVersionRequest(model_name=MODEL_NAME, version=version))
+        return reply.model_version  # type: ignore[no-any-return]
+
+
+def torch_scores(mesh: MeshUnderTest, mv: training_pb2.ModelVersion, docs: list[dict]) -> list[float]:  # type: ignore[type-arg]
+    module = torch.jit.load(
+        str(model_repository(Paths.default()) / mv.triton_model_name / str(mv.triton_model_version) / "model.pt")
+    )
+    rows = [[float(doc["features"][name]) for name in mv.features] for doc in docs]
+    with torch.no_grad():
+        out = module(torch.tensor(rows, dtype=torch.float32))
+    return [float(v) for v in out.reshape(-1)]
+
+
+def test_no_event_lost_or_duplicated_between_upstream_and_lake(scenario_run, mesh: MeshUnderTest) -> None:  # type: ignore[no-untyped-def]
+    scenario, summary = scenario_run
+    expected: dict[str, set[str]] = {"card_transactions": set(), "chargebacks": set()}
+    for event in generate_events(scenario.generator_config):
+        if event.malformed is None:
+            source = "card_transactions" if event.stream is Stream.TRANSACTIONS else "chargebacks"
+            expected[source].add(event.event_id)
+    root = mesh.paths.home / "data" / "lake"
+    for source, ids in expected.items():
+        in_lake = lake.dataset(root, source).to_table(columns=["event_id"]).column("event_id").to_pylist()
+        assert len(in_lake) == len(set(in_lake)), f"{source}: duplicated event ids in the lake"
+        assert set(in_lake) == ids, f"{source}: lost {len(ids - set(in_lake))}, unexpected {len(set(in_lake) - ids)}"
+    assert summary.ingest_accepted == sum(len(ids) for ids in expected.values())
+
+
+def test_every_malformed_event_is_in_the_dlq_with_its_reason(scenario_run, mesh: MeshUnderTest) -> None:  # type: ignore[no-untyped-def]
+    _, summary = scenario_run
+    letters = asyncio.run(read_topic(mesh.topics["dlq"]))
+    by_position = {}
+    for _, _, value, _ in letters:
+        letter = ingest_events.DeadLetter.FromString(value)
+        key = (letter.upstream.topic, letter.upstream.partition, letter.upstream.offset)
+        by_position[key] = letter
+    malformed = summary.published.malformed
+    assert malformed, "the generator must have produced malformed records"
+    for record in malformed:
+        letter = by_position.get((record.topic, record.partition, record.offset))
+        assert letter is not None, f"{record} is not in the DLQ"
+        assert ingest_pb2.ReasonCode.Name(letter.reason_code) == f"REASON_CODE_{record.expected_reason}", record
+        assert letter.message
+    assert len(by_position) == len(malformed)
+
+
+def test_scores_equal_the_pytorch_model_and_are_findable_by_request_id(scenario_run, mesh: MeshUnderTest) -> None:  # type: ignore[no-untyped-def]
+    _, summary = scenario_run
+    assert summary.run is not None
+    assert not summary.errors, summary.errors
+    scored = [s for s in summary.scored if s.response is not None]
+    assert len(scored) == PAYMENTS
+
+    async def check() -> None:
+        async with AsyncElasticsearch(mesh.address.elasticsearch_url) as es:
+            docs = await predictions_by_request(es, mesh.address.index_prefix, [s.response.request_id for s in scored])  # type: ignore[union-attr]
+        assert set(docs) == {s.response.request_id for s in scored}, "every prediction findable by request id"  # type: ignore[union-attr]
+        mv = await model_version(mesh, summary.run.model_version)  # type: ignore[union-attr]
+        ordered = [docs[s.response.request_id] for s in scored]  # type: ignore[union-attr]
+        expected = torch_scores(mesh, mv, ordered)
+        for s, want in zip(scored, expected, strict=True):
+            assert s.response is not None
+            assert s.response.model_version == summary.run.model_version  # type: ignore[union-attr]
+            assert abs(s.response.score - want) < 1e-5, (s.response.request_id, s.response.score, want)
+
+    asyncio.run(check())
+
+
+def test_java_bank_client_gets_the_same_scores_as_the_model(scenario_run, mesh: MeshUnderTest) -> None:  # type: ignore[no-untyped-def]
+    _, summary = scenario_run
+    payments = [dict(s.payment, request_id=f"java-{s.payment['request_id']}") for s in summary.scored[:5]]
+    jar = build_java_client()
+    lines = run_java_client(jar, mesh.address.inference_grpc, payments)
+    assert [line["status"] for line in lines] == ["OK"] * len(payments), lines
+
+    async def check() -> None:
+        async with AsyncElasticsearch(mesh.address.elasticsearch_url) as es:
+            ids = [line["request_id"] for line in lines]
+            for _ in range(60):
+                docs = await predictions_by_request(es, mesh.address.index_prefix, ids)
+                if len(docs) == len(ids):
+                    break
+                await asyncio.sleep(0.5)
+        mv = await model_version(mesh, summary.run.model_version)  # type: ignore[union-attr]
+        expected = torch_scores(mesh, mv, [docs[i] for i in ids])
+        for line, want in zip(lines, expected, strict=True):
+            assert abs(float(line["score"]) - want) < 1e-5, (line, want)
+
+    asyncio.run(check())
+
+
+def test_online_features_equal_offline_retrieval(scenario_run, mesh: MeshUnderTest) -> None:  # type: ignore[no-untyped-def]
+    _, summary = scenario_run
+    at = Timestamp()
+    at.FromDatetime(datetime.now(UTC))
+    rows = []
+    for s in summary.scored[:25]:
+        p = s.payment
+        context = {
+            "amount": common_pb2.Value(double_value=float(p["amount"])),  # type: ignore[arg-type]
+            **{
+                k: common_pb2.Value(string_value=str(p[k]))
+                for k in ("merchant_id", "merchant_category", "country", "device_id")
+            },
+        }
+        rows.append(
+            feature_pb2.EntityRow(
+                entity_ids={"card": str(p["card_id"]), "customer": str(p["customer_id"])},
+                timestamp=at,
+                request_context=context,
+            )
+        )
+
+    async def fetch() -> tuple[list[list[float]], list[list[float]], list[str]]:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{mesh.grpc_ports['feature']}") as channel:
+            stub = feature_pb2_grpc.FeatureServiceStub(channel)
+            online = await stub.GetOnlineFeatures(
+                feature_pb2.GetOnlineFeaturesRequest(feature_service=FEATURE_SERVICE, entity_rows=rows)
+            )
+            offline_rows: dict[int, list[float]] = {}
+            names: list[str] = list(online.feature_names)
+            async for chunk in stub.GetHistoricalFeatures(
+                feature_pb2.GetHistoricalFeaturesRequest(feature_service=FEATURE_SERVICE, entity_rows=rows)
+            ):
+                for row in chunk.rows:
+                    offline_rows[row.row_index] = [v.value.double_value for v in row.values]
+            on = [[v.value.double_value for v in row.values] for row in sorted(online.rows, key=lambda r: r.row_index)]
+            off = [offline_rows[i] for i in range(len(rows))]
+            return on, off, names
+
+    online, offline, names = asyncio.run(fetch())
+    assert len(online) == len(rows) and len(names) == 16
+    assert any(any(v != 0.0 for v in row) for row in online), "the sampled cards must have history"
+    for i, (on, off) in enumerate(zip(online, offline, strict=True)):
+        assert on == off, f"row {i}: " + ", ".join(
+            f"{n}: {a} != {b}" for n, a, b in zip(names, on, off, strict=False) if a != b
+        )
+
+
+def test_model_quality_and_drift_report(scenario_run) -> None:  # type: ignore[no-untyped-def]
+    _, summary = scenario_run
+    assert summary.run is not None
+    auc = summary.run.metrics["auc"]
+    assert auc > AUC_FLOOR, f"eval AUC {auc:.3f} <= {AUC_FLOOR}"
+    assert summary.drift is not None
+    assert summary.drift.sample_count >= PAYMENTS
+    assert 0.0 <= summary.drift.psi < 10.0
+
+
+def test_no_raw_card_number_after_ingest(scenario_run, mesh: MeshUnderTest) -> None:  # type: ignore[no-untyped-def]
+    _, summary = scenario_run
+    pans = summary.published.card_numbers
+    assert len(pans) > 50
+
+    for path in (mesh.paths.home / "data" / "lake").rglob("*.parquet"):
+        assert not leaked(path.read_bytes(), pans), f"raw card number in {path}"
+    for name in ("records", "dlq", "predictions", "logs", "registry", "runs", "alerts"):
+        for _, offset, value, headers in asyncio.run(read_topic(mesh.topics[name])):
+            blob = value + b"".join(k.encode() + v for k, v in headers)
+            assert not leaked(blob, pans), f"raw card number in topic {name} at offset {offset}"
+    for log in mesh.paths.logs.glob("*.log"):
+        assert not leaked(log.read_bytes(), pans), f"raw card number in {log}"
+
+    async def scan_es() -> None:
+        async with AsyncElasticsearch(mesh.address.elasticsearch_url) as es:
+            index = f"{mesh.address.index_prefix}-*"
+            await es.indices.refresh(index=index)
+            reply = await es.search(index=index, query={"match_all": {}}, size=10_000)
+            hits = reply["hits"]["hits"]
+            assert hits, "monitor indexed nothing"
+            assert not leaked(orjson.dumps([h["_source"] for h in hits]), pans)
+
+    asyncio.run(scan_es())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cleanup_after(mesh: MeshUnderTest) -> Iterator[None]:
+    """Unload the test's model from Triton and drop its indices once the module is done."""
+    yield
+
+    async def clean() -> None:
+        client = triton.InferenceServerClient("127.0.0.1:8001")
+        try:
+            await client.unload_model(mesh.triton_model)
+        except Exception:
+            pass
+        finally:
+            await client.close()
+        async with AsyncElasticsearch(mesh.address.elasticsearch_url) as es:
+            for kind in ("predictions", "logs", "drift", "alerts"):
+                await es.indices.delete(index=f"{mesh.address.index_prefix}-{kind}", ignore_unavailable=True)
+        shutil.rmtree(model_repository(Paths.default()) / mesh.triton_model, ignore_errors=True)
+
+    asyncio.run(clean())
