@@ -31,8 +31,9 @@ down:  ## Stop everything `up` started.
 status:
 	$(AIMESH) status
 
-demo: up  ## The main job (for now: the whole mesh up and healthy).
+demo: up  ## The main job: the bank's fraud scenario through all five services, with a summary.
 	$(AIMESH) status
+	$(PY) -m aimesh.examples.banking demo
 
 lint: setup  ## ruff (lint + format check) and mypy (strict).
 	$(VENV)/bin/ruff check .

@@ -190,7 +190,11 @@ async def read_topic(topic: str) -> list[tuple[int, int, bytes, list[tuple[str, 
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         records = []
-        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in partitions])
+
+        while await behind():
             batch = await consumer.getmany(timeout_ms=1000)
             for tp_records in batch.values():
                 records.extend((r.partition, r.offset, r.value or b"", list(r.headers or ())) for r in tp_records)
