@@ -70,15 +70,19 @@ def _server_version() -> str:
 
 
 async def _require_grpc(client: InferenceServerClient) -> None:
-    """Fail the calling test with the fix unless the server answers ``ServerReady`` over gRPC."""
+    """Fail the calling test with the fix unless the server answers ``ServerLive`` over gRPC.
+
+    Liveness, not server readiness: Triton reports not-ready while any model (another test's, being
+    unloaded) is not ready; this test checks its own model's readiness.
+    """
     problem = ""
     try:
-        ready = await client.is_server_ready(client_timeout=5.0)
+        ready = await client.is_server_live(client_timeout=5.0)
     except InferenceServerException as exc:
         problem = f"Triton gRPC is not reachable at {_grpc_target()} ({exc}): {START_HINT}"
     if problem:
         pytest.fail(problem, pytrace=False)
-    assert ready, f"Triton at {_grpc_target()} answers but is not ready (a model failed to load?)"
+    assert ready, f"Triton at {_grpc_target()} answers but is not live"
 
 
 @pytest_asyncio.fixture
