@@ -8,7 +8,7 @@ AIMESH := $(VENV)/bin/aimesh
 PARTS := libs/api libs/core libs/devstack services/ingest services/feature services/training services/inference services/monitor examples
 STAMP := $(VENV)/.installed
 
-.PHONY: setup up up-infra down status demo test test-unit lint proto clean
+.PHONY: setup up up-infra down status demo test test-unit lint proto docs clean
 
 setup: $(STAMP)  ## Create .venv and install every part (editable) with pinned versions; install PostgreSQL if missing.
 
@@ -48,6 +48,9 @@ test: up-infra lint  ## The whole suite: lint, unit, integration (real Kafka, El
 
 proto: setup  ## Regenerate libs/api from proto/.
 	$(PY) scripts/gen_proto.py
+
+docs: setup  ## Regenerate the README's settings tables from the settings classes.
+	$(PY) scripts/settings_doc.py
 
 clean: down
 	rm -rf .aimesh $(VENV)

@@ -36,17 +36,32 @@ class FakeFeatures:
 
 
 class FakeModelServer:
-    """Scores with the TorchScript file in the repository, as the real python backend does."""
+    """Scores with the TorchScript file in the repository, as the real python backend does.
+
+    A loaded model serves every version on disk; ``down=True`` behaves like an unreachable Triton.
+    """
 
     def __init__(self, repository: Path) -> None:
         self.repository = repository
         self.loaded: list[str] = []
+        self.down = False
+        self.refused_calls = 0
+
+    def _check_up(self) -> None:
+        if self.down:
+            self.refused_calls += 1
+            raise Unavailable("Triton at fake:8001 is unavailable (UNAVAILABLE: connection refused)")
 
     async def load(self, name: str) -> float:
+        self._check_up()
         if not (self.repository / name / "config.pbtxt").exists():
             raise Unavailable(f"no model {name}")
         self.loaded.append(name)
         return 0.01
+
+    async def is_ready(self, name: str, version: int) -> bool:
+        self._check_up()
+        return name in self.loaded and (self.repository / name / str(version) / "model.pt").exists()
 
     async def wait_ready(self, name: str, version: int, within_s: float = 60.0) -> None:
         if not (self.repository / name / str(version) / "model.pt").exists():

@@ -26,35 +26,39 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    service_name: str = "aimesh"
+    service_name: str = Field(default="aimesh", description="Name in logs, metrics, events and the default group.")
     kafka_bootstrap: str = Field(
         default_factory=lambda: _env_default("AIMESH_KAFKA_BOOTSTRAP", "127.0.0.1:9092") or "127.0.0.1:9092",
-        description="Kafka bootstrap servers, comma separated.",
+        description="Kafka bootstrap servers, comma separated (default $AIMESH_KAFKA_BOOTSTRAP or 127.0.0.1:9092).",
     )
-    kafka_connect_timeout_seconds: float = 60.0
+    kafka_connect_timeout_seconds: float = Field(default=60.0, description="How long start-up waits for Kafka.")
     consumer_group: str | None = Field(default=None, description="Kafka consumer group; default aimesh-<service>.")
-    grpc_host: str = "127.0.0.1"
-    grpc_port: int = 50051
-    grpc_max_message_bytes: int = 8 * 1024 * 1024
+    grpc_host: str = Field(default="127.0.0.1", description="gRPC bind address (0.0.0.0 in containers).")
+    grpc_port: int = Field(default=50051, description="gRPC port.")
+    grpc_max_message_bytes: int = Field(default=8 * 1024 * 1024, description="gRPC message size limit.")
     tls_cert_file: Path | None = Field(default=None, description="Server certificate (PEM); enables TLS.")
-    tls_key_file: Path | None = None
+    tls_key_file: Path | None = Field(default=None, description="Private key (PEM) of the server certificate.")
     tls_client_ca_file: Path | None = Field(default=None, description="CA for client certificates; enables mTLS.")
-    admin_host: str = "127.0.0.1"
-    admin_port: int = 8081
-    log_level: str = "INFO"
-    log_json: bool = True
+    admin_host: str = Field(default="127.0.0.1", description="Admin HTTP bind address.")
+    admin_port: int = Field(default=8081, description="Admin HTTP port (/healthz, /readyz, /metrics).")
+    log_level: str = Field(default="INFO", description="Lowest level logged.")
+    log_json: bool = Field(default=True, description="ECS JSON logs (false: plain text).")
     otlp_endpoint: str | None = Field(
         default_factory=lambda: _env_default("AIMESH_OTLP_ENDPOINT", None),
-        description="OTLP/gRPC collector endpoint; tracing exports nothing when unset.",
+        description="OTLP/gRPC collector endpoint (default $AIMESH_OTLP_ENDPOINT); no export when unset.",
     )
-    data_dir: Path = Path(".aimesh/data")
+    data_dir: Path = Field(default=Path(".aimesh/data"), description="Local data: SQLite file, lake.")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy async URL; default a SQLite file under data_dir."
     )
-    shutdown_grace_seconds: float = 10.0
-    liveness_max_stall_seconds: float = 60.0
-    readiness_interval_seconds: float = 5.0
-    ship_logs: bool = Field(default=True, description="Publish log records to aimesh.monitor.logs.v1 for monitor.")
+    shutdown_grace_seconds: float = Field(default=10.0, description="Drain time after SIGTERM.")
+    liveness_max_stall_seconds: float = Field(
+        default=60.0, description="/healthz fails when a consume loop has not polled for this long."
+    )
+    readiness_interval_seconds: float = Field(
+        default=5.0, description="How often readiness is re-checked for gRPC health."
+    )
+    ship_logs: bool = Field(default=True, description="Publish log records to Kafka for monitor.")
     ship_logs_topic: str = Field(default=SERVICE_LOGS, description="Topic of the shipped log records.")
     ship_logs_level: str = Field(default="INFO", description="Lowest level of the log records shipped to Kafka.")
 

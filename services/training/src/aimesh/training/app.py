@@ -1,4 +1,5 @@
-"""training wiring: the gRPC API, the run worker, the outbox relay, the alert consumer and the admin app.
+"""training wiring: the gRPC API, the run worker, the outbox relay, the aliased-model restore, the alert
+consumer and the admin app.
 
 ``wire_training`` builds every part on a ``ServiceRuntime`` (also used in-process by the integration
 tests); ``serve_training`` is ``python -m aimesh.training``.
@@ -22,6 +23,7 @@ from aimesh.training.features import GrpcFeatureClient
 from aimesh.training.outbox import OutboxRelay
 from aimesh.training.pipeline import PipelineConfig, TrainingPipeline
 from aimesh.training.registry import Registry
+from aimesh.training.restore import AliasedModelLoader
 from aimesh.training.retrain import RetrainPolicy
 from aimesh.training.runs import RunStore
 from aimesh.training.settings import TrainingSettings
@@ -42,6 +44,7 @@ class TrainingParts:
     registry: Registry
     worker: RunWorker
     relay: OutboxRelay
+    restorer: AliasedModelLoader
 
 
 async def wire_training(settings: TrainingSettings, runtime: ServiceRuntime, producer: EventProducer) -> TrainingParts:
@@ -57,13 +60,15 @@ async def wire_training(settings: TrainingSettings, runtime: ServiceRuntime, pro
     runs = RunStore(engine, topic=settings.runs_topic)
     registry = Registry(engine, topic=settings.registry_topic)
     relay = OutboxRelay(engine, producer, interval_s=settings.outbox_interval_seconds)
+    model_server = TritonModelServer(settings.triton_grpc, timeout_s=settings.triton_timeout_seconds)
     deployer = Deployer(
         runs=runs,
         registry=registry,
         relay=relay,
-        model_server=TritonModelServer(settings.triton_grpc, timeout_s=settings.triton_timeout_seconds),
+        model_server=model_server,
         model_repository=settings.model_repository,
     )
+    restorer = AliasedModelLoader(registry, model_server, settings.model_repository)
     pipeline = TrainingPipeline(
         PipelineConfig(
             lake_root=settings.lake_root(),
@@ -86,6 +91,7 @@ async def wire_training(settings: TrainingSettings, runtime: ServiceRuntime, pro
     policy = RetrainPolicy(settings.retrain_models, starter=worker, specs=runs)
     runtime.add_part("outbox-relay", relay.run, relay.stop)
     runtime.add_part("run-worker", worker.run, worker.stop)
+    runtime.add_part("aliased-model-restore", restorer.run, restorer.stop)
     runtime.add_standard_parts(
         registrar=lambda server: training_pb2_grpc.add_TrainingServiceServicer_to_server(api, server),
         service_name=SERVICE_NAME,
@@ -93,7 +99,7 @@ async def wire_training(settings: TrainingSettings, runtime: ServiceRuntime, pro
         handler=policy.handle,
         producer=producer,
     )
-    return TrainingParts(api=api, runs=runs, registry=registry, worker=worker, relay=relay)
+    return TrainingParts(api=api, runs=runs, registry=registry, worker=worker, relay=relay, restorer=restorer)
 
 
 async def serve_training(settings: TrainingSettings) -> None:

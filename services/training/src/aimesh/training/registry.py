@@ -49,6 +49,17 @@ class NewVersion:
     triton_model_name: str
 
 
+@dataclass(frozen=True)
+class AliasedServing:
+    """An alias and the Triton model version that serves it."""
+
+    model_name: str
+    alias: str
+    version: int
+    triton_model_name: str
+    triton_model_version: int
+
+
 def model_event(
     kind: events_pb2.ModelEventKind,
     version: training_pb2.ModelVersion,
@@ -324,6 +335,35 @@ class Registry:
             if version is None:
                 raise NotFound(f"model {model_name!r} has no alias {alias!r}")
             return await self._load(conn, model_name, int(version))
+
+    async def aliased_serving(self) -> list[AliasedServing]:
+        """Every alias of every model with the Triton model version behind it, ordered by (model, alias)."""
+        query = (
+            select(
+                aliases.c.model_name,
+                aliases.c.alias,
+                aliases.c.version,
+                model_versions.c.triton_model_name,
+                model_versions.c.triton_model_version,
+            )
+            .join(
+                model_versions,
+                (model_versions.c.model_name == aliases.c.model_name) & (model_versions.c.version == aliases.c.version),
+            )
+            .order_by(aliases.c.model_name, aliases.c.alias)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            AliasedServing(
+                model_name=r.model_name,
+                alias=r.alias,
+                version=int(r.version),
+                triton_model_name=r.triton_model_name,
+                triton_model_version=int(r.triton_model_version),
+            )
+            for r in rows
+        ]
 
     async def list_audit(self, model_name: str, alias: str, page: Page) -> list[training_pb2.AliasChange]:
         """Alias changes newest first (only ``alias`` when set), ``page.limit + 1`` at most."""

@@ -28,13 +28,13 @@ class TrainingSettings(ServiceSettings):
         default=Path(".aimesh/data/triton/models"),
         description="Triton's --model-repository (the devstack's by default).",
     )
-    triton_grpc: str = "127.0.0.1:8001"
+    triton_grpc: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint (model control, checks).")
     triton_timeout_seconds: float = Field(default=180.0, description="Limit for loading a model into Triton.")
-    feature_grpc: str = "127.0.0.1:50052"
+    feature_grpc: str = Field(default="127.0.0.1:50052", description="FeatureService gRPC endpoint (training sets).")
     feature_timeout_seconds: float = Field(default=120.0, description="Deadline of one GetHistoricalFeatures batch.")
     feature_batch_rows: int = Field(default=2000, ge=1, le=100_000, description="Entity rows per feature request.")
     triton_model_name: str = Field(default="fraud_mlp", description="Default Triton model name for exports.")
-    champion_alias: str = "champion"
+    champion_alias: str = Field(default="champion", description="Alias a successful run promotes its version to.")
     champion_auc_floor: float = Field(
         default=0.6, description="A new version becomes champion only when its eval AUC is above this."
     )

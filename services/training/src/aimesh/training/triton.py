@@ -28,6 +28,10 @@ class ModelServer(Protocol):
         """(Re)load ``name`` from the repository; returns the seconds it took."""
         ...
 
+    async def is_ready(self, name: str, version: int) -> bool:
+        """Whether ``name`` version ``version`` is loaded and READY (False for an unknown or unloaded model)."""
+        ...
+
     async def wait_ready(self, name: str, version: int, within_s: float = 60.0) -> None:
         """Return when ``name`` version ``version`` is READY; raise ``Unavailable`` after ``within_s``."""
         ...
@@ -52,6 +56,13 @@ class TritonModelServer:
             except InferenceServerException as exc:
                 raise Unavailable(f"Triton at {self._target} could not load {name!r}: {exc}") from exc
         return time.perf_counter() - started
+
+    async def is_ready(self, name: str, version: int) -> bool:
+        async with InferenceServerClient(url=self._target) as client:
+            try:
+                return bool(await client.is_model_ready(name, str(version), client_timeout=5.0))
+            except InferenceServerException as exc:
+                raise Unavailable(f"Triton at {self._target}: is {name!r} v{version} ready? {exc}") from exc
 
     async def wait_ready(self, name: str, version: int, within_s: float = 60.0) -> None:
         loop = asyncio.get_running_loop()
