@@ -4,7 +4,9 @@ What it proves: StartRun over gRPC trains on a synthetic lake (learnable fraud s
 point-in-time features over gRPC, exports to the Triton model repository, loads the model through the
 model-control API, scores in Triton exactly like the TorchScript module (1e-5), points ``champion`` at
 version 1 and publishes RunEvents and ModelEvents to (unique) Kafka topics; a run whose feature service
-is unknown ends FAILED with the reason and the service keeps working. Prints the measured numbers.
+is unknown ends FAILED with the reason and the service keeps working; after Triton lost the model (as after
+a restart: explicit model control starts empty), a fresh training service on the same database loads the
+champion's Triton model again. Prints the measured numbers.
 """
 
 from __future__ import annotations
@@ -115,6 +117,26 @@ async def wait_finished(stub: training_pb2_grpc.TrainingServiceStub, run_id: str
     raise AssertionError(f"run {run_id} did not finish within {within}s")
 
 
+async def wait_model_ready(
+    triton: InferenceServerClient, name: str, version: str, *, ready: bool, within: float
+) -> float:
+    """Poll Triton until ``name``/``version`` is (not) READY; returns the seconds it took."""
+    started = time.monotonic()
+    while bool(await triton.is_model_ready(name, version, client_timeout=5)) != ready:
+        if time.monotonic() - started > within:
+            raise AssertionError(f"{name} v{version} is {'not ' if ready else ''}READY after {within}s")
+        await asyncio.sleep(0.25)
+    return time.monotonic() - started
+
+
+async def start_training(settings: TrainingSettings) -> tuple[ServiceRuntime, asyncio.Task[None]]:
+    runtime = ServiceRuntime(settings, "test")
+    producer = await connect_producer(settings)
+    runtime.add_cleanup(producer.stop)
+    await wire_training(settings, runtime, producer)
+    return runtime, asyncio.create_task(runtime.run())
+
+
 async def read_topic(
     bootstrap: str, topic: str, message_type: type[Any], expect: int, within: float = 30.0
 ) -> list[Any]:
@@ -174,11 +196,7 @@ async def test_start_run_trains_exports_loads_and_promotes(
         shutdown_grace_seconds=3,
         outbox_interval_seconds=1,
     )
-    runtime = ServiceRuntime(settings, "test")
-    producer = await connect_producer(settings)
-    runtime.add_cleanup(producer.stop)
-    await wire_training(settings, runtime, producer)
-    service = asyncio.create_task(runtime.run())
+    runtime, service = await start_training(settings)
     triton = InferenceServerClient(url=endpoints.triton_grpc)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}")
     try:
@@ -262,6 +280,16 @@ async def test_start_run_trains_exports_loads_and_promotes(
             f"Triton load {run.metrics['triton_load_seconds']:.2f}s; infer 256 rows {infer_ms:.1f} ms; "
             f"StartRun -> SUCCEEDED {wall:.1f}s; max |triton - torch| {run.metrics['triton_max_abs_diff']:.2e}"
         )
+
+        runtime.request_stop()
+        await asyncio.wait_for(service, timeout=30)
+        await triton.unload_model(triton_name, client_timeout=60)
+        await wait_model_ready(triton, triton_name, "1", ready=False, within=60)
+        restart = settings.model_copy(update={"grpc_port": free_port(), "admin_port": free_port()})
+        runtime, service = await start_training(restart)
+        restore_s = await wait_model_ready(triton, triton_name, "1", ready=True, within=120)
+        assert not service.done()
+        print(f"restart: champion's Triton model READY again {restore_s:.1f}s after the training service started")
     finally:
         await channel.close()
         try:
