@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: where the real servers are, and a summary naming their versions.
+"""Shared pytest fixtures: where the real servers are, a database per test, and a summary naming versions.
 
 Integration tests talk to the servers that `aimesh up --infra-only` started (endpoints overridable
 by environment variables). A missing server is a failure with the command that fixes it, never a skip.
@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aimesh.core.sql import create_engine
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,44 @@ def record_infra_version() -> Iterator[object]:
         INFRA_VERSIONS[name] = version
 
     yield record
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+async def sql_engine(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    endpoints: Endpoints,
+    unique: str,
+    record_infra_version: Callable[[str, str], None],
+) -> AsyncIterator[AsyncEngine]:
+    """An empty database for one test, once per backend: a SQLite file under tmp_path (unit), or a
+    schema of its own in the test PostgreSQL (integration; dropped with everything in it afterwards).
+
+    Migrate it in a fixture of your own that depends on this one. An unreachable PostgreSQL fails the
+    test with the command that starts it.
+    """
+    if request.param == "sqlite":
+        eng = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
+        yield eng
+        await eng.dispose()
+        return
+    schema_name = f"t_{unique}"
+    admin = create_engine(endpoints.postgres_url)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema_name}"'))
+            version = (await conn.execute(text("SELECT version()"))).scalar_one()
+    except OSError as exc:
+        pytest.fail(f"PostgreSQL at {endpoints.postgres_url} is not reachable ({exc}); run `aimesh up --infra-only`")
+    record_infra_version("PostgreSQL", str(version).split(" on ")[0])
+    eng = create_engine(endpoints.postgres_url, connect_args={"server_settings": {"search_path": schema_name}})
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema_name}" CASCADE'))
+        await admin.dispose()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,26 +15,13 @@ from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
 from aimesh.core.bus import EventConsumer, EventProducer
 from aimesh.core.deadletter import DeadLetterPublisher
 from aimesh.core.events import Event
+from aimesh.core.testing import run_until
 
 pytestmark = pytest.mark.integration
 
 
 def prediction(i: int) -> inference_events.Prediction:
     return inference_events.Prediction(request_id=f"req-{i}", score=i / 1000)
-
-
-async def run_until(consumer: EventConsumer, done: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Run ``consumer`` until ``done()`` holds, then stop it (commits) and wait for it to return."""
-    task = asyncio.create_task(consumer.run())
-    try:
-        async with asyncio.timeout(timeout):
-            while not done():
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.05)
-    finally:
-        consumer.stop()
-        await task
 
 
 async def publish_predictions(bootstrap: str, topic: str, n: int, keys: int = 7) -> list[str]:
@@ -196,7 +182,7 @@ async def test_topic_created_after_the_consumer_started_is_consumed(endpoints, k
     consumer = EventConsumer(
         endpoints.kafka_bootstrap, group_id=f"g-{unique}", topics=[topic], handler=handle, service="t"
     )
-    task = asyncio.create_task(run_until(consumer, lambda: len(seen) >= 5, timeout=45))
+    task = asyncio.create_task(run_until(consumer, lambda: len(seen) >= 5, within_s=45))
     await asyncio.sleep(3)
     try:
         await publish_predictions(endpoints.kafka_bootstrap, topic, 5)

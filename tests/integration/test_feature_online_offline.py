@@ -29,6 +29,7 @@ from aimesh.core.events import Event
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.lake import replace_partition_range
 from aimesh.core.sql import create_engine
+from aimesh.core.testing import run_until
 from aimesh.feature import schema
 from aimesh.feature.api import FeatureServiceApi
 from aimesh.feature.consumer import OnlineUpdater
@@ -145,16 +146,7 @@ async def consume_all(endpoints, topic: str, group: str, store: OnlineStore, tot
     consumer = EventConsumer(
         endpoints.kafka_bootstrap, group_id=group, topics=[topic], batch_handler=timed, service="feature-test"
     )
-    task = asyncio.create_task(consumer.run())
-    try:
-        async with asyncio.timeout(90):
-            while timed.seen < total:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.05)
-    finally:
-        consumer.stop()
-        await task
+    await run_until(consumer, lambda: timed.seen >= total, within_s=90)
     return timed
 
 

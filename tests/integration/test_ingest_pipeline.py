@@ -8,14 +8,12 @@ number in the canonical bytes, the lake (file bytes and decoded values) or the l
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import io
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
 from aimesh.core import lake
 from aimesh.core.bus import EventConsumer, EventProducer
 from aimesh.core.events import Event
+from aimesh.core.testing import run_until
 from aimesh.examples.banking import GeneratorConfig, Stream, generate_events
 from aimesh.examples.banking.publisher import bank_producer, publish_events
 from aimesh.ingest.app import build_consumer, build_pipeline
@@ -40,19 +39,6 @@ SECRET = "integration-secret"
 
 def consumed(topic: str) -> float:
     return REGISTRY.get_sample_value("aimesh_events_consumed_total", {"service": "ingest", "topic": topic}) or 0.0
-
-
-async def run_until(consumer: EventConsumer, done: Callable[[], bool], timeout: float = 90.0) -> None:
-    task = asyncio.create_task(consumer.run())
-    try:
-        async with asyncio.timeout(timeout):
-            while not done():
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.05)
-    finally:
-        consumer.stop()
-        await task
 
 
 async def read_topic(bootstrap: str, topic: str, group: str, expected: int, settle_s: float = 2.0) -> list[Event]:
@@ -70,7 +56,7 @@ async def read_topic(bootstrap: str, topic: str, group: str, expected: int, sett
             settled_at.append(time.monotonic())
         return bool(settled_at) and time.monotonic() - settled_at[0] > settle_s
 
-    await run_until(reader, done)
+    await run_until(reader, done, within_s=90.0)
     return seen
 
 
@@ -130,7 +116,7 @@ async def test_generated_bank_traffic_is_validated_published_dead_lettered_and_l
                 first_batch.append(time.perf_counter())
             return handled >= EVENTS
 
-        await run_until(consumer, all_handled)
+        await run_until(consumer, all_handled, within_s=90.0)
         finished = time.perf_counter()
     wall, busy = finished - started, finished - first_batch[0]
     print(  # the measured number the issue asks for, shown with -s

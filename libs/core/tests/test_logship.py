@@ -12,22 +12,21 @@ from google.protobuf.message import Message
 
 from aimesh.api.monitor.v1 import events_pb2
 from aimesh.core.logship import LogShipper, to_log_record
+from aimesh.core.testing import RecordingSender
 
 
-class FakeProducer:
-    def __init__(self, log_while_sending: logging.Logger | None = None) -> None:
-        self.sent: list[tuple[str, Message, Any]] = []
-        self._log = log_while_sending
+class LoggingSender(RecordingSender):
+    """Logs a warning on every send, as the Kafka client may while the shipper publishes."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self._log = logger
 
     async def send_event(
         self, topic: str, message: Message, *, key: Any, event_id: Any = None, extra_headers: Any = ()
     ) -> asyncio.Future[Any]:
-        if self._log is not None:
-            self._log.warning("sending a record")
-        self.sent.append((topic, message, key))
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
+        self._log.warning("sending a record")
+        return await super().send_event(topic, message, key=key, event_id=event_id, extra_headers=extra_headers)
 
 
 def make_logger(shipper: LogShipper, name: str) -> logging.Logger:
@@ -84,7 +83,7 @@ def test_log_record_fields() -> None:
 async def test_run_ships_queued_records_and_never_ships_its_own_logs() -> None:
     shipper = LogShipper("svc", topic="logs", flush_interval_s=0.01)
     logger = make_logger(shipper, "test.logship.run")
-    producer = FakeProducer(log_while_sending=logger)
+    producer = LoggingSender(logger)
     task = asyncio.create_task(shipper.run(producer))
     logger.warning("one")
     logger.error("two")
@@ -94,21 +93,13 @@ async def test_run_ships_queued_records_and_never_ships_its_own_logs() -> None:
         await asyncio.sleep(0.01)
     await shipper.stop()
     await asyncio.wait_for(task, 2.0)
-    assert [m.message for _, m, _ in producer.sent] == ["one", "two"]  # type: ignore[attr-defined]
-    assert all(topic == "logs" and key == "svc" for topic, _, key in producer.sent)
+    assert [s.message.message for s in producer.sent] == ["one", "two"]  # type: ignore[attr-defined]
+    assert all(s.topic == "logs" and s.key == "svc" for s in producer.sent)
     assert shipper.queued == 0
 
 
 async def test_failed_sends_are_counted_as_dropped() -> None:
-    class Failing(FakeProducer):
-        async def send_event(
-            self, topic: str, message: Message, *, key: Any, event_id: Any = None, extra_headers: Any = ()
-        ) -> asyncio.Future[Any]:
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            fut.set_exception(RuntimeError("down"))
-            return fut
-
     shipper = LogShipper("svc")
     make_logger(shipper, "test.logship.fail").error("x")
-    assert await shipper.ship_pending(Failing()) == 0
+    assert await shipper.ship_pending(RecordingSender(fail=True)) == 0
     assert shipper.dropped == 1

@@ -1,19 +1,17 @@
-"""Fixtures of the feature service's tests: a store engine per backend, a lake writer, transactions."""
+"""Fixtures of the feature service's tests: an online store per backend, a lake writer, transactions."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.core.lake import replace_partition_range
-from aimesh.core.sql import create_engine
 from aimesh.feature.records import Transaction
 from aimesh.feature.store import OnlineStore
 
@@ -35,36 +33,10 @@ def txn(
     return Transaction(event_id, card, customer, ts_us, amount, merchant, country, device)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-async def engine(request, tmp_path: Path, endpoints, unique: str, record_infra_version) -> AsyncIterator[AsyncEngine]:  # type: ignore[no-untyped-def]
-    """The online store's database: a SQLite file, or a fresh schema in the test PostgreSQL."""
-    if request.param == "sqlite":
-        eng = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'feature.db'}")
-        yield eng
-        await eng.dispose()
-        return
-    schema_name = f"feature_{unique}"
-    admin = create_engine(endpoints.postgres_url)
-    try:
-        async with admin.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema_name}"'))
-            version = (await conn.execute(text("SELECT version()"))).scalar_one()
-    except OSError as exc:
-        pytest.fail(f"PostgreSQL at {endpoints.postgres_url} is not reachable ({exc}); run `aimesh up --infra-only`")
-    record_infra_version("PostgreSQL", str(version).split(" on ")[0])
-    eng = create_engine(endpoints.postgres_url, connect_args={"server_settings": {"search_path": schema_name}})
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema_name}" CASCADE'))
-        await admin.dispose()
-
-
 @pytest.fixture
-async def store(engine: AsyncEngine) -> OnlineStore:
-    s = OnlineStore(engine)
+async def store(sql_engine: AsyncEngine) -> OnlineStore:
+    """The online store, migrated, on each backend of the root conftest's ``sql_engine``."""
+    s = OnlineStore(sql_engine)
     await s.migrate()
     return s
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,8 @@ from aimesh.api.inference.v1 import inference_pb2
 from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.errors import DeadlineExceeded, InvalidArgument
 from aimesh.core.model_catalog import ModelCatalog
-from aimesh.inference.features import OnlineFeatures
+from aimesh.core.testing import RecordingSender
+from aimesh.inference.features import FeatureLookup, OnlineFeatures
 from aimesh.inference.predictions import PredictionPublisher
 from aimesh.inference.scoring import Scorer
 
@@ -29,17 +30,14 @@ class FakeFeatures:
         self.delay = delay
         self.calls: list[dict[str, Any]] = []
 
-    async def online_features(
-        self,
-        feature_service: str,
-        *,
-        entity_ids: Mapping[str, str],
-        context: Mapping[str, common_pb2.Value],
-        as_of: datetime,
-        time_left: float | None,
-    ) -> OnlineFeatures:
+    async def online_features(self, lookup: FeatureLookup, *, time_left: float | None) -> OnlineFeatures:
         self.calls.append(
-            {"service": feature_service, "ids": dict(entity_ids), "context": dict(context), "t": time_left}
+            {
+                "service": lookup.feature_service,
+                "ids": dict(lookup.entity_ids),
+                "context": dict(lookup.context),
+                "t": time_left,
+            }
         )
         await asyncio.sleep(self.delay)
         return self.result
@@ -52,24 +50,6 @@ class FakeRunner:
     async def score(self, model: str, version: int, row: Sequence[float], *, time_left: float | None) -> float:
         self.rows.append(list(row))
         return sum(row) / 100.0
-
-
-class FakeProducer:
-    def __init__(self, fail_times: int = 0) -> None:
-        self.sent: list[tuple[str, Message, Any]] = []
-        self.fail_times = fail_times
-
-    async def send_event(
-        self, topic: str, message: Message, *, key: Any, event_id: Any = None, extra_headers: Any = ()
-    ) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self.fail_times > 0:
-            self.fail_times -= 1
-            fut.set_exception(RuntimeError("broker down"))
-        else:
-            self.sent.append((topic, message, key))
-            fut.set_result(None)
-        return fut
 
 
 def catalog() -> ModelCatalog:
@@ -99,7 +79,7 @@ def catalog() -> ModelCatalog:
 async def test_score_assembles_features_in_model_order_and_publishes() -> None:
     seen = datetime.now(UTC) - timedelta(seconds=30)
     features = FakeFeatures(OnlineFeatures({"v:a": 1.0, "v:b": 2.0}, ("v:c",), seen))
-    runner, producer = FakeRunner(), FakeProducer()
+    runner, producer = FakeRunner(), RecordingSender()
     publisher = PredictionPublisher(producer, "preds")
     scorer = Scorer(catalog(), features, runner, publisher)
     request = inference_pb2.ScoreRequest(
@@ -121,7 +101,7 @@ async def test_score_assembles_features_in_model_order_and_publishes() -> None:
     assert features.calls[0]["ids"] == {"card": "c-1", "customer": "u-1"}
     assert features.calls[0]["context"]["amount"].double_value == 12.5
     assert 0 < features.calls[0]["t"] <= 2.0
-    [(topic, prediction, key)] = producer.sent
+    [(topic, prediction, key, _)] = producer.sent
     assert topic == "preds" and key == "c-1"
     assert isinstance(prediction, inference_events.Prediction)
     assert prediction.event_id == response.event_id
@@ -132,7 +112,7 @@ async def test_score_assembles_features_in_model_order_and_publishes() -> None:
 
 async def test_all_features_inline_skips_the_feature_service() -> None:
     features = FakeFeatures(OnlineFeatures())
-    producer = FakeProducer()
+    producer = RecordingSender()
     publisher = PredictionPublisher(producer, "preds")
     scorer = Scorer(catalog(), features, FakeRunner(), publisher)
     response = await scorer.score(
@@ -145,32 +125,34 @@ async def test_all_features_inline_skips_the_feature_service() -> None:
 
 
 async def test_no_entity_ids_and_missing_inline_features_is_invalid() -> None:
-    scorer = Scorer(catalog(), FakeFeatures(OnlineFeatures()), FakeRunner(), PredictionPublisher(FakeProducer(), "p"))
+    scorer = Scorer(
+        catalog(), FakeFeatures(OnlineFeatures()), FakeRunner(), PredictionPublisher(RecordingSender(), "p")
+    )
     with pytest.raises(InvalidArgument, match="v:b, v:c"):
         await scorer.score(inference_pb2.ScoreRequest(model="fraud", features={"v:a": 1}), time_left=None)
 
 
 async def test_deadline_spent_in_feature_lookup_is_deadline_exceeded() -> None:
     features = FakeFeatures(OnlineFeatures({"v:a": 1.0}), delay=0.05)
-    scorer = Scorer(catalog(), features, FakeRunner(), PredictionPublisher(FakeProducer(), "p"))
+    scorer = Scorer(catalog(), features, FakeRunner(), PredictionPublisher(RecordingSender(), "p"))
     with pytest.raises(DeadlineExceeded, match="before the model call"):
         await scorer.score(inference_pb2.ScoreRequest(model="fraud", entity_ids={"card": "c"}), time_left=0.01)
 
 
 async def test_publisher_retries_once_then_counts_the_loss() -> None:
-    retried = PredictionPublisher(FakeProducer(fail_times=1), "p")
+    retried = PredictionPublisher(RecordingSender(fail_times=1), "p")
     await retried.submit(inference_events.Prediction(event_id="e1"), key="k")
     assert await retried.drain(1.0) == 0
     assert (retried.published, retried.failed) == (1, 0)
 
-    lost = PredictionPublisher(FakeProducer(fail_times=2), "p")
+    lost = PredictionPublisher(RecordingSender(fail_times=2), "p")
     await lost.submit(inference_events.Prediction(event_id="e2"), key="k")
     await lost.drain(1.0)
     assert (lost.published, lost.failed) == (0, 1)
 
 
 async def test_publisher_bounds_in_flight_events() -> None:
-    class SlowAcks(FakeProducer):
+    class SlowAcks(RecordingSender):
         def __init__(self) -> None:
             super().__init__()
             self.acks: list[asyncio.Future[Any]] = []

@@ -1,54 +1,23 @@
-"""IngestPipeline.handle_batch with an in-memory sender: canonical records, DLQ entries, lake files, retries."""
+"""IngestPipeline.handle_batch with a RecordingSender: canonical records, DLQ entries, lake files, retries."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pyarrow as pa
 import pytest
-from google.protobuf.message import Message
 
 from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
 from aimesh.core import lake
 from aimesh.core.events import Event
+from aimesh.core.testing import RecordingSender
 from aimesh.ingest.pii import Tokenizer
 from aimesh.ingest.pipeline import IngestPipeline
 from aimesh.ingest.sources import load_sources
 
 PAN = "4000056655665556"
 TX_TOPIC = "up.tx"
-
-
-class FakeSender:
-    """Records every send; ``fail`` makes the acknowledgement futures fail instead."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Message, str | bytes | None, str | None]] = []
-        self.fail = False
-
-    async def send_event(
-        self,
-        topic: str,
-        message: Message,
-        *,
-        key: str | bytes | None,
-        event_id: str | None = None,
-        extra_headers: Sequence[tuple[str, bytes]] = (),
-    ) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self.fail:
-            fut.set_exception(ConnectionError("broker down"))
-        else:
-            self.sent.append((topic, message, key, event_id))
-            fut.set_result(None)
-        return fut
-
-    def on(self, topic: str) -> list[tuple[str, Message, str | bytes | None, str | None]]:
-        return [s for s in self.sent if s[0] == topic]
 
 
 def tx(n: int, **changes: object) -> bytes:
@@ -74,12 +43,12 @@ def event(offset: int, value: bytes, topic: str = TX_TOPIC) -> Event:
 
 
 @pytest.fixture
-def sender() -> FakeSender:
-    return FakeSender()
+def sender() -> RecordingSender:
+    return RecordingSender()
 
 
 @pytest.fixture
-def pipeline(sender: FakeSender, tmp_path: Path) -> IngestPipeline:
+def pipeline(sender: RecordingSender, tmp_path: Path) -> IngestPipeline:
     sources = load_sources(topic_overrides={"card_transactions": TX_TOPIC, "chargebacks": "up.cb"})
     return IngestPipeline(
         sources, Tokenizer("s"), sender, lake_root=tmp_path, records_topic="rec", dlq_topic="dlq", dedupe_capacity=100
@@ -91,7 +60,7 @@ def lake_table(root: Path) -> pa.Table:
 
 
 async def test_batch_publishes_canonical_records_dead_letters_rejects_and_writes_the_lake(
-    pipeline: IngestPipeline, sender: FakeSender, tmp_path: Path
+    pipeline: IngestPipeline, sender: RecordingSender, tmp_path: Path
 ) -> None:
     events = [event(10, tx(0)), event(11, tx(1, currency="XBT")), event(12, b"{oops"), event(13, tx(3))]
 
@@ -130,7 +99,7 @@ async def test_batch_publishes_canonical_records_dead_letters_rejects_and_writes
 
 
 async def test_a_redelivered_batch_rewrites_its_lake_files_instead_of_duplicating(
-    pipeline: IngestPipeline, sender: FakeSender, tmp_path: Path
+    pipeline: IngestPipeline, sender: RecordingSender, tmp_path: Path
 ) -> None:
     await pipeline.handle_batch([event(0, tx(0)), event(1, tx(1))])
     await pipeline.handle_batch([event(0, tx(0)), event(1, tx(1)), event(2, tx(2))])
@@ -140,7 +109,7 @@ async def test_a_redelivered_batch_rewrites_its_lake_files_instead_of_duplicatin
 
 
 async def test_upstream_duplicates_at_other_offsets_are_dropped(
-    pipeline: IngestPipeline, sender: FakeSender, tmp_path: Path
+    pipeline: IngestPipeline, sender: RecordingSender, tmp_path: Path
 ) -> None:
     await pipeline.handle_batch([event(0, tx(0)), event(1, tx(0))])
     result = await pipeline.handle_batch([event(2, tx(0)), event(3, tx(1))])
@@ -151,7 +120,7 @@ async def test_upstream_duplicates_at_other_offsets_are_dropped(
 
 
 async def test_a_failed_acknowledgement_fails_the_batch_and_the_retry_redoes_it(
-    pipeline: IngestPipeline, sender: FakeSender, tmp_path: Path
+    pipeline: IngestPipeline, sender: RecordingSender, tmp_path: Path
 ) -> None:
     sender.fail = True
     with pytest.raises(ConnectionError):
@@ -165,7 +134,7 @@ async def test_a_failed_acknowledgement_fails_the_batch_and_the_retry_redoes_it(
 
 
 async def test_records_of_a_topic_without_source_are_dead_lettered(
-    pipeline: IngestPipeline, sender: FakeSender
+    pipeline: IngestPipeline, sender: RecordingSender
 ) -> None:
     result = await pipeline.handle_batch([event(0, tx(0), topic="elsewhere")])
 

@@ -3,16 +3,12 @@ run against SQLite (unit) and PostgreSQL (integration, the server `aimesh up --i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.errors import FailedPrecondition, InvalidArgument, NotFound
-from aimesh.core.sql import create_engine, migrate
+from aimesh.core.sql import migrate
 from aimesh.training.app import MIGRATIONS
 from aimesh.training.outbox import OutboxRelay
 from aimesh.training.paging import Page
@@ -23,30 +19,11 @@ from .fakes import FakePublisher  # type: ignore[import-not-found]
 TOPIC = "test.registry"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-async def engine(request, tmp_path: Path, endpoints, unique: str) -> AsyncIterator[AsyncEngine]:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        eng = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'training.db'}")
-        await migrate(eng, MIGRATIONS)
-        yield eng
-        await eng.dispose()
-        return
-    schema = f"training_{unique}"
-    admin = create_engine(endpoints.postgres_url)
-    try:
-        async with admin.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OSError as exc:
-        pytest.fail(f"PostgreSQL at {endpoints.postgres_url} is not reachable ({exc}); run `aimesh up --infra-only`")
-    eng = create_engine(endpoints.postgres_url, connect_args={"server_settings": {"search_path": schema}})
-    await migrate(eng, MIGRATIONS)
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await admin.dispose()
+@pytest.fixture
+async def engine(sql_engine: AsyncEngine) -> AsyncEngine:
+    """The shared SQLite / per-run PostgreSQL schema engine (root conftest), migrated to the registry schema."""
+    await migrate(sql_engine, MIGRATIONS)
+    return sql_engine
 
 
 def new_version(run_id: str, model: str = "fraud") -> NewVersion:

@@ -50,6 +50,38 @@ class DeadLetterSink(Protocol):
     async def send(self, event: Event, reason_code: str, message: str) -> None: ...
 
 
+class EventSender(Protocol):
+    """What publishers need of ``EventProducer``: queue one event, get its acknowledgement future.
+
+    Code that only sends (pipelines, the log shipper, the prediction publisher) takes this instead of
+    ``EventProducer`` so its unit tests can pass ``aimesh.core.testing.RecordingSender``.
+    """
+
+    async def send_event(
+        self,
+        topic: str,
+        message: Message,
+        *,
+        key: str | bytes | None,
+        event_id: str | None = None,
+        extra_headers: Sequence[tuple[str, bytes]] = (),
+    ) -> asyncio.Future[Any]: ...
+
+
+async def dead_letter(sink: DeadLetterSink | None, event: Event, poison: PoisonEvent, *, service: str) -> None:
+    """Put ``event`` on ``sink`` with the poison's reason, count it and log it; returns once it is durable.
+
+    Raises ``RuntimeError`` (caused by ``poison``) when there is no sink, and whatever ``sink.send`` raises.
+    """
+    if sink is None:
+        raise RuntimeError(f"no dead-letter sink configured for poison event {event.id}") from poison
+    await sink.send(event, poison.reason_code, poison.message)
+    metrics.EVENTS_DEAD_LETTERED.labels(service, event.topic, poison.reason_code).inc()
+    log.warning(
+        "event dead-lettered", extra={"event.id": event.id, "reason": poison.reason_code, "detail": poison.message}
+    )
+
+
 class EventProducer:
     """Publishes protobuf events with CloudEvents headers; ``acks=all`` with idempotence."""
 
@@ -234,7 +266,7 @@ class EventConsumer:
                     await self._handler(event)
                     metrics.EVENTS_CONSUMED.labels(self.service, event.topic).inc()
                 except PoisonEvent as poison:
-                    await self._dead_letter(event, poison)
+                    await dead_letter(self._dead_letters, event, poison, service=self.service)
             except Exception:
                 metrics.EVENTS_FAILED.labels(self.service, event.topic).inc()
                 log.exception("handler failed; will retry", extra={"event.id": event.id, "offset": event.offset})
@@ -261,16 +293,6 @@ class EventConsumer:
         metrics.EVENTS_CONSUMED.labels(self.service, tp.topic).inc(len(events))
         self._pending[tp] = events[-1].offset + 1
         self._failures = 0
-
-    async def _dead_letter(self, event: Event, poison: PoisonEvent) -> None:
-        if self._dead_letters is None:
-            raise RuntimeError(f"no dead-letter sink configured for poison event {event.id}") from poison
-        await self._dead_letters.send(event, poison.reason_code, poison.message)
-        metrics.EVENTS_DEAD_LETTERED.labels(self.service, event.topic, poison.reason_code).inc()
-        log.warning(
-            "event dead-lettered",
-            extra={"event.id": event.id, "reason": poison.reason_code, "detail": poison.message},
-        )
 
     async def _backoff(self) -> None:
         self._failures += 1

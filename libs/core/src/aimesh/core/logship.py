@@ -17,14 +17,13 @@ import contextvars
 import logging
 import queue
 import socket
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
-from google.protobuf.message import Message
 from opentelemetry import trace
 from prometheus_client import Counter
 
 from aimesh.api.monitor.v1 import events_pb2
+from aimesh.core.bus import EventSender
 from aimesh.core.topics import SERVICE_LOGS
 
 LOGS_DROPPED = Counter(
@@ -42,20 +41,6 @@ _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)
     "span.id",
 }
 _FORMATTER = logging.Formatter()
-
-
-class EventSender(Protocol):
-    """What the shipper needs of ``aimesh.core.bus.EventProducer``."""
-
-    async def send_event(
-        self,
-        topic: str,
-        message: Message,
-        *,
-        key: str | bytes | None,
-        event_id: str | None = None,
-        extra_headers: Sequence[tuple[str, bytes]] = (),
-    ) -> asyncio.Future[Any]: ...
 
 
 def log_level(levelno: int) -> events_pb2.LogLevel:

@@ -10,17 +10,13 @@ nothing is counted twice.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
-from aimesh.core import metrics as core_metrics
-from aimesh.core.bus import DeadLetterSink
+from aimesh.core.bus import DeadLetterSink, dead_letter
 from aimesh.core.events import Event, PoisonEvent
 from aimesh.feature import metrics
 from aimesh.feature.records import Transaction, transaction_from_event
 from aimesh.feature.store import ApplyResult, OnlineStore
-
-log = logging.getLogger(__name__)
 
 
 class OnlineUpdater:
@@ -59,17 +55,8 @@ class OnlineUpdater:
         try:
             txn = transaction_from_event(event)
         except PoisonEvent as poison:
-            await self._dead_letter(event, poison)
+            await dead_letter(self.dead_letters, event, poison, service=self.service)
             return None
         if txn is None:
             metrics.RECORDS_IGNORED.labels(event.topic).inc()
         return txn
-
-    async def _dead_letter(self, event: Event, poison: PoisonEvent) -> None:
-        if self.dead_letters is None:
-            raise RuntimeError(f"no dead-letter sink configured for poison event {event.id}") from poison
-        await self.dead_letters.send(event, poison.reason_code, poison.message)
-        core_metrics.EVENTS_DEAD_LETTERED.labels(self.service, event.topic, poison.reason_code).inc()
-        log.warning(
-            "record dead-lettered", extra={"event.id": event.id, "reason": poison.reason_code, "detail": poison.message}
-        )

@@ -51,18 +51,29 @@ class OnlineFeatures:
     newest_event_time: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class FeatureLookup:
+    """One request's online lookup: the feature service, the entity ids and context, the as-of time."""
+
+    feature_service: str
+    entity_ids: Mapping[str, str]
+    context: Mapping[str, common_pb2.Value]
+    as_of: datetime
+
+    def to_request(self) -> feature_pb2.GetOnlineFeaturesRequest:
+        """The ``GetOnlineFeaturesRequest`` of this lookup: one entity row."""
+        stamp = Timestamp()
+        stamp.FromDatetime(self.as_of)
+        row = feature_pb2.EntityRow(entity_ids=dict(self.entity_ids), timestamp=stamp)
+        for key, value in self.context.items():
+            row.request_context[key].CopyFrom(value)
+        return feature_pb2.GetOnlineFeaturesRequest(feature_service=self.feature_service, entity_rows=[row])
+
+
 class FeatureSource(Protocol):
     """Where the scorer gets online features (the feature service, or a fake in tests)."""
 
-    async def online_features(
-        self,
-        feature_service: str,
-        *,
-        entity_ids: Mapping[str, str],
-        context: Mapping[str, common_pb2.Value],
-        as_of: datetime,
-        time_left: float | None,
-    ) -> OnlineFeatures: ...
+    async def online_features(self, lookup: FeatureLookup, *, time_left: float | None) -> OnlineFeatures: ...
 
 
 def numeric(value: common_pb2.Value) -> float | None:
@@ -105,22 +116,9 @@ class GrpcFeatureSource:
         self._stub = feature_pb2_grpc.FeatureServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
-    async def online_features(
-        self,
-        feature_service: str,
-        *,
-        entity_ids: Mapping[str, str],
-        context: Mapping[str, common_pb2.Value],
-        as_of: datetime,
-        time_left: float | None,
-    ) -> OnlineFeatures:
+    async def online_features(self, lookup: FeatureLookup, *, time_left: float | None) -> OnlineFeatures:
         """One lookup; blocks at most ``time_left`` seconds; raises domain errors (see the module doc)."""
-        stamp = Timestamp()
-        stamp.FromDatetime(as_of)
-        row = feature_pb2.EntityRow(entity_ids=dict(entity_ids), timestamp=stamp)
-        for key, value in context.items():
-            row.request_context[key].CopyFrom(value)
-        request = feature_pb2.GetOnlineFeaturesRequest(feature_service=feature_service, entity_rows=[row])
+        request = lookup.to_request()
         try:
             response = await self._stub.GetOnlineFeatures(request, timeout=time_left)
         except grpc.aio.AioRpcError as exc:

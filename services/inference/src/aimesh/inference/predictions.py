@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from aimesh.api.inference.v1 import events_pb2
-from aimesh.core.logship import EventSender
+from aimesh.core.bus import EventSender
 from aimesh.inference import metrics
 
 log = logging.getLogger(__name__)

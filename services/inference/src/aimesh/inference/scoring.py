@@ -23,7 +23,7 @@ from aimesh.api.inference.v1 import events_pb2, inference_pb2
 from aimesh.core.errors import DeadlineExceeded, InvalidArgument
 from aimesh.core.model_catalog import ModelCatalog
 from aimesh.inference import metrics
-from aimesh.inference.features import FeatureSource, OnlineFeatures
+from aimesh.inference.features import FeatureLookup, FeatureSource, OnlineFeatures
 from aimesh.inference.predictions import PredictionPublisher
 from aimesh.inference.routing import resolve
 from aimesh.inference.triton import ModelRunner
@@ -140,13 +140,8 @@ class Scorer:
             return OnlineFeatures()
         if not request.entity_ids:
             raise InvalidArgument(f"entity_ids is empty and these features have no inline value: {', '.join(needed)}")
-        return await self._features.online_features(
-            feature_service,
-            entity_ids=request.entity_ids,
-            context=request.context,
-            as_of=now,
-            time_left=deadline.left("the feature lookup"),
-        )
+        lookup = FeatureLookup(feature_service, request.entity_ids, request.context, as_of=now)
+        return await self._features.online_features(lookup, time_left=deadline.left("the feature lookup"))
 
 
 def _duration(seconds: float) -> Duration:

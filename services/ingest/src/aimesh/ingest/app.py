@@ -14,11 +14,11 @@ from importlib.metadata import version
 
 from aimesh.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from aimesh.core.app import serve
-from aimesh.core.bus import EventConsumer, EventProducer
+from aimesh.core.bus import EventConsumer, EventProducer, EventSender
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.runner import ServiceRuntime
 from aimesh.ingest.pii import Tokenizer
-from aimesh.ingest.pipeline import EventSender, IngestPipeline
+from aimesh.ingest.pipeline import IngestPipeline
 from aimesh.ingest.settings import DEV_PII_SECRET, IngestSettings
 from aimesh.ingest.sources import load_sources
 

@@ -26,13 +26,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
-from google.protobuf.message import Message
 
 from aimesh.core import lake
 from aimesh.core import metrics as core_metrics
+from aimesh.core.bus import EventSender
 from aimesh.core.deadletter import build_dead_letter, dead_letter_event_id
 from aimesh.core.events import Event
 from aimesh.ingest import metrics
@@ -45,20 +45,6 @@ from aimesh.ingest.validation import Rejection, Validator, ValidRecord
 
 log = logging.getLogger(__name__)
 SERVICE = "ingest"
-
-
-class EventSender(Protocol):
-    """What the pipeline needs from ``aimesh.core.bus.EventProducer``."""
-
-    async def send_event(
-        self,
-        topic: str,
-        message: Message,
-        *,
-        key: str | bytes | None,
-        event_id: str | None = None,
-        extra_headers: Sequence[tuple[str, bytes]] = (),
-    ) -> asyncio.Future[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 from aimesh.api.monitor.v1 import events_pb2 as monitor_events
 from aimesh.api.monitor.v1 import monitor_pb2
+from aimesh.core.bus import EventSender
 from aimesh.core.errors import AimeshError, FailedPrecondition, NotFound
-from aimesh.core.logship import EventSender
 from aimesh.core.model_catalog import ModelCatalog, ModelVersion
 from aimesh.monitor import metrics
 from aimesh.monitor.documents import alert_document, drift_document, drift_report
