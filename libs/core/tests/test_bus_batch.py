@@ -1,14 +1,13 @@
 """EventConsumer's batch hook: one call per partition batch, commit after it returns, rewind when it raises.
 
-The aiokafka consumer is replaced by an in-memory fake (no network): it serves the records from a
-partition's position, remembers seeks and records commits.
+The aiokafka consumer is replaced by ``aimesh.core.testing.FakeKafkaConsumer`` (no network): it serves
+the records from a partition's position, remembers seeks and records commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -16,48 +15,13 @@ from aiokafka import TopicPartition
 
 from aimesh.core.bus import EventConsumer
 from aimesh.core.events import Event
+from aimesh.core.testing import FakeKafkaConsumer
 
 TP = TopicPartition("up", 0)
 
 
-@dataclass
-class FakeRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    timestamp: int
-
-
-class FakeKafkaConsumer:
-    def __init__(self, n: int, batch: int) -> None:
-        self.records = [FakeRecord(TP.topic, TP.partition, i, b"k", f"v{i}".encode(), [], 0) for i in range(n)]
-        self.position = 0
-        self.batch = batch
-        self.commits: list[dict[TopicPartition, int]] = []
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    def subscribe(self, topics: Sequence[str], listener: Any) -> None:
-        return None
-
-    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[FakeRecord]]:
-        await asyncio.sleep(0)
-        chunk = self.records[self.position : self.position + min(self.batch, max_records)]
-        self.position += len(chunk)
-        return {TP: chunk} if chunk else {}
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.position = offset
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.commits.append(dict(offsets))
+def fake_kafka(n: int, batch: int) -> FakeKafkaConsumer:
+    return FakeKafkaConsumer([f"v{i}".encode() for i in range(n)], batch=batch, tp=TP)
 
 
 def consumer_with(fake: FakeKafkaConsumer, batch_handler: Any) -> EventConsumer:
@@ -78,7 +42,7 @@ async def run_until(consumer: EventConsumer, done: Any) -> None:
 
 
 async def test_batch_handler_gets_each_partition_batch_and_offsets_are_committed_after_it() -> None:
-    fake = FakeKafkaConsumer(10, batch=4)
+    fake = fake_kafka(10, batch=4)
     batches: list[list[int]] = []
 
     async def handle(events: Sequence[Event]) -> None:
@@ -93,7 +57,7 @@ async def test_batch_handler_gets_each_partition_batch_and_offsets_are_committed
 
 
 async def test_a_failing_batch_is_rewound_and_retried_whole_without_committing_it() -> None:
-    fake = FakeKafkaConsumer(6, batch=3)
+    fake = fake_kafka(6, batch=3)
     calls: list[list[int]] = []
 
     async def handle(events: Sequence[Event]) -> None:

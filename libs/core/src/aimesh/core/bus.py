@@ -15,6 +15,16 @@ Delivery contract:
   offset order, and owns every record's outcome (it dead-letters rejects itself). When it returns, the
   partition's offset is committed past the batch; when it raises (``PoisonEvent`` included), the
   partition is rewound to the batch's first record and the whole batch is retried with backoff.
+- With ``transactions`` (a ``TransactionalProducer``, and a ``batch_handler`` that sends through it),
+  each partition batch runs in one Kafka transaction: begin, the handler's sends, the batch's next
+  offset added with ``send_offsets_to_transaction``, commit. The consumer then never commits offsets
+  itself. When the handler or the commit raises, the transaction is aborted (its records are never
+  visible to ``read_committed`` readers), the partition is rewound to the batch's first record and
+  the batch is retried with backoff. A rebalance waits for the batch in hand to end (commit or
+  abort) before the partitions are revoked, and batches polled before a rebalance are dropped (the
+  new assignment starts again from the committed offsets).
+- After each partition batch the consumer sets ``aimesh_consumer_lag`` (records between the next
+  offset and the partition's last stable offset, or its high watermark when that is unknown).
 - ``stop()`` (SIGTERM) lets the batch in hand finish, commits, and leaves the group.
 """
 
@@ -24,7 +34,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -37,6 +47,9 @@ from aimesh.core.events import Event, PoisonEvent, cloudevent_headers
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], Awaitable[None]]
+TRANSACTION_TIMEOUT_MS = 30_000
+"""Default transaction timeout: the broker aborts a transaction left open longer (a replica that vanished
+mid-batch), so ``read_committed`` readers of its output are held back at most this long."""
 TOPIC_DISCOVERY_MS = 5000
 """How often a consumer refreshes cluster metadata: a subscribed topic created after the consumer started
 (e.g. by the first producer) is picked up within this time, from its earliest offset."""
@@ -82,19 +95,30 @@ async def dead_letter(sink: DeadLetterSink | None, event: Event, poison: PoisonE
     )
 
 
+class Transactions(Protocol):
+    """The Kafka transactions ``EventConsumer`` drives around a batch (``TransactionalProducer``)."""
+
+    async def begin(self) -> None: ...
+
+    async def commit(self, offsets: Mapping[TopicPartition, int], group_id: str) -> None: ...
+
+    async def abort(self) -> None: ...
+
+
 class EventProducer:
     """Publishes protobuf events with CloudEvents headers; ``acks=all`` with idempotence."""
 
     def __init__(self, bootstrap: str, *, source: str, linger_ms: int = 5, **kafka_options: Any) -> None:
         self.source = source
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id=f"aimesh-{source}",
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=linger_ms,
+        self._options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "client_id": f"aimesh-{source}",
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": linger_ms,
             **kafka_options,
-        )
+        }
+        self._producer = AIOKafkaProducer(**self._options)
 
     async def start(self) -> None:
         """Connect; raises aiokafka's KafkaConnectionError when no broker answers."""
@@ -161,14 +185,86 @@ class EventProducer:
         return fut
 
 
+class TransactionalProducer(EventProducer):
+    """An ``EventProducer`` whose sends belong to Kafka transactions (``transactional_id``).
+
+    Sends are only allowed between ``begin()`` and ``commit()``/``abort()``; ``EventConsumer`` drives
+    them when given this producer as ``transactions``. Starting it registers ``transactional_id`` with
+    the broker, which fences an older producer with the same id (a zombie of the same replica) and
+    aborts its open transaction at once; keep the id stable per replica and unique across replicas.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        source: str,
+        transactional_id: str,
+        transaction_timeout_ms: int = TRANSACTION_TIMEOUT_MS,
+        linger_ms: int = 5,
+        **kafka_options: Any,
+    ) -> None:
+        super().__init__(
+            bootstrap,
+            source=source,
+            linger_ms=linger_ms,
+            transactional_id=transactional_id,
+            transaction_timeout_ms=transaction_timeout_ms,
+            **kafka_options,
+        )
+        self.transactional_id = transactional_id
+        self._open = False
+        self._broken = False
+
+    async def begin(self) -> None:
+        """Open a transaction. Raises when Kafka is unreachable or the producer cannot be re-initialised."""
+        if self._broken:
+            await self._restart()
+        await self._producer.begin_transaction()
+        self._open = True
+
+    async def commit(self, offsets: Mapping[TopicPartition, int], group_id: str) -> None:
+        """Add ``offsets`` (next offset per partition) of ``group_id`` and commit; blocks until Kafka decided.
+
+        Raises when the transaction could not be committed (then nothing of it is visible): call ``abort()``.
+        """
+        await self._producer.send_offsets_to_transaction(dict(offsets), group_id)
+        await self._producer.commit_transaction()
+        self._open = False
+
+    async def abort(self) -> None:
+        """Abort the open transaction, if any; never raises.
+
+        When the producer cannot abort (fenced, timed out by the broker, Kafka gone) it is marked broken
+        and the next ``begin()`` replaces it with a new one of the same ``transactional_id``, which makes
+        the broker abort whatever the old one left open.
+        """
+        if not self._open:
+            return
+        self._open = False
+        try:
+            await self._producer.abort_transaction()
+        except Exception as exc:
+            log.warning("transaction abort failed; the producer will be re-initialised: %r", exc)
+            self._broken = True
+
+    async def _restart(self) -> None:
+        old, self._producer = self._producer, AIOKafkaProducer(**self._options)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.stop(), timeout=5.0)
+        await self._producer.start()
+        self._broken = False
+        log.info("transactional producer re-initialised", extra={"transactional_id": self.transactional_id})
+
+
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Commits what was fully handled before partitions move to another member."""
+    """Before partitions move to another member: waits for the batch in hand, commits what was handled."""
 
     def __init__(self, consumer: EventConsumer) -> None:
         self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._consumer._commit_pending()
+        await self._consumer._on_revoke()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in assigned]})
@@ -187,6 +283,7 @@ class EventConsumer:
         service: str,
         batch_handler: BatchHandler | None = None,
         dead_letters: DeadLetterSink | None = None,
+        transactions: Transactions | None = None,
         max_batch: int = 500,
         poll_timeout_ms: int = 500,
         retry_backoff_s: float = 0.5,
@@ -196,11 +293,15 @@ class EventConsumer:
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler and batch_handler")
+        if transactions is not None and batch_handler is None:
+            raise ValueError("transactions need a batch_handler")
         self.topics = list(topics)
         self.service = service
         self._handler = handler
         self._batch_handler = batch_handler
         self._dead_letters = dead_letters
+        self._transactions = transactions
+        self._group_id = group_id
         self._max_batch = max_batch
         self._poll_timeout_ms = poll_timeout_ms
         self._retry_backoff_s = retry_backoff_s
@@ -218,6 +319,8 @@ class EventConsumer:
         self._commit_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._failures = 0
+        self._rebalances = 0
+        self._polled_in = 0
         self.last_poll = time.monotonic()
         """Monotonic time of the last completed poll: the liveness signal."""
 
@@ -233,7 +336,10 @@ class EventConsumer:
             while not self._stopping.is_set():
                 batch = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
                 self.last_poll = time.monotonic()
+                self._polled_in = self._rebalances
                 for tp, records in batch.items():
+                    if self._rebalances != self._polled_in:
+                        break  # the new assignment restarts from the committed offsets
                     await self._handle_partition(tp, records)
                     if self._stopping.is_set():
                         break
@@ -255,6 +361,11 @@ class EventConsumer:
         )
 
     async def _handle_partition(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+        if self._batch_handler is not None and self._transactions is not None:
+            await self._handle_transaction(
+                self._batch_handler, self._transactions, tp, [self._event(r) for r in records]
+            )
+            return
         if self._batch_handler is not None:
             await self._handle_batch(self._batch_handler, tp, [self._event(r) for r in records])
             return
@@ -275,6 +386,8 @@ class EventConsumer:
                 return
             self._pending[tp] = event.offset + 1
             self._failures = 0
+        if records:
+            self._record_lag(tp, records[-1].offset + 1)
 
     async def _handle_batch(self, batch_handler: BatchHandler, tp: TopicPartition, events: list[Event]) -> None:
         if not events:
@@ -292,7 +405,50 @@ class EventConsumer:
             return
         metrics.EVENTS_CONSUMED.labels(self.service, tp.topic).inc(len(events))
         self._pending[tp] = events[-1].offset + 1
+        self._record_lag(tp, events[-1].offset + 1)
         self._failures = 0
+
+    async def _handle_transaction(
+        self, batch_handler: BatchHandler, transactions: Transactions, tp: TopicPartition, events: list[Event]
+    ) -> None:
+        if not events:
+            return
+        async with self._commit_lock:  # a rebalance waits here until the transaction has ended
+            if self._rebalances != self._polled_in:
+                return  # polled before a rebalance: the new assignment restarts from the committed offsets
+            try:
+                await transactions.begin()
+                await batch_handler(events)
+                await transactions.commit({tp: events[-1].offset + 1}, self._group_id)
+                failed = False
+            except Exception:
+                failed = True
+                await transactions.abort()
+                metrics.EVENTS_FAILED.labels(self.service, tp.topic).inc(len(events))
+                log.exception(
+                    "batch transaction failed and was aborted; will retry the batch",
+                    extra={"topic": tp.topic, "partition": tp.partition, "offset": events[0].offset},
+                )
+        if failed:
+            if tp in self._consumer.assignment():  # else a rebalance moved it: its new owner starts at the commit
+                self._consumer.seek(tp, events[0].offset)
+            await self._backoff()
+            return
+        metrics.EVENTS_CONSUMED.labels(self.service, tp.topic).inc(len(events))
+        self._record_lag(tp, events[-1].offset + 1)
+        self._failures = 0
+
+    def _record_lag(self, tp: TopicPartition, next_offset: int) -> None:
+        end = self._consumer.last_stable_offset(tp)
+        if end is None:
+            end = self._consumer.highwater(tp)
+        if end is not None:
+            metrics.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(end - next_offset, 0))
+
+    async def _on_revoke(self) -> None:
+        async with self._commit_lock:
+            self._rebalances += 1
+        await self._commit_pending()
 
     async def _backoff(self) -> None:
         self._failures += 1

@@ -39,8 +39,12 @@ def build_dead_letter(
     event_id: str = "",
     field: str = "",
     position: tuple[str, int, int] | None = None,
+    masked_fields: tuple[str, ...] = (),
 ) -> events_pb2.DeadLetter:
-    """A DeadLetter record; ``position`` is the upstream (topic, partition, offset) when there is one."""
+    """A DeadLetter record; ``position`` is the upstream (topic, partition, offset) when there is one.
+
+    ``masked_fields`` names the PII fields whose value in ``payload`` was replaced by its token.
+    """
     now = Timestamp()
     now.FromDatetime(datetime.now(UTC))
     dl = events_pb2.DeadLetter(
@@ -51,6 +55,7 @@ def build_dead_letter(
         time=now,
         event_id=event_id,
         field=field,
+        masked_fields=masked_fields,
     )
     dl.original_headers.extend(common_pb2.Header(key=k, value=v) for k, v in headers)
     if position is not None:

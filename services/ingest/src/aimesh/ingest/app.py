@@ -1,8 +1,10 @@
 """ingest wiring: the upstream consumer (validate -> canonical topic, DLQ, lake), the gRPC API and the admin app.
 
-The consumer uses ``IngestPipeline.handle_batch`` as its batch handler: a partition batch's offsets
-are committed only after its canonical and DLQ records are acknowledged by Kafka and its lake files
-are durable. The gRPC API still answers UNIMPLEMENTED (the synchronous ``Publish`` path comes later).
+The consumer uses ``IngestPipeline.handle_batch`` as its batch handler, each partition batch in one
+Kafka transaction of this replica's ``TransactionalProducer`` (``INGEST_TRANSACTIONAL_ID``): its
+canonical and DLQ records and its offsets commit together, after its event ids are claimed in the
+seen-events table and its lake files are durable (see ``aimesh.ingest.pipeline``). The gRPC API
+still answers UNIMPLEMENTED (the synchronous ``Publish`` path comes later).
 """
 
 from __future__ import annotations
@@ -11,27 +13,38 @@ import logging
 import os
 import tempfile
 from importlib.metadata import version
+from pathlib import Path
 
 from aimesh.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from aimesh.core.app import serve
-from aimesh.core.bus import EventConsumer, EventProducer, EventSender
+from aimesh.core.bus import EventConsumer, EventProducer, EventSender, TransactionalProducer
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.runner import ServiceRuntime
+from aimesh.core.sql import create_engine, migrate, ping
+from aimesh.ingest.dedupe import SeenStore
 from aimesh.ingest.pii import Tokenizer
 from aimesh.ingest.pipeline import IngestPipeline
+from aimesh.ingest.seen_store import SqlSeenStore
 from aimesh.ingest.settings import DEV_PII_SECRET, IngestSettings
 from aimesh.ingest.sources import load_sources
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class IngestServiceApi(ingest_pb2_grpc.IngestServiceServicer):
     """The IngestService API; methods not overridden answer UNIMPLEMENTED."""
 
 
-def build_pipeline(settings: IngestSettings, sender: EventSender) -> IngestPipeline:
-    """The pipeline the settings describe; raises ``ValueError`` for bad source definitions or overrides."""
+def build_pipeline(
+    settings: IngestSettings, sender: EventSender, seen_store: SeenStore | None = None
+) -> IngestPipeline:
+    """The pipeline the settings describe; raises ``ValueError`` for bad source definitions or overrides.
+
+    ``sender`` is the ``TransactionalProducer`` the consumer drives (or a plain producer for at-least-once);
+    without ``seen_store`` duplicates are only dropped while their id is in the in-memory cache.
+    """
     secret = settings.pii_secret.get_secret_value()
     if secret == DEV_PII_SECRET:
         log.warning("INGEST_PII_SECRET is not set: PII tokens use the development secret; set it in production")
@@ -43,20 +56,47 @@ def build_pipeline(settings: IngestSettings, sender: EventSender) -> IngestPipel
         records_topic=settings.records_topic,
         dlq_topic=settings.dlq_topic,
         dedupe_capacity=settings.dedupe_capacity,
+        seen_store=seen_store,
         max_payload_bytes=settings.max_payload_bytes,
     )
 
 
-def build_consumer(settings: IngestSettings, pipeline: IngestPipeline) -> EventConsumer:
-    """The upstream consumer: manual commits after each partition batch's effects are durable."""
+def build_consumer(
+    settings: IngestSettings, pipeline: IngestPipeline, transactions: TransactionalProducer | None = None
+) -> EventConsumer:
+    """The upstream consumer, one partition batch at a time (at most ``max_batch`` records).
+
+    With ``transactions`` (the producer ``pipeline`` sends through) each batch's records and offsets
+    commit in one Kafka transaction; without, offsets are committed after each batch's effects are durable.
+    """
     return EventConsumer(
         settings.kafka_bootstrap,
         group_id=settings.group_id,
         topics=pipeline.topics,
         batch_handler=pipeline.handle_batch,
+        transactions=transactions,
         service=settings.service_name,
         max_batch=settings.max_batch,
+        fetch_max_bytes=settings.fetch_max_bytes,
+        max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
     )
+
+
+async def start_transactional_producer(settings: IngestSettings, runtime: ServiceRuntime) -> TransactionalProducer:
+    """This replica's transactional producer, started (fencing a zombie with the same id) and closed last.
+
+    Raises aiokafka's ``KafkaError`` when Kafka does not answer.
+    """
+    producer = TransactionalProducer(
+        settings.kafka_bootstrap,
+        source=settings.service_name,
+        transactional_id=settings.transactional_id_or_default,
+        transaction_timeout_ms=int(settings.transaction_timeout_seconds * 1000),
+    )
+    await producer.start()
+    runtime.add_cleanup(producer.stop)
+    log.info("transactional producer ready", extra={"transactional_id": settings.transactional_id_or_default})
+    return producer
 
 
 async def check_lake_writable(settings: IngestSettings) -> None:
@@ -74,7 +114,12 @@ async def serve_ingest(settings: IngestSettings) -> None:
     api = IngestServiceApi()  # type: ignore[abstract]  # unimplemented methods answer UNIMPLEMENTED
 
     async def wire(runtime: ServiceRuntime, producer: EventProducer) -> None:
-        pipeline = build_pipeline(settings, producer)
+        engine = create_engine(settings.sqlalchemy_url())
+        runtime.add_cleanup(engine.dispose)
+        await migrate(engine, MIGRATIONS)
+        runtime.probes.readiness["database"] = lambda: ping(engine)
+        transactions = await start_transactional_producer(settings, runtime)
+        pipeline = build_pipeline(settings, transactions, SqlSeenStore(engine))
         runtime.add_grpc(
             GrpcServer(
                 settings,
@@ -82,7 +127,7 @@ async def serve_ingest(settings: IngestSettings) -> None:
                 [SERVICE_NAME],
             )
         )
-        runtime.add_consumer(build_consumer(settings, pipeline))
+        runtime.add_consumer(build_consumer(settings, pipeline, transactions))
         runtime.probes.readiness["lake"] = lambda: check_lake_writable(settings)
 
     await serve(settings, version("aimesh-ingest"), wire)

@@ -3,18 +3,48 @@
 ``IngestPipeline.handle_batch`` is the ``EventConsumer`` batch handler (transport-free: it sees
 ``Event``s and an ``EventSender``). For a batch of one upstream partition it
 
-1. validates every record (``Validator``) and drops upstream duplicates (``SeenEvents``);
-2. queues each accepted record as a ``CanonicalRecord`` on the records topic (key = entity key,
+1. validates every record (``Validator``);
+2. claims the event ids of the valid records in ``SeenEvents`` (a bounded cache in front of the
+   durable ``SeenStore``, shared by every replica): a record whose id was first accepted at another
+   upstream position is a duplicate and dropped (counted in ``aimesh_ingest_duplicates_dropped_total``);
+   one first accepted at its own position is new or a redelivery and goes on. Durable when done (S);
+3. queues each accepted record as a ``CanonicalRecord`` on the records topic (key = entity key,
    ``ce_id`` = event id) and each rejected one as a ``DeadLetter`` on the DLQ topic (key = source,
-   ``ce_id`` = ``dlq:<topic>/<partition>/<offset>``, PII masked when the payload is a JSON object);
-3. meanwhile writes the accepted records to the lake as the files of offsets ``first..last`` of the
-   partition (``aimesh.core.lake.replace_partition_range``, one file per event date);
-4. returns only when Kafka acknowledged every record and the lake files are durable.
+   ``ce_id`` = ``dlq:<topic>/<partition>/<offset>``, PII masked when the payload decodes);
+4. meanwhile writes the accepted records to the lake as the files of offsets ``first..last`` of the
+   partition (``aimesh.core.lake.replace_partition_range``: every file of the partition starting at
+   or after ``first`` is replaced; one file per event date), durable when done (L);
+5. returns only when Kafka acknowledged every record and the lake files are durable.
 
-The consumer commits the offsets after it returns. If anything fails the exception propagates, the
-consumer rewinds to the batch's first offset and the whole batch is redone: the lake files of that
-range are replaced, and the canonical/DLQ records may be published again with the same ``ce_id``
-(at-least-once; downstream consumers dedupe on it).
+Exactly once. In production the consumer runs each batch in a Kafka transaction
+(``EventConsumer(transactions=TransactionalProducer)``): the sends of step 3 and the batch's next
+offset commit together (C) after this returns, so the order is S -> L -> C. Every crash point:
+
+- before S: nothing is durable. The open transaction is aborted when the replica restarts (its
+  transactional id fences the zombie) or by the broker after the transaction timeout; the batch is
+  redelivered from the committed offset.
+- after S, before C (L done or not): the transaction's canonical and DLQ records are aborted, never
+  visible to ``read_committed`` readers. The redelivery starts at the committed offset, which is
+  this batch's first offset, so (a) its lake write replaces every file this attempt wrote, whatever
+  the new batch boundaries, and (b) its records come at the same positions as their claims, so they
+  are accepted again, not dropped; a copy of an id at another position is dropped again, because the
+  claim (the id's first position) never changes. Another replica seeing a copy of a claimed id drops
+  it too: the claimed position will be accepted when it is redelivered.
+- during C: Kafka decides atomically; a transaction whose commit was not recorded is aborted (as
+  above), one that was is complete.
+- after C: the offsets are past the batch; its lake files are below every later batch's first offset
+  and never touched again; its ids stay claimed, so later copies are dropped.
+
+Hence each valid record is on the canonical topic and in the lake exactly once and each rejected one
+on the DLQ exactly once, for ``read_committed`` readers and readers of the lake. The one loss case: a
+record claimed by an attempt that crashed and then deleted upstream (retention) before the redelivery;
+its later copies are dropped. Without ``transactions`` (``build_consumer`` without a producer) the
+consumer commits offsets after this returns: the lake and the claims stay exactly-once, the canonical
+and DLQ records at-least-once with the same ``ce_id``.
+
+Memory: one batch (at most ``max_batch`` records) is in hand at a time and the next poll waits until
+this returns, so a slow lake or Kafka slows consumption instead of buffering; the consumer's prefetch
+is bounded by ``fetch_max_bytes``/``max_partition_fetch_bytes`` (see ``aimesh.ingest.settings``).
 """
 
 from __future__ import annotations
@@ -37,7 +67,7 @@ from aimesh.core.deadletter import build_dead_letter, dead_letter_event_id
 from aimesh.core.events import Event
 from aimesh.ingest import metrics
 from aimesh.ingest.canonical import canonical_record
-from aimesh.ingest.dedupe import SeenEvents
+from aimesh.ingest.dedupe import Position, SeenEvents, SeenStore
 from aimesh.ingest.lake_tables import lake_schema, tables_by_day
 from aimesh.ingest.pii import Tokenizer
 from aimesh.ingest.sources import SourceDefinition
@@ -80,17 +110,20 @@ class IngestPipeline:
         records_topic: str,
         dlq_topic: str,
         dedupe_capacity: int = 200_000,
+        seen_store: SeenStore | None = None,
         max_payload_bytes: int = 1024 * 1024,
     ) -> None:
+        """``seen_store`` makes duplicate drops durable and shared; without it only ``dedupe_capacity``
+        recent ids of this process are remembered."""
         self._by_topic = {
-            s.topic: _Source(s, Validator(s, tokenizer, max_payload_bytes=max_payload_bytes), lake_schema(s))
+            s.intake_topic: _Source(s, Validator(s, tokenizer, max_payload_bytes=max_payload_bytes), lake_schema(s))
             for s in sources
         }
         self._sender = sender
         self._lake_root = lake_root
         self._records_topic = records_topic
         self._dlq_topic = dlq_topic
-        self._seen = SeenEvents(dedupe_capacity)
+        self._seen = SeenEvents(dedupe_capacity, seen_store)
 
     @property
     def topics(self) -> list[str]:
@@ -100,7 +133,8 @@ class IngestPipeline:
     async def handle_batch(self, events: Sequence[Event]) -> BatchResult:
         """Handle one partition's batch (same topic and partition, ascending offsets); see the module doc.
 
-        Raises whatever Kafka or the lake raised; nothing of the batch may be committed then.
+        Raises whatever the seen-events store, Kafka or the lake raised; nothing of the batch may be
+        committed then (the claims it made stay: the redelivery matches them).
         """
         if not events:
             return BatchResult(0, 0, 0)
@@ -110,53 +144,52 @@ class IngestPipeline:
         if source is None:
             await asyncio.gather(*[await self._reject(e, None, self._unknown_source(e)) for e in events])
             return BatchResult(0, len(events), 0)
-        ingest_time = now_us()
-        pending: list[asyncio.Future[Any]] = []
-        accepted: list[tuple[Event, ValidRecord]] = []
-        in_batch: set[str] = set()
-        rejected: list[str] = []
-        duplicates = 0
+        name = source.definition.name
+        valid: list[tuple[Event, ValidRecord]] = []
+        rejects: list[tuple[Event, Rejection]] = []
         for event in events:
-            outcome = source.validator.validate(event.value)
+            outcome = source.validator.validate_event(event)
             if isinstance(outcome, Rejection):
-                pending.append(await self._reject(event, source.definition, outcome))
-                rejected.append(outcome.reason)
-                continue
-            if outcome.event_id in in_batch or self._seen.is_duplicate(outcome.event_id, _position(event)):
-                duplicates += 1
-                continue
-            in_batch.add(outcome.event_id)
-            accepted.append((event, outcome))
-            message = canonical_record(
-                outcome, source.definition, ingest_time_us=ingest_time, upstream=_position(event)
-            )
+                rejects.append((event, outcome))
+            else:
+                valid.append((event, outcome))
+        candidates: dict[str, Position] = {}
+        for event, record in valid:
+            candidates.setdefault(record.event_id, _position(event))
+        first_positions = await self._seen.first_positions(name, candidates)
+        accepted = [(e, r) for e, r in valid if first_positions[r.event_id] == _position(e)]
+        duplicates = len(valid) - len(accepted)
+
+        ingest_time = now_us()
+        pending: list[asyncio.Future[Any]] = [
+            await self._reject(event, source.definition, rejection) for event, rejection in rejects
+        ]
+        for event, record in accepted:
+            message = canonical_record(record, source.definition, ingest_time_us=ingest_time, upstream=_position(event))
             pending.append(
                 await self._sender.send_event(
-                    self._records_topic, message, key=outcome.entity_key, event_id=outcome.event_id
+                    self._records_topic, message, key=record.entity_key, event_id=record.event_id
                 )
             )
         tables = tables_by_day(source.schema, [r for _, r in accepted], ingest_time_us=ingest_time)
         written = asyncio.to_thread(
             lake.replace_partition_range,
             self._lake_root,
-            source.definition.name,
+            name,
             partition=first.partition,
             first=first.offset,
             last=events[-1].offset,
             tables_by_day=tables,
         )
         await asyncio.gather(written, *pending)
-        for event, record in accepted:
-            self._seen.remember(record.event_id, _position(event))
-        name = source.definition.name
         metrics.RECORDS_ACCEPTED.labels(name).inc(len(accepted))
-        for reason in rejected:
-            metrics.RECORDS_REJECTED.labels(name, reason).inc()
-            core_metrics.EVENTS_DEAD_LETTERED.labels(SERVICE, first.topic, reason).inc()
+        for _, rejection in rejects:
+            metrics.RECORDS_REJECTED.labels(name, rejection.reason).inc()
+            core_metrics.EVENTS_DEAD_LETTERED.labels(SERVICE, first.topic, rejection.reason).inc()
         if duplicates:
             metrics.DUPLICATES_DROPPED.labels(name).inc(duplicates)
         metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
-        return BatchResult(len(accepted), len(rejected), duplicates)
+        return BatchResult(len(accepted), len(rejects), duplicates)
 
     @staticmethod
     def _unknown_source(event: Event) -> Rejection:
@@ -188,6 +221,7 @@ class IngestPipeline:
             event_id=rejection.event_id,
             field=rejection.field,
             position=_position(event),
+            masked_fields=rejection.masked_fields,
         )
         return await self._sender.send_event(
             self._dlq_topic, dead_letter, key=source_name or event.topic, event_id=dead_letter_event_id(event)

@@ -1,5 +1,6 @@
 """ingest settings: environment variables prefixed ``INGEST_`` (e.g. ``INGEST_GRPC_PORT``)."""
 
+import socket
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -34,10 +35,44 @@ class IngestSettings(ServiceSettings):
         description="HMAC-SHA256 key that tokenises PII fields (card_number -> card_token). Set it in production.",
     )
     dedupe_capacity: int = Field(
-        default=200_000, ge=0, description="How many recent event ids are remembered to drop upstream duplicates."
+        default=200_000, ge=0, description="Event ids cached in front of the seen-events table (upstream duplicates)."
     )
     max_payload_bytes: int = Field(default=1024 * 1024, gt=0, description="Larger upstream records are rejected.")
     max_batch: int = Field(default=500, gt=0, description="Records per partition batch (one lake file each).")
+    fetch_max_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="Most bytes the consumer prefetches per fetch, all partitions."
+    )
+    max_partition_fetch_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Most bytes the consumer prefetches per partition and fetch."
+    )
+    transactional_id: str | None = Field(
+        default=None,
+        description="Kafka transactional id of this replica: stable across its restarts, unique per replica; "
+        "default <consumer group>-<hostname>.",
+    )
+    transaction_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="The broker aborts a batch transaction left open longer (a vanished replica)."
+    )
+    push_max_records: int = Field(
+        default=1000,
+        gt=0,
+        description="Most records one IngestService.Publish call may carry (INVALID_ARGUMENT above).",
+    )
+    push_max_record_bytes: int = Field(
+        default=256 * 1024,
+        gt=0,
+        description="Largest record payload Publish takes (RESOURCE_EXHAUSTED above).",
+    )
+    push_ack_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long Publish waits for Kafka's acknowledgement before UNAVAILABLE."
+    )
+    registry_refresh_seconds: float = Field(
+        default=5.0, gt=0, description="How often source versions stored by other replicas are picked up."
+    )
+
+    @property
+    def transactional_id_or_default(self) -> str:
+        return self.transactional_id or f"{self.group_id}-{socket.gethostname()}"
 
     @property
     def lake_root(self) -> Path:

@@ -1,8 +1,10 @@
 """Source definitions as data: which upstream topic carries which source, and how to validate it.
 
 The definitions ship with the package (``sources.yaml``) and can be replaced by a file named in
-``INGEST_SOURCES_FILE``. ``load_sources`` checks them once at start-up (``ValueError`` on a bad file),
-so a running service only ever holds consistent definitions.
+``INGEST_SOURCES_FILE``. ``load_sources`` checks them (``ValueError`` on a bad file); at start the
+service applies them to its registry (``aimesh.ingest.registry``), which also takes new versions over
+gRPC. A source without an upstream topic is push-only: ``IngestService.Publish`` produces its records
+to ``push_topic(name)``, which the ingest consumer reads like any upstream topic.
 """
 
 from __future__ import annotations
@@ -19,6 +21,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aimesh.api.ingest.v1 import ingest_pb2
 
 SOURCE_NAME = re.compile(r"[a-z0-9_]+")
+PUSH_TOPIC = "aimesh.ingest.push.{source}.v1"
+
+
+def push_topic(source: str) -> str:
+    """The internal topic that carries the pushed records of a push-only source."""
+    return PUSH_TOPIC.format(source=source)
+
+
+class SourceFormat(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+    """One RFC 4180 line per record; columns named by ``csv_columns``; empty cells are missing."""
 
 
 class FieldType(StrEnum):
@@ -55,6 +69,25 @@ class FieldRule(BaseModel):
                 raise ValueError(f"field {self.name}: pattern {self.pattern!r} does not compile: {exc}") from exc
         return self
 
+    @classmethod
+    def from_proto(cls, spec: ingest_pb2.FieldSpec) -> FieldRule:
+        """The rule of a ``FieldSpec``; raises ``ValueError`` for an unset type or an invalid rule."""
+        type_name = ingest_pb2.FieldType.Name(spec.type).removeprefix("FIELD_TYPE_")
+        if type_name not in FieldType.__members__:
+            raise ValueError(f"field {spec.name or '(unnamed)'}: type must be set")
+        return cls(
+            name=spec.name,
+            type=FieldType[type_name],
+            required=spec.required,
+            allowed_values=tuple(spec.allowed_values),
+            min=spec.min if spec.HasField("min") else None,
+            min_exclusive=spec.min_exclusive,
+            max=spec.max if spec.HasField("max") else None,
+            max_length=spec.max_length if spec.HasField("max_length") else None,
+            pattern=spec.pattern,
+            description=spec.description,
+        )
+
     def to_proto(self) -> ingest_pb2.FieldSpec:
         spec = ingest_pb2.FieldSpec(
             name=self.name,
@@ -75,12 +108,17 @@ class FieldRule(BaseModel):
 
 
 class SourceDefinition(BaseModel):
-    """One upstream source (mirrors ``aimesh.api.ingest.v1.SourceDefinition``; JSON payloads only)."""
+    """One upstream source (mirrors ``aimesh.api.ingest.v1.SourceDefinition``).
+
+    ``topic`` empty means push-only (see ``intake_topic``). ``version`` is assigned by the registry.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    topic: str
+    topic: str = ""
+    format: SourceFormat = SourceFormat.JSON
+    csv_columns: tuple[str, ...] = ()
     entity_type: str
     entity_key: str
     event_id_field: str
@@ -111,13 +149,58 @@ class SourceDefinition(BaseModel):
             raise ValueError(f"source {self.name}: pii_token_fields names non-PII fields {sorted(unknown)}")
         if clash := set(self.pii_token_fields.values()) & set(by_name):
             raise ValueError(f"source {self.name}: token attribute names clash with fields {sorted(clash)}")
+        self._check_csv_columns()
         return self
+
+    def _check_csv_columns(self) -> None:
+        if self.format is SourceFormat.JSON:
+            if self.csv_columns:
+                raise ValueError(f"source {self.name}: csv_columns is only for the csv format")
+            return
+        if len(set(self.csv_columns)) != len(self.csv_columns):
+            raise ValueError(f"source {self.name}: a CSV column is named twice")
+        if missing := sorted({f.name for f in self.fields if f.required} - set(self.csv_columns)):
+            raise ValueError(f"source {self.name}: required fields {missing} are not CSV columns")
+
+    @property
+    def intake_topic(self) -> str:
+        """The topic the ingest consumer reads for this source: its upstream topic, else its push topic."""
+        return self.topic or push_topic(self.name)
+
+    def field(self, name: str) -> FieldRule | None:
+        """The rule of the declared field ``name``, if any."""
+        return next((f for f in self.fields if f.name == name), None)
+
+    @classmethod
+    def from_proto(cls, proto: ingest_pb2.SourceDefinition) -> SourceDefinition:
+        """The definition of a ``SourceDefinition`` message (version and create_time ignored).
+
+        Raises ``ValueError`` (pydantic's ``ValidationError`` included) naming what is invalid.
+        """
+        format_name = ingest_pb2.SourceFormat.Name(proto.format).removeprefix("SOURCE_FORMAT_")
+        if format_name not in SourceFormat.__members__:
+            raise ValueError(f"source {proto.name}: format must be set (SOURCE_FORMAT_JSON or SOURCE_FORMAT_CSV)")
+        return cls(
+            name=proto.name,
+            topic=proto.topic,
+            format=SourceFormat[format_name],
+            csv_columns=tuple(proto.csv_columns),
+            entity_type=proto.entity_type,
+            entity_key=proto.entity_key,
+            event_id_field=proto.event_id_field,
+            event_time_field=proto.event_time_field,
+            fields=tuple(FieldRule.from_proto(f) for f in proto.fields),
+            pii_fields=tuple(proto.pii_fields),
+            pii_token_fields=dict(proto.pii_token_fields),
+            description=proto.description,
+        )
 
     def to_proto(self) -> ingest_pb2.SourceDefinition:
         return ingest_pb2.SourceDefinition(
             name=self.name,
             topic=self.topic,
-            format=ingest_pb2.SOURCE_FORMAT_JSON,
+            format=f"SOURCE_FORMAT_{self.format.name}",
+            csv_columns=self.csv_columns,
             fields=[f.to_proto() for f in self.fields],
             entity_key=self.entity_key,
             event_time_field=self.event_time_field,
@@ -142,7 +225,7 @@ def parse_sources(document: Any) -> tuple[SourceDefinition, ...]:
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate source names in {names}")
-    topics = [s.topic for s in sources]
+    topics = [s.intake_topic for s in sources]
     if len(set(topics)) != len(topics):
         raise ValueError(f"two sources read the same topic: {topics}")
     return sources

@@ -1,25 +1,36 @@
-"""The one decode + validate path of ingest: upstream JSON bytes -> ``ValidRecord`` or ``Rejection``.
+"""The one decode + validate path of ingest: upstream bytes -> ``ValidRecord`` or ``Rejection``.
+
+The Kafka consumer and the gRPC push API both call ``Validator.validate`` (the payload is decoded by
+the source's ``aimesh.ingest.formats.PayloadFormat``: JSON by default, or a CSV line).
 
 ``Validator.validate`` never raises for any input bytes: every problem becomes a ``Rejection`` with a
 ``ReasonCode`` name, a message and the offending field. Messages never contain the value of a PII
 field. The first problem found (fields in definition order) is the one reported.
 
 PII: in a ``ValidRecord`` the PII fields are gone and tokenised ones appear under their token attribute.
-A ``Rejection`` carries ``dlq_payload``: the original bytes, except that when they parse as a JSON
-object, every PII field present is replaced by its token (``masked_fields`` names them). Bytes that do
-not parse as a JSON object are kept as they are: the DLQ contract keeps the original bytes, and there
-is no reliable way to find a PAN inside arbitrary bytes.
+A ``Rejection`` carries ``dlq_payload``: the original bytes, except that when they decode, every PII
+field present is replaced by its token (``masked_fields`` names them). Bytes that do not decode are
+kept except for digit runs that may be card numbers, which are tokenised.
+
+Already-masked PII: a record re-submitted from the DLQ (``aimesh ingest replay-dlq``) carries tokens
+instead of raw PII values and says so in the header ``aimesh-pii-masked`` (comma-separated field
+names; ``masked`` of ``validate``). Such a field must hold a token (64 lowercase hex digits) and skips
+the field's other rules, which describe the raw value; the token is carried over as it is, so the
+raw value never has to come back.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
+from aimesh.core.events import Event
+from aimesh.ingest.formats import DecodeFailure, format_for
 from aimesh.ingest.pii import Tokenizer
 from aimesh.ingest.sources import FieldRule, FieldType, SourceDefinition
 
@@ -27,6 +38,19 @@ Scalar = str | int | float | bool | None
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_SHOWN = 64
+PII_MASKED_HEADER = "aimesh-pii-masked"
+TOKEN = re.compile(r"[0-9a-f]{64}")
+
+
+def masked_fields_header(fields: Collection[str]) -> tuple[str, bytes]:
+    """The header that marks ``fields`` of a re-submitted payload as already tokenised."""
+    return (PII_MASKED_HEADER, ",".join(sorted(fields)).encode())
+
+
+def masked_fields_of(event: Event) -> frozenset[str]:
+    """The field names an event's ``aimesh-pii-masked`` header declares as already tokenised."""
+    value = event.header(PII_MASKED_HEADER) or ""
+    return frozenset(name.strip() for name in value.split(",") if name.strip())
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,32 +99,39 @@ class Validator:
         self._patterns = {f.name: re.compile(f.pattern) for f in source.fields if f.pattern}
         self._pii = frozenset(source.pii_fields)
         self._identity = {source.event_id_field, source.entity_key, source.event_time_field}
+        self._format = format_for(source)
 
-    def validate(self, payload: bytes) -> ValidRecord | Rejection:
-        """Check ``payload`` against the source definition; never raises."""
+    def validate_event(self, event: Event) -> ValidRecord | Rejection:
+        """``validate`` of a consumed record, honouring its ``aimesh-pii-masked`` header; never raises."""
+        return self.validate(event.value, masked=masked_fields_of(event))
+
+    def validate(self, payload: bytes, *, masked: Collection[str] = ()) -> ValidRecord | Rejection:
+        """Check ``payload`` against the source definition; never raises.
+
+        ``masked`` names PII fields that hold their token already (see the module doc); names that are
+        not PII fields of the source are ignored.
+        """
         if len(payload) > self._max_payload_bytes:
             return self._unparsed(
                 "PAYLOAD_TOO_LARGE", f"{len(payload)} bytes > limit {self._max_payload_bytes}", payload
             )
         try:
-            document = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            return self._unparsed("MALFORMED_PAYLOAD", f"not valid JSON: {exc}", payload)
-        if not isinstance(document, dict):
-            kind = type(document).__name__
-            return self._unparsed("MALFORMED_PAYLOAD", f"expected a JSON object, got {kind}", payload)
+            document = self._format.decode(payload)
+        except DecodeFailure as failure:
+            return self._unparsed("MALFORMED_PAYLOAD", failure.message, payload)
+        tokenised = self._pii.intersection(masked)
         try:
-            return self._record(document)
+            return self._record(document, tokenised)
         except _Invalid as invalid:
             event_id = document.get(self.source.event_id_field)
-            dlq_payload, masked = self._masked(document, payload)
+            dlq_payload, masked_now = self._masked(document, payload, tokenised)
             return Rejection(
                 invalid.reason,
                 invalid.message,
                 field=invalid.field,
                 event_id=event_id if isinstance(event_id, str) else "",
                 dlq_payload=dlq_payload,
-                masked_fields=masked,
+                masked_fields=masked_now,
             )
 
     def _unparsed(self, reason: str, message: str, payload: bytes) -> Rejection:
@@ -110,27 +141,40 @@ class Validator:
             message += f" ({count} digit run(s) that may be card numbers replaced by their tokens in original_payload)"
         return Rejection(reason, message, dlq_payload=scrubbed)
 
-    def _masked(self, document: dict[str, Any], payload: bytes) -> tuple[bytes, tuple[str, ...]]:
+    def _masked(
+        self, document: dict[str, Any], payload: bytes, tokenised: frozenset[str]
+    ) -> tuple[bytes, tuple[str, ...]]:
+        """The DLQ payload (raw PII values replaced by their tokens) and the PII fields it holds tokens for."""
         present = tuple(name for name in self.source.pii_fields if document.get(name) is not None)
-        if not present:
-            return payload, ()
-        masked = dict(document)
-        for name in present:
-            value = masked[name]
-            masked[name] = self._tokenizer.token(value if isinstance(value, str) else orjson.dumps(value).decode())
-        return orjson.dumps(masked), present
+        tokens = {
+            name: self._tokenizer.token(value if isinstance(value, str) else orjson.dumps(value).decode())
+            for name in present
+            if name not in tokenised
+            for value in (document[name],)
+        }
+        if not tokens:
+            return payload, present
+        return self._format.replaced(payload, document, tokens), present
 
-    def _record(self, document: dict[str, Any]) -> ValidRecord:
+    def _record(self, document: dict[str, Any], tokenised: frozenset[str]) -> ValidRecord:
         src = self.source
-        values: dict[str, Scalar] = {rule.name: self._checked(rule, document.get(rule.name)) for rule in src.fields}
+        values: dict[str, Scalar] = {
+            rule.name: self._token(rule, document.get(rule.name))
+            if rule.name in tokenised
+            else self._checked(rule, document.get(rule.name))
+            for rule in src.fields
+        }
         attributes: dict[str, Scalar] = {}
         for name, value in values.items():
             if name in self._identity:
                 continue
             if name in self._pii:
                 token_field = src.pii_token_fields.get(name)
-                if token_field is not None:
-                    attributes[token_field] = None if value is None else self._tokenizer.token(str(value))
+                if token_field is not None and value is not None:
+                    token = str(value) if name in tokenised else self._tokenizer.token(str(value))
+                    attributes[token_field] = token
+                elif token_field is not None:
+                    attributes[token_field] = None
                 continue
             attributes[name] = value
         for name, value in document.items():
@@ -159,6 +203,16 @@ class Validator:
                 raise _Invalid("TYPE_MISMATCH", rule.name, f"{rule.name} must be true or false, got {_kind(value)}")
             return value
         return self._number(rule, value, shown)
+
+    def _token(self, rule: FieldRule, value: Any) -> Scalar:
+        """The token an already-masked PII field holds (its raw-value rules do not apply)."""
+        if value is None:
+            return self._missing(rule)
+        if not isinstance(value, str) or not TOKEN.fullmatch(value):
+            raise _Invalid(
+                "NOT_ALLOWED_VALUE", rule.name, f"{rule.name} is marked {PII_MASKED_HEADER} but holds no PII token"
+            )
+        return value
 
     def _missing(self, rule: FieldRule) -> Scalar:
         """None for an optional field; raises the rejection of a missing required one."""

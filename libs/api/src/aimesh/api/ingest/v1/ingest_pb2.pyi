@@ -15,6 +15,7 @@ class SourceFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SOURCE_FORMAT_UNSPECIFIED: _ClassVar[SourceFormat]
     SOURCE_FORMAT_JSON: _ClassVar[SourceFormat]
+    SOURCE_FORMAT_CSV: _ClassVar[SourceFormat]
 
 class FieldType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -38,6 +39,7 @@ class ReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_CODE_INVALID_EVENT_TIME: _ClassVar[ReasonCode]
     REASON_CODE_UNKNOWN_SOURCE: _ClassVar[ReasonCode]
     REASON_CODE_PAYLOAD_TOO_LARGE: _ClassVar[ReasonCode]
+    REASON_CODE_EVENT_ID_MISMATCH: _ClassVar[ReasonCode]
 
 class RecordStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -46,6 +48,7 @@ class RecordStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RECORD_STATUS_REJECTED: _ClassVar[RecordStatus]
 SOURCE_FORMAT_UNSPECIFIED: SourceFormat
 SOURCE_FORMAT_JSON: SourceFormat
+SOURCE_FORMAT_CSV: SourceFormat
 FIELD_TYPE_UNSPECIFIED: FieldType
 FIELD_TYPE_STRING: FieldType
 FIELD_TYPE_INT64: FieldType
@@ -63,6 +66,7 @@ REASON_CODE_MISSING_ENTITY_KEY: ReasonCode
 REASON_CODE_INVALID_EVENT_TIME: ReasonCode
 REASON_CODE_UNKNOWN_SOURCE: ReasonCode
 REASON_CODE_PAYLOAD_TOO_LARGE: ReasonCode
+REASON_CODE_EVENT_ID_MISMATCH: ReasonCode
 RECORD_STATUS_UNSPECIFIED: RecordStatus
 RECORD_STATUS_ACCEPTED: RecordStatus
 RECORD_STATUS_REJECTED: RecordStatus
@@ -92,7 +96,7 @@ class FieldSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[FieldType, str]] = ..., required: _Optional[bool] = ..., allowed_values: _Optional[_Iterable[str]] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., max_length: _Optional[int] = ..., description: _Optional[str] = ..., min_exclusive: _Optional[bool] = ..., pattern: _Optional[str] = ...) -> None: ...
 
 class SourceDefinition(_message.Message):
-    __slots__ = ("name", "topic", "format", "fields", "entity_key", "event_time_field", "event_id_field", "pii_fields", "version", "entity_type", "description", "create_time", "pii_token_fields")
+    __slots__ = ("name", "topic", "format", "fields", "entity_key", "event_time_field", "event_id_field", "pii_fields", "version", "entity_type", "description", "create_time", "pii_token_fields", "csv_columns")
     class PiiTokenFieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +117,7 @@ class SourceDefinition(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     PII_TOKEN_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    CSV_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     name: str
     topic: str
     format: SourceFormat
@@ -126,7 +131,8 @@ class SourceDefinition(_message.Message):
     description: str
     create_time: _timestamp_pb2.Timestamp
     pii_token_fields: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., topic: _Optional[str] = ..., format: _Optional[_Union[SourceFormat, str]] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., entity_key: _Optional[str] = ..., event_time_field: _Optional[str] = ..., event_id_field: _Optional[str] = ..., pii_fields: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., entity_type: _Optional[str] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pii_token_fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    csv_columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., topic: _Optional[str] = ..., format: _Optional[_Union[SourceFormat, str]] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., entity_key: _Optional[str] = ..., event_time_field: _Optional[str] = ..., event_id_field: _Optional[str] = ..., pii_fields: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., entity_type: _Optional[str] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pii_token_fields: _Optional[_Mapping[str, str]] = ..., csv_columns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Record(_message.Message):
     __slots__ = ("event_id", "payload", "headers")
@@ -154,18 +160,20 @@ class PublishRequest(_message.Message):
     def __init__(self, source: _Optional[str] = ..., records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ...) -> None: ...
 
 class RecordResult(_message.Message):
-    __slots__ = ("index", "status", "reason_code", "message", "event_id")
+    __slots__ = ("index", "status", "reason_code", "message", "event_id", "field")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REASON_CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
     index: int
     status: RecordStatus
     reason_code: ReasonCode
     message: str
     event_id: str
-    def __init__(self, index: _Optional[int] = ..., status: _Optional[_Union[RecordStatus, str]] = ..., reason_code: _Optional[_Union[ReasonCode, str]] = ..., message: _Optional[str] = ..., event_id: _Optional[str] = ...) -> None: ...
+    field: str
+    def __init__(self, index: _Optional[int] = ..., status: _Optional[_Union[RecordStatus, str]] = ..., reason_code: _Optional[_Union[ReasonCode, str]] = ..., message: _Optional[str] = ..., event_id: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
 
 class PublishResponse(_message.Message):
     __slots__ = ("results", "accepted_count", "rejected_count")
@@ -192,10 +200,12 @@ class RegisterSourceResponse(_message.Message):
     def __init__(self, source: _Optional[_Union[SourceDefinition, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
 
 class GetSourceRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "version")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    version: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class GetSourceResponse(_message.Message):
     __slots__ = ("source",)

@@ -64,10 +64,15 @@ class IngestServiceServicer:
     """
 
     def Publish(self, request, context):
-        """Validates and publishes a batch of records of one source. Results are per record, in request
-        order; the call itself fails only for request-level errors (unknown source: NOT_FOUND,
-        empty source name: INVALID_ARGUMENT, Kafka down: UNAVAILABLE). Returns after the accepted records
-        are acknowledged by Kafka. Idempotent per event id.
+        """Validates a batch of records of one source with the same validator as the Kafka path and answers
+        per record, in request order. Accepted records are produced (acks=all) to the source's upstream
+        topic, or to aimesh.ingest.push.<source>.v1 for push-only sources, and the call returns only after
+        Kafka acknowledged them; the ingest consumer then publishes their canonical records and lake rows.
+        Rejected records are dead-lettered (PII masked) before the answer. Request-level errors: unknown
+        source NOT_FOUND (naming the known ones); empty source or more records than the batch limit
+        INVALID_ARGUMENT; a record over the size limit RESOURCE_EXHAUSTED (naming the limit); Kafka down
+        UNAVAILABLE (nothing is reported ACCEPTED that Kafka did not acknowledge; retrying is safe because
+        the pipeline drops event ids it already accepted).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -75,14 +80,18 @@ class IngestServiceServicer:
 
     def RegisterSource(self, request, context):
         """Creates or updates a source definition. Registering an identical definition is a no-op;
-        a changed one gets the next version. Invalid definitions: INVALID_ARGUMENT.
+        a changed one gets the next version after a compatibility check: a change that would break
+        existing consumers (removing or retyping a field, making a field required, narrowing allowed
+        values, ranges or lengths, changing the entity key, event time or event id field, dropping a PII
+        mark, changing the format or the topic) is refused with FAILED_PRECONDITION naming every reason.
+        Invalid definitions: INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetSource(self, request, context):
-        """Returns the latest version of one source, or NOT_FOUND.
+        """Returns the latest (or a given) version of one source, or NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

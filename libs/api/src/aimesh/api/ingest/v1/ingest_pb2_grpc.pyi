@@ -36,17 +36,26 @@ class IngestServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> IngestServiceAsyncStub: ...
     Publish: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.PublishRequest, _ingest_pb2.PublishResponse]
-    """Validates and publishes a batch of records of one source. Results are per record, in request
-    order; the call itself fails only for request-level errors (unknown source: NOT_FOUND,
-    empty source name: INVALID_ARGUMENT, Kafka down: UNAVAILABLE). Returns after the accepted records
-    are acknowledged by Kafka. Idempotent per event id.
+    """Validates a batch of records of one source with the same validator as the Kafka path and answers
+    per record, in request order. Accepted records are produced (acks=all) to the source's upstream
+    topic, or to aimesh.ingest.push.<source>.v1 for push-only sources, and the call returns only after
+    Kafka acknowledged them; the ingest consumer then publishes their canonical records and lake rows.
+    Rejected records are dead-lettered (PII masked) before the answer. Request-level errors: unknown
+    source NOT_FOUND (naming the known ones); empty source or more records than the batch limit
+    INVALID_ARGUMENT; a record over the size limit RESOURCE_EXHAUSTED (naming the limit); Kafka down
+    UNAVAILABLE (nothing is reported ACCEPTED that Kafka did not acknowledge; retrying is safe because
+    the pipeline drops event ids it already accepted).
     """
     RegisterSource: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.RegisterSourceRequest, _ingest_pb2.RegisterSourceResponse]
     """Creates or updates a source definition. Registering an identical definition is a no-op;
-    a changed one gets the next version. Invalid definitions: INVALID_ARGUMENT.
+    a changed one gets the next version after a compatibility check: a change that would break
+    existing consumers (removing or retyping a field, making a field required, narrowing allowed
+    values, ranges or lengths, changing the entity key, event time or event id field, dropping a PII
+    mark, changing the format or the topic) is refused with FAILED_PRECONDITION naming every reason.
+    Invalid definitions: INVALID_ARGUMENT.
     """
     GetSource: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.GetSourceRequest, _ingest_pb2.GetSourceResponse]
-    """Returns the latest version of one source, or NOT_FOUND."""
+    """Returns the latest (or a given) version of one source, or NOT_FOUND."""
     ListSources: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.ListSourcesRequest, _ingest_pb2.ListSourcesResponse]
     """Lists the latest version of every source, ordered by name."""
 
@@ -58,17 +67,26 @@ class IngestServiceAsyncStub(IngestServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Publish: _aio.UnaryUnaryMultiCallable[_ingest_pb2.PublishRequest, _ingest_pb2.PublishResponse]  # type: ignore[assignment]
-    """Validates and publishes a batch of records of one source. Results are per record, in request
-    order; the call itself fails only for request-level errors (unknown source: NOT_FOUND,
-    empty source name: INVALID_ARGUMENT, Kafka down: UNAVAILABLE). Returns after the accepted records
-    are acknowledged by Kafka. Idempotent per event id.
+    """Validates a batch of records of one source with the same validator as the Kafka path and answers
+    per record, in request order. Accepted records are produced (acks=all) to the source's upstream
+    topic, or to aimesh.ingest.push.<source>.v1 for push-only sources, and the call returns only after
+    Kafka acknowledged them; the ingest consumer then publishes their canonical records and lake rows.
+    Rejected records are dead-lettered (PII masked) before the answer. Request-level errors: unknown
+    source NOT_FOUND (naming the known ones); empty source or more records than the batch limit
+    INVALID_ARGUMENT; a record over the size limit RESOURCE_EXHAUSTED (naming the limit); Kafka down
+    UNAVAILABLE (nothing is reported ACCEPTED that Kafka did not acknowledge; retrying is safe because
+    the pipeline drops event ids it already accepted).
     """
     RegisterSource: _aio.UnaryUnaryMultiCallable[_ingest_pb2.RegisterSourceRequest, _ingest_pb2.RegisterSourceResponse]  # type: ignore[assignment]
     """Creates or updates a source definition. Registering an identical definition is a no-op;
-    a changed one gets the next version. Invalid definitions: INVALID_ARGUMENT.
+    a changed one gets the next version after a compatibility check: a change that would break
+    existing consumers (removing or retyping a field, making a field required, narrowing allowed
+    values, ranges or lengths, changing the entity key, event time or event id field, dropping a PII
+    mark, changing the format or the topic) is refused with FAILED_PRECONDITION naming every reason.
+    Invalid definitions: INVALID_ARGUMENT.
     """
     GetSource: _aio.UnaryUnaryMultiCallable[_ingest_pb2.GetSourceRequest, _ingest_pb2.GetSourceResponse]  # type: ignore[assignment]
-    """Returns the latest version of one source, or NOT_FOUND."""
+    """Returns the latest (or a given) version of one source, or NOT_FOUND."""
     ListSources: _aio.UnaryUnaryMultiCallable[_ingest_pb2.ListSourcesRequest, _ingest_pb2.ListSourcesResponse]  # type: ignore[assignment]
     """Lists the latest version of every source, ordered by name."""
 
@@ -83,10 +101,15 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingest_pb2.PublishRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingest_pb2.PublishResponse, _abc.Awaitable[_ingest_pb2.PublishResponse]]:
-        """Validates and publishes a batch of records of one source. Results are per record, in request
-        order; the call itself fails only for request-level errors (unknown source: NOT_FOUND,
-        empty source name: INVALID_ARGUMENT, Kafka down: UNAVAILABLE). Returns after the accepted records
-        are acknowledged by Kafka. Idempotent per event id.
+        """Validates a batch of records of one source with the same validator as the Kafka path and answers
+        per record, in request order. Accepted records are produced (acks=all) to the source's upstream
+        topic, or to aimesh.ingest.push.<source>.v1 for push-only sources, and the call returns only after
+        Kafka acknowledged them; the ingest consumer then publishes their canonical records and lake rows.
+        Rejected records are dead-lettered (PII masked) before the answer. Request-level errors: unknown
+        source NOT_FOUND (naming the known ones); empty source or more records than the batch limit
+        INVALID_ARGUMENT; a record over the size limit RESOURCE_EXHAUSTED (naming the limit); Kafka down
+        UNAVAILABLE (nothing is reported ACCEPTED that Kafka did not acknowledge; retrying is safe because
+        the pipeline drops event ids it already accepted).
         """
 
     @_abc_1.abstractmethod
@@ -96,7 +119,11 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ingest_pb2.RegisterSourceResponse, _abc.Awaitable[_ingest_pb2.RegisterSourceResponse]]:
         """Creates or updates a source definition. Registering an identical definition is a no-op;
-        a changed one gets the next version. Invalid definitions: INVALID_ARGUMENT.
+        a changed one gets the next version after a compatibility check: a change that would break
+        existing consumers (removing or retyping a field, making a field required, narrowing allowed
+        values, ranges or lengths, changing the entity key, event time or event id field, dropping a PII
+        mark, changing the format or the topic) is refused with FAILED_PRECONDITION naming every reason.
+        Invalid definitions: INVALID_ARGUMENT.
         """
 
     @_abc_1.abstractmethod
@@ -105,7 +132,7 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingest_pb2.GetSourceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingest_pb2.GetSourceResponse, _abc.Awaitable[_ingest_pb2.GetSourceResponse]]:
-        """Returns the latest version of one source, or NOT_FOUND."""
+        """Returns the latest (or a given) version of one source, or NOT_FOUND."""
 
     @_abc_1.abstractmethod
     def ListSources(

@@ -1,0 +1,21 @@
+"""The ingest service's tables (SQLAlchemy Core); migrations in ``migrations/`` (Alembic).
+
+``aimesh.core.sql.migrate`` applies them when the service starts.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table
+
+metadata = MetaData()
+
+seen_events = Table(
+    "ingest_seen_events",
+    metadata,
+    Column("source", String(128), primary_key=True),
+    Column("event_id", String(256), primary_key=True),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+)
+"""Every accepted upstream event id with the (topic, partition, offset) where it was first accepted."""
