@@ -52,5 +52,9 @@ proto: setup  ## Regenerate libs/api from proto/.
 docs: setup  ## Regenerate the README's settings tables from the settings classes.
 	$(PY) scripts/settings_doc.py
 
+.PHONY: bench
+bench: up-infra  ## Ingest benchmark vs an aiokafka passthrough (bench/ingest); BENCH_ARGS=--quick for a smoke run.
+	$(PY) -m bench.ingest $(BENCH_ARGS)
+
 clean: down
 	rm -rf .aimesh $(VENV)

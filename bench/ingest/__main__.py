@@ -85,7 +85,7 @@ async def bench(args: argparse.Namespace, workdir: Path, command: str) -> BenchR
         ours = await run_ingest(run)
         print(f"ingest: {ours.records_per_s:,.0f} records/s", flush=True)
         if args.profile:
-            await profile(run)
+            await profile(run, code.description)
     finally:
         if not args.keep:
             await delete_topics(args.bootstrap, topics.all)
@@ -103,15 +103,15 @@ async def bench(args: argparse.Namespace, workdir: Path, command: str) -> BenchR
     )
 
 
-async def profile(run: RunSettings) -> None:
+async def profile(run: RunSettings, code: str) -> None:
     """Run ingest once more under cProfile; write the top functions (own time, cumulative) to profile.txt."""
     print("running the ingest service under cProfile ...", flush=True)
     stats_file = run.workdir / "ingest.prof"
     profiled = await run_ingest(run, name="ingest-profiled", profile_to=stats_file)
     text = io.StringIO()
     text.write(
-        f"cProfile of the ingest service's event loop thread, {profiled.records_in:,} records "
-        f"({profiled.records_per_s:,.0f} records/s under the profiler)\n"
+        f"cProfile of the ingest service's event loop thread ({code}), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: "
+        f"{profiled.records_in:,} records, {profiled.records_per_s:,.0f} records/s under the profiler\n"
     )
     for order in ("tottime", "cumulative"):
         text.write(f"\n=== top 35 by {order} ===\n")

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from aimesh.api.ingest.v1 import events_pb2
 from aimesh.core.bus import EventConsumer
 from aimesh.core.events import Event
-from aimesh.core.testing import FakeKafkaConsumer, TransactionalRecordingSender
+from aimesh.core.testing import FakeKafkaConsumer, FakeRecord, TransactionalRecordingSender
 
 TP = TopicPartition("up", 0)
 
@@ -113,11 +113,11 @@ async def test_a_rebalance_waits_for_the_open_transaction_and_drops_the_rest_of_
         calls.append((events[0].partition, [e.offset for e in events]))
         await release.wait()
 
-    async def two_partitions(timeout_ms: int, max_records: int) -> dict[TopicPartition, list[object]]:
+    async def two_partitions(timeout_ms: int, max_records: int) -> dict[TopicPartition, list[FakeRecord]]:
         await asyncio.sleep(0)
         fake.polls += 1
         if fake.polls == 1:
-            moved = [type(r)(other.topic, other.partition, r.offset, r.key, r.value) for r in fake.records]
+            moved = [FakeRecord(other.topic, other.partition, r.offset, r.key, r.value) for r in fake.records]
             return {TP: fake.records[:2], other: moved[:2]}
         return {}
 

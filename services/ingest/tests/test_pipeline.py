@@ -1,17 +1,24 @@
-"""IngestPipeline.handle_batch with a RecordingSender: canonical records, DLQ entries, lake files, retries."""
+"""IngestPipeline.handle_batch with a RecordingSender: canonical records, DLQ entries, lake files, retries,
+duplicates dropped across restarts through the seen-events store, and a slow lake holding back the next poll."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
 import pytest
+from aiokafka import TopicPartition
 
 from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
 from aimesh.core import lake
+from aimesh.core.bus import EventConsumer
 from aimesh.core.events import Event
-from aimesh.core.testing import RecordingSender
+from aimesh.core.testing import FakeKafkaConsumer, RecordingSender, TransactionalRecordingSender
+from aimesh.ingest.dedupe import Position
 from aimesh.ingest.pii import Tokenizer
 from aimesh.ingest.pipeline import IngestPipeline
 from aimesh.ingest.sources import load_sources
@@ -47,12 +54,40 @@ def sender() -> RecordingSender:
     return RecordingSender()
 
 
-@pytest.fixture
-def pipeline(sender: RecordingSender, tmp_path: Path) -> IngestPipeline:
+class MemorySeenStore:
+    """An in-memory ``SeenStore`` that outlives pipelines (a restart keeps it) and can be made to fail."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], Position] = {}
+        self.claims = 0
+        self.down = False
+
+    async def claim(self, source: str, positions: Mapping[str, Position]) -> dict[str, Position]:
+        if self.down:
+            raise ConnectionError("database down")
+        self.claims += 1
+        return {i: self.rows.setdefault((source, i), p) for i, p in positions.items()}
+
+
+def make_pipeline(
+    sender: RecordingSender, root: Path, store: MemorySeenStore | None = None, capacity: int = 100
+) -> IngestPipeline:
     sources = load_sources(topic_overrides={"card_transactions": TX_TOPIC, "chargebacks": "up.cb"})
     return IngestPipeline(
-        sources, Tokenizer("s"), sender, lake_root=tmp_path, records_topic="rec", dlq_topic="dlq", dedupe_capacity=100
+        sources,
+        Tokenizer("s"),
+        sender,
+        lake_root=root,
+        records_topic="rec",
+        dlq_topic="dlq",
+        dedupe_capacity=capacity,
+        seen_store=store,
     )
+
+
+@pytest.fixture
+def pipeline(sender: RecordingSender, tmp_path: Path) -> IngestPipeline:
+    return make_pipeline(sender, tmp_path)
 
 
 def lake_table(root: Path) -> pa.Table:
@@ -142,3 +177,81 @@ async def test_records_of_a_topic_without_source_are_dead_lettered(
     (dead,) = sender.on("dlq")
     assert isinstance(dead[1], events_pb2.DeadLetter)
     assert dead[1].reason_code == ingest_pb2.REASON_CODE_UNKNOWN_SOURCE
+
+
+async def test_duplicates_are_dropped_after_a_restart_and_redeliveries_are_not(tmp_path: Path) -> None:
+    store, sender = MemorySeenStore(), RecordingSender()
+    await make_pipeline(sender, tmp_path, store).handle_batch([event(0, tx(0)), event(1, tx(1))])
+
+    restarted = make_pipeline(sender, tmp_path, store)
+    redelivered = await restarted.handle_batch([event(0, tx(0)), event(1, tx(1)), event(2, tx(0)), event(3, tx(2))])
+
+    assert (redelivered.accepted, redelivered.duplicates) == (3, 1), "offsets 0 and 1 are the same records again"
+    assert sorted(lake_table(tmp_path).column("event_id").to_pylist()) == [f"tx-{n:010d}" for n in range(3)]
+
+
+async def test_the_cache_answers_known_ids_without_the_store(tmp_path: Path) -> None:
+    store, sender = MemorySeenStore(), RecordingSender()
+    pipeline = make_pipeline(sender, tmp_path, store)
+    await pipeline.handle_batch([event(0, tx(0))])
+
+    result = await pipeline.handle_batch([event(1, tx(0))])
+
+    assert result.duplicates == 1 and store.claims == 1
+
+
+async def test_claims_of_a_failed_batch_let_its_redelivery_through_and_drop_later_copies(tmp_path: Path) -> None:
+    store, sender = MemorySeenStore(), RecordingSender(fail=True)
+    with pytest.raises(ConnectionError):
+        await make_pipeline(sender, tmp_path, store).handle_batch([event(0, tx(0))])
+    sender.fail = False
+
+    restarted = make_pipeline(sender, tmp_path, store, capacity=0)
+    result = await restarted.handle_batch([event(0, tx(0)), event(1, tx(0))])
+
+    assert (result.accepted, result.duplicates) == (1, 1)
+    assert [ce_id for *_, ce_id in sender.on("rec")] == ["tx-0000000000"]
+
+
+async def test_a_store_failure_fails_the_batch_before_anything_is_sent_or_written(tmp_path: Path) -> None:
+    store, sender = MemorySeenStore(), RecordingSender()
+    store.down = True
+
+    with pytest.raises(ConnectionError, match="database down"):
+        await make_pipeline(sender, tmp_path, store).handle_batch([event(0, tx(0)), event(1, b"{oops")])
+
+    assert sender.sent == [] and lake.part_files(tmp_path, "card_transactions") == []
+
+
+async def test_a_slow_lake_holds_back_the_next_poll(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tx_sender = TransactionalRecordingSender()
+    pipeline = make_pipeline(tx_sender, tmp_path)
+    fake = FakeKafkaConsumer([tx(n) for n in range(6)], batch=2, tp=TopicPartition(TX_TOPIC, 0))
+    consumer = EventConsumer(
+        "127.0.0.1:1",
+        group_id="g",
+        topics=pipeline.topics,
+        service="ingest-slow-lake",
+        batch_handler=pipeline.handle_batch,
+        transactions=tx_sender,
+    )
+    consumer._consumer = fake
+    polls_during_writes: list[int] = []
+    write = lake.replace_partition_range
+
+    def slow_write(*args: object, **kwargs: object) -> list[Path]:
+        before = fake.polls
+        time.sleep(0.2)
+        polls_during_writes.append(fake.polls - before)
+        return write(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lake, "replace_partition_range", slow_write)
+    task = asyncio.create_task(consumer.run())
+    async with asyncio.timeout(5):
+        while len(tx_sender.commits) < 3:
+            await asyncio.sleep(0.01)
+    consumer.stop()
+    await task
+
+    assert polls_during_writes == [0, 0, 0], "no poll while a batch's lake write is in progress"
+    assert len(tx_sender.sent) == 6

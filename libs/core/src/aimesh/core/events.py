@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
@@ -68,6 +68,19 @@ class Event:
     value: bytes
     headers: Headers
     timestamp_ms: int
+
+    @classmethod
+    def from_record(cls, record: Any) -> Event:
+        """The event of a consumed aiokafka ``ConsumerRecord`` (a null value becomes empty bytes)."""
+        return cls(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value if record.value is not None else b"",
+            headers=tuple(record.headers or ()),
+            timestamp_ms=record.timestamp,
+        )
 
     def header(self, name: str) -> str | None:
         """The last header called ``name``, decoded as UTF-8, or None."""

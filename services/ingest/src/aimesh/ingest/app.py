@@ -4,7 +4,8 @@ The consumer uses ``IngestPipeline.handle_batch`` as its batch handler, each par
 Kafka transaction of this replica's ``TransactionalProducer`` (``INGEST_TRANSACTIONAL_ID``): its
 canonical and DLQ records and its offsets commit together, after its event ids are claimed in the
 seen-events table and its lake files are durable (see ``aimesh.ingest.pipeline``). The gRPC API
-still answers UNIMPLEMENTED (the synchronous ``Publish`` path comes later).
+(``aimesh.ingest.api``) serves the push intake and the source registry, which is kept in the same
+database and updated from the sources file at start (``open_registry``).
 """
 
 from __future__ import annotations
@@ -15,15 +16,22 @@ import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from aimesh.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from aimesh.core.app import serve
 from aimesh.core.bus import EventConsumer, EventProducer, EventSender, TransactionalProducer
+from aimesh.core.errors import FailedPrecondition
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.runner import ServiceRuntime
 from aimesh.core.sql import create_engine, migrate, ping
+from aimesh.ingest.api import IngestServiceApi
+from aimesh.ingest.catalog import SourceCatalog
 from aimesh.ingest.dedupe import SeenStore
 from aimesh.ingest.pii import Tokenizer
 from aimesh.ingest.pipeline import IngestPipeline
+from aimesh.ingest.push import PushIntake, PushLimits
+from aimesh.ingest.registry import SourceRegistry
 from aimesh.ingest.seen_store import SqlSeenStore
 from aimesh.ingest.settings import DEV_PII_SECRET, IngestSettings
 from aimesh.ingest.sources import load_sources
@@ -33,8 +41,52 @@ SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class IngestServiceApi(ingest_pb2_grpc.IngestServiceServicer):
-    """The IngestService API; methods not overridden answer UNIMPLEMENTED."""
+async def open_registry(settings: IngestSettings, engine: AsyncEngine) -> SourceRegistry:
+    """The source registry of the (migrated) database, with the sources file applied to it.
+
+    A definition in the file that differs from the stored one is registered as a new version through
+    the compatibility check. Raises ``ValueError`` when the file is invalid or one of its definitions
+    would break existing consumers (naming the source and every reason): the service must not start.
+    """
+    registry = SourceRegistry(engine)
+    file = settings.sources_file or "the packaged sources.yaml"
+    try:
+        stored = await registry.apply(load_sources(settings.sources_file))
+    except FailedPrecondition as exc:
+        raise ValueError(f"{file} is refused: {exc.message}") from exc
+    for entry in stored:
+        log.info(
+            "source version stored from the sources file",
+            extra={"ingest.source": entry.definition.name, "ingest.version": entry.definition.version},
+        )
+    return registry
+
+
+async def open_catalog(settings: IngestSettings, registry: SourceRegistry) -> SourceCatalog:
+    """The current source versions with the deployment's topic overrides; raises ``ValueError`` for a
+    bad override."""
+    catalog = SourceCatalog(
+        registry,
+        Tokenizer(settings.pii_secret.get_secret_value()),
+        topic_overrides=settings.source_topics,
+        max_payload_bytes=settings.max_payload_bytes,
+    )
+    await catalog.refresh()
+    return catalog
+
+
+def build_api(
+    settings: IngestSettings, registry: SourceRegistry, catalog: SourceCatalog, producer: EventProducer
+) -> IngestServiceApi:
+    """The IngestService implementation; pushed records and their dead letters go through ``producer``
+    (acks=all, not transactional: a Publish answer waits for each record's acknowledgement)."""
+    limits = PushLimits(
+        max_records=settings.push_max_records,
+        max_record_bytes=settings.push_max_record_bytes,
+        ack_timeout_s=settings.push_ack_timeout_seconds,
+    )
+    intake = PushIntake(catalog, producer, dlq_topic=settings.dlq_topic, limits=limits)
+    return IngestServiceApi(intake, registry, catalog)
 
 
 def build_pipeline(
@@ -111,13 +163,15 @@ async def check_lake_writable(settings: IngestSettings) -> None:
 async def serve_ingest(settings: IngestSettings) -> None:
     """Run the ingest service until SIGTERM (the consumer finishes its batch and commits first)."""
 
-    api = IngestServiceApi()  # type: ignore[abstract]  # unimplemented methods answer UNIMPLEMENTED
-
     async def wire(runtime: ServiceRuntime, producer: EventProducer) -> None:
         engine = create_engine(settings.sqlalchemy_url())
         runtime.add_cleanup(engine.dispose)
         await migrate(engine, MIGRATIONS)
         runtime.probes.readiness["database"] = lambda: ping(engine)
+        registry = await open_registry(settings, engine)
+        catalog = await open_catalog(settings, registry)
+        runtime.add_part("source-catalog", lambda: catalog.run(settings.registry_refresh_seconds), catalog.stop)
+        api = build_api(settings, registry, catalog, producer)
         transactions = await start_transactional_producer(settings, runtime)
         pipeline = build_pipeline(settings, transactions, SqlSeenStore(engine))
         runtime.add_grpc(

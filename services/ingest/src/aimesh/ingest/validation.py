@@ -47,10 +47,9 @@ def masked_fields_header(fields: Collection[str]) -> tuple[str, bytes]:
     return (PII_MASKED_HEADER, ",".join(sorted(fields)).encode())
 
 
-def masked_fields_of(event: Event) -> frozenset[str]:
-    """The field names an event's ``aimesh-pii-masked`` header declares as already tokenised."""
-    value = event.header(PII_MASKED_HEADER) or ""
-    return frozenset(name.strip() for name in value.split(",") if name.strip())
+def parse_masked_fields(value: str | None) -> frozenset[str]:
+    """The field names an ``aimesh-pii-masked`` header value declares as already tokenised."""
+    return frozenset(name.strip() for name in (value or "").split(",") if name.strip())
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +102,7 @@ class Validator:
 
     def validate_event(self, event: Event) -> ValidRecord | Rejection:
         """``validate`` of a consumed record, honouring its ``aimesh-pii-masked`` header; never raises."""
-        return self.validate(event.value, masked=masked_fields_of(event))
+        return self.validate(event.value, masked=parse_masked_fields(event.header(PII_MASKED_HEADER)))
 
     def validate(self, payload: bytes, *, masked: Collection[str] = ()) -> ValidRecord | Rejection:
         """Check ``payload`` against the source definition; never raises.
@@ -133,6 +132,15 @@ class Validator:
                 dlq_payload=dlq_payload,
                 masked_fields=masked_now,
             )
+
+    def masked_payload(self, payload: bytes, *, masked: Collection[str] = ()) -> tuple[bytes, tuple[str, ...]]:
+        """``payload`` as the DLQ keeps it (PII values replaced by their tokens) and the PII fields it holds
+        tokens for; bytes that do not decode get their possible card numbers tokenised. Never raises."""
+        try:
+            document = self._format.decode(payload)
+        except DecodeFailure:
+            return self._tokenizer.scrub_card_numbers(payload)[0], ()
+        return self._masked(document, payload, self._pii.intersection(masked))
 
     def _unparsed(self, reason: str, message: str, payload: bytes) -> Rejection:
         """A rejection of bytes that are no JSON object: digit runs that may be card numbers are tokenised."""
