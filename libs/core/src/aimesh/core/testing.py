@@ -1,7 +1,7 @@
 """In-memory doubles and helpers for the tests of services built on ``aimesh.core`` (never used at runtime).
 
-- ``RecordingSender``: an ``aimesh.core.bus.EventSender`` that records each send and acknowledges it at
-  once, or fails the acknowledgement on demand.
+- ``RecordingSender``: an ``aimesh.core.bus.EventSender`` (with ``EventProducer.send_raw`` too) that
+  records each send and acknowledges it at once, or fails the acknowledgement on demand.
 - ``TransactionalRecordingSender``: a ``RecordingSender`` that is also ``aimesh.core.bus.Transactions``:
   sends are staged and only reach ``sent`` when the transaction commits.
 - ``FakeKafkaConsumer``: stands in for aiokafka's consumer inside an ``EventConsumer`` (one partition
@@ -31,8 +31,17 @@ class SentEvent(NamedTuple):
     event_id: str | None
 
 
+class RawSent(NamedTuple):
+    """One ``send_raw`` call that ``RecordingSender`` acknowledged."""
+
+    topic: str
+    value: bytes
+    key: str | bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
 class RecordingSender:
-    """Records every acknowledged send in ``sent``, in call order.
+    """Records every acknowledged send in ``sent`` (``send_raw``: in ``raw``), in call order.
 
     While ``fail`` is true, or for the next ``fail_times`` sends, the acknowledgement future fails with
     ``ConnectionError("broker down")`` instead and nothing is recorded (the call itself never raises).
@@ -40,8 +49,25 @@ class RecordingSender:
 
     def __init__(self, *, fail: bool = False, fail_times: int = 0) -> None:
         self.sent: list[SentEvent] = []
+        self.raw: list[RawSent] = []
         self.fail = fail
         self.fail_times = fail_times
+
+    async def send_raw(
+        self, topic: str, value: bytes, *, key: str | bytes | None, headers: Sequence[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._failing():
+            fut.set_exception(ConnectionError("broker down"))
+        else:
+            self.raw.append(RawSent(topic, value, key, tuple(headers)))
+            fut.set_result(None)
+        return fut
+
+    def _failing(self) -> bool:
+        failing = self.fail or self.fail_times > 0
+        self.fail_times = max(self.fail_times - 1, 0)
+        return failing
 
     async def send_event(
         self,
@@ -53,8 +79,7 @@ class RecordingSender:
         extra_headers: Sequence[tuple[str, bytes]] = (),
     ) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self.fail or self.fail_times > 0:
-            self.fail_times = max(self.fail_times - 1, 0)
+        if self._failing():
             fut.set_exception(ConnectionError("broker down"))
         else:
             self._record(SentEvent(topic, message, key, event_id))

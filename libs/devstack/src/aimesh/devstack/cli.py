@@ -1,4 +1,4 @@
-"""`aimesh up | down | status | logs`: the local stack without Docker.
+"""`aimesh up | down | status | logs`: the local stack without Docker; `aimesh ingest ...`: ingest operations.
 
 Every failure the devstack foresees is a DevstackError: it is printed as one line (cause and fix) and
 the command exits with status 1, without a traceback.
@@ -6,14 +6,18 @@ the command exits with status 1, without a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from aiokafka.errors import KafkaError
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aimesh.devstack.errors import DevstackError
@@ -27,6 +31,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+ingest_app = typer.Typer(help="Operate the ingest service (DLQ replay).", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
 
 Only = Annotated[list[str] | None, typer.Option("--only", help="Only this part (repeatable).")]
 InfraOnly = Annotated[bool, typer.Option("--infra-only", help="Only kafka, elasticsearch, postgres and triton.")]
@@ -122,6 +129,79 @@ def _follow(logfile: Path) -> None:
                     time.sleep(0.3)
         except KeyboardInterrupt:
             return
+
+
+@ingest_app.command("replay-dlq")
+def replay_dlq(
+    source: Annotated[str | None, typer.Option(help="Only entries of this source.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only entries with this reason, e.g. NOT_ALLOWED_VALUE.")] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(help="Only entries dead-lettered at or after this time (ISO 8601, local if naive)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be re-submitted; send nothing.")] = False,
+    bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap servers (default INGEST_KAFKA_BOOTSTRAP).")
+    ] = None,
+) -> None:
+    """Re-submit dead-lettered records to their source's topic (after a schema fix); nothing is published twice.
+
+    Reads the DLQ topic and the source registry of the ingest settings (INGEST_* environment).
+    """
+    try:
+        from aimesh.ingest.replay import ReplayFilter, ReplaySummary, run_replay
+        from aimesh.ingest.settings import IngestSettings
+    except ImportError as exc:
+        raise DevstackError("ingest", f"aimesh-ingest is not installed ({exc})", "run `make setup`") from exc
+    settings = IngestSettings()
+    if bootstrap:
+        settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+    console = _console()
+    with Progress(
+        TextColumn("[bold]replay-dlq[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(settings.dlq_topic, total=None)
+
+        def show(summary: ReplaySummary) -> None:
+            progress.update(task, completed=summary.scanned, description=f"{summary.resubmitted} re-submitted")
+
+        try:
+            summary = asyncio.run(
+                run_replay(
+                    settings,
+                    only=ReplayFilter(source=source, reason=reason),
+                    since=since,
+                    dry_run=dry_run,
+                    on_start=lambda total: progress.update(task, total=total),
+                    on_progress=show,
+                )
+            )
+        except (KafkaError, TimeoutError) as exc:
+            raise DevstackError(
+                "ingest",
+                f"replay of {settings.dlq_topic} at {settings.kafka_bootstrap} failed ({exc})",
+                "check Kafka with `aimesh status` and run it again (re-running never duplicates)",
+            ) from exc
+    table = Table(title=f"DLQ replay of {settings.dlq_topic}{' (dry run: nothing sent)' if dry_run else ''}")
+    table.add_column("what")
+    table.add_column("records", justify="right")
+    rows = [
+        ("scanned", summary.scanned),
+        ("matching the filters", summary.matched),
+        ("re-submitted" if not dry_run else "would be re-submitted", summary.resubmitted),
+        ("skipped: entry of a chain already re-submitted", summary.already_replayed),
+        ("skipped: no source / unknown topic", summary.unroutable),
+        ("skipped: not a DeadLetter", summary.unreadable),
+    ]
+    rows += [(f"  source {name}", n) for name, n in sorted(summary.by_source.items())]
+    rows += [(f"  reason {name}", n) for name, n in sorted(summary.by_reason.items())]
+    for what, count in rows:
+        table.add_row(what, str(count))
+    console.print(table)
 
 
 def main() -> None:
