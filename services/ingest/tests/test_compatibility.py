@@ -67,7 +67,10 @@ BREAKING = {
     "type changed": (with_field("amount", type="int64"), "field amount changes type from double to int64"),
     "optional made required": (with_field("note", required=True), "field note becomes required"),
     "required made optional": (with_field("amount", required=False), "field amount becomes optional"),
-    "required field added": (added(name="merchant", type="string", required=True), "field merchant is added as required"),
+    "required field added": (
+        added(name="merchant", type="string", required=True),
+        "field merchant is added as required",
+    ),
     "enum narrowed": (with_field("channel", allowed_values=["pos"]), "field channel no longer allows ['online']"),
     "enum introduced": (with_field("note", allowed_values=["a"]), "field note gets allowed values"),
     "max narrowed": (with_field("amount", max=500), "field amount maximum narrows from 1000.0 to 500.0"),
@@ -93,7 +96,7 @@ def test_compatible_changes_pass(new: SourceDefinition) -> None:
 @pytest.mark.parametrize(("new", "reason"), BREAKING.values(), ids=BREAKING.keys())
 def test_breaking_changes_are_named(new: SourceDefinition, reason: str) -> None:
     reasons = breaking_changes(changed(), new)
-    assert len(reasons) == 1 and reason in reasons[0], reasons
+    assert any(reason in r for r in reasons), reasons
 
 
 def test_event_time_field_change_is_breaking() -> None:
@@ -103,8 +106,10 @@ def test_event_time_field_change_is_breaking() -> None:
 
 
 def test_every_reason_is_listed() -> None:
-    new = changed(entity_key="id", fields=[f for f in BASE["fields"] if f["name"] != "note"], pii_fields=[])
-    assert len(breaking_changes(changed(), new)) >= 3
+    new = changed(
+        entity_key="id", fields=[f for f in BASE["fields"] if f["name"] != "note"], pii_fields=[], pii_token_fields={}
+    )
+    assert len(breaking_changes(changed(), new)) == 4
 
 
 def test_csv_columns_may_only_be_appended() -> None:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from aimesh.api.ingest.v1 import ingest_pb2
-from aimesh.ingest.sources import load_sources
+from aimesh.ingest.sources import SourceDefinition, load_sources
 
 
 def test_packaged_definitions_match_the_scenario_contract() -> None:
@@ -48,3 +48,14 @@ def test_inconsistent_definitions_are_refused(tmp_path: Path, change: dict[str, 
     path.write_text(yaml.safe_dump(document))
     with pytest.raises(ValueError, match=error):
         load_sources(path)
+
+
+def test_definitions_round_trip_through_the_proto_and_push_only_sources_get_a_push_topic() -> None:
+    for source in load_sources():
+        assert SourceDefinition.from_proto(source.to_proto()) == source
+    push_only = load_sources()[1].model_copy(update={"topic": ""})
+    assert push_only.intake_topic == "aimesh.ingest.push.chargebacks.v1"
+    unset = load_sources()[1].to_proto()
+    unset.format = ingest_pb2.SOURCE_FORMAT_UNSPECIFIED
+    with pytest.raises(ValueError, match="format must be set"):
+        SourceDefinition.from_proto(unset)

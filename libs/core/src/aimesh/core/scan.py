@@ -45,8 +45,8 @@ class TopicScan:
         self._end: dict[TopicPartition, int] = {}
 
     async def __aenter__(self) -> TopicScan:
-        await self._consumer.start()
         try:
+            await self._consumer.start()
             await self._position()
         except BaseException:
             await self._consumer.stop()
@@ -59,9 +59,12 @@ class TopicScan:
         await self._consumer.stop()
 
     async def _position(self) -> None:
-        if self.topic not in await self._consumer.topics():
+        # A fresh copy: the consumer's cached metadata covers only the topics it was assigned already.
+        cluster = await self._consumer._client.fetch_all_metadata()
+        numbers = cluster.partitions_for_topic(self.topic)
+        if not numbers:
             return
-        partitions = [TopicPartition(self.topic, p) for p in sorted(self._consumer.partitions_for_topic(self.topic))]
+        partitions = [TopicPartition(self.topic, p) for p in sorted(numbers)]
         self._consumer.assign(partitions)
         self._end = await self._consumer.end_offsets(partitions)
         starts = await self._consumer.beginning_offsets(partitions)

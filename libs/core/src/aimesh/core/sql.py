@@ -45,20 +45,23 @@ async def insert_ignoring_duplicates(conn: AsyncConnection, table: Table, rows: 
     """Insert ``rows``, skipping those whose primary or unique key exists already; returns rows inserted.
 
     The building block of idempotent effects: replaying the same events inserts nothing twice.
-    Supported on SQLite and PostgreSQL (``ON CONFLICT DO NOTHING``).
+    Supported on SQLite and PostgreSQL (``ON CONFLICT DO NOTHING``). One cached statement executed
+    for many parameter sets (SQLAlchemy batches them into multi-row INSERTs), so a hot path does not
+    recompile SQL for every batch; the inserted rows are counted from ``RETURNING``.
     """
     if not rows:
         return 0
     dialect = conn.dialect.name
     stmt: Executable
+    key = list(table.primary_key.columns) or list(table.columns)[:1]
     if dialect == "postgresql":
-        stmt = postgresql.insert(table).values(rows).on_conflict_do_nothing()
+        stmt = postgresql.insert(table).on_conflict_do_nothing().returning(*key)
     elif dialect == "sqlite":
-        stmt = sqlite.insert(table).values(rows).on_conflict_do_nothing()
+        stmt = sqlite.insert(table).on_conflict_do_nothing().returning(*key)
     else:
         raise NotImplementedError(f"insert_ignoring_duplicates supports SQLite and PostgreSQL, not {dialect}")
-    result = await conn.execute(stmt)
-    return int(result.rowcount or 0)
+    result = await conn.execute(stmt, rows)
+    return len(result.all())
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -154,12 +154,7 @@ class Validator:
     ) -> tuple[bytes, tuple[str, ...]]:
         """The DLQ payload (raw PII values replaced by their tokens) and the PII fields it holds tokens for."""
         present = tuple(name for name in self.source.pii_fields if document.get(name) is not None)
-        tokens = {
-            name: self._tokenizer.token(value if isinstance(value, str) else orjson.dumps(value).decode())
-            for name in present
-            if name not in tokenised
-            for value in (document[name],)
-        }
+        tokens = {name: self._tokenizer.token(_text(document[name])) for name in present if name not in tokenised}
         if not tokens:
             return payload, present
         return self._format.replaced(payload, document, tokens), present
@@ -284,6 +279,11 @@ class Validator:
         except (ValueError, OverflowError) as exc:
             raise _Invalid(reason, name, f"{name}={shown} is not an RFC 3339 time with offset: {exc}") from exc
         raise _Invalid(reason, name, f"{name} must be an RFC 3339 string or epoch ms, got {_kind(value)}")
+
+
+def _text(value: Any) -> str:
+    """A PII value as the text its token is computed from (non-strings as their JSON)."""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 def _kind(value: Any) -> str:
