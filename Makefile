@@ -52,9 +52,14 @@ proto: setup  ## Regenerate libs/api from proto/.
 docs: setup  ## Regenerate the README's settings tables from the settings classes.
 	$(PY) scripts/settings_doc.py
 
-.PHONY: bench
-bench: up-infra  ## Ingest benchmark vs an aiokafka passthrough (bench/ingest); BENCH_ARGS=--quick for a smoke run.
+.PHONY: bench bench-ingest bench-feature
+bench: bench-ingest bench-feature  ## Both benchmarks (bench/README.md); BENCH_ARGS=--quick for a smoke run.
+
+bench-ingest: up-infra  ## Ingest benchmark vs an aiokafka passthrough (bench/ingest).
 	$(PY) -m bench.ingest $(BENCH_ARGS)
+
+bench-feature: up-infra  ## Feature store benchmark vs Feast's Python feature server (bench/feature).
+	$(PY) -m bench.feature $(BENCH_ARGS)
 
 clean: down
 	rm -rf .aimesh $(VENV)

@@ -19,7 +19,8 @@ import grpc
 import pyarrow as pa
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import select
+from sqlalchemy import select, update
+from typer.testing import CliRunner
 
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
@@ -30,11 +31,11 @@ from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.lake import replace_partition_range
 from aimesh.core.sql import create_engine
 from aimesh.core.testing import run_until
+from aimesh.devstack import cli
 from aimesh.feature import schema
-from aimesh.feature.api import FeatureServiceApi
 from aimesh.feature.consumer import OnlineUpdater
-from aimesh.feature.definitions import FRAUD_V1_FEATURES
-from aimesh.feature.retrieval import HistoricalRetrieval, OnlineRetrieval
+from aimesh.feature.definitions import FRAUD_V1_FEATURES, shipped_file
+from aimesh.feature.service import FeatureStore
 from aimesh.feature.settings import FeatureSettings
 from aimesh.feature.store import OnlineStore
 
@@ -141,8 +142,8 @@ class TimedUpdater:
         self.seen += len(events)
 
 
-async def consume_all(endpoints, topic: str, group: str, store: OnlineStore, total: int) -> TimedUpdater:  # type: ignore[no-untyped-def]
-    timed = TimedUpdater(OnlineUpdater(store, None))
+async def consume_all(endpoints, topic: str, group: str, features: FeatureStore, total: int) -> TimedUpdater:  # type: ignore[no-untyped-def]
+    timed = TimedUpdater(features.updater(None))
     consumer = EventConsumer(
         endpoints.kafka_bootstrap, group_id=group, topics=[topic], batch_handler=timed, service="feature-test"
     )
@@ -154,7 +155,7 @@ async def snapshot(store: OnlineStore) -> dict[str, list[tuple[object, ...]]]:
     async with store.engine.connect() as conn:
         return {
             t.name: sorted(tuple(r) for r in (await conn.execute(select(t))).all())
-            for t in (schema.events, schema.seen_values, schema.entity_last, schema.consumer_offsets)
+            for t in (schema.view_events, schema.view_seen, schema.consumer_offsets)
         }
 
 
@@ -179,29 +180,31 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 @pytest.fixture
-async def feature_server(tmp_path: Path) -> AsyncIterator[tuple[OnlineStore, Path, str]]:
+async def feature_server(tmp_path: Path) -> AsyncIterator[tuple[FeatureStore, Path, str]]:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'feature.db'}")
-    store = OnlineStore(engine)
-    await store.migrate()
     lake_root = tmp_path / "lake"
-    api = FeatureServiceApi(OnlineRetrieval(store), HistoricalRetrieval(lake_root))  # type: ignore[abstract]
+    features = FeatureStore(engine, lake_root)
+    await features.start(shipped_file())
+    api = features.api()
     settings = FeatureSettings(grpc_port=0, data_dir=tmp_path, shutdown_grace_seconds=1)
     server = GrpcServer(
         settings, [lambda s: feature_pb2_grpc.add_FeatureServiceServicer_to_server(api, s)], ["FeatureService"]
     )
     task = asyncio.create_task(server.serve())
     try:
-        yield store, lake_root, f"127.0.0.1:{server.port}"
+        yield features, lake_root, f"127.0.0.1:{server.port}"
     finally:
         await server.stop()
         await task
+        await features.stop()
         await engine.dispose()
 
 
 async def test_online_equals_historical_and_redelivery_changes_nothing(  # type: ignore[no-untyped-def]
-    endpoints, make_topic, unique, feature_server
+    endpoints, make_topic, unique, feature_server, tmp_path, monkeypatch
 ) -> None:
-    store, lake_root, address = feature_server
+    features, lake_root, address = feature_server
+    store = features.store
     now_us = time.time_ns() // 1000
     txns = transactions(now_us)
     topic = await make_topic("feature-records")
@@ -218,7 +221,7 @@ async def test_online_equals_historical_and_redelivery_changes_nothing(  # type:
     total = len(futures)
     write_lake(lake_root, txns)
 
-    first = await consume_all(endpoints, topic, f"feature-{unique}", store, total)
+    first = await consume_all(endpoints, topic, f"feature-{unique}", features, total)
     assert (first.applied, first.skipped) == (N_TXNS, 0)
     rate = N_TXNS / (first.last - first.first) if first.first is not None else 0.0
     assert sum((await store.offsets()).values()) == total
@@ -268,7 +271,7 @@ async def test_online_equals_historical_and_redelivery_changes_nothing(  # type:
             hundred.append(time.perf_counter() - started)
 
     before = await snapshot(store)
-    again = await consume_all(endpoints, topic, f"feature-redelivery-{unique}", store, total)
+    again = await consume_all(endpoints, topic, f"feature-redelivery-{unique}", features, total)
     assert (again.applied, again.skipped) == (0, total)
     assert await snapshot(store) == before
     async with grpc.aio.insecure_channel(address) as channel:
@@ -276,6 +279,19 @@ async def test_online_equals_historical_and_redelivery_changes_nothing(  # type:
             feature_pb2.GetOnlineFeaturesRequest(feature_service="fraud_v1", entity_rows=payments)
         )
     assert replay == online
+
+    monkeypatch.setenv("FEATURE_DATA_DIR", str(tmp_path))  # the fixture's database and lake
+    checked = await asyncio.to_thread(CliRunner().invoke, cli.app, ["feature", "check", "--samples", "30"])
+    assert checked.exit_code == 0, checked.output
+    assert "consistent" in checked.output and "card_txn_stats" in checked.output
+    async with store.engine.begin() as conn:  # corrupt one online value: the check must fail and name it
+        await conn.execute(
+            update(schema.view_events)
+            .where(schema.view_events.c.view == "card_txn_stats")
+            .values(payload='{"amount": 1e9}')
+        )
+    broken = await asyncio.to_thread(CliRunner().invoke, cli.app, ["feature", "check", "--samples", "30"])
+    assert broken.exit_code == 1 and "mismatches" in broken.output and "card_txn_amount_sum_24h" in broken.output
 
     p50_1, p99_1 = percentiles(one)
     p50_100, p99_100 = percentiles(hundred)

@@ -30,6 +30,7 @@ from aimesh.examples.banking import GeneratorConfig, Stream, generate_events
 from aimesh.examples.banking.publisher import bank_producer, publish_events
 from aimesh.ingest.app import build_consumer, build_pipeline
 from aimesh.ingest.settings import IngestSettings
+from tests.integration.ingest_sources import ingest_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -101,11 +102,12 @@ async def test_generated_bank_traffic_is_validated_published_dead_lettered_and_l
         source_topics={"card_transactions": tx_topic, "chargebacks": cb_topic},
         records_topic=records_topic,
         dlq_topic=dlq_topic,
+        data_dir=tmp_path,
         lake_dir=tmp_path / "lake",
         pii_secret=SECRET,
     )
-    async with EventProducer(bootstrap, source="ingest") as producer:
-        consumer = build_consumer(settings, build_pipeline(settings, producer))
+    async with EventProducer(bootstrap, source="ingest") as producer, ingest_catalog(settings) as catalog:
+        consumer = build_consumer(settings, build_pipeline(settings, producer, None, catalog))
         before = consumed(tx_topic) + consumed(cb_topic)
         started = time.perf_counter()
         first_batch: list[float] = []

@@ -36,6 +36,7 @@ from aimesh.ingest.app import (
     open_registry,
 )
 from aimesh.ingest.settings import IngestSettings
+from tests.integration.ingest_sources import ingest_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -144,14 +145,15 @@ async def test_publish_answers_per_record_and_the_valid_ones_reach_the_canonical
 
         upstream = await scan(bootstrap, tx_topic)
         assert len(upstream) == 7, "5 accepted + 2 retried, acknowledged before the answer"
-        consumer = build_consumer(settings, build_pipeline(settings, producer))
         consumed = {"service": "ingest", "topic": tx_topic}
         before = REGISTRY.get_sample_value("aimesh_events_consumed_total", consumed) or 0.0
-        await run_until(
-            consumer,
-            lambda: (REGISTRY.get_sample_value("aimesh_events_consumed_total", consumed) or 0.0) - before >= 7,
-            within_s=60,
-        )
+        async with ingest_catalog(settings) as catalog:
+            consumer = build_consumer(settings, build_pipeline(settings, producer, None, catalog))
+            await run_until(
+                consumer,
+                lambda: (REGISTRY.get_sample_value("aimesh_events_consumed_total", consumed) or 0.0) - before >= 7,
+                within_s=60,
+            )
 
     canonical = Counter(e.id for e in await scan(bootstrap, settings.records_topic))
     assert canonical == {f"p{i}": 1 for i in range(5)}, "each accepted record once, the retried ones deduplicated"

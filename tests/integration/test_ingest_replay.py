@@ -25,7 +25,8 @@ from aimesh.core.events import Event
 from aimesh.core.scan import TopicScan
 from aimesh.core.sql import create_engine, migrate
 from aimesh.core.testing import run_until
-from aimesh.ingest.app import MIGRATIONS, build_consumer, build_pipeline, open_registry
+from aimesh.ingest.app import MIGRATIONS, build_consumer, build_pipeline, open_catalog, open_registry
+from aimesh.ingest.registry import SourceRegistry
 from aimesh.ingest.replay import ReplayFilter, run_replay
 from aimesh.ingest.seen_store import SqlSeenStore
 from aimesh.ingest.settings import IngestSettings
@@ -66,11 +67,15 @@ def consumed(topic: str) -> float:
     return REGISTRY.get_sample_value("aimesh_events_consumed_total", {"service": "ingest", "topic": topic}) or 0.0
 
 
-async def run_ingest(settings: IngestSettings, producer: EventProducer, store: SqlSeenStore, records: int) -> None:
-    """Run the ingest consumer (as a restarted service would: new pipeline, same group) over ``records`` more."""
+async def run_ingest(
+    settings: IngestSettings, registry: SourceRegistry, producer: EventProducer, store: SqlSeenStore, records: int
+) -> None:
+    """Run the ingest consumer (as a restarted service would: new catalog and pipeline, same group) over
+    ``records`` more."""
     topic = settings.source_topics["card_transactions"]
     target = consumed(topic) + records
-    consumer = build_consumer(settings, build_pipeline(settings, producer, store))
+    catalog = await open_catalog(settings, registry)
+    consumer = build_consumer(settings, build_pipeline(settings, producer, store, catalog))
     await run_until(consumer, lambda: consumed(topic) >= target, within_s=60)
 
 
@@ -100,7 +105,7 @@ async def test_replay_after_a_compatible_fix_publishes_each_record_once(  # type
     engine = create_engine(settings.sqlalchemy_url())
     await migrate(engine, MIGRATIONS)
     store = SqlSeenStore(engine)
-    await open_registry(settings, engine)
+    registry = await open_registry(settings, engine)
     async with EventProducer(bootstrap, source="bank") as bank:
         for i in range(VALID + CASINO):
             category = "casino" if i >= VALID else "grocery"
@@ -108,26 +113,26 @@ async def test_replay_after_a_compatible_fix_publishes_each_record_once(  # type
         await bank.stop()
 
     async with EventProducer(bootstrap, source="ingest") as producer:
-        await run_ingest(settings, producer, store, VALID + CASINO)
+        await run_ingest(settings, registry, producer, store, VALID + CASINO)
         letters = [e.parse(events_pb2.DeadLetter) for e in await scan(bootstrap, settings.dlq_topic)]
         assert len(letters) == CASINO
         assert {ingest_pb2.ReasonCode.Name(d.reason_code) for d in letters} == {"REASON_CODE_NOT_ALLOWED_VALUE"}
         assert all(list(d.masked_fields) == ["card_number"] for d in letters)
 
         fixed = settings.model_copy(update={"sources_file": allowing_casino(tmp_path / "sources.yaml")})
-        registry = await open_registry(fixed, engine)
-        assert (await registry.get("card_transactions")).definition.version == 2
+        fixed_registry = await open_registry(fixed, engine)
+        assert (await fixed_registry.get("card_transactions")).definition.version == 2
 
         dry = await run_replay(fixed, only=ReplayFilter(reason="NOT_ALLOWED_VALUE"), dry_run=True)
         assert dry.resubmitted == CASINO and len(await scan(bootstrap, tx_topic)) == VALID + CASINO
         first = await run_replay(fixed, only=ReplayFilter(source="card_transactions", reason="NOT_ALLOWED_VALUE"))
         assert (first.scanned, first.resubmitted) == (CASINO, CASINO)
-        await run_ingest(fixed, producer, store, CASINO)
+        await run_ingest(fixed, fixed_registry, producer, store, CASINO)
         after_first = Counter(e.id for e in await scan(bootstrap, settings.records_topic))
 
         second = await run_replay(fixed)
         assert second.resubmitted == CASINO, "the scan is stateless; the pipeline drops what it accepted"
-        await run_ingest(fixed, producer, store, CASINO)
+        await run_ingest(fixed, fixed_registry, producer, store, CASINO)
         canonical = await scan(bootstrap, settings.records_topic)
     await engine.dispose()
 
@@ -137,6 +142,7 @@ async def test_replay_after_a_compatible_fix_publishes_each_record_once(  # type
     for event in canonical:
         record = event.parse(events_pb2.CanonicalRecord)
         i = int(record.event_id.removeprefix("tx-"))
+        assert record.schema_version == (2 if i >= VALID else 1)
         expected = hmac.new(SECRET.encode(), pan(i).encode(), hashlib.sha256).hexdigest()
         assert record.attributes["card_token"].string_value == expected
         assert pan(i).encode() not in event.value

@@ -53,3 +53,14 @@ def test_rewrite_after_crash_replaces_instead_of_duplicating(tmp_path: Path) -> 
 
 def test_missing_source_reads_as_empty(tmp_path: Path) -> None:
     assert dataset(tmp_path, "nothing").to_table().num_rows == 0
+
+
+def test_files_of_an_older_schema_read_with_the_columns_added_later(tmp_path: Path) -> None:
+    day = date(2026, 11, 1)
+    replace_partition_range(tmp_path, "tx", partition=0, first=0, last=1, tables_by_day={day: batch(["old"])})
+    newer = batch(["new"]).append_column("terminal", pa.array(["pos-9"]))
+    replace_partition_range(tmp_path, "tx", partition=1, first=0, last=1, tables_by_day={day: newer})
+
+    table = dataset(tmp_path, "tx").to_table(columns=["event_id", "terminal"]).sort_by("event_id")
+
+    assert table.to_pylist() == [{"event_id": "new", "terminal": "pos-9"}, {"event_id": "old", "terminal": None}]

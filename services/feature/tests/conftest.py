@@ -1,10 +1,10 @@
-"""Fixtures of the feature service's tests: an online store per backend, a lake writer, transactions."""
+"""Fixtures of the feature service's tests: a feature store per backend, a lake writer, card transactions."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,11 +12,17 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.core.lake import replace_partition_range
-from aimesh.feature.records import Transaction
-from aimesh.feature.store import OnlineStore
+from aimesh.feature.aggregation import micros
+from aimesh.feature.definitions import shipped_file
+from aimesh.feature.records import SourceRecord, ViewEvent, view_event
+from aimesh.feature.registry import Registry
+from aimesh.feature.service import FeatureStore
+from aimesh.feature.store import ApplyResult, OnlineStore
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in epoch microseconds
 HOUR_US = 3_600_000_000
+DAY_US = 24 * HOUR_US
+STRING_FIELDS = ("customer_id", "merchant_id", "country", "device_id")
 
 
 def txn(
@@ -29,56 +35,81 @@ def txn(
     merchant: str = "m1",
     country: str = "DE",
     device: str = "d1",
-) -> Transaction:
-    return Transaction(event_id, card, customer, ts_us, amount, merchant, country, device)
+) -> SourceRecord:
+    """A card transaction as the feature service reads it."""
+    attributes = {
+        "customer_id": customer,
+        "merchant_id": merchant,
+        "country": country,
+        "device_id": device,
+        "amount": amount,
+        "merchant_category": "grocery",
+    }
+    return SourceRecord(event_id, "card_transactions", card, ts_us, attributes)
+
+
+def project(registry: Registry, record: SourceRecord) -> list[ViewEvent]:
+    """``record`` as every view of its source keeps it."""
+    views = registry.views_by_source.get(record.source, ())
+    return [view_event(v, registry.entities[v.entity], record) for v in views]
+
+
+async def apply(
+    features: FeatureStore, partition: int, batch: Sequence[tuple[int, SourceRecord | None]], topic: str = "records"
+) -> ApplyResult:
+    """Apply ``(offset, record)`` pairs through the store, as the online updater does."""
+    registry = features.registry.current
+    retention = {v.name: micros(v.retention) for v in registry.views.values()}
+    records = [(offset, project(registry, r) if r is not None else None) for offset, r in batch]
+    return await features.store.apply(topic, partition, records, retention)
 
 
 @pytest.fixture
-async def store(sql_engine: AsyncEngine) -> OnlineStore:
-    """The online store, migrated, on each backend of the root conftest's ``sql_engine``."""
-    s = OnlineStore(sql_engine)
-    await s.migrate()
-    return s
+async def features(sql_engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[FeatureStore]:
+    """The feature store with the shipped definitions, on each backend of the root conftest's ``sql_engine``."""
+    f = FeatureStore(sql_engine, tmp_path / "lake", allowed_lateness=timedelta(days=30))
+    await f.start(shipped_file())
+    yield f
+    await f.stop()
 
 
-def lake_table(txns: Sequence[Transaction]) -> pa.Table:
+@pytest.fixture
+def store(features: FeatureStore) -> OnlineStore:
+    return features.store
+
+
+def lake_table(txns: Sequence[SourceRecord]) -> pa.Table:
     """Card transactions in the lake's column layout (docs/scenario-fraud.md)."""
     ts = pa.array([t.ts_us for t in txns], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    return pa.table(
-        {
-            "event_id": pa.array([t.event_id for t in txns], pa.string()),
-            "entity_key": pa.array([t.card_id for t in txns], pa.string()),
-            "event_time": ts,
-            "ingest_time": ts,
-            "customer_id": pa.array([t.customer_id for t in txns], pa.string()),
-            "merchant_id": pa.array([t.merchant_id for t in txns], pa.string()),
-            "merchant_category": pa.array(["grocery"] * len(txns), pa.string()),
-            "amount": pa.array([t.amount for t in txns], pa.float64()),
-            "currency": pa.array(["EUR"] * len(txns), pa.string()),
-            "country": pa.array([t.country for t in txns], pa.string()),
-            "device_id": pa.array([t.device_id for t in txns], pa.string()),
-            "channel": pa.array(["pos"] * len(txns), pa.string()),
-        }
+    columns: dict[str, pa.Array] = {
+        "event_id": pa.array([t.event_id for t in txns], pa.string()),
+        "entity_key": pa.array([t.entity_key for t in txns], pa.string()),
+        "event_time": ts,
+        "ingest_time": ts,
+    }
+    for name in (*STRING_FIELDS, "merchant_category"):
+        columns[name] = pa.array([t.attributes[name] for t in txns], pa.string())
+    columns["amount"] = pa.array([t.attributes["amount"] for t in txns], pa.float64())
+    return pa.table(columns)
+
+
+def write_lake_files(root: Path, txns: Sequence[SourceRecord], *, partition: int = 0, first: int = 0) -> Path:
+    """Writes transactions to the lake under ``root`` as one partition's offset range, split by event date."""
+    by_day: dict[date, list[SourceRecord]] = defaultdict(list)
+    for t in txns:
+        by_day[datetime.fromtimestamp(t.ts_us / 1e6, UTC).date()].append(t)
+    replace_partition_range(
+        root,
+        "card_transactions",
+        partition=partition,
+        first=first,
+        last=first + max(len(txns) - 1, 0),
+        tables_by_day={day: lake_table(group) for day, group in by_day.items()},
     )
+    return root
 
 
 @pytest.fixture
-def write_lake(tmp_path: Path) -> Callable[[Sequence[Transaction]], Path]:
-    """Writes transactions to a lake under tmp_path (one partition, split by event date); returns the root."""
-    root = tmp_path / "lake"
-
-    def write(txns: Sequence[Transaction]) -> Path:
-        by_day: dict[date, list[Transaction]] = defaultdict(list)
-        for t in txns:
-            by_day[datetime.fromtimestamp(t.ts_us / 1e6, UTC).date()].append(t)
-        replace_partition_range(
-            root,
-            "card_transactions",
-            partition=0,
-            first=0,
-            last=max(len(txns) - 1, 0),
-            tables_by_day={day: lake_table(group) for day, group in by_day.items()},
-        )
-        return root
-
-    return write
+def write_lake(tmp_path: Path) -> Callable[[Sequence[SourceRecord]], Path]:
+    """Writes transactions to the lake under tmp_path (one partition, split by event date); returns the root."""
+    return lambda txns: write_lake_files(tmp_path / "lake", txns)

@@ -1,4 +1,4 @@
-"""The shared aggregation function: windows, strictly-before semantics, novelty, defaults."""
+"""The shared aggregation function: windows, strictly-before semantics, novelty, defaults, TTL, generic aggregations."""
 
 from __future__ import annotations
 
@@ -6,24 +6,22 @@ import random
 
 import pytest
 
-from aimesh.feature.aggregation import (
-    EMPTY_HISTORY,
-    EntityHistory,
-    HistoryEvent,
-    compute_features,
-    requirements,
-)
-from aimesh.feature.definitions import FRAUD_V1_FEATURES, REGISTRY
+from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryEvent, Status, compute_features
+from aimesh.feature.definitions import FRAUD_V1_FEATURES, load_file, parse_yaml, shipped_file
+from aimesh.feature.registry import Registry
 
 T = 1_767_225_600_000_000
 H = 3_600_000_000
 DAY = 24 * H
+WEEK = 7 * DAY
+REGISTRY = Registry(load_file(shipped_file()))
 FEATURES = REGISTRY.feature_service("fraud_v1")
 CONTEXT = {"amount": 99.0, "merchant_id": "m9", "merchant_category": "crypto", "country": "DE", "device_id": "d1"}
 
 
 def values(card: EntityHistory, customer: EntityHistory = EMPTY_HISTORY, at: int = T, **context: object):  # type: ignore[no-untyped-def]
-    vector = compute_features(FEATURES, {"card": card, "customer": customer}, {**CONTEXT, **context}, at)  # type: ignore[dict-item]
+    histories = {"card_txn_stats": card.before(at, WEEK), "customer_txn_stats": customer.before(at, WEEK)}
+    vector = compute_features(FEATURES, histories, {**CONTEXT, **context}, at, REGISTRY)  # type: ignore[dict-item]
     return dict(zip(FRAUD_V1_FEATURES, vector.values, strict=True)), dict(
         zip(FRAUD_V1_FEATURES, vector.event_times_us, strict=True)
     )
@@ -32,20 +30,20 @@ def values(card: EntityHistory, customer: EntityHistory = EMPTY_HISTORY, at: int
 def history(
     *events: HistoryEvent, countries: tuple[str, ...] = ("DE",), devices: tuple[str, ...] = ("d1",)
 ) -> EntityHistory:
-    return EntityHistory(
-        list(events), {"country": set(countries), "device_id": set(devices)}, max(e.ts_us for e in events)
-    )
+    first = min(e.ts_us for e in events)
+    seen = {"country": dict.fromkeys(countries, first), "device_id": dict.fromkeys(devices, first)}
+    return EntityHistory(list(events), seen, max(e.ts_us for e in events))
 
 
 def ev(i: int, ts: int, amount: float = 10.0, merchant: str = "m1") -> HistoryEvent:
-    return HistoryEvent(f"e{i}", ts, amount, merchant)
+    return HistoryEvent(f"e{i}", ts, {"amount": amount, "merchant_id": merchant})
 
 
 def test_fraud_v1_is_the_documented_ordered_list() -> None:
     assert [f.name for f in FEATURES] == list(FRAUD_V1_FEATURES)
     assert len(FRAUD_V1_FEATURES) == 16
-    needs = requirements(FEATURES)
-    assert needs.entities == {"card", "customer"}
+    needs = REGISTRY.requirements(FEATURES)
+    assert needs.entities == ("card", "customer")
     assert needs.context_fields == {"amount", "merchant_category", "country", "device_id"}
 
 
@@ -73,7 +71,7 @@ def test_window_edges_are_open_and_strictly_before_t() -> None:
         ev(6, T - 7 * DAY + 1, amount=20.0),
         ev(7, T - 7 * DAY, amount=500.0),  # outside 7 d
     )
-    vals, _ = values(card.before(T))
+    vals, _ = values(card)
     assert vals["card_txn_count_1h"] == 1.0
     assert vals["card_txn_amount_sum_1h"] == 5.0
     assert vals["card_txn_count_24h"] == 3.0  # e1, e2, e5
@@ -90,7 +88,7 @@ def test_seconds_since_prev_is_capped_at_30_days() -> None:
     assert times["card_seconds_since_prev"] == T - 40 * DAY
 
 
-def test_novelty_of_country_and_device() -> None:
+def test_novelty_of_country_and_device_counts_only_values_first_seen_before_t() -> None:
     card = history(ev(1, T - H), countries=("DE", "FR"), devices=("d1",))
     vals, _ = values(card, country="FR", device_id="d2")
     assert vals["card_country_is_new"] == 0.0
@@ -98,6 +96,8 @@ def test_novelty_of_country_and_device() -> None:
     vals, _ = values(card, country="US", device_id="d1")
     assert vals["card_country_is_new"] == 1.0
     assert vals["card_device_is_new"] == 0.0
+    vals, _ = values(card, at=T - H, country="FR")  # FR was first seen at T - H: not before
+    assert vals["card_country_is_new"] == 1.0
 
 
 def test_customer_features_use_the_customer_history_and_event_time_is_the_newest() -> None:
@@ -108,7 +108,8 @@ def test_customer_features_use_the_customer_history_and_event_time_is_the_newest
     assert vals["customer_txn_amount_sum_24h"] == 3.0
     assert times["customer_txn_count_24h"] == T - 2 * H
     assert times["card_txn_count_24h"] == T - 5 * H
-    assert times["merchant_category_risk"] == T - 2 * H
+    assert times["amount_to_card_mean_7d"] == T - 5 * H  # its dependency's
+    assert times["merchant_category_risk"] == T
 
 
 def test_the_order_of_events_never_changes_a_value() -> None:
@@ -126,3 +127,68 @@ def test_the_order_of_events_never_changes_a_value() -> None:
 def test_low_risk_category() -> None:
     vals, _ = values(EMPTY_HISTORY, merchant_category="grocery")
     assert vals["merchant_category_risk"] == 0.0
+
+
+GENERIC = Registry(
+    parse_yaml(
+        """
+entities: [{name: card}]
+feature_views:
+  - name: stats
+    entity: card
+    source: card_transactions
+    ttl: 2d
+    transformations: [{name: amount_log, expression: log1p(amount)}]
+    features:
+      - {name: n_1h, aggregation: count, window: 1h}
+      - {name: sum_24h, aggregation: sum, field: amount, window: 24h}
+      - {name: mean_24h, aggregation: mean, field: amount, window: 24h}
+      - {name: min_24h, aggregation: min, field: amount, window: 24h}
+      - {name: max_24h, aggregation: max, field: amount, window: 24h}
+      - {name: last_country, aggregation: last, field: country}
+      - {name: merchants_24h, aggregation: distinct_count, field: merchant_id, window: 24h}
+      - {name: log_sum_24h, aggregation: sum, field: amount_log, window: 24h}
+feature_services: [{name: all, features: ["stats:*"]}]
+"""
+    )
+)
+
+
+def generic(events: list[HistoryEvent], at: int) -> tuple[dict[str, object], list[Status]]:
+    view = GENERIC.view("stats")
+    features = GENERIC.feature_service("all")
+    h = EntityHistory(events, {}, max(e.ts_us for e in events)) if events else EMPTY_HISTORY
+    vector = compute_features(features, {"stats": h.before(at, 2 * DAY)}, {}, at, GENERIC)
+    assert view.retention.days == 2
+    return dict(zip([f.name for f in features], vector.values, strict=True)), vector.statuses
+
+
+def test_generic_aggregations_last_and_transformations() -> None:
+    events = [
+        HistoryEvent("a", T - 2 * H, {"amount": 5.0, "country": "DE", "merchant_id": "m1", "amount_log": 1.0}),
+        HistoryEvent("b", T - 30 * 60 * 1_000_000, {"amount": 1.0, "country": "FR", "merchant_id": "m2"}),
+        HistoryEvent("c", T - 30 * H, {"amount": 100.0, "country": "US", "merchant_id": "m3"}),
+    ]
+    vals, statuses = generic(events, T)
+    assert vals == {
+        "n_1h": 1.0,
+        "sum_24h": 6.0,
+        "mean_24h": 3.0,
+        "min_24h": 1.0,
+        "max_24h": 5.0,
+        "last_country": "FR",
+        "merchants_24h": 2.0,
+        "log_sum_24h": 1.0,
+    }
+    assert set(statuses) == {Status.PRESENT}
+
+
+def test_ttl_expires_values_whose_newest_event_is_older_and_min_of_nothing_is_missing() -> None:
+    events = [HistoryEvent("a", T - 3 * DAY, {"amount": 5.0, "country": "DE", "merchant_id": "m1"})]
+    vals, statuses = generic(events, T)
+    by_name = dict(zip(vals, statuses, strict=True))
+    assert vals["last_country"] == "DE" and by_name["last_country"] is Status.EXPIRED  # value still computed
+    assert vals["n_1h"] == 0.0 and by_name["n_1h"] is Status.EXPIRED
+    assert vals["min_24h"] is None and by_name["min_24h"] is Status.MISSING
+    _, fresh = generic(events, T - 2 * DAY + 1)  # within the 2 d ttl
+    assert fresh[0] is Status.PRESENT

@@ -1,33 +1,207 @@
-"""Definitions as data, and ListFeatureViews over them."""
+"""Definitions: the YAML format, validation paths, the versioned registry (apply, diff, breaking changes),
+ApplyDefinitions and ListFeatureViews."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2
-from aimesh.core.errors import NotFound
-from aimesh.feature.api import FeatureServiceApi
-from aimesh.feature.definitions import FRAUD_V1, FRAUD_V1_FEATURES, REGISTRY
-from aimesh.feature.retrieval import HistoricalRetrieval, OnlineRetrieval
-from aimesh.feature.store import OnlineStore
+from aimesh.core.errors import AimeshError, FailedPrecondition, InvalidArgument, NotFound
+from aimesh.feature.definition_store import Action
+from aimesh.feature.definitions import FRAUD_V1_FEATURES, load_file, parse_yaml, shipped_file, to_yaml
+from aimesh.feature.registry import Registry
+from aimesh.feature.service import FeatureStore
+
+FORMAT_EXAMPLE = """
+entities:
+  - name: card
+    key: entity_key
+  - name: customer
+    key: customer_id
+feature_views:
+  - name: card_stats
+    entity: card
+    source: card_transactions
+    ttl: 30d
+    features:
+      - {name: txn_count_1h, aggregation: count, window: 1h}
+      - {name: amount_sum_24h, aggregation: sum, field: amount, window: 24h}
+      - {name: amount_mean_7d, aggregation: mean, field: amount, window: 7d}
+      - {name: amount_min_7d, aggregation: min, field: amount, window: 7d}
+      - {name: amount_max_7d, aggregation: max, field: amount, window: 7d}
+      - {name: last_country, aggregation: last, field: country}
+      - {name: distinct_merchants_24h, aggregation: distinct_count, field: merchant_id, window: 24h}
+      - {name: amount_log_sum_24h, aggregation: sum, field: amount_log, window: 24h}
+    transformations:
+      - {name: amount_log, expression: log1p(amount)}
+feature_services:
+  - name: bench_50
+    features: ["card_stats:txn_count_1h", "card_stats:*"]
+"""
 
 
-def test_fraud_v1_references_every_feature_by_view() -> None:
-    assert [ref.split(":")[1] for ref in FRAUD_V1.features] == list(FRAUD_V1_FEATURES)
-    assert FRAUD_V1.features[0] == "card_txn_stats:card_txn_count_1h"
-    assert REGISTRY.feature("payment_request:amount").view.name == "payment_request"
-    with pytest.raises(NotFound, match="known features: card_txn_stats:card_txn_count_1h"):
-        REGISTRY.feature("customer_txn_stats:card_txn_count_1h")
+def test_the_agreed_format_example_parses_and_round_trips() -> None:
+    repo = parse_yaml(FORMAT_EXAMPLE)
+    view = repo.feature_views[0]
+    assert view.ttl is not None and view.ttl.days == 30
+    assert view.retention.days == 30
+    assert view.stored_fields == ("amount", "amount_log", "country", "merchant_id")
+    assert parse_yaml(to_yaml(repo)) == repo
+    features = Registry(repo).feature_service("bench_50")
+    assert [f.name for f in features][:2] == ["txn_count_1h", "txn_count_1h"]
+    assert Registry.column_names(features)[0] == "card_stats:txn_count_1h"  # duplicates: references
 
 
-async def test_list_feature_views_ordered_filtered_and_paged(store: OnlineStore, tmp_path: Path) -> None:
-    api = FeatureServiceApi(OnlineRetrieval(store), HistoricalRetrieval(tmp_path))  # type: ignore[abstract]
+def test_shipped_file_defines_fraud_v1_in_model_order() -> None:
+    registry = Registry(load_file(shipped_file()))
+    assert [f.name for f in registry.feature_service("fraud_v1")] == list(FRAUD_V1_FEATURES)
+    assert registry.feature("payment_request:amount").view.name == "payment_request"
+    with pytest.raises(NotFound, match="view 'customer_txn_stats' has: customer_txn_count_24h"):
+        registry.feature("customer_txn_stats:card_txn_count_1h")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "feature_views: [{name: v, entity: card, source: s, features: [{name: f, aggregation: count, "
+            "window: 3w}]}]",
+            "feature_views[0].features[0].window: invalid duration '3w'",
+        ),
+        (
+            "feature_views: [{name: v, entity: card, source: s, features: [{name: f, aggregation: sum}]}]",
+            "feature_views[0].features[0]: aggregation sum needs a field",
+        ),
+        (
+            "feature_views: [{name: v, entity: card, source: s, features: [{name: f, aggregation: median}]}]",
+            "feature_views[0].features[0].aggregation: Input should be 'count'",
+        ),
+        (
+            "feature_views: [{name: v, entity: card, source: s, features: [{name: f, aggregation: last, field: x, "
+            "window: 1h}]}]",
+            "feature_views[0].features[0]: aggregation last takes no window",
+        ),
+        (
+            "feature_views: [{name: v, entity: card, source: s, transformations: [{name: t, expression: "
+            "'__import__(1)'}], features: [{name: f, aggregation: count}]}]",
+            "feature_views[0].transformations[0]: invalid expression",
+        ),
+        ("feature_services: [{name: s, features: [nocolon]}]", "feature_services[0]: features[0]: 'nocolon'"),
+        ("entities: [{name: a}, {name: a}]", "<document>: entities: duplicate names a"),
+    ],
+)
+def test_invalid_definitions_name_the_path(text: str, message: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        parse_yaml(text)
+    assert message in err.value.message
+
+
+async def test_apply_reports_created_unchanged_updated_and_versions(features: FeatureStore) -> None:
+    repo = parse_yaml(FORMAT_EXAMPLE)
+    first = await features.apply(repo, False)
+    assert [(c.kind, c.name, c.action, c.version) for c in first.changes] == [
+        ("entity", "card", Action.UPDATED, 2),  # the shipped file describes it; this one does not
+        ("entity", "customer", Action.UPDATED, 2),
+        ("feature_view", "card_stats", Action.CREATED, 1),
+        ("feature_service", "bench_50", Action.CREATED, 1),
+    ]
+    assert first.changes[0].detail == "description"
+    again = await features.apply(repo, False)
+    assert {c.action for c in again.changes} == {Action.UNCHANGED}
+
+    grown = parse_yaml(FORMAT_EXAMPLE.replace("ttl: 30d", "ttl: 40d"))
+    dry = await features.apply(grown, True)
+    assert dry.changes[2].action is Action.UPDATED and dry.changes[2].version == 2
+    assert dry.changes[2].detail == "ttl"
+    assert (await features.definitions.latest()).versions[("feature_view", "card_stats")] == 1  # dry: nothing stored
+    await features.apply(grown, False)
+    await features.wait_for_backfills()
+    latest = await features.definitions.latest()
+    assert latest.versions[("feature_view", "card_stats")] == 2
+    assert latest.view("card_stats").ttl is not None and latest.view("card_stats").ttl.days == 40
+    assert features.registry.current.versions[("feature_view", "card_stats")] == 2
+
+
+async def test_breaking_changes_are_refused_and_nothing_is_stored(features: FeatureStore) -> None:
+    await features.apply(parse_yaml(FORMAT_EXAMPLE), False)
+    changed_window = parse_yaml(
+        FORMAT_EXAMPLE.replace(
+            "txn_count_1h, aggregation: count, window: 1h", "txn_count_1h, aggregation: count, window: 2h"
+        )
+    )
+    with pytest.raises(
+        FailedPrecondition, match=r"feature txn_count_1h changes its computation \(count window=1:00:00"
+    ):
+        await features.apply(changed_window, False)
+    removed = parse_yaml(
+        FORMAT_EXAMPLE.replace("      - {name: amount_max_7d, aggregation: max, field: amount, window: 7d}\n", "")
+    )
+    with pytest.raises(
+        FailedPrecondition, match="feature amount_max_7d removed but referenced by feature service bench_50"
+    ):
+        await features.apply(removed, True)
+    fraud = load_file(shipped_file())
+    without_mean = fraud.model_copy(
+        update={
+            "feature_views": [
+                v.model_copy(update={"features": [f for f in v.features if f.name != "card_amount_mean_7d"]})
+                if v.name == "card_txn_stats"
+                else v
+                for v in fraud.feature_views
+            ]
+        }
+    )
+    with pytest.raises(FailedPrecondition, match="on-demand feature payment_request:amount_to_card_mean_7d"):
+        await features.apply(without_mean, False)
+    assert (await features.definitions.latest()).versions[("feature_view", "card_stats")] == 1
+
+
+async def test_unknown_references_are_invalid_arguments_naming_the_path(features: FeatureStore) -> None:
+    bad = parse_yaml("feature_services: [{name: s, features: ['card_txn_stats:nope', 'ghost:*']}]")
+    with pytest.raises(InvalidArgument) as err:
+        await features.apply(bad, True)
+    assert "feature_services[0].features[0]: view 'card_txn_stats' has no feature 'nope'" in err.value.message
+    assert "feature_services[0].features[1]: unknown feature view 'ghost'" in err.value.message
+
+
+async def test_apply_definitions_rpc_with_a_document_and_with_typed_messages(features: FeatureStore) -> None:
+    api = features.api()
+    response = await api.ApplyDefinitions(
+        feature_pb2.ApplyDefinitionsRequest(document=FORMAT_EXAMPLE, dry_run=True),
+        None,  # type: ignore[arg-type]
+    )
+    assert [(c.name, c.action) for c in response.changes][2:] == [
+        ("card_stats", feature_pb2.CHANGE_ACTION_CREATED),
+        ("bench_50", feature_pb2.CHANGE_ACTION_CREATED),
+    ]
+    typed = feature_pb2.ApplyDefinitionsRequest(
+        feature_views=[
+            feature_pb2.FeatureView(
+                name="v",
+                entity="card",
+                source="card_transactions",
+                features=[feature_pb2.Feature(name="f", aggregation=feature_pb2.AGGREGATION_SUM)],
+            )
+        ]
+    )
+    with pytest.raises(AimeshError) as err:
+        await api.ApplyDefinitions(typed, None)  # type: ignore[arg-type]
+    assert isinstance(err.value, InvalidArgument)
+    assert "feature_views[0].features[0]: aggregation sum needs a field" in err.value.message
+    typed.feature_views[0].features[0].source_field = "amount"
+    typed.feature_views[0].features[0].window.FromSeconds(3600)
+    done = await api.ApplyDefinitions(typed, None)  # type: ignore[arg-type]
+    assert done.changes[0].action == feature_pb2.CHANGE_ACTION_CREATED
+    assert features.registry.current.view("v").features[0].window is not None
+
+
+async def test_list_feature_views_ordered_filtered_and_paged(features: FeatureStore) -> None:
+    api = features.api()
     everything = await api.ListFeatureViews(feature_pb2.ListFeatureViewsRequest(), None)  # type: ignore[arg-type]
     assert [v.name for v in everything.feature_views] == ["card_txn_stats", "customer_txn_stats", "payment_request"]
     card = everything.feature_views[0]
+    assert card.version == 1
     assert card.features[0].aggregation == feature_pb2.AGGREGATION_COUNT
     assert card.features[0].window.ToSeconds() == 3600
     assert card.features[7].aggregation == feature_pb2.AGGREGATION_IS_NEW

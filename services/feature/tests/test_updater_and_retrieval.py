@@ -16,13 +16,12 @@ from aimesh.api.feature.v1 import feature_pb2
 from aimesh.api.ingest.v1 import events_pb2
 from aimesh.core.errors import AimeshError
 from aimesh.core.events import Event
-from aimesh.feature.consumer import OnlineUpdater
 from aimesh.feature.definitions import FRAUD_V1_FEATURES
-from aimesh.feature.records import Transaction
+from aimesh.feature.records import SourceRecord
 from aimesh.feature.retrieval import HistoricalRetrieval, OnlineRetrieval
-from aimesh.feature.store import OnlineStore
+from aimesh.feature.service import FeatureStore
 
-from .conftest import HOUR_US, T0, txn
+from .conftest import HOUR_US, T0, apply, txn
 
 
 class FakeDeadLetters:
@@ -33,18 +32,14 @@ class FakeDeadLetters:
         self.sent.append((event.offset, reason_code))
 
 
-def record(t: Transaction, source: str = "card_transactions") -> events_pb2.CanonicalRecord:
-    r = events_pb2.CanonicalRecord(event_id=t.event_id, source=source, entity_key=t.card_id, entity_type="card")
+def record(t: SourceRecord, source: str = "card_transactions") -> events_pb2.CanonicalRecord:
+    r = events_pb2.CanonicalRecord(event_id=t.event_id, source=source, entity_key=t.entity_key, entity_type="card")
     r.event_time.FromMicroseconds(t.ts_us)
-    r.attributes["amount"].double_value = t.amount
-    for name, value in (
-        ("customer_id", t.customer_id),
-        ("merchant_id", t.merchant_id),
-        ("country", t.country),
-        ("device_id", t.device_id),
-        ("merchant_category", "grocery"),
-    ):
-        r.attributes[name].string_value = value
+    for name, value in t.attributes.items():
+        if isinstance(value, float):
+            r.attributes[name].double_value = value
+        else:
+            r.attributes[name].string_value = str(value)
     return r
 
 
@@ -52,9 +47,9 @@ def event(offset: int, payload: bytes, partition: int = 0) -> Event:
     return Event("records", partition, offset, b"k", payload, (), 0)
 
 
-async def test_updater_applies_ignores_dead_letters_and_skips_redeliveries(store: OnlineStore) -> None:
+async def test_updater_applies_ignores_dead_letters_and_skips_redeliveries(features: FeatureStore) -> None:
     dlq = FakeDeadLetters()
-    updater = OnlineUpdater(store, dlq)
+    updater = features.updater(dlq)
     no_customer = record(txn("x", T0))
     del no_customer.attributes["customer_id"]
     events = [
@@ -70,25 +65,26 @@ async def test_updater_applies_ignores_dead_letters_and_skips_redeliveries(store
     again = await updater.apply(events)
     assert (again.applied, again.skipped) == (0, 5)
     assert dlq.sent == [(1, "MALFORMED_PAYLOAD"), (3, "MISSING_FIELD")]  # not dead-lettered twice
-    assert await store.offsets() == {("records", 0): 5}
+    assert await features.store.offsets() == {("records", 0): 5}
 
 
-def context_row(t: Transaction, at_us: int, *, category: str = "gaming") -> feature_pb2.EntityRow:
+def context_row(t: SourceRecord, at_us: int, *, category: str = "gaming") -> feature_pb2.EntityRow:
     ts = Timestamp()
     ts.FromMicroseconds(at_us)
+    a = t.attributes
     ctx = {
-        "amount": common_pb2.Value(double_value=t.amount),
-        "merchant_id": common_pb2.Value(string_value=t.merchant_id),
+        "amount": common_pb2.Value(double_value=float(a["amount"])),
+        "merchant_id": common_pb2.Value(string_value=str(a["merchant_id"])),
         "merchant_category": common_pb2.Value(string_value=category),
-        "country": common_pb2.Value(string_value=t.country),
-        "device_id": common_pb2.Value(string_value=t.device_id),
+        "country": common_pb2.Value(string_value=str(a["country"])),
+        "device_id": common_pb2.Value(string_value=str(a["device_id"])),
     }
     return feature_pb2.EntityRow(
-        timestamp=ts, entity_ids={"card": t.card_id, "customer": t.customer_id}, request_context=ctx
+        timestamp=ts, entity_ids={"card": t.entity_key, "customer": str(a["customer_id"])}, request_context=ctx
     )
 
 
-def synthetic(n: int, seed: int = 3) -> list[Transaction]:
+def synthetic(n: int, seed: int = 3) -> list[SourceRecord]:
     rng = random.Random(seed)
     return [
         txn(
@@ -106,24 +102,24 @@ def synthetic(n: int, seed: int = 3) -> list[Transaction]:
 
 
 async def test_online_equals_historical_for_rows_after_the_last_event(
-    store: OnlineStore, write_lake: Callable[[Sequence[Transaction]], Path]
+    features: FeatureStore, write_lake: Callable[[Sequence[SourceRecord]], Path]
 ) -> None:
     txns = synthetic(400)
     shuffled = txns[:]
     random.Random(1).shuffle(shuffled)  # the online store gets them out of order
     for start in range(0, len(shuffled), 50):
-        await store.apply("records", 0, [(start + i, t) for i, t in enumerate(shuffled[start : start + 50])])
+        await apply(features, 0, [(start + i, t) for i, t in enumerate(shuffled[start : start + 50])])
     lake_root = write_lake(txns)
     after = max(t.ts_us for t in txns) + 1
     probes = [txn("probe", 0, card=f"card-{i}", customer=f"cust-{i % 7}", amount=50.0 + i) for i in range(13)]
     rows = [context_row(p, after + i * 1_000_000) for i, p in enumerate(probes)]
 
-    online = await OnlineRetrieval(store).get(
+    online = await features.online.get(
         feature_pb2.GetOnlineFeaturesRequest(feature_service="fraud_v1", entity_rows=rows)
     )
     chunks = [
         c
-        async for c in HistoricalRetrieval(lake_root, chunk_rows=5).stream(
+        async for c in HistoricalRetrieval(lake_root, features.registry, chunk_rows=5, group_entities=7).stream(
             feature_pb2.GetHistoricalFeaturesRequest(feature_service="fraud_v1", entity_rows=rows)
         )
     ]
@@ -140,7 +136,7 @@ async def test_online_equals_historical_for_rows_after_the_last_event(
 
 
 async def test_historical_uses_only_events_strictly_before_each_row(
-    tmp_path: Path, write_lake: Callable[[Sequence[Transaction]], Path]
+    features: FeatureStore, tmp_path: Path, write_lake: Callable[[Sequence[SourceRecord]], Path]
 ) -> None:
     txns = [
         txn("a", T0, amount=1.0),
@@ -151,7 +147,7 @@ async def test_historical_uses_only_events_strictly_before_each_row(
     rows = [context_row(t, t.ts_us) for t in txns]  # each payment as of its own time
     chunks = [
         c
-        async for c in HistoricalRetrieval(lake_root).stream(
+        async for c in HistoricalRetrieval(lake_root, features.registry).stream(
             feature_pb2.GetHistoricalFeaturesRequest(feature_service="fraud_v1", entity_rows=rows)
         )
     ]
@@ -164,7 +160,7 @@ async def test_historical_uses_only_events_strictly_before_each_row(
     assert [r["card_seconds_since_prev"] for r in by_name] == [30 * 86400.0, 1800.0, 1800.0]
     empty = [
         c
-        async for c in HistoricalRetrieval(tmp_path / "no-lake").stream(
+        async for c in HistoricalRetrieval(tmp_path / "no-lake", features.registry).stream(
             feature_pb2.GetHistoricalFeaturesRequest(feature_service="fraud_v1", entity_rows=rows[:1])
         )
     ]
@@ -213,17 +209,17 @@ async def test_historical_uses_only_events_strictly_before_each_row(
     ],
 )
 async def test_online_request_errors(
-    store: OnlineStore, request_: feature_pb2.GetOnlineFeaturesRequest, code: grpc.StatusCode, text: str
+    features: FeatureStore, request_: feature_pb2.GetOnlineFeaturesRequest, code: grpc.StatusCode, text: str
 ) -> None:
     with pytest.raises(AimeshError) as err:
-        await OnlineRetrieval(store).get(request_)
+        await features.online.get(request_)
     assert err.value.code == code
     assert text in err.value.message
 
 
-async def test_single_entity_shorthand_serves_card_features(store: OnlineStore) -> None:
-    await store.apply("records", 0, [(0, txn("a", T0, amount=7.0))])
-    response = await OnlineRetrieval(store, clock_us=lambda: T0 + 60_000_000).get(
+async def test_single_entity_shorthand_serves_card_features(features: FeatureStore) -> None:
+    await apply(features, 0, [(0, txn("a", T0, amount=7.0))])
+    response = await OnlineRetrieval(features.store, features.registry, clock_us=lambda: T0 + 60_000_000).get(
         feature_pb2.GetOnlineFeaturesRequest(
             features=["card_txn_stats:card_txn_amount_sum_1h", "card_txn_count_24h"], entity_ids=["c1", "c2"]
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -18,10 +19,12 @@ from aimesh.core import lake
 from aimesh.core.bus import EventConsumer
 from aimesh.core.events import Event
 from aimesh.core.testing import FakeKafkaConsumer, RecordingSender, TransactionalRecordingSender
+from aimesh.ingest.catalog import SourceCatalog
 from aimesh.ingest.dedupe import Position
 from aimesh.ingest.pii import Tokenizer
 from aimesh.ingest.pipeline import IngestPipeline
-from aimesh.ingest.sources import load_sources
+from aimesh.ingest.registry import StoredSource
+from aimesh.ingest.sources import FieldRule, FieldType, SourceDefinition, load_sources
 
 PAN = "4000056655665556"
 TX_TOPIC = "up.tx"
@@ -69,13 +72,33 @@ class MemorySeenStore:
         return {i: self.rows.setdefault((source, i), p) for i, p in positions.items()}
 
 
-def make_pipeline(
-    sender: RecordingSender, root: Path, store: MemorySeenStore | None = None, capacity: int = 100
+class Versions:
+    """An in-memory ``CurrentVersions``: the packaged sources as version 1, ``add`` stores a newer one."""
+
+    def __init__(self) -> None:
+        overrides = {"card_transactions": TX_TOPIC, "chargebacks": "up.cb"}
+        self.latest = {s.name: s for s in load_sources(topic_overrides=overrides)}
+
+    def add(self, definition: SourceDefinition) -> None:
+        self.latest[definition.name] = definition.model_copy(
+            update={"version": self.latest[definition.name].version + 1}
+        )
+
+    async def current(self) -> list[StoredSource]:
+        return [StoredSource(d, datetime.now(UTC)) for d in self.latest.values()]
+
+
+async def make_pipeline(
+    sender: RecordingSender,
+    root: Path,
+    store: MemorySeenStore | None = None,
+    capacity: int = 100,
+    versions: Versions | None = None,
 ) -> IngestPipeline:
-    sources = load_sources(topic_overrides={"card_transactions": TX_TOPIC, "chargebacks": "up.cb"})
+    catalog = SourceCatalog(versions or Versions(), Tokenizer("s"))
+    await catalog.refresh()
     return IngestPipeline(
-        sources,
-        Tokenizer("s"),
+        catalog,
         sender,
         lake_root=root,
         records_topic="rec",
@@ -86,8 +109,8 @@ def make_pipeline(
 
 
 @pytest.fixture
-def pipeline(sender: RecordingSender, tmp_path: Path) -> IngestPipeline:
-    return make_pipeline(sender, tmp_path)
+async def pipeline(sender: RecordingSender, tmp_path: Path) -> IngestPipeline:
+    return await make_pipeline(sender, tmp_path)
 
 
 def lake_table(root: Path) -> pa.Table:
@@ -181,9 +204,9 @@ async def test_records_of_a_topic_without_source_are_dead_lettered(
 
 async def test_duplicates_are_dropped_after_a_restart_and_redeliveries_are_not(tmp_path: Path) -> None:
     store, sender = MemorySeenStore(), RecordingSender()
-    await make_pipeline(sender, tmp_path, store).handle_batch([event(0, tx(0)), event(1, tx(1))])
+    await (await make_pipeline(sender, tmp_path, store)).handle_batch([event(0, tx(0)), event(1, tx(1))])
 
-    restarted = make_pipeline(sender, tmp_path, store)
+    restarted = await make_pipeline(sender, tmp_path, store)
     redelivered = await restarted.handle_batch([event(0, tx(0)), event(1, tx(1)), event(2, tx(0)), event(3, tx(2))])
 
     assert (redelivered.accepted, redelivered.duplicates) == (3, 1), "offsets 0 and 1 are the same records again"
@@ -192,7 +215,7 @@ async def test_duplicates_are_dropped_after_a_restart_and_redeliveries_are_not(t
 
 async def test_the_cache_answers_known_ids_without_the_store(tmp_path: Path) -> None:
     store, sender = MemorySeenStore(), RecordingSender()
-    pipeline = make_pipeline(sender, tmp_path, store)
+    pipeline = await make_pipeline(sender, tmp_path, store)
     await pipeline.handle_batch([event(0, tx(0))])
 
     result = await pipeline.handle_batch([event(1, tx(0))])
@@ -203,10 +226,10 @@ async def test_the_cache_answers_known_ids_without_the_store(tmp_path: Path) -> 
 async def test_claims_of_a_failed_batch_let_its_redelivery_through_and_drop_later_copies(tmp_path: Path) -> None:
     store, sender = MemorySeenStore(), RecordingSender(fail=True)
     with pytest.raises(ConnectionError):
-        await make_pipeline(sender, tmp_path, store).handle_batch([event(0, tx(0))])
+        await (await make_pipeline(sender, tmp_path, store)).handle_batch([event(0, tx(0))])
     sender.fail = False
 
-    restarted = make_pipeline(sender, tmp_path, store, capacity=0)
+    restarted = await make_pipeline(sender, tmp_path, store, capacity=0)
     result = await restarted.handle_batch([event(0, tx(0)), event(1, tx(0))])
 
     assert (result.accepted, result.duplicates) == (1, 1)
@@ -218,14 +241,14 @@ async def test_a_store_failure_fails_the_batch_before_anything_is_sent_or_writte
     store.down = True
 
     with pytest.raises(ConnectionError, match="database down"):
-        await make_pipeline(sender, tmp_path, store).handle_batch([event(0, tx(0)), event(1, b"{oops")])
+        await (await make_pipeline(sender, tmp_path, store)).handle_batch([event(0, tx(0)), event(1, b"{oops")])
 
     assert sender.sent == [] and lake.part_files(tmp_path, "card_transactions") == []
 
 
 async def test_a_slow_lake_holds_back_the_next_poll(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tx_sender = TransactionalRecordingSender()
-    pipeline = make_pipeline(tx_sender, tmp_path)
+    pipeline = await make_pipeline(tx_sender, tmp_path)
     fake = FakeKafkaConsumer([tx(n) for n in range(6)], batch=2, tp=TopicPartition(TX_TOPIC, 0))
     consumer = EventConsumer(
         "127.0.0.1:1",
@@ -255,3 +278,23 @@ async def test_a_slow_lake_holds_back_the_next_poll(tmp_path: Path, monkeypatch:
 
     assert polls_during_writes == [0, 0, 0], "no poll while a batch's lake write is in progress"
     assert len(tx_sender.sent) == 6
+
+
+async def test_a_new_source_version_applies_to_the_next_batch_and_the_lake_reads_both_versions(
+    sender: RecordingSender, tmp_path: Path
+) -> None:
+    versions = Versions()
+    pipeline = await make_pipeline(sender, tmp_path, versions=versions)
+    await pipeline.handle_batch([event(0, tx(0))])
+    v1 = versions.latest["card_transactions"]
+    versions.add(v1.model_copy(update={"fields": (*v1.fields, FieldRule(name="terminal", type=FieldType.STRING))}))
+    await pipeline._catalog.refresh()
+
+    await pipeline.handle_batch([event(1, tx(1, terminal="pos-9"))])
+
+    assert [m.schema_version for _, m, _, _ in sender.on("rec")] == [1, 2]  # type: ignore[attr-defined]
+    rows = lake_table(tmp_path).sort_by("event_id").select(["event_id", "terminal"]).to_pylist()
+    assert rows == [
+        {"event_id": "tx-0000000000", "terminal": None},
+        {"event_id": "tx-0000000001", "terminal": "pos-9"},
+    ]

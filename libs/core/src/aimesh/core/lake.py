@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from pyarrow import fs
 
 _PART = re.compile(r"part-(\d+)-(\d+)-(\d+)\.parquet$")
 OFFSET_DIGITS = 20
@@ -87,8 +88,23 @@ def replace_partition_range(
 
 
 def dataset(root: Path, source: str) -> ds.Dataset:
-    """The source's files as one pyarrow dataset (``date`` is a partition column); empty when none exist."""
+    """The source's files as one pyarrow dataset (``date`` is a partition column); empty when none exist.
+
+    The schema is the union of every file's schema (each file's footer is read), so files written
+    before a source version added optional columns read with nulls in those columns. Raises pyarrow's
+    ``ArrowInvalid`` when two files give one column different types.
+    """
     directory = source_dir(root, source)
     if not directory.exists():
         return ds.dataset(pa.table({}))
-    return ds.dataset(directory, format="parquet", partitioning="hive", exclude_invalid_files=True)
+    factory = ds.FileSystemDatasetFactory(
+        fs.LocalFileSystem(),
+        fs.FileSelector(str(directory), recursive=True),
+        ds.ParquetFileFormat(),
+        ds.FileSystemFactoryOptions(
+            partition_base_dir=str(directory),
+            partitioning=ds.HivePartitioning.discover(),
+            exclude_invalid_files=True,
+        ),
+    )
+    return factory.finish(factory.inspect(fragments=None))

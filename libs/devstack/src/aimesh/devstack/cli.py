@@ -1,4 +1,5 @@
-"""`aimesh up | down | status | logs`: the local stack without Docker; `aimesh ingest ...`: ingest operations.
+"""`aimesh up | down | status | logs`: the local stack without Docker; `aimesh ingest ...` / `aimesh feature ...`:
+service operations.
 
 Every failure the devstack foresees is a DevstackError: it is printed as one line (cause and fix) and
 the command exits with status 1, without a traceback.
@@ -12,7 +13,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from aiokafka.errors import KafkaError
@@ -34,6 +35,10 @@ app = typer.Typer(
 
 ingest_app = typer.Typer(help="Operate the ingest service (DLQ replay).", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
+feature_app = typer.Typer(
+    help="Operate the feature store (apply definitions, backfill, consistency check).", no_args_is_help=True
+)
+app.add_typer(feature_app, name="feature")
 
 Only = Annotated[list[str] | None, typer.Option("--only", help="Only this part (repeatable).")]
 InfraOnly = Annotated[bool, typer.Option("--infra-only", help="Only kafka, elasticsearch, postgres and triton.")]
@@ -202,6 +207,120 @@ def replay_dlq(
     for what, count in rows:
         table.add_row(what, str(count))
     console.print(table)
+
+
+def _feature_settings() -> Any:
+    try:
+        from aimesh.feature.settings import FeatureSettings
+    except ImportError as exc:
+        raise DevstackError("feature", f"aimesh-feature is not installed ({exc})", "run `make setup`") from exc
+    return FeatureSettings()
+
+
+@feature_app.command("apply")
+def feature_apply(
+    file: Annotated[Path, typer.Argument(help="Feature definitions (YAML), e.g. a feature repo file.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the diff; store nothing.")] = False,
+    address: Annotated[
+        str | None, typer.Option(help="The feature service's gRPC address (default 127.0.0.1:FEATURE_GRPC_PORT).")
+    ] = None,
+) -> None:
+    """Validate FILE, show what it creates / updates / leaves unchanged, and store it (new versions).
+
+    Breaking changes to stored definitions are refused; new or re-laid-out views are backfilled by the service.
+    """
+    import grpc
+
+    from aimesh.api.feature.v1 import feature_pb2
+    from aimesh.feature.operations import apply_file
+
+    settings = _feature_settings()
+    target = address or f"127.0.0.1:{settings.grpc_port}"
+    try:
+        document = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DevstackError(
+            "feature", f"cannot read {file} ({exc})", "give the path of a YAML definitions file"
+        ) from exc
+    try:
+        response = asyncio.run(apply_file(target, document, dry_run=dry_run))
+    except grpc.aio.AioRpcError as exc:
+        fixes = {
+            grpc.StatusCode.INVALID_ARGUMENT: "fix the definitions at the path named",
+            grpc.StatusCode.FAILED_PRECONDITION: "keep the stored computation; give changed features a new name",
+            grpc.StatusCode.UNAVAILABLE: "start the feature service (`aimesh up --only feature`) or pass --address",
+        }
+        raise DevstackError(
+            "feature", f"{exc.code().name}: {exc.details()}", fixes.get(exc.code(), "see the feature service log")
+        ) from exc
+    table = Table(
+        "kind", "name", "action", "version", "what changed", title=f"apply {file}{' (dry run)' if dry_run else ''}"
+    )
+    colours = {"CREATED": "green", "UPDATED": "yellow", "UNCHANGED": "dim"}
+    for change in response.changes:
+        action = feature_pb2.ChangeAction.Name(change.action).removeprefix("CHANGE_ACTION_")
+        table.add_row(
+            change.kind,
+            change.name,
+            f"[{colours.get(action, 'white')}]{action.lower()}[/]",
+            str(change.version),
+            change.detail,
+        )
+    _console().print(table)
+
+
+@feature_app.command("backfill")
+def feature_backfill(
+    view: Annotated[str, typer.Argument(help="The feature view to initialise from the lake.")],
+) -> None:
+    """Initialise VIEW's online state from the lake (record batches, bounded memory); safe to re-run.
+
+    Uses the feature service's database and lake (FEATURE_* environment); the stream keeps applying meanwhile.
+    """
+    from aimesh.core.errors import AimeshError
+    from aimesh.feature.operations import backfill
+
+    settings = _feature_settings()
+    console = _console()
+    with Progress(
+        TextColumn("[bold]backfill[/] " + view), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task(view, total=None)
+        try:
+            result = asyncio.run(
+                backfill(settings, view, on_progress=lambda rows: progress.update(task, completed=rows))
+            )
+        except AimeshError as exc:
+            raise DevstackError("feature", exc.message, "apply the view first (`aimesh feature apply`)") from exc
+    console.print(
+        f"[bold green]backfilled[/] {result.view}: {result.rows} lake rows, {result.written} events written, "
+        f"{result.skipped} rows without the entity id"
+    )
+
+
+@feature_app.command("check")
+def feature_check(
+    samples: Annotated[int, typer.Option("--samples", help="Entities sampled per feature view.")] = 50,
+    seed: Annotated[int | None, typer.Option(help="Random seed (repeatable samples).")] = None,
+) -> None:
+    """Compare online values with offline (lake) retrieval for sampled entities and times; exit 1 on any mismatch."""
+    from aimesh.feature.operations import check
+
+    report = asyncio.run(check(_feature_settings(), samples=samples, seed=seed))
+    console = _console()
+    summary = Table("feature view", "values compared", title="online vs offline")
+    for view, count in sorted(report.compared.items()):
+        summary.add_row(view, str(count))
+    console.print(summary)
+    if report.ok:
+        console.print("[bold green]consistent[/]: every sampled online value equals its offline value")
+        return
+    table = Table("view", "entity", "at", "feature", "online", "offline", title=f"{len(report.mismatches)} mismatches")
+    for m in report.mismatches[:200]:
+        at = datetime.fromtimestamp(m.at_us / 1e6).astimezone().isoformat(timespec="microseconds")
+        table.add_row(m.view, m.entity_id, at, m.feature, m.online, m.offline)
+    console.print(table)
+    raise typer.Exit(1)
 
 
 def main() -> None:

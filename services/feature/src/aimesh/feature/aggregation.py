@@ -1,31 +1,29 @@
 """The one function that computes feature values, used by online serving and offline retrieval alike.
 
-``compute_features`` is pure: given each entity's history strictly before the lookup time ``t``, the
-request context and ``t``, it returns the values. Both paths call it (the online store builds the
-histories from its tables, offline retrieval from the lake), so they agree by construction. Sums use
-``math.fsum`` (exactly rounded), so the order events arrive in never changes a value.
+``compute_features`` is pure: given, per feature view, the entity's retained history strictly before
+the lookup time ``t`` (``EntityHistory.before``), the request context and ``t``, it returns values,
+event times and statuses (TTL included). The online store builds the histories from its tables,
+offline retrieval from the lake; both cut them with ``EntityHistory.before``, so they agree by
+construction. Sums use ``math.fsum`` (exactly rounded) and ties are broken by event id, so the order
+events arrive in never changes a value.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from enum import IntEnum
 
-from aimesh.feature.definitions import (
-    REGISTRY,
-    RISKY_MERCHANT_CATEGORIES,
-    Aggregation,
-    OnDemand,
-    Registry,
-    ResolvedFeature,
-)
+from aimesh.api.feature.v1 import feature_pb2
+from aimesh.core.errors import InvalidArgument
+from aimesh.feature.definitions import Aggregation
+from aimesh.feature.expressions import ExpressionError
+from aimesh.feature.registry import Registry, ResolvedFeature
 
-ContextValue = float | str
-RequestContext = Mapping[str, ContextValue]
-"""Request-time data of the payment: amount (float), merchant_id, merchant_category, country, device_id."""
+Scalar = float | int | str | bool
+RequestContext = Mapping[str, Scalar]
 
 
 def micros(delta: timedelta) -> int:
@@ -33,44 +31,49 @@ def micros(delta: timedelta) -> int:
     return delta // timedelta(microseconds=1)
 
 
+class Status(IntEnum):
+    """A value's status; the values are the wire enum's."""
+
+    PRESENT = feature_pb2.FEATURE_STATUS_PRESENT
+    MISSING = feature_pb2.FEATURE_STATUS_MISSING
+    EXPIRED = feature_pb2.FEATURE_STATUS_EXPIRED
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryEvent:
-    """What the windowed features need of one past transaction."""
+    """One event of an entity as a view keeps it: the fields its aggregations read."""
 
     event_id: str
     ts_us: int
-    amount: float
-    merchant_id: str
+    values: Mapping[str, Scalar]
 
 
 @dataclass(frozen=True)
 class EntityHistory:
-    """One entity's history strictly before a lookup time.
+    """One entity's history in one view.
 
-    ``recent`` holds at least the events of the longest window (any order); ``seen`` the values each
-    IS_NEW source field took over all history; ``last_event_us`` the newest event time (None: no history).
+    ``events``: the retained events (any order): at least those after ``newest - retention``;
+    ``first_seen``: per ``is_new`` field, each value's first event time; ``last_event_us``: the newest
+    event time (None: no history).
     """
 
-    recent: Sequence[HistoryEvent] = ()
-    seen: Mapping[str, Container[str]] = field(default_factory=dict)
+    events: Sequence[HistoryEvent] = ()
+    first_seen: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     last_event_us: int | None = None
 
-    @property
-    def exists(self) -> bool:
-        return self.last_event_us is not None
+    def before(self, at_us: int, retention_us: int) -> EntityHistory:
+        """The history a lookup at ``at_us`` sees: events strictly before it and after its newest such
+        event minus the view's retention. ``first_seen`` is kept whole (lookups compare times).
 
-    def before(self, at_us: int) -> EntityHistory:
-        """This history cut to events strictly before ``at_us``.
-
-        Exact for ``recent`` and ``last_event_us`` whenever ``at_us`` is within the kept window; ``seen``
-        stays as it is (the online store keeps no times for it), so for an ``at_us`` earlier than the
-        newest event the novelty features may count later values as seen.
+        Online and offline both cut with this, so for any ``at_us`` after the newest event they see
+        the same events. For an earlier ``at_us`` the online store may lack events it pruned already.
         """
-        if self.last_event_us is None or self.last_event_us < at_us:
-            return self
-        kept = [e for e in self.recent if e.ts_us < at_us]
-        last = max((e.ts_us for e in kept), default=None)
-        return EntityHistory(kept, self.seen, last)
+        kept = [e for e in self.events if e.ts_us < at_us]
+        if not kept:
+            return EntityHistory((), self.first_seen, None)
+        newest = max(e.ts_us for e in kept)
+        low = newest - retention_us
+        return EntityHistory([e for e in kept if e.ts_us > low], self.first_seen, newest)
 
 
 EMPTY_HISTORY = EntityHistory()
@@ -78,61 +81,59 @@ EMPTY_HISTORY = EntityHistory()
 
 @dataclass(frozen=True)
 class FeatureVector:
-    """Values in the requested order, and per value the newest contributing event time (None: MISSING)."""
+    """Values in the requested order (None: no value), the newest contributing event times and statuses."""
 
-    values: list[float]
+    values: list[Scalar | None]
     event_times_us: list[int | None]
+    statuses: list[Status]
 
 
-@dataclass(frozen=True)
-class Requirements:
-    """What a set of features needs from a request: entity ids and request-context fields."""
-
-    entities: frozenset[str]
-    context_fields: frozenset[str]
+def _values(events: Sequence[HistoryEvent], name: str) -> list[Scalar]:
+    return [v for e in events if (v := e.values.get(name)) is not None]
 
 
-def _entities_of(resolved: ResolvedFeature, registry: Registry) -> frozenset[str]:
-    if resolved.view.entity:
-        return frozenset({resolved.view.entity})
-    found: set[str] = set()
-    for dep in resolved.feature.depends_on:
-        found |= _entities_of(registry.feature(dep), registry)
-    return frozenset(found)
+def _numbers(events: Sequence[HistoryEvent], name: str) -> list[float]:
+    return [float(v) for v in _values(events, name) if isinstance(v, int | float)]
 
 
-def requirements(features: Sequence[ResolvedFeature], registry: Registry = REGISTRY) -> Requirements:
-    """The entities and context fields ``features`` need, dependencies of on-demand features included."""
-    entities: set[str] = set()
-    fields: set[str] = set()
-    pending = list(features)
-    while pending:
-        resolved = pending.pop()
-        entities |= _entities_of(resolved, registry)
-        fields.update(resolved.feature.context_fields)
-        pending.extend(registry.feature(dep) for dep in resolved.feature.depends_on)
-    return Requirements(frozenset(entities), frozenset(fields))
+def _count(events: Sequence[HistoryEvent], name: str | None) -> float:
+    return float(len(events) if name is None else len(_values(events, name)))
 
 
-def _field_values(events: Sequence[HistoryEvent], source_field: str) -> list[Any]:
-    return [getattr(e, source_field) for e in events]
+def _mean(events: Sequence[HistoryEvent], name: str | None) -> float:
+    numbers = _numbers(events, name or "")
+    return math.fsum(numbers) / len(numbers) if numbers else 0.0
 
 
-def _mean(events: Sequence[HistoryEvent], source_field: str) -> float:
-    return math.fsum(_field_values(events, source_field)) / len(events) if events else 0.0
+def _extreme(pick: Callable[[list[float]], float]) -> Callable[[Sequence[HistoryEvent], str | None], float | None]:
+    def compute(events: Sequence[HistoryEvent], name: str | None) -> float | None:
+        numbers = _numbers(events, name or "")
+        return pick(numbers) if numbers else None
+
+    return compute
 
 
-_WINDOW_AGGREGATIONS: dict[Aggregation, Callable[[Sequence[HistoryEvent], str], float]] = {
-    Aggregation.COUNT: lambda events, _field: float(len(events)),
-    Aggregation.SUM: lambda events, source_field: math.fsum(_field_values(events, source_field)),
+def _last(events: Sequence[HistoryEvent], name: str | None) -> Scalar | None:
+    having = [e for e in events if e.values.get(name or "") is not None]
+    if not having:
+        return None
+    return max(having, key=lambda e: (e.ts_us, e.event_id)).values[name or ""]
+
+
+_WINDOW_AGGREGATIONS: dict[Aggregation, Callable[[Sequence[HistoryEvent], str | None], Scalar | None]] = {
+    Aggregation.COUNT: _count,
+    Aggregation.SUM: lambda events, name: math.fsum(_numbers(events, name or "")),
     Aggregation.MEAN: _mean,
-    Aggregation.DISTINCT_COUNT: lambda events, source_field: float(len(set(_field_values(events, source_field)))),
+    Aggregation.MIN: _extreme(min),
+    Aggregation.MAX: _extreme(max),
+    Aggregation.DISTINCT_COUNT: lambda events, name: float(len(set(_values(events, name or "")))),
+    Aggregation.LAST: _last,
 }
-"""Windowed aggregations over a HistoryEvent field (``amount`` or ``merchant_id``)."""
+"""Aggregations over the events of a window (or of the whole retained history when unset)."""
 
 
 class _Evaluation:
-    """One lookup: computes (and memoises) any feature by name for fixed histories, context and time."""
+    """One lookup: computes (and memoises) features for fixed histories, context and time."""
 
     def __init__(
         self, histories: Mapping[str, EntityHistory], context: RequestContext, at_us: int, registry: Registry
@@ -142,56 +143,72 @@ class _Evaluation:
         self.at_us = at_us
         self.registry = registry
         self._windows: dict[tuple[str, int], list[HistoryEvent]] = {}
-        self._values: dict[str, float] = {}
+        self._done: dict[str, tuple[Scalar | None, int | None, Status]] = {}
 
-    def window(self, entity: str, window: timedelta) -> list[HistoryEvent]:
-        key = (entity, micros(window))
+    def window(self, view: str, window_us: int | None) -> Sequence[HistoryEvent]:
+        history = self.histories[view]
+        if window_us is None:
+            return history.events
+        key = (view, window_us)
         events = self._windows.get(key)
         if events is None:
-            low = self.at_us - key[1]
-            events = [e for e in self.histories[entity].recent if low < e.ts_us < self.at_us]
+            low = self.at_us - window_us
+            events = [e for e in history.events if e.ts_us > low]
             self._windows[key] = events
         return events
 
-    def value(self, resolved: ResolvedFeature) -> float:
-        cached = self._values.get(resolved.name)
-        if cached is None:
-            cached = self._compute(resolved)
-            self._values[resolved.name] = cached
-        return cached
+    def result(self, resolved: ResolvedFeature) -> tuple[Scalar | None, int | None, Status]:
+        ref = resolved.ref
+        done = self._done.get(ref)
+        if done is None:
+            done = self._on_demand(resolved) if resolved.view.on_demand else self._stream(resolved)
+            self._done[ref] = done
+        return done
 
-    def _compute(self, resolved: ResolvedFeature) -> float:
-        f = resolved.feature
-        agg = f.aggregation
-        if agg is Aggregation.ON_DEMAND:
-            return self._on_demand(resolved)
-        history = self.histories[resolved.view.entity]
+    def _stream(self, resolved: ResolvedFeature) -> tuple[Scalar | None, int | None, Status]:
+        f, view = resolved.feature, resolved.view
+        history = self.histories[view.name]
+        value = self._value(f.aggregation, f.field, f.window, history, view.name)
+        at = history.last_event_us
+        if at is None or value is None:
+            return value, None, Status.MISSING
+        if view.ttl is not None and self.at_us - at > micros(view.ttl):
+            return value, at, Status.EXPIRED
+        return value, at, Status.PRESENT
+
+    def _value(
+        self, agg: Aggregation, name: str | None, window: timedelta | None, history: EntityHistory, view: str
+    ) -> Scalar | None:
         if agg is Aggregation.IS_NEW:
-            return 0.0 if str(self.context[f.source_field]) in history.seen.get(f.source_field, ()) else 1.0
-        assert f.window is not None, f"{f.name}: {agg.name} needs a window"
+            first = history.first_seen.get(name or "", {}).get(str(self.context[name or ""]))
+            return 0.0 if first is not None and first < self.at_us else 1.0
         if agg is Aggregation.SECONDS_SINCE_LAST:
-            cap = micros(f.window)
+            assert window is not None
+            cap = micros(window)
             last = history.last_event_us
             return min(cap, self.at_us - last) / 1e6 if last is not None else cap / 1e6
-        return _WINDOW_AGGREGATIONS[agg](self.window(resolved.view.entity, f.window), f.source_field)
+        return _WINDOW_AGGREGATIONS[agg](self.window(view, micros(window) if window else None), name)
 
-    def _on_demand(self, resolved: ResolvedFeature) -> float:
-        formula = resolved.feature.formula
-        if formula is OnDemand.CONTEXT_AMOUNT:
-            return float(self.context["amount"])
-        if formula is OnDemand.AMOUNT_TO_CARD_MEAN_7D:
-            card_mean = self.value(self.registry.feature("card_amount_mean_7d"))
-            return float(self.context["amount"]) / (card_mean + 1.0)
-        if formula is OnDemand.MERCHANT_CATEGORY_RISK:
-            return 1.0 if str(self.context["merchant_category"]) in RISKY_MERCHANT_CATEGORIES else 0.0
-        raise AssertionError(f"unhandled on-demand formula {formula}")
-
-    def event_time(self, resolved: ResolvedFeature) -> int | None:
-        own = _entities_of(resolved, self.registry)
-        times = [t for e in (own or self.histories) if (t := self.histories[e].last_event_us) is not None]
-        if own:
-            return max(times, default=None)
-        return max(times, default=self.at_us)  # a feature of the request alone is always present
+    def _on_demand(self, resolved: ResolvedFeature) -> tuple[Scalar | None, int | None, Status]:
+        deps = self.registry.dependencies(resolved)
+        env: dict[str, Scalar | None] = dict(self.context)
+        times: list[int] = []
+        statuses: set[Status] = set()
+        for dep in deps:
+            value, at, status = self.result(dep)
+            env[dep.name] = value
+            statuses.add(status)
+            if at is not None:
+                times.append(at)
+        try:
+            value = resolved.feature.compiled.evaluate(env)
+        except ExpressionError as exc:
+            raise InvalidArgument(f"on-demand feature {resolved.ref}: {exc}") from exc
+        if not deps:
+            return value, self.at_us, Status.PRESENT  # a feature of the request alone is always present
+        if not times:
+            return value, None, Status.MISSING
+        return value, max(times), Status.EXPIRED if Status.EXPIRED in statuses else Status.PRESENT
 
 
 def compute_features(
@@ -199,21 +216,20 @@ def compute_features(
     histories: Mapping[str, EntityHistory],
     context: RequestContext,
     at_us: int,
-    registry: Registry = REGISTRY,
+    registry: Registry,
 ) -> FeatureVector:
     """The values of ``features`` for a lookup at ``at_us`` (epoch microseconds).
 
-    ``histories`` maps entity name to that entity's history strictly before ``at_us`` and must hold
-    every entity ``requirements(features)`` names (an empty ``EntityHistory`` for an unknown entity);
-    ``context`` must hold every context field it names. Windows are the open interval
-    ``(at_us - window, at_us)``. Raises KeyError when an input is missing (callers validate first).
-
-    ``event_times_us[i]`` is the newest event time among the entities feature ``i`` uses (for features
-    of the request alone: the newest among all given entities, or ``at_us`` when none has history);
-    None means no history (MISSING), the value then being the computed default (counts 0 ...).
+    ``histories`` maps view name to the entity's history in that view, cut with ``before(at_us, ...)``;
+    it must hold every view the features (and their on-demand dependencies) read, ``context`` every
+    field ``registry.requirements(features)`` names (callers validate first; KeyError otherwise).
+    Windows are the open interval ``(at_us - window, at_us)``. A value is MISSING when the entity
+    has no history in the view (windowed values then hold their default: counts and sums 0, mean 0)
+    or when there is no value (min/max/last of nothing); EXPIRED when the entity's newest event is
+    older than the view's ttl at ``at_us``. Raises InvalidArgument when an on-demand expression fails.
     """
     evaluation = _Evaluation(histories, context, at_us, registry)
+    results = [evaluation.result(f) for f in features]
     return FeatureVector(
-        values=[evaluation.value(f) for f in features],
-        event_times_us=[evaluation.event_time(f) for f in features],
+        values=[r[0] for r in results], event_times_us=[r[1] for r in results], statuses=[r[2] for r in results]
     )

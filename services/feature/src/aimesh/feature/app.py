@@ -1,6 +1,8 @@
 """feature wiring: the FeatureService gRPC API, the online-store consumer and the admin app on one runtime.
 
-At start the online store's migrations run; ``/readyz`` then checks the database (and Kafka).
+At start the migrations run and ``definitions_file`` is applied; views never backfilled for their
+current layout are backfilled from the lake in the background while the consumer already applies new
+records (see ``backfill``); ``/readyz`` checks the database (and Kafka).
 """
 
 from __future__ import annotations
@@ -14,11 +16,8 @@ from aimesh.core.deadletter import DeadLetterPublisher
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.runner import ServiceRuntime
 from aimesh.core.sql import create_engine, ping
-from aimesh.feature.api import FeatureServiceApi
-from aimesh.feature.consumer import OnlineUpdater
-from aimesh.feature.retrieval import HistoricalRetrieval, OnlineRetrieval
+from aimesh.feature.service import FeatureStore
 from aimesh.feature.settings import FeatureSettings
-from aimesh.feature.store import OnlineStore
 
 SERVICE_NAME = feature_pb2.DESCRIPTOR.services_by_name["FeatureService"].full_name
 
@@ -29,12 +28,10 @@ async def serve_feature(settings: FeatureSettings) -> None:
     async def wire(runtime: ServiceRuntime, producer: EventProducer) -> None:
         engine = create_engine(settings.sqlalchemy_url())
         runtime.add_cleanup(engine.dispose)
-        store = OnlineStore(engine)
-        await store.migrate()
+        features = FeatureStore(engine, settings.lake_root, allowed_lateness=settings.allowed_lateness)
+        await features.start(settings.definitions_file)
         runtime.probes.readiness["database"] = lambda: ping(engine)
-        api = FeatureServiceApi(  # type: ignore[abstract]  # ApplyDefinitions answers UNIMPLEMENTED for now
-            OnlineRetrieval(store), HistoricalRetrieval(settings.lake_root)
-        )
+        api = features.api()
         runtime.add_grpc(
             GrpcServer(
                 settings,
@@ -42,14 +39,15 @@ async def serve_feature(settings: FeatureSettings) -> None:
                 [SERVICE_NAME],
             )
         )
+        features.schedule_backfills()
+        runtime.add_cleanup(features.stop)
         if settings.topics:
-            updater = OnlineUpdater(store, DeadLetterPublisher(producer, settings.service_name))
             runtime.add_consumer(
                 EventConsumer(
                     settings.kafka_bootstrap,
                     group_id=settings.group_id,
                     topics=settings.topics,
-                    batch_handler=updater,
+                    batch_handler=features.updater(DeadLetterPublisher(producer, settings.service_name)),
                     service=settings.service_name,
                     max_batch=settings.consumer_max_batch,
                 )

@@ -1,11 +1,12 @@
-"""The online update: the batch handler that applies ``aimesh.ingest.records.v1`` to the online store.
+"""The online update: the batch handler that applies canonical records to the online store.
 
 Transport-free: it gets one partition's batch of events (``aimesh.core.bus`` batch hook). Per batch:
-records at offsets the store already applied are skipped; the others are decoded; undecodable ones
-are dead-lettered (acknowledged) before the effects are written; then the card transactions and the
-partition's next offset are committed in one database transaction. Kafka's own offset commit comes
-after the handler returns and only saves redelivery work: the stored offset is what guarantees that
-nothing is counted twice.
+records at offsets the store already applied are skipped; the others are decoded and projected onto
+every feature view of their source (the registry current at that moment); undecodable ones, and ones
+without a view's entity id, are dead-lettered (acknowledged) before the effects are written; then the
+view events and the partition's next offset are committed in one database transaction. Kafka's own
+offset commit comes after the handler returns and only saves redelivery work: the stored offset is
+what guarantees that nothing is counted twice.
 """
 
 from __future__ import annotations
@@ -15,16 +16,26 @@ from collections.abc import Sequence
 from aimesh.core.bus import DeadLetterSink, dead_letter
 from aimesh.core.events import Event, PoisonEvent
 from aimesh.feature import metrics
-from aimesh.feature.records import Transaction, transaction_from_event
+from aimesh.feature.aggregation import micros
+from aimesh.feature.records import ViewEvent, record_from_event, view_event
+from aimesh.feature.registry import Registry, RegistryHolder
 from aimesh.feature.store import ApplyResult, OnlineStore
 
 
 class OnlineUpdater:
-    """Applies consumed canonical records to ``store``; rejects go to ``dead_letters``."""
+    """Applies consumed canonical records to ``store`` for the views of ``registry``; rejects go to ``dead_letters``."""
 
-    def __init__(self, store: OnlineStore, dead_letters: DeadLetterSink | None, *, service: str = "feature") -> None:
+    def __init__(
+        self,
+        store: OnlineStore,
+        dead_letters: DeadLetterSink | None,
+        registry: RegistryHolder,
+        *,
+        service: str = "feature",
+    ) -> None:
         self.store = store
         self.dead_letters = dead_letters
+        self.registry = registry
         self.service = service
 
     async def __call__(self, events: Sequence[Event]) -> None:
@@ -38,25 +49,29 @@ class OnlineUpdater:
     async def apply(self, events: Sequence[Event]) -> ApplyResult:
         if not events:
             return ApplyResult(0, 0)
+        registry = self.registry.current
         topic, partition = events[0].topic, events[0].partition
         stored = await self.store.next_offset(topic, partition)
-        records: list[tuple[int, Transaction | None]] = []
+        records: list[tuple[int, Sequence[ViewEvent] | None]] = []
         for event in events:
-            txn = None
-            if event.offset >= stored:
-                txn = await self._decode(event)
-            records.append((event.offset, txn))
-        result = await self.store.apply(topic, partition, records)
+            projected = await self._project(event, registry) if event.offset >= stored else None
+            records.append((event.offset, projected))
+        retention = {v.name: micros(v.retention) for v in registry.views.values()}
+        result = await self.store.apply(topic, partition, records, retention)
         metrics.RECORDS_APPLIED.labels(topic).inc(result.applied)
         metrics.RECORDS_SKIPPED_REDELIVERED.labels(topic).inc(result.skipped)
+        metrics.EVENTS_LATE.labels(topic).inc(result.late)
         return result
 
-    async def _decode(self, event: Event) -> Transaction | None:
+    async def _project(self, event: Event, registry: Registry) -> list[ViewEvent] | None:
         try:
-            txn = transaction_from_event(event)
+            record = record_from_event(event)
+            views = registry.views_by_source.get(record.source, ())
+            projected = [view_event(v, registry.entities[v.entity], record) for v in views]
         except PoisonEvent as poison:
             await dead_letter(self.dead_letters, event, poison, service=self.service)
             return None
-        if txn is None:
+        if not projected:
             metrics.RECORDS_IGNORED.labels(event.topic).inc()
-        return txn
+            return None
+        return projected

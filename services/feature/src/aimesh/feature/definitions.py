@@ -1,191 +1,382 @@
-"""Feature definitions as data: entities, feature views (aggregation + window) and feature services.
+"""Feature definitions: entities, feature views and feature services, as pydantic models.
 
-The ``fraud_v1`` feature service is the fraud model's input contract (docs/scenario-fraud.md): its
-feature names and their order are ``FRAUD_V1_FEATURES``. Definitions are fixed in code for now; the
-apply/versioning machinery (``ApplyDefinitions``) comes later.
+The agreed format (a "feature repo", YAML or the same structure built in Python)::
+
+    entities:        [{name: card, key: entity_key}, {name: customer, key: customer_id}]
+    feature_views:   [{name, entity, source, ttl: 30d, features: [{name, aggregation, field, window}],
+                       transformations: [{name, expression: log1p(amount)}]}]
+    feature_services: [{name, features: ["<view>:<feature>", "<view>:*"]}]
+
+``parse_repo`` validates a document and raises InvalidArgument naming the path of the first problem
+(``feature_views[2].features[0].window: ...``). Cross-references (entities of views, features of
+services, names used by on-demand expressions) are checked by ``check_references`` against the
+definitions they will live with (the registry's, when applying a partial repo).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import re
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from enum import Enum
+from enum import StrEnum
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
 
-from google.protobuf.duration_pb2 import Duration
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
-from aimesh.api.common.v1 import common_pb2
-from aimesh.api.feature.v1 import feature_pb2
-from aimesh.core.errors import InvalidArgument, NotFound
+from aimesh.core.errors import InvalidArgument
+from aimesh.feature.expressions import Expression, ExpressionError
 
-CARD = "card"
-CUSTOMER = "customer"
-CARD_TRANSACTIONS = "card_transactions"
 REQUEST_SOURCE = "request"
 """Pseudo-source of on-demand views: their inputs come with the request."""
+ENTITY_KEY = "entity_key"
+"""An entity key naming the canonical record's own ``entity_key`` (any other key is an attribute)."""
+SHIPPED_DEFINITIONS = "fraud_v1.yaml"
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
-class Aggregation(Enum):
-    """How a feature is computed; the values are the wire enum (``feature_pb2.Aggregation``)."""
-
-    COUNT = feature_pb2.AGGREGATION_COUNT
-    SUM = feature_pb2.AGGREGATION_SUM
-    MEAN = feature_pb2.AGGREGATION_MEAN
-    DISTINCT_COUNT = feature_pb2.AGGREGATION_DISTINCT_COUNT
-    SECONDS_SINCE_LAST = feature_pb2.AGGREGATION_SECONDS_SINCE_LAST
-    IS_NEW = feature_pb2.AGGREGATION_IS_NEW
-    ON_DEMAND = feature_pb2.AGGREGATION_ON_DEMAND
-
-
-class OnDemand(Enum):
-    """The on-demand formulas the aggregation function knows (see ``aggregation.py``)."""
-
-    CONTEXT_AMOUNT = "the request's amount"
-    AMOUNT_TO_CARD_MEAN_7D = "amount / (card_amount_mean_7d + 1)"
-    MERCHANT_CATEGORY_RISK = "1.0 when merchant_category is one of " + ", ".join(
-        ("gaming", "crypto", "gift_cards", "electronics")
-    )
+def parse_duration(value: Any) -> Any:
+    """``"30d"``, ``"1h"``, ``"15m"``, ``"10s"`` (or a timedelta / seconds number) -> timedelta."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"invalid duration {value!r}: use <integer><unit> with unit s, m, h or d (e.g. 24h)")
+        return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return value
 
 
-RISKY_MERCHANT_CATEGORIES = frozenset({"gaming", "crypto", "gift_cards", "electronics"})
+def format_duration(value: timedelta) -> str:
+    """The shortest exact ``<n><unit>`` text of ``value`` (whole seconds)."""
+    seconds = int(value.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
 
 
-@dataclass(frozen=True)
-class FeatureDef:
-    """One feature. ``window`` bounds COUNT/SUM/MEAN/DISTINCT_COUNT (the open interval (t-window, t)) and
-    caps SECONDS_SINCE_LAST. ``context_fields`` and ``depends_on`` are what it needs from the request
-    and from other features."""
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be positive")
+    return value
 
-    name: str
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+Name = Annotated[str, Field(pattern=_NAME, max_length=100)]
+
+
+class Aggregation(StrEnum):
+    """How a feature is computed from an entity's events (``aggregation.py`` implements each)."""
+
+    COUNT = "count"
+    SUM = "sum"
+    MEAN = "mean"
+    MIN = "min"
+    MAX = "max"
+    LAST = "last"
+    DISTINCT_COUNT = "distinct_count"
+    SECONDS_SINCE_LAST = "seconds_since_last"
+    IS_NEW = "is_new"
+    ON_DEMAND = "on_demand"
+
+
+WINDOWED = frozenset(
+    {Aggregation.COUNT, Aggregation.SUM, Aggregation.MEAN, Aggregation.MIN, Aggregation.MAX, Aggregation.DISTINCT_COUNT}
+)
+"""Aggregations over a sliding window (the whole retained history when the window is unset)."""
+NEEDS_FIELD = WINDOWED - {Aggregation.COUNT} | {Aggregation.LAST, Aggregation.IS_NEW}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EntitySpec(_Model):
+    """A kind of thing features describe; ``key`` is where a record carries its id."""
+
+    name: Name
+    key: str = ENTITY_KEY
+    description: str = ""
+
+
+class FeatureSpec(_Model):
+    """One feature of a view.
+
+    ``field`` is the record attribute (or transformation) aggregated; ``window`` bounds windowed
+    aggregations (open interval (t - window, t)) and caps ``seconds_since_last``; ``expression`` is
+    the formula of an ``on_demand`` feature over request-context fields and other features.
+    ``is_new`` compares the request context's ``field`` with every value ``field`` took before t.
+    """
+
+    name: Name
     aggregation: Aggregation
-    source_field: str = ""
-    window: timedelta | None = None
-    formula: OnDemand | None = None
-    context_fields: tuple[str, ...] = ()
-    depends_on: tuple[str, ...] = ()
+    field: str | None = None
+    window: Duration | None = None
+    expression: str | None = None
     description: str = ""
 
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureSpec:
+        agg = self.aggregation
+        if agg in NEEDS_FIELD and not self.field:
+            raise ValueError(f"aggregation {agg.value} needs a field")
+        if self.window is not None:
+            _positive(self.window)
+            if agg not in WINDOWED | {Aggregation.SECONDS_SINCE_LAST}:
+                raise ValueError(f"aggregation {agg.value} takes no window")
+        if agg is Aggregation.SECONDS_SINCE_LAST and self.window is None:
+            raise ValueError("aggregation seconds_since_last needs a window (the cap)")
+        if agg is Aggregation.ON_DEMAND:
+            if not self.expression or self.field or self.window:
+                raise ValueError("aggregation on_demand needs an expression and takes no field or window")
+            _compile(self.expression)
+        elif self.expression:
+            raise ValueError(f"aggregation {agg.value} takes no expression (only on_demand does)")
+        return self
 
-@dataclass(frozen=True)
-class FeatureViewDef:
-    """Features of one entity from one source (or on-demand features, ``entity`` empty)."""
+    @cached_property
+    def compiled(self) -> Expression:
+        """The on-demand expression, compiled (only for ON_DEMAND)."""
+        assert self.expression is not None
+        return Expression(self.expression)
 
-    name: str
-    entity: str
+    def behaviour(self) -> tuple[object, ...]:
+        """What a stored version promises about this feature's values; changing it is a breaking change."""
+        return (self.aggregation, self.field, self.window, self.expression)
+
+
+class TransformationSpec(_Model):
+    """A per-record derived field (``expression`` over the record's attributes), aggregated like one."""
+
+    name: Name
+    expression: str
+
+    @model_validator(mode="after")
+    def _parses(self) -> TransformationSpec:
+        _compile(self.expression)
+        return self
+
+    @cached_property
+    def compiled(self) -> Expression:
+        return Expression(self.expression)
+
+
+def _compile(text: str) -> Expression:
+    try:
+        return Expression(text)
+    except ExpressionError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+class FeatureViewSpec(_Model):
+    """Features of one entity from one source; or, with ``source: request``, on-demand features."""
+
+    name: Name
+    entity: str = ""
     source: str
-    features: tuple[FeatureDef, ...]
+    ttl: Duration | None = None
+    features: list[FeatureSpec] = Field(min_length=1)
+    transformations: list[TransformationSpec] = []
     description: str = ""
+    tags: dict[str, str] = {}
 
-
-@dataclass(frozen=True)
-class FeatureServiceDef:
-    """A named, ordered list of feature references ``<view>:<feature>``: a model's inputs."""
-
-    name: str
-    features: tuple[str, ...]
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class ResolvedFeature:
-    """A feature with the view it belongs to."""
-
-    view: FeatureViewDef
-    feature: FeatureDef
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureViewSpec:
+        _unique("features", [f.name for f in self.features])
+        _unique("transformations", [t.name for t in self.transformations])
+        if self.ttl is not None:
+            _positive(self.ttl)
+        on_demand = [f.name for f in self.features if f.aggregation is Aggregation.ON_DEMAND]
+        if self.source == REQUEST_SOURCE:
+            if len(on_demand) != len(self.features) or self.transformations:
+                raise ValueError("a view with source 'request' holds only on_demand features and no transformations")
+        else:
+            if not self.entity:
+                raise ValueError("entity missing (only views with source 'request' have none)")
+            if on_demand:
+                raise ValueError(f"on_demand features belong in a view with source 'request': {', '.join(on_demand)}")
+        return self
 
     @property
-    def name(self) -> str:
-        return self.feature.name
+    def on_demand(self) -> bool:
+        return self.source == REQUEST_SOURCE
 
-    @property
-    def ref(self) -> str:
-        return f"{self.view.name}:{self.feature.name}"
+    @cached_property
+    def retention(self) -> timedelta:
+        """How much history before an entity's newest event the view keeps: its longest window or ttl
+        (whichever is longer; zero when it has neither, then only the newest event is kept)."""
+        spans = [f.window for f in self.features if f.aggregation in WINDOWED and f.window is not None]
+        if self.ttl is not None:
+            spans.append(self.ttl)
+        return max(spans, default=timedelta(0))
 
+    @cached_property
+    def stored_fields(self) -> tuple[str, ...]:
+        """Record fields (attributes or transformations) the view's aggregations read, sorted."""
+        return tuple(sorted({f.field for f in self.features if f.field and f.aggregation is not Aggregation.IS_NEW}))
 
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
-WEEK = timedelta(days=7)
-SECONDS_SINCE_PREV_CAP = timedelta(days=30)
-LONGEST_WINDOW = WEEK
-"""History older than this (relative to an entity's newest event) never affects a value."""
+    @cached_property
+    def seen_fields(self) -> tuple[str, ...]:
+        """Fields whose every value is remembered with its first time (``is_new`` features)."""
+        return tuple(sorted({f.field for f in self.features if f.field and f.aggregation is Aggregation.IS_NEW}))
 
-
-def _entity_stats(prefix: str, *, with_card_extras: bool) -> tuple[FeatureDef, ...]:
-    windows: list[FeatureDef] = []
-    if with_card_extras:
-        windows += [
-            FeatureDef(f"{prefix}_txn_count_1h", Aggregation.COUNT, window=HOUR),
-            FeatureDef(f"{prefix}_txn_amount_sum_1h", Aggregation.SUM, "amount", HOUR),
-        ]
-    windows += [
-        FeatureDef(f"{prefix}_txn_count_24h", Aggregation.COUNT, window=DAY),
-        FeatureDef(f"{prefix}_txn_amount_sum_24h", Aggregation.SUM, "amount", DAY),
-        FeatureDef(f"{prefix}_amount_mean_7d", Aggregation.MEAN, "amount", WEEK, description="0 when none"),
-        FeatureDef(f"{prefix}_distinct_merchants_24h", Aggregation.DISTINCT_COUNT, "merchant_id", DAY),
-    ]
-    if with_card_extras:
-        windows += [
-            FeatureDef(
-                f"{prefix}_seconds_since_prev",
-                Aggregation.SECONDS_SINCE_LAST,
-                window=SECONDS_SINCE_PREV_CAP,
-                description="capped at 30 d; 30 d when none",
-            ),
-            FeatureDef(f"{prefix}_country_is_new", Aggregation.IS_NEW, "country", context_fields=("country",)),
-            FeatureDef(f"{prefix}_device_is_new", Aggregation.IS_NEW, "device_id", context_fields=("device_id",)),
-        ]
-    return tuple(windows)
+    def storage_layout(self) -> tuple[object, ...]:
+        """What the online state of this view depends on; when it changes the view is backfilled again."""
+        transformations = tuple((t.name, t.expression) for t in self.transformations)
+        return (self.entity, self.source, self.stored_fields, self.seen_fields, self.retention, transformations)
 
 
-CARD_TXN_STATS = FeatureViewDef(
-    "card_txn_stats",
-    CARD,
-    CARD_TRANSACTIONS,
-    _entity_stats("card", with_card_extras=True),
-    "Per-card transaction aggregates",
-)
-CUSTOMER_TXN_STATS = FeatureViewDef(
-    "customer_txn_stats",
-    CUSTOMER,
-    CARD_TRANSACTIONS,
-    _entity_stats("customer", with_card_extras=False),
-    "Per-customer transaction aggregates (customer_id attribute of card transactions)",
-)
-PAYMENT_REQUEST = FeatureViewDef(
-    "payment_request",
-    "",
-    REQUEST_SOURCE,
-    (
-        FeatureDef(
-            "amount",
-            Aggregation.ON_DEMAND,
-            "amount",
-            formula=OnDemand.CONTEXT_AMOUNT,
-            context_fields=("amount",),
-            description=OnDemand.CONTEXT_AMOUNT.value,
-        ),
-        FeatureDef(
-            "amount_to_card_mean_7d",
-            Aggregation.ON_DEMAND,
-            "amount",
-            formula=OnDemand.AMOUNT_TO_CARD_MEAN_7D,
-            context_fields=("amount",),
-            depends_on=("card_amount_mean_7d",),
-            description=OnDemand.AMOUNT_TO_CARD_MEAN_7D.value,
-        ),
-        FeatureDef(
-            "merchant_category_risk",
-            Aggregation.ON_DEMAND,
-            "merchant_category",
-            formula=OnDemand.MERCHANT_CATEGORY_RISK,
-            context_fields=("merchant_category",),
-            description=OnDemand.MERCHANT_CATEGORY_RISK.value,
-        ),
-    ),
-    "On-demand features of the payment being scored (from the request context)",
-)
+class FeatureServiceSpec(_Model):
+    """A named, ordered list of feature references ``<view>:<feature>`` (or ``<view>:*``): a model's inputs."""
 
-FEATURE_VIEWS: tuple[FeatureViewDef, ...] = (CARD_TXN_STATS, CUSTOMER_TXN_STATS, PAYMENT_REQUEST)
+    name: Name
+    features: list[str] = Field(min_length=1)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _references(self) -> FeatureServiceSpec:
+        for i, ref in enumerate(self.features):
+            if ref.count(":") != 1 or not all(ref.split(":")):
+                raise ValueError(f"features[{i}]: {ref!r} is not a reference '<view>:<feature>' or '<view>:*'")
+        return self
+
+
+class FeatureRepo(_Model):
+    """A set of definitions (a YAML file, an ApplyDefinitions request, or the registry's latest versions)."""
+
+    entities: list[EntitySpec] = []
+    feature_views: list[FeatureViewSpec] = []
+    feature_services: list[FeatureServiceSpec] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> FeatureRepo:
+        _unique("entities", [e.name for e in self.entities])
+        _unique("feature_views", [v.name for v in self.feature_views])
+        _unique("feature_services", [s.name for s in self.feature_services])
+        return self
+
+    def merged_over(self, base: FeatureRepo) -> FeatureRepo:
+        """``base`` with this repo's definitions added or replacing those of the same name."""
+
+        def merge(old: list[Any], new: list[Any]) -> list[Any]:
+            by_name = {item.name: item for item in old}
+            by_name.update({item.name: item for item in new})
+            return sorted(by_name.values(), key=lambda item: item.name)
+
+        return FeatureRepo(
+            entities=merge(base.entities, self.entities),
+            feature_views=merge(base.feature_views, self.feature_views),
+            feature_services=merge(base.feature_services, self.feature_services),
+        )
+
+
+def _unique(what: str, names: list[str]) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what}: duplicate names {', '.join(dupes)}")
+
+
+def error_path(loc: Iterable[int | str]) -> str:
+    """``("feature_views", 2, "features", 0, "window")`` -> ``feature_views[2].features[0].window``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def parse_repo(document: Mapping[str, Any] | None) -> FeatureRepo:
+    """Validate a definitions document; raises InvalidArgument naming every problem by its path."""
+    try:
+        return FeatureRepo.model_validate(document or {})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tagged-")))]
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{error_path(loc) or '<document>'}: {message}")
+        raise InvalidArgument("invalid feature definitions: " + "; ".join(problems)) from exc
+
+
+def parse_yaml(text: str) -> FeatureRepo:
+    """A repo from YAML text; raises InvalidArgument for bad YAML or bad definitions."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidArgument(f"invalid YAML: {exc}") from exc
+    if document is not None and not isinstance(document, dict):
+        raise InvalidArgument("invalid feature definitions: <document>: must be a mapping")
+    return parse_repo(document)
+
+
+def load_file(path: Path) -> FeatureRepo:
+    """A repo from a YAML (or JSON) file; raises InvalidArgument (bad content) or OSError (unreadable)."""
+    return parse_yaml(path.read_text(encoding="utf-8"))
+
+
+def shipped_file() -> Path:
+    """The definitions shipped with the package (``fraud_v1``)."""
+    return Path(str(resources.files("aimesh.feature").joinpath(SHIPPED_DEFINITIONS)))
+
+
+def to_yaml(repo: FeatureRepo) -> str:
+    """The repo as YAML in the agreed format (round-trips through ``parse_yaml``)."""
+    return yaml.safe_dump(repo.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+
+
+def check_references(request: FeatureRepo, merged: FeatureRepo) -> None:
+    """Check that ``request``'s definitions refer only to things in ``merged`` (request over the registry).
+
+    Raises InvalidArgument naming the request path: unknown entity of a view, unknown view / feature
+    in a service, unresolvable name in an on-demand expression.
+    """
+    entities = {e.name for e in merged.entities}
+    views = {v.name: v for v in merged.feature_views}
+    problems: list[str] = []
+    for i, view in enumerate(request.feature_views):
+        if view.entity and view.entity not in entities:
+            problems.append(
+                f"feature_views[{i}].entity: unknown entity {view.entity!r}; known: {', '.join(sorted(entities))}"
+            )
+        if view.on_demand:
+            for j, feature in enumerate(view.features):
+                for name in sorted(feature.compiled.names):
+                    hits = _features_named(merged, name)
+                    if len(hits) > 1:
+                        problems.append(
+                            f"feature_views[{i}].features[{j}].expression: {name!r} is ambiguous ({', '.join(hits)})"
+                        )
+    for i, service in enumerate(request.feature_services):
+        for j, ref in enumerate(service.features):
+            view_name, feature_name = ref.split(":")
+            found = views.get(view_name)
+            if found is None:
+                problems.append(
+                    f"feature_services[{i}].features[{j}]: unknown feature view {view_name!r}; "
+                    f"known: {', '.join(sorted(views))}"
+                )
+            elif feature_name != "*" and feature_name not in {f.name for f in found.features}:
+                problems.append(
+                    f"feature_services[{i}].features[{j}]: view {view_name!r} has no feature {feature_name!r}; "
+                    f"it has: {', '.join(f.name for f in found.features)}"
+                )
+    if problems:
+        raise InvalidArgument("invalid feature definitions: " + "; ".join(problems))
+
+
+def _features_named(repo: FeatureRepo, name: str) -> list[str]:
+    return [f"{v.name}:{f.name}" for v in repo.feature_views if not v.on_demand for f in v.features if f.name == name]
+
 
 FRAUD_V1_FEATURES: tuple[str, ...] = (
     "card_txn_count_1h",
@@ -205,85 +396,4 @@ FRAUD_V1_FEATURES: tuple[str, ...] = (
     "amount_to_card_mean_7d",
     "merchant_category_risk",
 )
-"""The fraud model's input columns, in order (docs/scenario-fraud.md)."""
-
-
-@dataclass(frozen=True)
-class Registry:
-    """Lookup over a set of views and feature services."""
-
-    views: tuple[FeatureViewDef, ...]
-    services: tuple[FeatureServiceDef, ...]
-    _by_name: dict[str, ResolvedFeature] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        by_name = {f.name: ResolvedFeature(v, f) for v in self.views for f in v.features}
-        object.__setattr__(self, "_by_name", by_name)
-
-    def feature(self, name: str) -> ResolvedFeature:
-        """The feature called ``name`` (or referenced as ``<view>:<name>``); raises NotFound listing them all."""
-        view_name, _, feature_name = name.rpartition(":")
-        found = self._by_name.get(feature_name)
-        if found is None or (view_name and found.view.name != view_name):
-            known = ", ".join(r.ref for r in self._by_name.values())
-            raise NotFound(f"unknown feature {name!r}; known features: {known}")
-        return found
-
-    def feature_service(self, name: str) -> tuple[ResolvedFeature, ...]:
-        """The ordered features of service ``name``; raises NotFound listing the services that exist."""
-        for service in self.services:
-            if service.name == name:
-                return tuple(self.feature(ref) for ref in service.features)
-        known = ", ".join(s.name for s in self.services)
-        raise NotFound(f"unknown feature service {name!r}; known feature services: {known}")
-
-    def select(self, feature_service: str, features: Sequence[str]) -> tuple[ResolvedFeature, ...]:
-        """Resolve a request's feature selection: exactly one of a service name or a feature list.
-
-        Raises InvalidArgument when neither or both are given, NotFound for unknown names.
-        """
-        if bool(feature_service) == bool(features):
-            raise InvalidArgument("set exactly one of feature_service and features")
-        if feature_service:
-            return self.feature_service(feature_service)
-        return tuple(self.feature(name) for name in features)
-
-
-FRAUD_V1 = FeatureServiceDef(
-    "fraud_v1",
-    tuple(Registry(FEATURE_VIEWS, ()).feature(name).ref for name in FRAUD_V1_FEATURES),
-    "Inputs of the fraud MLP (fraud_mlp), in model input order",
-)
-
-REGISTRY = Registry(FEATURE_VIEWS, (FRAUD_V1,))
-"""The definitions the service serves."""
-
-
-def _duration(window: timedelta | None) -> Duration | None:
-    if window is None:
-        return None
-    d = Duration()
-    d.FromTimedelta(window)
-    return d
-
-
-def view_to_proto(view: FeatureViewDef) -> feature_pb2.FeatureView:
-    """The wire form of ``view`` (version 1: definitions are not versioned yet)."""
-    return feature_pb2.FeatureView(
-        name=view.name,
-        entity=view.entity,
-        source=view.source,
-        description=view.description,
-        version=1,
-        features=[
-            feature_pb2.Feature(
-                name=f.name,
-                source_field=f.source_field,
-                aggregation=f.aggregation.value,  # type: ignore[arg-type]
-                window=_duration(f.window),
-                dtype=common_pb2.VALUE_TYPE_DOUBLE,
-                description=f.description,
-            )
-            for f in view.features
-        ],
-    )
+"""The fraud model's input columns, in order (docs/scenario-fraud.md); the shipped file's ``fraud_v1``."""

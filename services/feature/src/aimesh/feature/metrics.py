@@ -3,7 +3,7 @@
 from prometheus_client import Counter, Histogram
 
 RECORDS_APPLIED = Counter(
-    "aimesh_feature_records_applied_total", "Card transactions applied to the online store", ["topic"]
+    "aimesh_feature_records_applied_total", "Records applied to the online store (feeding at least one view)", ["topic"]
 )
 RECORDS_SKIPPED_REDELIVERED = Counter(
     "aimesh_feature_records_skipped_redelivered_total",
@@ -11,8 +11,14 @@ RECORDS_SKIPPED_REDELIVERED = Counter(
     ["topic"],
 )
 RECORDS_IGNORED = Counter(
-    "aimesh_feature_records_ignored_total", "Records of sources that feed no feature (e.g. chargebacks)", ["topic"]
+    "aimesh_feature_records_ignored_total", "Records of sources that feed no feature view (e.g. chargebacks)", ["topic"]
 )
+EVENTS_LATE = Counter(
+    "aimesh_feature_events_late_total",
+    "View events older than the entity's newest event minus the allowed lateness: skipped online, kept in the lake",
+    ["topic"],
+)
+BACKFILL_ROWS = Counter("aimesh_feature_backfill_rows_total", "Lake rows read by backfills", ["view"])
 ONLINE_LATENCY = Histogram(
     "aimesh_feature_online_request_seconds",
     "GetOnlineFeatures latency (validation, one store read, computation)",

@@ -1,14 +1,15 @@
-"""Offline (point-in-time) retrieval: entity histories from the lake, cut at each row's time.
+"""The lake side: source records streamed from Parquet in record batches, and per-entity timelines.
 
-Reads the ``card_transactions`` dataset through ``aimesh.core.lake`` with a pyarrow filter, so only
-the rows of the requested cards and customers (and only the needed columns) are ever materialised.
-Duplicates of an event id within an entity are counted once, as in the online store.
+``scan`` never materialises the dataset: it reads ``batch_size`` rows at a time (only the columns the
+views need, only the rows of the wanted entities when a filter is given). Offline retrieval and the
+backfill both project the records with ``records.view_event``, exactly as the online update does.
+Duplicates of an event id within an entity count once, as in the online store.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,94 +18,111 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from aimesh.core import lake
-from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryEvent, micros
-from aimesh.feature.definitions import CARD, CARD_TRANSACTIONS, CUSTOMER, LONGEST_WINDOW
-from aimesh.feature.records import Transaction
-from aimesh.feature.store import SEEN_FIELDS, EntityRef
+from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryEvent
+from aimesh.feature.definitions import ENTITY_KEY, FeatureViewSpec
+from aimesh.feature.records import SourceRecord, ViewEvent
+from aimesh.feature.registry import Registry
 
-LAKE_COLUMNS = ("event_id", "entity_key", "event_time", "customer_id", "amount", "merchant_id", "country", "device_id")
+ID_COLUMNS = ("event_id", "entity_key", "event_time")
+SCAN_BATCH_ROWS = 65_536
 
 
-@dataclass(frozen=True)
-class _FirstSeenBefore:
-    """``value in self``: did ``value`` first appear strictly before ``at_us``."""
+def needed_columns(views: Iterable[FeatureViewSpec], registry: Registry) -> set[str]:
+    """Attribute columns ``views`` read: entity keys, aggregated and ``is_new`` fields, transformation inputs."""
+    out: set[str] = set()
+    for view in views:
+        out.add(registry.entities[view.entity].key)
+        out.update(view.stored_fields, view.seen_fields)
+        for transformation in view.transformations:
+            out.update(transformation.compiled.names)
+    return out - {ENTITY_KEY}
 
-    first_seen: Mapping[str, int]
-    at_us: int
 
-    def __contains__(self, value: object) -> bool:
-        first = self.first_seen.get(value) if isinstance(value, str) else None
-        return first is not None and first < self.at_us
+def entity_filter(
+    views: Iterable[FeatureViewSpec], registry: Registry, ids: Mapping[str, Iterable[str]]
+) -> ds.Expression:
+    """Rows whose id of any of ``views``' entities is in ``ids[entity]``."""
+    terms = []
+    for view in views:
+        key = registry.entities[view.entity].key
+        wanted = sorted(set(ids.get(view.entity, ())))
+        terms.append(ds.field(key).isin(pa.array(wanted, pa.string())))
+    expression = terms[0]
+    for term in terms[1:]:
+        expression = expression | term
+    return expression
+
+
+def scan(
+    lake_root: Path,
+    source: str,
+    columns: Iterable[str],
+    *,
+    where: ds.Expression | None = None,
+    before_us: int | None = None,
+    batch_size: int = SCAN_BATCH_ROWS,
+) -> Iterator[list[SourceRecord]]:
+    """The source's lake records, ``batch_size`` at a time (blocking: run it in a worker thread).
+
+    Yields nothing when the dataset has no files yet; columns the dataset lacks are left out.
+    """
+    dataset = lake.dataset(lake_root, source)
+    names = set(dataset.schema.names)
+    if not set(ID_COLUMNS) <= names:
+        return
+    attributes = sorted(set(columns) & names - set(ID_COLUMNS))
+    condition = where
+    if before_us is not None:
+        until = ds.field("event_time") < pa.scalar(before_us, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+        condition = until if condition is None else condition & until
+    for batch in dataset.to_batches(columns=[*ID_COLUMNS, *attributes], filter=condition, batch_size=batch_size):
+        if batch.num_rows == 0:
+            continue
+        yield _records(batch, source, attributes)
+
+
+def _records(batch: pa.RecordBatch, source: str, attributes: Sequence[str]) -> list[SourceRecord]:
+    ts = pc.cast(batch.column("event_time"), pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+    ids = batch.column("event_id").to_pylist()
+    keys = batch.column("entity_key").to_pylist()
+    columns = {}
+    for name in attributes:
+        column = batch.column(name)
+        if pa.types.is_timestamp(column.type):
+            column = pc.cast(column, pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        columns[name] = column.to_pylist()
+    return [
+        SourceRecord(
+            ids[i], source, keys[i], ts[i], {n: v for n, values in columns.items() if (v := values[i]) is not None}
+        )
+        for i in range(batch.num_rows)
+    ]
 
 
 @dataclass
 class EntityTimeline:
-    """All of one entity's transactions, by time, answering ``history_before(t)`` in O(log n + window)."""
+    """All of one entity's events in one view, by time, answering ``history_before(t)`` in O(log n + window)."""
 
     events: list[HistoryEvent] = field(default_factory=list)
     first_seen: dict[str, dict[str, int]] = field(default_factory=dict)
     _times: list[int] = field(default_factory=list)
 
     @classmethod
-    def of(cls, txns: Iterable[Transaction]) -> EntityTimeline:
-        unique = {t.event_id: t for t in txns}
-        ordered = sorted(unique.values(), key=lambda t: (t.ts_us, t.event_id))
-        first_seen: dict[str, dict[str, int]] = {name: {} for name in SEEN_FIELDS}
-        for txn in ordered:
-            for name in SEEN_FIELDS:
-                first_seen[name].setdefault(getattr(txn, name), txn.ts_us)
-        events = [t.history_event() for t in ordered]
+    def of(cls, view_events: Iterable[ViewEvent]) -> EntityTimeline:
+        unique = {ve.event.event_id: ve for ve in view_events}
+        ordered = sorted(unique.values(), key=lambda ve: (ve.event.ts_us, ve.event.event_id))
+        first_seen: dict[str, dict[str, int]] = {}
+        for ve in ordered:
+            for name, value in ve.seen.items():
+                first_seen.setdefault(name, {}).setdefault(value, ve.event.ts_us)
+        events = [ve.event for ve in ordered]
         return cls(events, first_seen, [e.ts_us for e in events])
 
-    def history_before(self, at_us: int) -> EntityHistory:
-        """The entity's history strictly before ``at_us`` (recent = the longest window)."""
+    def history_before(self, at_us: int, retention_us: int) -> EntityHistory:
+        """The history a lookup at ``at_us`` sees (same cut as ``EntityHistory.before``)."""
         end = bisect.bisect_left(self._times, at_us)
         if end == 0:
-            return EMPTY_HISTORY
-        start = bisect.bisect_right(self._times, at_us - micros(LONGEST_WINDOW))
-        seen = {name: _FirstSeenBefore(values, at_us) for name, values in self.first_seen.items()}
-        return EntityHistory(self.events[start:end], seen, self._times[end - 1])
-
-
-def read_transactions(
-    lake_root: Path, cards: Iterable[str], customers: Iterable[str], *, before_us: int
-) -> list[Transaction]:
-    """Every lake transaction of the given cards or customers with event time before ``before_us``
-    (blocking: run it in a worker thread). Returns [] when the dataset has no files yet.
-    """
-    dataset = lake.dataset(lake_root, CARD_TRANSACTIONS)
-    if not set(LAKE_COLUMNS) <= set(dataset.schema.names):
-        return []
-    wanted = ds.field("entity_key").isin(pa.array(sorted(set(cards)), pa.string())) | ds.field("customer_id").isin(
-        pa.array(sorted(set(customers)), pa.string())
-    )
-    until = pa.scalar(before_us, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    table = dataset.to_table(columns=list(LAKE_COLUMNS), filter=wanted & (ds.field("event_time") < until))
-    ts_us = pc.cast(table.column("event_time"), pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
-    cols = {name: table.column(name).to_pylist() for name in LAKE_COLUMNS if name != "event_time"}
-    return [
-        Transaction(
-            event_id=cols["event_id"][i],
-            card_id=cols["entity_key"][i],
-            customer_id=cols["customer_id"][i],
-            ts_us=ts_us[i],
-            amount=float(cols["amount"][i]),
-            merchant_id=cols["merchant_id"][i],
-            country=cols["country"][i],
-            device_id=cols["device_id"][i],
-        )
-        for i in range(table.num_rows)
-    ]
-
-
-def timelines(
-    txns: Sequence[Transaction], cards: Iterable[str], customers: Iterable[str]
-) -> dict[EntityRef, EntityTimeline]:
-    """One timeline per requested card and customer (empty when it has no transaction)."""
-    grouped: dict[EntityRef, list[Transaction]] = {(CARD, c): [] for c in cards}
-    grouped.update({(CUSTOMER, c): [] for c in customers})
-    for txn in txns:
-        for key in ((CARD, txn.card_id), (CUSTOMER, txn.customer_id)):
-            if key in grouped:
-                grouped[key].append(txn)
-    return {key: EntityTimeline.of(group) for key, group in grouped.items()}
+            return EntityHistory((), self.first_seen, None) if self.first_seen else EMPTY_HISTORY
+        newest = self._times[end - 1]
+        start = bisect.bisect_right(self._times, newest - retention_us)
+        return EntityHistory(self.events[start:end], self.first_seen, newest)

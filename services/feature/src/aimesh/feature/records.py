@@ -1,82 +1,91 @@
-"""Card transactions as the feature service reads them: from a CanonicalRecord (Kafka) or a lake row.
+"""Source records as the feature service reads them (a CanonicalRecord from Kafka or a lake row), and
+their projection onto feature views: the entity id and the fields a view keeps, transformations applied.
 
-Only the ``card_transactions`` source feeds features; other sources (chargebacks ...) are ignored.
+Both the online update and the offline paths (retrieval, backfill) project with ``view_event``, so a
+record contributes the same values to both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aimesh.api.common.v1 import common_pb2
 from aimesh.api.ingest.v1 import events_pb2
 from aimesh.core.events import Event, PoisonEvent
-from aimesh.feature.aggregation import HistoryEvent
-from aimesh.feature.definitions import CARD_TRANSACTIONS
-
-STRING_ATTRIBUTES = ("customer_id", "merchant_id", "country", "device_id")
+from aimesh.feature.aggregation import HistoryEvent, Scalar
+from aimesh.feature.definitions import ENTITY_KEY, EntitySpec, FeatureViewSpec
+from aimesh.feature.expressions import ExpressionError
 
 
 @dataclass(frozen=True, slots=True)
-class Transaction:
-    """One card payment: the card's and the customer's history both get it."""
+class SourceRecord:
+    """One event of a source: ids, event time (epoch µs) and typed attributes."""
 
     event_id: str
-    card_id: str
-    customer_id: str
+    source: str
+    entity_key: str
     ts_us: int
-    amount: float
-    merchant_id: str
-    country: str
-    device_id: str
-
-    def history_event(self) -> HistoryEvent:
-        return HistoryEvent(self.event_id, self.ts_us, self.amount, self.merchant_id)
+    attributes: Mapping[str, Scalar]
 
 
-def _string(record: events_pb2.CanonicalRecord, name: str) -> str:
-    value = record.attributes.get(name)
-    if value is None or value.WhichOneof("kind") != "string_value" or not value.string_value:
-        raise PoisonEvent("MISSING_FIELD", f"card transaction {record.event_id!r}: attribute {name} (string) missing")
-    return value.string_value
+@dataclass(frozen=True, slots=True)
+class ViewEvent:
+    """A record as one view keeps it: the entity id, the event and its values of the ``is_new`` fields."""
+
+    view: str
+    entity_id: str
+    event: HistoryEvent
+    seen: Mapping[str, str]
 
 
-def _amount(record: events_pb2.CanonicalRecord) -> float:
-    value = record.attributes.get("amount", common_pb2.Value())
-    kind = value.WhichOneof("kind")
-    if kind == "double_value":
-        return value.double_value
-    if kind == "int64_value":
-        return float(value.int64_value)
-    raise PoisonEvent("MISSING_FIELD", f"card transaction {record.event_id!r}: attribute amount (number) missing")
+def _scalar(value: object) -> Scalar | None:
+    kind = value.WhichOneof("kind")  # type: ignore[attr-defined]
+    if kind in ("double_value", "int64_value", "string_value", "bool_value"):
+        return getattr(value, kind)  # type: ignore[no-any-return]
+    if kind == "timestamp_value":
+        return int(value.timestamp_value.ToMicroseconds())  # type: ignore[attr-defined]
+    return None
 
 
-def transaction_from_record(record: events_pb2.CanonicalRecord) -> Transaction | None:
-    """The transaction in ``record``; None for records of other sources.
-
-    Raises PoisonEvent(``MISSING_FIELD``) when an id, the event time or an attribute features need is missing.
-    """
-    if record.source != CARD_TRANSACTIONS:
-        return None
-    if not record.event_id or not record.entity_key:
-        raise PoisonEvent("MISSING_FIELD", "card transaction without event_id or entity_key")
+def record_from_event(event: Event) -> SourceRecord:
+    """Decode a consumed canonical record; raises PoisonEvent (MALFORMED_PAYLOAD, MISSING_FIELD)."""
+    record = event.parse(events_pb2.CanonicalRecord)
+    if not record.event_id or not record.entity_key or not record.source:
+        raise PoisonEvent("MISSING_FIELD", "canonical record without event_id, source or entity_key")
     if not record.HasField("event_time"):
-        raise PoisonEvent("MISSING_FIELD", f"card transaction {record.event_id!r}: event_time missing")
-    customer_id, merchant_id, country, device_id = (_string(record, name) for name in STRING_ATTRIBUTES)
-    return Transaction(
-        event_id=record.event_id,
-        card_id=record.entity_key,
-        customer_id=customer_id,
-        ts_us=record.event_time.ToMicroseconds(),
-        amount=_amount(record),
-        merchant_id=merchant_id,
-        country=country,
-        device_id=device_id,
+        raise PoisonEvent("MISSING_FIELD", f"record {record.event_id!r} of {record.source}: event_time missing")
+    attributes = {name: v for name, value in record.attributes.items() if (v := _scalar(value)) is not None}
+    return SourceRecord(
+        record.event_id, record.source, record.entity_key, record.event_time.ToMicroseconds(), attributes
     )
 
 
-def transaction_from_event(event: Event) -> Transaction | None:
-    """Decode a consumed ``aimesh.ingest.records.v1`` event; see ``transaction_from_record``.
+def entity_id(record: SourceRecord, entity: EntitySpec) -> str | None:
+    """The record's id of ``entity`` (its ``entity_key`` or the attribute the entity's key names)."""
+    if entity.key == ENTITY_KEY:
+        return record.entity_key
+    value = record.attributes.get(entity.key)
+    return str(value) if value is not None and value != "" else None
 
-    Raises PoisonEvent(``MALFORMED_PAYLOAD``) when the payload is not a CanonicalRecord.
+
+def view_event(view: FeatureViewSpec, entity: EntitySpec, record: SourceRecord) -> ViewEvent:
+    """``record`` as ``view`` keeps it. Transformations that fail on this record leave their field unset.
+
+    Raises PoisonEvent(``MISSING_FIELD``) when the record lacks the view's entity key.
     """
-    return transaction_from_record(event.parse(events_pb2.CanonicalRecord))
+    key = entity_id(record, entity)
+    if key is None:
+        raise PoisonEvent(
+            "MISSING_FIELD",
+            f"record {record.event_id!r} of {record.source}: attribute {entity.key} (the {entity.name} id "
+            f"of feature view {view.name}) missing",
+        )
+    values: dict[str, Scalar] = dict(record.attributes)
+    for transformation in view.transformations:
+        try:
+            values[transformation.name] = transformation.compiled.evaluate(values)
+        except ExpressionError:
+            values.pop(transformation.name, None)
+    kept = {name: values[name] for name in view.stored_fields if name in values}
+    seen = {name: str(values[name]) for name in view.seen_fields if name in values}
+    return ViewEvent(view.name, key, HistoryEvent(record.event_id, record.ts_us, kept), seen)

@@ -1,45 +1,56 @@
 """GetOnlineFeatures and GetHistoricalFeatures, transport-free: protobuf requests in, protobuf responses out.
 
-Both validate rows the same way (``rows.parse_rows``) and compute with the same function
+Both validate rows the same way (``rows.parse_rows``), cut histories the same way
+(``EntityHistory.before`` / ``EntityTimeline.history_before``) and compute with the same function
 (``aggregation.compute_features``); they differ only in where the histories come from: the online
-store's current state, or the lake cut at each row's time.
+store's current state, or the lake.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import InvalidArgument
+from aimesh.core.events import PoisonEvent
 from aimesh.feature import metrics
-from aimesh.feature.aggregation import EMPTY_HISTORY, compute_features, requirements
-from aimesh.feature.definitions import CARD, CUSTOMER, REGISTRY, Registry, ResolvedFeature
-from aimesh.feature.offline import EntityTimeline, read_transactions, timelines
+from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, compute_features, micros
+from aimesh.feature.definitions import FeatureViewSpec
+from aimesh.feature.offline import EntityTimeline, entity_filter, needed_columns, scan
+from aimesh.feature.records import ViewEvent, view_event
+from aimesh.feature.registry import Registry, RegistryHolder, ResolvedFeature
 from aimesh.feature.rows import LookupRow, feature_values, parse_rows
-from aimesh.feature.store import EntityRef, OnlineStore
+from aimesh.feature.store import OnlineStore, StateKey
 
 MAX_ONLINE_ROWS = 1000
 MAX_HISTORICAL_ROWS = 100_000
 HISTORICAL_CHUNK_ROWS = 500
+HISTORICAL_GROUP_ENTITIES = 5000
+"""Offline retrieval reads the lake for at most this many entity ids at a time (its memory bound)."""
 
 
 def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _entity_refs(rows: list[LookupRow]) -> set[EntityRef]:
-    return {(name, entity_id) for row in rows for name, entity_id in row.entities.items()}
+def _histories(
+    views: Sequence[FeatureViewSpec], row: LookupRow, at_us: int, lookup: Callable[[StateKey], EntityHistory | None]
+) -> dict[str, EntityHistory]:
+    out = {}
+    for view in views:
+        found = lookup((view.name, row.entities[view.entity]))
+        out[view.name] = found.before(at_us, micros(view.retention)) if found is not None else EMPTY_HISTORY
+    return out
 
 
 class OnlineRetrieval:
     """Serves GetOnlineFeatures from the online store."""
 
-    def __init__(
-        self, store: OnlineStore, *, registry: Registry = REGISTRY, clock_us: Callable[[], int] = _now_us
-    ) -> None:
+    def __init__(self, store: OnlineStore, registry: RegistryHolder, *, clock_us: Callable[[], int] = _now_us) -> None:
         self.store = store
         self.registry = registry
         self.clock_us = clock_us
@@ -52,17 +63,20 @@ class OnlineRetrieval:
         """
         started = time.perf_counter()
         try:
-            features = self.registry.select(request.feature_service, request.features)
+            registry = self.registry.current
+            features = registry.select(request.feature_service, request.features)
             rows = parse_rows(
-                request.entity_ids, request.entity_rows, requirements(features, self.registry), max_rows=MAX_ONLINE_ROWS
+                request.entity_ids, request.entity_rows, registry.requirements(features), max_rows=MAX_ONLINE_ROWS
             )
-            states = await self.store.load(_entity_refs(rows))
+            views = registry.views_read(features)
+            states = await self.store.load({(v.name, row.entities[v.entity]) for row in rows for v in views})
             now = self.clock_us()
-            response = feature_pb2.GetOnlineFeaturesResponse(feature_names=[f.name for f in features])
+            response = feature_pb2.GetOnlineFeaturesResponse(feature_names=registry.column_names(features))
             for row in rows:
                 at_us = row.at_us if row.at_us is not None else now
-                histories = {name: states[(name, eid)].before(at_us) for name, eid in row.entities.items()}
-                vector = compute_features(features, histories, row.context, at_us, self.registry)
+                vector = compute_features(
+                    features, _histories(views, row, at_us, states.get), row.context, at_us, registry
+                )
                 response.rows.append(
                     feature_pb2.OnlineFeatureRow(
                         entity_id=row.entity_id, row_index=row.index, values=feature_values(vector)
@@ -73,64 +87,125 @@ class OnlineRetrieval:
             metrics.ONLINE_LATENCY.observe(time.perf_counter() - started)
 
 
+def _entity_groups(rows: Sequence[LookupRow], max_entities: int) -> Iterator[list[LookupRow]]:
+    """Rows sorted by their entity ids, cut into groups naming at most ``max_entities`` ids (one row
+    always fits, however many entities it names)."""
+    ordered = sorted(rows, key=lambda r: sorted(r.entities.items()))
+    group: list[LookupRow] = []
+    ids: set[tuple[str, str]] = set()
+    for row in ordered:
+        mine = set(row.entities.items())
+        if group and len(ids | mine) > max_entities:
+            yield group
+            group, ids = [], set()
+        group.append(row)
+        ids |= mine
+    if group:
+        yield group
+
+
+def lake_timelines(
+    lake_root: Path, registry: Registry, views: Sequence[FeatureViewSpec], rows: Sequence[LookupRow], before_us: int
+) -> dict[StateKey, EntityTimeline]:
+    """Timelines of the rows' entities in ``views`` from the lake (events before ``before_us``); blocking."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        for name, entity_id in row.entities.items():
+            wanted[name].add(entity_id)
+    grouped: dict[StateKey, list[ViewEvent]] = defaultdict(list)
+    by_source: dict[str, list[FeatureViewSpec]] = defaultdict(list)
+    for view in views:
+        by_source[view.source].append(view)
+    for source, source_views in by_source.items():
+        where = entity_filter(source_views, registry, wanted)
+        for batch in scan(lake_root, source, needed_columns(source_views, registry), where=where, before_us=before_us):
+            for record in batch:
+                for view in source_views:
+                    try:
+                        ve = view_event(view, registry.entities[view.entity], record)
+                    except PoisonEvent:
+                        continue
+                    if ve.entity_id in wanted[view.entity]:
+                        grouped[(view.name, ve.entity_id)].append(ve)
+    return {key: EntityTimeline.of(events) for key, events in grouped.items()}
+
+
 class HistoricalRetrieval:
-    """Serves GetHistoricalFeatures from the lake."""
+    """Serves GetHistoricalFeatures from the lake, one entity group at a time."""
 
     def __init__(
-        self, lake_root: Path, *, registry: Registry = REGISTRY, chunk_rows: int = HISTORICAL_CHUNK_ROWS
+        self,
+        lake_root: Path,
+        registry: RegistryHolder,
+        *,
+        chunk_rows: int = HISTORICAL_CHUNK_ROWS,
+        group_entities: int = HISTORICAL_GROUP_ENTITIES,
     ) -> None:
         self.lake_root = lake_root
         self.registry = registry
         self.chunk_rows = chunk_rows
+        self.group_entities = group_entities
 
     async def stream(
         self, request: feature_pb2.GetHistoricalFeaturesRequest
     ) -> AsyncIterator[feature_pb2.GetHistoricalFeaturesResponse]:
         """Point-in-time rows in request order, ``chunk_rows`` per message; feature_names on the first.
 
-        Each row uses only events strictly before its timestamp (required). Raises NotFound,
-        InvalidArgument (missing timestamp, entity id or context field), ResourceExhausted (more than
-        ``MAX_HISTORICAL_ROWS`` rows) before the first message.
+        Each row uses only events strictly before its timestamp (required). The lake is read per group
+        of at most ``group_entities`` entity ids, so memory holds one group's events (plus the answers).
+        Raises NotFound, InvalidArgument (missing timestamp, entity id or context field),
+        ResourceExhausted (more than ``MAX_HISTORICAL_ROWS`` rows) before the first message.
         """
-        features = self.registry.select(request.feature_service, request.features)
-        rows = parse_rows((), request.entity_rows, requirements(features, self.registry), max_rows=MAX_HISTORICAL_ROWS)
+        registry = self.registry.current
+        features = registry.select(request.feature_service, request.features)
+        rows = parse_rows((), request.entity_rows, registry.requirements(features), max_rows=MAX_HISTORICAL_ROWS)
         for row in rows:
             if row.at_us is None:
                 raise InvalidArgument(f"entity_rows[{row.index}]: timestamp missing (the as-of time is required)")
-        refs = _entity_refs(rows)
-        cards = {eid for name, eid in refs if name == CARD}
-        customers = {eid for name, eid in refs if name == CUSTOMER}
-        latest = max(row.at_us for row in rows if row.at_us is not None)
-        txns = await asyncio.to_thread(read_transactions, self.lake_root, cards, customers, before_us=latest)
-        lines = await asyncio.to_thread(timelines, txns, cards, customers)
-        names = [f.name for f in features]
+        views = registry.views_read(features)
+        answers: list[feature_pb2.HistoricalFeatureRow | None] = [None] * len(rows)
+        for group in _entity_groups(rows, self.group_entities):
+            for row, answer in await asyncio.to_thread(self._group, registry, features, views, group):
+                answers[row.index] = answer
+        names = registry.column_names(features)
         for start in range(0, len(rows), self.chunk_rows):
-            chunk = await asyncio.to_thread(self._chunk, features, rows[start : start + self.chunk_rows], lines)
+            chunk = feature_pb2.GetHistoricalFeaturesResponse(
+                rows=[a for a in answers[start : start + self.chunk_rows] if a is not None]
+            )
             if start == 0:
                 chunk.feature_names.extend(names)
             metrics.HISTORICAL_ROWS.inc(len(chunk.rows))
             yield chunk
 
-    def _chunk(
+    def _group(
         self,
-        features: tuple[ResolvedFeature, ...],
-        rows: list[LookupRow],
-        lines: Mapping[EntityRef, EntityTimeline],
-    ) -> feature_pb2.GetHistoricalFeaturesResponse:
-        chunk = feature_pb2.GetHistoricalFeaturesResponse()
+        registry: Registry,
+        features: Sequence[ResolvedFeature],
+        views: Sequence[FeatureViewSpec],
+        rows: Sequence[LookupRow],
+    ) -> list[tuple[LookupRow, feature_pb2.HistoricalFeatureRow]]:
+        before = max(row.at_us or 0 for row in rows)
+        lines: Mapping[StateKey, EntityTimeline] = (
+            lake_timelines(self.lake_root, registry, views, rows, before) if views else {}
+        )
+        out = []
         for row in rows:
             assert row.at_us is not None
-            histories = {
-                name: lines[(name, eid)].history_before(row.at_us) if (name, eid) in lines else EMPTY_HISTORY
-                for name, eid in row.entities.items()
-            }
-            vector = compute_features(features, histories, row.context, row.at_us, self.registry)
-            chunk.rows.append(
-                feature_pb2.HistoricalFeatureRow(
-                    row_index=row.index,
-                    entity_id=row.entity_id,
-                    timestamp=row.timestamp(),
-                    values=feature_values(vector),
+            histories = {}
+            for view in views:
+                line = lines.get((view.name, row.entities[view.entity]))
+                retention = micros(view.retention)
+                histories[view.name] = line.history_before(row.at_us, retention) if line else EMPTY_HISTORY
+            vector = compute_features(features, histories, row.context, row.at_us, registry)
+            out.append(
+                (
+                    row,
+                    feature_pb2.HistoricalFeatureRow(
+                        row_index=row.index,
+                        entity_id=row.entity_id,
+                        timestamp=row.timestamp(),
+                        values=feature_values(vector),
+                    ),
                 )
             )
-        return chunk
+        return out

@@ -13,11 +13,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import InvalidArgument, ResourceExhausted
-from aimesh.feature.aggregation import ContextValue, FeatureVector, Requirements
-from aimesh.feature.definitions import CARD
+from aimesh.feature.aggregation import FeatureVector, Scalar
+from aimesh.feature.registry import Requirements
 
-NUMERIC_CONTEXT_FIELDS = frozenset({"amount"})
-"""Request-context fields that must be numbers; every other one must be a string."""
+_SCALAR_KINDS = ("double_value", "int64_value", "string_value", "bool_value")
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class LookupRow:
     entity_id: str
     entities: dict[str, str]
     at_us: int | None
-    context: dict[str, ContextValue]
+    context: dict[str, Scalar]
 
     def timestamp(self) -> Timestamp | None:
         if self.at_us is None:
@@ -38,51 +37,45 @@ class LookupRow:
         return ts
 
 
-def _context_value(where: str, name: str, value: common_pb2.Value | None) -> ContextValue:
+def _context_value(where: str, name: str, value: common_pb2.Value | None) -> Scalar:
     kind = value.WhichOneof("kind") if value is not None else None
     if value is None or kind is None:
         raise InvalidArgument(f"{where}: request_context field {name!r} missing")
-    if name in NUMERIC_CONTEXT_FIELDS:
-        if kind == "double_value":
-            return value.double_value
-        if kind == "int64_value":
-            return float(value.int64_value)
-        raise InvalidArgument(f"{where}: request_context field {name!r} must be a number, got {kind}")
-    if kind != "string_value" or not value.string_value:
-        raise InvalidArgument(f"{where}: request_context field {name!r} must be a non-empty string, got {kind}")
-    return value.string_value
+    if kind not in _SCALAR_KINDS:
+        raise InvalidArgument(f"{where}: request_context field {name!r} must be a number, string or bool, got {kind}")
+    return getattr(value, kind)  # type: ignore[no-any-return]
 
 
 def _shorthand_row(index: int, entity_id: str, needs: Requirements) -> LookupRow:
     where = f"entity_ids[{index}]"
-    if not entity_id:
-        raise InvalidArgument(f"{where}: entity id {CARD!r} missing")
-    other = sorted(needs.entities - {CARD})
-    if other or needs.context_fields:
-        missing = [f"entity id {e!r}" for e in other] + [
+    if len(needs.entities) > 1 or needs.context_fields:
+        missing = [f"entity id {e!r}" for e in needs.entities[1:]] + [
             f"request_context field {f!r}" for f in sorted(needs.context_fields)
         ]
         raise InvalidArgument(
-            f"{where}: the entity_ids shorthand carries only a card id; the features also need "
+            f"{where}: the entity_ids shorthand carries one entity id; the features also need "
             f"{', '.join(missing)} (send entity_rows)"
         )
-    return LookupRow(index, entity_id, {CARD: entity_id}, None, {})
+    if not entity_id:
+        raise InvalidArgument(f"{where}: entity id missing")
+    entities = {needs.entities[0]: entity_id} if needs.entities else {}
+    return LookupRow(index, entity_id, entities, None, {})
 
 
 def _entity_row(index: int, position: int, row: feature_pb2.EntityRow, needs: Requirements) -> LookupRow:
     where = f"entity_rows[{position}]"
     entities = dict(row.entity_ids)
-    if row.entity_id and CARD not in entities:
-        entities[CARD] = row.entity_id
-    for name in sorted(needs.entities):
+    if row.entity_id and needs.entities and needs.entities[0] not in entities:
+        entities[needs.entities[0]] = row.entity_id
+    for name in needs.entities:
         if not entities.get(name):
             raise InvalidArgument(f"{where}: entity id {name!r} missing (entity_ids[{name!r}])")
     context = {
         name: _context_value(where, name, row.request_context.get(name)) for name in sorted(needs.context_fields)
     }
     at_us = row.timestamp.ToMicroseconds() if row.HasField("timestamp") else None
-    entity_id = entities.get(CARD) or row.entity_id or next(iter(sorted(entities.values())), "")
-    return LookupRow(index, entity_id, entities, at_us, context)
+    entity_id = row.entity_id or (entities[needs.entities[0]] if needs.entities else "")
+    return LookupRow(index, entity_id, {n: entities[n] for n in needs.entities}, at_us, context)
 
 
 def parse_rows(
@@ -91,7 +84,7 @@ def parse_rows(
     """Validate the request's rows (``entity_ids`` first, then ``entity_rows``) against what the features need.
 
     Raises ResourceExhausted beyond ``max_rows``, InvalidArgument naming the first missing entity id or
-    context field (or one of the wrong type).
+    context field (or one of an unusable type).
     """
     total = len(entity_ids) + len(entity_rows)
     if total > max_rows:
@@ -103,15 +96,23 @@ def parse_rows(
     return rows
 
 
+def wire_value(value: Scalar | None) -> common_pb2.Value:
+    """A computed value as ``common.v1.Value`` (no kind set for None)."""
+    if value is None:
+        return common_pb2.Value()
+    if isinstance(value, bool):
+        return common_pb2.Value(bool_value=value)
+    if isinstance(value, str):
+        return common_pb2.Value(string_value=value)
+    return common_pb2.Value(double_value=float(value))
+
+
 def feature_values(vector: FeatureVector) -> list[feature_pb2.FeatureValue]:
-    """Wire values: PRESENT with the newest contributing event time, or MISSING (value still the default)."""
+    """Wire values: each with its status and, unless MISSING, the newest contributing event time."""
     values = []
-    for value, at_us in zip(vector.values, vector.event_times_us, strict=True):
-        fv = feature_pb2.FeatureValue(value=common_pb2.Value(double_value=value))
-        if at_us is None:
-            fv.status = feature_pb2.FEATURE_STATUS_MISSING
-        else:
-            fv.status = feature_pb2.FEATURE_STATUS_PRESENT
+    for value, at_us, status in zip(vector.values, vector.event_times_us, vector.statuses, strict=True):
+        fv = feature_pb2.FeatureValue(value=wire_value(value), status=status.value)  # type: ignore[arg-type]
+        if at_us is not None:
             fv.event_time.FromMicroseconds(at_us)
         values.append(fv)
     return values

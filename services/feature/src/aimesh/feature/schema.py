@@ -1,45 +1,42 @@
-"""The online store's tables (owned by the feature service; created by the Alembic migrations next to it).
+"""The feature service's tables (created by the Alembic migrations next to it).
 
-Every effect of a consumed record is insert-or-ignore or a monotonic upsert, so applying a record twice
-(or two consumers racing on one customer) changes nothing:
+Online state, keyed by feature view; every effect of a consumed record is insert-or-ignore or a
+monotonic upsert, so applying a record twice changes nothing:
 
-- ``feature_events``: each entity's recent transactions (pruned to the longest window), keyed by event id;
-- ``feature_seen_values``: every value an entity's IS_NEW fields (country, device_id) ever took;
-- ``feature_entity_last``: each entity's newest event time (kept beyond the pruned window);
+- ``feature_view_events``: each (view, entity)'s retained events (pruned to the view's retention
+  before the entity's newest event), keyed by event id; ``payload`` holds the fields the view reads (JSON);
+- ``feature_view_seen``: per ``is_new`` field, every value an entity took and its first event time;
 - ``feature_consumer_offsets``: per topic partition, the next offset to apply (written with the effects).
+
+Registry:
+
+- ``feature_definitions``: every version of every entity, feature view and feature service (JSON spec);
+- ``feature_backfills``: per view, the storage layout its online state was last backfilled for.
 """
 
-from sqlalchemy import BigInteger, Column, Double, Index, Integer, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
-events = Table(
-    "feature_events",
+view_events = Table(
+    "feature_view_events",
     metadata,
-    Column("entity_type", String(32), primary_key=True),
+    Column("view", String(100), primary_key=True),
     Column("entity_id", String(128), primary_key=True),
     Column("event_id", String(128), primary_key=True),
     Column("ts_us", BigInteger, nullable=False),
-    Column("amount", Double, nullable=False),
-    Column("merchant_id", String(128), nullable=False),
-    Index("ix_feature_events_entity_ts", "entity_type", "entity_id", "ts_us"),
+    Column("payload", Text, nullable=False),
+    Index("ix_feature_view_events_entity_ts", "view", "entity_id", "ts_us"),
 )
 
-seen_values = Table(
-    "feature_seen_values",
+view_seen = Table(
+    "feature_view_seen",
     metadata,
-    Column("entity_type", String(32), primary_key=True),
+    Column("view", String(100), primary_key=True),
     Column("entity_id", String(128), primary_key=True),
-    Column("field", String(64), primary_key=True),
+    Column("field", String(100), primary_key=True),
     Column("value", String(256), primary_key=True),
-)
-
-entity_last = Table(
-    "feature_entity_last",
-    metadata,
-    Column("entity_type", String(32), primary_key=True),
-    Column("entity_id", String(128), primary_key=True),
-    Column("last_event_us", BigInteger, nullable=False),
+    Column("first_seen_us", BigInteger, nullable=False),
 )
 
 consumer_offsets = Table(
@@ -48,4 +45,23 @@ consumer_offsets = Table(
     Column("topic", String(255), primary_key=True),
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
+)
+
+definitions = Table(
+    "feature_definitions",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("name", String(100), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("spec", Text, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+)
+
+backfills = Table(
+    "feature_backfills",
+    metadata,
+    Column("view", String(100), primary_key=True),
+    Column("layout", Text, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("finished_at_us", BigInteger, nullable=False),
 )

@@ -1,11 +1,13 @@
 """feature settings: environment variables prefixed ``FEATURE_`` (e.g. ``FEATURE_GRPC_PORT``)."""
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from aimesh.core.settings import ServiceSettings
+from aimesh.feature.definitions import shipped_file
 
 
 class FeatureSettings(ServiceSettings):
@@ -22,8 +24,21 @@ class FeatureSettings(ServiceSettings):
     )
     lake_dir: Path | None = Field(default=None, description="Root of the lake (Parquet); default <data_dir>/lake.")
     consumer_max_batch: int = Field(default=500, description="Records per poll and partition batch (one transaction).")
+    definitions_file: Path = Field(
+        default_factory=shipped_file,
+        description="Feature definitions (YAML) applied at start; default the shipped fraud_v1 definitions.",
+    )
+    allowed_lateness_seconds: float = Field(
+        default=7 * 86400.0,
+        description="Events older than their entity's newest event minus this are skipped online (counted; "
+        "still in the lake for offline retrieval).",
+    )
 
     @property
     def lake_root(self) -> Path:
         """Where offline retrieval reads the lake: ``lake_dir``, else ``<data_dir>/lake`` (ingest's default too)."""
         return self.lake_dir if self.lake_dir is not None else self.data_dir / "lake"
+
+    @property
+    def allowed_lateness(self) -> timedelta:
+        return timedelta(seconds=self.allowed_lateness_seconds)

@@ -1,103 +1,105 @@
-"""The online store: per-entity recent history in SQL, updated with exactly-once effect.
+"""The online store: per (feature view, entity) retained events in SQL, updated with exactly-once effect.
 
 ``apply`` writes a partition batch's effects and that partition's next offset in ONE transaction;
 records below the stored offset are skipped, so a redelivery or a crash between the database commit
-and the Kafka commit never counts a transaction twice. The effects are themselves idempotent
-(events keyed by event id, seen values as a set, the newest event time as a max), so even a duplicate
-of an event under a new offset, or two consumers racing on one customer, leave the same state.
+and the Kafka commit never counts an event twice. The effects are themselves idempotent (events
+keyed by event id, first-seen times as a min), so a duplicate of an event under a new offset, a
+backfill overlapping the stream, or two consumers racing on one entity leave the same state.
+
+An event older than the entity's newest event in the view minus the allowed lateness is skipped
+online (``ApplyResult.late``); it stays in the lake for offline use.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Double,
-    String,
-    Table,
-    and_,
-    cast,
-    delete,
-    func,
-    literal,
-    null,
-    or_,
-    select,
-    union_all,
-)
+import orjson
+from sqlalchemy import ColumnElement, Table, and_, delete, func, literal, or_, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aimesh.core.sql import insert_ignoring_duplicates, migrate
 from aimesh.feature import schema
 from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryEvent, micros
-from aimesh.feature.definitions import CARD, CUSTOMER, LONGEST_WINDOW
-from aimesh.feature.records import Transaction
+from aimesh.feature.records import ViewEvent
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-SEEN_FIELDS = ("country", "device_id")
-"""Transaction fields whose every value is remembered (the IS_NEW features' source fields)."""
+DEFAULT_ALLOWED_LATENESS = timedelta(days=7)
 
-EntityRef = tuple[str, str]
-"""(entity type, entity id)."""
+StateKey = tuple[str, str]
+"""(feature view, entity id)."""
 
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """What ``apply`` did: transactions applied, records skipped as already applied (redelivered)."""
+    """What ``apply`` did: records applied, records skipped as already applied (redelivered), view
+    events skipped as later than the allowed lateness."""
 
     applied: int
     skipped: int
+    late: int = 0
 
 
-def _entity_rows(txn: Transaction) -> Iterable[EntityRef]:
-    yield (CARD, txn.card_id)
-    yield (CUSTOMER, txn.customer_id)
+def _keys_filter(table: Table, keys: Iterable[StateKey]) -> ColumnElement[bool]:
+    by_view: dict[str, set[str]] = defaultdict(set)
+    for view, entity_id in keys:
+        by_view[view].add(entity_id)
+    return or_(
+        *(and_(table.c.view == view, table.c.entity_id.in_(sorted(ids))) for view, ids in sorted(by_view.items()))
+    )
 
 
-async def _upsert_max(
-    conn: AsyncConnection, table: Table, keys: Sequence[str], column: str, rows: list[dict[str, Any]]
+async def _upsert(
+    conn: AsyncConnection,
+    table: Table,
+    keys: Sequence[str],
+    rows: list[dict[str, Any]],
+    *,
+    keep: Literal["min", "max", "new"],
 ) -> None:
-    """Insert ``rows``; where the key exists, keep the larger ``column`` value (never goes backwards)."""
+    """Insert ``rows``; where the key exists keep the smaller / larger value of the one non-key column
+    (``min`` / ``max``: monotonic, never goes back), or overwrite the non-key columns (``new``)."""
     if not rows:
         return
-    if conn.dialect.name == "postgresql":
-        pg = postgresql.insert(table).values(rows)
-        await conn.execute(
-            pg.on_conflict_do_update(
-                index_elements=keys, set_={column: func.greatest(table.c[column], pg.excluded[column])}
-            )
-        )
-        return
-    lite = sqlite.insert(table).values(rows)
-    await conn.execute(
-        lite.on_conflict_do_update(index_elements=keys, set_={column: func.max(table.c[column], lite.excluded[column])})
-    )
+    pg = conn.dialect.name == "postgresql"
+    insert = postgresql.insert(table) if pg else sqlite.insert(table)
+    others = [c.name for c in table.columns if c.name not in keys]
+    update: dict[str, Any]
+    if keep == "new":
+        update = {name: insert.excluded[name] for name in others}
+    else:
+        pick = {"min": func.least if pg else func.min, "max": func.greatest if pg else func.max}[keep]
+        update = {name: pick(table.c[name], insert.excluded[name]) for name in others}
+    await conn.execute(insert.on_conflict_do_update(index_elements=list(keys), set_=update), rows)
 
 
-def _entities_filter(table: Table, entities: Iterable[EntityRef]) -> ColumnElement[bool]:
-    by_type: dict[str, set[str]] = defaultdict(set)
-    for entity_type, entity_id in entities:
-        by_type[entity_type].add(entity_id)
-    return or_(
-        *(
-            and_(table.c.entity_type == entity_type, table.c.entity_id.in_(sorted(ids)))
-            for entity_type, ids in sorted(by_type.items())
-        )
-    )
+async def upsert_row(conn: AsyncConnection, table: Table, keys: Sequence[str], row: dict[str, Any]) -> None:
+    """Insert ``row`` or overwrite the non-key columns of the row with the same ``keys``."""
+    await _upsert(conn, table, keys, [row], keep="new")
+
+
+def _event_row(ve: ViewEvent) -> dict[str, Any]:
+    return {
+        "view": ve.view,
+        "entity_id": ve.entity_id,
+        "event_id": ve.event.event_id,
+        "ts_us": ve.event.ts_us,
+        "payload": orjson.dumps(dict(ve.event.values)).decode(),
+    }
 
 
 class OnlineStore:
     """The online store over an async SQLAlchemy engine (SQLite or PostgreSQL)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS) -> None:
         self.engine = engine
+        self.allowed_lateness_us = micros(allowed_lateness)
 
     async def migrate(self) -> None:
         """Create or upgrade the tables (idempotent; run at start)."""
@@ -121,114 +123,143 @@ class OnlineStore:
             rows = (await conn.execute(select(t.c.topic, t.c.partition, t.c.next_offset))).all()
         return {(r.topic, r.partition): int(r.next_offset) for r in rows}
 
-    async def apply(self, topic: str, partition: int, records: Sequence[tuple[int, Transaction | None]]) -> ApplyResult:
-        """Apply one partition batch: ``(offset, transaction)`` pairs in offset order, None for records
-        without effect (other sources). Commits the effects and the next offset together.
+    async def apply(
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[tuple[int, Sequence[ViewEvent] | None]],
+        retention_us: Mapping[str, int],
+    ) -> ApplyResult:
+        """Apply one partition batch: ``(offset, view events)`` in offset order, None for records without
+        effect. Commits the effects and the next offset together.
 
-        Records at offsets below the stored next offset are skipped. History older than the longest
-        window before each touched entity's newest event is pruned. Raises SQLAlchemy errors when the
-        database fails (nothing is then written).
+        Records at offsets below the stored next offset are skipped; view events later than the allowed
+        lateness are skipped and counted. Each touched (view, entity) is pruned to ``retention_us[view]``
+        before its newest event. Raises SQLAlchemy errors when the database fails (nothing is written).
         """
         if not records:
             return ApplyResult(0, 0)
         async with self.engine.begin() as conn:
             stored = await self._next_offset(conn, topic, partition)
-            fresh = [txn for offset, txn in records if offset >= stored and txn is not None]
+            fresh = [(offset, ves) for offset, ves in records if offset >= stored and ves is not None]
             skipped = sum(1 for offset, _ in records if offset < stored)
-            await self._write_effects(conn, fresh)
-            await _upsert_max(
+            events = [ve for _, ves in fresh for ve in ves]
+            on_time = await self._on_time(conn, events)
+            await self._write(conn, on_time, retention_us, overwrite=False)
+            await _upsert(
                 conn,
                 schema.consumer_offsets,
                 ["topic", "partition"],
-                "next_offset",
                 [{"topic": topic, "partition": partition, "next_offset": records[-1][0] + 1}],
+                keep="max",
             )
-        return ApplyResult(len(fresh), skipped)
+        return ApplyResult(len(fresh), skipped, len(events) - len(on_time))
+
+    async def _on_time(self, conn: AsyncConnection, events: Sequence[ViewEvent]) -> list[ViewEvent]:
+        if not events:
+            return []
+        newest = await self._newest(conn, {(ve.view, ve.entity_id) for ve in events})
+        kept = []
+        for ve in events:
+            key = (ve.view, ve.entity_id)
+            known = newest.get(key)
+            if known is not None and ve.event.ts_us < known - self.allowed_lateness_us:
+                continue
+            kept.append(ve)
+            newest[key] = ve.event.ts_us if known is None else max(known, ve.event.ts_us)
+        return kept
 
     @staticmethod
-    async def _write_effects(conn: AsyncConnection, txns: Sequence[Transaction]) -> None:
-        if not txns:
+    async def _newest(conn: AsyncConnection, keys: Iterable[StateKey]) -> dict[StateKey, int]:
+        ev = schema.view_events
+        rows = await conn.execute(
+            select(ev.c.view, ev.c.entity_id, func.max(ev.c.ts_us))
+            .where(_keys_filter(ev, keys))
+            .group_by(ev.c.view, ev.c.entity_id)
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    async def write_backfill(self, events: Sequence[ViewEvent], retention_us: Mapping[str, int]) -> None:
+        """Write events read from the lake (one transaction): stored payloads are overwritten (a view's
+        layout may have changed), no lateness applies, offsets are untouched."""
+        async with self.engine.begin() as conn:
+            await self._write(conn, events, retention_us, overwrite=True)
+
+    async def _write(
+        self, conn: AsyncConnection, events: Sequence[ViewEvent], retention_us: Mapping[str, int], *, overwrite: bool
+    ) -> None:
+        if not events:
             return
-        events: dict[tuple[str, str, str], dict[str, Any]] = {}
-        seen: set[tuple[str, str, str, str]] = set()
-        last: dict[EntityRef, int] = {}
-        for txn in txns:
-            for entity_type, entity_id in _entity_rows(txn):
-                events[(entity_type, entity_id, txn.event_id)] = {
-                    "entity_type": entity_type,
-                    "entity_id": entity_id,
-                    "event_id": txn.event_id,
-                    "ts_us": txn.ts_us,
-                    "amount": txn.amount,
-                    "merchant_id": txn.merchant_id,
-                }
-                seen.update((entity_type, entity_id, name, getattr(txn, name)) for name in SEEN_FIELDS)
-                key = (entity_type, entity_id)
-                last[key] = max(last.get(key, txn.ts_us), txn.ts_us)
-        await insert_ignoring_duplicates(conn, schema.events, list(events.values()))
-        await insert_ignoring_duplicates(
+        rows = list({(r["view"], r["entity_id"], r["event_id"]): r for r in map(_event_row, events)}.values())
+        if overwrite:
+            await _upsert(conn, schema.view_events, ["view", "entity_id", "event_id"], rows, keep="new")
+        else:
+            await insert_ignoring_duplicates(conn, schema.view_events, rows)
+        first: dict[tuple[str, str, str, str], int] = {}
+        for ve in events:
+            for name, value in ve.seen.items():
+                key = (ve.view, ve.entity_id, name, value)
+                first[key] = min(first.get(key, ve.event.ts_us), ve.event.ts_us)
+        await _upsert(
             conn,
-            schema.seen_values,
-            [{"entity_type": a, "entity_id": b, "field": f, "value": v} for a, b, f, v in sorted(seen)],
+            schema.view_seen,
+            ["view", "entity_id", "field", "value"],
+            [
+                {"view": v, "entity_id": e, "field": f, "value": x, "first_seen_us": ts}
+                for (v, e, f, x), ts in sorted(first.items())
+            ],
+            keep="min",
         )
-        await _upsert_max(
-            conn,
-            schema.entity_last,
-            ["entity_type", "entity_id"],
-            "last_event_us",
-            [{"entity_type": a, "entity_id": b, "last_event_us": t} for (a, b), t in sorted(last.items())],
-        )
-        ev, lt = schema.events, schema.entity_last
+        await self._prune(conn, {(ve.view, ve.entity_id) for ve in events}, retention_us)
+
+    @staticmethod
+    async def _prune(conn: AsyncConnection, keys: set[StateKey], retention_us: Mapping[str, int]) -> None:
+        ev = schema.view_events
+        newer = ev.alias("newer")
         newest = (
-            select(lt.c.last_event_us)
-            .where(lt.c.entity_type == ev.c.entity_type, lt.c.entity_id == ev.c.entity_id)
+            select(func.max(newer.c.ts_us))
+            .where(newer.c.view == ev.c.view, newer.c.entity_id == ev.c.entity_id)
             .scalar_subquery()
         )
-        await conn.execute(delete(ev).where(_entities_filter(ev, last), ev.c.ts_us <= newest - micros(LONGEST_WINDOW)))
+        by_view: dict[str, set[StateKey]] = defaultdict(set)
+        for key in keys:
+            by_view[key[0]].add(key)
+        for view, view_keys in sorted(by_view.items()):
+            await conn.execute(delete(ev).where(_keys_filter(ev, view_keys), ev.c.ts_us <= newest - retention_us[view]))
 
-    async def load(self, entities: Iterable[EntityRef]) -> dict[EntityRef, EntityHistory]:
-        """The current history of each entity, in one statement (one database round trip).
+    async def load(self, keys: Iterable[StateKey]) -> dict[StateKey, EntityHistory]:
+        """The stored history of each (view, entity), in one statement (one database round trip).
 
-        Entities without any event get ``EMPTY_HISTORY``.
+        Keys without any event get ``EMPTY_HISTORY``.
         """
-        wanted = sorted(set(entities))
+        wanted = sorted(set(keys))
         if not wanted:
             return {}
-        ev, sv, lt = schema.events, schema.seen_values, schema.entity_last
-        no_text, no_int, no_amount = cast(null(), String), cast(null(), BigInteger), cast(null(), Double)
+        ev, sv = schema.view_events, schema.view_seen
         statement = union_all(
-            select(
-                literal("e").label("kind"),
-                ev.c.entity_type,
-                ev.c.entity_id,
-                ev.c.event_id.label("text1"),
-                ev.c.merchant_id.label("text2"),
-                ev.c.ts_us.label("number"),
-                ev.c.amount,
-            ).where(_entities_filter(ev, wanted)),
-            select(literal("s"), sv.c.entity_type, sv.c.entity_id, sv.c.field, sv.c.value, no_int, no_amount).where(
-                _entities_filter(sv, wanted)
+            select(literal("e"), ev.c.view, ev.c.entity_id, ev.c.event_id, ev.c.payload, ev.c.ts_us).where(
+                _keys_filter(ev, wanted)
             ),
-            select(
-                literal("l"), lt.c.entity_type, lt.c.entity_id, no_text, no_text, lt.c.last_event_us, no_amount
-            ).where(_entities_filter(lt, wanted)),
+            select(literal("s"), sv.c.view, sv.c.entity_id, sv.c.field, sv.c.value, sv.c.first_seen_us).where(
+                _keys_filter(sv, wanted)
+            ),
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(statement)).all()
-        recent: dict[EntityRef, list[HistoryEvent]] = defaultdict(list)
-        seen: dict[EntityRef, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-        last: dict[EntityRef, int] = {}
-        for kind, entity_type, entity_id, text1, text2, number, amount in rows:
-            key = (entity_type, entity_id)
+        events: dict[StateKey, list[HistoryEvent]] = defaultdict(list)
+        seen: dict[StateKey, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+        for kind, view, entity_id, text1, text2, number in rows:
+            key = (view, entity_id)
             if kind == "e":
-                recent[key].append(HistoryEvent(text1, int(number), float(amount), text2))
-            elif kind == "s":
-                seen[key][text1].add(text2)
+                events[key].append(HistoryEvent(text1, int(number), orjson.loads(text2)))
             else:
-                last[key] = int(number)
-        return {
-            key: EntityHistory(recent.get(key, []), dict(seen.get(key, {})), last[key])
-            if key in last
-            else EMPTY_HISTORY
-            for key in wanted
-        }
+                seen[key][text1][text2] = int(number)
+        out: dict[StateKey, EntityHistory] = {}
+        for key in wanted:
+            history = events.get(key)
+            out[key] = (
+                EntityHistory(history, dict(seen.get(key, {})), max(e.ts_us for e in history))
+                if history
+                else EMPTY_HISTORY
+            )
+        return out

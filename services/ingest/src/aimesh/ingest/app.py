@@ -65,9 +65,12 @@ async def open_registry(settings: IngestSettings, engine: AsyncEngine) -> Source
 async def open_catalog(settings: IngestSettings, registry: SourceRegistry) -> SourceCatalog:
     """The current source versions with the deployment's topic overrides; raises ``ValueError`` for a
     bad override."""
+    secret = settings.pii_secret.get_secret_value()
+    if secret == DEV_PII_SECRET:
+        log.warning("INGEST_PII_SECRET is not set: PII tokens use the development secret; set it in production")
     catalog = SourceCatalog(
         registry,
-        Tokenizer(settings.pii_secret.get_secret_value()),
+        Tokenizer(secret),
         topic_overrides=settings.source_topics,
         max_payload_bytes=settings.max_payload_bytes,
     )
@@ -90,26 +93,21 @@ def build_api(
 
 
 def build_pipeline(
-    settings: IngestSettings, sender: EventSender, seen_store: SeenStore | None = None
+    settings: IngestSettings, sender: EventSender, seen_store: SeenStore | None, catalog: SourceCatalog
 ) -> IngestPipeline:
-    """The pipeline the settings describe; raises ``ValueError`` for bad source definitions or overrides.
+    """The pipeline the settings describe, validating against ``catalog``'s current source versions.
 
     ``sender`` is the ``TransactionalProducer`` the consumer drives (or a plain producer for at-least-once);
     without ``seen_store`` duplicates are only dropped while their id is in the in-memory cache.
     """
-    secret = settings.pii_secret.get_secret_value()
-    if secret == DEV_PII_SECRET:
-        log.warning("INGEST_PII_SECRET is not set: PII tokens use the development secret; set it in production")
     return IngestPipeline(
-        load_sources(settings.sources_file, settings.source_topics),
-        Tokenizer(secret),
+        catalog,
         sender,
         lake_root=settings.lake_root,
         records_topic=settings.records_topic,
         dlq_topic=settings.dlq_topic,
         dedupe_capacity=settings.dedupe_capacity,
         seen_store=seen_store,
-        max_payload_bytes=settings.max_payload_bytes,
     )
 
 
@@ -173,7 +171,7 @@ async def serve_ingest(settings: IngestSettings) -> None:
         runtime.add_part("source-catalog", lambda: catalog.run(settings.registry_refresh_seconds), catalog.stop)
         api = build_api(settings, registry, catalog, producer)
         transactions = await start_transactional_producer(settings, runtime)
-        pipeline = build_pipeline(settings, transactions, SqlSeenStore(engine))
+        pipeline = build_pipeline(settings, transactions, SqlSeenStore(engine), catalog)
         runtime.add_grpc(
             GrpcServer(
                 settings,

@@ -1,24 +1,38 @@
-"""``ValidRecord`` -> ``aimesh.api.ingest.v1.CanonicalRecord`` (the payload of ``aimesh.ingest.records.v1``)."""
+"""``ValidRecord`` -> ``aimesh.api.ingest.v1.CanonicalRecord`` (the payload of ``aimesh.ingest.records.v1``).
+
+Built by assigning fields in place (no intermediate ``Value`` messages copied into the map): this runs
+once per accepted record.
+"""
 
 from __future__ import annotations
 
+from google.protobuf import timestamp_pb2
+
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.ingest.v1 import events_pb2
+from aimesh.ingest.field_checks import Scalar
 from aimesh.ingest.sources import SourceDefinition
-from aimesh.ingest.validation import Scalar, ValidRecord
+from aimesh.ingest.validation import ValidRecord
 
 
-def to_value(value: Scalar) -> common_pb2.Value:
-    """A typed ``Value``; None is the empty (null) value."""
+def set_value(target: common_pb2.Value, value: Scalar) -> None:
+    """Make ``target`` hold ``value``; None leaves it empty (the null value)."""
     if value is None:
-        return common_pb2.Value()
-    if isinstance(value, bool):
-        return common_pb2.Value(bool_value=value)
-    if isinstance(value, int):
-        return common_pb2.Value(int64_value=value)
-    if isinstance(value, float):
-        return common_pb2.Value(double_value=value)
-    return common_pb2.Value(string_value=value)
+        return
+    if isinstance(value, str):
+        target.string_value = value
+    elif isinstance(value, bool):
+        target.bool_value = value
+    elif isinstance(value, int):
+        target.int64_value = value
+    else:
+        target.double_value = value
+
+
+def _set_time(target: timestamp_pb2.Timestamp, micros: int) -> None:
+    """``target.FromMicroseconds(micros)`` without its Python-level overhead."""
+    seconds, remainder = divmod(micros, 1_000_000)
+    target.seconds, target.nanos = seconds, remainder * 1000
 
 
 def canonical_record(
@@ -36,11 +50,12 @@ def canonical_record(
         entity_type=source.entity_type,
         schema_version=source.version,
     )
-    out.event_time.FromMicroseconds(record.event_time_us)
-    out.ingest_time.FromMicroseconds(ingest_time_us)
+    _set_time(out.event_time, record.event_time_us)
+    _set_time(out.ingest_time, ingest_time_us)
+    attributes = out.attributes
     for name, value in record.attributes.items():
-        out.attributes[name].CopyFrom(to_value(value))
+        set_value(attributes[name], value)
     if upstream is not None:
-        topic, partition, offset = upstream
-        out.upstream.topic, out.upstream.partition, out.upstream.offset = topic, partition, offset
+        position = out.upstream
+        position.topic, position.partition, position.offset = upstream
     return out

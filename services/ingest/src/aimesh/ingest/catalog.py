@@ -18,14 +18,23 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from aimesh.core.errors import NotFound
 from aimesh.ingest.pii import Tokenizer
-from aimesh.ingest.registry import SourceRegistry
+from aimesh.ingest.registry import StoredSource
 from aimesh.ingest.sources import SourceDefinition
 from aimesh.ingest.validation import Validator
 
 log = logging.getLogger(__name__)
+
+
+class CurrentVersions(Protocol):
+    """Where the catalog reads the current versions from (``aimesh.ingest.registry.SourceRegistry``)."""
+
+    async def current(self) -> list[StoredSource]:
+        """The latest version of every source; raises when the store cannot be read."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +50,7 @@ class SourceCatalog:
 
     def __init__(
         self,
-        registry: SourceRegistry,
+        registry: CurrentVersions,
         tokenizer: Tokenizer,
         *,
         topic_overrides: Mapping[str, str] | None = None,

@@ -18,7 +18,7 @@ class Tokenizer:
         self._key = secret.encode()
 
     def token(self, value: str) -> str:
-        return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, value.encode(), hashlib.sha256).hex()
 
     def scrub_card_numbers(self, payload: bytes) -> tuple[bytes, int]:
         """Replace every run of 12-19 digits (anything that may be a card number) by its token.

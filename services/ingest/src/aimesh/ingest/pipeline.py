@@ -3,18 +3,21 @@
 ``IngestPipeline.handle_batch`` is the ``EventConsumer`` batch handler (transport-free: it sees
 ``Event``s and an ``EventSender``). For a batch of one upstream partition it
 
-1. validates every record (``Validator``);
+1. validates every record with the current version of its topic's source (``SourceCatalog``: the
+   registry's latest version, picked up while running); records of a topic without a source are
+   dead-lettered as ``UNKNOWN_SOURCE``;
 2. claims the event ids of the valid records in ``SeenEvents`` (a bounded cache in front of the
    durable ``SeenStore``, shared by every replica): a record whose id was first accepted at another
    upstream position is a duplicate and dropped (counted in ``aimesh_ingest_duplicates_dropped_total``);
    one first accepted at its own position is new or a redelivery and goes on. Durable when done (S);
-3. queues each accepted record as a ``CanonicalRecord`` on the records topic (key = entity key,
+3. starts writing the accepted records to the lake in a worker thread, as the files of offsets
+   ``first..last`` of the partition (``aimesh.core.lake.replace_partition_range``: every file of the
+   partition starting at or after ``first`` is replaced; one file per event date), durable when done (L);
+4. meanwhile queues each accepted record as a ``CanonicalRecord`` on the records topic (key = entity key,
    ``ce_id`` = event id) and each rejected one as a ``DeadLetter`` on the DLQ topic (key = source,
    ``ce_id`` = ``dlq:<topic>/<partition>/<offset>``, PII masked when the payload decodes);
-4. meanwhile writes the accepted records to the lake as the files of offsets ``first..last`` of the
-   partition (``aimesh.core.lake.replace_partition_range``: every file of the partition starting at
-   or after ``first`` is replaced; one file per event date), durable when done (L);
-5. returns only when Kafka acknowledged every record and the lake files are durable.
+5. returns only when Kafka acknowledged every record and the lake files are durable. When a send
+   fails it raises only after the lake write ended, so a retry never writes the same files concurrently.
 
 Exactly once. In production the consumer runs each batch in a Kafka transaction
 (``EventConsumer(transactions=TransactionalProducer)``): the sends of step 3 and the batch's next
@@ -50,6 +53,7 @@ is bounded by ``fetch_max_bytes``/``max_partition_fetch_bytes`` (see ``aimesh.in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -67,21 +71,14 @@ from aimesh.core.deadletter import build_dead_letter, dead_letter_event_id
 from aimesh.core.events import Event
 from aimesh.ingest import metrics
 from aimesh.ingest.canonical import canonical_record
+from aimesh.ingest.catalog import SourceCatalog
 from aimesh.ingest.dedupe import Position, SeenEvents, SeenStore
 from aimesh.ingest.lake_tables import lake_schema, tables_by_day
-from aimesh.ingest.pii import Tokenizer
 from aimesh.ingest.sources import SourceDefinition
-from aimesh.ingest.validation import Rejection, Validator, ValidRecord
+from aimesh.ingest.validation import Rejection, ValidRecord
 
 log = logging.getLogger(__name__)
 SERVICE = "ingest"
-
-
-@dataclass(frozen=True, slots=True)
-class _Source:
-    definition: SourceDefinition
-    validator: Validator
-    schema: pa.Schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +99,7 @@ class IngestPipeline:
 
     def __init__(
         self,
-        sources: Sequence[SourceDefinition],
-        tokenizer: Tokenizer,
+        catalog: SourceCatalog,
         sender: EventSender,
         *,
         lake_root: Path,
@@ -111,14 +107,14 @@ class IngestPipeline:
         dlq_topic: str,
         dedupe_capacity: int = 200_000,
         seen_store: SeenStore | None = None,
-        max_payload_bytes: int = 1024 * 1024,
     ) -> None:
-        """``seen_store`` makes duplicate drops durable and shared; without it only ``dedupe_capacity``
-        recent ids of this process are remembered."""
-        self._by_topic = {
-            s.intake_topic: _Source(s, Validator(s, tokenizer, max_payload_bytes=max_payload_bytes), lake_schema(s))
-            for s in sources
-        }
+        """Each batch is validated against the current version of its topic's source in ``catalog``.
+
+        ``seen_store`` makes duplicate drops durable and shared; without it only ``dedupe_capacity``
+        recent ids of this process are remembered.
+        """
+        self._catalog = catalog
+        self._schemas: dict[tuple[str, int], pa.Schema] = {}
         self._sender = sender
         self._lake_root = lake_root
         self._records_topic = records_topic
@@ -127,8 +123,8 @@ class IngestPipeline:
 
     @property
     def topics(self) -> list[str]:
-        """The upstream topics to consume, one per source."""
-        return sorted(self._by_topic)
+        """The upstream topics to consume: the intake topic of every source in the catalog."""
+        return self._catalog.topics
 
     async def handle_batch(self, events: Sequence[Event]) -> BatchResult:
         """Handle one partition's batch (same topic and partition, ascending offsets); see the module doc.
@@ -140,7 +136,7 @@ class IngestPipeline:
             return BatchResult(0, 0, 0)
         started = time.perf_counter()
         first = events[0]
-        source = self._by_topic.get(first.topic)
+        source = self._catalog.for_topic(first.topic)
         if source is None:
             await asyncio.gather(*[await self._reject(e, None, self._unknown_source(e)) for e in events])
             return BatchResult(0, len(events), 0)
@@ -161,27 +157,33 @@ class IngestPipeline:
         duplicates = len(valid) - len(accepted)
 
         ingest_time = now_us()
-        pending: list[asyncio.Future[Any]] = [
-            await self._reject(event, source.definition, rejection) for event, rejection in rejects
-        ]
-        for event, record in accepted:
-            message = canonical_record(record, source.definition, ingest_time_us=ingest_time, upstream=_position(event))
-            pending.append(
-                await self._sender.send_event(
-                    self._records_topic, message, key=record.entity_key, event_id=record.event_id
-                )
-            )
-        tables = tables_by_day(source.schema, [r for _, r in accepted], ingest_time_us=ingest_time)
-        written = asyncio.to_thread(
-            lake.replace_partition_range,
-            self._lake_root,
-            name,
-            partition=first.partition,
-            first=first.offset,
-            last=events[-1].offset,
-            tables_by_day=tables,
+        tables = tables_by_day(
+            self._lake_schema(source.definition), [r for _, r in accepted], ingest_time_us=ingest_time
         )
-        await asyncio.gather(written, *pending)
+        lake_write = asyncio.ensure_future(
+            asyncio.to_thread(
+                lake.replace_partition_range,
+                self._lake_root,
+                name,
+                partition=first.partition,
+                first=first.offset,
+                last=events[-1].offset,
+                tables_by_day=tables,
+            )
+        )
+        try:
+            acks = [await self._reject(event, source.definition, rejection) for event, rejection in rejects]
+            send, definition, records_topic = self._sender.send_event, source.definition, self._records_topic
+            for event, record in accepted:
+                position = (event.topic, event.partition, event.offset)
+                message = canonical_record(record, definition, ingest_time_us=ingest_time, upstream=position)
+                acks.append(await send(records_topic, message, key=record.entity_key, event_id=record.event_id))
+            await asyncio.gather(*acks)
+        except Exception:
+            with contextlib.suppress(Exception):
+                await lake_write  # never two writes of this partition's files at once (the retry's and this one)
+            raise
+        await lake_write
         metrics.RECORDS_ACCEPTED.labels(name).inc(len(accepted))
         for _, rejection in rejects:
             metrics.RECORDS_REJECTED.labels(name, rejection.reason).inc()
@@ -190,6 +192,13 @@ class IngestPipeline:
             metrics.DUPLICATES_DROPPED.labels(name).inc(duplicates)
         metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
         return BatchResult(len(accepted), len(rejects), duplicates)
+
+    def _lake_schema(self, definition: SourceDefinition) -> pa.Schema:
+        key = (definition.name, definition.version)
+        schema = self._schemas.get(key)
+        if schema is None:
+            schema = self._schemas[key] = lake_schema(definition)
+        return schema
 
     @staticmethod
     def _unknown_source(event: Event) -> Rejection:

@@ -14,24 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Integer, String, Table, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aimesh.core.errors import FailedPrecondition, NotFound
 from aimesh.ingest.compatibility import breaking_changes
-from aimesh.ingest.schema import metadata
+from aimesh.ingest.schema import source_versions
 from aimesh.ingest.sources import SourceDefinition
-
-source_versions = Table(
-    "ingest_source_versions",
-    metadata,
-    Column("name", String(128), primary_key=True),
-    Column("version", Integer, primary_key=True),
-    Column("definition", JSON, nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-)
-"""One row per stored version of a source definition (migration ``0002_source_registry``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -18,4 +18,15 @@ seen_events = Table(
     Column("partition", Integer, nullable=False),
     Column("offset", BigInteger, nullable=False),
 )
-"""Every accepted upstream event id with the (topic, partition, offset) where it was first accepted."""
+"""Every accepted upstream event id with the (topic, partition, offset) where it was first accepted
+(``aimesh.ingest.seen_store``)."""
+
+source_versions = Table(
+    "ingest_source_versions",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("definition", JSON, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+)
+"""One row per stored version of a source definition (``aimesh.ingest.registry``)."""

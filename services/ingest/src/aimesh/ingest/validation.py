@@ -24,20 +24,24 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from aimesh.core.events import Event
+from aimesh.ingest.field_checks import (
+    INT64_MAX,
+    INT64_MIN,
+    FieldCheck,
+    InvalidField,
+    Scalar,
+    compile_check,
+    missing_value,
+)
 from aimesh.ingest.formats import DecodeFailure, format_for
 from aimesh.ingest.pii import Tokenizer
-from aimesh.ingest.sources import FieldRule, FieldType, SourceDefinition
+from aimesh.ingest.sources import FieldRule, SourceDefinition
 
-Scalar = str | int | float | bool | None
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MAX_SHOWN = 64
 PII_MASKED_HEADER = "aimesh-pii-masked"
 TOKEN = re.compile(r"[0-9a-f]{64}")
 
@@ -74,20 +78,6 @@ class Rejection:
     masked_fields: tuple[str, ...] = ()
 
 
-class _Invalid(Exception):
-    def __init__(self, reason: str, field_name: str, message: str) -> None:
-        super().__init__(message)
-        self.reason, self.field, self.message = reason, field_name, message
-
-
-def parse_rfc3339_us(text: str) -> int:
-    """Epoch microseconds of an RFC 3339 time with a UTC offset; raises ``ValueError`` otherwise."""
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("no UTC offset")
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
-
 class Validator:
     """Validates and canonicalises the payloads of one source (see the module doc); stateless, cheap to call."""
 
@@ -95,10 +85,15 @@ class Validator:
         self.source = source
         self._tokenizer = tokenizer
         self._max_payload_bytes = max_payload_bytes
-        self._patterns = {f.name: re.compile(f.pattern) for f in source.fields if f.pattern}
         self._pii = frozenset(source.pii_fields)
-        self._identity = {source.event_id_field, source.entity_key, source.event_time_field}
         self._format = format_for(source)
+        self._checks: list[tuple[str, FieldCheck]] = [(f.name, compile_check(f, source)) for f in source.fields]
+        names = [f.name for f in source.fields]
+        self._event_id_at = names.index(source.event_id_field)
+        self._entity_key_at = names.index(source.entity_key)
+        self._event_time_at = names.index(source.event_time_field)
+        self._attribute_slots = _attribute_slots(source)
+        self._not_passed_through = frozenset(names) | self._pii | {out for _, out, _ in self._attribute_slots}
 
     def validate_event(self, event: Event) -> ValidRecord | Rejection:
         """``validate`` of a consumed record, honouring its ``aimesh-pii-masked`` header; never raises."""
@@ -121,7 +116,7 @@ class Validator:
         tokenised = self._pii.intersection(masked)
         try:
             return self._record(document, tokenised)
-        except _Invalid as invalid:
+        except InvalidField as invalid:
             event_id = document.get(self.source.event_id_field)
             dlq_payload, masked_now = self._masked(document, payload, tokenised)
             return Rejection(
@@ -160,136 +155,75 @@ class Validator:
         return self._format.replaced(payload, document, tokens), present
 
     def _record(self, document: dict[str, Any], tokenised: frozenset[str]) -> ValidRecord:
-        src = self.source
-        values: dict[str, Scalar] = {
-            rule.name: self._token(rule, document.get(rule.name))
-            if rule.name in tokenised
-            else self._checked(rule, document.get(rule.name))
-            for rule in src.fields
-        }
+        """The record of a decoded document; raises ``InvalidField`` for the first field (in definition
+        order) that breaks its rule."""
+        checks = self._checks if not tokenised else self._token_checks(tokenised)
+        get = document.get
+        values = [check(get(name)) for name, check in checks]
         attributes: dict[str, Scalar] = {}
-        for name, value in values.items():
-            if name in self._identity:
-                continue
-            if name in self._pii:
-                token_field = src.pii_token_fields.get(name)
-                if token_field is not None and value is not None:
-                    token = str(value) if name in tokenised else self._tokenizer.token(str(value))
-                    attributes[token_field] = token
-                elif token_field is not None:
-                    attributes[token_field] = None
-                continue
-            attributes[name] = value
+        for at, out, tokenise in self._attribute_slots:
+            value = values[at]
+            if tokenise and value is not None:
+                name = checks[at][0]
+                value = str(value) if name in tokenised else self._tokenizer.token(str(value))
+            attributes[out] = value
         for name, value in document.items():
-            if name not in values and name not in self._pii and name not in attributes:
+            if name not in self._not_passed_through:
                 attributes[name] = _passthrough(value)
-        event_time = values[src.event_time_field]
+        event_time = values[self._event_time_at]
         assert isinstance(event_time, int)
         return ValidRecord(
-            event_id=str(values[src.event_id_field]),
-            entity_key=str(values[src.entity_key]),
+            event_id=str(values[self._event_id_at]),
+            entity_key=str(values[self._entity_key_at]),
             event_time_us=event_time,
             attributes=attributes,
         )
 
-    def _checked(self, rule: FieldRule, value: Any) -> Scalar:
-        src = self.source
-        if value is None or (value == "" and rule.name in (src.entity_key, src.event_id_field)):
-            return self._missing(rule)
-        shown = "(PII)" if rule.name in self._pii else repr(value)[:MAX_SHOWN]
-        if rule.type is FieldType.TIMESTAMP:
-            return self._timestamp(rule, value, shown, is_event_time=rule.name == src.event_time_field)
-        if rule.type is FieldType.STRING:
-            return self._string(rule, value, shown)
-        if rule.type is FieldType.BOOL:
-            if not isinstance(value, bool):
-                raise _Invalid("TYPE_MISMATCH", rule.name, f"{rule.name} must be true or false, got {_kind(value)}")
+    def _token_checks(self, tokenised: frozenset[str]) -> list[tuple[str, FieldCheck]]:
+        """The checks with those of already-masked PII fields replaced by the token check."""
+        rules = {f.name: f for f in self.source.fields}
+        return [(name, self._token_check(rules[name]) if name in tokenised else check) for name, check in self._checks]
+
+    def _token_check(self, rule: FieldRule) -> FieldCheck:
+        """The check of an already-masked PII field: it holds a token (its raw-value rules do not apply)."""
+        source = self.source
+
+        def check(value: Any) -> Scalar:
+            if value is None:
+                return missing_value(rule, source)
+            if not isinstance(value, str) or not TOKEN.fullmatch(value):
+                raise InvalidField(
+                    "NOT_ALLOWED_VALUE",
+                    rule.name,
+                    f"{rule.name} is marked {PII_MASKED_HEADER} but holds no PII token",
+                )
             return value
-        return self._number(rule, value, shown)
 
-    def _token(self, rule: FieldRule, value: Any) -> Scalar:
-        """The token an already-masked PII field holds (its raw-value rules do not apply)."""
-        if value is None:
-            return self._missing(rule)
-        if not isinstance(value, str) or not TOKEN.fullmatch(value):
-            raise _Invalid(
-                "NOT_ALLOWED_VALUE", rule.name, f"{rule.name} is marked {PII_MASKED_HEADER} but holds no PII token"
-            )
-        return value
+        return check
 
-    def _missing(self, rule: FieldRule) -> Scalar:
-        """None for an optional field; raises the rejection of a missing required one."""
-        name = rule.name
-        if not rule.required:
-            return None
-        if name == self.source.entity_key:
-            raise _Invalid("MISSING_ENTITY_KEY", name, f"entity key {name} is missing or empty")
-        if name == self.source.event_time_field:
-            raise _Invalid("INVALID_EVENT_TIME", name, f"event time {name} is missing")
-        raise _Invalid("MISSING_FIELD", name, f"required field {name} is missing or empty")
 
-    def _string(self, rule: FieldRule, value: Any, shown: str) -> str:
-        name = rule.name
-        if not isinstance(value, str):
-            raise _Invalid("TYPE_MISMATCH", name, f"{name} must be a string, got {_kind(value)}")
-        if rule.max_length is not None and len(value) > rule.max_length:
-            raise _Invalid("TOO_LONG", name, f"{name} is {len(value)} characters > max {rule.max_length}")
-        if rule.allowed_values and value not in rule.allowed_values:
-            raise _Invalid("NOT_ALLOWED_VALUE", name, f"{name}={shown} is not one of {list(rule.allowed_values)}")
-        pattern = self._patterns.get(name)
-        if pattern is not None and not pattern.fullmatch(value):
-            raise _Invalid("NOT_ALLOWED_VALUE", name, f"{name}={shown} does not match {rule.pattern}")
-        return value
+def _attribute_slots(source: SourceDefinition) -> list[tuple[int, str, bool]]:
+    """Where each attribute comes from, in definition order: (field index, attribute name, tokenise).
 
-    def _number(self, rule: FieldRule, value: Any, shown: str) -> int | float:
-        name = rule.name
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Invalid("TYPE_MISMATCH", name, f"{name} must be a number, got {_kind(value)}")
-        if rule.type is FieldType.DOUBLE:
-            number: int | float = float(value)
-        elif isinstance(value, float) and not value.is_integer():
-            raise _Invalid("TYPE_MISMATCH", name, f"{name} must be an integer, got {shown}")
-        else:
-            number = int(value)
-            if not INT64_MIN <= number <= INT64_MAX:
-                raise _Invalid("OUT_OF_RANGE", name, f"{name}={shown} does not fit int64")
-        self._check_range(rule, number, shown)
-        return number
-
-    @staticmethod
-    def _check_range(rule: FieldRule, number: float, shown: str) -> None:
-        low_fails = rule.min is not None and (number <= rule.min if rule.min_exclusive else number < rule.min)
-        high_fails = rule.max is not None and number > rule.max
-        if low_fails or high_fails:
-            low = "(" if rule.min_exclusive else "["
-            raise _Invalid("OUT_OF_RANGE", rule.name, f"{rule.name}={shown} is outside {low}{rule.min}, {rule.max}]")
-
-    @staticmethod
-    def _timestamp(rule: FieldRule, value: Any, shown: str, *, is_event_time: bool) -> int:
-        reason = "INVALID_EVENT_TIME" if is_event_time else "TYPE_MISMATCH"
-        name = rule.name
-        try:
-            if isinstance(value, str):
-                return parse_rfc3339_us(value)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                micros = int(value * 1000)
-                if INT64_MIN <= micros <= INT64_MAX:
-                    return micros
-                raise ValueError("out of range")
-        except (ValueError, OverflowError) as exc:
-            raise _Invalid(reason, name, f"{name}={shown} is not an RFC 3339 time with offset: {exc}") from exc
-        raise _Invalid(reason, name, f"{name} must be an RFC 3339 string or epoch ms, got {_kind(value)}")
+    Identity fields are no attributes; a PII field is one only when it has a token attribute (its
+    token under that name), else it is dropped.
+    """
+    identity = {source.event_id_field, source.entity_key, source.event_time_field}
+    slots: list[tuple[int, str, bool]] = []
+    for at, rule in enumerate(source.fields):
+        if rule.name in identity:
+            continue
+        if rule.name in source.pii_fields:
+            if token_field := source.pii_token_fields.get(rule.name):
+                slots.append((at, token_field, True))
+            continue
+        slots.append((at, rule.name, False))
+    return slots
 
 
 def _text(value: Any) -> str:
     """A PII value as the text its token is computed from (non-strings as their JSON)."""
     return value if isinstance(value, str) else orjson.dumps(value).decode()
-
-
-def _kind(value: Any) -> str:
-    return {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__
-    )
 
 
 def _passthrough(value: Any) -> Scalar:

@@ -60,33 +60,45 @@ CHANGE_ACTION_UPDATED: ChangeAction
 CHANGE_ACTION_UNCHANGED: ChangeAction
 
 class Entity(_message.Message):
-    __slots__ = ("name", "id_type", "description")
+    __slots__ = ("name", "id_type", "description", "key")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ID_TYPE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
     name: str
     id_type: _common_pb2.ValueType
     description: str
-    def __init__(self, name: _Optional[str] = ..., id_type: _Optional[_Union[_common_pb2.ValueType, str]] = ..., description: _Optional[str] = ...) -> None: ...
+    key: str
+    def __init__(self, name: _Optional[str] = ..., id_type: _Optional[_Union[_common_pb2.ValueType, str]] = ..., description: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
 class Feature(_message.Message):
-    __slots__ = ("name", "source_field", "aggregation", "window", "dtype", "description")
+    __slots__ = ("name", "source_field", "aggregation", "window", "dtype", "description", "expression")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    EXPRESSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     source_field: str
     aggregation: Aggregation
     window: _duration_pb2.Duration
     dtype: _common_pb2.ValueType
     description: str
-    def __init__(self, name: _Optional[str] = ..., source_field: _Optional[str] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., dtype: _Optional[_Union[_common_pb2.ValueType, str]] = ..., description: _Optional[str] = ...) -> None: ...
+    expression: str
+    def __init__(self, name: _Optional[str] = ..., source_field: _Optional[str] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., dtype: _Optional[_Union[_common_pb2.ValueType, str]] = ..., description: _Optional[str] = ..., expression: _Optional[str] = ...) -> None: ...
+
+class Transformation(_message.Message):
+    __slots__ = ("name", "expression")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPRESSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    expression: str
+    def __init__(self, name: _Optional[str] = ..., expression: _Optional[str] = ...) -> None: ...
 
 class FeatureView(_message.Message):
-    __slots__ = ("name", "entity", "source", "features", "ttl", "version", "description", "tags")
+    __slots__ = ("name", "entity", "source", "features", "ttl", "version", "description", "tags", "transformations")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +114,7 @@ class FeatureView(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORMATIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     entity: str
     source: str
@@ -110,7 +123,8 @@ class FeatureView(_message.Message):
     version: int
     description: str
     tags: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., entity: _Optional[str] = ..., source: _Optional[str] = ..., features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., version: _Optional[int] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    transformations: _containers.RepeatedCompositeFieldContainer[Transformation]
+    def __init__(self, name: _Optional[str] = ..., entity: _Optional[str] = ..., source: _Optional[str] = ..., features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., version: _Optional[int] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., transformations: _Optional[_Iterable[_Union[Transformation, _Mapping]]] = ...) -> None: ...
 
 class FeatureServiceDefinition(_message.Message):
     __slots__ = ("name", "features", "description", "version")
@@ -221,28 +235,32 @@ class GetHistoricalFeaturesResponse(_message.Message):
     def __init__(self, feature_names: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[HistoricalFeatureRow, _Mapping]]] = ...) -> None: ...
 
 class ApplyDefinitionsRequest(_message.Message):
-    __slots__ = ("entities", "feature_views", "feature_services", "dry_run")
+    __slots__ = ("entities", "feature_views", "feature_services", "dry_run", "document")
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     FEATURE_VIEWS_FIELD_NUMBER: _ClassVar[int]
     FEATURE_SERVICES_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     entities: _containers.RepeatedCompositeFieldContainer[Entity]
     feature_views: _containers.RepeatedCompositeFieldContainer[FeatureView]
     feature_services: _containers.RepeatedCompositeFieldContainer[FeatureServiceDefinition]
     dry_run: bool
-    def __init__(self, entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., feature_views: _Optional[_Iterable[_Union[FeatureView, _Mapping]]] = ..., feature_services: _Optional[_Iterable[_Union[FeatureServiceDefinition, _Mapping]]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    document: str
+    def __init__(self, entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., feature_views: _Optional[_Iterable[_Union[FeatureView, _Mapping]]] = ..., feature_services: _Optional[_Iterable[_Union[FeatureServiceDefinition, _Mapping]]] = ..., dry_run: _Optional[bool] = ..., document: _Optional[str] = ...) -> None: ...
 
 class DefinitionChange(_message.Message):
-    __slots__ = ("kind", "name", "action", "version")
+    __slots__ = ("kind", "name", "action", "version", "detail")
     KIND_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
     kind: str
     name: str
     action: ChangeAction
     version: int
-    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., action: _Optional[_Union[ChangeAction, str]] = ..., version: _Optional[int] = ...) -> None: ...
+    detail: str
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., action: _Optional[_Union[ChangeAction, str]] = ..., version: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class ApplyDefinitionsResponse(_message.Message):
     __slots__ = ("changes",)

@@ -81,6 +81,8 @@ class FeatureServiceServicer:
 
     def ApplyDefinitions(self, request, context):
         """Creates or updates entities, feature views and feature services, atomically. Idempotent.
+        Invalid definitions: INVALID_ARGUMENT naming the path (e.g. "feature_views[2].features[0].window");
+        breaking changes to stored versions: FAILED_PRECONDITION naming each (nothing is stored then).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,7 +44,10 @@ class FeatureServiceStub:
     request order. Each value only uses events with event_time strictly before the row's timestamp.
     """
     ApplyDefinitions: _grpc.UnaryUnaryMultiCallable[_feature_pb2.ApplyDefinitionsRequest, _feature_pb2.ApplyDefinitionsResponse]
-    """Creates or updates entities, feature views and feature services, atomically. Idempotent."""
+    """Creates or updates entities, feature views and feature services, atomically. Idempotent.
+    Invalid definitions: INVALID_ARGUMENT naming the path (e.g. "feature_views[2].features[0].window");
+    breaking changes to stored versions: FAILED_PRECONDITION naming each (nothing is stored then).
+    """
     ListFeatureViews: _grpc.UnaryUnaryMultiCallable[_feature_pb2.ListFeatureViewsRequest, _feature_pb2.ListFeatureViewsResponse]
     """Lists feature views (latest versions), ordered by name."""
 
@@ -64,7 +67,10 @@ class FeatureServiceAsyncStub(FeatureServiceStub):
     request order. Each value only uses events with event_time strictly before the row's timestamp.
     """
     ApplyDefinitions: _aio.UnaryUnaryMultiCallable[_feature_pb2.ApplyDefinitionsRequest, _feature_pb2.ApplyDefinitionsResponse]  # type: ignore[assignment]
-    """Creates or updates entities, feature views and feature services, atomically. Idempotent."""
+    """Creates or updates entities, feature views and feature services, atomically. Idempotent.
+    Invalid definitions: INVALID_ARGUMENT naming the path (e.g. "feature_views[2].features[0].window");
+    breaking changes to stored versions: FAILED_PRECONDITION naming each (nothing is stored then).
+    """
     ListFeatureViews: _aio.UnaryUnaryMultiCallable[_feature_pb2.ListFeatureViewsRequest, _feature_pb2.ListFeatureViewsResponse]  # type: ignore[assignment]
     """Lists feature views (latest versions), ordered by name."""
 
@@ -99,7 +105,10 @@ class FeatureServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _feature_pb2.ApplyDefinitionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_feature_pb2.ApplyDefinitionsResponse, _abc.Awaitable[_feature_pb2.ApplyDefinitionsResponse]]:
-        """Creates or updates entities, feature views and feature services, atomically. Idempotent."""
+        """Creates or updates entities, feature views and feature services, atomically. Idempotent.
+        Invalid definitions: INVALID_ARGUMENT naming the path (e.g. "feature_views[2].features[0].window");
+        breaking changes to stored versions: FAILED_PRECONDITION naming each (nothing is stored then).
+        """
 
     @_abc_1.abstractmethod
     def ListFeatureViews(

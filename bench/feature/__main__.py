@@ -1,0 +1,296 @@
+"""``python -m bench.feature``: aimesh's GetOnlineFeatures against Feast's Python feature server; see bench/README.md.
+
+One run: ensure the Feast virtualenv; publish the generated card transactions as canonical records to
+a topic of this run; start the feature service on it and measure its streaming update rate; read
+aimesh's 50 values of every card at one as-of time; give Feast exactly those values (SQLite online
+store, and Redis when ``redis-server`` is installed), check a sample matches; then time every cell
+(1 and 100 entities x 50 features, concurrency 1 and 16) server by server; then the backfill
+memory (when the feature service has a backfill). Prints the tables and overwrites
+bench/feature/results.md. Exits 1 with the cause when a step fails (logs kept in the temporary directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import httpx
+
+from bench.feature import backfill as backfill_bench
+from bench.feature.aimesh_side import DEFINITIONS, AimeshError, FeatureProcess, ServedValues, values_at
+from bench.feature.data import canonical_transactions, create_topic, publish
+from bench.feature.feast_env import FEAST_VERSION, FeastEnvError, feast_python
+from bench.feature.feast_side import (
+    Column,
+    FeastError,
+    FeastServer,
+    RedisServer,
+    apply_and_materialize,
+    views_by_feature,
+    write_repo,
+)
+from bench.feature.load import AimeshClient, Cell, Client, FeastClient, LoadError, batches, run_cell
+from bench.feature.report import FeatureReport, results_markdown, tables
+from bench.feature.verify import MismatchError, compare, feast_values
+from bench.ingest.code import working_tree
+from bench.ingest.machine import describe
+from bench.ingest.topics import delete_topics
+
+HERE = Path(__file__).resolve().parent
+SHAPES = (1, 100)
+CONCURRENCIES = (1, 16)
+VERIFY_SAMPLE = 100
+PACKAGES = ("aimesh-feature", "aimesh-core", "grpcio", "protobuf", "aiohttp", "pyarrow", "SQLAlchemy", "aiosqlite")
+FAILURES = (AimeshError, FeastEnvError, FeastError, LoadError, MismatchError, backfill_bench.BackfillError)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.feature", description=__doc__.splitlines()[0])
+    parser.add_argument("--transactions", type=int, default=50_000, help="generated transactions (default 50,000)")
+    parser.add_argument("--cards", type=int, default=2_000, help="about this many cards (default 2,000)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell (default 10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per cell (default 2)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 5,000 transactions, 3 s cells, 100k lake rows")
+    parser.add_argument("--lake-rows", type=int, default=10_000_000, help="lake rows for the backfill (default 10M)")
+    parser.add_argument("--no-redis", action="store_true", help="skip Feast on Redis even if redis-server exists")
+    parser.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap (default 127.0.0.1:9092)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="limit for the streaming phase, seconds")
+    parser.add_argument("--results", type=Path, default=HERE / "results.md", help="where to write results.md")
+    parser.add_argument("--keep", action="store_true", help="keep the topic and the temporary directory")
+    parser.add_argument(
+        "--profile", action="store_true", help="also run aimesh's cells under cProfile -> bench/feature/profile.txt"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.transactions, args.seconds, args.warmup, args.lake_rows = 5_000, 3.0, 1.0, 100_000
+    return args
+
+
+async def bench(args: argparse.Namespace, workdir: Path, command: str) -> FeatureReport:
+    started = datetime.now(UTC)
+    print("Feast virtualenv ...", flush=True)
+    await asyncio.to_thread(feast_python)
+    run_id = uuid.uuid4().hex[:8]
+    topic = f"bench.feature.{run_id}.records"
+    await create_topic(args.bootstrap, topic, partitions=6)
+    notes: list[str] = []
+    try:
+        end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+        records = canonical_transactions(transactions=args.transactions, cards=args.cards, seed=args.seed, end=end)
+        published = await publish(args.bootstrap, topic, records)
+        print(f"published {published.records:,} records of {len(published.cards):,} cards", flush=True)
+        async with AsyncExitStack() as stack:
+            service = FeatureProcess(workdir / "aimesh", bootstrap=args.bootstrap, topic=topic, run_id=run_id)
+            service.start()
+            stack.callback(service.stop)
+            service.pid()
+            try:
+                await asyncio.to_thread(service.wait_ready, 120)
+            except Exception as exc:
+                raise AimeshError(f"not ready: {exc}{service.quote_log()}") from exc
+            stream = await service.stream_rate(published.records, timeout_s=args.timeout)
+            print(f"streaming: {stream.per_second:,.0f} records/s", flush=True)
+            as_of = datetime.now(UTC).replace(microsecond=0)
+            served = await values_at(service.target, published.cards, as_of)
+            print(f"aimesh serves {len(served.features)} features for {len(served.values):,} cards", flush=True)
+            cells, verified = await serve_and_measure(args, workdir, stack, service, served, as_of, published.cards)
+        if args.profile:
+            await profile(args, workdir, topic, run_id, published.cards, published.records)
+        backfill = await backfill_bench.measure(workdir / "backfill", rows=args.lake_rows, seed=args.seed)
+        if backfill.note:
+            notes.append(backfill.note)
+    finally:
+        if not args.keep:
+            await delete_topics(args.bootstrap, [topic])
+    return FeatureReport(
+        started=started,
+        command=command,
+        transactions=published.records,
+        cards=len(published.cards),
+        features=len(served.features),
+        verified=verified,
+        seconds_per_cell=args.seconds,
+        warmup_s=args.warmup,
+        cells=cells,
+        stream=stream,
+        backfill=backfill,
+        environment=describe(),
+        versions={**{name: _version(name) for name in PACKAGES}, "feast": FEAST_VERSION},
+        code=working_tree().description.replace("services/ingest", "services/feature"),
+        notes=[*notes, *_standing_notes(args)],
+    )
+
+
+async def serve_and_measure(
+    args: argparse.Namespace,
+    workdir: Path,
+    stack: AsyncExitStack,
+    service: FeatureProcess,
+    served: ServedValues,
+    as_of: datetime,
+    cards: Sequence[str],
+) -> tuple[list[Cell], dict[str, int]]:
+    """Set up every Feast store with aimesh's values, verify them, then time aimesh and each Feast in turn."""
+    views = views_by_feature(DEFINITIONS)
+    columns = [Column.of(ref, kind, views) for ref, kind in zip(served.features, served.kinds, strict=True)]
+    feasts: list[tuple[str, FeastServer]] = []
+    stores: list[tuple[str, dict[str, str]]] = [
+        ("Feast (SQLite)", {"type": "sqlite", "path": str(workdir / "feast-sqlite" / "data" / "online.db")})
+    ]
+    if not args.no_redis and RedisServer.available():
+        redis = RedisServer(workdir / "redis")
+        redis.start()
+        stack.callback(redis.stop)
+        stores.append(("Feast (Redis)", {"type": "redis", "connection_string": f"127.0.0.1:{redis.port}"}))
+    verified: dict[str, int] = {}
+    for name, online_store in stores:
+        repo = workdir / ("feast-" + online_store["type"])
+        print(f"{name}: feast apply + materialize ...", flush=True)
+        write_repo(repo, columns, served.values, as_of=as_of, online_store=online_store)
+        await asyncio.to_thread(apply_and_materialize, repo, as_of=as_of)
+        server = FeastServer(repo)
+        server.start()
+        stack.callback(server.stop)
+        await _await_health(server)
+        sample = list(cards[:VERIFY_SAMPLE])
+        verified[name] = compare(served, await feast_values(server.url, sample, served.features))
+        feasts.append((name, server))
+    cells: list[Cell] = []
+    clients: list[Client] = [AimeshClient(service.target)]
+    clients += [FeastClient(server.url, name) for name, server in feasts]
+    for client in clients:
+        for entities in SHAPES:
+            for concurrency in CONCURRENCIES:
+                cell = await run_cell(
+                    client,
+                    batches(cards, entities, 500, seed=args.seed),
+                    concurrency=concurrency,
+                    seconds=args.seconds,
+                    warmup_s=args.warmup,
+                )
+                print(
+                    f"{client.name:15} {entities:>3} entities c={concurrency:<2}: p50 {cell.p50_ms:7.2f} ms  "
+                    f"p99 {cell.p99_ms:7.2f} ms  {cell.throughput:8,.0f} req/s",
+                    flush=True,
+                )
+                cells.append(cell)
+        await client.close()  # type: ignore[attr-defined]
+    return cells, verified
+
+
+async def profile(
+    args: argparse.Namespace, workdir: Path, topic: str, run_id: str, cards: Sequence[str], records: int
+) -> None:
+    """Run a fresh feature service under cProfile (same topic, own group and data), drive aimesh's four
+    cells once more (untimed for the tables), stop it and write its hot spots to bench/feature/profile.txt."""
+    print("running the feature service under cProfile ...", flush=True)
+    stats_file = workdir / "feature.prof"
+    service = FeatureProcess(
+        workdir / "aimesh-profiled",
+        bootstrap=args.bootstrap,
+        topic=topic,
+        run_id=f"{run_id}-profiled",
+        profile_to=stats_file,
+    )
+    service.start()
+    try:
+        await asyncio.to_thread(service.wait_ready, 120)
+        await service.stream_rate(records, timeout_s=args.timeout)
+        client = AimeshClient(service.target)
+        lines = []
+        for entities in SHAPES:
+            for concurrency in CONCURRENCIES:
+                cell = await run_cell(
+                    client,
+                    batches(cards, entities, 500, seed=args.seed),
+                    concurrency=concurrency,
+                    seconds=args.seconds,
+                    warmup_s=0,
+                )
+                lines.append(
+                    f"{entities} entities, c={concurrency}: {cell.requests:,} requests, p99 {cell.p99_ms:.2f} ms"
+                )
+        await client.close()
+    finally:
+        await asyncio.to_thread(service.stop)
+    text = io.StringIO()
+    text.write(
+        f"cProfile of the feature service's main thread, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: streaming "
+        f"{records:,} records, then aimesh's cells under the profiler:\n" + "\n".join(lines) + "\n"
+    )
+    for order in ("tottime", "cumulative"):
+        text.write(f"\n=== top 40 by {order} ===\n")
+        pstats.Stats(str(stats_file), stream=text).strip_dirs().sort_stats(order).print_stats(40)
+    (HERE / "profile.txt").write_text(text.getvalue())
+    print(f"profile written to {HERE / 'profile.txt'}", flush=True)
+
+
+async def _await_health(server: FeastServer, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(f"{server.url}/health")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.5)
+    raise FeastError(f"feast serve not healthy after {timeout_s:.0f} s; see {server.logfile}")
+
+
+def _standing_notes(args: argparse.Namespace) -> list[str]:
+    return [
+        "Timed aimesh requests name the feature service and the card ids only (as-of = request time), so "
+        "aimesh computes the window aggregations at request time; Feast returns the precomputed values it "
+        "materialised (it cannot slide windows on read).",
+        "Feast runs `feast serve --workers 1 --no-access-log --max-requests 0 --registry_ttl_sec 3600` "
+        "(its default recycles the worker every 1,000 requests); aimesh runs as one process with its defaults "
+        "(SQLite online store), log shipping off.",
+        "Clients: aimesh over one grpc.aio channel, Feast over one aiohttp session (JSON decoded with orjson); "
+        "both in the harness process, one server loaded at a time, on the same cores as the servers.",
+    ]
+
+
+def _version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    command = " ".join(["python -m bench.feature", *argv])
+    workdir = Path(tempfile.mkdtemp(prefix="aimesh-bench-feature-"))
+    try:
+        report = asyncio.run(bench(args, workdir, command))
+    except FAILURES as exc:
+        print(f"benchmark failed: {exc}\n(logs kept in {workdir})", file=sys.stderr)
+        return 1
+    print()
+    print(tables(report))
+    args.results.write_text(results_markdown(report))
+    print(f"\nwritten {args.results}")
+    if args.keep:
+        print(f"kept {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""The definitions registry in SQL: every version of every definition, ``apply`` with diff and breaking-change checks.
+
+``apply`` runs in one database transaction: it reads the latest versions, validates the request's
+references against them, classifies each requested definition as created / updated / unchanged, and
+refuses (FailedPrecondition, nothing stored) when a change would alter what a stored version promises:
+
+- a feature whose aggregation, field, window or expression changes;
+- a transformation whose expression changes while a feature reads it;
+- a view whose entity or source changes; an entity whose key changes while a view uses it;
+- a feature removed while a feature service (explicitly or by ``<view>:*``) or an on-demand
+  expression references it.
+
+Every other change (new features, ttl, descriptions, services) stores a new version.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from aimesh.core.errors import FailedPrecondition
+from aimesh.feature import schema
+from aimesh.feature.definitions import (
+    EntitySpec,
+    FeatureRepo,
+    FeatureServiceSpec,
+    FeatureViewSpec,
+    check_references,
+)
+from aimesh.feature.registry import Registry
+from aimesh.feature.store import upsert_row
+
+ENTITY, VIEW, SERVICE = "entity", "feature_view", "feature_service"
+_MODELS: dict[str, type[EntitySpec | FeatureViewSpec | FeatureServiceSpec]] = {
+    ENTITY: EntitySpec,
+    VIEW: FeatureViewSpec,
+    SERVICE: FeatureServiceSpec,
+}
+
+
+class Action(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What apply did (or would do) to one definition; ``detail`` says what changed."""
+
+    kind: str
+    name: str
+    action: Action
+    version: int
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    """The changes in request order and the registry after them (unchanged on a dry run)."""
+
+    changes: list[Change]
+    registry: Registry
+
+
+def _spec(model: EntitySpec | FeatureViewSpec | FeatureServiceSpec) -> dict[str, Any]:
+    return model.model_dump(mode="json")
+
+
+def layout_key(view: FeatureViewSpec) -> str:
+    """A stable text of the view's storage layout (what a backfill was done for)."""
+    return orjson.dumps(view.storage_layout(), default=str).decode()
+
+
+def _referenced(merged: FeatureRepo, old: FeatureViewSpec) -> dict[str, list[str]]:
+    """Feature name of ``old`` -> who references it (services, on-demand features)."""
+    users: dict[str, list[str]] = {}
+    names = {f.name for f in old.features}
+    for service in merged.feature_services:
+        for ref in service.features:
+            view_name, _, feature_name = ref.partition(":")
+            if view_name != old.name:
+                continue
+            for name in names if feature_name == "*" else {feature_name} & names:
+                users.setdefault(name, []).append(f"feature service {service.name}")
+    for view in merged.feature_views:
+        if view.on_demand:
+            for feature in view.features:
+                for name in feature.compiled.names & names:
+                    users.setdefault(name, []).append(f"on-demand feature {view.name}:{feature.name}")
+    return users
+
+
+def _view_breaks(old: FeatureViewSpec, new: FeatureViewSpec, merged: FeatureRepo) -> list[str]:
+    where = f"feature_view {old.name}"
+    problems = []
+    if (old.entity, old.source) != (new.entity, new.source):
+        problems.append(f"{where}: entity/source {old.entity}/{old.source} -> {new.entity}/{new.source}")
+    new_features = {f.name: f for f in new.features}
+    users = _referenced(merged, old)
+    for feature in old.features:
+        after = new_features.get(feature.name)
+        if after is None:
+            if feature.name in users:
+                problems.append(
+                    f"{where}: feature {feature.name} removed but referenced by {', '.join(users[feature.name])}"
+                )
+        elif after.behaviour() != feature.behaviour():
+            problems.append(
+                f"{where}: feature {feature.name} changes its computation "
+                f"({_describe(feature.behaviour())} -> {_describe(after.behaviour())})"
+            )
+    read = {f.field for f in new.features}
+    new_transformations = {t.name: t.expression for t in new.transformations}
+    for transformation in old.transformations:
+        after_expr = new_transformations.get(transformation.name)
+        if transformation.name in read and after_expr != transformation.expression:
+            change = f"{transformation.expression!r} -> {after_expr!r}"
+            problems.append(f"{where}: transformation {transformation.name} changes ({change})")
+    return problems
+
+
+def _describe(behaviour: tuple[object, ...]) -> str:
+    agg, field, window, expression = behaviour
+    parts = [str(agg)]
+    if field:
+        parts.append(f"field={field}")
+    if window is not None:
+        parts.append(f"window={window}")
+    if expression:
+        parts.append(f"expression={expression!r}")
+    return " ".join(parts)
+
+
+def _changed_fields(old: dict[str, Any], new: dict[str, Any]) -> str:
+    return ", ".join(sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k)))
+
+
+class DefinitionStore:
+    """Versioned definitions over an async engine (tables of ``schema``; migrated by the online store)."""
+
+    def __init__(self, engine: AsyncEngine, clock_us: Any = None) -> None:
+        self.engine = engine
+        self._clock_us = clock_us or (lambda: time.time_ns() // 1000)
+
+    async def latest(self) -> Registry:
+        """The registry of the latest version of every stored definition."""
+        async with self.engine.connect() as conn:
+            return await self._latest(conn)
+
+    @staticmethod
+    async def _latest(conn: AsyncConnection) -> Registry:
+        d = schema.definitions
+        newest = (
+            select(d.c.kind, d.c.name, func.max(d.c.version).label("version")).group_by(d.c.kind, d.c.name).subquery()
+        )
+        rows = (
+            await conn.execute(
+                select(d.c.kind, d.c.name, d.c.version, d.c.spec)
+                .join(
+                    newest,
+                    (d.c.kind == newest.c.kind) & (d.c.name == newest.c.name) & (d.c.version == newest.c.version),
+                )
+                .order_by(d.c.kind, d.c.name)
+            )
+        ).all()
+        parts: dict[str, list[Any]] = {ENTITY: [], VIEW: [], SERVICE: []}
+        versions: dict[tuple[str, str], int] = {}
+        for kind, name, version, spec in rows:
+            parts[kind].append(_MODELS[kind].model_validate(orjson.loads(spec)))
+            versions[(kind, name)] = int(version)
+        repo = FeatureRepo(entities=parts[ENTITY], feature_views=parts[VIEW], feature_services=parts[SERVICE])
+        return Registry(repo, versions)
+
+    async def apply(self, request: FeatureRepo, *, dry_run: bool = False) -> ApplyOutcome:
+        """Store the request's definitions as new versions where they differ (atomically).
+
+        Raises InvalidArgument for unresolvable references, FailedPrecondition listing every breaking
+        change (nothing is stored then). A dry run validates and reports without storing.
+        """
+        async with self.engine.begin() as conn:
+            current = await self._latest(conn)
+            merged = request.merged_over(current.repo)
+            check_references(request, merged)
+            changes, problems = self._diff(current, request, merged)
+            if problems:
+                raise FailedPrecondition(
+                    "breaking changes to definitions in use refused (give the changed definition a new name "
+                    "instead): " + "; ".join(problems)
+                )
+            if not dry_run:
+                await self._store(conn, request, changes)
+        if dry_run:
+            return ApplyOutcome(changes, current)
+        versions = dict(current.versions)
+        versions.update({(c.kind, c.name): c.version for c in changes})
+        return ApplyOutcome(changes, Registry(merged, versions))
+
+    @staticmethod
+    def _diff(current: Registry, request: FeatureRepo, merged: FeatureRepo) -> tuple[list[Change], list[str]]:
+        changes: list[Change] = []
+        problems: list[str] = []
+        old_repo = current.repo
+        olds: dict[str, dict[str, Any]] = {
+            ENTITY: {e.name: e for e in old_repo.entities},
+            VIEW: {v.name: v for v in old_repo.feature_views},
+            SERVICE: {s.name: s for s in old_repo.feature_services},
+        }
+        items: Sequence[tuple[str, EntitySpec | FeatureViewSpec | FeatureServiceSpec]] = [
+            *((ENTITY, e) for e in request.entities),
+            *((VIEW, v) for v in request.feature_views),
+            *((SERVICE, s) for s in request.feature_services),
+        ]
+        for kind, new in items:
+            old = olds[kind].get(new.name)
+            version = current.versions.get((kind, new.name), 0)
+            if old is None:
+                changes.append(Change(kind, new.name, Action.CREATED, 1))
+                continue
+            before, after = _spec(old), _spec(new)
+            if before == after:
+                changes.append(Change(kind, new.name, Action.UNCHANGED, version))
+                continue
+            changes.append(Change(kind, new.name, Action.UPDATED, version + 1, _changed_fields(before, after)))
+            if isinstance(old, FeatureViewSpec) and isinstance(new, FeatureViewSpec):
+                problems += _view_breaks(old, new, merged)
+            elif isinstance(old, EntitySpec) and isinstance(new, EntitySpec) and old.key != new.key:
+                users = [v.name for v in merged.feature_views if v.entity == old.name]
+                if users:
+                    problems.append(
+                        f"entity {old.name}: key {old.key} -> {new.key} while views use it: {', '.join(users)}"
+                    )
+        return changes, problems
+
+    async def _store(self, conn: AsyncConnection, request: FeatureRepo, changes: list[Change]) -> None:
+        specs: dict[tuple[str, str], EntitySpec | FeatureViewSpec | FeatureServiceSpec] = {
+            **{(ENTITY, e.name): e for e in request.entities},
+            **{(VIEW, v.name): v for v in request.feature_views},
+            **{(SERVICE, s.name): s for s in request.feature_services},
+        }
+        now = self._clock_us()
+        rows = [
+            {
+                "kind": c.kind,
+                "name": c.name,
+                "version": c.version,
+                "spec": orjson.dumps(_spec(specs[(c.kind, c.name)])).decode(),
+                "created_at_us": now,
+            }
+            for c in changes
+            if c.action is not Action.UNCHANGED
+        ]
+        if rows:
+            await conn.execute(schema.definitions.insert(), rows)
+
+    async def views_needing_backfill(self, registry: Registry) -> list[str]:
+        """Stream-fed views whose online state was never backfilled for their current storage layout."""
+        b = schema.backfills
+        async with self.engine.connect() as conn:
+            done = {r.view: r.layout for r in (await conn.execute(select(b.c.view, b.c.layout))).all()}
+        return sorted(v.name for v in registry.views.values() if not v.on_demand and done.get(v.name) != layout_key(v))
+
+    async def record_backfill(self, view: FeatureViewSpec, rows: int) -> None:
+        """Remember that ``view``'s online state was backfilled for its current layout."""
+        async with self.engine.begin() as conn:
+            await upsert_row(
+                conn,
+                schema.backfills,
+                ["view"],
+                {"view": view.name, "layout": layout_key(view), "rows": rows, "finished_at_us": self._clock_us()},
+            )

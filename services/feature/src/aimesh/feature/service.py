@@ -1,0 +1,107 @@
+"""The feature store assembled over one database and one lake: registry, online store, retrieval, apply, backfill.
+
+Used by the service (``app.py``), the CLI (``cli.py``) and the tests, so they all run the same wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aimesh.core.bus import DeadLetterSink
+from aimesh.feature.api import FeatureServiceApi
+from aimesh.feature.backfill import BackfillResult, backfill_view
+from aimesh.feature.consumer import OnlineUpdater
+from aimesh.feature.definition_store import ApplyOutcome, DefinitionStore
+from aimesh.feature.definitions import FeatureRepo, load_file
+from aimesh.feature.registry import Registry, RegistryHolder
+from aimesh.feature.retrieval import HistoricalRetrieval, OnlineRetrieval, _now_us
+from aimesh.feature.store import DEFAULT_ALLOWED_LATENESS, OnlineStore
+
+logger = logging.getLogger(__name__)
+
+
+class FeatureStore:
+    """Registry + online store + definitions over ``engine``, offline over ``lake_root``."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        lake_root: Path,
+        *,
+        allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
+        clock_us: Callable[[], int] = _now_us,
+    ) -> None:
+        self.engine = engine
+        self.lake_root = lake_root
+        self.store = OnlineStore(engine, allowed_lateness=allowed_lateness)
+        self.definitions = DefinitionStore(engine)
+        self.registry = RegistryHolder(Registry(FeatureRepo()))
+        self.online = OnlineRetrieval(self.store, self.registry, clock_us=clock_us)
+        self.historical = HistoricalRetrieval(lake_root, self.registry)
+        self._backfills: set[asyncio.Task[list[BackfillResult]]] = set()
+
+    async def start(self, definitions_file: Path | None) -> None:
+        """Migrate, apply ``definitions_file`` (when given) and load the registry. Does not backfill.
+
+        Raises InvalidArgument / FailedPrecondition when the file is invalid or breaks stored versions.
+        """
+        await self.store.migrate()
+        if definitions_file is not None:
+            outcome = await self.definitions.apply(load_file(definitions_file))
+            changed = [f"{c.kind} {c.name} v{c.version} {c.action}" for c in outcome.changes if c.action != "unchanged"]
+            logger.info("definitions from %s: %s", definitions_file, ", ".join(changed) or "unchanged")
+        self.registry.replace(await self.definitions.latest())
+
+    async def apply(self, repo: FeatureRepo, dry_run: bool) -> ApplyOutcome:
+        """Apply definitions; unless a dry run, serve the new registry and backfill new / re-laid-out
+        views in the background (``wait_for_backfills``)."""
+        outcome = await self.definitions.apply(repo, dry_run=dry_run)
+        if not dry_run:
+            self.registry.replace(outcome.registry)
+            self.schedule_backfills()
+        return outcome
+
+    def schedule_backfills(self) -> None:
+        """Start ``backfill_pending`` in the background (errors are logged; see ``wait_for_backfills``)."""
+        task = asyncio.create_task(self.backfill_pending())
+        self._backfills.add(task)
+        task.add_done_callback(self._backfill_done)
+
+    def _backfill_done(self, task: asyncio.Task[list[BackfillResult]]) -> None:
+        self._backfills.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("background backfill failed", exc_info=task.exception())
+
+    async def wait_for_backfills(self) -> None:
+        """Wait for the backfills ``apply`` started (their errors are logged, not raised)."""
+        await asyncio.gather(*self._backfills, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Cancel running backfills (re-running them later is idempotent)."""
+        for task in list(self._backfills):
+            task.cancel()
+        await self.wait_for_backfills()
+
+    async def backfill(self, view: str, *, on_progress: Callable[[int], None] | None = None) -> BackfillResult:
+        """Backfill one view from the lake (idempotent; see ``backfill``)."""
+        return await backfill_view(
+            self.registry.current, view, self.store, self.definitions, self.lake_root, on_progress=on_progress
+        )
+
+    async def backfill_pending(self) -> list[BackfillResult]:
+        """Backfill every view whose online state was not backfilled for its current layout."""
+        registry = self.registry.current
+        pending = await self.definitions.views_needing_backfill(registry)
+        return [await backfill_view(registry, name, self.store, self.definitions, self.lake_root) for name in pending]
+
+    def api(self) -> FeatureServiceApi:
+        return FeatureServiceApi(self.online, self.historical, self.apply)
+
+    def updater(self, dead_letters: DeadLetterSink | None, *, service: str = "feature") -> OnlineUpdater:
+        return OnlineUpdater(self.store, dead_letters, self.registry, service=service)
