@@ -69,16 +69,25 @@ class FeatureProcess(Service):
     """The feature service of this run; ``start``/``stop`` from ``Service``, plus the helpers below."""
 
     def __init__(
-        self, workdir: Path, *, bootstrap: str, topic: str, run_id: str, profile_to: Path | None = None
+        self,
+        workdir: Path,
+        *,
+        bootstrap: str,
+        topic: str | None,
+        run_id: str,
+        profile_to: Path | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
+        """``topic`` None: consume nothing (``FEATURE_TOPICS=[]``); ``extra_env`` goes on top of the rest."""
         env = {
-            "FEATURE_TOPICS": f'["{topic}"]',
+            "FEATURE_TOPICS": f'["{topic}"]' if topic else "[]",
             "FEATURE_CONSUMER_GROUP": f"bench-feature-{run_id}",
             "FEATURE_DEFINITIONS_FILE": str(DEFINITIONS),
             "FEATURE_SHIP_LOGS": "false",
         }
         if profile_to is not None:
             env["BENCH_PROFILE_OUT"] = str(profile_to)
+        env.update(extra_env or {})
         super().__init__(
             Paths(home=workdir, repo=repo_root()),
             "feature",

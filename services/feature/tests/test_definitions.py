@@ -131,7 +131,7 @@ async def test_breaking_changes_are_refused_and_nothing_is_stored(features: Feat
         )
     )
     with pytest.raises(
-        FailedPrecondition, match=r"feature txn_count_1h changes its computation \(count window=1:00:00"
+        FailedPrecondition, match=r"feature txn_count_1h changes its computation \(count window=1h -> count window=2h"
     ):
         await features.apply(changed_window, False)
     removed = parse_yaml(

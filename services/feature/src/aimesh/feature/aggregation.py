@@ -93,43 +93,29 @@ def _values(events: Sequence[HistoryEvent], name: str) -> list[Scalar]:
 
 
 def _numbers(events: Sequence[HistoryEvent], name: str) -> list[float]:
-    return [float(v) for v in _values(events, name) if isinstance(v, int | float)]
+    return [float(v) for e in events if isinstance(v := e.values.get(name), int | float)]
 
 
-def _count(events: Sequence[HistoryEvent], name: str | None) -> float:
-    return float(len(events) if name is None else len(_values(events, name)))
-
-
-def _mean(events: Sequence[HistoryEvent], name: str | None) -> float:
-    numbers = _numbers(events, name or "")
-    return math.fsum(numbers) / len(numbers) if numbers else 0.0
-
-
-def _extreme(pick: Callable[[list[float]], float]) -> Callable[[Sequence[HistoryEvent], str | None], float | None]:
-    def compute(events: Sequence[HistoryEvent], name: str | None) -> float | None:
-        numbers = _numbers(events, name or "")
-        return pick(numbers) if numbers else None
-
-    return compute
-
-
-def _last(events: Sequence[HistoryEvent], name: str | None) -> Scalar | None:
-    having = [e for e in events if e.values.get(name or "") is not None]
+def _last(events: Sequence[HistoryEvent], name: str) -> Scalar | None:
+    having = [e for e in events if e.values.get(name) is not None]
     if not having:
         return None
-    return max(having, key=lambda e: (e.ts_us, e.event_id)).values[name or ""]
+    return max(having, key=lambda e: (e.ts_us, e.event_id)).values[name]
 
 
-_WINDOW_AGGREGATIONS: dict[Aggregation, Callable[[Sequence[HistoryEvent], str | None], Scalar | None]] = {
-    Aggregation.COUNT: _count,
-    Aggregation.SUM: lambda events, name: math.fsum(_numbers(events, name or "")),
-    Aggregation.MEAN: _mean,
-    Aggregation.MIN: _extreme(min),
-    Aggregation.MAX: _extreme(max),
-    Aggregation.DISTINCT_COUNT: lambda events, name: float(len(set(_values(events, name or "")))),
-    Aggregation.LAST: _last,
+_NUMERIC: dict[Aggregation, Callable[[list[float]], float | None]] = {
+    Aggregation.SUM: math.fsum,
+    Aggregation.MEAN: lambda numbers: math.fsum(numbers) / len(numbers) if numbers else 0.0,
+    Aggregation.MIN: lambda numbers: min(numbers) if numbers else None,
+    Aggregation.MAX: lambda numbers: max(numbers) if numbers else None,
 }
-"""Aggregations over the events of a window (or of the whole retained history when unset)."""
+"""Aggregations of a window's numeric values of a field (non-numbers are left out)."""
+_OVER_EVENTS: dict[Aggregation, Callable[[Sequence[HistoryEvent], str | None], Scalar | None]] = {
+    Aggregation.COUNT: lambda events, name: float(len(events) if name is None else len(_values(events, name))),
+    Aggregation.DISTINCT_COUNT: lambda events, name: float(len(set(_values(events, name or "")))),
+    Aggregation.LAST: lambda events, name: _last(events, name or ""),
+}
+"""Aggregations over a window's events (or the whole retained history when the window is unset)."""
 
 
 class _Evaluation:
@@ -143,6 +129,7 @@ class _Evaluation:
         self.at_us = at_us
         self.registry = registry
         self._windows: dict[tuple[str, int], list[HistoryEvent]] = {}
+        self._numbers: dict[tuple[str, int | None, str], list[float]] = {}
         self._done: dict[str, tuple[Scalar | None, int | None, Status]] = {}
 
     def window(self, view: str, window_us: int | None) -> Sequence[HistoryEvent]:
@@ -168,26 +155,34 @@ class _Evaluation:
     def _stream(self, resolved: ResolvedFeature) -> tuple[Scalar | None, int | None, Status]:
         f, view = resolved.feature, resolved.view
         history = self.histories[view.name]
-        value = self._value(f.aggregation, f.field, f.window, history, view.name)
+        value = self._value(f.aggregation, f.field, f.window_us, history, view.name)
         at = history.last_event_us
         if at is None or value is None:
             return value, None, Status.MISSING
-        if view.ttl is not None and self.at_us - at > micros(view.ttl):
+        ttl = view.ttl_us
+        if ttl is not None and self.at_us - at > ttl:
             return value, at, Status.EXPIRED
         return value, at, Status.PRESENT
 
     def _value(
-        self, agg: Aggregation, name: str | None, window: timedelta | None, history: EntityHistory, view: str
+        self, agg: Aggregation, name: str | None, window_us: int | None, history: EntityHistory, view: str
     ) -> Scalar | None:
+        numeric = _NUMERIC.get(agg)
+        if numeric is not None:
+            key = (view, window_us, name or "")
+            numbers = self._numbers.get(key)
+            if numbers is None:
+                numbers = _numbers(self.window(view, window_us), name or "")
+                self._numbers[key] = numbers
+            return numeric(numbers)
         if agg is Aggregation.IS_NEW:
             first = history.first_seen.get(name or "", {}).get(str(self.context[name or ""]))
             return 0.0 if first is not None and first < self.at_us else 1.0
         if agg is Aggregation.SECONDS_SINCE_LAST:
-            assert window is not None
-            cap = micros(window)
+            assert window_us is not None
             last = history.last_event_us
-            return min(cap, self.at_us - last) / 1e6 if last is not None else cap / 1e6
-        return _WINDOW_AGGREGATIONS[agg](self.window(view, micros(window) if window else None), name)
+            return min(window_us, self.at_us - last) / 1e6 if last is not None else window_us / 1e6
+        return _OVER_EVENTS[agg](self.window(view, window_us), name)
 
     def _on_demand(self, resolved: ResolvedFeature) -> tuple[Scalar | None, int | None, Status]:
         deps = self.registry.dependencies(resolved)

@@ -29,7 +29,7 @@ async def serve_feature(settings: FeatureSettings) -> None:
         engine = create_engine(settings.sqlalchemy_url())
         runtime.add_cleanup(engine.dispose)
         features = FeatureStore(engine, settings.lake_root, allowed_lateness=settings.allowed_lateness)
-        await features.start(settings.definitions_file)
+        await features.start(settings.definitions_path)
         runtime.probes.readiness["database"] = lambda: ping(engine)
         api = features.api()
         runtime.add_grpc(

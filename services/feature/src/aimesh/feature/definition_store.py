@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -33,6 +34,7 @@ from aimesh.feature.definitions import (
     FeatureServiceSpec,
     FeatureViewSpec,
     check_references,
+    format_duration,
 )
 from aimesh.feature.registry import Registry
 from aimesh.feature.store import upsert_row
@@ -132,8 +134,8 @@ def _describe(behaviour: tuple[object, ...]) -> str:
     parts = [str(agg)]
     if field:
         parts.append(f"field={field}")
-    if window is not None:
-        parts.append(f"window={window}")
+    if isinstance(window, timedelta):
+        parts.append(f"window={format_duration(window)}")
     if expression:
         parts.append(f"expression={expression!r}")
     return " ".join(parts)

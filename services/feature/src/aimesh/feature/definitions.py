@@ -146,6 +146,11 @@ class FeatureSpec(_Model):
         return self
 
     @cached_property
+    def window_us(self) -> int | None:
+        """The window in microseconds (None: unset)."""
+        return self.window // timedelta(microseconds=1) if self.window is not None else None
+
+    @cached_property
     def compiled(self) -> Expression:
         """The on-demand expression, compiled (only for ON_DEMAND)."""
         assert self.expression is not None
@@ -220,6 +225,14 @@ class FeatureViewSpec(_Model):
         if self.ttl is not None:
             spans.append(self.ttl)
         return max(spans, default=timedelta(0))
+
+    @cached_property
+    def retention_us(self) -> int:
+        return self.retention // timedelta(microseconds=1)
+
+    @cached_property
+    def ttl_us(self) -> int | None:
+        return self.ttl // timedelta(microseconds=1) if self.ttl is not None else None
 
     @cached_property
     def stored_fields(self) -> tuple[str, ...]:

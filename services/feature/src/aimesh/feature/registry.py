@@ -26,7 +26,7 @@ class ResolvedFeature:
     def name(self) -> str:
         return self.feature.name
 
-    @property
+    @cached_property
     def ref(self) -> str:
         return f"{self.view.name}:{self.feature.name}"
 

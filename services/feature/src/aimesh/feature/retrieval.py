@@ -18,12 +18,12 @@ from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import InvalidArgument
 from aimesh.core.events import PoisonEvent
 from aimesh.feature import metrics
-from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, compute_features, micros
+from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, compute_features
 from aimesh.feature.definitions import FeatureViewSpec
 from aimesh.feature.offline import EntityTimeline, entity_filter, needed_columns, scan
 from aimesh.feature.records import ViewEvent, view_event
 from aimesh.feature.registry import Registry, RegistryHolder, ResolvedFeature
-from aimesh.feature.rows import LookupRow, feature_values, parse_rows
+from aimesh.feature.rows import LookupRow, add_feature_values, parse_rows
 from aimesh.feature.store import OnlineStore, StateKey
 
 MAX_ONLINE_ROWS = 1000
@@ -43,7 +43,7 @@ def _histories(
     out = {}
     for view in views:
         found = lookup((view.name, row.entities[view.entity]))
-        out[view.name] = found.before(at_us, micros(view.retention)) if found is not None else EMPTY_HISTORY
+        out[view.name] = found.before(at_us, view.retention_us) if found is not None else EMPTY_HISTORY
     return out
 
 
@@ -77,11 +77,7 @@ class OnlineRetrieval:
                 vector = compute_features(
                     features, _histories(views, row, at_us, states.get), row.context, at_us, registry
                 )
-                response.rows.append(
-                    feature_pb2.OnlineFeatureRow(
-                        entity_id=row.entity_id, row_index=row.index, values=feature_values(vector)
-                    )
-                )
+                add_feature_values(response.rows.add(entity_id=row.entity_id, row_index=row.index).values, vector)
             return response
         finally:
             metrics.ONLINE_LATENCY.observe(time.perf_counter() - started)
@@ -194,18 +190,11 @@ class HistoricalRetrieval:
             histories = {}
             for view in views:
                 line = lines.get((view.name, row.entities[view.entity]))
-                retention = micros(view.retention)
-                histories[view.name] = line.history_before(row.at_us, retention) if line else EMPTY_HISTORY
+                histories[view.name] = line.history_before(row.at_us, view.retention_us) if line else EMPTY_HISTORY
             vector = compute_features(features, histories, row.context, row.at_us, registry)
-            out.append(
-                (
-                    row,
-                    feature_pb2.HistoricalFeatureRow(
-                        row_index=row.index,
-                        entity_id=row.entity_id,
-                        timestamp=row.timestamp(),
-                        values=feature_values(vector),
-                    ),
-                )
+            answer = feature_pb2.HistoricalFeatureRow(
+                row_index=row.index, entity_id=row.entity_id, timestamp=row.timestamp()
             )
+            add_feature_values(answer.values, vector)
+            out.append((row, answer))
         return out

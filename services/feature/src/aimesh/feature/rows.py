@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -96,23 +97,19 @@ def parse_rows(
     return rows
 
 
-def wire_value(value: Scalar | None) -> common_pb2.Value:
-    """A computed value as ``common.v1.Value`` (no kind set for None)."""
-    if value is None:
-        return common_pb2.Value()
-    if isinstance(value, bool):
-        return common_pb2.Value(bool_value=value)
-    if isinstance(value, str):
-        return common_pb2.Value(string_value=value)
-    return common_pb2.Value(double_value=float(value))
-
-
-def feature_values(vector: FeatureVector) -> list[feature_pb2.FeatureValue]:
-    """Wire values: each with its status and, unless MISSING, the newest contributing event time."""
-    values = []
+def add_feature_values(target: Any, vector: FeatureVector) -> None:
+    """Append the wire values to ``target`` (a repeated FeatureValue field): each with its status and,
+    unless MISSING, the newest contributing event time (built in place: the hot path of serving)."""
     for value, at_us, status in zip(vector.values, vector.event_times_us, vector.statuses, strict=True):
-        fv = feature_pb2.FeatureValue(value=wire_value(value), status=status.value)  # type: ignore[arg-type]
+        fv = target.add(status=status.value)
+        if value is None:
+            pass
+        elif isinstance(value, bool):
+            fv.value.bool_value = value
+        elif isinstance(value, str):
+            fv.value.string_value = value
+        else:
+            fv.value.double_value = value
         if at_us is not None:
-            fv.event_time.FromMicroseconds(at_us)
-        values.append(fv)
-    return values
+            fv.event_time.seconds, micros = divmod(at_us, 1_000_000)
+            fv.event_time.nanos = micros * 1000

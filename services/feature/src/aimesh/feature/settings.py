@@ -24,8 +24,8 @@ class FeatureSettings(ServiceSettings):
     )
     lake_dir: Path | None = Field(default=None, description="Root of the lake (Parquet); default <data_dir>/lake.")
     consumer_max_batch: int = Field(default=500, description="Records per poll and partition batch (one transaction).")
-    definitions_file: Path = Field(
-        default_factory=shipped_file,
+    definitions_file: Path | None = Field(
+        default=None,
         description="Feature definitions (YAML) applied at start; default the shipped fraud_v1 definitions.",
     )
     allowed_lateness_seconds: float = Field(
@@ -38,6 +38,11 @@ class FeatureSettings(ServiceSettings):
     def lake_root(self) -> Path:
         """Where offline retrieval reads the lake: ``lake_dir``, else ``<data_dir>/lake`` (ingest's default too)."""
         return self.lake_dir if self.lake_dir is not None else self.data_dir / "lake"
+
+    @property
+    def definitions_path(self) -> Path:
+        """The definitions applied at start: ``definitions_file``, else the shipped ``fraud_v1.yaml``."""
+        return self.definitions_file if self.definitions_file is not None else shipped_file()
 
     @property
     def allowed_lateness(self) -> timedelta:
