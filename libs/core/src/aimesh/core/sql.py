@@ -49,8 +49,14 @@ async def insert_ignoring_duplicates(conn: AsyncConnection, table: Table, rows: 
     for many parameter sets (SQLAlchemy batches them into multi-row INSERTs), so a hot path does not
     recompile SQL for every batch; the inserted rows are counted from ``RETURNING``.
     """
+    return len(await insert_new(conn, table, rows))
+
+
+async def insert_new(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """``insert_ignoring_duplicates`` that returns the primary keys of the rows it inserted (in no
+    particular order), so a caller learns which rows were new without reading them back."""
     if not rows:
-        return 0
+        return []
     dialect = conn.dialect.name
     stmt: Executable
     key = list(table.primary_key.columns) or list(table.columns)[:1]
@@ -61,7 +67,7 @@ async def insert_ignoring_duplicates(conn: AsyncConnection, table: Table, rows: 
     else:
         raise NotImplementedError(f"insert_ignoring_duplicates supports SQLite and PostgreSQL, not {dialect}")
     result = await conn.execute(stmt, rows)
-    return len(result.all())
+    return [tuple(row) for row in result.all()]
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -1,9 +1,10 @@
 """The durable ``SeenStore``: table ``ingest_seen_events`` keyed by (source, event_id) with the first position.
 
 SQLite by default, PostgreSQL by URL (``aimesh.core.sql``); replicas that share the database drop each
-other's duplicates. A claim is one database transaction: insert the new ids (an existing row wins),
-then read back every given id's recorded position. Rows are never updated, so the first position of
-an id is fixed once committed; the table grows by one row per accepted record (no pruning yet).
+other's duplicates. A claim is one database transaction: insert the new ids (an existing row wins;
+the insert returns the ids it stored, whose first position is the given one), then read back the
+recorded position of the ids that were there already (none in the common case: no second query).
+Rows are never updated, so the first position of an id is fixed once committed; the table grows by one row per accepted record (no pruning yet).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from itertools import islice
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aimesh.core.sql import insert_ignoring_duplicates
+from aimesh.core.sql import insert_new
 from aimesh.ingest.dedupe import Position
 from aimesh.ingest.schema import seen_events
 
@@ -47,10 +48,14 @@ class SqlSeenStore:
                     for i in chunk
                     for t, p, o in (positions[i],)
                 ]
-                await insert_ignoring_duplicates(conn, seen_events, rows)
+                for _source, event_id in await insert_new(conn, seen_events, rows):
+                    first[event_id] = positions[event_id]
+                known = [i for i in chunk if i not in first]
+                if not known:
+                    continue
                 c = seen_events.c
                 result = await conn.execute(
-                    select(c.event_id, c.topic, c.partition, c.offset).where(c.source == source, c.event_id.in_(chunk))
+                    select(c.event_id, c.topic, c.partition, c.offset).where(c.source == source, c.event_id.in_(known))
                 )
                 for event_id, topic, partition, offset in result:
                     first[event_id] = (topic, partition, offset)
