@@ -109,7 +109,7 @@ class Transactions(Protocol):
 
 @functools.lru_cache(maxsize=65536)
 def _key_hash(key: bytes) -> int:
-    return murmur2(key) & 0x7FFFFFFF
+    return int(murmur2(key)) & 0x7FFFFFFF
 
 
 def key_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:

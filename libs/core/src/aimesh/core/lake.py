@@ -41,7 +41,8 @@ def part_path(root: Path, source: str, *, day: date, partition: int, first: int,
 def part_files(root: Path, source: str, partition: int | None = None) -> list[tuple[Path, int, int, int]]:
     """Every part file of ``source`` (optionally one partition) as (path, partition, first, last)."""
     found = []
-    for path in source_dir(root, source).glob("date=*/part-*.parquet"):
+    pattern = "date=*/part-*.parquet" if partition is None else f"date=*/part-{partition}-*.parquet"
+    for path in source_dir(root, source).glob(pattern):
         m = _PART.search(path.name)
         if m and (partition is None or int(m.group(1)) == partition):
             found.append((path, int(m.group(1)), int(m.group(2)), int(m.group(3))))

@@ -10,6 +10,7 @@ database and updated from the sources file at start (``open_registry``).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import tempfile
@@ -39,6 +40,7 @@ from aimesh.ingest.sources import load_sources
 log = logging.getLogger(__name__)
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 MIGRATIONS = Path(__file__).parent / "migrations"
+GC_YOUNG_THRESHOLD = 50_000
 PRODUCER_BATCH_BYTES = 512 * 1024
 """Bytes per output partition the transactional producer collects before it must wait for a send: room
 for a whole input batch's records, so queuing them never waits on the broker (aiokafka's default, 16 KiB,
@@ -163,6 +165,20 @@ async def check_lake_writable(settings: IngestSettings) -> None:
     os.unlink(probe)
 
 
+def tune_garbage_collector() -> None:
+    """Make the cyclic garbage collector cheap for the record hot path; call once, after start-up.
+
+    Objects alive now (modules, settings, clients) are moved out of the collector's sight
+    (``gc.freeze``), and the youngest generation is collected every ``GC_YOUNG_THRESHOLD`` allocations
+    instead of 700: every record allocates dozens of short-lived objects, and each older-generation
+    collection would traverse the long-lived ones again. Memory stays bounded (by that many objects).
+    """
+    gc.collect()
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 async def serve_ingest(settings: IngestSettings) -> None:
     """Run the ingest service until SIGTERM (the consumer finishes its batch and commits first)."""
 
@@ -186,5 +202,6 @@ async def serve_ingest(settings: IngestSettings) -> None:
         )
         runtime.add_consumer(build_consumer(settings, pipeline, transactions))
         runtime.probes.readiness["lake"] = lambda: check_lake_writable(settings)
+        tune_garbage_collector()
 
     await serve(settings, version("aimesh-ingest"), wire)

@@ -4,7 +4,8 @@ SQLite by default, PostgreSQL by URL (``aimesh.core.sql``); replicas that share 
 other's duplicates. A claim is one database transaction: insert the new ids (an existing row wins;
 the insert returns the ids it stored, whose first position is the given one), then read back the
 recorded position of the ids that were there already (none in the common case: no second query).
-Rows are never updated, so the first position of an id is fixed once committed; the table grows by one row per accepted record (no pruning yet).
+Rows are never updated, so the first position of an id is fixed once committed; the table grows by
+one row per accepted record (no pruning yet).
 """
 
 from __future__ import annotations
