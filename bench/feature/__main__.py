@@ -86,7 +86,6 @@ async def bench(args: argparse.Namespace, workdir: Path, command: str) -> Featur
     run_id = uuid.uuid4().hex[:8]
     topic = f"bench.feature.{run_id}.records"
     await create_topic(args.bootstrap, topic, partitions=6)
-    notes: list[str] = []
     try:
         end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
         records = canonical_transactions(transactions=args.transactions, cards=args.cards, seed=args.seed, end=end)
@@ -110,8 +109,6 @@ async def bench(args: argparse.Namespace, workdir: Path, command: str) -> Featur
         if args.profile:
             await profile(args, workdir, topic, run_id, published.cards, published.records)
         backfill = await backfill_bench.measure(workdir / "backfill", rows=args.lake_rows, seed=args.seed)
-        if backfill.note:
-            notes.append(backfill.note)
     finally:
         if not args.keep:
             await delete_topics(args.bootstrap, [topic])
@@ -130,7 +127,7 @@ async def bench(args: argparse.Namespace, workdir: Path, command: str) -> Featur
         environment=describe(),
         versions={**{name: _version(name) for name in PACKAGES}, "feast": FEAST_VERSION},
         code=working_tree().description.replace("services/ingest", "services/feature"),
-        notes=[*notes, *_standing_notes(args)],
+        notes=_standing_notes(),
     )
 
 
@@ -251,7 +248,7 @@ async def _await_health(server: FeastServer, timeout_s: float = 120.0) -> None:
     raise FeastError(f"feast serve not healthy after {timeout_s:.0f} s; see {server.logfile}")
 
 
-def _standing_notes(args: argparse.Namespace) -> list[str]:
+def _standing_notes() -> list[str]:
     return [
         "Timed aimesh requests name the feature service and the card ids only (as-of = request time), so "
         "aimesh computes the window aggregations at request time; Feast returns the precomputed values it "
