@@ -28,7 +28,12 @@ async def serve_feature(settings: FeatureSettings) -> None:
     async def wire(runtime: ServiceRuntime, producer: EventProducer) -> None:
         engine = create_engine(settings.sqlalchemy_url())
         runtime.add_cleanup(engine.dispose)
-        features = FeatureStore(engine, settings.lake_root, allowed_lateness=settings.allowed_lateness)
+        features = FeatureStore(
+            engine,
+            settings.lake_root,
+            allowed_lateness=settings.allowed_lateness,
+            cache_entries=settings.online_cache_entries,
+        )
         await features.start(settings.definitions_path)
         runtime.probes.readiness["database"] = lambda: ping(engine)
         api = features.api()

@@ -36,7 +36,7 @@ async def apply_file(
 
 
 async def _opened(settings: FeatureSettings) -> FeatureStore:
-    features = FeatureStore(create_engine(settings.sqlalchemy_url()), settings.lake_root)
+    features = FeatureStore(create_engine(settings.sqlalchemy_url()), settings.lake_root, cache_entries=0)
     await features.start(None)
     return features
 

@@ -20,11 +20,12 @@ from aimesh.core.events import PoisonEvent
 from aimesh.feature import metrics
 from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, compute_features
 from aimesh.feature.definitions import FeatureViewSpec
+from aimesh.feature.history_cache import StateKey
 from aimesh.feature.offline import EntityTimeline, entity_filter, needed_columns, scan
 from aimesh.feature.records import ViewEvent, view_event
 from aimesh.feature.registry import Registry, RegistryHolder, ResolvedFeature
 from aimesh.feature.rows import LookupRow, add_feature_values, parse_rows
-from aimesh.feature.store import OnlineStore, StateKey
+from aimesh.feature.store import OnlineStore
 
 MAX_ONLINE_ROWS = 1000
 MAX_HISTORICAL_ROWS = 100_000

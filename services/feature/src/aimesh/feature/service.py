@@ -21,13 +21,16 @@ from aimesh.feature.definition_store import ApplyOutcome, DefinitionStore
 from aimesh.feature.definitions import FeatureRepo, load_file
 from aimesh.feature.registry import Registry, RegistryHolder
 from aimesh.feature.retrieval import HistoricalRetrieval, OnlineRetrieval, _now_us
-from aimesh.feature.store import DEFAULT_ALLOWED_LATENESS, OnlineStore
+from aimesh.feature.store import DEFAULT_ALLOWED_LATENESS, DEFAULT_CACHE_ENTRIES, OnlineStore
 
 logger = logging.getLogger(__name__)
 
 
 class FeatureStore:
-    """Registry + online store + definitions over ``engine``, offline over ``lake_root``."""
+    """Registry + online store + definitions over ``engine``, offline over ``lake_root``.
+
+    ``cache_entries`` bounds the online store's read cache (0: off; see ``history_cache``).
+    """
 
     def __init__(
         self,
@@ -35,11 +38,12 @@ class FeatureStore:
         lake_root: Path,
         *,
         allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
+        cache_entries: int = DEFAULT_CACHE_ENTRIES,
         clock_us: Callable[[], int] = _now_us,
     ) -> None:
         self.engine = engine
         self.lake_root = lake_root
-        self.store = OnlineStore(engine, allowed_lateness=allowed_lateness)
+        self.store = OnlineStore(engine, allowed_lateness=allowed_lateness, cache_entries=cache_entries)
         self.definitions = DefinitionStore(engine)
         self.registry = RegistryHolder(Registry(FeatureRepo()))
         self.online = OnlineRetrieval(self.store, self.registry, clock_us=clock_us)

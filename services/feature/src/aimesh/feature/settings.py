@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 
 from aimesh.core.settings import ServiceSettings
 from aimesh.feature.definitions import shipped_file
+from aimesh.feature.store import DEFAULT_CACHE_ENTRIES
 
 
 class FeatureSettings(ServiceSettings):
@@ -32,6 +33,14 @@ class FeatureSettings(ServiceSettings):
         default=7 * 86400.0,
         description="Events older than their entity's newest event minus this are skipped online (counted; "
         "still in the lake for offline retrieval).",
+    )
+
+    online_cache_entries: int = Field(
+        default=DEFAULT_CACHE_ENTRIES,
+        ge=0,
+        description="Entries (feature view, entity) of the in-process online read cache; 0 turns it off. The cache "
+        "sees only this process's writes: set 0 when other processes write the same database (several replicas "
+        "on one PostgreSQL database, `aimesh feature backfill` while the service runs).",
     )
 
     @property

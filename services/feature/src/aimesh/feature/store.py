@@ -8,6 +8,10 @@ backfill overlapping the stream, or two consumers racing on one entity leave the
 
 An event older than the entity's newest event in the view minus the allowed lateness is skipped
 online (``ApplyResult.late``); it stays in the lake for offline use.
+
+Reads go through a bounded in-process cache of histories (``history_cache``) that this store
+invalidates after each of its writes; it assumes this process is the database's only writer
+(``cache_entries=0`` turns it off for deployments with several writers).
 """
 
 from __future__ import annotations
@@ -27,13 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from aimesh.core.sql import insert_ignoring_duplicates, migrate
 from aimesh.feature import schema
 from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryEvent, micros
+from aimesh.feature.history_cache import HistoryCache, StateKey
 from aimesh.feature.records import ViewEvent
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 DEFAULT_ALLOWED_LATENESS = timedelta(days=7)
-
-StateKey = tuple[str, str]
-"""(feature view, entity id)."""
+DEFAULT_CACHE_ENTRIES = 200_000
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,16 @@ def _event_row(ve: ViewEvent) -> dict[str, Any]:
 class OnlineStore:
     """The online store over an async SQLAlchemy engine (SQLite or PostgreSQL)."""
 
-    def __init__(self, engine: AsyncEngine, *, allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
+        cache_entries: int = DEFAULT_CACHE_ENTRIES,
+    ) -> None:
         self.engine = engine
         self.allowed_lateness_us = micros(allowed_lateness)
+        self.cache = HistoryCache(cache_entries)
 
     async def migrate(self) -> None:
         """Create or upgrade the tables (idempotent; run at start)."""
@@ -139,20 +149,23 @@ class OnlineStore:
         """
         if not records:
             return ApplyResult(0, 0)
-        async with self.engine.begin() as conn:
-            stored = await self._next_offset(conn, topic, partition)
-            fresh = [(offset, ves) for offset, ves in records if offset >= stored and ves is not None]
-            skipped = sum(1 for offset, _ in records if offset < stored)
-            events = [ve for _, ves in fresh for ve in ves]
-            on_time = await self._on_time(conn, events)
-            await self._write(conn, on_time, retention_us, overwrite=False)
-            await _upsert(
-                conn,
-                schema.consumer_offsets,
-                ["topic", "partition"],
-                [{"topic": topic, "partition": partition, "next_offset": records[-1][0] + 1}],
-                keep="max",
-            )
+        try:
+            async with self.engine.begin() as conn:
+                stored = await self._next_offset(conn, topic, partition)
+                fresh = [(offset, ves) for offset, ves in records if offset >= stored and ves is not None]
+                skipped = sum(1 for offset, _ in records if offset < stored)
+                events = [ve for _, ves in fresh for ve in ves]
+                on_time = await self._on_time(conn, events)
+                await self._write(conn, on_time, retention_us, overwrite=False)
+                await _upsert(
+                    conn,
+                    schema.consumer_offsets,
+                    ["topic", "partition"],
+                    [{"topic": topic, "partition": partition, "next_offset": records[-1][0] + 1}],
+                    keep="max",
+                )
+        finally:
+            self.cache.invalidate({(ve.view, ve.entity_id) for _, ves in records for ve in ves or ()})
         return ApplyResult(len(fresh), skipped, len(events) - len(on_time))
 
     async def _on_time(self, conn: AsyncConnection, events: Sequence[ViewEvent]) -> list[ViewEvent]:
@@ -182,8 +195,11 @@ class OnlineStore:
     async def write_backfill(self, events: Sequence[ViewEvent], retention_us: Mapping[str, int]) -> None:
         """Write events read from the lake (one transaction): stored payloads are overwritten (a view's
         layout may have changed), no lateness applies, offsets are untouched."""
-        async with self.engine.begin() as conn:
-            await self._write(conn, events, retention_us, overwrite=True)
+        try:
+            async with self.engine.begin() as conn:
+                await self._write(conn, events, retention_us, overwrite=True)
+        finally:
+            self.cache.invalidate({(ve.view, ve.entity_id) for ve in events})
 
     async def _write(
         self, conn: AsyncConnection, events: Sequence[ViewEvent], retention_us: Mapping[str, int], *, overwrite: bool
@@ -228,13 +244,28 @@ class OnlineStore:
             await conn.execute(delete(ev).where(_keys_filter(ev, view_keys), ev.c.ts_us <= newest - retention_us[view]))
 
     async def load(self, keys: Iterable[StateKey]) -> dict[StateKey, EntityHistory]:
-        """The stored history of each (view, entity), in one statement (one database round trip).
+        """The stored history of each (view, entity): from the cache, the misses in one statement (one
+        database round trip), which are then cached.
 
-        Keys without any event get ``EMPTY_HISTORY``.
+        Keys without any event get ``EMPTY_HISTORY``. Raises SQLAlchemy errors when the database fails.
         """
-        wanted = sorted(set(keys))
-        if not wanted:
-            return {}
+        out: dict[StateKey, EntityHistory] = {}
+        missing: set[StateKey] = set()
+        for key in set(keys):
+            found = self.cache.get(key)
+            if found is None:
+                missing.add(key)
+            else:
+                out[key] = found
+        if missing:
+            with self.cache.loading() as invalidated:
+                loaded = await self._load_stored(missing)
+            self.cache.put(loaded, invalidated)
+            out.update(loaded)
+        return out
+
+    async def _load_stored(self, keys: set[StateKey]) -> dict[StateKey, EntityHistory]:
+        wanted = sorted(keys)
         ev, sv = schema.view_events, schema.view_seen
         statement = union_all(
             select(literal("e"), ev.c.view, ev.c.entity_id, ev.c.event_id, ev.c.payload, ev.c.ts_us).where(

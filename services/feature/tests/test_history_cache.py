@@ -1,0 +1,73 @@
+"""The online store's read cache: LRU bound, invalidation by the store's own writes, no stale entry
+from a load that raced a write, and that it is (documented as) blind to other writers."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import delete
+
+from aimesh.feature import schema
+from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryEvent
+from aimesh.feature.history_cache import HistoryCache
+from aimesh.feature.service import FeatureStore
+from aimesh.feature.store import OnlineStore
+
+from .conftest import HOUR_US, T0, apply, txn
+
+CARD = "card_txn_stats"
+
+
+def history(ts_us: int) -> EntityHistory:
+    return EntityHistory([HistoryEvent("e", ts_us, {"amount": 1.0})], {}, ts_us)
+
+
+def test_the_least_recently_used_entry_is_evicted_first() -> None:
+    cache = HistoryCache(2)
+    with cache.loading() as invalidated:
+        cache.put({("v", "a"): history(1), ("v", "b"): history(2)}, invalidated)
+    assert cache.get(("v", "a")) is not None  # a is now more recent than b
+    with cache.loading() as invalidated:
+        cache.put({("v", "c"): history(3)}, invalidated)
+    assert len(cache) == 2
+    assert cache.get(("v", "b")) is None
+    assert cache.get(("v", "a")) is not None and cache.get(("v", "c")) is not None
+
+
+def test_a_key_invalidated_while_it_loads_is_not_cached() -> None:
+    cache = HistoryCache(10)
+    with cache.loading() as invalidated:
+        cache.invalidate([("v", "a")])  # a write committed while the load read the old state
+        cache.put({("v", "a"): history(1), ("v", "b"): history(2)}, invalidated)
+    assert cache.get(("v", "a")) is None
+    assert cache.get(("v", "b")) is not None
+
+
+def test_size_zero_caches_nothing_and_negative_sizes_are_refused() -> None:
+    cache = HistoryCache(0)
+    with cache.loading() as invalidated:
+        cache.put({("v", "a"): history(1)}, invalidated)
+    assert len(cache) == 0
+    with pytest.raises(ValueError, match="max_entries"):
+        HistoryCache(-1)
+
+
+async def test_a_read_after_a_write_sees_the_write(features: FeatureStore) -> None:
+    store = features.store
+    assert (await store.load([(CARD, "c1")]))[(CARD, "c1")] is EMPTY_HISTORY
+    assert len(store.cache) == 1  # the empty answer is cached too
+    await apply(features, 0, [(0, txn("a", T0))])
+    assert [e.event_id for e in (await store.load([(CARD, "c1")]))[(CARD, "c1")].events] == ["a"]
+    await apply(features, 0, [(1, txn("b", T0 + HOUR_US))])
+    card = (await store.load([(CARD, "c1")]))[(CARD, "c1")]
+    assert sorted(e.event_id for e in card.events) == ["a", "b"]
+    assert card.last_event_us == T0 + HOUR_US
+
+
+async def test_hits_skip_the_database_and_a_zero_size_cache_reads_it_every_time(features: FeatureStore) -> None:
+    await apply(features, 0, [(0, txn("a", T0))])
+    cached, uncached = features.store, OnlineStore(features.engine, cache_entries=0)
+    assert (await cached.load([(CARD, "c1")]))[(CARD, "c1")].last_event_us == T0
+    async with features.engine.begin() as conn:  # another writer: invisible to the cache (documented)
+        await conn.execute(delete(schema.view_events))
+    assert (await cached.load([(CARD, "c1")]))[(CARD, "c1")].last_event_us == T0
+    assert (await uncached.load([(CARD, "c1")]))[(CARD, "c1")] is EMPTY_HISTORY
