@@ -101,7 +101,7 @@ class FeatureProcess(Service):
     def command(self) -> list[str]:
         if self.profile_to is None:
             return super().command()
-        return [*super().command()[:1], "-m", "bench.feature.profiled"]
+        return [*super().command()[:1], "-m", "bench.profiled", "aimesh.feature"]
 
     @property
     def target(self) -> str:

@@ -136,7 +136,7 @@ def _self_report(logfile: Path) -> str:
 
 
 class BenchIngest(Service):
-    """The ingest ``Service``, optionally started under cProfile (``bench.ingest.profiled``)."""
+    """The ingest ``Service``, optionally started under cProfile (``bench.profiled``)."""
 
     def __init__(self, paths: Paths, *, env: dict[str, str], profile_to: Path | None) -> None:
         if profile_to is not None:
@@ -154,7 +154,7 @@ class BenchIngest(Service):
     def command(self) -> list[str]:
         if self.profile_to is None:
             return super().command()
-        return [sys.executable, "-m", "bench.ingest.profiled"]
+        return [sys.executable, "-m", "bench.profiled", "aimesh.ingest"]
 
 
 def ingest_environment(run: RunSettings, name: str) -> dict[str, str]:
