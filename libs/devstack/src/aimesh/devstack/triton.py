@@ -202,7 +202,12 @@ class Triton(Server):
             )
 
     def health(self) -> Health:
-        """Probe the server: ``GET /v2`` for the real version, ``/v2/health/ready``, the repository index."""
+        """Probe the server: ``GET /v2`` for the real version, ``/v2/health/live``, the repository index.
+
+        Healthy means live. Not server readiness: in explicit model-control mode Triton reports
+        not-ready while any model is loading or unloading (e.g. training restoring its champion at
+        start), which is normal operation; the detail shows how many models are ready or loading.
+        """
         running = self.is_running()
         endpoint = f"grpc {self.grpc_target}, http {self.http_url}"
         try:
@@ -210,17 +215,20 @@ class Triton(Server):
                 meta = client.get(f"{self.http_url}/v2")
                 meta.raise_for_status()
                 version = str(meta.json().get("version"))
-                ready = self._ready(client)
+                live = client.get(f"{self.http_url}/v2/health/live").status_code == 200
                 index = client.post(f"{self.http_url}/v2/repository/index", json={})
                 models = index.json() if index.status_code == 200 else []
         except (httpx.HTTPError, ValueError) as exc:
             detail = f"not answering: {exc}" if running else "not running"
             return Health(self.name, running, False, None, endpoint, detail)
-        loaded = sum(1 for m in models if isinstance(m, dict) and m.get("state") == "READY")
-        detail = f"{loaded} model(s) ready, repository {self.model_repository}"
+        states = [m.get("state") for m in models if isinstance(m, dict)]
+        detail = f"{states.count('READY')} model(s) ready"
+        if "LOADING" in states or "UNLOADING" in states:
+            detail += f", {states.count('LOADING') + states.count('UNLOADING')} loading/unloading"
+        detail += f", repository {self.model_repository}"
         if not running:
             detail += "; answering, but not started by aimesh (no PID file)"
-        return Health(self.name, running, ready, version, endpoint, detail)
+        return Health(self.name, running, live, version, endpoint, detail)
 
     def _remove_stale_shm(self) -> None:
         """Drop regions a killed server of ours left in ``/dev/shm`` (its ports are free: none is in use)."""
