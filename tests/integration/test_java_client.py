@@ -122,7 +122,8 @@ async def test_errors_are_reported_per_line_and_do_not_stop_the_stream(
     _, target = fake
     requests = [payment("bad", -5), {"request_id": "shape", "card_id": ["c-1"]}, payment("slow", 1), payment("ok", 42)]
 
-    lines = await asyncio.to_thread(run_java_client, java_client, target, requests, deadline_ms=300)
+    # 2 s: the first call also pays for the JVM's channel set-up; the "slow" request sleeps 5 s.
+    lines = await asyncio.to_thread(run_java_client, java_client, target, requests, deadline_ms=2000)
 
     assert [(line["request_id"], line["status"]) for line in lines] == [
         ("bad", "INVALID_ARGUMENT"),
