@@ -15,9 +15,7 @@ import argparse
 import asyncio
 import io
 import pstats
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -47,6 +45,7 @@ from bench.feature.verify import MismatchError, compare, feast_values
 from bench.ingest.code import working_tree
 from bench.ingest.machine import describe
 from bench.ingest.topics import delete_topics
+from bench.runner import run_benchmark
 
 HERE = Path(__file__).resolve().parent
 SHAPES = (1, 100)
@@ -270,23 +269,7 @@ def _version(name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    command = " ".join(["python -m bench.feature", *argv])
-    workdir = Path(tempfile.mkdtemp(prefix="aimesh-bench-feature-"))
-    try:
-        report = asyncio.run(bench(args, workdir, command))
-    except FAILURES as exc:
-        print(f"benchmark failed: {exc}\n(logs kept in {workdir})", file=sys.stderr)
-        return 1
-    print()
-    print(tables(report))
-    args.results.write_text(results_markdown(report))
-    print(f"\nwritten {args.results}")
-    if args.keep:
-        print(f"kept {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return run_benchmark("feature", argv, parse_args(argv), bench, tables, results_markdown, FAILURES)
 
 
 if __name__ == "__main__":

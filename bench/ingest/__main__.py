@@ -11,12 +11,9 @@ cProfile and writes the hot spots to bench/ingest/profile.txt. Topics are delete
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import pstats
-import shutil
 import sys
-import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +24,7 @@ from bench.ingest.data import publish_input
 from bench.ingest.machine import describe
 from bench.ingest.report import BenchReport, results_markdown, table
 from bench.ingest.topics import BenchTopics, create_topics, delete_topics
+from bench.runner import run_benchmark
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_RECORDS = 200_000
@@ -122,23 +120,7 @@ async def profile(run: RunSettings, code: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    command = " ".join(["python -m bench.ingest", *argv])
-    workdir = Path(tempfile.mkdtemp(prefix="aimesh-bench-ingest-"))
-    try:
-        report = asyncio.run(bench(args, workdir, command))
-    except (BenchError, ValueError) as exc:
-        print(f"benchmark failed: {exc}\n(logs kept in {workdir})", file=sys.stderr)
-        return 1
-    print()
-    print(table(report))
-    args.results.write_text(results_markdown(report))
-    print(f"\nwritten {args.results}")
-    if args.keep:
-        print(f"kept {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return run_benchmark("ingest", argv, parse_args(argv), bench, table, results_markdown, (BenchError, ValueError))
 
 
 if __name__ == "__main__":
