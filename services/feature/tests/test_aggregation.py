@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -32,7 +33,7 @@ def history(
 ) -> EntityHistory:
     first = min(e.ts_us for e in events)
     seen = {"country": dict.fromkeys(countries, first), "device_id": dict.fromkeys(devices, first)}
-    return EntityHistory(list(events), seen, max(e.ts_us for e in events))
+    return EntityHistory(events, seen)
 
 
 def ev(i: int, ts: int, amount: float = 10.0, merchant: str = "m1") -> HistoryEvent:
@@ -157,7 +158,7 @@ feature_services: [{name: all, features: ["stats:*"]}]
 def generic(events: list[HistoryEvent], at: int) -> tuple[dict[str, object], list[Status]]:
     view = GENERIC.view("stats")
     features = GENERIC.feature_service("all")
-    h = EntityHistory(events, {}, max(e.ts_us for e in events)) if events else EMPTY_HISTORY
+    h = EntityHistory(events)
     vector = compute_features(features, {"stats": h.before(at, 2 * DAY)}, {}, at, GENERIC)
     assert view.retention.days == 2
     return dict(zip([f.name for f in features], vector.values, strict=True)), vector.statuses
@@ -192,3 +193,63 @@ def test_ttl_expires_values_whose_newest_event_is_older_and_min_of_nothing_is_mi
     assert vals["min_24h"] is None and by_name["min_24h"] is Status.MISSING
     _, fresh = generic(events, T - 2 * DAY + 1)  # within the 2 d ttl
     assert fresh[0] is Status.PRESENT
+
+
+def naive_value(agg: str, present: list[HistoryEvent], numbers: list[float], name: str) -> object:
+    if agg == "count":
+        return float(len(present))
+    if agg in ("sum", "mean"):
+        total = math.fsum(numbers)
+        return total if agg == "sum" else total / len(numbers) if numbers else 0.0
+    if agg in ("min", "max"):
+        return (min if agg == "min" else max)(numbers, default=None)
+    if agg == "distinct_count":
+        return float(len({e.values[name] for e in present}))
+    return max(present, key=lambda e: (e.ts_us, e.event_id)).values[name] if present else None
+
+
+def naive(features, history: EntityHistory, at: int, retention: int, ttl: int):  # type: ignore[no-untyped-def]
+    """The contract of compute_features for one generic view, written the slow, obvious way."""
+    kept = [e for e in history.events if e.ts_us < at]
+    newest = max((e.ts_us for e in kept), default=None)
+    kept = [e for e in kept if newest is not None and e.ts_us > newest - retention]
+    out = []
+    for f in features:
+        spec = f.feature
+        window = [e for e in kept if spec.window_us is None or e.ts_us > at - spec.window_us]
+        present = [e for e in window if spec.field is None or e.values.get(spec.field) is not None]
+        numbers = [float(v) for e in window if isinstance(v := e.values.get(spec.field or ""), int | float)]
+        value = naive_value(spec.aggregation.value, present, numbers, spec.field or "")
+        if newest is None or value is None:
+            out.append((value, None, Status.MISSING))
+        else:
+            out.append((value, newest, Status.EXPIRED if at - newest > ttl else Status.PRESENT))
+    return out
+
+
+def test_the_plan_agrees_with_the_obvious_implementation_on_random_histories() -> None:
+    features = GENERIC.feature_service("all")
+    rng = random.Random(11)
+    for trial in range(200):
+        events = []
+        for _ in range(rng.randrange(0, 40)):
+            ts = T - rng.choice([rng.randrange(1, 3 * DAY), H, DAY, 2 * DAY, 0, -1])  # edges, ties, after t
+            values: dict[str, object] = {"merchant_id": f"m{rng.randrange(4)}", "country": rng.choice(["DE", "FR"])}
+            if rng.random() < 0.8:
+                values["amount"] = rng.choice([rng.uniform(-5, 500), 3, True, "n/a"])
+            if rng.random() < 0.2:
+                del values["country"]
+            events.append(HistoryEvent(f"e{rng.randrange(1000)}", ts, values))  # type: ignore[arg-type]
+        history = EntityHistory(events)
+        subset = rng.sample(features, rng.randrange(1, len(features) + 1))
+        vector = compute_features(subset, {"stats": history.before(T, 2 * DAY)}, {}, T, GENERIC)
+        got = list(zip(vector.values, vector.event_times_us, vector.statuses, strict=True))
+        assert got == naive(subset, history, T, 2 * DAY, 2 * DAY), f"trial {trial}"
+
+
+def test_on_demand_features_read_dependencies_that_are_not_selected() -> None:
+    only = [REGISTRY.feature("amount_to_card_mean_7d")]
+    card = history(ev(1, T - H, amount=9.0))
+    vector = compute_features(only, {"card_txn_stats": card.before(T, WEEK)}, CONTEXT, T, REGISTRY)  # type: ignore[arg-type]
+    assert vector.values == [99.0 / (9.0 + 1)]
+    assert vector.event_times_us == [T - H] and vector.statuses == [Status.PRESENT]

@@ -18,7 +18,7 @@ CARD = "card_txn_stats"
 
 
 def history(ts_us: int) -> EntityHistory:
-    return EntityHistory([HistoryEvent("e", ts_us, {"amount": 1.0})], {}, ts_us)
+    return EntityHistory([HistoryEvent("e", ts_us, {"amount": 1.0})])
 
 
 def test_the_least_recently_used_entry_is_evicted_first() -> None:

@@ -1,17 +1,24 @@
 """The one function that computes feature values, used by online serving and offline retrieval alike.
 
-``compute_features`` is pure: given, per feature view, the entity's retained history strictly before
-the lookup time ``t`` (``EntityHistory.before``), the request context and ``t``, it returns values,
-event times and statuses (TTL included). The online store builds the histories from its tables,
-offline retrieval from the lake; both cut them with ``EntityHistory.before``, so they agree by
-construction. Sums use ``math.fsum`` (exactly rounded) and ties are broken by event id, so the order
-events arrive in never changes a value.
+``compute_features`` is pure: given, per feature view, the entity's history cut at the lookup time
+``t`` (``EntityHistory.before``: the retained events strictly before ``t``), the request context and
+``t``, it returns values, event times and statuses (TTL included). The online store builds the
+histories from its tables, offline retrieval from the lake; both cut them with
+``EntityHistory.before``, so they agree by construction. Sums use ``math.fsum`` (exactly rounded) and
+events are ordered by (event time, event id), so the order events arrive in never changes a value.
+
+Speed: a history keeps its events sorted with per-field columns built once (and kept by the online
+store's read cache), so a window is two binary searches and a list slice; a ``FeaturePlan`` (built
+once per registry and selection) groups the selected features by view, window and field, so each
+window is cut once per row and each field's numbers are summed once per window.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import IntEnum
@@ -24,6 +31,7 @@ from aimesh.feature.registry import Registry, ResolvedFeature
 
 Scalar = float | int | str | bool
 RequestContext = Mapping[str, Scalar]
+Result = tuple[Scalar | None, int | None, "Status"]
 
 
 def micros(delta: timedelta) -> int:
@@ -48,35 +56,84 @@ class HistoryEvent:
     values: Mapping[str, Scalar]
 
 
-@dataclass(frozen=True)
 class EntityHistory:
-    """One entity's history in one view.
+    """One entity's history in one view: its events ordered by (event time, event id), one per event id.
 
-    ``events``: the retained events (any order): at least those after ``newest - retention``;
-    ``first_seen``: per ``is_new`` field, each value's first event time; ``last_event_us``: the newest
-    event time (None: no history).
+    ``first_seen``: per ``is_new`` field, each value's first event time. Immutable once built; the
+    per-field columns are derived lazily and kept with it.
     """
 
-    events: Sequence[HistoryEvent] = ()
-    first_seen: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    last_event_us: int | None = None
+    __slots__ = ("_columns", "_numbers", "events", "first_seen", "times")
 
-    def before(self, at_us: int, retention_us: int) -> EntityHistory:
-        """The history a lookup at ``at_us`` sees: events strictly before it and after its newest such
-        event minus the view's retention. ``first_seen`` is kept whole (lookups compare times).
+    def __init__(
+        self, events: Iterable[HistoryEvent] = (), first_seen: Mapping[str, Mapping[str, int]] | None = None
+    ) -> None:
+        unique = {e.event_id: e for e in events}
+        self.events: list[HistoryEvent] = sorted(unique.values(), key=lambda e: (e.ts_us, e.event_id))
+        self.times: list[int] = [e.ts_us for e in self.events]
+        self.first_seen: Mapping[str, Mapping[str, int]] = first_seen or {}
+        self._columns: dict[str, list[Scalar | None]] = {}
+        self._numbers: dict[str, tuple[list[float | None], bool]] = {}
+
+    @property
+    def last_event_us(self) -> int | None:
+        """The newest event time (None: no events)."""
+        return self.times[-1] if self.times else None
+
+    def before(self, at_us: int, retention_us: int) -> HistoryCut:
+        """What a lookup at ``at_us`` sees: events strictly before it and after its newest such event
+        minus the view's retention (``first_seen`` is kept whole: lookups compare times).
 
         Online and offline both cut with this, so for any ``at_us`` after the newest event they see
         the same events. For an earlier ``at_us`` the online store may lack events it pruned already.
         """
-        kept = [e for e in self.events if e.ts_us < at_us]
-        if not kept:
-            return EntityHistory((), self.first_seen, None)
-        newest = max(e.ts_us for e in kept)
-        low = newest - retention_us
-        return EntityHistory([e for e in kept if e.ts_us > low], self.first_seen, newest)
+        end = bisect.bisect_left(self.times, at_us)
+        if end == 0:
+            return HistoryCut(self, 0, 0)
+        return HistoryCut(self, bisect.bisect_right(self.times, self.times[end - 1] - retention_us, 0, end), end)
+
+    def column(self, name: str) -> list[Scalar | None]:
+        """Field ``name`` of every event, in event order (None where an event lacks it)."""
+        found = self._columns.get(name)
+        if found is None:
+            found = self._columns[name] = [e.values.get(name) for e in self.events]
+        return found
+
+    def numbers(self, name: str) -> tuple[list[float | None], bool]:
+        """Field ``name`` as floats where it is a number (None elsewhere), and whether all of it is."""
+        found = self._numbers.get(name)
+        if found is None:
+            values = [float(v) if isinstance(v, int | float) else None for v in self.column(name)]
+            found = self._numbers[name] = (values, None not in values)
+        return found
 
 
 EMPTY_HISTORY = EntityHistory()
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryCut:
+    """Events ``history.events[start:end]``: a history as seen at one lookup time."""
+
+    history: EntityHistory
+    start: int
+    end: int
+
+    @property
+    def last_event_us(self) -> int | None:
+        """The newest event time in the cut (None: no events)."""
+        return self.history.times[self.end - 1] if self.end > self.start else None
+
+    @property
+    def events(self) -> list[HistoryEvent]:
+        return self.history.events[self.start : self.end]
+
+    def window_start(self, at_us: int, window_us: int | None) -> int:
+        """Index of the first event in the open window ``(at_us - window_us, at_us)`` (the cut's start
+        when ``window_us`` is None: the whole retained history)."""
+        if window_us is None:
+            return self.start
+        return bisect.bisect_right(self.history.times, at_us - window_us, self.start, self.end)
 
 
 @dataclass(frozen=True)
@@ -88,143 +145,189 @@ class FeatureVector:
     statuses: list[Status]
 
 
-def _values(events: Sequence[HistoryEvent], name: str) -> list[Scalar]:
-    return [v for e in events if (v := e.values.get(name)) is not None]
+@dataclass
+class _Window:
+    """The features of one view over one window, by what they read."""
+
+    window_us: int | None
+    counts: list[int] = field(default_factory=list)
+    numeric: dict[str, list[tuple[Aggregation, int]]] = field(default_factory=lambda: defaultdict(list))
+    over_values: list[tuple[Aggregation, str, int]] = field(default_factory=list)
 
 
-def _numbers(events: Sequence[HistoryEvent], name: str) -> list[float]:
-    return [float(v) for e in events if isinstance(v := e.values.get(name), int | float)]
+@dataclass
+class _ViewPlan:
+    name: str
+    ttl_us: int | None
+    windows: dict[int | None, _Window] = field(default_factory=dict)
+    specials: list[tuple[Aggregation, str, int | None, int]] = field(default_factory=list)
+    slots: list[int] = field(default_factory=list)
 
 
-def _last(events: Sequence[HistoryEvent], name: str) -> Scalar | None:
-    having = [e for e in events if e.values.get(name) is not None]
-    if not having:
-        return None
-    return max(having, key=lambda e: (e.ts_us, e.event_id)).values[name]
+@dataclass(frozen=True)
+class _OnDemand:
+    slot: int
+    resolved: ResolvedFeature
+    deps: tuple[tuple[str, int], ...]
 
 
-_NUMERIC: dict[Aggregation, Callable[[list[float]], float | None]] = {
-    Aggregation.SUM: math.fsum,
-    Aggregation.MEAN: lambda numbers: math.fsum(numbers) / len(numbers) if numbers else 0.0,
-    Aggregation.MIN: lambda numbers: min(numbers) if numbers else None,
-    Aggregation.MAX: lambda numbers: max(numbers) if numbers else None,
-}
-"""Aggregations of a window's numeric values of a field (non-numbers are left out)."""
-_OVER_EVENTS: dict[Aggregation, Callable[[Sequence[HistoryEvent], str | None], Scalar | None]] = {
-    Aggregation.COUNT: lambda events, name: float(len(events) if name is None else len(_values(events, name))),
-    Aggregation.DISTINCT_COUNT: lambda events, name: float(len(set(_values(events, name or "")))),
-    Aggregation.LAST: lambda events, name: _last(events, name or ""),
-}
-"""Aggregations over a window's events (or the whole retained history when the window is unset)."""
+class FeaturePlan:
+    """How to compute one selection: slots ``0..n-1`` are the selected features in order, further slots
+    the stream features that on-demand features read without being selected."""
+
+    def __init__(self, features: Sequence[ResolvedFeature], registry: Registry) -> None:
+        self.size = len(features)
+        slot_of: dict[str, int] = {}
+        stream: list[tuple[int, ResolvedFeature]] = []
+        on_demand: list[tuple[int, ResolvedFeature]] = []
+        for slot, resolved in enumerate(features):
+            (on_demand if resolved.view.on_demand else stream).append((slot, resolved))
+            slot_of.setdefault(resolved.ref, slot)
+        self.slots = len(features)
+        for _, resolved in on_demand:
+            for dep in registry.dependencies(resolved):
+                if dep.ref not in slot_of:
+                    slot_of[dep.ref] = self.slots
+                    stream.append((self.slots, dep))
+                    self.slots += 1
+        views: dict[str, _ViewPlan] = {}
+        for slot, resolved in stream:
+            view, f = resolved.view, resolved.feature
+            plan = views.get(view.name)
+            if plan is None:
+                plan = views[view.name] = _ViewPlan(view.name, view.ttl_us)
+            plan.slots.append(slot)
+            agg = f.aggregation
+            if agg in (Aggregation.IS_NEW, Aggregation.SECONDS_SINCE_LAST):
+                plan.specials.append((agg, f.field or "", f.window_us, slot))
+                continue
+            window = plan.windows.get(f.window_us)
+            if window is None:
+                window = plan.windows[f.window_us] = _Window(f.window_us)
+            if agg is Aggregation.COUNT and f.field is None:
+                window.counts.append(slot)
+            elif agg in (Aggregation.SUM, Aggregation.MEAN, Aggregation.MIN, Aggregation.MAX):
+                window.numeric[f.field or ""].append((agg, slot))
+            else:
+                window.over_values.append((agg, f.field or "", slot))
+        self.views = list(views.values())
+        self.on_demand = [
+            _OnDemand(slot, resolved, tuple((d.name, slot_of[d.ref]) for d in registry.dependencies(resolved)))
+            for slot, resolved in on_demand
+        ]
+
+    def compute(self, cuts: Mapping[str, HistoryCut], context: RequestContext, at_us: int) -> FeatureVector:
+        """The selection's values at ``at_us``; see ``compute_features`` for the contract."""
+        values: list[Scalar | None] = [None] * self.slots
+        times: list[int | None] = [None] * self.slots
+        statuses: list[Status] = [Status.MISSING] * self.slots
+        for plan in self.views:
+            cut = cuts[plan.name]
+            _compute_view(plan, cut, context, at_us, values)
+            last = cut.last_event_us
+            if last is None:
+                continue
+            status = Status.EXPIRED if plan.ttl_us is not None and at_us - last > plan.ttl_us else Status.PRESENT
+            for slot in plan.slots:
+                if values[slot] is not None:
+                    times[slot] = last
+                    statuses[slot] = status
+        for od in self.on_demand:
+            values[od.slot], times[od.slot], statuses[od.slot] = _on_demand(
+                od, values, times, statuses, context=context, at_us=at_us
+            )
+        n = self.size
+        return FeatureVector(values[:n], times[:n], statuses[:n])
 
 
-class _Evaluation:
-    """One lookup: computes (and memoises) features for fixed histories, context and time."""
-
-    def __init__(
-        self, histories: Mapping[str, EntityHistory], context: RequestContext, at_us: int, registry: Registry
-    ) -> None:
-        self.histories = histories
-        self.context = context
-        self.at_us = at_us
-        self.registry = registry
-        self._windows: dict[tuple[str, int], list[HistoryEvent]] = {}
-        self._numbers: dict[tuple[str, int | None, str], list[float]] = {}
-        self._done: dict[str, tuple[Scalar | None, int | None, Status]] = {}
-
-    def window(self, view: str, window_us: int | None) -> Sequence[HistoryEvent]:
-        history = self.histories[view]
-        if window_us is None:
-            return history.events
-        key = (view, window_us)
-        events = self._windows.get(key)
-        if events is None:
-            low = self.at_us - window_us
-            events = [e for e in history.events if e.ts_us > low]
-            self._windows[key] = events
-        return events
-
-    def result(self, resolved: ResolvedFeature) -> tuple[Scalar | None, int | None, Status]:
-        ref = resolved.ref
-        done = self._done.get(ref)
-        if done is None:
-            done = self._on_demand(resolved) if resolved.view.on_demand else self._stream(resolved)
-            self._done[ref] = done
-        return done
-
-    def _stream(self, resolved: ResolvedFeature) -> tuple[Scalar | None, int | None, Status]:
-        f, view = resolved.feature, resolved.view
-        history = self.histories[view.name]
-        value = self._value(f.aggregation, f.field, f.window_us, history, view.name)
-        at = history.last_event_us
-        if at is None or value is None:
-            return value, None, Status.MISSING
-        ttl = view.ttl_us
-        if ttl is not None and self.at_us - at > ttl:
-            return value, at, Status.EXPIRED
-        return value, at, Status.PRESENT
-
-    def _value(
-        self, agg: Aggregation, name: str | None, window_us: int | None, history: EntityHistory, view: str
-    ) -> Scalar | None:
-        numeric = _NUMERIC.get(agg)
-        if numeric is not None:
-            key = (view, window_us, name or "")
-            numbers = self._numbers.get(key)
-            if numbers is None:
-                numbers = _numbers(self.window(view, window_us), name or "")
-                self._numbers[key] = numbers
-            return numeric(numbers)
+def _compute_view(
+    plan: _ViewPlan, cut: HistoryCut, context: RequestContext, at_us: int, values: list[Scalar | None]
+) -> None:
+    history, end = cut.history, cut.end
+    for window in plan.windows.values():
+        start = cut.window_start(at_us, window.window_us)
+        for slot in window.counts:
+            values[slot] = float(end - start)
+        for name, aggregations in window.numeric.items():
+            column, all_numbers = history.numbers(name)
+            numbers = column[start:end] if all_numbers else [v for v in column[start:end] if v is not None]
+            for agg, slot in aggregations:
+                values[slot] = _numeric(agg, numbers)  # type: ignore[arg-type]
+        for agg, name, slot in window.over_values:
+            present = [v for v in history.column(name)[start:end] if v is not None]
+            if agg is Aggregation.COUNT:
+                values[slot] = float(len(present))
+            elif agg is Aggregation.DISTINCT_COUNT:
+                values[slot] = float(len(set(present)))
+            else:
+                values[slot] = present[-1] if present else None
+    for agg, name, window_us, slot in plan.specials:
         if agg is Aggregation.IS_NEW:
-            first = history.first_seen.get(name or "", {}).get(str(self.context[name or ""]))
-            return 0.0 if first is not None and first < self.at_us else 1.0
-        if agg is Aggregation.SECONDS_SINCE_LAST:
+            first = history.first_seen.get(name, {}).get(str(context[name]))
+            values[slot] = 0.0 if first is not None and first < at_us else 1.0
+        else:
             assert window_us is not None
-            last = history.last_event_us
-            return min(window_us, self.at_us - last) / 1e6 if last is not None else window_us / 1e6
-        return _OVER_EVENTS[agg](self.window(view, window_us), name)
+            last = cut.last_event_us
+            values[slot] = min(window_us, at_us - last) / 1e6 if last is not None else window_us / 1e6
 
-    def _on_demand(self, resolved: ResolvedFeature) -> tuple[Scalar | None, int | None, Status]:
-        deps = self.registry.dependencies(resolved)
-        env: dict[str, Scalar | None] = dict(self.context)
-        times: list[int] = []
-        statuses: set[Status] = set()
-        for dep in deps:
-            value, at, status = self.result(dep)
-            env[dep.name] = value
-            statuses.add(status)
-            if at is not None:
-                times.append(at)
-        try:
-            value = resolved.feature.compiled.evaluate(env)
-        except ExpressionError as exc:
-            raise InvalidArgument(f"on-demand feature {resolved.ref}: {exc}") from exc
-        if not deps:
-            return value, self.at_us, Status.PRESENT  # a feature of the request alone is always present
-        if not times:
-            return value, None, Status.MISSING
-        return value, max(times), Status.EXPIRED if Status.EXPIRED in statuses else Status.PRESENT
+
+def _numeric(agg: Aggregation, numbers: list[float]) -> float | None:
+    """``agg`` of a window's numbers: sum and mean exactly rounded (0.0 when empty), min / max None when empty."""
+    if agg is Aggregation.SUM:
+        return math.fsum(numbers)
+    if agg is Aggregation.MEAN:
+        return math.fsum(numbers) / len(numbers) if numbers else 0.0
+    if not numbers:
+        return None
+    return min(numbers) if agg is Aggregation.MIN else max(numbers)
+
+
+def _on_demand(
+    od: _OnDemand,
+    values: list[Scalar | None],
+    times: list[int | None],
+    statuses: list[Status],
+    *,
+    context: RequestContext,
+    at_us: int,
+) -> Result:
+    env: dict[str, Scalar | None] = dict(context)
+    for name, slot in od.deps:
+        env[name] = values[slot]
+    try:
+        value = od.resolved.feature.compiled.evaluate(env)
+    except ExpressionError as exc:
+        raise InvalidArgument(f"on-demand feature {od.resolved.ref}: {exc}") from exc
+    if not od.deps:
+        return value, at_us, Status.PRESENT  # a feature of the request alone is always present
+    dep_times = [t for _, slot in od.deps if (t := times[slot]) is not None]
+    if not dep_times:
+        return value, None, Status.MISSING
+    expired = any(statuses[slot] is Status.EXPIRED for _, slot in od.deps)
+    return value, max(dep_times), Status.EXPIRED if expired else Status.PRESENT
 
 
 def compute_features(
     features: Sequence[ResolvedFeature],
-    histories: Mapping[str, EntityHistory],
+    cuts: Mapping[str, HistoryCut],
     context: RequestContext,
     at_us: int,
     registry: Registry,
 ) -> FeatureVector:
     """The values of ``features`` for a lookup at ``at_us`` (epoch microseconds).
 
-    ``histories`` maps view name to the entity's history in that view, cut with ``before(at_us, ...)``;
-    it must hold every view the features (and their on-demand dependencies) read, ``context`` every
+    ``cuts`` maps view name to the entity's history in that view cut with ``before(at_us, ...)``; it
+    must hold every view the features (and their on-demand dependencies) read, ``context`` every
     field ``registry.requirements(features)`` names (callers validate first; KeyError otherwise).
     Windows are the open interval ``(at_us - window, at_us)``. A value is MISSING when the entity
     has no history in the view (windowed values then hold their default: counts and sums 0, mean 0)
     or when there is no value (min/max/last of nothing); EXPIRED when the entity's newest event is
     older than the view's ttl at ``at_us``. Raises InvalidArgument when an on-demand expression fails.
+    The plan for ``features`` is built once per registry (``plan_for``).
     """
-    evaluation = _Evaluation(histories, context, at_us, registry)
-    results = [evaluation.result(f) for f in features]
-    return FeatureVector(
-        values=[r[0] for r in results], event_times_us=[r[1] for r in results], statuses=[r[2] for r in results]
-    )
+    return plan_for(features, registry).compute(cuts, context, at_us)
+
+
+def plan_for(features: Sequence[ResolvedFeature], registry: Registry) -> FeaturePlan:
+    """The (memoised) plan computing ``features`` under ``registry``."""
+    return registry.memo(("plan", *(f.ref for f in features)), lambda: FeaturePlan(features, registry))

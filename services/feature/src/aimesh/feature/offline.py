@@ -8,9 +8,7 @@ Duplicates of an event id within an entity count once, as in the online store.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from aimesh.core import lake
-from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryEvent
+from aimesh.feature.aggregation import EntityHistory
 from aimesh.feature.definitions import ENTITY_KEY, FeatureViewSpec
 from aimesh.feature.records import SourceRecord, ViewEvent
 from aimesh.feature.registry import Registry
@@ -99,30 +97,13 @@ def _records(batch: pa.RecordBatch, source: str, attributes: Sequence[str]) -> l
     ]
 
 
-@dataclass
-class EntityTimeline:
-    """All of one entity's events in one view, by time, answering ``history_before(t)`` in O(log n + window)."""
-
-    events: list[HistoryEvent] = field(default_factory=list)
-    first_seen: dict[str, dict[str, int]] = field(default_factory=dict)
-    _times: list[int] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, view_events: Iterable[ViewEvent]) -> EntityTimeline:
-        unique = {ve.event.event_id: ve for ve in view_events}
-        ordered = sorted(unique.values(), key=lambda ve: (ve.event.ts_us, ve.event.event_id))
-        first_seen: dict[str, dict[str, int]] = {}
-        for ve in ordered:
-            for name, value in ve.seen.items():
-                first_seen.setdefault(name, {}).setdefault(value, ve.event.ts_us)
-        events = [ve.event for ve in ordered]
-        return cls(events, first_seen, [e.ts_us for e in events])
-
-    def history_before(self, at_us: int, retention_us: int) -> EntityHistory:
-        """The history a lookup at ``at_us`` sees (same cut as ``EntityHistory.before``)."""
-        end = bisect.bisect_left(self._times, at_us)
-        if end == 0:
-            return EntityHistory((), self.first_seen, None) if self.first_seen else EMPTY_HISTORY
-        newest = self._times[end - 1]
-        start = bisect.bisect_right(self._times, newest - retention_us)
-        return EntityHistory(self.events[start:end], self.first_seen, newest)
+def timeline(view_events: Iterable[ViewEvent]) -> EntityHistory:
+    """One entity's lake events in one view as a history: duplicates of an event id count once, and
+    each ``is_new`` value's first-seen time is its earliest event's."""
+    unique = {ve.event.event_id: ve for ve in view_events}
+    first_seen: dict[str, dict[str, int]] = {}
+    for ve in unique.values():
+        for name, value in ve.seen.items():
+            seen = first_seen.setdefault(name, {})
+            seen[value] = min(seen.get(value, ve.event.ts_us), ve.event.ts_us)
+    return EntityHistory((ve.event for ve in unique.values()), first_seen)

@@ -7,12 +7,15 @@ online update hold a ``RegistryHolder`` whose registry is swapped when definitio
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, TypeVar
 
 from aimesh.core.errors import InvalidArgument, NotFound
 from aimesh.feature.definitions import Aggregation, EntitySpec, FeatureRepo, FeatureSpec, FeatureViewSpec
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,15 @@ class Registry:
         self._by_name = dict(by_name)
         self._services = {s.name: s for s in repo.feature_services}
         self._selections: dict[tuple[str, tuple[str, ...]], tuple[ResolvedFeature, ...]] = {}
+        self._memo: dict[Hashable, Any] = {}
+
+    def memo(self, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()`` computed once per ``key`` for this registry (a registry never changes, so what is
+        derived from it, such as a selection's computation plan, can be kept with it)."""
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = build()
+        return found  # type: ignore[no-any-return]
 
     @cached_property
     def views_by_source(self) -> dict[str, tuple[FeatureViewSpec, ...]]:

@@ -1,9 +1,8 @@
 """GetOnlineFeatures and GetHistoricalFeatures, transport-free: protobuf requests in, protobuf responses out.
 
 Both validate rows the same way (``rows.parse_rows``), cut histories the same way
-(``EntityHistory.before`` / ``EntityTimeline.history_before``) and compute with the same function
-(``aggregation.compute_features``); they differ only in where the histories come from: the online
-store's current state, or the lake.
+(``EntityHistory.before``) and compute with the same plan (``aggregation.plan_for``); they differ
+only in where the histories come from: the online store's current state, or the lake.
 """
 
 from __future__ import annotations
@@ -18,13 +17,13 @@ from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import InvalidArgument
 from aimesh.core.events import PoisonEvent
 from aimesh.feature import metrics
-from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, compute_features
+from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryCut, plan_for
 from aimesh.feature.definitions import FeatureViewSpec
 from aimesh.feature.history_cache import StateKey
-from aimesh.feature.offline import EntityTimeline, entity_filter, needed_columns, scan
+from aimesh.feature.offline import entity_filter, needed_columns, scan, timeline
 from aimesh.feature.records import ViewEvent, view_event
 from aimesh.feature.registry import Registry, RegistryHolder, ResolvedFeature
-from aimesh.feature.rows import LookupRow, add_feature_values, parse_rows
+from aimesh.feature.rows import LookupRow, encode_feature_values, parse_rows
 from aimesh.feature.store import OnlineStore
 
 MAX_ONLINE_ROWS = 1000
@@ -32,20 +31,22 @@ MAX_HISTORICAL_ROWS = 100_000
 HISTORICAL_CHUNK_ROWS = 500
 HISTORICAL_GROUP_ENTITIES = 5000
 """Offline retrieval reads the lake for at most this many entity ids at a time (its memory bound)."""
+_ONLINE_VALUES = feature_pb2.OnlineFeatureRow.DESCRIPTOR.fields_by_name["values"].number
+_HISTORICAL_VALUES = feature_pb2.HistoricalFeatureRow.DESCRIPTOR.fields_by_name["values"].number
 
 
 def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _histories(
-    views: Sequence[FeatureViewSpec], row: LookupRow, at_us: int, lookup: Callable[[StateKey], EntityHistory | None]
-) -> dict[str, EntityHistory]:
-    out = {}
-    for view in views:
-        found = lookup((view.name, row.entities[view.entity]))
-        out[view.name] = found.before(at_us, view.retention_us) if found is not None else EMPTY_HISTORY
-    return out
+def _cuts(
+    views: Sequence[FeatureViewSpec], row: LookupRow, at_us: int, histories: Mapping[StateKey, EntityHistory]
+) -> dict[str, HistoryCut]:
+    """Each view's history of the row's entity as seen at ``at_us`` (empty where there is none)."""
+    return {
+        view.name: histories.get((view.name, row.entities[view.entity]), EMPTY_HISTORY).before(at_us, view.retention_us)
+        for view in views
+    }
 
 
 class OnlineRetrieval:
@@ -73,12 +74,13 @@ class OnlineRetrieval:
             states = await self.store.load({(v.name, row.entities[v.entity]) for row in rows for v in views})
             now = self.clock_us()
             response = feature_pb2.GetOnlineFeaturesResponse(feature_names=registry.column_names(features))
+            plan = plan_for(features, registry)
             for row in rows:
                 at_us = row.at_us if row.at_us is not None else now
-                vector = compute_features(
-                    features, _histories(views, row, at_us, states.get), row.context, at_us, registry
+                vector = plan.compute(_cuts(views, row, at_us, states), row.context, at_us)
+                response.rows.add(entity_id=row.entity_id, row_index=row.index).MergeFromString(
+                    encode_feature_values(_ONLINE_VALUES, vector)
                 )
-                add_feature_values(response.rows.add(entity_id=row.entity_id, row_index=row.index).values, vector)
             return response
         finally:
             metrics.ONLINE_LATENCY.observe(time.perf_counter() - started)
@@ -103,7 +105,7 @@ def _entity_groups(rows: Sequence[LookupRow], max_entities: int) -> Iterator[lis
 
 def lake_timelines(
     lake_root: Path, registry: Registry, views: Sequence[FeatureViewSpec], rows: Sequence[LookupRow], before_us: int
-) -> dict[StateKey, EntityTimeline]:
+) -> dict[StateKey, EntityHistory]:
     """Timelines of the rows' entities in ``views`` from the lake (events before ``before_us``); blocking."""
     wanted: dict[str, set[str]] = defaultdict(set)
     for row in rows:
@@ -124,7 +126,7 @@ def lake_timelines(
                         continue
                     if ve.entity_id in wanted[view.entity]:
                         grouped[(view.name, ve.entity_id)].append(ve)
-    return {key: EntityTimeline.of(events) for key, events in grouped.items()}
+    return {key: timeline(events) for key, events in grouped.items()}
 
 
 class HistoricalRetrieval:
@@ -182,20 +184,15 @@ class HistoricalRetrieval:
         rows: Sequence[LookupRow],
     ) -> list[tuple[LookupRow, feature_pb2.HistoricalFeatureRow]]:
         before = max(row.at_us or 0 for row in rows)
-        lines: Mapping[StateKey, EntityTimeline] = (
-            lake_timelines(self.lake_root, registry, views, rows, before) if views else {}
-        )
+        lines = lake_timelines(self.lake_root, registry, views, rows, before) if views else {}
+        plan = plan_for(features, registry)
         out = []
         for row in rows:
             assert row.at_us is not None
-            histories = {}
-            for view in views:
-                line = lines.get((view.name, row.entities[view.entity]))
-                histories[view.name] = line.history_before(row.at_us, view.retention_us) if line else EMPTY_HISTORY
-            vector = compute_features(features, histories, row.context, row.at_us, registry)
+            vector = plan.compute(_cuts(views, row, row.at_us, lines), row.context, row.at_us)
             answer = feature_pb2.HistoricalFeatureRow(
                 row_index=row.index, entity_id=row.entity_id, timestamp=row.timestamp()
             )
-            add_feature_values(answer.values, vector)
+            answer.MergeFromString(encode_feature_values(_HISTORICAL_VALUES, vector))
             out.append((row, answer))
         return out

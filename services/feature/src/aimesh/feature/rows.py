@@ -5,16 +5,16 @@ Shared by the online and offline paths so that both accept the same rows and ans
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import InvalidArgument, ResourceExhausted
-from aimesh.feature.aggregation import FeatureVector, Scalar
+from aimesh.feature.aggregation import FeatureVector, Scalar, Status
 from aimesh.feature.registry import Requirements
 
 _SCALAR_KINDS = ("double_value", "int64_value", "string_value", "bool_value")
@@ -97,19 +97,67 @@ def parse_rows(
     return rows
 
 
-def add_feature_values(target: Any, vector: FeatureVector) -> None:
-    """Append the wire values to ``target`` (a repeated FeatureValue field): each with its status and,
-    unless MISSING, the newest contributing event time (built in place: the hot path of serving)."""
+def _varint(number: int) -> bytes:
+    """``number`` as a protobuf base-128 varint (negative int64 values as their 64-bit two's complement)."""
+    number &= 0xFFFF_FFFF_FFFF_FFFF
+    out = bytearray()
+    while number > 0x7F:
+        out.append(number & 0x7F | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
+
+
+def _event_time(at_us: int) -> bytes:
+    """FeatureValue.event_time (field 2, a Timestamp) on the wire."""
+    seconds, micros = divmod(at_us, 1_000_000)
+    body = (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(micros * 1000) if micros else b"")
+    return b"\x12" + _varint(len(body)) + body
+
+
+def _value(value: Scalar | None) -> bytes:
+    """FeatureValue.value (field 1, a common.v1.Value) on the wire; numbers are sent as doubles."""
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"\x0a\x02\x20\x01" if value else b"\x0a\x02\x20\x00"
+    if isinstance(value, str):
+        text = value.encode()
+        body = b"\x1a" + _varint(len(text)) + text
+        return b"\x0a" + _varint(len(body)) + body
+    return b"\x0a\x09\x09" + _DOUBLE(float(value))
+
+
+_DOUBLE = struct.Struct("<d").pack
+_STATUS = {status: b"\x18" + _varint(status.value) for status in Status}
+
+
+def encode_feature_values(field_number: int, vector: FeatureVector) -> bytes:
+    """``vector`` as the wire bytes of a repeated FeatureValue field numbered ``field_number``, to merge
+    into a row message (``MergeFromString``): each value with its status and, unless MISSING, the newest
+    contributing event time.
+
+    Hand-encoded because building 50 FeatureValue messages per row through the protobuf API was the
+    largest cost of a GetOnlineFeatures answer (about 1.4 µs per value); a float, the common case, is
+    a cached frame around its 8 bytes. The tests check that the bytes parse to exactly the message the
+    protobuf API builds.
+    """
+    tag = _varint(field_number << 3 | 2)
+    times: dict[int | None, bytes] = {None: b""}
+    frames: dict[tuple[int | None, Status], tuple[bytes, bytes]] = {}
+    parts: list[bytes] = []
     for value, at_us, status in zip(vector.values, vector.event_times_us, vector.statuses, strict=True):
-        fv = target.add(status=status.value)
-        if value is None:
-            pass
-        elif isinstance(value, bool):
-            fv.value.bool_value = value
-        elif isinstance(value, str):
-            fv.value.string_value = value
+        when = times.get(at_us)
+        if when is None:
+            assert at_us is not None
+            when = times[at_us] = _event_time(at_us)
+        if value.__class__ is float:
+            frame = frames.get((at_us, status))
+            if frame is None:
+                tail = when + _STATUS[status]
+                frame = frames[(at_us, status)] = (tag + _varint(11 + len(tail)) + b"\x0a\x09\x09", tail)
+            parts += (frame[0], _DOUBLE(value), frame[1])  # type: ignore[arg-type]
         else:
-            fv.value.double_value = value
-        if at_us is not None:
-            fv.event_time.seconds, micros = divmod(at_us, 1_000_000)
-            fv.event_time.nanos = micros * 1000
+            body = _value(value) + when + _STATUS[status]
+            parts += (tag, _varint(len(body)), body)
+    return b"".join(parts)

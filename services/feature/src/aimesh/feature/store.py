@@ -288,9 +288,5 @@ class OnlineStore:
         out: dict[StateKey, EntityHistory] = {}
         for key in wanted:
             history = events.get(key)
-            out[key] = (
-                EntityHistory(history, dict(seen.get(key, {})), max(e.ts_us for e in history))
-                if history
-                else EMPTY_HISTORY
-            )
+            out[key] = EntityHistory(history, dict(seen.get(key, {}))) if history else EMPTY_HISTORY
         return out
