@@ -251,16 +251,9 @@ def _compute_view(
         for name, aggregations in window.numeric.items():
             column, all_numbers = history.numbers(name)
             numbers = column[start:end] if all_numbers else [v for v in column[start:end] if v is not None]
-            for agg, slot in aggregations:
-                values[slot] = _numeric(agg, numbers)  # type: ignore[arg-type]
+            _numeric(aggregations, numbers, values)  # type: ignore[arg-type]
         for agg, name, slot in window.over_values:
-            present = [v for v in history.column(name)[start:end] if v is not None]
-            if agg is Aggregation.COUNT:
-                values[slot] = float(len(present))
-            elif agg is Aggregation.DISTINCT_COUNT:
-                values[slot] = float(len(set(present)))
-            else:
-                values[slot] = present[-1] if present else None
+            values[slot] = _over_values(agg, history.column(name), start, end)
     for agg, name, window_us, slot in plan.specials:
         if agg is Aggregation.IS_NEW:
             first = history.first_seen.get(name, {}).get(str(context[name]))
@@ -271,15 +264,33 @@ def _compute_view(
             values[slot] = min(window_us, at_us - last) / 1e6 if last is not None else window_us / 1e6
 
 
-def _numeric(agg: Aggregation, numbers: list[float]) -> float | None:
-    """``agg`` of a window's numbers: sum and mean exactly rounded (0.0 when empty), min / max None when empty."""
-    if agg is Aggregation.SUM:
-        return math.fsum(numbers)
-    if agg is Aggregation.MEAN:
-        return math.fsum(numbers) / len(numbers) if numbers else 0.0
-    if not numbers:
-        return None
-    return min(numbers) if agg is Aggregation.MIN else max(numbers)
+def _numeric(aggregations: list[tuple[Aggregation, int]], numbers: list[float], values: list[Scalar | None]) -> None:
+    """Each of ``aggregations`` of a window's numbers into its slot: sum and mean exactly rounded (0.0
+    when empty), min and max None when empty."""
+    total: float | None = None
+    for agg, slot in aggregations:
+        if agg is Aggregation.SUM or agg is Aggregation.MEAN:
+            if total is None:
+                total = math.fsum(numbers)
+            values[slot] = total if agg is Aggregation.SUM else total / len(numbers) if numbers else 0.0
+        elif not numbers:
+            values[slot] = None
+        else:
+            values[slot] = min(numbers) if agg is Aggregation.MIN else max(numbers)
+
+
+def _over_values(agg: Aggregation, column: list[Scalar | None], start: int, end: int) -> Scalar | None:
+    """Count, distinct count or last of the values ``column[start:end]`` has (None: no value)."""
+    if agg is Aggregation.COUNT:
+        return float(end - start - column[start:end].count(None))
+    if agg is Aggregation.DISTINCT_COUNT:
+        distinct = set(column[start:end])
+        distinct.discard(None)
+        return float(len(distinct))
+    for i in range(end - 1, start - 1, -1):
+        if column[i] is not None:
+            return column[i]
+    return None
 
 
 def _on_demand(
