@@ -244,7 +244,7 @@ async def test_online_equals_historical_and_redelivery_changes_nothing(  # type:
             )
         ]
         assert list(online.feature_names) == list(chunks[0].feature_names) == list(FRAUD_V1_FEATURES)
-        historical = [r for c in chunks for r in c.rows]
+        historical = sorted((r for c in chunks for r in c.rows), key=lambda r: r.row_index)
         assert [r.row_index for r in historical] == list(range(len(payments)))
         for on, off in zip(online.rows, historical, strict=True):
             assert list(on.values) == list(off.values), f"row {on.row_index} ({on.entity_id}) differs"

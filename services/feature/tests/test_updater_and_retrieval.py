@@ -21,7 +21,7 @@ from aimesh.feature.records import SourceRecord
 from aimesh.feature.retrieval import HistoricalRetrieval, OnlineRetrieval
 from aimesh.feature.service import FeatureStore
 
-from .conftest import HOUR_US, T0, apply, txn
+from .conftest import DAY_US, HOUR_US, T0, apply, txn
 
 
 class FakeDeadLetters:
@@ -124,15 +124,26 @@ async def test_online_equals_historical_for_rows_after_the_last_event(
         )
     ]
     assert list(online.feature_names) == list(FRAUD_V1_FEATURES) == list(chunks[0].feature_names)
-    assert [len(c.rows) for c in chunks] == [5, 5, 3]
-    assert not chunks[1].feature_names
-    historical = [r for c in chunks for r in c.rows]
-    assert [r.row_index for r in historical] == list(range(13))
+    assert all(0 < len(c.rows) <= 5 for c in chunks) and not any(c.feature_names for c in chunks[1:])
+    historical = sorted((r for c in chunks for r in c.rows), key=lambda r: r.row_index)
+    assert [r.row_index for r in historical] == list(range(13))  # each row once, grouped by entity
     for on, off in zip(online.rows, historical, strict=True):
         assert list(on.values) == list(off.values)
     missing = online.rows[12].values[0]  # card-12 never paid
     assert missing.status == feature_pb2.FEATURE_STATUS_MISSING and missing.value.double_value == 0.0
     assert online.rows[0].values[0].status == feature_pb2.FEATURE_STATUS_PRESENT
+
+
+async def test_historical_answers_each_group_before_reading_the_next(
+    features: FeatureStore, write_lake: Callable[[Sequence[SourceRecord]], Path]
+) -> None:
+    lake_root = write_lake(synthetic(60))
+    rows = [context_row(txn("probe", 0, card=f"card-{i % 3}", customer="cust-0"), T0 + DAY_US + i) for i in range(10)]
+    retrieval = HistoricalRetrieval(lake_root, features.registry, chunk_rows=100, group_rows=4)
+    request = feature_pb2.GetHistoricalFeaturesRequest(feature_service="fraud_v1", entity_rows=rows)
+    sizes = [[r.row_index for r in c.rows] async for c in retrieval.stream(request)]
+    assert [len(s) for s in sizes] == [4, 4, 2]  # one message per group of at most 4 rows
+    assert all(s == sorted(s) for s in sizes) and sorted(i for s in sizes for i in s) == list(range(10))
 
 
 async def test_historical_uses_only_events_strictly_before_each_row(

@@ -39,6 +39,13 @@ class FailedPrecondition(AimeshError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class Aborted(AimeshError):
+    """The operation collided with a concurrent one and did nothing; the message names what collided.
+    Retrying it is safe (it is validated again against the state the other operation left)."""
+
+    code = grpc.StatusCode.ABORTED
+
+
 class ResourceExhausted(AimeshError):
     """A size or rate limit was hit; the message names the limit."""
 

@@ -46,7 +46,8 @@ class FeatureServiceApi(feature_pb2_grpc.FeatureServiceServicer):
     async def ApplyDefinitions(
         self, request: feature_pb2.ApplyDefinitionsRequest, context: grpc.aio.ServicerContext
     ) -> feature_pb2.ApplyDefinitionsResponse:
-        """Validate, diff and store (unless dry_run); see ``definition_store`` for what is refused."""
+        """Validate, diff and store (unless dry_run); see ``definition_store`` for what is refused and
+        how concurrent applies are serialised."""
         outcome = await self.apply(repo_from_request(request), request.dry_run)
         return feature_pb2.ApplyDefinitionsResponse(changes=[change_to_proto(c) for c in outcome.changes])
 

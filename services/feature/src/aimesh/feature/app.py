@@ -2,7 +2,8 @@
 
 At start the migrations run and ``definitions_file`` is applied; views never backfilled for their
 current layout are backfilled from the lake in the background while the consumer already applies new
-records (see ``backfill``); ``/readyz`` checks the database (and Kafka).
+records (see ``backfill``); definitions applied through other replicas are picked up every
+``registry_refresh_seconds`` (see ``registry_sync``); ``/readyz`` checks the database (and Kafka).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ async def serve_feature(settings: FeatureSettings) -> None:
             cache_entries=settings.online_cache_entries,
         )
         await features.start(settings.definitions_path)
+        sync = features.registry_sync
+        runtime.add_part("registry-sync", lambda: sync.run(settings.registry_refresh_seconds), sync.stop)
         runtime.probes.readiness["database"] = lambda: ping(engine)
         api = features.api()
         runtime.add_grpc(

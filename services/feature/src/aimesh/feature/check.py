@@ -89,13 +89,16 @@ async def run_check(
             rows.append(feature_pb2.EntityRow(entity_ids={view.entity: entity_id}, timestamp=ts))
         refs = [f"{view.name}:{f.name}" for f in view.features if f.aggregation is not Aggregation.IS_NEW]
         online = await features.online.get(feature_pb2.GetOnlineFeaturesRequest(features=refs, entity_rows=rows))
-        offline = [
-            r
-            async for chunk in features.historical.stream(
-                feature_pb2.GetHistoricalFeaturesRequest(features=refs, entity_rows=rows)
-            )
-            for r in chunk.rows
-        ]
+        offline = sorted(
+            [
+                r
+                async for chunk in features.historical.stream(
+                    feature_pb2.GetHistoricalFeaturesRequest(features=refs, entity_rows=rows)
+                )
+                for r in chunk.rows
+            ],
+            key=lambda r: r.row_index,
+        )
         for row, on, off in zip(rows, online.rows, offline, strict=True):
             for name, a, b in zip(online.feature_names, on.values, off.values, strict=True):
                 report.compared[view.name] += 1

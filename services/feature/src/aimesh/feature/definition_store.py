@@ -8,9 +8,17 @@ refuses (FailedPrecondition, nothing stored) when a change would alter what a st
 - a transformation whose expression changes while a feature reads it;
 - a view whose entity or source changes; an entity whose key changes while a view uses it;
 - a feature removed while a feature service (explicitly or by ``<view>:*``) or an on-demand
-  expression references it.
+  expression references it;
+- a new stream-fed feature whose name a stored on-demand expression uses: the bare name would become
+  ambiguous (it means one feature now) or would stop meaning a request-context field.
 
 Every other change (new features, ttl, descriptions, services) stores a new version.
+
+Applies are serialised across processes: each first updates the one row of ``schema.registry``, so a
+concurrent apply waits for the row lock (PostgreSQL) or the write lock (SQLite) and is then validated
+against the versions the first one stored. That row's ``generation`` grows with every apply that
+stores something (an apply that stores nothing rolls back), which is what replicas poll
+(``newer_than``) to notice definitions applied elsewhere.
 """
 
 from __future__ import annotations
@@ -23,10 +31,11 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from aimesh.core.errors import FailedPrecondition
+from aimesh.core.errors import Aborted, FailedPrecondition
 from aimesh.feature import schema
 from aimesh.feature.definitions import (
     EntitySpec,
@@ -35,6 +44,7 @@ from aimesh.feature.definitions import (
     FeatureViewSpec,
     check_references,
     format_duration,
+    stream_features_named,
 )
 from aimesh.feature.registry import Registry
 from aimesh.feature.store import upsert_row
@@ -66,10 +76,12 @@ class Change:
 
 @dataclass(frozen=True)
 class ApplyOutcome:
-    """The changes in request order and the registry after them (unchanged on a dry run)."""
+    """The changes in request order and the registry after them (unchanged on a dry run), with the
+    registry generation that registry reflects."""
 
     changes: list[Change]
     registry: Registry
+    generation: int
 
 
 def _spec(model: EntitySpec | FeatureViewSpec | FeatureServiceSpec) -> dict[str, Any]:
@@ -129,6 +141,34 @@ def _view_breaks(old: FeatureViewSpec, new: FeatureViewSpec, merged: FeatureRepo
     return problems
 
 
+def _on_demand_breaks(old: FeatureRepo, merged: FeatureRepo) -> list[str]:
+    """Stored on-demand features (same expression before and after) whose bare names new stream-fed
+    features would capture: a name would become ambiguous, or would stop meaning a request-context field.
+
+    Removing a feature such a name means is reported by ``_view_breaks``; views are never removed.
+    """
+    problems = []
+    after_views = {v.name: v for v in merged.feature_views}
+    for view in old.feature_views:
+        if not view.on_demand:
+            continue
+        kept = {f.name: f.expression for f in after_views[view.name].features}
+        for feature in view.features:
+            if kept.get(feature.name) != feature.expression:
+                continue  # removed or changed: judged as a change of the view itself
+            where = f"on-demand feature {view.name}:{feature.name}"
+            for name in sorted(feature.compiled.names):
+                before, after = stream_features_named(old, name), stream_features_named(merged, name)
+                if set(after) <= set(before):
+                    continue
+                if len(after) > 1:
+                    views = ", ".join(ref.partition(":")[0] for ref in after)
+                    problems.append(f"{where}: {name!r} would be ambiguous, defined by feature views {views}")
+                elif not before:
+                    problems.append(f"{where}: {name!r} is a request-context field and would become {after[0]}")
+    return problems
+
+
 def _describe(behaviour: tuple[object, ...]) -> str:
     agg, field, window, expression = behaviour
     parts = [str(agg)]
@@ -157,6 +197,18 @@ class DefinitionStore:
         async with self.engine.connect() as conn:
             return await self._latest(conn)
 
+    async def newer_than(self, generation: int) -> tuple[int, Registry] | None:
+        """The stored registry and its generation when that is above ``generation``, else None.
+
+        Costs one primary-key read when nothing changed. The generation is read before the definitions,
+        so the registry returned is never older than the generation it is returned with.
+        """
+        async with self.engine.connect() as conn:
+            stored = await _generation(conn)
+            if stored <= generation:
+                return None
+            return stored, await self._latest(conn)
+
     @staticmethod
     async def _latest(conn: AsyncConnection) -> Registry:
         d = schema.definitions
@@ -184,26 +236,53 @@ class DefinitionStore:
     async def apply(self, request: FeatureRepo, *, dry_run: bool = False) -> ApplyOutcome:
         """Store the request's definitions as new versions where they differ (atomically).
 
-        Raises InvalidArgument for unresolvable references, FailedPrecondition listing every breaking
-        change (nothing is stored then). A dry run validates and reports without storing.
+        Waits for a concurrent apply to finish (see the module doc), then raises InvalidArgument for
+        unresolvable references, FailedPrecondition listing every breaking change (nothing is stored
+        then). A dry run validates and reports without storing. Raises Aborted, naming the definitions,
+        when a version it would store was stored meanwhile by a writer that does not take the registry
+        lock (a replica of a release before it); nothing is stored then and retrying is safe.
         """
-        async with self.engine.begin() as conn:
-            current = await self._latest(conn)
-            merged = request.merged_over(current.repo)
-            check_references(request, merged)
-            changes, problems = self._diff(current, request, merged)
-            if problems:
-                raise FailedPrecondition(
-                    "breaking changes to definitions in use refused (give the changed definition a new name "
-                    "instead): " + "; ".join(problems)
-                )
-            if not dry_run:
-                await self._store(conn, request, changes)
-        if dry_run:
-            return ApplyOutcome(changes, current)
+        attempted: list[Change] = []
+        try:
+            async with self.engine.connect() as conn, conn.begin() as transaction:
+                generation = await _lock_registry(conn)
+                current = await self._latest(conn)
+                merged = request.merged_over(current.repo)
+                check_references(request, merged)
+                changes, problems = self._diff(current, request, merged)
+                problems += _on_demand_breaks(current.repo, merged)
+                if problems:
+                    raise FailedPrecondition(
+                        "breaking changes to definitions in use refused (give the changed definition a new name "
+                        "instead): " + "; ".join(problems)
+                    )
+                attempted = [] if dry_run else [c for c in changes if c.action is not Action.UNCHANGED]
+                if attempted:
+                    await self._store(conn, request, attempted)
+                else:
+                    await transaction.rollback()  # the generation stays: nothing changed
+                    generation -= 1
+        except IntegrityError as exc:
+            raise Aborted(await self._collision(attempted)) from exc
+        if not attempted:
+            return ApplyOutcome(changes, current, generation)
         versions = dict(current.versions)
         versions.update({(c.kind, c.name): c.version for c in changes})
-        return ApplyOutcome(changes, Registry(merged, versions))
+        return ApplyOutcome(changes, Registry(merged, versions), generation)
+
+    async def _collision(self, attempted: list[Change]) -> str:
+        """What an apply that hit a unique-key violation collided with, for its Aborted message."""
+        d = schema.definitions
+        async with self.engine.connect() as conn:
+            stored = {
+                (kind, name): int(version)
+                for kind, name, version in (
+                    await conn.execute(select(d.c.kind, d.c.name, func.max(d.c.version)).group_by(d.c.kind, d.c.name))
+                ).all()
+            }
+        taken = [c for c in attempted if stored.get((c.kind, c.name), 0) >= c.version] or attempted
+        names = ", ".join(f"{c.kind} {c.name} (version {c.version} now stored by another writer)" for c in taken)
+        return f"definitions changed concurrently: {names}; nothing was stored, apply again (it is checked anew)"
 
     @staticmethod
     def _diff(current: Registry, request: FeatureRepo, merged: FeatureRepo) -> tuple[list[Change], list[str]]:
@@ -242,6 +321,7 @@ class DefinitionStore:
         return changes, problems
 
     async def _store(self, conn: AsyncConnection, request: FeatureRepo, changes: list[Change]) -> None:
+        """Insert a row for each of ``changes`` (created or updated definitions of ``request``)."""
         specs: dict[tuple[str, str], EntitySpec | FeatureViewSpec | FeatureServiceSpec] = {
             **{(ENTITY, e.name): e for e in request.entities},
             **{(VIEW, v.name): v for v in request.feature_views},
@@ -257,10 +337,8 @@ class DefinitionStore:
                 "created_at_us": now,
             }
             for c in changes
-            if c.action is not Action.UNCHANGED
         ]
-        if rows:
-            await conn.execute(schema.definitions.insert(), rows)
+        await conn.execute(schema.definitions.insert(), rows)
 
     async def views_needing_backfill(self, registry: Registry) -> list[str]:
         """Stream-fed views whose online state was never backfilled for their current storage layout."""
@@ -278,3 +356,18 @@ class DefinitionStore:
                 ["view"],
                 {"view": view.name, "layout": layout_key(view), "rows": rows, "finished_at_us": self._clock_us()},
             )
+
+
+async def _generation(conn: AsyncConnection) -> int:
+    r = schema.registry
+    return int((await conn.execute(select(r.c.generation).where(r.c.id == 1))).scalar_one())
+
+
+async def _lock_registry(conn: AsyncConnection) -> int:
+    """Take the registry lock for ``conn``'s transaction (waiting for a concurrent apply to commit) by
+    incrementing the generation; returns the incremented generation."""
+    r = schema.registry
+    bumped = await conn.execute(
+        update(r).where(r.c.id == 1).values(generation=r.c.generation + 1).returning(r.c.generation)
+    )
+    return int(bumped.scalar_one())

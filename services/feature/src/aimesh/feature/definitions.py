@@ -7,8 +7,9 @@ The agreed format (a "feature repo", YAML or the same structure built in Python)
                        transformations: [{name, expression: log1p(amount)}]}]
     feature_services: [{name, features: ["<view>:<feature>", "<view>:*"]}]
 
-``parse_repo`` validates a document and raises InvalidArgument naming the path of the first problem
-(``feature_views[2].features[0].window: ...``). Cross-references (entities of views, features of
+``parse_repo`` validates a document and raises InvalidArgument naming the path of each problem
+(``feature_views[2].features[0].window: ...``), among them an on-demand expression whose bare name
+several stream-fed views of the document define. Cross-references (entities of views, features of
 services, names used by on-demand expressions) are checked by ``check_references`` against the
 definitions they will live with (the registry's, when applying a partial repo).
 """
@@ -309,9 +310,14 @@ def error_path(loc: Iterable[int | str]) -> str:
 
 
 def parse_repo(document: Mapping[str, Any] | None) -> FeatureRepo:
-    """Validate a definitions document; raises InvalidArgument naming every problem by its path."""
+    """Validate a definitions document; raises InvalidArgument naming every problem by its path.
+
+    Once every definition is valid on its own, the document is refused (InvalidArgument naming the
+    expression's path) when an on-demand expression names a feature that several of its stream-fed
+    views define: the bare name would be ambiguous.
+    """
     try:
-        return FeatureRepo.model_validate(document or {})
+        repo = FeatureRepo.model_validate(document or {})
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):
@@ -319,6 +325,9 @@ def parse_repo(document: Mapping[str, Any] | None) -> FeatureRepo:
             message = str(error["msg"]).removeprefix("Value error, ")
             problems.append(f"{error_path(loc) or '<document>'}: {message}")
         raise InvalidArgument("invalid feature definitions: " + "; ".join(problems)) from exc
+    if ambiguous := _ambiguous_names(repo, repo):
+        raise InvalidArgument("invalid feature definitions: " + "; ".join(ambiguous))
+    return repo
 
 
 def parse_yaml(text: str) -> FeatureRepo:
@@ -361,14 +370,7 @@ def check_references(request: FeatureRepo, merged: FeatureRepo) -> None:
             problems.append(
                 f"feature_views[{i}].entity: unknown entity {view.entity!r}; known: {', '.join(sorted(entities))}"
             )
-        if view.on_demand:
-            for j, feature in enumerate(view.features):
-                for name in sorted(feature.compiled.names):
-                    hits = _features_named(merged, name)
-                    if len(hits) > 1:
-                        problems.append(
-                            f"feature_views[{i}].features[{j}].expression: {name!r} is ambiguous ({', '.join(hits)})"
-                        )
+    problems += _ambiguous_names(request, merged)
     for i, service in enumerate(request.feature_services):
         for j, ref in enumerate(service.features):
             view_name, feature_name = ref.split(":")
@@ -387,8 +389,30 @@ def check_references(request: FeatureRepo, merged: FeatureRepo) -> None:
         raise InvalidArgument("invalid feature definitions: " + "; ".join(problems))
 
 
-def _features_named(repo: FeatureRepo, name: str) -> list[str]:
+def stream_features_named(repo: FeatureRepo, name: str) -> list[str]:
+    """References (``<view>:<feature>``) of ``repo``'s stream-fed features called ``name``.
+
+    A bare name in an on-demand expression means the one such feature; with none it is a request-context
+    field; with several it is ambiguous (refused: by ``parse_repo`` / ``check_references`` for the
+    expression's own document, by apply when a new feature would make a stored expression ambiguous).
+    """
     return [f"{v.name}:{f.name}" for v in repo.feature_views if not v.on_demand for f in v.features if f.name == name]
+
+
+def _ambiguous_names(request: FeatureRepo, universe: FeatureRepo) -> list[str]:
+    """Problems, by ``request`` path, of on-demand expressions naming several stream features of ``universe``."""
+    problems = []
+    for i, view in enumerate(request.feature_views):
+        if not view.on_demand:
+            continue
+        for j, feature in enumerate(view.features):
+            for name in sorted(feature.compiled.names):
+                hits = stream_features_named(universe, name)
+                if len(hits) > 1:
+                    problems.append(
+                        f"feature_views[{i}].features[{j}].expression: {name!r} is ambiguous ({', '.join(hits)})"
+                    )
+    return problems
 
 
 FRAUD_V1_FEATURES: tuple[str, ...] = (

@@ -25,7 +25,9 @@ async def apply_file(
     """Send a YAML definitions document to ApplyDefinitions at ``address``.
 
     Raises grpc.aio.AioRpcError with the service's status (INVALID_ARGUMENT naming the path,
-    FAILED_PRECONDITION naming breaking changes, UNAVAILABLE ...).
+    FAILED_PRECONDITION naming breaking changes, ABORTED naming definitions a writer outside the
+    registry lock stored meanwhile (apply again), UNAVAILABLE ...). Other replicas on the service's
+    database serve the applied definitions within their FEATURE_REGISTRY_REFRESH_SECONDS.
     """
     async with grpc.aio.insecure_channel(address) as channel:
         stub = feature_pb2_grpc.FeatureServiceStub(channel)

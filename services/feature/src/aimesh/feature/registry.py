@@ -1,7 +1,8 @@
 """The serving view of a set of definitions: feature lookup by reference, selections, what they need.
 
 A ``Registry`` is immutable and built from the latest version of every definition; serving and the
-online update hold a ``RegistryHolder`` whose registry is swapped when definitions are applied.
+online update hold a ``RegistryHolder`` whose registry is swapped when definitions are applied (by
+this process at once, by another process on the same database within ``registry_sync``'s interval).
 """
 
 from __future__ import annotations
@@ -137,7 +138,10 @@ class Registry:
         return cached
 
     def dependencies(self, resolved: ResolvedFeature) -> tuple[ResolvedFeature, ...]:
-        """The stream-fed features an on-demand feature's expression names (none for other features)."""
+        """The stream-fed features an on-demand feature's expression names (none for other features).
+
+        A name no stream-fed feature has is a request-context field; definitions where several have it
+        are refused (``definitions.stream_features_named``), so such a name resolves to none here."""
         if resolved.feature.aggregation is not Aggregation.ON_DEMAND:
             return ()
         return tuple(

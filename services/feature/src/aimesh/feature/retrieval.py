@@ -30,7 +30,9 @@ MAX_ONLINE_ROWS = 1000
 MAX_HISTORICAL_ROWS = 100_000
 HISTORICAL_CHUNK_ROWS = 500
 HISTORICAL_GROUP_ENTITIES = 5000
-"""Offline retrieval reads the lake for at most this many entity ids at a time (its memory bound)."""
+HISTORICAL_GROUP_ROWS = 20_000
+"""Offline retrieval reads the lake for at most this many entity ids and answers at most this many rows
+at a time (its memory bound)."""
 _ONLINE_VALUES = feature_pb2.OnlineFeatureRow.DESCRIPTOR.fields_by_name["values"].number
 _HISTORICAL_VALUES = feature_pb2.HistoricalFeatureRow.DESCRIPTOR.fields_by_name["values"].number
 
@@ -86,15 +88,15 @@ class OnlineRetrieval:
             metrics.ONLINE_LATENCY.observe(time.perf_counter() - started)
 
 
-def _entity_groups(rows: Sequence[LookupRow], max_entities: int) -> Iterator[list[LookupRow]]:
-    """Rows sorted by their entity ids, cut into groups naming at most ``max_entities`` ids (one row
-    always fits, however many entities it names)."""
+def _entity_groups(rows: Sequence[LookupRow], max_entities: int, max_rows: int) -> Iterator[list[LookupRow]]:
+    """Rows sorted by their entity ids, cut into groups naming at most ``max_entities`` ids and holding
+    at most ``max_rows`` rows (one row always fits, however many entities it names)."""
     ordered = sorted(rows, key=lambda r: sorted(r.entities.items()))
     group: list[LookupRow] = []
     ids: set[tuple[str, str]] = set()
     for row in ordered:
         mine = set(row.entities.items())
-        if group and len(ids | mine) > max_entities:
+        if group and (len(group) >= max_rows or len(ids | mine) > max_entities):
             yield group
             group, ids = [], set()
         group.append(row)
@@ -139,19 +141,24 @@ class HistoricalRetrieval:
         *,
         chunk_rows: int = HISTORICAL_CHUNK_ROWS,
         group_entities: int = HISTORICAL_GROUP_ENTITIES,
+        group_rows: int = HISTORICAL_GROUP_ROWS,
     ) -> None:
         self.lake_root = lake_root
         self.registry = registry
         self.chunk_rows = chunk_rows
         self.group_entities = group_entities
+        self.group_rows = group_rows
 
     async def stream(
         self, request: feature_pb2.GetHistoricalFeaturesRequest
     ) -> AsyncIterator[feature_pb2.GetHistoricalFeaturesResponse]:
-        """Point-in-time rows in request order, ``chunk_rows`` per message; feature_names on the first.
+        """Point-in-time rows, ``chunk_rows`` per message, feature_names on the first; each row carries
+        its request position (``row_index``): rows come group by group, not in request order.
 
-        Each row uses only events strictly before its timestamp (required). The lake is read per group
-        of at most ``group_entities`` entity ids, so memory holds one group's events (plus the answers).
+        Each row uses only events strictly before its timestamp (required). Rows are grouped by entity
+        (at most ``group_entities`` entity ids and ``group_rows`` rows per group); the lake is read once
+        per group and a group's answers are sent before the next group is read, so memory holds one
+        group's events and answers (besides the request itself), however many rows are asked for.
         Raises NotFound, InvalidArgument (missing timestamp, entity id or context field),
         ResourceExhausted (more than ``MAX_HISTORICAL_ROWS`` rows) before the first message.
         """
@@ -162,19 +169,15 @@ class HistoricalRetrieval:
             if row.at_us is None:
                 raise InvalidArgument(f"entity_rows[{row.index}]: timestamp missing (the as-of time is required)")
         views = registry.views_read(features)
-        answers: list[feature_pb2.HistoricalFeatureRow | None] = [None] * len(rows)
-        for group in _entity_groups(rows, self.group_entities):
-            for row, answer in await asyncio.to_thread(self._group, registry, features, views, group):
-                answers[row.index] = answer
         names = registry.column_names(features)
-        for start in range(0, len(rows), self.chunk_rows):
-            chunk = feature_pb2.GetHistoricalFeaturesResponse(
-                rows=[a for a in answers[start : start + self.chunk_rows] if a is not None]
-            )
-            if start == 0:
-                chunk.feature_names.extend(names)
-            metrics.HISTORICAL_ROWS.inc(len(chunk.rows))
-            yield chunk
+        for number, group in enumerate(_entity_groups(rows, self.group_entities, self.group_rows)):
+            answers = await asyncio.to_thread(self._group, registry, features, views, group)
+            for start in range(0, len(answers), self.chunk_rows):
+                chunk = feature_pb2.GetHistoricalFeaturesResponse(rows=answers[start : start + self.chunk_rows])
+                if number == 0 and start == 0:
+                    chunk.feature_names.extend(names)
+                metrics.HISTORICAL_ROWS.inc(len(chunk.rows))
+                yield chunk
 
     def _group(
         self,
@@ -182,17 +185,18 @@ class HistoricalRetrieval:
         features: Sequence[ResolvedFeature],
         views: Sequence[FeatureViewSpec],
         rows: Sequence[LookupRow],
-    ) -> list[tuple[LookupRow, feature_pb2.HistoricalFeatureRow]]:
+    ) -> list[feature_pb2.HistoricalFeatureRow]:
+        """The group's answers in request order (blocking: run in a worker thread)."""
         before = max(row.at_us or 0 for row in rows)
         lines = lake_timelines(self.lake_root, registry, views, rows, before) if views else {}
         plan = plan_for(features, registry)
         out = []
-        for row in rows:
+        for row in sorted(rows, key=lambda r: r.index):
             assert row.at_us is not None
             vector = plan.compute(_cuts(views, row, row.at_us, lines), row.context, row.at_us)
             answer = feature_pb2.HistoricalFeatureRow(
                 row_index=row.index, entity_id=row.entity_id, timestamp=row.timestamp()
             )
             answer.MergeFromString(encode_feature_values(_HISTORICAL_VALUES, vector))
-            out.append((row, answer))
+            out.append(answer)
         return out

@@ -11,6 +11,10 @@ monotonic upsert, so applying a record twice changes nothing:
 Registry:
 
 - ``feature_definitions``: every version of every entity, feature view and feature service (JSON spec);
+  rows are only ever inserted;
+- ``feature_registry``: one row (``id`` 1) whose ``generation`` grows by one with every apply that stores
+  definitions; an apply updates it first, so applies are serialised by its row lock, and replicas poll it
+  to notice definitions applied elsewhere;
 - ``feature_backfills``: per view, the storage layout its online state was last backfilled for.
 """
 
@@ -55,6 +59,13 @@ definitions = Table(
     Column("version", Integer, primary_key=True),
     Column("spec", Text, nullable=False),
     Column("created_at_us", BigInteger, nullable=False),
+)
+
+registry = Table(
+    "feature_registry",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("generation", BigInteger, nullable=False),
 )
 
 backfills = Table(

@@ -20,6 +20,7 @@ from aimesh.feature.consumer import OnlineUpdater
 from aimesh.feature.definition_store import ApplyOutcome, DefinitionStore
 from aimesh.feature.definitions import FeatureRepo, load_file
 from aimesh.feature.registry import Registry, RegistryHolder
+from aimesh.feature.registry_sync import RegistrySync
 from aimesh.feature.retrieval import HistoricalRetrieval, OnlineRetrieval, _now_us
 from aimesh.feature.store import DEFAULT_ALLOWED_LATENESS, DEFAULT_CACHE_ENTRIES, OnlineStore
 
@@ -30,6 +31,8 @@ class FeatureStore:
     """Registry + online store + definitions over ``engine``, offline over ``lake_root``.
 
     ``cache_entries`` bounds the online store's read cache (0: off; see ``history_cache``).
+    The served registry follows this process's applies at once and other processes' applies while
+    ``registry_sync.run`` runs (the service runs it as a part; see ``registry_sync``).
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class FeatureStore:
         self.store = OnlineStore(engine, allowed_lateness=allowed_lateness, cache_entries=cache_entries)
         self.definitions = DefinitionStore(engine)
         self.registry = RegistryHolder(Registry(FeatureRepo()))
+        self.registry_sync = RegistrySync(self.definitions, self.registry)
         self.online = OnlineRetrieval(self.store, self.registry, clock_us=clock_us)
         self.historical = HistoricalRetrieval(lake_root, self.registry)
         self._backfills: set[asyncio.Task[list[BackfillResult]]] = set()
@@ -60,14 +64,14 @@ class FeatureStore:
             outcome = await self.definitions.apply(load_file(definitions_file))
             changed = [f"{c.kind} {c.name} v{c.version} {c.action}" for c in outcome.changes if c.action != "unchanged"]
             logger.info("definitions from %s: %s", definitions_file, ", ".join(changed) or "unchanged")
-        self.registry.replace(await self.definitions.latest())
+        await self.registry_sync.refresh()
 
     async def apply(self, repo: FeatureRepo, dry_run: bool) -> ApplyOutcome:
         """Apply definitions; unless a dry run, serve the new registry and backfill new / re-laid-out
-        views in the background (``wait_for_backfills``)."""
+        views in the background (``wait_for_backfills``). Raises what ``DefinitionStore.apply`` raises."""
         outcome = await self.definitions.apply(repo, dry_run=dry_run)
         if not dry_run:
-            self.registry.replace(outcome.registry)
+            self.registry_sync.offer(outcome.registry, outcome.generation)
             self.schedule_backfills()
         return outcome
 
@@ -87,7 +91,8 @@ class FeatureStore:
         await asyncio.gather(*self._backfills, return_exceptions=True)
 
     async def stop(self) -> None:
-        """Cancel running backfills (re-running them later is idempotent)."""
+        """Stop ``registry_sync.run`` and cancel running backfills (re-running them later is idempotent)."""
+        await self.registry_sync.stop()
         for task in list(self._backfills):
             task.cancel()
         await self.wait_for_backfills()

@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 
 from aimesh.core.settings import ServiceSettings
 from aimesh.feature.definitions import shipped_file
+from aimesh.feature.registry_sync import DEFAULT_REFRESH_SECONDS
 from aimesh.feature.store import DEFAULT_CACHE_ENTRIES
 
 
@@ -33,6 +34,12 @@ class FeatureSettings(ServiceSettings):
         default=7 * 86400.0,
         description="Events older than their entity's newest event minus this are skipped online (counted; "
         "still in the lake for offline retrieval).",
+    )
+    registry_refresh_seconds: float = Field(
+        default=DEFAULT_REFRESH_SECONDS,
+        gt=0,
+        description="How often definitions applied through other replicas (other processes on the same database) "
+        "are picked up: about the longest a replica serves older definitions after an apply elsewhere.",
     )
 
     online_cache_entries: int = Field(

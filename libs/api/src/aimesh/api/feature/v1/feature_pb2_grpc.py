@@ -72,8 +72,9 @@ class FeatureServiceServicer:
     def GetHistoricalFeatures(self, request, context):
         """Point-in-time correct feature values for (entity id, timestamp) rows, computed from the lake.
         Server-streaming: the entity rows come inline in the request (callers batch large sets);
-        the first response message carries feature_names, every message carries a chunk of rows in
-        request order. Each value only uses events with event_time strictly before the row's timestamp.
+        the first response message carries feature_names, every message carries a chunk of rows, grouped
+        by entity (row_index names the request row). Each value only uses events with event_time strictly
+        before the row's timestamp.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,6 +84,8 @@ class FeatureServiceServicer:
         """Creates or updates entities, feature views and feature services, atomically. Idempotent.
         Invalid definitions: INVALID_ARGUMENT naming the path (e.g. "feature_views[2].features[0].window");
         breaking changes to stored versions: FAILED_PRECONDITION naming each (nothing is stored then).
+        Concurrent applies run one after the other; ABORTED (apply again) only when a writer that does not
+        take the registry lock (an older release) collided with this one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -40,13 +40,16 @@ class FeatureServiceStub:
     GetHistoricalFeatures: _grpc.UnaryStreamMultiCallable[_feature_pb2.GetHistoricalFeaturesRequest, _feature_pb2.GetHistoricalFeaturesResponse]
     """Point-in-time correct feature values for (entity id, timestamp) rows, computed from the lake.
     Server-streaming: the entity rows come inline in the request (callers batch large sets);
-    the first response message carries feature_names, every message carries a chunk of rows in
-    request order. Each value only uses events with event_time strictly before the row's timestamp.
+    the first response message carries feature_names, every message carries a chunk of rows, grouped
+    by entity (row_index names the request row). Each value only uses events with event_time strictly
+    before the row's timestamp.
     """
     ApplyDefinitions: _grpc.UnaryUnaryMultiCallable[_feature_pb2.ApplyDefinitionsRequest, _feature_pb2.ApplyDefinitionsResponse]
     """Creates or updates entities, feature views and feature services, atomically. Idempotent.
     Invalid definitions: INVALID_ARGUMENT naming the path (e.g. "feature_views[2].features[0].window");
     breaking changes to stored versions: FAILED_PRECONDITION naming each (nothing is stored then).
+    Concurrent applies run one after the other; ABORTED (apply again) only when a writer that does not
+    take the registry lock (an older release) collided with this one.
     """
     ListFeatureViews: _grpc.UnaryUnaryMultiCallable[_feature_pb2.ListFeatureViewsRequest, _feature_pb2.ListFeatureViewsResponse]
     """Lists feature views (latest versions), ordered by name."""
@@ -63,13 +66,16 @@ class FeatureServiceAsyncStub(FeatureServiceStub):
     GetHistoricalFeatures: _aio.UnaryStreamMultiCallable[_feature_pb2.GetHistoricalFeaturesRequest, _feature_pb2.GetHistoricalFeaturesResponse]  # type: ignore[assignment]
     """Point-in-time correct feature values for (entity id, timestamp) rows, computed from the lake.
     Server-streaming: the entity rows come inline in the request (callers batch large sets);
-    the first response message carries feature_names, every message carries a chunk of rows in
-    request order. Each value only uses events with event_time strictly before the row's timestamp.
+    the first response message carries feature_names, every message carries a chunk of rows, grouped
+    by entity (row_index names the request row). Each value only uses events with event_time strictly
+    before the row's timestamp.
     """
     ApplyDefinitions: _aio.UnaryUnaryMultiCallable[_feature_pb2.ApplyDefinitionsRequest, _feature_pb2.ApplyDefinitionsResponse]  # type: ignore[assignment]
     """Creates or updates entities, feature views and feature services, atomically. Idempotent.
     Invalid definitions: INVALID_ARGUMENT naming the path (e.g. "feature_views[2].features[0].window");
     breaking changes to stored versions: FAILED_PRECONDITION naming each (nothing is stored then).
+    Concurrent applies run one after the other; ABORTED (apply again) only when a writer that does not
+    take the registry lock (an older release) collided with this one.
     """
     ListFeatureViews: _aio.UnaryUnaryMultiCallable[_feature_pb2.ListFeatureViewsRequest, _feature_pb2.ListFeatureViewsResponse]  # type: ignore[assignment]
     """Lists feature views (latest versions), ordered by name."""
@@ -95,8 +101,9 @@ class FeatureServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_feature_pb2.GetHistoricalFeaturesResponse], _abc.AsyncIterator[_feature_pb2.GetHistoricalFeaturesResponse]]:
         """Point-in-time correct feature values for (entity id, timestamp) rows, computed from the lake.
         Server-streaming: the entity rows come inline in the request (callers batch large sets);
-        the first response message carries feature_names, every message carries a chunk of rows in
-        request order. Each value only uses events with event_time strictly before the row's timestamp.
+        the first response message carries feature_names, every message carries a chunk of rows, grouped
+        by entity (row_index names the request row). Each value only uses events with event_time strictly
+        before the row's timestamp.
         """
 
     @_abc_1.abstractmethod
@@ -108,6 +115,8 @@ class FeatureServiceServicer(metaclass=_abc_1.ABCMeta):
         """Creates or updates entities, feature views and feature services, atomically. Idempotent.
         Invalid definitions: INVALID_ARGUMENT naming the path (e.g. "feature_views[2].features[0].window");
         breaking changes to stored versions: FAILED_PRECONDITION naming each (nothing is stored then).
+        Concurrent applies run one after the other; ABORTED (apply again) only when a writer that does not
+        take the registry lock (an older release) collided with this one.
         """
 
     @_abc_1.abstractmethod
