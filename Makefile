@@ -10,16 +10,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup up up-infra down status demo test test-unit lint proto docs clean
 
-setup: $(STAMP)  ## Create .venv and install every part (editable) with pinned versions; install PostgreSQL if missing.
+setup: $(STAMP)  ## Create .venv and install every part (editable) with pinned versions; install PostgreSQL and Redis if missing.
 
 $(STAMP): constraints.txt pyproject.toml $(addsuffix /pyproject.toml,$(PARTS))
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade --quiet "pip==25.3"
 	$(PIP) install --progress-bar on -c constraints.txt $(addprefix -e ,$(PARTS)) --group dev
 	bash deploy/local/postgres/install.sh
+	bash deploy/local/redis/install.sh
 	@touch $(STAMP)
 
-up: setup  ## Start Kafka, Elasticsearch, PostgreSQL, Triton and the five services; wait until healthy.
+up: setup  ## Start Kafka, Elasticsearch, PostgreSQL, Redis, Triton and the five services; wait until healthy.
 	$(AIMESH) up
 
 up-infra: setup  ## Start only the infrastructure the tests need.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class Endpoints:
             "AIMESH_POSTGRES_URL", "postgresql+asyncpg://aimesh:aimesh@127.0.0.1:5433/aimesh_test"
         )
     )
+    redis_url: str = field(default_factory=lambda: os.environ.get("AIMESH_REDIS_URL", "redis://127.0.0.1:6390/0"))
 
 
 INFRA_VERSIONS: dict[str, str] = {}
@@ -55,24 +57,16 @@ def record_infra_version() -> Iterator[object]:
     yield record
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-async def sql_engine(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    endpoints: Endpoints,
-    unique: str,
-    record_infra_version: Callable[[str, str], None],
+@asynccontextmanager
+async def _sql_database(
+    kind: str, tmp_path: Path, endpoints: Endpoints, unique: str, record_infra_version: Callable[[str, str], None]
 ) -> AsyncIterator[AsyncEngine]:
-    """An empty database for one test, once per backend: a SQLite file under tmp_path (unit), or a
-    schema of its own in the test PostgreSQL (integration; dropped with everything in it afterwards).
-
-    Migrate it in a fixture of your own that depends on this one. An unreachable PostgreSQL fails the
-    test with the command that starts it.
-    """
-    if request.param == "sqlite":
+    if kind == "sqlite":
         eng = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
-        yield eng
-        await eng.dispose()
+        try:
+            yield eng
+        finally:
+            await eng.dispose()
         return
     schema_name = f"t_{unique}"
     admin = create_engine(endpoints.postgres_url)
@@ -91,6 +85,29 @@ async def sql_engine(
         async with admin.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA "{schema_name}" CASCADE'))
         await admin.dispose()
+
+
+@pytest.fixture
+def sql_database(
+    tmp_path: Path, endpoints: Endpoints, unique: str, record_infra_version: Callable[[str, str], None]
+) -> Callable[[str], AbstractAsyncContextManager[AsyncEngine]]:
+    """``sql_database(kind)``: the empty database of ``sql_engine`` for ``kind`` ("sqlite" or "postgresql"),
+    as an async context manager; for fixtures that parametrize over more backends than SQL ones."""
+    return lambda kind: _sql_database(kind, tmp_path, endpoints, unique, record_infra_version)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+async def sql_engine(
+    request: pytest.FixtureRequest, sql_database: Callable[[str], AbstractAsyncContextManager[AsyncEngine]]
+) -> AsyncIterator[AsyncEngine]:
+    """An empty database for one test, once per backend: a SQLite file under tmp_path (unit), or a
+    schema of its own in the test PostgreSQL (integration; dropped with everything in it afterwards).
+
+    Migrate it in a fixture of your own that depends on this one. An unreachable PostgreSQL fails the
+    test with the command that starts it.
+    """
+    async with sql_database(request.param) as eng:
+        yield eng
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -36,7 +36,7 @@ SERVICES: list[type[ServiceSettings]] = [
 def _default(info: FieldInfo) -> str:
     if info.default_factory is not None:
         return f"`{info.default_factory()}`"  # type: ignore[call-arg]
-    if info.default is PydanticUndefined or info.default is None:
+    if info.default is PydanticUndefined or info.default is None or info.default == "":
         return ""
     value = info.default
     if hasattr(value, "get_secret_value"):

@@ -1,11 +1,12 @@
 """``python -m bench.feature``: aimesh's GetOnlineFeatures against Feast's Python feature server; see bench/README.md.
 
 One run: ensure the Feast virtualenv; publish the generated card transactions as canonical records to
-a topic of this run; start the feature service on it and measure its streaming update rate; read
-aimesh's 50 values of every card at one as-of time; give Feast exactly those values (SQLite online
-store, and Redis when ``redis-server`` is installed), check a sample matches; then time every cell
-(1 and 100 entities x 50 features, concurrency 1 and 16) server by server; then the backfill
-memory (when the feature service has a backfill). Prints the tables and overwrites
+a topic of this run; start the feature service on it (SQLite online store) and measure its streaming
+update rate; read aimesh's 50 values of every card at one as-of time; when ``redis-server`` is
+installed, do the same with a second feature service on a Redis online store and check it serves the
+same values; give Feast exactly those values (SQLite online store, and Redis), check a sample
+matches; then time every cell (1 and 100 entities x 50 features, concurrency 1 and 16) server by
+server; then the backfill memory (when the feature service has a backfill). Prints the tables and overwrites
 bench/feature/results.md. Exits 1 with the cause when a step fails (logs kept in the temporary directory).
 """
 
@@ -27,7 +28,15 @@ from pathlib import Path
 import httpx
 
 from bench.feature import backfill as backfill_bench
-from bench.feature.aimesh_side import DEFINITIONS, AimeshError, FeatureProcess, ServedValues, values_at
+from bench.feature.aimesh_side import (
+    DEFINITIONS,
+    AimeshError,
+    FeatureProcess,
+    ServedValues,
+    StreamRate,
+    aimesh_redis,
+    values_at,
+)
 from bench.feature.data import canonical_transactions, create_topic, publish
 from bench.feature.feast_env import FEAST_VERSION, FeastEnvError, feast_python
 from bench.feature.feast_side import (
@@ -51,7 +60,19 @@ HERE = Path(__file__).resolve().parent
 SHAPES = (1, 100)
 CONCURRENCIES = (1, 16)
 VERIFY_SAMPLE = 100
-PACKAGES = ("aimesh-feature", "aimesh-core", "grpcio", "protobuf", "aiohttp", "pyarrow", "SQLAlchemy", "aiosqlite")
+PACKAGES = (
+    "aimesh-feature",
+    "aimesh-core",
+    "grpcio",
+    "protobuf",
+    "aiohttp",
+    "pyarrow",
+    "SQLAlchemy",
+    "aiosqlite",
+    "redis",
+    "hiredis",
+)
+AIMESH_SQLITE, AIMESH_REDIS = "aimesh (SQLite)", "aimesh (Redis)"
 FAILURES = (AimeshError, FeastEnvError, FeastError, LoadError, MismatchError, backfill_bench.BackfillError)
 
 
@@ -63,7 +84,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per cell (default 2)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 5,000 transactions, 3 s cells, 100k lake rows")
     parser.add_argument("--lake-rows", type=int, default=10_000_000, help="lake rows for the backfill (default 10M)")
-    parser.add_argument("--no-redis", action="store_true", help="skip Feast on Redis even if redis-server exists")
+    parser.add_argument(
+        "--no-redis", action="store_true", help="skip aimesh and Feast on Redis even if redis-server exists"
+    )
     parser.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap (default 127.0.0.1:9092)")
     parser.add_argument("--timeout", type=float, default=900.0, help="limit for the streaming phase, seconds")
@@ -90,21 +113,35 @@ async def bench(args: argparse.Namespace, workdir: Path, command: str) -> Featur
         records = canonical_transactions(transactions=args.transactions, cards=args.cards, seed=args.seed, end=end)
         published = await publish(args.bootstrap, topic, records)
         print(f"published {published.records:,} records of {len(published.cards):,} cards", flush=True)
+        versions: dict[str, str] = {}
         async with AsyncExitStack() as stack:
-            service = FeatureProcess(workdir / "aimesh", bootstrap=args.bootstrap, topic=topic, run_id=run_id)
-            service.start()
-            stack.callback(service.stop)
-            service.pid()
-            try:
-                await asyncio.to_thread(service.wait_ready, 120)
-            except Exception as exc:
-                raise AimeshError(f"not ready: {exc}{service.quote_log()}") from exc
-            stream = await service.stream_rate(published.records, timeout_s=args.timeout)
-            print(f"streaming: {stream.per_second:,.0f} records/s", flush=True)
+            service = await _started(stack, workdir / "aimesh", args, topic, run_id)
+            streams = {AIMESH_SQLITE: await _stream(service, AIMESH_SQLITE, published.records, args.timeout)}
             as_of = datetime.now(UTC).replace(microsecond=0)
             served = await values_at(service.target, published.cards, as_of)
             print(f"aimesh serves {len(served.features)} features for {len(served.values):,} cards", flush=True)
-            cells, verified = await serve_and_measure(args, workdir, stack, service, served, as_of, published.cards)
+            services = [(AIMESH_SQLITE, service)]
+            verified: dict[str, int] = {}
+            if not args.no_redis and RedisServer.available():
+                redis = aimesh_redis(workdir / "aimesh-redis")
+                stack.callback(redis.stop)
+                versions["redis-server"] = redis.health().version or "unknown"
+                on_redis = await _started(
+                    stack,
+                    workdir / "aimesh-on-redis",
+                    args,
+                    topic,
+                    f"{run_id}-redis",
+                    {"FEATURE_ONLINE_STORE_URL": redis.url},
+                )
+                streams[AIMESH_REDIS] = await _stream(on_redis, AIMESH_REDIS, published.records, args.timeout)
+                theirs = await values_at(on_redis.target, published.cards, as_of)
+                verified[AIMESH_REDIS] = compare(served, theirs.values, other=AIMESH_REDIS)
+                services.append((AIMESH_REDIS, on_redis))
+            cells, feasts_verified = await serve_and_measure(
+                args, workdir, stack, services, served, as_of, published.cards
+            )
+            verified.update(feasts_verified)
         if args.profile:
             await profile(args, workdir, topic, run_id, published.cards, published.records)
         backfill = await backfill_bench.measure(workdir / "backfill", rows=args.lake_rows, seed=args.seed)
@@ -121,25 +158,51 @@ async def bench(args: argparse.Namespace, workdir: Path, command: str) -> Featur
         seconds_per_cell=args.seconds,
         warmup_s=args.warmup,
         cells=cells,
-        stream=stream,
+        streams=streams,
         backfill=backfill,
         environment=describe(),
-        versions={**{name: _version(name) for name in PACKAGES}, "feast": FEAST_VERSION},
+        versions={**{name: _version(name) for name in PACKAGES}, "feast": FEAST_VERSION, **versions},
         code=working_tree().description.replace("services/ingest", "services/feature"),
         notes=_standing_notes(),
     )
+
+
+async def _started(
+    stack: AsyncExitStack,
+    workdir: Path,
+    args: argparse.Namespace,
+    topic: str,
+    run_id: str,
+    extra_env: dict[str, str] | None = None,
+) -> FeatureProcess:
+    """A feature service consuming ``topic`` (stopped with ``stack``), ready; raises ``AimeshError``."""
+    service = FeatureProcess(workdir, bootstrap=args.bootstrap, topic=topic, run_id=run_id, extra_env=extra_env)
+    service.start()
+    stack.callback(service.stop)
+    service.pid()
+    try:
+        await asyncio.to_thread(service.wait_ready, 120)
+    except Exception as exc:
+        raise AimeshError(f"not ready: {exc}{service.quote_log()}") from exc
+    return service
+
+
+async def _stream(service: FeatureProcess, name: str, records: int, timeout_s: float) -> StreamRate:
+    stream = await service.stream_rate(records, timeout_s=timeout_s)
+    print(f"{name} streaming: {stream.per_second:,.0f} records/s", flush=True)
+    return stream
 
 
 async def serve_and_measure(
     args: argparse.Namespace,
     workdir: Path,
     stack: AsyncExitStack,
-    service: FeatureProcess,
+    services: Sequence[tuple[str, FeatureProcess]],
     served: ServedValues,
     as_of: datetime,
     cards: Sequence[str],
 ) -> tuple[list[Cell], dict[str, int]]:
-    """Set up every Feast store with aimesh's values, verify them, then time aimesh and each Feast in turn."""
+    """Set up every Feast store with aimesh's values, verify them, then time each aimesh and each Feast in turn."""
     views = views_by_feature(DEFINITIONS)
     columns = [Column.of(ref, kind, views) for ref, kind in zip(served.features, served.kinds, strict=True)]
     feasts: list[tuple[str, FeastServer]] = []
@@ -165,7 +228,7 @@ async def serve_and_measure(
         verified[name] = compare(served, await feast_values(server.url, sample, served.features))
         feasts.append((name, server))
     cells: list[Cell] = []
-    clients: list[Client] = [AimeshClient(service.target)]
+    clients: list[Client] = [AimeshClient(service.target, name) for name, service in services]
     clients += [FeastClient(server.url, name) for name, server in feasts]
     for client in clients:
         for entities in SHAPES:
@@ -254,7 +317,10 @@ def _standing_notes() -> list[str]:
         "materialised (it cannot slide windows on read).",
         "Feast runs `feast serve --workers 1 --no-access-log --max-requests 0 --registry_ttl_sec 3600` "
         "(its default recycles the worker every 1,000 requests); aimesh runs as one process with its defaults "
-        "(SQLite online store), log shipping off.",
+        "(SQLite online store, in-process read cache on), log shipping off. aimesh (Redis) is the same with "
+        "FEATURE_ONLINE_STORE_URL at a private redis-server configured as `aimesh up` runs its own (AOF, "
+        "appendfsync everysec); Feast's Redis runs without persistence. With the read cache on, both aimesh "
+        "stores serve the timed cells mostly from the cache: the store shows in streaming throughput and misses.",
         "Clients: aimesh over one grpc.aio channel, Feast over one aiohttp session (JSON decoded with orjson); "
         "both in the harness process, one server loaded at a time, on the same cores as the servers.",
     ]

@@ -4,7 +4,9 @@ The real ``python -m aimesh.feature`` process (whatever the code is when the ben
 like ``aimesh up`` starts it (``aimesh.devstack.services.Service``) on free ports, with this run's
 topic, a consumer group of its own, a temporary data directory (SQLite online store) and the
 benchmark's definitions (``FEATURE_DEFINITIONS_FILE`` = bench/feature/definitions.yaml). Log shipping
-to Kafka is off; everything else is at its defaults.
+to Kafka is off; everything else is at its defaults. The Redis variant is the same process with
+``FEATURE_ONLINE_STORE_URL`` at a private ``redis-server`` configured as ``aimesh up`` configures its
+own (``aimesh.devstack.redis_server``: AOF, ``appendfsync everysec``), on a free port.
 
 Streaming update throughput is read from outside: its ``/metrics`` counter
 ``aimesh_feature_records_applied_total`` is polled every 0.1 s from the first applied record until all
@@ -28,6 +30,7 @@ from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
 from aimesh.devstack.paths import Paths, repo_root
 from aimesh.devstack.process import read_pid
+from aimesh.devstack.redis_server import RedisServer
 from aimesh.devstack.server import log_tail
 from aimesh.devstack.services import Service
 from bench.ingest.contenders import free_port
@@ -149,6 +152,20 @@ class FeatureProcess(Service):
                 if now > deadline:
                     raise AimeshError(f"{count:,} of {expected:,} records applied after {timeout_s:.0f} s")
                 await asyncio.sleep(POLL_S)
+
+
+def aimesh_redis(workdir: Path) -> RedisServer:
+    """A started and ready ``redis-server`` for aimesh's Redis online store (state under ``workdir``).
+
+    Raises ``AimeshError`` quoting its log when it does not answer.
+    """
+    server = RedisServer(Paths(home=workdir, repo=repo_root()), port=free_port())
+    server.start()
+    try:
+        server.wait_ready(30)
+    except Exception as exc:
+        raise AimeshError(f"redis-server for aimesh not ready: {exc}") from exc
+    return server
 
 
 async def values_at(target: str, cards: Sequence[str], as_of: datetime) -> ServedValues:

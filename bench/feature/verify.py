@@ -18,7 +18,7 @@ from bench.feature.feast_side import JOIN_KEY, SERVICE
 
 
 class MismatchError(RuntimeError):
-    """Feast and aimesh disagree; the message lists up to ten differences."""
+    """Feast (or aimesh on another store) and aimesh disagree; the message lists up to ten differences."""
 
 
 async def feast_values(url: str, cards: Sequence[str], features: Sequence[str]) -> dict[str, list[object]]:
@@ -39,15 +39,15 @@ async def feast_values(url: str, cards: Sequence[str], features: Sequence[str]) 
     }
 
 
-def compare(aimesh: ServedValues, feast: dict[str, list[object]]) -> int:
-    """The number of values compared; raises ``MismatchError`` when any differs."""
+def compare(aimesh: ServedValues, feast: dict[str, list[object]], *, other: str = "Feast") -> int:
+    """The number of values compared; raises ``MismatchError`` naming ``other`` when any differs."""
     differences: list[str] = []
     compared = 0
     for card, theirs in feast.items():
         for reference, ours, value in zip(aimesh.features, aimesh.values[card], theirs, strict=True):
             compared += 1
             if not _same(ours, value):
-                differences.append(f"{card} {reference}: aimesh {ours!r}, Feast {value!r}")
+                differences.append(f"{card} {reference}: aimesh {ours!r}, {other} {value!r}")
     if differences:
         shown = "\n".join(differences[:10])
         raise MismatchError(f"{len(differences)} of {compared} values differ:\n{shown}")

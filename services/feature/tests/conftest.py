@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pytest
@@ -17,7 +19,10 @@ from aimesh.feature.definitions import shipped_file
 from aimesh.feature.records import SourceRecord, ViewEvent, view_event
 from aimesh.feature.registry import Registry
 from aimesh.feature.service import FeatureStore
-from aimesh.feature.store import ApplyResult, OnlineStore
+from aimesh.feature.store import ApplyResult
+
+if TYPE_CHECKING:
+    from .online_backends import OnlineBackend
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in epoch microseconds
 HOUR_US = 3_600_000_000
@@ -73,9 +78,28 @@ async def features(sql_engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Fea
     await f.stop()
 
 
-@pytest.fixture
-def store(features: FeatureStore) -> OnlineStore:
-    return features.store
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.integration),
+        pytest.param("redis", marks=pytest.mark.integration),
+    ]
+)
+async def online(
+    request: pytest.FixtureRequest,
+    sql_database: Callable[[str], AbstractAsyncContextManager[AsyncEngine]],
+    endpoints: Any,
+    unique: str,
+    record_infra_version: Callable[[str, str], None],
+) -> AsyncIterator[OnlineBackend]:
+    """The online store on each backend (SQLite, PostgreSQL, Redis) over storage of this test only, with
+    the shipped definitions' registry; see ``online_backends``."""
+    from .online_backends import open_backend
+
+    async with open_backend(
+        request.param, sql_database, endpoints.redis_url, f"test:{unique}:", record_infra_version
+    ) as backend:
+        yield backend
 
 
 def lake_table(txns: Sequence[SourceRecord]) -> pa.Table:

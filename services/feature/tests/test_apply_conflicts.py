@@ -1,5 +1,6 @@
 """Applies that meet: concurrent applies are serialised, a writer that bypasses the registry lock makes
-the loser abort, and feature names that would make an on-demand expression ambiguous are refused."""
+the loser abort, an apply ending after the store stopped starts no backfill, and feature names that would
+make an on-demand expression ambiguous are refused."""
 
 from __future__ import annotations
 
@@ -47,12 +48,32 @@ async def test_concurrent_applies_are_serialised_not_internal_errors(
     assert latest.versions[(VIEW, "card_race")] == 2 * ROUNDS + 1
 
 
+async def until_blocked_by(engine: AsyncEngine, pid: int, waiter: asyncio.Task[object], limit_s: float) -> None:
+    """Returns once a PostgreSQL backend waits for a lock that backend ``pid`` holds; fails the test when
+    ``waiter`` ends first (with what it raised) or after ``limit_s``.
+
+    Each check is a transaction of its own: PostgreSQL reads pg_stat_activity once per transaction, so
+    checks in one transaction would never see a backend that connected after the first of them.
+    """
+    blocked = text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))")
+    deadline = time.monotonic() + limit_s
+    async with engine.connect() as watch:
+        while not (await watch.execute(blocked, {"pid": pid})).scalar_one():
+            await watch.rollback()
+            if waiter.done():
+                await waiter  # raises what made it end
+                pytest.fail("the apply ended without waiting for the row")
+            assert time.monotonic() < deadline, f"the apply did not wait for the row within {limit_s} s"
+            await asyncio.sleep(0.02)
+
+
 async def test_a_writer_bypassing_the_registry_lock_makes_the_colliding_apply_abort(
     features: FeatureStore, sql_engine: AsyncEngine
 ) -> None:
     if sql_engine.dialect.name != "postgresql":
         pytest.skip("on SQLite a second writer holds the database write lock, so the apply waits instead")
     await features.apply(parse_yaml(VIEW_V1.format(ttl="1d")), False)
+    await features.wait_for_backfills()  # nothing else of this store runs while the apply is watched
     async with sql_engine.begin() as bypass:  # a replica of a release without the lock stores version 2
         pid = (await bypass.execute(text("SELECT pg_backend_pid()"))).scalar_one()
         spec = orjson.dumps(parse_yaml(VIEW_V1.format(ttl="3d")).feature_views[0].model_dump(mode="json"))
@@ -64,17 +85,24 @@ async def test_a_writer_bypassing_the_registry_lock_makes_the_colliding_apply_ab
             {"spec": spec.decode()},
         )
         apply = asyncio.create_task(features.apply(parse_yaml(VIEW_V1.format(ttl="2d")), False))
-        deadline = time.monotonic() + 10
-        async with sql_engine.connect() as watch:  # until the apply waits for the uncommitted version 2
-            blocked = "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
-            while not (await watch.execute(text(blocked), {"pid": pid})).scalar_one():
-                assert time.monotonic() < deadline and not apply.done(), "the apply never waited for the row"
-                await asyncio.sleep(0.02)
+        try:
+            await until_blocked_by(sql_engine, pid, apply, limit_s=10)
+        except BaseException:
+            apply.cancel()  # or it would store its version 2 once the bypass rolls back, after the test
+            raise
     with pytest.raises(Aborted) as err:
         await apply
     assert err.value.code is grpc.StatusCode.ABORTED
     assert "feature_view card_race (version 2 now stored by another writer)" in err.value.message
     assert "apply again" in err.value.message
+
+
+async def test_an_apply_ending_after_the_store_stopped_starts_no_backfill(features: FeatureStore) -> None:
+    await features.stop()  # the service stops while the apply is in flight
+    outcome = await features.apply(parse_yaml(VIEW_V1.format(ttl="1d")), False)
+    assert outcome.changes[0].action is Action.CREATED
+    await features.wait_for_backfills()
+    assert "card_race" in await features.definitions.views_needing_backfill(outcome.registry)
 
 
 FRAUD_CUSTOMER_VIEW = """

@@ -1,18 +1,16 @@
 """The online store's read cache: LRU bound, invalidation by the store's own writes, no stale entry
-from a load that raced a write, and that it is (documented as) blind to other writers."""
+from a load that raced a write, and that it is (documented as) blind to other writers; the store tests
+run on every backend (SQLite, PostgreSQL, Redis)."""
 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete
 
-from aimesh.feature import schema
 from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryEvent
-from aimesh.feature.history_cache import HistoryCache
-from aimesh.feature.service import FeatureStore
-from aimesh.feature.store import OnlineStore
+from aimesh.feature.history_cache import HistoryCache, StateKey
 
-from .conftest import HOUR_US, T0, apply, txn
+from .conftest import HOUR_US, T0, txn
+from .online_backends import OnlineBackend
 
 CARD = "card_txn_stats"
 
@@ -51,23 +49,38 @@ def test_size_zero_caches_nothing_and_negative_sizes_are_refused() -> None:
         HistoryCache(-1)
 
 
-async def test_a_read_after_a_write_sees_the_write(features: FeatureStore) -> None:
-    store = features.store
+async def test_a_read_after_a_write_sees_the_write(online: OnlineBackend) -> None:
+    store = online.store
     assert (await store.load([(CARD, "c1")]))[(CARD, "c1")] is EMPTY_HISTORY
     assert len(store.cache) == 1  # the empty answer is cached too
-    await apply(features, 0, [(0, txn("a", T0))])
+    await online.apply(0, [(0, txn("a", T0))])
     assert [e.event_id for e in (await store.load([(CARD, "c1")]))[(CARD, "c1")].events] == ["a"]
-    await apply(features, 0, [(1, txn("b", T0 + HOUR_US))])
+    await online.apply(0, [(1, txn("b", T0 + HOUR_US))])
     card = (await store.load([(CARD, "c1")]))[(CARD, "c1")]
-    assert sorted(e.event_id for e in card.events) == ["a", "b"]
+    assert [e.event_id for e in card.events] == ["a", "b"]
     assert card.last_event_us == T0 + HOUR_US
 
 
-async def test_hits_skip_the_database_and_a_zero_size_cache_reads_it_every_time(features: FeatureStore) -> None:
-    await apply(features, 0, [(0, txn("a", T0))])
-    cached, uncached = features.store, OnlineStore(features.engine, cache_entries=0)
+async def test_hits_skip_the_store_and_a_zero_size_cache_reads_it_every_time(online: OnlineBackend) -> None:
+    await online.apply(0, [(0, txn("a", T0))])
+    cached, uncached = online.store, online.make(cache_entries=0)
     assert (await cached.load([(CARD, "c1")]))[(CARD, "c1")].last_event_us == T0
-    async with features.engine.begin() as conn:  # another writer: invisible to the cache (documented)
-        await conn.execute(delete(schema.view_events))
+    await online.erase_events()  # another writer: invisible to the cache (documented)
     assert (await cached.load([(CARD, "c1")]))[(CARD, "c1")].last_event_us == T0
     assert (await uncached.load([(CARD, "c1")]))[(CARD, "c1")] is EMPTY_HISTORY
+    assert len(uncached.cache) == 0
+
+
+async def test_read_through_loads_only_the_misses_in_one_call() -> None:
+    cache = HistoryCache(10)
+    calls: list[set[StateKey]] = []
+
+    async def load(keys: set[StateKey]) -> dict[StateKey, EntityHistory]:
+        calls.append(keys)
+        return {key: history(1) for key in keys}
+
+    first = await cache.read_through([("v", "a"), ("v", "b"), ("v", "a")], load)
+    second = await cache.read_through([("v", "a"), ("v", "c")], load)
+    assert calls == [{("v", "a"), ("v", "b")}, {("v", "c")}]
+    assert second[("v", "a")] is first[("v", "a")]
+    assert sorted(second) == [("v", "a"), ("v", "c")]

@@ -27,7 +27,7 @@ from aimesh.devstack.server import log_tail
 from aimesh.devstack.stack import Stack
 
 app = typer.Typer(
-    help="Run the aimesh stack locally (Kafka, Elasticsearch, PostgreSQL, Triton and the five services).",
+    help="Run the aimesh stack locally (Kafka, Elasticsearch, PostgreSQL, Redis, Triton and the five services).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -41,7 +41,7 @@ feature_app = typer.Typer(
 app.add_typer(feature_app, name="feature")
 
 Only = Annotated[list[str] | None, typer.Option("--only", help="Only this part (repeatable).")]
-InfraOnly = Annotated[bool, typer.Option("--infra-only", help="Only kafka, elasticsearch, postgres and triton.")]
+InfraOnly = Annotated[bool, typer.Option("--infra-only", help="Only kafka, elasticsearch, postgres, redis and triton.")]
 
 
 def _console() -> Console:

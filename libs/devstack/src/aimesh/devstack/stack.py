@@ -15,13 +15,14 @@ from aimesh.devstack.kafka import Kafka
 from aimesh.devstack.paths import Paths
 from aimesh.devstack.postgres import Postgres
 from aimesh.devstack.process import read_pid
+from aimesh.devstack.redis_server import RedisServer
 from aimesh.devstack.services import services
 from aimesh.devstack.triton import Triton
 
 
 @dataclass(frozen=True)
 class Stack:
-    """The infrastructure (start order: kafka, elasticsearch, postgres, triton) and the five services."""
+    """The infrastructure (start order: kafka, elasticsearch, postgres, redis, triton) and the five services."""
 
     infra: tuple[Component, ...]
     services: tuple[Component, ...]
@@ -34,6 +35,7 @@ class Stack:
             kafka,
             Elasticsearch(paths, console=console),
             Postgres(paths, console=console),
+            RedisServer(paths, console=console),
             Triton(paths, console=console),
         )
         return cls(infra, tuple(services(paths, kafka_bootstrap=kafka.bootstrap, console=console)), console)

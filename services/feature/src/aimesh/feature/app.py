@@ -3,7 +3,8 @@
 At start the migrations run and ``definitions_file`` is applied; views never backfilled for their
 current layout are backfilled from the lake in the background while the consumer already applies new
 records (see ``backfill``); definitions applied through other replicas are picked up every
-``registry_refresh_seconds`` (see ``registry_sync``); ``/readyz`` checks the database (and Kafka).
+``registry_refresh_seconds`` (see ``registry_sync``); ``/readyz`` checks the database (Redis too when it
+is the online store, ``online_store_url``) and Kafka.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aimesh.core.deadletter import DeadLetterPublisher
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.runner import ServiceRuntime
 from aimesh.core.sql import create_engine, ping
+from aimesh.feature.redis_store import RedisOnlineStore
 from aimesh.feature.service import FeatureStore
 from aimesh.feature.settings import FeatureSettings
 
@@ -34,11 +36,14 @@ async def serve_feature(settings: FeatureSettings) -> None:
             settings.lake_root,
             allowed_lateness=settings.allowed_lateness,
             cache_entries=settings.online_cache_entries,
+            online_store_url=settings.online_store_url,
         )
         await features.start(settings.definitions_path)
         sync = features.registry_sync
         runtime.add_part("registry-sync", lambda: sync.run(settings.registry_refresh_seconds), sync.stop)
         runtime.probes.readiness["database"] = lambda: ping(engine)
+        if isinstance(features.store, RedisOnlineStore):
+            runtime.probes.readiness["redis"] = features.store.ping
         api = features.api()
         runtime.add_grpc(
             GrpcServer(

@@ -2,7 +2,8 @@
 
 The lake is scanned in record batches (``offline.scan``, ``batch_rows`` rows at a time, only the
 columns the view reads); each batch is projected onto the view and written in one transaction,
-pruned per entity to the view's retention as it goes. Memory is one batch, whatever the lake's size.
+pruned per entity to the view's retention as it goes. Memory is one batch and the Parquet row group
+it comes from, whatever the lake's size.
 
 No gap, no overlap with the stream: the view is registered BEFORE the backfill starts, so the online
 update applies every record it consumes from then on to the view. Every record it consumed before is
@@ -26,9 +27,9 @@ from aimesh.feature import metrics
 from aimesh.feature.aggregation import micros
 from aimesh.feature.definition_store import DefinitionStore
 from aimesh.feature.offline import needed_columns, scan
+from aimesh.feature.online_store import OnlineStateStore
 from aimesh.feature.records import ViewEvent, view_event
 from aimesh.feature.registry import Registry
-from aimesh.feature.store import OnlineStore
 
 logger = logging.getLogger(__name__)
 BACKFILL_BATCH_ROWS = 20_000
@@ -47,7 +48,7 @@ class BackfillResult:
 async def backfill_view(
     registry: Registry,
     view_name: str,
-    store: OnlineStore,
+    store: OnlineStateStore,
     definitions: DefinitionStore,
     lake_root: Path,
     *,
@@ -65,16 +66,19 @@ async def backfill_view(
     batches = scan(lake_root, view.source, needed_columns([view], registry), batch_size=batch_rows)
     rows = written = skipped = 0
     while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+        read = len(batch)
         events: list[ViewEvent] = []
         for record in batch:
             try:
                 events.append(view_event(view, entity, record))
             except PoisonEvent:
                 skipped += 1
+        del batch  # one batch's objects at a time: the records while projecting, the events while writing
         await store.write_backfill(events, retention)
-        rows += len(batch)
+        rows += read
         written += len(events)
-        metrics.BACKFILL_ROWS.labels(view.name).inc(len(batch))
+        del events
+        metrics.BACKFILL_ROWS.labels(view.name).inc(read)
         if on_progress is not None:
             on_progress(rows)
     await definitions.record_backfill(view, rows)

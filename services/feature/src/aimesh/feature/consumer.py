@@ -17,9 +17,10 @@ from aimesh.core.bus import DeadLetterSink, dead_letter
 from aimesh.core.events import Event, PoisonEvent
 from aimesh.feature import metrics
 from aimesh.feature.aggregation import micros
+from aimesh.feature.online_store import OnlineStateStore
 from aimesh.feature.records import ViewEvent, record_from_event, view_event
 from aimesh.feature.registry import Registry, RegistryHolder
-from aimesh.feature.store import ApplyResult, OnlineStore
+from aimesh.feature.store import ApplyResult
 
 
 class OnlineUpdater:
@@ -27,7 +28,7 @@ class OnlineUpdater:
 
     def __init__(
         self,
-        store: OnlineStore,
+        store: OnlineStateStore,
         dead_letters: DeadLetterSink | None,
         registry: RegistryHolder,
         *,

@@ -10,7 +10,7 @@ backfill``) are NOT seen: run such deployments with the cache off (``FEATURE_ONL
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from aimesh.feature.aggregation import EntityHistory
@@ -60,6 +60,28 @@ class HistoryCache:
             self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+    async def read_through(
+        self,
+        keys: Iterable[StateKey],
+        load: Callable[[set[StateKey]], Awaitable[Mapping[StateKey, EntityHistory]]],
+    ) -> dict[StateKey, EntityHistory]:
+        """The history of each of ``keys``: hits from here, the misses from ONE ``load(misses)`` call
+        (bracketed by ``loading``), which are then cached. Raises what ``load`` raises (nothing is cached)."""
+        out: dict[StateKey, EntityHistory] = {}
+        missing: set[StateKey] = set()
+        for key in set(keys):
+            found = self.get(key)
+            if found is None:
+                missing.add(key)
+            else:
+                out[key] = found
+        if missing:
+            with self.loading() as invalidated:
+                loaded = await load(missing)
+            self.put(loaded, invalidated)
+            out.update(loaded)
+        return out
 
     def invalidate(self, keys: Iterable[StateKey]) -> None:
         """Drop ``keys`` (call after a write touching them committed or failed) and mark them for running loads."""

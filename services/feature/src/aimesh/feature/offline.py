@@ -62,7 +62,14 @@ def scan(
 ) -> Iterator[list[SourceRecord]]:
     """The source's lake records, ``batch_size`` at a time (blocking: run it in a worker thread).
 
-    Yields nothing when the dataset has no files yet; columns the dataset lacks are left out.
+    Reads one Parquet row group at a time (row groups whose statistics exclude ``where`` / ``before_us``
+    are skipped) into the system allocator, so the memory held is one row group of the projected columns
+    plus the batch being yielded, whatever the lake's size. (``Dataset.to_batches`` reads ahead without
+    bound when the consumer is slower than the reader, whatever its readahead arguments, apache/arrow#33759
+    and #39808; pyarrow's default mimalloc pool keeps tens of MiB of freed pages across its threads.)
+
+    Yields nothing when the dataset has no files yet; columns the dataset lacks are left out, columns
+    some files lack are null in those files' records.
     """
     dataset = lake.dataset(lake_root, source)
     names = set(dataset.schema.names)
@@ -73,10 +80,18 @@ def scan(
     if before_us is not None:
         until = ds.field("event_time") < pa.scalar(before_us, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
         condition = until if condition is None else condition & until
-    for batch in dataset.to_batches(columns=[*ID_COLUMNS, *attributes], filter=condition, batch_size=batch_size):
-        if batch.num_rows == 0:
-            continue
-        yield _records(batch, source, attributes)
+    pool = pa.system_memory_pool()
+    for fragment in dataset.get_fragments(filter=condition):
+        for row_group in fragment.split_by_row_group(condition, schema=dataset.schema):
+            for batch in row_group.to_batches(
+                schema=dataset.schema,
+                columns=[*ID_COLUMNS, *attributes],
+                filter=condition,
+                batch_size=batch_size,
+                memory_pool=pool,
+            ):
+                if batch.num_rows:
+                    yield _records(batch, source, attributes)
 
 
 def _records(batch: pa.RecordBatch, source: str, attributes: Sequence[str]) -> list[SourceRecord]:

@@ -1,8 +1,8 @@
 """What the ``aimesh feature`` commands do, transport and printing aside (the CLI lives in aimesh.devstack).
 
 ``apply_file`` talks to a running feature service over gRPC (it owns the registry and schedules the
-backfills); ``backfill`` and ``check`` open the service's database and lake themselves (FEATURE_*
-settings), so they work whether or not the service runs.
+backfills); ``backfill`` and ``check`` open the service's database, online store and lake themselves
+(FEATURE_* settings), so they work whether or not the service runs.
 """
 
 from __future__ import annotations
@@ -38,7 +38,12 @@ async def apply_file(
 
 
 async def _opened(settings: FeatureSettings) -> FeatureStore:
-    features = FeatureStore(create_engine(settings.sqlalchemy_url()), settings.lake_root, cache_entries=0)
+    features = FeatureStore(
+        create_engine(settings.sqlalchemy_url()),
+        settings.lake_root,
+        cache_entries=0,
+        online_store_url=settings.online_store_url,
+    )
     await features.start(None)
     return features
 
@@ -51,6 +56,7 @@ async def backfill(
     try:
         return await features.backfill(view, on_progress=on_progress)
     finally:
+        await features.stop()
         await features.engine.dispose()
 
 
@@ -60,4 +66,5 @@ async def check(settings: FeatureSettings, *, samples: int, seed: int | None = N
     try:
         return await run_check(features, samples=samples, seed=seed)
     finally:
+        await features.stop()
         await features.engine.dispose()

@@ -21,10 +21,10 @@ from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryCut,
 from aimesh.feature.definitions import FeatureViewSpec
 from aimesh.feature.history_cache import StateKey
 from aimesh.feature.offline import entity_filter, needed_columns, scan, timeline
+from aimesh.feature.online_store import OnlineStateStore
 from aimesh.feature.records import ViewEvent, view_event
 from aimesh.feature.registry import Registry, RegistryHolder, ResolvedFeature
 from aimesh.feature.rows import LookupRow, encode_feature_values, parse_rows
-from aimesh.feature.store import OnlineStore
 
 MAX_ONLINE_ROWS = 1000
 MAX_HISTORICAL_ROWS = 100_000
@@ -54,7 +54,9 @@ def _cuts(
 class OnlineRetrieval:
     """Serves GetOnlineFeatures from the online store."""
 
-    def __init__(self, store: OnlineStore, registry: RegistryHolder, *, clock_us: Callable[[], int] = _now_us) -> None:
+    def __init__(
+        self, store: OnlineStateStore, registry: RegistryHolder, *, clock_us: Callable[[], int] = _now_us
+    ) -> None:
         self.store = store
         self.registry = registry
         self.clock_us = clock_us

@@ -14,15 +14,18 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.core.bus import DeadLetterSink
+from aimesh.core.sql import migrate
 from aimesh.feature.api import FeatureServiceApi
 from aimesh.feature.backfill import BackfillResult, backfill_view
 from aimesh.feature.consumer import OnlineUpdater
 from aimesh.feature.definition_store import ApplyOutcome, DefinitionStore
 from aimesh.feature.definitions import FeatureRepo, load_file
+from aimesh.feature.online_store import OnlineStateStore
+from aimesh.feature.redis_store import DEFAULT_PREFIX, RedisOnlineStore
 from aimesh.feature.registry import Registry, RegistryHolder
 from aimesh.feature.registry_sync import RegistrySync
 from aimesh.feature.retrieval import HistoricalRetrieval, OnlineRetrieval, _now_us
-from aimesh.feature.store import DEFAULT_ALLOWED_LATENESS, DEFAULT_CACHE_ENTRIES, OnlineStore
+from aimesh.feature.store import DEFAULT_ALLOWED_LATENESS, DEFAULT_CACHE_ENTRIES, MIGRATIONS, OnlineStore
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,8 @@ logger = logging.getLogger(__name__)
 class FeatureStore:
     """Registry + online store + definitions over ``engine``, offline over ``lake_root``.
 
+    The online store is the SQL one on ``engine``, or Redis when ``online_store_url`` names one
+    (``redis_store``, keys under ``online_store_prefix``; the registry stays in ``engine``).
     ``cache_entries`` bounds the online store's read cache (0: off; see ``history_cache``).
     The served registry follows this process's applies at once and other processes' applies while
     ``registry_sync.run`` runs (the service runs it as a part; see ``registry_sync``).
@@ -43,23 +48,37 @@ class FeatureStore:
         allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
         cache_entries: int = DEFAULT_CACHE_ENTRIES,
         clock_us: Callable[[], int] = _now_us,
+        online_store_url: str = "",
+        online_store_prefix: str = DEFAULT_PREFIX,
     ) -> None:
         self.engine = engine
         self.lake_root = lake_root
-        self.store = OnlineStore(engine, allowed_lateness=allowed_lateness, cache_entries=cache_entries)
+        self.store: OnlineStateStore = (
+            RedisOnlineStore.from_url(
+                online_store_url,
+                prefix=online_store_prefix,
+                allowed_lateness=allowed_lateness,
+                cache_entries=cache_entries,
+            )
+            if online_store_url
+            else OnlineStore(engine, allowed_lateness=allowed_lateness, cache_entries=cache_entries)
+        )
         self.definitions = DefinitionStore(engine)
         self.registry = RegistryHolder(Registry(FeatureRepo()))
         self.registry_sync = RegistrySync(self.definitions, self.registry)
         self.online = OnlineRetrieval(self.store, self.registry, clock_us=clock_us)
         self.historical = HistoricalRetrieval(lake_root, self.registry)
         self._backfills: set[asyncio.Task[list[BackfillResult]]] = set()
+        self._stopped = False
 
     async def start(self, definitions_file: Path | None) -> None:
         """Migrate, apply ``definitions_file`` (when given) and load the registry. Does not backfill.
 
         Raises InvalidArgument / FailedPrecondition when the file is invalid or breaks stored versions.
         """
-        await self.store.migrate()
+        await migrate(self.engine, MIGRATIONS)  # the registry's tables (and the SQL online store's)
+        if isinstance(self.store, RedisOnlineStore):
+            await self.store.migrate()
         if definitions_file is not None:
             outcome = await self.definitions.apply(load_file(definitions_file))
             changed = [f"{c.kind} {c.name} v{c.version} {c.action}" for c in outcome.changes if c.action != "unchanged"]
@@ -76,7 +95,14 @@ class FeatureStore:
         return outcome
 
     def schedule_backfills(self) -> None:
-        """Start ``backfill_pending`` in the background (errors are logged; see ``wait_for_backfills``)."""
+        """Start ``backfill_pending`` in the background (errors are logged; see ``wait_for_backfills``).
+
+        Starts nothing once ``stop`` was called (for an apply still in flight then): that backfill would
+        outlive the store and run on a closed database; its views stay pending for a later ``backfill_pending``.
+        """
+        if self._stopped:
+            logger.info("background backfill not started: the feature store is stopped")
+            return
         task = asyncio.create_task(self.backfill_pending())
         self._backfills.add(task)
         task.add_done_callback(self._backfill_done)
@@ -91,11 +117,15 @@ class FeatureStore:
         await asyncio.gather(*self._backfills, return_exceptions=True)
 
     async def stop(self) -> None:
-        """Stop ``registry_sync.run`` and cancel running backfills (re-running them later is idempotent)."""
+        """Stop ``registry_sync.run``, cancel running backfills (re-running them later is idempotent) and
+        start no more (see ``schedule_backfills``), close the Redis online store's connections."""
+        self._stopped = True
         await self.registry_sync.stop()
         for task in list(self._backfills):
             task.cancel()
         await self.wait_for_backfills()
+        if isinstance(self.store, RedisOnlineStore):
+            await self.store.aclose()
 
     async def backfill(self, view: str, *, on_progress: Callable[[int], None] | None = None) -> BackfillResult:
         """Backfill one view from the lake (idempotent; see ``backfill``)."""

@@ -42,6 +42,12 @@ class FeatureSettings(ServiceSettings):
         "are picked up: about the longest a replica serves older definitions after an apply elsewhere.",
     )
 
+    online_store_url: str = Field(
+        default="",
+        description="Where the online store lives: empty = the service's SQL database (as the registry); a Redis URL "
+        "(`redis://127.0.0.1:6390/0`, the Redis `aimesh up` starts) = Redis. The online state (events, offsets) is "
+        "per store: after switching, backfill the views (`aimesh feature backfill`) and consume with a new group.",
+    )
     online_cache_entries: int = Field(
         default=DEFAULT_CACHE_ENTRIES,
         ge=0,

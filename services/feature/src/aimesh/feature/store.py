@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import ColumnElement, Table, and_, delete, func, literal, or_, select, union_all
+from sqlalchemy import BigInteger, ColumnElement, Table, and_, bindparam, delete, func, literal, or_, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -206,7 +206,8 @@ class OnlineStore:
     ) -> None:
         if not events:
             return
-        rows = list({(r["view"], r["entity_id"], r["event_id"]): r for r in map(_event_row, events)}.values())
+        unique = {(ve.view, ve.entity_id, ve.event.event_id): ve for ve in events}
+        rows = [_event_row(unique[key]) for key in sorted(unique)]  # key order: index locality, fixed lock order
         if overwrite:
             await _upsert(conn, schema.view_events, ["view", "entity_id", "event_id"], rows, keep="new")
         else:
@@ -230,18 +231,32 @@ class OnlineStore:
 
     @staticmethod
     async def _prune(conn: AsyncConnection, keys: set[StateKey], retention_us: Mapping[str, int]) -> None:
+        """Delete each key's events at or before its newest stored event minus its view's retention.
+
+        One fixed statement executed once per key (in key order): its newest time is one index lookup and
+        the deleted events one range of the (view, entity_id, ts_us) index, so a write costs O(keys ·
+        log n) whatever the table holds. (A single statement over all keys with a correlated newest
+        scanned every stored event of those keys, and its SQL varied with the number of keys, so SQLite
+        connections kept up to 128 prepared copies with thousands of parameters each.)
+        """
+        if not keys:
+            return
         ev = schema.view_events
         newer = ev.alias("newer")
-        newest = (
-            select(func.max(newer.c.ts_us))
-            .where(newer.c.view == ev.c.view, newer.c.entity_id == ev.c.entity_id)
-            .scalar_subquery()
+        view, entity_id = (
+            bindparam("prune_view", type_=ev.c.view.type),
+            bindparam("prune_entity", type_=ev.c.entity_id.type),
         )
-        by_view: dict[str, set[StateKey]] = defaultdict(set)
-        for key in keys:
-            by_view[key[0]].add(key)
-        for view, view_keys in sorted(by_view.items()):
-            await conn.execute(delete(ev).where(_keys_filter(ev, view_keys), ev.c.ts_us <= newest - retention_us[view]))
+        newest = select(func.max(newer.c.ts_us)).where(newer.c.view == view, newer.c.entity_id == entity_id)
+        statement = delete(ev).where(
+            ev.c.view == view,
+            ev.c.entity_id == entity_id,
+            ev.c.ts_us <= newest.scalar_subquery() - bindparam("prune_retention", type_=BigInteger),
+        )
+        await conn.execute(
+            statement,
+            [{"prune_view": v, "prune_entity": e, "prune_retention": retention_us[v]} for v, e in sorted(keys)],
+        )
 
     async def load(self, keys: Iterable[StateKey]) -> dict[StateKey, EntityHistory]:
         """The stored history of each (view, entity): from the cache, the misses in one statement (one

@@ -1,0 +1,48 @@
+"""What the feature service needs of an online store, implemented by ``store.OnlineStore`` (SQL: SQLite or
+PostgreSQL) and ``redis_store.RedisOnlineStore`` (Redis); one contract suite tests both
+(tests/test_online_store.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+from aimesh.feature.aggregation import EntityHistory
+from aimesh.feature.history_cache import HistoryCache, StateKey
+from aimesh.feature.records import ViewEvent
+from aimesh.feature.store import ApplyResult
+
+
+class OnlineStateStore(Protocol):
+    """Per (feature view, entity) retained events and first-seen times, updated with exactly-once effect.
+
+    - ``apply``: one partition batch's effects and the partition's next offset are written atomically;
+      records below the stored offset are skipped; view events older than the entity's newest minus
+      the allowed lateness are skipped and counted; each touched (view, entity) is pruned to its view's
+      retention before its newest event;
+    - effects are idempotent: events keyed by event id (a stream duplicate is ignored, a backfilled one
+      overwrites), first-seen times kept as a min;
+    - ``load``: each key's ``EntityHistory`` (``EMPTY_HISTORY`` when it has no event), through ``cache``,
+      which the store invalidates after each of its writes.
+    """
+
+    cache: HistoryCache
+
+    async def migrate(self) -> None: ...
+
+    async def next_offset(self, topic: str, partition: int) -> int: ...
+
+    async def offsets(self) -> dict[tuple[str, int], int]: ...
+
+    async def apply(
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[tuple[int, Sequence[ViewEvent] | None]],
+        retention_us: Mapping[str, int],
+    ) -> ApplyResult: ...
+
+    async def write_backfill(self, events: Sequence[ViewEvent], retention_us: Mapping[str, int]) -> None: ...
+
+    async def load(self, keys: Iterable[StateKey]) -> dict[StateKey, EntityHistory]: ...
