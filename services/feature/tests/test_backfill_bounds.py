@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import date
 from pathlib import Path
@@ -27,8 +28,11 @@ SOURCE = "card_transactions"
 
 
 def allocated() -> int:
-    """Bytes held by pyarrow's default and system memory pools."""
-    return int(pa.total_allocated_bytes()) + int(pa.system_memory_pool().bytes_allocated())
+    """Bytes held by pyarrow's memory pools (default, system and, where built, jemalloc)."""
+    pools = [pa.default_memory_pool(), pa.system_memory_pool()]
+    with contextlib.suppress(NotImplementedError):
+        pools.append(pa.jemalloc_memory_pool())
+    return sum(int(pool.bytes_allocated()) for pool in pools)
 
 
 def write_files(root: Path, *, files: int, rows: int) -> None:

@@ -66,19 +66,16 @@ async def backfill_view(
     batches = scan(lake_root, view.source, needed_columns([view], registry), batch_size=batch_rows)
     rows = written = skipped = 0
     while (batch := await asyncio.to_thread(next, batches, None)) is not None:
-        read = len(batch)
         events: list[ViewEvent] = []
         for record in batch:
             try:
                 events.append(view_event(view, entity, record))
             except PoisonEvent:
                 skipped += 1
-        del batch  # one batch's objects at a time: the records while projecting, the events while writing
         await store.write_backfill(events, retention)
-        rows += read
+        rows += len(batch)
         written += len(events)
-        del events
-        metrics.BACKFILL_ROWS.labels(view.name).inc(read)
+        metrics.BACKFILL_ROWS.labels(view.name).inc(len(batch))
         if on_progress is not None:
             on_progress(rows)
     await definitions.record_backfill(view, rows)
