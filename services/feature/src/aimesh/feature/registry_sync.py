@@ -12,10 +12,9 @@ one served, so a slow poll that read an older state cannot undo a newer apply.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
+from aimesh.core.periodic import PeriodicRefresh
 from aimesh.feature.definition_store import DefinitionStore
 from aimesh.feature.registry import Registry, RegistryHolder
 
@@ -31,7 +30,11 @@ class RegistrySync:
         self._definitions = definitions
         self._holder = holder
         self._generation = -1  # below every stored generation: the first refresh always loads
-        self._stopping = asyncio.Event()
+        self._periodic = PeriodicRefresh(
+            self.refresh,
+            lambda: f"feature registry refresh failed; serving generation {self._generation} until the next try",
+            log,
+        )
 
     @property
     def generation(self) -> int:
@@ -61,20 +64,8 @@ class RegistrySync:
     async def run(self, interval_s: float = DEFAULT_REFRESH_SECONDS) -> None:
         """``refresh`` every ``interval_s`` seconds until ``stop()``; a failed refresh is logged and
         retried at the next interval (the registry served stays as it was). Never raises."""
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=interval_s)
-            if self._stopping.is_set():
-                return
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception(
-                    "feature registry refresh failed; serving generation %d, retrying in %.1f s",
-                    self._generation,
-                    interval_s,
-                )
+        await self._periodic.run(interval_s)
 
     async def stop(self) -> None:
         """Make ``run()`` return."""
-        self._stopping.set()
+        self._periodic.stop()

@@ -13,14 +13,13 @@ is consumed only after a restart (the consumer's subscription is fixed at start)
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from aimesh.core.errors import NotFound
+from aimesh.core.periodic import PeriodicRefresh
 from aimesh.ingest.pii import Tokenizer
 from aimesh.ingest.registry import StoredSource
 from aimesh.ingest.sources import SourceDefinition
@@ -62,7 +61,9 @@ class SourceCatalog:
         self._max_payload_bytes = max_payload_bytes
         self._by_name: dict[str, ActiveSource] = {}
         self._by_topic: dict[str, ActiveSource] = {}
-        self._stopping = asyncio.Event()
+        self._periodic = PeriodicRefresh(
+            self.refresh, lambda: "source registry refresh failed; keeping the current versions", log
+        )
 
     async def refresh(self) -> None:
         """Load the registry's current versions; raises ``ValueError`` when an override names no source."""
@@ -106,16 +107,8 @@ class SourceCatalog:
 
     async def run(self, interval_s: float) -> None:
         """Refresh every ``interval_s`` seconds until ``stop()``; a failed refresh is logged and retried."""
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=interval_s)
-            if self._stopping.is_set():
-                return
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("source registry refresh failed; keeping the current versions")
+        await self._periodic.run(interval_s)
 
     async def stop(self) -> None:
         """Make ``run()`` return."""
-        self._stopping.set()
+        self._periodic.stop()
