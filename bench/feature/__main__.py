@@ -19,7 +19,7 @@ import pstats
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
@@ -231,23 +231,31 @@ async def serve_and_measure(
     clients: list[Client] = [AimeshClient(service.target, name) for name, service in services]
     clients += [FeastClient(server.url, name) for name, server in feasts]
     for client in clients:
-        for entities in SHAPES:
-            for concurrency in CONCURRENCIES:
-                cell = await run_cell(
-                    client,
-                    batches(cards, entities, 500, seed=args.seed),
-                    concurrency=concurrency,
-                    seconds=args.seconds,
-                    warmup_s=args.warmup,
-                )
-                print(
-                    f"{client.name:15} {entities:>3} entities c={concurrency:<2}: p50 {cell.p50_ms:7.2f} ms  "
-                    f"p99 {cell.p99_ms:7.2f} ms  {cell.throughput:8,.0f} req/s",
-                    flush=True,
-                )
-                cells.append(cell)
+        async for entities, concurrency, cell in _every_cell(client, cards, args, warmup_s=args.warmup):
+            print(
+                f"{client.name:15} {entities:>3} entities c={concurrency:<2}: p50 {cell.p50_ms:7.2f} ms  "
+                f"p99 {cell.p99_ms:7.2f} ms  {cell.throughput:8,.0f} req/s",
+                flush=True,
+            )
+            cells.append(cell)
         await client.close()  # type: ignore[attr-defined]
     return cells, verified
+
+
+async def _every_cell(
+    client: Client, cards: Sequence[str], args: argparse.Namespace, *, warmup_s: float
+) -> AsyncIterator[tuple[int, int, Cell]]:
+    """Each (entities, concurrency) cell of SHAPES x CONCURRENCIES run against ``client``, in order."""
+    for entities in SHAPES:
+        for concurrency in CONCURRENCIES:
+            cell = await run_cell(
+                client,
+                batches(cards, entities, 500, seed=args.seed),
+                concurrency=concurrency,
+                seconds=args.seconds,
+                warmup_s=warmup_s,
+            )
+            yield entities, concurrency, cell
 
 
 async def profile(
@@ -269,19 +277,10 @@ async def profile(
         await asyncio.to_thread(service.wait_ready, 120)
         await service.stream_rate(records, timeout_s=args.timeout)
         client = AimeshClient(service.target)
-        lines = []
-        for entities in SHAPES:
-            for concurrency in CONCURRENCIES:
-                cell = await run_cell(
-                    client,
-                    batches(cards, entities, 500, seed=args.seed),
-                    concurrency=concurrency,
-                    seconds=args.seconds,
-                    warmup_s=0,
-                )
-                lines.append(
-                    f"{entities} entities, c={concurrency}: {cell.requests:,} requests, p99 {cell.p99_ms:.2f} ms"
-                )
+        lines = [
+            f"{entities} entities, c={concurrency}: {cell.requests:,} requests, p99 {cell.p99_ms:.2f} ms"
+            async for entities, concurrency, cell in _every_cell(client, cards, args, warmup_s=0)
+        ]
         await client.close()
     finally:
         await asyncio.to_thread(service.stop)

@@ -14,12 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import func, select
 
 from aimesh.api.feature.v1 import feature_pb2
-from aimesh.feature import schema
 from aimesh.feature.definitions import Aggregation
-from aimesh.feature.redis_store import RedisOnlineStore
 from aimesh.feature.retrieval import _now_us
 from aimesh.feature.service import FeatureStore
 
@@ -54,22 +51,8 @@ def _text(value: feature_pb2.FeatureValue) -> str:
     return f"{shown} ({feature_pb2.FeatureStatus.Name(value.status).removeprefix('FEATURE_STATUS_').lower()})"
 
 
-async def _newest_by_entity(features: FeatureStore, view: str) -> list[tuple[str, int]]:
-    """Every entity of ``view`` in the online store (SQL or Redis) with its newest event time."""
-    if isinstance(features.store, RedisOnlineStore):
-        return await features.store.newest_by_entity(view)
-    ev = schema.view_events
-    async with features.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(ev.c.entity_id, func.max(ev.c.ts_us)).where(ev.c.view == view).group_by(ev.c.entity_id)
-            )
-        ).all()
-    return [(str(entity_id), int(newest)) for entity_id, newest in rows]
-
-
 async def _sample(features: FeatureStore, view: str, samples: int, rng: random.Random) -> list[tuple[str, int]]:
-    entities = sorted(await _newest_by_entity(features, view))
+    entities = sorted(await features.store.newest_by_entity(view))
     return rng.sample(entities, min(samples, len(entities)))
 
 

@@ -24,7 +24,9 @@ class OnlineStateStore(Protocol):
     - effects are idempotent: events keyed by event id (a stream duplicate is ignored, a backfilled one
       overwrites), first-seen times kept as a min;
     - ``load``: each key's ``EntityHistory`` (``EMPTY_HISTORY`` when it has no event), through ``cache``,
-      which the store invalidates after each of its writes.
+      which the store invalidates after each of its writes;
+    - ``newest_by_entity``: every entity of a view with its newest stored event time (the consistency
+      check samples from it).
     """
 
     cache: HistoryCache
@@ -46,3 +48,5 @@ class OnlineStateStore(Protocol):
     async def write_backfill(self, events: Sequence[ViewEvent], retention_us: Mapping[str, int]) -> None: ...
 
     async def load(self, keys: Iterable[StateKey]) -> dict[StateKey, EntityHistory]: ...
+
+    async def newest_by_entity(self, view: str) -> list[tuple[str, int]]: ...

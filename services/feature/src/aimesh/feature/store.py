@@ -258,26 +258,24 @@ class OnlineStore:
             [{"prune_view": v, "prune_entity": e, "prune_retention": retention_us[v]} for v, e in sorted(keys)],
         )
 
+    async def newest_by_entity(self, view: str) -> list[tuple[str, int]]:
+        """Every entity of ``view`` with stored events, and its newest event time (for sampling)."""
+        ev = schema.view_events
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(ev.c.entity_id, func.max(ev.c.ts_us)).where(ev.c.view == view).group_by(ev.c.entity_id)
+                )
+            ).all()
+        return [(str(entity_id), int(newest)) for entity_id, newest in rows]
+
     async def load(self, keys: Iterable[StateKey]) -> dict[StateKey, EntityHistory]:
         """The stored history of each (view, entity): from the cache, the misses in one statement (one
         database round trip), which are then cached.
 
         Keys without any event get ``EMPTY_HISTORY``. Raises SQLAlchemy errors when the database fails.
         """
-        out: dict[StateKey, EntityHistory] = {}
-        missing: set[StateKey] = set()
-        for key in set(keys):
-            found = self.cache.get(key)
-            if found is None:
-                missing.add(key)
-            else:
-                out[key] = found
-        if missing:
-            with self.cache.loading() as invalidated:
-                loaded = await self._load_stored(missing)
-            self.cache.put(loaded, invalidated)
-            out.update(loaded)
-        return out
+        return await self.cache.read_through(keys, self._load_stored)
 
     async def _load_stored(self, keys: set[StateKey]) -> dict[StateKey, EntityHistory]:
         wanted = sorted(keys)
