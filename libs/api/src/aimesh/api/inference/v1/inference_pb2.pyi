@@ -1,4 +1,5 @@
 from aimesh.api.common.v1 import common_pb2 as _common_pb2
+from aimesh.api.common.v1 import signature_pb2 as _signature_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -61,7 +62,14 @@ class ScoreRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., alias: _Optional[str] = ..., entity_ids: _Optional[_Mapping[str, str]] = ..., features: _Optional[_Mapping[str, float]] = ..., version: _Optional[int] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("request_id", "score", "model_name", "model_version", "route", "feature_freshness_seconds", "missing_features", "event_id")
+    __slots__ = ("request_id", "score", "model_name", "model_version", "route", "feature_freshness_seconds", "missing_features", "event_id", "outputs")
+    class OutputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: OutputValues
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[OutputValues, _Mapping]] = ...) -> None: ...
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +78,7 @@ class ScoreResponse(_message.Message):
     FEATURE_FRESHNESS_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MISSING_FEATURES_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     score: float
     model_name: str
@@ -78,4 +87,31 @@ class ScoreResponse(_message.Message):
     feature_freshness_seconds: float
     missing_features: _containers.RepeatedScalarFieldContainer[str]
     event_id: str
-    def __init__(self, request_id: _Optional[str] = ..., score: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., route: _Optional[_Union[Route, str]] = ..., feature_freshness_seconds: _Optional[float] = ..., missing_features: _Optional[_Iterable[str]] = ..., event_id: _Optional[str] = ...) -> None: ...
+    outputs: _containers.MessageMap[str, OutputValues]
+    def __init__(self, request_id: _Optional[str] = ..., score: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., route: _Optional[_Union[Route, str]] = ..., feature_freshness_seconds: _Optional[float] = ..., missing_features: _Optional[_Iterable[str]] = ..., event_id: _Optional[str] = ..., outputs: _Optional[_Mapping[str, OutputValues]] = ...) -> None: ...
+
+class OutputValues(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class GetModelSignatureRequest(_message.Message):
+    __slots__ = ("model", "alias", "version")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    alias: str
+    version: int
+    def __init__(self, model: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class GetModelSignatureResponse(_message.Message):
+    __slots__ = ("model_name", "model_version", "signature")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: int
+    signature: _signature_pb2.ModelSignature
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., signature: _Optional[_Union[_signature_pb2.ModelSignature, _Mapping]] = ...) -> None: ...

@@ -40,6 +40,11 @@ class InferenceServiceStub:
                 request_serializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.ScoreRequest.SerializeToString,
                 response_deserializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.ScoreResponse.FromString,
                 _registered_method=True)
+        self.GetModelSignature = channel.unary_unary(
+                '/aimesh.api.inference.v1.InferenceService/GetModelSignature',
+                request_serializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.GetModelSignatureRequest.SerializeToString,
+                response_deserializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.GetModelSignatureResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -47,10 +52,20 @@ class InferenceServiceServicer:
     """
 
     def Score(self, request, context):
-        """Assembles features (online store + inline), calls Triton, returns the score and emits a
+        """Assembles features (online store + inline), calls Triton, returns the outputs and emits a
         Prediction event. Honours the gRPC deadline (DEADLINE_EXCEEDED). Unknown model or alias:
-        NOT_FOUND; no entity ids and no inline features: INVALID_ARGUMENT; Triton down with no
-        fallback configured: UNAVAILABLE.
+        NOT_FOUND; a request missing an entity id or a context field the model's signature names, or with
+        a value of the wrong type: INVALID_ARGUMENT naming the field and the expected type; Triton down with
+        no fallback configured: UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModelSignature(self, request, context):
+        """The signature of the version an alias (default "champion") or a pinned version routes to: the
+        entity ids, context fields (with types), inputs and outputs a Score request involves.
+        Unknown model, alias or version: NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -63,6 +78,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.Score,
                     request_deserializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.ScoreRequest.FromString,
                     response_serializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.ScoreResponse.SerializeToString,
+            ),
+            'GetModelSignature': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModelSignature,
+                    request_deserializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.GetModelSignatureRequest.FromString,
+                    response_serializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.GetModelSignatureResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +113,33 @@ class InferenceService:
             '/aimesh.api.inference.v1.InferenceService/Score',
             aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.ScoreRequest.SerializeToString,
             aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.ScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModelSignature(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimesh.api.inference.v1.InferenceService/GetModelSignature',
+            aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.GetModelSignatureRequest.SerializeToString,
+            aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.GetModelSignatureResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,10 +34,16 @@ class InferenceServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> InferenceServiceAsyncStub: ...
     Score: _grpc.UnaryUnaryMultiCallable[_inference_pb2.ScoreRequest, _inference_pb2.ScoreResponse]
-    """Assembles features (online store + inline), calls Triton, returns the score and emits a
+    """Assembles features (online store + inline), calls Triton, returns the outputs and emits a
     Prediction event. Honours the gRPC deadline (DEADLINE_EXCEEDED). Unknown model or alias:
-    NOT_FOUND; no entity ids and no inline features: INVALID_ARGUMENT; Triton down with no
-    fallback configured: UNAVAILABLE.
+    NOT_FOUND; a request missing an entity id or a context field the model's signature names, or with
+    a value of the wrong type: INVALID_ARGUMENT naming the field and the expected type; Triton down with
+    no fallback configured: UNAVAILABLE.
+    """
+    GetModelSignature: _grpc.UnaryUnaryMultiCallable[_inference_pb2.GetModelSignatureRequest, _inference_pb2.GetModelSignatureResponse]
+    """The signature of the version an alias (default "champion") or a pinned version routes to: the
+    entity ids, context fields (with types), inputs and outputs a Score request involves.
+    Unknown model, alias or version: NOT_FOUND.
     """
 
 @_typing.type_check_only
@@ -46,10 +52,16 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Score: _aio.UnaryUnaryMultiCallable[_inference_pb2.ScoreRequest, _inference_pb2.ScoreResponse]  # type: ignore[assignment]
-    """Assembles features (online store + inline), calls Triton, returns the score and emits a
+    """Assembles features (online store + inline), calls Triton, returns the outputs and emits a
     Prediction event. Honours the gRPC deadline (DEADLINE_EXCEEDED). Unknown model or alias:
-    NOT_FOUND; no entity ids and no inline features: INVALID_ARGUMENT; Triton down with no
-    fallback configured: UNAVAILABLE.
+    NOT_FOUND; a request missing an entity id or a context field the model's signature names, or with
+    a value of the wrong type: INVALID_ARGUMENT naming the field and the expected type; Triton down with
+    no fallback configured: UNAVAILABLE.
+    """
+    GetModelSignature: _aio.UnaryUnaryMultiCallable[_inference_pb2.GetModelSignatureRequest, _inference_pb2.GetModelSignatureResponse]  # type: ignore[assignment]
+    """The signature of the version an alias (default "champion") or a pinned version routes to: the
+    entity ids, context fields (with types), inputs and outputs a Score request involves.
+    Unknown model, alias or version: NOT_FOUND.
     """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -61,10 +73,22 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inference_pb2.ScoreRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inference_pb2.ScoreResponse, _abc.Awaitable[_inference_pb2.ScoreResponse]]:
-        """Assembles features (online store + inline), calls Triton, returns the score and emits a
+        """Assembles features (online store + inline), calls Triton, returns the outputs and emits a
         Prediction event. Honours the gRPC deadline (DEADLINE_EXCEEDED). Unknown model or alias:
-        NOT_FOUND; no entity ids and no inline features: INVALID_ARGUMENT; Triton down with no
-        fallback configured: UNAVAILABLE.
+        NOT_FOUND; a request missing an entity id or a context field the model's signature names, or with
+        a value of the wrong type: INVALID_ARGUMENT naming the field and the expected type; Triton down with
+        no fallback configured: UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def GetModelSignature(
+        self,
+        request: _inference_pb2.GetModelSignatureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inference_pb2.GetModelSignatureResponse, _abc.Awaitable[_inference_pb2.GetModelSignatureResponse]]:
+        """The signature of the version an alias (default "champion") or a pinned version routes to: the
+        entity ids, context fields (with types), inputs and outputs a Score request involves.
+        Unknown model, alias or version: NOT_FOUND.
         """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

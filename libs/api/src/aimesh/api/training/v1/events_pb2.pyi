@@ -1,5 +1,6 @@
 import datetime
 
+from aimesh.api.common.v1 import signature_pb2 as _signature_pb2
 from aimesh.api.training.v1 import training_pb2 as _training_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -48,7 +49,7 @@ class RunEvent(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., model_name: _Optional[str] = ..., status: _Optional[_Union[_training_pb2.RunStatus, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., model_version: _Optional[int] = ..., trigger: _Optional[str] = ...) -> None: ...
 
 class ModelEvent(_message.Message):
-    __slots__ = ("kind", "model_name", "version", "alias_change", "triton_model_name", "triton_model_version", "features", "feature_service", "time", "reference_profile")
+    __slots__ = ("kind", "model_name", "version", "alias_change", "triton_model_name", "triton_model_version", "features", "feature_service", "time", "reference_profile", "signature")
     KIND_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +60,7 @@ class ModelEvent(_message.Message):
     FEATURE_SERVICE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     kind: ModelEventKind
     model_name: str
     version: int
@@ -69,4 +71,5 @@ class ModelEvent(_message.Message):
     feature_service: str
     time: _timestamp_pb2.Timestamp
     reference_profile: _training_pb2.ScoreProfile
-    def __init__(self, kind: _Optional[_Union[ModelEventKind, str]] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., alias_change: _Optional[_Union[_training_pb2.AliasChange, _Mapping]] = ..., triton_model_name: _Optional[str] = ..., triton_model_version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reference_profile: _Optional[_Union[_training_pb2.ScoreProfile, _Mapping]] = ...) -> None: ...
+    signature: _signature_pb2.ModelSignature
+    def __init__(self, kind: _Optional[_Union[ModelEventKind, str]] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., alias_change: _Optional[_Union[_training_pb2.AliasChange, _Mapping]] = ..., triton_model_name: _Optional[str] = ..., triton_model_version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reference_profile: _Optional[_Union[_training_pb2.ScoreProfile, _Mapping]] = ..., signature: _Optional[_Union[_signature_pb2.ModelSignature, _Mapping]] = ...) -> None: ...

@@ -1,6 +1,8 @@
 import datetime
 
 from aimesh.api.common.v1 import common_pb2 as _common_pb2
+from aimesh.api.common.v1 import signature_pb2 as _signature_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -19,15 +21,33 @@ class RunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_STATUS_SUCCEEDED: _ClassVar[RunStatus]
     RUN_STATUS_FAILED: _ClassVar[RunStatus]
     RUN_STATUS_CANCELLED: _ClassVar[RunStatus]
+
+class LabelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LABEL_KIND_UNSPECIFIED: _ClassVar[LabelKind]
+    LABEL_KIND_BINARY: _ClassVar[LabelKind]
+    LABEL_KIND_REGRESSION: _ClassVar[LabelKind]
+
+class SplitKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SPLIT_KIND_UNSPECIFIED: _ClassVar[SplitKind]
+    SPLIT_KIND_TIME: _ClassVar[SplitKind]
+    SPLIT_KIND_RANDOM: _ClassVar[SplitKind]
 RUN_STATUS_UNSPECIFIED: RunStatus
 RUN_STATUS_QUEUED: RunStatus
 RUN_STATUS_RUNNING: RunStatus
 RUN_STATUS_SUCCEEDED: RunStatus
 RUN_STATUS_FAILED: RunStatus
 RUN_STATUS_CANCELLED: RunStatus
+LABEL_KIND_UNSPECIFIED: LabelKind
+LABEL_KIND_BINARY: LabelKind
+LABEL_KIND_REGRESSION: LabelKind
+SPLIT_KIND_UNSPECIFIED: SplitKind
+SPLIT_KIND_TIME: SplitKind
+SPLIT_KIND_RANDOM: SplitKind
 
 class RunSpec(_message.Message):
-    __slots__ = ("model_name", "feature_service", "label_source", "label_field", "train_start", "train_end", "trainer", "params", "register_model")
+    __slots__ = ("model_name", "feature_service", "train_start", "train_end", "trainer", "params", "register_model", "rows", "label", "split", "triton_model_name")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -37,23 +57,74 @@ class RunSpec(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     FEATURE_SERVICE_FIELD_NUMBER: _ClassVar[int]
-    LABEL_SOURCE_FIELD_NUMBER: _ClassVar[int]
-    LABEL_FIELD_FIELD_NUMBER: _ClassVar[int]
     TRAIN_START_FIELD_NUMBER: _ClassVar[int]
     TRAIN_END_FIELD_NUMBER: _ClassVar[int]
     TRAINER_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     REGISTER_MODEL_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    TRITON_MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     feature_service: str
-    label_source: str
-    label_field: str
     train_start: _timestamp_pb2.Timestamp
     train_end: _timestamp_pb2.Timestamp
     trainer: str
     params: _containers.ScalarMap[str, str]
     register_model: bool
-    def __init__(self, model_name: _Optional[str] = ..., feature_service: _Optional[str] = ..., label_source: _Optional[str] = ..., label_field: _Optional[str] = ..., train_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., train_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trainer: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., register_model: _Optional[bool] = ...) -> None: ...
+    rows: TrainingRows
+    label: LabelSpec
+    split: SplitSpec
+    triton_model_name: str
+    def __init__(self, model_name: _Optional[str] = ..., feature_service: _Optional[str] = ..., train_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., train_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trainer: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., register_model: _Optional[bool] = ..., rows: _Optional[_Union[TrainingRows, _Mapping]] = ..., label: _Optional[_Union[LabelSpec, _Mapping]] = ..., split: _Optional[_Union[SplitSpec, _Mapping]] = ..., triton_model_name: _Optional[str] = ...) -> None: ...
+
+class TrainingRows(_message.Message):
+    __slots__ = ("source", "entity_fields", "context_fields", "key_entity")
+    class EntityFieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    KEY_ENTITY_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    entity_fields: _containers.ScalarMap[str, str]
+    context_fields: _containers.RepeatedScalarFieldContainer[str]
+    key_entity: str
+    def __init__(self, source: _Optional[str] = ..., entity_fields: _Optional[_Mapping[str, str]] = ..., context_fields: _Optional[_Iterable[str]] = ..., key_entity: _Optional[str] = ...) -> None: ...
+
+class LabelSpec(_message.Message):
+    __slots__ = ("source", "join_field", "row_field", "target_field", "kind", "positive_values", "maturity")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    JOIN_FIELD_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_VALUES_FIELD_NUMBER: _ClassVar[int]
+    MATURITY_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    join_field: str
+    row_field: str
+    target_field: str
+    kind: LabelKind
+    positive_values: _containers.RepeatedScalarFieldContainer[str]
+    maturity: _duration_pb2.Duration
+    def __init__(self, source: _Optional[str] = ..., join_field: _Optional[str] = ..., row_field: _Optional[str] = ..., target_field: _Optional[str] = ..., kind: _Optional[_Union[LabelKind, str]] = ..., positive_values: _Optional[_Iterable[str]] = ..., maturity: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class SplitSpec(_message.Message):
+    __slots__ = ("kind", "train_fraction", "seed")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    kind: SplitKind
+    train_fraction: float
+    seed: int
+    def __init__(self, kind: _Optional[_Union[SplitKind, str]] = ..., train_fraction: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("run_id", "spec", "status", "metrics", "create_time", "start_time", "end_time", "error_message", "model_version", "trigger")
@@ -87,7 +158,7 @@ class Run(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., spec: _Optional[_Union[RunSpec, _Mapping]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_message: _Optional[str] = ..., model_version: _Optional[int] = ..., trigger: _Optional[str] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("model_name", "version", "run_id", "features", "feature_service", "triton_model_name", "triton_model_version", "artifact_uri", "metrics", "create_time", "aliases", "reference_profile")
+    __slots__ = ("model_name", "version", "run_id", "features", "feature_service", "triton_model_name", "triton_model_version", "artifact_uri", "metrics", "create_time", "aliases", "reference_profile", "signature")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +178,7 @@ class ModelVersion(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     version: int
     run_id: str
@@ -119,7 +191,8 @@ class ModelVersion(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     aliases: _containers.RepeatedScalarFieldContainer[str]
     reference_profile: ScoreProfile
-    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., run_id: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., triton_model_name: _Optional[str] = ..., triton_model_version: _Optional[int] = ..., artifact_uri: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., aliases: _Optional[_Iterable[str]] = ..., reference_profile: _Optional[_Union[ScoreProfile, _Mapping]] = ...) -> None: ...
+    signature: _signature_pb2.ModelSignature
+    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., run_id: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., triton_model_name: _Optional[str] = ..., triton_model_version: _Optional[int] = ..., artifact_uri: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., aliases: _Optional[_Iterable[str]] = ..., reference_profile: _Optional[_Union[ScoreProfile, _Mapping]] = ..., signature: _Optional[_Union[_signature_pb2.ModelSignature, _Mapping]] = ...) -> None: ...
 
 class ScoreProfile(_message.Message):
     __slots__ = ("bin_edges", "fractions", "count")

@@ -88,7 +88,9 @@ class TrainingServiceServicer:
 
     def StartRun(self, request, context):
         """Queues a training run. Idempotent per idempotency_key: a repeated key returns the existing run.
-        Unknown feature service: NOT_FOUND; invalid spec: INVALID_ARGUMENT.
+        The spec is validated before the run is queued: an unknown feature service, lake source or trainer
+        is NOT_FOUND naming what exists; a missing or invalid field (an unknown column of the source, a bad
+        parameter) is INVALID_ARGUMENT naming the field.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

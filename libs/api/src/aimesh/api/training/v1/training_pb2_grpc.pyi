@@ -35,7 +35,9 @@ class TrainingServiceStub:
     def __new__(cls, channel: _aio.Channel) -> TrainingServiceAsyncStub: ...
     StartRun: _grpc.UnaryUnaryMultiCallable[_training_pb2.StartRunRequest, _training_pb2.StartRunResponse]
     """Queues a training run. Idempotent per idempotency_key: a repeated key returns the existing run.
-    Unknown feature service: NOT_FOUND; invalid spec: INVALID_ARGUMENT.
+    The spec is validated before the run is queued: an unknown feature service, lake source or trainer
+    is NOT_FOUND naming what exists; a missing or invalid field (an unknown column of the source, a bad
+    parameter) is INVALID_ARGUMENT naming the field.
     """
     GetRun: _grpc.UnaryUnaryMultiCallable[_training_pb2.GetRunRequest, _training_pb2.GetRunResponse]
     """Returns one run, or NOT_FOUND."""
@@ -65,7 +67,9 @@ class TrainingServiceAsyncStub(TrainingServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     StartRun: _aio.UnaryUnaryMultiCallable[_training_pb2.StartRunRequest, _training_pb2.StartRunResponse]  # type: ignore[assignment]
     """Queues a training run. Idempotent per idempotency_key: a repeated key returns the existing run.
-    Unknown feature service: NOT_FOUND; invalid spec: INVALID_ARGUMENT.
+    The spec is validated before the run is queued: an unknown feature service, lake source or trainer
+    is NOT_FOUND naming what exists; a missing or invalid field (an unknown column of the source, a bad
+    parameter) is INVALID_ARGUMENT naming the field.
     """
     GetRun: _aio.UnaryUnaryMultiCallable[_training_pb2.GetRunRequest, _training_pb2.GetRunResponse]  # type: ignore[assignment]
     """Returns one run, or NOT_FOUND."""
@@ -98,7 +102,9 @@ class TrainingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_training_pb2.StartRunResponse, _abc.Awaitable[_training_pb2.StartRunResponse]]:
         """Queues a training run. Idempotent per idempotency_key: a repeated key returns the existing run.
-        Unknown feature service: NOT_FOUND; invalid spec: INVALID_ARGUMENT.
+        The spec is validated before the run is queued: an unknown feature service, lake source or trainer
+        is NOT_FOUND naming what exists; a missing or invalid field (an unknown column of the source, a bad
+        parameter) is INVALID_ARGUMENT naming the field.
         """
 
     @_abc_1.abstractmethod
