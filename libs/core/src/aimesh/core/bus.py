@@ -25,6 +25,13 @@ Delivery contract:
   new assignment starts again from the committed offsets).
 - After each partition batch the consumer sets ``aimesh_consumer_lag`` (records between the next
   offset and the partition's last stable offset, or its high watermark when that is unknown).
+- With ``topics_provider`` (instead of a fixed ``topics`` list) the subscription follows what the
+  provider returns: it is asked before every poll, and when its set differs from the subscribed one
+  the consumer subscribes again (aiokafka's ``subscribe`` replaces the subscription and the group
+  rebalances). That happens only between polls, after the previous poll's offsets were committed and
+  with no transaction open, so the revocation it causes has nothing in hand; partitions of a topic the
+  group never committed start at ``auto_offset_reset`` (earliest by default). While the set is empty
+  the consumer holds no subscription and only keeps its liveness signal moving.
 - ``stop()`` (SIGTERM) lets the batch in hand finish, commits, and leaves the group.
 """
 
@@ -35,7 +42,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -57,6 +64,8 @@ TOPIC_DISCOVERY_MS = 5000
 (e.g. by the first producer) is picked up within this time, from its earliest offset."""
 BatchHandler = Callable[[Sequence[Event]], Awaitable[object]]
 """Handles one partition's batch (same topic and partition, offsets ascending; the result is ignored)."""
+TopicsProvider = Callable[[], Iterable[str]]
+"""The topics a consumer should read now; called before every poll, so it must be cheap and not block."""
 
 
 class DeadLetterSink(Protocol):
@@ -303,7 +312,8 @@ class EventConsumer:
         bootstrap: str,
         *,
         group_id: str,
-        topics: Sequence[str],
+        topics: Sequence[str] = (),
+        topics_provider: TopicsProvider | None = None,
         handler: Handler | None = None,
         service: str,
         batch_handler: BatchHandler | None = None,
@@ -320,7 +330,12 @@ class EventConsumer:
             raise ValueError("give exactly one of handler and batch_handler")
         if transactions is not None and batch_handler is None:
             raise ValueError("transactions need a batch_handler")
-        self.topics = list(topics)
+        if topics and topics_provider is not None:
+            raise ValueError("give topics or topics_provider, not both")
+        self._static_topics = frozenset(topics)
+        self._topics_provider = topics_provider
+        self._subscribed: frozenset[str] = frozenset()
+        self._listener = _CommitOnRevoke(self)
         self.service = service
         self._handler = handler
         self._batch_handler = batch_handler
@@ -349,6 +364,11 @@ class EventConsumer:
         self.last_poll = time.monotonic()
         """Monotonic time of the last completed poll: the liveness signal."""
 
+    @property
+    def topics(self) -> list[str]:
+        """The topics to read now (sorted): the fixed list, or what ``topics_provider`` returns."""
+        return sorted(self._wanted_topics())
+
     def stop(self) -> None:
         """Ask ``run`` to finish the batch in hand, commit and return. Safe to call from a signal handler."""
         self._stopping.set()
@@ -356,9 +376,14 @@ class EventConsumer:
     async def run(self) -> None:
         """Consume until ``stop()``. Raises only if Kafka cannot be reached at start-up."""
         await self._consumer.start()
-        self._consumer.subscribe(self.topics, listener=_CommitOnRevoke(self))
         try:
             while not self._stopping.is_set():
+                self._follow_topics()
+                if not self._subscribed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), timeout=self._poll_timeout_ms / 1000)
+                    self.last_poll = time.monotonic()
+                    continue
                 batch = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
                 self.last_poll = time.monotonic()
                 self._polled_in = self._rebalances
@@ -372,6 +397,38 @@ class EventConsumer:
         finally:
             await self._commit_pending()
             await self._consumer.stop()
+
+    def _wanted_topics(self) -> frozenset[str]:
+        if self._topics_provider is None:
+            return self._static_topics
+        try:
+            return frozenset(self._topics_provider())
+        except Exception:
+            log.exception("the topics provider failed; keeping the current subscription")
+            return self._subscribed
+
+    def _follow_topics(self) -> None:
+        """Subscribe to the wanted topics when they differ from the subscribed ones.
+
+        Called only between polls: the previous poll's offsets are committed (or handed to their
+        transaction) and no batch is in hand, so the rebalance that follows revokes nothing pending.
+        """
+        wanted = self._wanted_topics()
+        if wanted == self._subscribed:
+            return
+        if wanted:
+            self._consumer.subscribe(sorted(wanted), listener=self._listener)
+        else:
+            self._consumer.unsubscribe()
+        log.info(
+            "subscription changed",
+            extra={
+                "topics": sorted(wanted),
+                "topics.added": sorted(wanted - self._subscribed),
+                "topics.removed": sorted(self._subscribed - wanted),
+            },
+        )
+        self._subscribed = wanted
 
     @staticmethod
     def _event(record: Any) -> Event:
