@@ -34,12 +34,32 @@ from aimesh.core.testing import run_until
 from aimesh.devstack import cli
 from aimesh.feature import schema
 from aimesh.feature.consumer import OnlineUpdater
-from aimesh.feature.definitions import FRAUD_V1_FEATURES, shipped_file
 from aimesh.feature.service import FeatureStore
 from aimesh.feature.settings import FeatureSettings
 from aimesh.feature.store import OnlineStore
 
 pytestmark = pytest.mark.integration
+
+DEFINITIONS = Path(__file__).parents[2] / "services/feature/tests/fixtures/fraud_v1.yaml"
+"""The feature service's test definitions (the service ships none)."""
+FRAUD_V1_FEATURES = (
+    "card_txn_count_1h",
+    "card_txn_amount_sum_1h",
+    "card_txn_count_24h",
+    "card_txn_amount_sum_24h",
+    "card_amount_mean_7d",
+    "card_distinct_merchants_24h",
+    "card_seconds_since_prev",
+    "card_country_is_new",
+    "card_device_is_new",
+    "customer_txn_count_24h",
+    "customer_txn_amount_sum_24h",
+    "customer_amount_mean_7d",
+    "customer_distinct_merchants_24h",
+    "amount",
+    "amount_to_card_mean_7d",
+    "merchant_category_risk",
+)
 
 N_TXNS = 1000
 HOUR_US = 3_600_000_000
@@ -184,7 +204,7 @@ async def feature_server(tmp_path: Path) -> AsyncIterator[tuple[FeatureStore, Pa
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'feature.db'}")
     lake_root = tmp_path / "lake"
     features = FeatureStore(engine, lake_root)
-    await features.start(shipped_file())
+    await features.start(DEFINITIONS)
     api = features.api()
     settings = FeatureSettings(grpc_port=0, data_dir=tmp_path, shutdown_grace_seconds=1)
     server = GrpcServer(

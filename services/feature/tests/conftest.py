@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.core.lake import replace_partition_range
 from aimesh.feature.aggregation import micros
-from aimesh.feature.definitions import shipped_file
 from aimesh.feature.records import SourceRecord, ViewEvent, view_event
 from aimesh.feature.registry import Registry
 from aimesh.feature.service import FeatureStore
@@ -23,6 +22,29 @@ from aimesh.feature.store import ApplyResult
 
 if TYPE_CHECKING:
     from .online_backends import OnlineBackend
+
+FIXTURES = Path(__file__).with_name("fixtures")
+FRAUD_V1_FILE = FIXTURES / "fraud_v1.yaml"
+"""The tests' definitions (a copy of the banking pack's; the service ships none)."""
+FRAUD_V1_FEATURES: tuple[str, ...] = (
+    "card_txn_count_1h",
+    "card_txn_amount_sum_1h",
+    "card_txn_count_24h",
+    "card_txn_amount_sum_24h",
+    "card_amount_mean_7d",
+    "card_distinct_merchants_24h",
+    "card_seconds_since_prev",
+    "card_country_is_new",
+    "card_device_is_new",
+    "customer_txn_count_24h",
+    "customer_txn_amount_sum_24h",
+    "customer_amount_mean_7d",
+    "customer_distinct_merchants_24h",
+    "amount",
+    "amount_to_card_mean_7d",
+    "merchant_category_risk",
+)
+"""Feature service ``fraud_v1`` of ``FRAUD_V1_FILE``, in column order."""
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in epoch microseconds
 HOUR_US = 3_600_000_000
@@ -71,9 +93,9 @@ async def apply(
 
 @pytest.fixture
 async def features(sql_engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[FeatureStore]:
-    """The feature store with the shipped definitions, on each backend of the root conftest's ``sql_engine``."""
+    """The feature store with the test definitions (``FRAUD_V1_FILE``), on each ``sql_engine`` backend."""
     f = FeatureStore(sql_engine, tmp_path / "lake", allowed_lateness=timedelta(days=30))
-    await f.start(shipped_file())
+    await f.start(FRAUD_V1_FILE)
     yield f
     await f.stop()
 
@@ -93,7 +115,7 @@ async def online(
     record_infra_version: Callable[[str, str], None],
 ) -> AsyncIterator[OnlineBackend]:
     """The online store on each backend (SQLite, PostgreSQL, Redis) over storage of this test only, with
-    the shipped definitions' registry; see ``online_backends``."""
+    the test definitions' registry; see ``online_backends``."""
     from .online_backends import open_backend
 
     async with open_backend(

@@ -21,14 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.feature import schema
 from aimesh.feature.aggregation import micros
-from aimesh.feature.definitions import load_file, shipped_file
+from aimesh.feature.definitions import load_file
 from aimesh.feature.online_store import OnlineStateStore
 from aimesh.feature.records import SourceRecord
 from aimesh.feature.redis_store import RedisOnlineStore
 from aimesh.feature.registry import Registry
 from aimesh.feature.store import ApplyResult, OnlineStore
 
-from .conftest import project
+from .conftest import FRAUD_V1_FILE, project
 
 LATENESS = timedelta(days=30)
 """The allowed lateness of ``OnlineBackend.store`` (the ``features`` fixture's)."""
@@ -53,7 +53,7 @@ class OnlineBackend:
     async def apply(
         self, partition: int, batch: Sequence[tuple[int, SourceRecord | None]], topic: str = "records"
     ) -> ApplyResult:
-        """Apply ``(offset, record)`` pairs through ``store``, projected by the shipped definitions."""
+        """Apply ``(offset, record)`` pairs through ``store``, projected by the test definitions."""
         retention = {v.name: micros(v.retention) for v in self.registry.views.values()}
         records = [(offset, project(self.registry, r) if r is not None else None) for offset, r in batch]
         return await self.store.apply(topic, partition, records, retention)
@@ -83,7 +83,7 @@ async def sql_backend(name: str, engine: AsyncEngine) -> AsyncIterator[OnlineBac
 
     store = make(allowed_lateness=LATENESS)
     await store.migrate()
-    yield OnlineBackend(name, Registry(load_file(shipped_file())), store, make, dump, erase_events)
+    yield OnlineBackend(name, Registry(load_file(FRAUD_V1_FILE)), store, make, dump, erase_events)
 
 
 @asynccontextmanager
@@ -124,7 +124,7 @@ async def redis_backend(
     store = make(allowed_lateness=LATENESS)
     await store.migrate()
     try:
-        yield OnlineBackend("redis", Registry(load_file(shipped_file())), store, make, dump, erase_events)
+        yield OnlineBackend("redis", Registry(load_file(FRAUD_V1_FILE)), store, make, dump, erase_events)
     finally:
         await delete_keys(client, prefix)
         await client.aclose()

@@ -8,14 +8,16 @@ import random
 import pytest
 
 from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryEvent, Status, compute_features
-from aimesh.feature.definitions import FRAUD_V1_FEATURES, load_file, parse_yaml, shipped_file
+from aimesh.feature.definitions import load_file, parse_yaml
 from aimesh.feature.registry import Registry
+
+from .conftest import FRAUD_V1_FEATURES, FRAUD_V1_FILE
 
 T = 1_767_225_600_000_000
 H = 3_600_000_000
 DAY = 24 * H
 WEEK = 7 * DAY
-REGISTRY = Registry(load_file(shipped_file()))
+REGISTRY = Registry(load_file(FRAUD_V1_FILE))
 FEATURES = REGISTRY.feature_service("fraud_v1")
 CONTEXT = {"amount": 99.0, "merchant_id": "m9", "merchant_category": "crypto", "country": "DE", "device_id": "d1"}
 

@@ -17,12 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.core import lake
 from aimesh.feature.aggregation import micros
-from aimesh.feature.definitions import load_file, shipped_file
+from aimesh.feature.definitions import load_file
 from aimesh.feature.offline import ID_COLUMNS, scan
 from aimesh.feature.registry import Registry
 from aimesh.feature.store import OnlineStore
 
-from .conftest import T0, lake_table, project, txn
+from .conftest import FRAUD_V1_FILE, T0, lake_table, project, txn
 
 SOURCE = "card_transactions"
 
@@ -65,7 +65,7 @@ def test_a_slow_consumer_of_the_scan_holds_one_row_group_not_the_lake(tmp_path: 
 async def test_backfill_writes_run_the_same_statements_whatever_the_batch(sql_engine: AsyncEngine) -> None:
     store = OnlineStore(sql_engine, cache_entries=0)
     await store.migrate()
-    registry = Registry(load_file(shipped_file()))
+    registry = Registry(load_file(FRAUD_V1_FILE))
     retention = {v.name: micros(v.retention) for v in registry.views.values()}
     statements: set[str] = set()
 

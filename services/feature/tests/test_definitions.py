@@ -3,15 +3,22 @@ ApplyDefinitions and ListFeatureViews."""
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import AimeshError, FailedPrecondition, InvalidArgument, NotFound
 from aimesh.feature.definition_store import Action
-from aimesh.feature.definitions import FRAUD_V1_FEATURES, load_file, parse_yaml, shipped_file, to_yaml
+from aimesh.feature.definitions import FeatureRepo, load_file, parse_yaml, to_yaml
 from aimesh.feature.registry import Registry
 from aimesh.feature.service import FeatureStore
+from aimesh.feature.settings import FeatureSettings
+
+from .conftest import FRAUD_V1_FEATURES, FRAUD_V1_FILE
 
 FORMAT_EXAMPLE = """
 entities:
@@ -53,8 +60,8 @@ def test_the_agreed_format_example_parses_and_round_trips() -> None:
     assert Registry.column_names(features)[0] == "card_stats:txn_count_1h"  # duplicates: references
 
 
-def test_shipped_file_defines_fraud_v1_in_model_order() -> None:
-    registry = Registry(load_file(shipped_file()))
+def test_the_test_definitions_define_fraud_v1_in_column_order() -> None:
+    registry = Registry(load_file(FRAUD_V1_FILE))
     assert [f.name for f in registry.feature_service("fraud_v1")] == list(FRAUD_V1_FEATURES)
     assert registry.feature("payment_request:amount").view.name == "payment_request"
     with pytest.raises(NotFound, match="view 'customer_txn_stats' has: customer_txn_count_24h"):
@@ -101,7 +108,7 @@ async def test_apply_reports_created_unchanged_updated_and_versions(features: Fe
     repo = parse_yaml(FORMAT_EXAMPLE)
     first = await features.apply(repo, False)
     assert [(c.kind, c.name, c.action, c.version) for c in first.changes] == [
-        ("entity", "card", Action.UPDATED, 2),  # the shipped file describes it; this one does not
+        ("entity", "card", Action.UPDATED, 2),  # the test definitions describe it; this one does not
         ("entity", "customer", Action.UPDATED, 2),
         ("feature_view", "card_stats", Action.CREATED, 1),
         ("feature_service", "bench_50", Action.CREATED, 1),
@@ -141,7 +148,7 @@ async def test_breaking_changes_are_refused_and_nothing_is_stored(features: Feat
         FailedPrecondition, match="feature amount_max_7d removed but referenced by feature service bench_50"
     ):
         await features.apply(removed, True)
-    fraud = load_file(shipped_file())
+    fraud = load_file(FRAUD_V1_FILE)
     without_mean = fraud.model_copy(
         update={
             "feature_views": [
@@ -222,3 +229,22 @@ async def test_list_feature_views_ordered_filtered_and_paged(features: FeatureSt
 
     customer = await api.ListFeatureViews(feature_pb2.ListFeatureViewsRequest(entity="customer"), None)  # type: ignore[arg-type]
     assert [v.name for v in customer.feature_views] == ["customer_txn_stats"]
+
+
+def test_the_service_ships_no_definitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FEATURE_DEFINITIONS_FILE", raising=False)
+    assert FeatureSettings(_env_file=None).definitions_file is None  # type: ignore[call-arg]
+    package = resources.files("aimesh.feature")
+    assert not [p.name for p in package.iterdir() if p.name.endswith((".yaml", ".yml", ".json"))]
+
+
+async def test_a_store_started_without_a_definitions_file_serves_nothing(
+    sql_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    features = FeatureStore(sql_engine, tmp_path / "lake")
+    await features.start(None)
+    try:
+        assert features.registry.current.repo == FeatureRepo()
+        assert await features.backfill_pending() == []
+    finally:
+        await features.stop()

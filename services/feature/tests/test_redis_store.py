@@ -17,13 +17,12 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aimesh.feature.definitions import shipped_file
 from aimesh.feature.redis_store import RedisOnlineStore
 from aimesh.feature.service import FeatureStore
 
 from . import test_backfill_and_check as backfill_tests
 from . import test_updater_and_retrieval as retrieval_tests
-from .conftest import T0, apply, txn
+from .conftest import FRAUD_V1_FILE, T0, apply, txn
 from .online_backends import delete_keys, keys_under, redis_client
 
 pytestmark = pytest.mark.integration
@@ -59,7 +58,7 @@ async def features(
             online_store_url=endpoints.redis_url,
             online_store_prefix=prefix,
         )
-        await f.start(shipped_file())
+        await f.start(FRAUD_V1_FILE)
         yield f
         await f.stop()
 

@@ -16,12 +16,11 @@ from aimesh.api.feature.v1 import feature_pb2
 from aimesh.api.ingest.v1 import events_pb2
 from aimesh.core.errors import AimeshError
 from aimesh.core.events import Event
-from aimesh.feature.definitions import FRAUD_V1_FEATURES
 from aimesh.feature.records import SourceRecord
 from aimesh.feature.retrieval import HistoricalRetrieval, OnlineRetrieval
 from aimesh.feature.service import FeatureStore
 
-from .conftest import DAY_US, HOUR_US, T0, apply, txn
+from .conftest import DAY_US, FRAUD_V1_FEATURES, HOUR_US, T0, apply, txn
 
 
 class FakeDeadLetters:

@@ -219,7 +219,13 @@ def _feature_settings() -> Any:
 
 @feature_app.command("apply")
 def feature_apply(
-    file: Annotated[Path, typer.Argument(help="Feature definitions (YAML), e.g. a feature repo file.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Feature definitions (YAML), e.g. a use case pack's features.yaml "
+            "(examples/src/aimesh/examples/banking/pack/features.yaml); the service ships none."
+        ),
+    ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the diff; store nothing.")] = False,
     address: Annotated[
         str | None, typer.Option(help="The feature service's gRPC address (default 127.0.0.1:FEATURE_GRPC_PORT).")

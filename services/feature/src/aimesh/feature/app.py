@@ -1,8 +1,9 @@
 """feature wiring: the FeatureService gRPC API, the online-store consumer and the admin app on one runtime.
 
-At start the migrations run and ``definitions_file`` is applied; views never backfilled for their
-current layout are backfilled from the lake in the background while the consumer already applies new
-records (see ``backfill``); definitions applied through other replicas are picked up every
+At start the migrations run and ``definitions_file`` is applied when set (the service ships no
+definitions: a use case's pack applies its own); views never backfilled for their current layout are
+backfilled from the lake in the background while the consumer already applies new records (see
+``backfill``); definitions applied through other replicas are picked up every
 ``registry_refresh_seconds`` (see ``registry_sync``); ``/readyz`` checks the database (Redis too when it
 is the online store, ``online_store_url``) and Kafka.
 """
@@ -38,7 +39,7 @@ async def serve_feature(settings: FeatureSettings) -> None:
             cache_entries=settings.online_cache_entries,
             online_store_url=settings.online_store_url,
         )
-        await features.start(settings.definitions_path)
+        await features.start(settings.definitions_file)
         sync = features.registry_sync
         runtime.add_part("registry-sync", lambda: sync.run(settings.registry_refresh_seconds), sync.stop)
         runtime.probes.readiness["database"] = lambda: ping(engine)

@@ -21,7 +21,6 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from enum import StrEnum
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,7 +34,6 @@ REQUEST_SOURCE = "request"
 """Pseudo-source of on-demand views: their inputs come with the request."""
 ENTITY_KEY = "entity_key"
 """An entity key naming the canonical record's own ``entity_key`` (any other key is an attribute)."""
-SHIPPED_DEFINITIONS = "fraud_v1.yaml"
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -346,11 +344,6 @@ def load_file(path: Path) -> FeatureRepo:
     return parse_yaml(path.read_text(encoding="utf-8"))
 
 
-def shipped_file() -> Path:
-    """The definitions shipped with the package (``fraud_v1``)."""
-    return Path(str(resources.files("aimesh.feature").joinpath(SHIPPED_DEFINITIONS)))
-
-
 def to_yaml(repo: FeatureRepo) -> str:
     """The repo as YAML in the agreed format (round-trips through ``parse_yaml``)."""
     return yaml.safe_dump(repo.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
@@ -413,24 +406,3 @@ def _ambiguous_names(request: FeatureRepo, universe: FeatureRepo) -> list[str]:
                         f"feature_views[{i}].features[{j}].expression: {name!r} is ambiguous ({', '.join(hits)})"
                     )
     return problems
-
-
-FRAUD_V1_FEATURES: tuple[str, ...] = (
-    "card_txn_count_1h",
-    "card_txn_amount_sum_1h",
-    "card_txn_count_24h",
-    "card_txn_amount_sum_24h",
-    "card_amount_mean_7d",
-    "card_distinct_merchants_24h",
-    "card_seconds_since_prev",
-    "card_country_is_new",
-    "card_device_is_new",
-    "customer_txn_count_24h",
-    "customer_txn_amount_sum_24h",
-    "customer_amount_mean_7d",
-    "customer_distinct_merchants_24h",
-    "amount",
-    "amount_to_card_mean_7d",
-    "merchant_category_risk",
-)
-"""The fraud model's input columns, in order (docs/scenario-fraud.md); the shipped file's ``fraud_v1``."""

@@ -7,7 +7,6 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from aimesh.core.settings import ServiceSettings
-from aimesh.feature.definitions import shipped_file
 from aimesh.feature.registry_sync import DEFAULT_REFRESH_SECONDS
 from aimesh.feature.store import DEFAULT_CACHE_ENTRIES
 
@@ -28,7 +27,8 @@ class FeatureSettings(ServiceSettings):
     consumer_max_batch: int = Field(default=500, description="Records per poll and partition batch (one transaction).")
     definitions_file: Path | None = Field(
         default=None,
-        description="Feature definitions (YAML) applied at start; default the shipped fraud_v1 definitions.",
+        description="Feature definitions (YAML) applied at start; unset: none (the service ships no definitions: apply "
+        "a pack's with `aimesh feature apply` or ApplyDefinitions).",
     )
     allowed_lateness_seconds: float = Field(
         default=7 * 86400.0,
@@ -60,11 +60,6 @@ class FeatureSettings(ServiceSettings):
     def lake_root(self) -> Path:
         """Where offline retrieval reads the lake: ``lake_dir``, else ``<data_dir>/lake`` (ingest's default too)."""
         return self.lake_dir if self.lake_dir is not None else self.data_dir / "lake"
-
-    @property
-    def definitions_path(self) -> Path:
-        """The definitions applied at start: ``definitions_file``, else the shipped ``fraud_v1.yaml``."""
-        return self.definitions_file if self.definitions_file is not None else shipped_file()
 
     @property
     def allowed_lateness(self) -> timedelta:
