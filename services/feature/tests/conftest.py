@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.core.lake import replace_partition_range
-from aimesh.feature.aggregation import micros
 from aimesh.feature.records import SourceRecord, ViewEvent, view_event
 from aimesh.feature.registry import Registry
 from aimesh.feature.service import FeatureStore
@@ -86,7 +85,7 @@ async def apply(
 ) -> ApplyResult:
     """Apply ``(offset, record)`` pairs through the store, as the online updater does."""
     registry = features.registry.current
-    retention = {v.name: micros(v.retention) for v in registry.views.values()}
+    retention = {v.name: v.retention_us for v in registry.views.values()}
     records = [(offset, project(registry, r) if r is not None else None) for offset, r in batch]
     return await features.store.apply(topic, partition, records, retention)
 

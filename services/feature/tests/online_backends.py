@@ -20,7 +20,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.feature import schema
-from aimesh.feature.aggregation import micros
 from aimesh.feature.definitions import load_file
 from aimesh.feature.online_store import OnlineStateStore
 from aimesh.feature.records import SourceRecord
@@ -54,7 +53,7 @@ class OnlineBackend:
         self, partition: int, batch: Sequence[tuple[int, SourceRecord | None]], topic: str = "records"
     ) -> ApplyResult:
         """Apply ``(offset, record)`` pairs through ``store``, projected by the test definitions."""
-        retention = {v.name: micros(v.retention) for v in self.registry.views.values()}
+        retention = {v.name: v.retention_us for v in self.registry.views.values()}
         records = [(offset, project(self.registry, r) if r is not None else None) for offset, r in batch]
         return await self.store.apply(topic, partition, records, retention)
 

@@ -16,7 +16,6 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.core import lake
-from aimesh.feature.aggregation import micros
 from aimesh.feature.definitions import load_file
 from aimesh.feature.offline import ID_COLUMNS, scan
 from aimesh.feature.registry import Registry
@@ -66,7 +65,7 @@ async def test_backfill_writes_run_the_same_statements_whatever_the_batch(sql_en
     store = OnlineStore(sql_engine, cache_entries=0)
     await store.migrate()
     registry = Registry(load_file(FRAUD_V1_FILE))
-    retention = {v.name: micros(v.retention) for v in registry.views.values()}
+    retention = {v.name: v.retention_us for v in registry.views.values()}
     statements: set[str] = set()
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:

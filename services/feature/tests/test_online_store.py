@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from aimesh.feature.aggregation import EMPTY_HISTORY, micros
+from aimesh.feature.aggregation import EMPTY_HISTORY
 
 from .conftest import DAY_US, HOUR_US, T0, project, txn
 from .online_backends import OnlineBackend
@@ -80,7 +80,7 @@ async def test_out_of_order_events_and_pruning_relative_to_the_newest(online: On
 
 
 async def test_an_event_exactly_one_retention_before_the_newest_is_pruned(online: OnlineBackend) -> None:
-    retention = micros(online.registry.view(CARD).retention)
+    retention = online.registry.view(CARD).retention_us
     await online.apply(0, [(0, txn("edge", T0)), (1, txn("inside", T0 + 1)), (2, txn("new", T0 + retention))])
     card = (await online.store.load([(CARD, "c1")]))[(CARD, "c1")]
     assert [e.event_id for e in card.events] == ["inside", "new"]
@@ -113,7 +113,7 @@ async def test_lateness_counts_from_the_newest_event_of_the_same_batch(online: O
 async def test_a_backfill_overwrites_payloads_ignores_lateness_and_leaves_offsets(online: OnlineBackend) -> None:
     online.store = store = online.make(allowed_lateness=timedelta(hours=1))
     await online.apply(0, [(0, txn("a", T0 + DAY_US, amount=1.0)), (1, txn("b", T0 + DAY_US + 1))])
-    retention = {v.name: micros(v.retention) for v in online.registry.views.values()}
+    retention = {v.name: v.retention_us for v in online.registry.views.values()}
     backfilled = [txn("a", T0 + DAY_US, amount=5.0, country="FR"), txn("old", T0, country="IT")]
     await store.write_backfill([ve for r in backfilled for ve in project(online.registry, r)], retention)
     card = (await store.load([(CARD, "c1")]))[(CARD, "c1")]

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from aimesh.core.events import PoisonEvent
 from aimesh.feature import metrics
-from aimesh.feature.aggregation import micros
 from aimesh.feature.definition_store import DefinitionStore
 from aimesh.feature.offline import needed_columns, scan
 from aimesh.feature.online_store import OnlineStateStore
@@ -62,7 +61,7 @@ async def backfill_view(
     """
     view = registry.view(view_name)
     entity = registry.entities[view.entity]
-    retention = {view.name: micros(view.retention)}
+    retention = {view.name: view.retention_us}
     batches = scan(lake_root, view.source, needed_columns([view], registry), batch_size=batch_rows)
     rows = written = skipped = 0
     while (batch := await asyncio.to_thread(next, batches, None)) is not None:

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from aimesh.core.bus import DeadLetterSink, dead_letter
 from aimesh.core.events import Event, PoisonEvent
 from aimesh.feature import metrics
-from aimesh.feature.aggregation import micros
 from aimesh.feature.online_store import OnlineStateStore
 from aimesh.feature.records import ViewEvent, record_from_event, view_event
 from aimesh.feature.registry import Registry, RegistryHolder
@@ -57,7 +56,7 @@ class OnlineUpdater:
         for event in events:
             projected = await self._project(event, registry) if event.offset >= stored else None
             records.append((event.offset, projected))
-        retention = {v.name: micros(v.retention) for v in registry.views.values()}
+        retention = {v.name: v.retention_us for v in registry.views.values()}
         result = await self.store.apply(topic, partition, records, retention)
         metrics.RECORDS_APPLIED.labels(topic).inc(result.applied)
         metrics.RECORDS_SKIPPED_REDELIVERED.labels(topic).inc(result.skipped)

@@ -35,6 +35,9 @@ REQUEST_SOURCE = "request"
 ENTITY_KEY = "entity_key"
 """An entity key naming the canonical record's own ``entity_key`` (any other key is an attribute)."""
 
+NEWEST_ONLY = timedelta(microseconds=1)
+"""The retention of a view with neither a ttl nor a windowed feature: only the newest event is kept."""
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -218,12 +221,18 @@ class FeatureViewSpec(_Model):
 
     @cached_property
     def retention(self) -> timedelta:
-        """How much history before an entity's newest event the view keeps: its longest window or ttl
-        (whichever is longer; zero when it has neither, then only the newest event is kept)."""
+        """How much history the view keeps: the events in ``(newest - retention, newest]`` of an entity's
+        newest event. Its longest window or ttl (whichever is longer); ``NEWEST_ONLY`` (1 µs) when it has
+        neither, so that the newest event (with any others of the same microsecond) is kept and served."""
         spans = [f.window for f in self.features if f.aggregation in WINDOWED and f.window is not None]
         if self.ttl is not None:
             spans.append(self.ttl)
-        return max(spans, default=timedelta(0))
+        return max(spans, default=NEWEST_ONLY)
+
+    @property
+    def newest_only(self) -> bool:
+        """Whether the view keeps only each entity's newest event (neither a ttl nor a windowed feature)."""
+        return self.retention == NEWEST_ONLY
 
     @cached_property
     def retention_us(self) -> int:
