@@ -26,6 +26,7 @@ from aimesh.core import lake
 from aimesh.examples.banking import GeneratorConfig, Stream, generate_events
 from aimesh.examples.banking.publisher import bank_producer, publish_events
 from tests.integration.ingest_processes import IngestProcess, group_caught_up, read_committed
+from tests.integration.ingest_sources import BANKING_SOURCES
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +78,7 @@ async def test_kill_9_three_times_mid_stream_keeps_canonical_topic_dlq_and_lake_
         "ingest",
         {
             "INGEST_KAFKA_BOOTSTRAP": bootstrap,
+            "INGEST_SOURCES_FILE": str(BANKING_SOURCES),
             "INGEST_SOURCE_TOPICS": orjson.dumps({"card_transactions": tx_topic, "chargebacks": cb_topic}).decode(),
             "INGEST_RECORDS_TOPIC": records_topic,
             "INGEST_DLQ_TOPIC": dlq_topic,

@@ -30,7 +30,7 @@ from aimesh.examples.banking import GeneratorConfig, Stream, generate_events
 from aimesh.examples.banking.publisher import bank_producer, publish_events
 from aimesh.ingest.app import build_consumer, build_pipeline
 from aimesh.ingest.settings import IngestSettings
-from tests.integration.ingest_sources import ingest_catalog
+from tests.integration.ingest_sources import BANKING_SOURCES, ingest_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +99,7 @@ async def test_generated_bank_traffic_is_validated_published_dead_lettered_and_l
     settings = IngestSettings(
         kafka_bootstrap=bootstrap,
         consumer_group=f"ingest-it-{unique}",
+        sources_file=BANKING_SOURCES,
         source_topics={"card_transactions": tx_topic, "chargebacks": cb_topic},
         records_topic=records_topic,
         dlq_topic=dlq_topic,

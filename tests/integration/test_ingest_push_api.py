@@ -36,7 +36,7 @@ from aimesh.ingest.app import (
     open_registry,
 )
 from aimesh.ingest.settings import IngestSettings
-from tests.integration.ingest_sources import ingest_catalog
+from tests.integration.ingest_sources import BANKING_SOURCES, ingest_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +93,7 @@ async def settings(endpoints, make_topic, unique, tmp_path: Path) -> IngestSetti
     return IngestSettings(
         kafka_bootstrap=endpoints.kafka_bootstrap,
         consumer_group=f"ingest-push-{unique}",
+        sources_file=BANKING_SOURCES,
         source_topics={"card_transactions": await make_topic("push-tx"), "chargebacks": await make_topic("push-cb")},
         records_topic=await make_topic("push-records"),
         dlq_topic=await make_topic("push-dlq", partitions=1),

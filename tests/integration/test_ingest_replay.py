@@ -31,6 +31,7 @@ from aimesh.ingest.replay import ReplayFilter, run_replay
 from aimesh.ingest.seen_store import SqlSeenStore
 from aimesh.ingest.settings import IngestSettings
 from aimesh.ingest.sources import load_sources
+from tests.integration.ingest_sources import BANKING_SOURCES
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,7 @@ async def run_ingest(
 
 
 def allowing_casino(path: Path) -> Path:
-    document = {"sources": [s.model_dump(mode="json", exclude={"version"}) for s in load_sources()]}
+    document = {"sources": [s.model_dump(mode="json", exclude={"version"}) for s in load_sources(BANKING_SOURCES)]}
     for rule in document["sources"][0]["fields"]:
         if rule["name"] == "merchant_category":
             rule["allowed_values"].append("casino")
@@ -96,6 +97,7 @@ async def test_replay_after_a_compatible_fix_publishes_each_record_once(  # type
     settings = IngestSettings(
         kafka_bootstrap=bootstrap,
         consumer_group=f"ingest-replay-{unique}",
+        sources_file=BANKING_SOURCES,
         source_topics={"card_transactions": tx_topic, "chargebacks": await make_topic("replay-cb")},
         records_topic=await make_topic("replay-records"),
         dlq_topic=await make_topic("replay-dlq", partitions=1),

@@ -21,6 +21,7 @@ from aimesh.core import lake
 from aimesh.examples.banking import GeneratorConfig, Stream, generate_events
 from aimesh.examples.banking.publisher import bank_producer, publish_events
 from tests.integration.ingest_processes import IngestProcess, group_caught_up, read_committed
+from tests.integration.ingest_sources import BANKING_SOURCES
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +39,7 @@ async def test_two_replicas_share_the_partitions_and_write_each_record_once(  # 
     group = f"ingest-rep-{unique}"
     shared = {
         "INGEST_KAFKA_BOOTSTRAP": bootstrap,
+        "INGEST_SOURCES_FILE": str(BANKING_SOURCES),
         "INGEST_SOURCE_TOPICS": orjson.dumps({"card_transactions": tx_topic, "chargebacks": cb_topic}).decode(),
         "INGEST_RECORDS_TOPIC": records_topic,
         "INGEST_DLQ_TOPIC": dlq_topic,

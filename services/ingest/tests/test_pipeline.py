@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,13 +18,17 @@ from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
 from aimesh.core import lake
 from aimesh.core.bus import EventConsumer
 from aimesh.core.events import Event
-from aimesh.core.testing import FakeKafkaConsumer, RecordingSender, TransactionalRecordingSender
+from aimesh.core.testing import FakeKafkaConsumer, FakeRecord, RecordingSender, TransactionalRecordingSender
+from aimesh.ingest.app import build_consumer
 from aimesh.ingest.catalog import SourceCatalog
 from aimesh.ingest.dedupe import Position
 from aimesh.ingest.pii import Tokenizer
 from aimesh.ingest.pipeline import IngestPipeline
 from aimesh.ingest.registry import StoredSource
+from aimesh.ingest.settings import IngestSettings
 from aimesh.ingest.sources import FieldRule, FieldType, SourceDefinition, load_sources
+
+SOURCES_FILE = Path(__file__).parent / "fixtures" / "sources.yaml"
 
 PAN = "4000056655665556"
 TX_TOPIC = "up.tx"
@@ -77,7 +81,7 @@ class Versions:
 
     def __init__(self) -> None:
         overrides = {"card_transactions": TX_TOPIC, "chargebacks": "up.cb"}
-        self.latest = {s.name: s for s in load_sources(topic_overrides=overrides)}
+        self.latest = {s.name: s for s in load_sources(SOURCES_FILE, topic_overrides=overrides)}
 
     def add(self, definition: SourceDefinition) -> None:
         self.latest[definition.name] = definition.model_copy(
@@ -298,3 +302,54 @@ async def test_a_new_source_version_applies_to_the_next_batch_and_the_lake_reads
         {"event_id": "tx-0000000000", "terminal": None},
         {"event_id": "tx-0000000001", "terminal": "pos-9"},
     ]
+
+
+class SubscribingFake(FakeKafkaConsumer):
+    """``FakeKafkaConsumer`` that records each subscription and serves its partition only while subscribed."""
+
+    def __init__(self, values: list[bytes], tp: TopicPartition) -> None:
+        super().__init__(values, batch=2, tp=tp)
+        self.subscriptions: list[list[str]] = []
+
+    def subscribe(self, topics: Sequence[str], listener: object) -> None:
+        super().subscribe(topics, listener)
+        self.subscriptions.append(list(topics))
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[FakeRecord]]:
+        if not self.subscriptions or self.tp.topic not in self.subscriptions[-1]:
+            await asyncio.sleep(0)
+            return {}
+        return await super().getmany(timeout_ms, max_records)
+
+
+async def test_the_ingest_consumer_subscribes_to_a_source_registered_while_it_runs(tmp_path: Path) -> None:
+    versions = Versions()
+    registered, versions.latest = versions.latest, {}
+    tx_sender = TransactionalRecordingSender()
+    pipeline = await make_pipeline(tx_sender, tmp_path, versions=versions)
+    settings = IngestSettings(data_dir=tmp_path, consumer_group="g")
+    consumer = build_consumer(settings, pipeline, tx_sender)
+    fake = SubscribingFake([tx(n) for n in range(5)], TopicPartition(TX_TOPIC, 0))
+    consumer._consumer = fake
+    consumer._poll_timeout_ms = 10
+    task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.sleep(0.05)
+        assert fake.subscriptions == [] and fake.polls == 0, "no source: nothing to subscribe to"
+        versions.latest = {"card_transactions": registered["card_transactions"]}
+        await pipeline._catalog.refresh()  # what RegisterSource (or the periodic refresh) does
+        async with asyncio.timeout(5):
+            while len(tx_sender.sent) < 5:
+                await asyncio.sleep(0.01)
+        versions.latest = dict(registered)
+        await pipeline._catalog.refresh()
+        async with asyncio.timeout(5):
+            while len(fake.subscriptions) < 2:
+                await asyncio.sleep(0.01)
+    finally:
+        consumer.stop()
+        await task
+
+    assert fake.subscriptions == [[TX_TOPIC], ["up.cb", TX_TOPIC]]
+    assert [s.event_id for s in tx_sender.on("rec")] == [f"tx-{n:010d}" for n in range(5)]
+    assert [c[TopicPartition(TX_TOPIC, 0)] for c in tx_sender.commits] == [2, 4, 5]

@@ -24,6 +24,8 @@ from aimesh.ingest.push import PushIntake, PushLimits, PushRecord
 from aimesh.ingest.registry import SourceRegistry
 from aimesh.ingest.sources import load_sources, push_topic
 
+SOURCES_FILE = Path(__file__).parent / "fixtures" / "sources.yaml"
+
 SECRET = "push-secret"
 PAN = "4111111111111111"
 
@@ -53,7 +55,7 @@ async def catalog(tmp_path: Path) -> AsyncIterator[SourceCatalog]:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'ingest.db'}")
     await migrate(engine, MIGRATIONS)
     registry = SourceRegistry(engine)
-    card_transactions, chargebacks = load_sources()
+    card_transactions, chargebacks = load_sources(SOURCES_FILE)
     await registry.apply([card_transactions, chargebacks.model_copy(update={"topic": ""})])
     catalog = SourceCatalog(registry, Tokenizer(SECRET))
     await catalog.refresh()

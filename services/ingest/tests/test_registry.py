@@ -25,6 +25,8 @@ from aimesh.ingest.settings import IngestSettings
 from aimesh.ingest.sources import SourceDefinition, load_sources
 from aimesh.ingest.validation import Rejection, ValidRecord
 
+SOURCES_FILE = Path(__file__).parent / "fixtures" / "sources.yaml"
+
 
 @pytest.fixture
 async def registry(sql_engine: AsyncEngine) -> AsyncIterator[SourceRegistry]:
@@ -33,7 +35,7 @@ async def registry(sql_engine: AsyncEngine) -> AsyncIterator[SourceRegistry]:
 
 
 def chargebacks(**changes: Any) -> SourceDefinition:
-    base = next(s for s in load_sources() if s.name == "chargebacks")
+    base = next(s for s in load_sources(SOURCES_FILE) if s.name == "chargebacks")
     return SourceDefinition.model_validate(base.model_dump() | changes)
 
 
@@ -70,14 +72,17 @@ async def test_unknown_source_or_version_is_not_found(registry: SourceRegistry) 
         await registry.get("chargebacks", 7)
 
 
-async def test_sources_file_is_applied_at_start_and_a_breaking_file_is_refused(
+async def test_without_a_sources_file_nothing_is_applied_and_a_file_is_applied_at_start_or_refused(
     registry: SourceRegistry, sql_engine: AsyncEngine, tmp_path: Path
 ) -> None:
-    settings = IngestSettings(data_dir=tmp_path)
-    await open_registry(settings, sql_engine)
+    await open_registry(IngestSettings(data_dir=tmp_path), sql_engine)
+    assert await registry.current() == [], "ingest ships no definitions"
+    await open_registry(IngestSettings(data_dir=tmp_path, sources_file=SOURCES_FILE), sql_engine)
     assert [s.definition.name for s in await registry.current()] == ["card_transactions", "chargebacks"]
+    await open_registry(IngestSettings(data_dir=tmp_path, sources_file=SOURCES_FILE), sql_engine)
+    assert [s.definition.version for s in await registry.current()] == [1, 1], "re-applying is a no-op"
     path = tmp_path / "sources.yaml"
-    document = {"sources": [s.model_dump(mode="json", exclude={"version"}) for s in load_sources()]}
+    document = {"sources": [s.model_dump(mode="json", exclude={"version"}) for s in load_sources(SOURCES_FILE)]}
     document["sources"][1]["fields"] = [f for f in document["sources"][1]["fields"] if f["name"] != "transaction_id"]
     path.write_text(yaml.safe_dump(document))
 
@@ -91,7 +96,7 @@ async def test_catalog_follows_the_registry_and_applies_topic_overrides(registry
     await catalog.refresh()
     payload = b'{"chargeback_id":"c1","transaction_id":"t","card_id":"k","reason":"duplicate","timestamp":1}'
     assert isinstance(catalog.current("chargebacks").validator.validate(payload), Rejection)
-    assert catalog.topics == ["test.cb"] and catalog.for_topic("test.cb") is catalog.current("chargebacks")
+    assert catalog.topics == ("test.cb",) and catalog.for_topic("test.cb") is catalog.current("chargebacks")
 
     await registry.register(with_reasons("fraud", "dispute", "duplicate"))
     await catalog.refresh()
@@ -102,9 +107,24 @@ async def test_catalog_follows_the_registry_and_applies_topic_overrides(registry
         catalog.current("x")
 
 
-async def test_catalog_refuses_overrides_of_unknown_sources(registry: SourceRegistry) -> None:
-    with pytest.raises(ValueError, match="unknown sources"):
-        await SourceCatalog(registry, Tokenizer("s"), topic_overrides={"nope": "t"}).refresh()
+async def test_an_override_of_a_source_not_registered_yet_applies_once_it_is(registry: SourceRegistry) -> None:
+    catalog = SourceCatalog(registry, Tokenizer("s"), topic_overrides={"chargebacks": "test.cb"})
+    await catalog.refresh()
+    assert catalog.topics == () and catalog.pending_overrides == ["chargebacks"]
+
+    await registry.register(chargebacks())
+    await catalog.refresh()
+    assert catalog.topics == ("test.cb",) and catalog.pending_overrides == []
+    assert catalog.names == ["chargebacks"]
+
+
+async def test_a_new_source_may_not_read_the_topic_of_another(registry: SourceRegistry) -> None:
+    await registry.register(chargebacks())
+    disputes = chargebacks(name="disputes")
+    with pytest.raises(FailedPrecondition, match=r"topic bank\.chargebacks is already read by source chargebacks"):
+        await registry.register(disputes)
+    _, created = await registry.register(chargebacks(name="disputes", topic="bank.disputes"))
+    assert created
 
 
 class Context:
@@ -135,7 +155,7 @@ async def test_registry_rpcs(registry: SourceRegistry) -> None:
     with pytest.raises(InvalidArgument, match="entity_key must name a required declared field"):
         await api.RegisterSource(bad, ctx)
 
-    await api.RegisterSource(ingest_pb2.RegisterSourceRequest(source=load_sources()[0].to_proto()), ctx)
+    await api.RegisterSource(ingest_pb2.RegisterSourceRequest(source=load_sources(SOURCES_FILE)[0].to_proto()), ctx)
     page = await api.ListSources(ingest_pb2.ListSourcesRequest(page={"page_size": 1}), ctx)
     assert [s.name for s in page.sources] == ["card_transactions"] and page.page.next_page_token
     rest = await api.ListSources(ingest_pb2.ListSourcesRequest(page={"page_token": page.page.next_page_token}), ctx)

@@ -1,4 +1,4 @@
-"""Source definitions: the packaged file loads, overrides apply, inconsistent definitions are refused."""
+"""Source definitions: a sources file loads, overrides apply, inconsistent definitions are refused."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import pytest
 import yaml
 
 from aimesh.api.ingest.v1 import ingest_pb2
-from aimesh.ingest.sources import SourceDefinition, load_sources
+from aimesh.ingest.sources import SourceDefinition, load_sources, parse_sources_yaml
+
+SOURCES_FILE = Path(__file__).parent / "fixtures" / "sources.yaml"
 
 
-def test_packaged_definitions_match_the_scenario_contract() -> None:
-    sources = {s.name: s for s in load_sources()}
+def test_a_sources_file_loads_with_its_roles_rules_and_pii_tokens() -> None:
+    sources = {s.name: s for s in load_sources(SOURCES_FILE)}
 
     assert sources["card_transactions"].topic == "bank.card-transactions"
     assert sources["chargebacks"].topic == "bank.chargebacks"
@@ -26,10 +28,10 @@ def test_packaged_definitions_match_the_scenario_contract() -> None:
 
 
 def test_topic_overrides_replace_the_upstream_topic() -> None:
-    sources = load_sources(topic_overrides={"chargebacks": "test.cb"})
+    sources = load_sources(SOURCES_FILE, topic_overrides={"chargebacks": "test.cb"})
     assert {s.name: s.topic for s in sources}["chargebacks"] == "test.cb"
     with pytest.raises(ValueError, match="unknown sources"):
-        load_sources(topic_overrides={"nope": "x"})
+        load_sources(SOURCES_FILE, topic_overrides={"nope": "x"})
 
 
 @pytest.mark.parametrize(
@@ -42,7 +44,7 @@ def test_topic_overrides_replace_the_upstream_topic() -> None:
     ],
 )
 def test_inconsistent_definitions_are_refused(tmp_path: Path, change: dict[str, object], error: str) -> None:
-    document = {"sources": [s.model_dump(mode="json") for s in load_sources()]}
+    document = {"sources": [s.model_dump(mode="json") for s in load_sources(SOURCES_FILE)]}
     document["sources"][0].update(change)
     path = tmp_path / "sources.yaml"
     path.write_text(yaml.safe_dump(document))
@@ -51,11 +53,20 @@ def test_inconsistent_definitions_are_refused(tmp_path: Path, change: dict[str, 
 
 
 def test_definitions_round_trip_through_the_proto_and_push_only_sources_get_a_push_topic() -> None:
-    for source in load_sources():
+    for source in load_sources(SOURCES_FILE):
         assert SourceDefinition.from_proto(source.to_proto()) == source
-    push_only = load_sources()[1].model_copy(update={"topic": ""})
+    push_only = load_sources(SOURCES_FILE)[1].model_copy(update={"topic": ""})
     assert push_only.intake_topic == "aimesh.ingest.push.chargebacks.v1"
-    unset = load_sources()[1].to_proto()
+    unset = load_sources(SOURCES_FILE)[1].to_proto()
     unset.format = ingest_pb2.SOURCE_FORMAT_UNSPECIFIED
     with pytest.raises(ValueError, match="format must be set"):
         SourceDefinition.from_proto(unset)
+
+
+def test_a_document_that_is_no_yaml_or_has_two_sources_on_one_topic_is_refused() -> None:
+    with pytest.raises(ValueError, match="not valid YAML"):
+        parse_sources_yaml("sources: [unclosed")
+    text = SOURCES_FILE.read_text().replace("topic: bank.chargebacks", "topic: bank.card-transactions")
+    with pytest.raises(ValueError, match="two sources read the same topic"):
+        parse_sources_yaml(text)
+    assert [s.name for s in parse_sources_yaml(SOURCES_FILE.read_text())] == ["card_transactions", "chargebacks"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from pathlib import Path
 
 import orjson
 import pytest
@@ -14,9 +15,11 @@ from aimesh.ingest.pii import Tokenizer
 from aimesh.ingest.sources import load_sources
 from aimesh.ingest.validation import Rejection, Validator, ValidRecord
 
+SOURCES_FILE = Path(__file__).parent / "fixtures" / "sources.yaml"
+
 SECRET = "unit-test-secret"
 PAN = "4111111111111111"
-SOURCES = {s.name: s for s in load_sources()}
+SOURCES = {s.name: s for s in load_sources(SOURCES_FILE)}
 
 
 def transaction(**changes: object) -> dict[str, object]:

@@ -5,7 +5,10 @@ Kafka transaction of this replica's ``TransactionalProducer`` (``INGEST_TRANSACT
 canonical and DLQ records and its offsets commit together, after its event ids are claimed in the
 seen-events table and its lake files are durable (see ``aimesh.ingest.pipeline``). The gRPC API
 (``aimesh.ingest.api``) serves the push intake and the source registry, which is kept in the same
-database and updated from the sources file at start (``open_registry``).
+database. The service ships no source definitions: they are registered at runtime (``RegisterSource``,
+``aimesh ingest apply FILE``), or from the optional ``INGEST_SOURCES_FILE`` at start (``open_registry``).
+The consumer's subscription follows the source catalog (``aimesh.ingest.catalog``), so a source
+registered on any replica is consumed by every replica without a restart.
 """
 
 from __future__ import annotations
@@ -48,16 +51,21 @@ made the send loop wait for a round trip every ~40 canonical records)."""
 
 
 async def open_registry(settings: IngestSettings, engine: AsyncEngine) -> SourceRegistry:
-    """The source registry of the (migrated) database, with the sources file applied to it.
+    """The source registry of the (migrated) database, with ``INGEST_SOURCES_FILE`` applied to it if set.
 
     A definition in the file that differs from the stored one is registered as a new version through
-    the compatibility check. Raises ``ValueError`` when the file is invalid or one of its definitions
-    would break existing consumers (naming the source and every reason): the service must not start.
+    the compatibility check; without a file the registry is used as stored (empty on a new database).
+    Raises ``ValueError`` (``OSError`` when it cannot be read) when the file is invalid or one of its
+    definitions would break existing consumers (naming the source and every reason): the service must
+    not start.
     """
     registry = SourceRegistry(engine)
-    file = settings.sources_file or "the packaged sources.yaml"
+    file = settings.sources_file
+    if file is None:
+        log.info("no INGEST_SOURCES_FILE: serving the sources stored in the registry (register more at runtime)")
+        return registry
     try:
-        stored = await registry.apply(load_sources(settings.sources_file))
+        stored = await registry.apply(load_sources(file))
     except FailedPrecondition as exc:
         raise ValueError(f"{file} is refused: {exc.message}") from exc
     for entry in stored:
@@ -69,8 +77,8 @@ async def open_registry(settings: IngestSettings, engine: AsyncEngine) -> Source
 
 
 async def open_catalog(settings: IngestSettings, registry: SourceRegistry) -> SourceCatalog:
-    """The current source versions with the deployment's topic overrides; raises ``ValueError`` for a
-    bad override."""
+    """The current source versions with the deployment's topic overrides (an override of a source not
+    registered yet applies once it is); raises what the registry raised."""
     secret = settings.pii_secret.get_secret_value()
     if secret == DEV_PII_SECRET:
         log.warning("INGEST_PII_SECRET is not set: PII tokens use the development secret; set it in production")
@@ -81,6 +89,15 @@ async def open_catalog(settings: IngestSettings, registry: SourceRegistry) -> So
         max_payload_bytes=settings.max_payload_bytes,
     )
     await catalog.refresh()
+    log.info(
+        "source catalog loaded",
+        extra={"ingest.sources": catalog.names, "ingest.topics": list(catalog.topics)},
+    )
+    if catalog.pending_overrides:
+        log.info(
+            "topic overrides wait for their sources to be registered",
+            extra={"ingest.sources": catalog.pending_overrides},
+        )
     return catalog
 
 
@@ -122,13 +139,15 @@ def build_consumer(
 ) -> EventConsumer:
     """The upstream consumer, one partition batch at a time (at most ``max_batch`` records).
 
-    With ``transactions`` (the producer ``pipeline`` sends through) each batch's records and offsets
-    commit in one Kafka transaction; without, offsets are committed after each batch's effects are durable.
+    It reads the intake topics of the pipeline's catalog as they are before each poll, so sources
+    registered while it runs are subscribed to without a restart (from their earliest offset). With
+    ``transactions`` (the producer ``pipeline`` sends through) each batch's records and offsets commit in
+    one Kafka transaction; without, offsets are committed after each batch's effects are durable.
     """
     return EventConsumer(
         settings.kafka_bootstrap,
         group_id=settings.group_id,
-        topics=pipeline.topics,
+        topics_provider=lambda: pipeline.topics,
         batch_handler=pipeline.handle_batch,
         transactions=transactions,
         service=settings.service_name,

@@ -6,9 +6,15 @@ and validator. It holds an in-memory snapshot (lookups are dictionary reads, saf
 ``run()`` refreshes every few seconds so the versions other replicas stored are picked up too.
 Validators are rebuilt only for sources whose version changed.
 
-Deployment topic overrides (``INGEST_SOURCE_TOPICS``) are applied here, never stored in the registry.
-A source registered while the service runs is validated and pushable at once, but its upstream topic
-is consumed only after a restart (the consumer's subscription is fixed at start).
+Deployment topic overrides (``INGEST_SOURCE_TOPICS``) are applied here, never stored in the registry;
+an override may name a source that is not registered yet and applies once it is.
+
+Runtime onboarding: ``topics`` is the ingest consumer's topics provider (``EventConsumer(topics_provider=)``),
+asked before every poll. A source registered (or updated) through this replica is validated, pushable
+and subscribed to at once; one registered through another replica after this replica's next refresh,
+so within ``INGEST_REGISTRY_REFRESH_SECONDS``, plus the consumer group's rebalance. A new intake topic
+is read from its earliest offset (the group has none committed), so a record ``IngestService.Publish``
+accepted for a source this replica knows reaches the canonical topic and the lake.
 """
 
 from __future__ import annotations
@@ -61,15 +67,14 @@ class SourceCatalog:
         self._max_payload_bytes = max_payload_bytes
         self._by_name: dict[str, ActiveSource] = {}
         self._by_topic: dict[str, ActiveSource] = {}
+        self._topics: tuple[str, ...] = ()
         self._periodic = PeriodicRefresh(
             self.refresh, lambda: "source registry refresh failed; keeping the current versions", log
         )
 
     async def refresh(self) -> None:
-        """Load the registry's current versions; raises ``ValueError`` when an override names no source."""
+        """Load the registry's current versions; raises what the registry raised (nothing changes then)."""
         stored = await self._registry.current()
-        if unknown := set(self._overrides) - {s.definition.name for s in stored}:
-            raise ValueError(f"topic overrides name unknown sources: {sorted(unknown)}")
         by_name: dict[str, ActiveSource] = {}
         for entry in stored:
             definition = entry.definition
@@ -79,15 +84,33 @@ class SourceCatalog:
             if known is not None and known.definition == definition:
                 by_name[definition.name] = known
                 continue
-            if known is not None:
-                log.info(
-                    "source updated",
-                    extra={"ingest.source": definition.name, "ingest.version": definition.version},
-                )
+            log.info(
+                "source updated" if known is not None else "source added",
+                extra={
+                    "ingest.source": definition.name,
+                    "ingest.version": definition.version,
+                    "ingest.topic": definition.intake_topic,
+                },
+            )
             validator = Validator(definition, self._tokenizer, max_payload_bytes=self._max_payload_bytes)
             by_name[definition.name] = ActiveSource(definition, validator)
+        by_topic: dict[str, ActiveSource] = {}
+        for active in by_name.values():
+            topic = active.definition.intake_topic
+            if (other := by_topic.get(topic)) is not None:
+                log.error(
+                    "two sources read the same topic; keeping the first (fix INGEST_SOURCE_TOPICS)",
+                    extra={
+                        "ingest.topic": topic,
+                        "ingest.source": active.definition.name,
+                        "ingest.kept": other.definition.name,
+                    },
+                )
+                continue
+            by_topic[topic] = active
         self._by_name = by_name
-        self._by_topic = {a.definition.intake_topic: a for a in by_name.values()}
+        self._by_topic = by_topic
+        self._topics = tuple(sorted(by_topic))
 
     def current(self, source: str) -> ActiveSource:
         """The current version of ``source``; raises ``NotFound`` naming the known sources."""
@@ -101,9 +124,19 @@ class SourceCatalog:
         return self._by_topic.get(topic)
 
     @property
-    def topics(self) -> list[str]:
-        """The intake topics of every source (what the ingest consumer subscribes to)."""
-        return sorted(self._by_topic)
+    def topics(self) -> tuple[str, ...]:
+        """The intake topics of every source, sorted: the ingest consumer's topics provider (a snapshot read)."""
+        return self._topics
+
+    @property
+    def names(self) -> list[str]:
+        """The names of every current source, sorted."""
+        return sorted(self._by_name)
+
+    @property
+    def pending_overrides(self) -> list[str]:
+        """Sources named in the topic overrides that are not registered (yet)."""
+        return sorted(set(self._overrides) - set(self._by_name))
 
     async def run(self, interval_s: float) -> None:
         """Refresh every ``interval_s`` seconds until ``stop()``; a failed refresh is logged and retried."""

@@ -122,8 +122,9 @@ class IngestPipeline:
         self._seen = SeenEvents(dedupe_capacity, seen_store)
 
     @property
-    def topics(self) -> list[str]:
-        """The upstream topics to consume: the intake topic of every source in the catalog."""
+    def topics(self) -> tuple[str, ...]:
+        """The upstream topics to consume now: the intake topic of every source in the catalog (see
+        ``aimesh.ingest.catalog``: it changes while the service runs)."""
         return self._catalog.topics
 
     async def handle_batch(self, events: Sequence[Event]) -> BatchResult:

@@ -2,7 +2,9 @@
 
 Versions are append-only rows ``(name, version) -> definition``; the latest is the current one. A new
 version is stored only when it differs from the latest one and passes
-``aimesh.ingest.compatibility.breaking_changes``. Several replicas may register at once: the primary
+``aimesh.ingest.compatibility.breaking_changes``; registering the latest definition again is a no-op
+(``changed`` false), so applying the same sources file twice changes nothing. A new source may not
+read a topic another source reads. Several replicas may register at once: the primary
 key makes one of two racing writers fail, which then re-reads and reports the winner's version or
 refuses (``FailedPrecondition``) when the winner stored something else.
 """
@@ -42,7 +44,8 @@ class SourceRegistry:
         """Store ``definition`` as the next version of its source unless it equals the latest one.
 
         Returns the stored (or unchanged latest) version and whether a new one was stored. Raises
-        ``FailedPrecondition`` naming every reason when the change would break existing consumers.
+        ``FailedPrecondition`` naming every reason when the change would break existing consumers, or
+        when a new source's intake topic is already read by another source.
         """
         try:
             async with self._engine.begin() as conn:
@@ -82,22 +85,8 @@ class SourceRegistry:
 
     async def current(self) -> list[StoredSource]:
         """The latest version of every source, ordered by name."""
-        newest = (
-            select(source_versions.c.name, func.max(source_versions.c.version).label("version"))
-            .group_by(source_versions.c.name)
-            .subquery()
-        )
-        query = (
-            select(source_versions)
-            .join(
-                newest,
-                (source_versions.c.name == newest.c.name) & (source_versions.c.version == newest.c.version),
-            )
-            .order_by(source_versions.c.name)
-        )
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [_stored(row) for row in rows]
+            return await _current(conn)
 
     async def _register(self, conn: AsyncConnection, definition: SourceDefinition) -> tuple[StoredSource, bool]:
         latest = await _latest(conn, definition.name)
@@ -111,6 +100,12 @@ class SourceRegistry:
                     f"consumers: {'; '.join(reasons)}"
                 )
             version = latest.definition.version + 1
+        else:
+            topic = definition.intake_topic
+            if clash := next((s for s in await _current(conn) if s.definition.intake_topic == topic), None):
+                raise FailedPrecondition(
+                    f"source {definition.name}: topic {topic} is already read by source {clash.definition.name}"
+                )
         stored = StoredSource(definition.model_copy(update={"version": version}), datetime.now(UTC))
         await conn.execute(
             source_versions.insert().values(
@@ -125,6 +120,24 @@ class SourceRegistry:
 
 def _content(definition: SourceDefinition) -> dict[str, Any]:
     return definition.model_dump(mode="json", exclude={"version"})
+
+
+async def _current(conn: AsyncConnection) -> list[StoredSource]:
+    newest = (
+        select(source_versions.c.name, func.max(source_versions.c.version).label("version"))
+        .group_by(source_versions.c.name)
+        .subquery()
+    )
+    query = (
+        select(source_versions)
+        .join(
+            newest,
+            (source_versions.c.name == newest.c.name) & (source_versions.c.version == newest.c.version),
+        )
+        .order_by(source_versions.c.name)
+    )
+    rows = (await conn.execute(query)).mappings().all()
+    return [_stored(row) for row in rows]
 
 
 async def _latest(conn: AsyncConnection, name: str) -> StoredSource | None:

@@ -173,8 +173,8 @@ async def _resubmit(sender: RawSender, topic: str, letter: events_pb2.DeadLetter
 
 
 async def intake_topics(settings: IngestSettings) -> dict[str, str]:
-    """Source name -> intake topic: the registry's current versions (the sources file when the database
-    has none yet), with the deployment's topic overrides."""
+    """Source name -> intake topic: the registry's current versions (``INGEST_SOURCES_FILE``, if set, when
+    the database cannot be read or holds none yet), with the deployment's topic overrides."""
     engine = create_engine(settings.sqlalchemy_url())
     try:
         stored = [s.definition for s in await SourceRegistry(engine).current()]
@@ -182,8 +182,9 @@ async def intake_topics(settings: IngestSettings) -> dict[str, str]:
         stored = []
     finally:
         await engine.dispose()
-    definitions = stored or list(load_sources(settings.sources_file))
-    topics = {d.name: d.intake_topic for d in definitions}
+    if not stored and settings.sources_file is not None:
+        stored = list(load_sources(settings.sources_file))
+    topics = {d.name: d.intake_topic for d in stored}
     return topics | {name: topic for name, topic in settings.source_topics.items() if name in topics}
 
 

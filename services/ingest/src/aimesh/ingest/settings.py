@@ -21,18 +21,22 @@ class IngestSettings(ServiceSettings):
     grpc_port: int = 50051
     admin_port: int = 8081
     sources_file: Path | None = Field(
-        default=None, description="YAML file of source definitions; default the one shipped with aimesh.ingest."
+        default=None,
+        description="Source definitions (YAML) applied at start; unset: none (ingest ships no definitions: register "
+        "a pack's with `aimesh ingest apply FILE` or RegisterSource, consumed without a restart).",
     )
     source_topics: dict[str, str] = Field(
         default_factory=dict,
-        description='Upstream topic per source name, overriding the definitions (JSON, e.g. {"chargebacks": "x"}).',
+        description="Upstream topic per source name, overriding the definitions, also of sources registered later "
+        '(JSON, e.g. {"orders": "shop.orders"}).',
     )
     records_topic: str = Field(default=INGEST_RECORDS, description="Where canonical records are published.")
     dlq_topic: str = Field(default=INGEST_DLQ, description="Where rejected records are dead-lettered.")
     lake_dir: Path | None = Field(default=None, description="Root of the Parquet lake; default <data_dir>/lake.")
     pii_secret: SecretStr = Field(
         default=SecretStr(DEV_PII_SECRET),
-        description="HMAC-SHA256 key that tokenises PII fields (card_number -> card_token). Set it in production.",
+        description="HMAC-SHA256 key that tokenises PII fields (a source's pii_token_fields, e.g. email -> "
+        "email_token). Set it in production.",
     )
     dedupe_capacity: int = Field(
         default=200_000, ge=0, description="Event ids cached in front of the seen-events table (upstream duplicates)."

@@ -1,17 +1,18 @@
 """Source definitions as data: which upstream topic carries which source, and how to validate it.
 
-The definitions ship with the package (``sources.yaml``) and can be replaced by a file named in
-``INGEST_SOURCES_FILE``. ``load_sources`` checks them (``ValueError`` on a bad file); at start the
-service applies them to its registry (``aimesh.ingest.registry``), which also takes new versions over
-gRPC. A source without an upstream topic is push-only: ``IngestService.Publish`` produces its records
-to ``push_topic(name)``, which the ingest consumer reads like any upstream topic.
+ingest ships no definitions: a use case brings them as a YAML document (``sources:`` list), registered
+at runtime through ``IngestService.RegisterSource`` (``aimesh.ingest.operations.apply_sources``, the
+``aimesh ingest apply FILE`` command) or applied at start from the optional ``INGEST_SOURCES_FILE``.
+``parse_sources`` / ``load_sources`` check a document (``ValueError`` when it is invalid); the registry
+(``aimesh.ingest.registry``) versions what is registered. A source without an upstream topic is
+push-only: ``IngestService.Publish`` produces its records to ``push_topic(name)``, which the ingest
+consumer reads like any upstream topic.
 """
 
 from __future__ import annotations
 
 import re
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from typing import Any, Self
 
@@ -231,16 +232,22 @@ def parse_sources(document: Any) -> tuple[SourceDefinition, ...]:
     return sources
 
 
-def load_sources(
-    path: Path | None = None, topic_overrides: dict[str, str] | None = None
-) -> tuple[SourceDefinition, ...]:
-    """Read and check the definitions (the packaged ``sources.yaml`` when ``path`` is None).
+def parse_sources_yaml(document: str) -> tuple[SourceDefinition, ...]:
+    """Definitions from the text of a sources file; raises ``ValueError`` when it is no valid YAML or invalid."""
+    try:
+        parsed = yaml.safe_load(document)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML: {exc}") from exc
+    return parse_sources(parsed)
+
+
+def load_sources(path: Path, topic_overrides: dict[str, str] | None = None) -> tuple[SourceDefinition, ...]:
+    """Read and check the definitions of the sources file ``path``.
 
     ``topic_overrides`` maps source names to the upstream topic to read instead; naming an unknown
-    source raises ``ValueError``.
+    source raises ``ValueError``, as does an invalid file (``OSError`` when it cannot be read).
     """
-    text = path.read_text("utf-8") if path else resources.files(__package__).joinpath("sources.yaml").read_text("utf-8")
-    sources = parse_sources(yaml.safe_load(text))
+    sources = parse_sources_yaml(path.read_text("utf-8"))
     overrides = dict(topic_overrides or {})
     if unknown := set(overrides) - {s.name for s in sources}:
         raise ValueError(f"topic overrides name unknown sources: {sorted(unknown)}")
