@@ -143,6 +143,7 @@ feature_views:
   - name: a
     entity: card
     source: s
+    ttl: 1d
     features: [{name: spend, aggregation: sum, field: amount}]
   - name: b
     entity: card

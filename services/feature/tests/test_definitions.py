@@ -13,7 +13,7 @@ from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import AimeshError, FailedPrecondition, InvalidArgument, NotFound
 from aimesh.feature.definition_store import Action
-from aimesh.feature.definitions import FeatureRepo, load_file, parse_yaml, to_yaml
+from aimesh.feature.definitions import FeatureRepo, FeatureSpec, load_file, parse_yaml, to_yaml
 from aimesh.feature.registry import Registry
 from aimesh.feature.service import FeatureStore
 from aimesh.feature.settings import FeatureSettings
@@ -248,3 +248,95 @@ async def test_a_store_started_without_a_definitions_file_serves_nothing(
         assert await features.backfill_pending() == []
     finally:
         await features.stop()
+
+
+def _view(features: str, ttl: str = "") -> str:
+    return f"feature_views: [{{name: v, entity: card, source: s, {ttl}features: [{features}]}}]"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_view("{name: f, aggregation: count, window: 0s}"), "feature_views[0].features[0].window: must be positive"),
+        (_view("{name: f, aggregation: count, window: 0}"), "feature_views[0].features[0].window: must be positive"),
+        (_view("{name: f, aggregation: count, window: 1h}", "ttl: 0d, "), "feature_views[0].ttl: must be positive"),
+        (_view("{name: f, aggregation: count, window: -60}"), "feature_views[0].features[0].window: must be positive"),
+        (
+            _view("{name: f, aggregation: seconds_since_last, window: 0m}"),
+            "feature_views[0].features[0].window: must be positive",
+        ),
+        (
+            _view("{name: f, aggregation: count, window: 0.5}"),
+            "feature_views[0].features[0].window: must be a whole number of seconds, got 0.5s",
+        ),
+        (_view("{name: f, aggregation: last, field: x}", "ttl: 90.25, "), "feature_views[0].ttl: must be a whole"),
+        (
+            _view("{name: f, aggregation: count, window: 999999999d}"),
+            "feature_views[0].features[0].window: must be at most 36500d",
+        ),
+        (_view("{name: f, aggregation: count, window: 1.0e+300}"), "feature_views[0].features[0].window: duration of"),
+        *(
+            (
+                _view(f"{{name: ok, aggregation: last, field: x}}, {{name: f, aggregation: {agg}, field: x}}"),
+                f"feature_views[0].features[1].window: aggregation {agg} without a window reads the view's retained "
+                "history, and view v keeps only each entity's newest event",
+            )
+            for agg in ("count", "sum", "mean", "min", "max", "distinct_count")
+        ),
+    ],
+)
+def test_definitions_that_would_leave_a_feature_without_history_are_refused(text: str, message: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        parse_yaml(text)
+    assert message in err.value.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _view("{name: f, aggregation: last, field: x}"),  # newest only: last, seconds_since_last, is_new need no more
+        _view("{name: f, aggregation: seconds_since_last, window: 1d}, {name: g, aggregation: is_new, field: x}"),
+        _view("{name: f, aggregation: count}", "ttl: 1d, "),  # the retained history is the ttl's
+        _view("{name: f, aggregation: count}, {name: g, aggregation: sum, field: x, window: 1h}"),  # the window's
+        _view("{name: f, aggregation: count, window: 1}"),
+    ],
+)
+def test_definitions_whose_features_can_see_history_are_accepted(text: str) -> None:
+    parse_yaml(text)
+
+
+async def test_apply_refuses_them_too_for_repos_built_in_code_and_for_typed_messages(features: FeatureStore) -> None:
+    valid = parse_yaml(
+        "feature_views: [{name: v, entity: card, source: s, features: [{name: f, aggregation: last, field: x}]}]"
+    )
+    view = valid.feature_views[0]
+    degenerate = FeatureRepo(
+        feature_views=[
+            view.model_copy(update={"features": [*view.features, FeatureSpec(name="n", aggregation="count")]})
+        ]
+    )
+    with pytest.raises(InvalidArgument, match=r"feature_views\[0\]\.features\[1\]\.window: aggregation count without"):
+        await features.apply(degenerate, True)
+    api = features.api()
+    typed = feature_pb2.ApplyDefinitionsRequest(
+        feature_views=[
+            feature_pb2.FeatureView(
+                name="v",
+                entity="card",
+                source="card_transactions",
+                features=[feature_pb2.Feature(name="n", aggregation=feature_pb2.AGGREGATION_COUNT)],
+            )
+        ]
+    )
+    typed.feature_views[0].features[0].window.FromMilliseconds(500)  # was truncated to "0s" and stored
+    with pytest.raises(InvalidArgument, match=r"features\[0\]\.window: must be a whole number of seconds, got 0.5s"):
+        await api.ApplyDefinitions(typed, None)  # type: ignore[arg-type]
+    typed.feature_views[0].features[0].window.FromMilliseconds(1500)  # was truncated to 1 s
+    with pytest.raises(InvalidArgument, match=r"got 1\.5s"):
+        await api.ApplyDefinitions(typed, None)  # type: ignore[arg-type]
+    typed.feature_views[0].features[0].ClearField("window")
+    with pytest.raises(InvalidArgument, match="without a window"):
+        await api.ApplyDefinitions(typed, None)  # type: ignore[arg-type]
+    typed.feature_views[0].ttl.FromSeconds(3600)
+    done = await api.ApplyDefinitions(typed, None)  # type: ignore[arg-type]
+    assert done.changes[0].action == feature_pb2.CHANGE_ACTION_CREATED

@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
 
 from aimesh.core.errors import InvalidArgument
 from aimesh.feature.expressions import Expression, ExpressionError
@@ -49,10 +58,17 @@ def parse_duration(value: Any) -> Any:
         match = _DURATION.match(value)
         if not match:
             raise ValueError(f"invalid duration {value!r}: use <integer><unit> with unit s, m, h or d (e.g. 24h)")
-        return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+        return _timedelta(int(match.group(1)) * _UNITS[match.group(2)])
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        return _timedelta(value)
     return value
+
+
+def _timedelta(seconds: float) -> timedelta:
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError as exc:
+        raise ValueError(f"duration of {seconds:g}s is out of range") from exc
 
 
 def format_duration(value: timedelta) -> str:
@@ -64,15 +80,29 @@ def format_duration(value: timedelta) -> str:
     return f"{seconds}s"
 
 
-def _positive(value: timedelta) -> timedelta:
+MAX_DURATION = timedelta(days=36500)
+"""The longest window or ttl (100 years; event times are int64 microseconds)."""
+
+
+def _usable(value: timedelta) -> timedelta:
+    """A window or ttl that can keep a feature defined: positive (a window or ttl of 0 sees no event, so its
+    feature would always be MISSING), whole seconds (what is stored) and at most ``MAX_DURATION``."""
     if value <= timedelta(0):
-        raise ValueError("must be positive")
+        raise ValueError(
+            f"must be positive, got {value.total_seconds():g}s (a window of 0 holds no event, a ttl of 0 "
+            "expires every value)"
+        )
+    if value % timedelta(seconds=1):
+        raise ValueError(f"must be a whole number of seconds, got {value.total_seconds():g}s")
+    if value > MAX_DURATION:
+        raise ValueError(f"must be at most {format_duration(MAX_DURATION)}")
     return value
 
 
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
+    AfterValidator(_usable),
     PlainSerializer(format_duration, return_type=str),
 ]
 Name = Annotated[str, Field(pattern=_NAME, max_length=100)]
@@ -133,10 +163,8 @@ class FeatureSpec(_Model):
         agg = self.aggregation
         if agg in NEEDS_FIELD and not self.field:
             raise ValueError(f"aggregation {agg.value} needs a field")
-        if self.window is not None:
-            _positive(self.window)
-            if agg not in WINDOWED | {Aggregation.SECONDS_SINCE_LAST}:
-                raise ValueError(f"aggregation {agg.value} takes no window")
+        if self.window is not None and agg not in WINDOWED | {Aggregation.SECONDS_SINCE_LAST}:
+            raise ValueError(f"aggregation {agg.value} takes no window")
         if agg is Aggregation.SECONDS_SINCE_LAST and self.window is None:
             raise ValueError("aggregation seconds_since_last needs a window (the cap)")
         if agg is Aggregation.ON_DEMAND:
@@ -202,8 +230,6 @@ class FeatureViewSpec(_Model):
     def _consistent(self) -> FeatureViewSpec:
         _unique("features", [f.name for f in self.features])
         _unique("transformations", [t.name for t in self.transformations])
-        if self.ttl is not None:
-            _positive(self.ttl)
         on_demand = [f.name for f in self.features if f.aggregation is Aggregation.ON_DEMAND]
         if self.source == REQUEST_SOURCE:
             if len(on_demand) != len(self.features) or self.transformations:
@@ -320,8 +346,9 @@ def parse_repo(document: Mapping[str, Any] | None) -> FeatureRepo:
     """Validate a definitions document; raises InvalidArgument naming every problem by its path.
 
     Once every definition is valid on its own, the document is refused (InvalidArgument naming the
-    expression's path) when an on-demand expression names a feature that several of its stream-fed
-    views define: the bare name would be ambiguous.
+    path) when an on-demand expression names a feature that several of its stream-fed views define (the
+    bare name would be ambiguous), or when a feature could never see the history it aggregates (see
+    ``_history_too_short``).
     """
     try:
         repo = FeatureRepo.model_validate(document or {})
@@ -332,8 +359,8 @@ def parse_repo(document: Mapping[str, Any] | None) -> FeatureRepo:
             message = str(error["msg"]).removeprefix("Value error, ")
             problems.append(f"{error_path(loc) or '<document>'}: {message}")
         raise InvalidArgument("invalid feature definitions: " + "; ".join(problems)) from exc
-    if ambiguous := _ambiguous_names(repo, repo):
-        raise InvalidArgument("invalid feature definitions: " + "; ".join(ambiguous))
+    if problems := _ambiguous_names(repo, repo) + _history_too_short(repo):
+        raise InvalidArgument("invalid feature definitions: " + "; ".join(problems))
     return repo
 
 
@@ -362,7 +389,8 @@ def check_references(request: FeatureRepo, merged: FeatureRepo) -> None:
     """Check that ``request``'s definitions refer only to things in ``merged`` (request over the registry).
 
     Raises InvalidArgument naming the request path: unknown entity of a view, unknown view / feature
-    in a service, unresolvable name in an on-demand expression.
+    in a service, ambiguous name in an on-demand expression, a feature without the history it needs
+    (``_history_too_short``; checked here too for repos not built by ``parse_repo``).
     """
     entities = {e.name for e in merged.entities}
     views = {v.name: v for v in merged.feature_views}
@@ -372,7 +400,7 @@ def check_references(request: FeatureRepo, merged: FeatureRepo) -> None:
             problems.append(
                 f"feature_views[{i}].entity: unknown entity {view.entity!r}; known: {', '.join(sorted(entities))}"
             )
-    problems += _ambiguous_names(request, merged)
+    problems += _ambiguous_names(request, merged) + _history_too_short(request)
     for i, service in enumerate(request.feature_services):
         for j, ref in enumerate(service.features):
             view_name, feature_name = ref.split(":")
@@ -414,4 +442,28 @@ def _ambiguous_names(request: FeatureRepo, universe: FeatureRepo) -> list[str]:
                     problems.append(
                         f"feature_views[{i}].features[{j}].expression: {name!r} is ambiguous ({', '.join(hits)})"
                     )
+    return problems
+
+
+def _history_too_short(request: FeatureRepo) -> list[str]:
+    """Problems, by ``request`` path, of features whose view's retention leaves them nothing to aggregate.
+
+    A windowed aggregation without a window reads the whole retained history; in a view with neither a
+    ttl nor a windowed feature (``FeatureViewSpec.newest_only``) that is the newest event alone, so a
+    count would be 1 and a mean the newest value, whatever the entity did before. Windows and ttls of 0
+    are refused by the definitions themselves (``Duration``). Not checked when the registry loads stored
+    versions, so definitions stored before this rule still load.
+    """
+    problems = []
+    for i, view in enumerate(request.feature_views):
+        if view.on_demand or not view.newest_only:
+            continue
+        for j, feature in enumerate(view.features):
+            if feature.aggregation in WINDOWED and feature.window is None:
+                problems.append(
+                    f"feature_views[{i}].features[{j}].window: aggregation {feature.aggregation.value} without a "
+                    f"window reads the view's retained history, and view {view.name} keeps only each entity's "
+                    "newest event (it has neither a ttl nor a windowed feature): give the feature a window or "
+                    "the view a ttl"
+                )
     return problems

@@ -15,7 +15,6 @@ from aimesh.feature.definitions import (
     Aggregation,
     FeatureRepo,
     FeatureViewSpec,
-    format_duration,
     parse_repo,
     parse_yaml,
 )
@@ -70,8 +69,9 @@ def view_to_proto(view: FeatureViewSpec, version: int) -> feature_pb2.FeatureVie
     )
 
 
-def _seconds(duration: Duration, present: bool) -> str | None:
-    return format_duration(duration.ToTimedelta()) if present else None
+def _timedelta(duration: Duration, present: bool) -> timedelta | None:
+    """The duration as given (validated by the definitions: whole seconds, positive), None when unset."""
+    return duration.ToTimedelta() if present else None
 
 
 def _feature_dict(f: feature_pb2.Feature) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def _feature_dict(f: feature_pb2.Feature) -> dict[str, Any]:
     if f.source_field:
         out["field"] = f.source_field
     if f.HasField("window"):
-        out["window"] = _seconds(f.window, True)
+        out["window"] = _timedelta(f.window, True)
     if f.expression:
         out["expression"] = f.expression
     if f.description:
@@ -109,7 +109,7 @@ def repo_from_request(request: feature_pb2.ApplyDefinitionsRequest) -> FeatureRe
                 "name": v.name,
                 "entity": v.entity,
                 "source": v.source,
-                "ttl": _seconds(v.ttl, v.HasField("ttl")),
+                "ttl": _timedelta(v.ttl, v.HasField("ttl")),
                 "features": [_feature_dict(f) for f in v.features],
                 "transformations": [{"name": t.name, "expression": t.expression} for t in v.transformations],
                 "description": v.description,
