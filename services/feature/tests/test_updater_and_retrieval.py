@@ -239,3 +239,40 @@ async def test_single_entity_shorthand_serves_card_features(features: FeatureSto
     assert [v.value.double_value for v in response.rows[0].values] == [7.0, 1.0]
     assert response.rows[0].values[0].event_time.ToMicroseconds() == T0
     assert response.rows[1].values[0].status == feature_pb2.FEATURE_STATUS_MISSING
+
+
+async def test_present_values_carry_the_time_of_the_newest_event_behind_them(
+    features: FeatureStore, write_lake: Callable[[Sequence[SourceRecord]], Path]
+) -> None:
+    txns = [
+        txn("a", T0, card="c1", customer="u1"),
+        txn("b", T0 + HOUR_US, card="c1", customer="u2"),
+        txn("c", T0 + 2 * HOUR_US, card="c9", customer="u1"),
+    ]
+    await apply(features, 0, list(enumerate(txns)))
+    lake_root = write_lake(txns)
+    at = T0 + 5 * HOUR_US
+    rows = [context_row(txn("probe", 0, card="c1", customer="u1"), at)]
+    online = await features.online.get(
+        feature_pb2.GetOnlineFeaturesRequest(feature_service="fraud_v1", entity_rows=rows)
+    )
+    offline = [
+        r
+        async for c in HistoricalRetrieval(lake_root, features.registry).stream(
+            feature_pb2.GetHistoricalFeaturesRequest(feature_service="fraud_v1", entity_rows=rows)
+        )
+        for r in c.rows
+    ]
+    assert list(online.rows[0].values) == list(offline[0].values)
+    values = dict(zip(online.feature_names, online.rows[0].values, strict=True))
+    assert {v.status for v in values.values()} == {feature_pb2.FEATURE_STATUS_PRESENT}
+    times = {name: v.event_time.ToMicroseconds() if v.HasField("event_time") else None for name, v in values.items()}
+    for name in FRAUD_V1_FEATURES:
+        if name.startswith("card_"):
+            assert times[name] == T0 + HOUR_US, name  # the card's newest event, also for a window it left
+        elif name.startswith("customer_"):
+            assert times[name] == T0 + 2 * HOUR_US, name
+    assert times["amount_to_card_mean_7d"] == T0 + HOUR_US  # its stream dependency's
+    assert times["amount"] is None and times["merchant_category_risk"] is None  # the request alone: no event
+    freshness = at - max(t for t in times.values() if t is not None)  # as inference computes it
+    assert freshness == 3 * HOUR_US

@@ -138,7 +138,13 @@ class HistoryCut:
 
 @dataclass(frozen=True)
 class FeatureVector:
-    """Values in the requested order (None: no value), the newest contributing event times and statuses."""
+    """Values in the requested order (None: no value), their event times and statuses.
+
+    A value's event time is the time of the newest event behind it: for a stream-fed feature the newest
+    event of the entity in the view that the lookup sees (what the ttl is judged by; also for a window
+    that event has left), for an on-demand feature the newest of its stream dependencies' times. None
+    when the value is MISSING, and for an on-demand value of the request context alone (no event).
+    """
 
     values: list[Scalar | None]
     event_times_us: list[int | None]
@@ -234,7 +240,7 @@ class FeaturePlan:
                     statuses[slot] = status
         for od in self.on_demand:
             values[od.slot], times[od.slot], statuses[od.slot] = _on_demand(
-                od, values, times, statuses, context=context, at_us=at_us
+                od, values, times, statuses, context=context
             )
         n = self.size
         return FeatureVector(values[:n], times[:n], statuses[:n])
@@ -300,7 +306,6 @@ def _on_demand(
     statuses: list[Status],
     *,
     context: RequestContext,
-    at_us: int,
 ) -> Result:
     env: dict[str, Scalar | None] = dict(context)
     for name, slot in od.deps:
@@ -310,7 +315,7 @@ def _on_demand(
     except ExpressionError as exc:
         raise InvalidArgument(f"on-demand feature {od.resolved.ref}: {exc}") from exc
     if not od.deps:
-        return value, at_us, Status.PRESENT  # a feature of the request alone is always present
+        return value, None, Status.PRESENT  # of the request alone: always present, and no stored event behind it
     dep_times = [t for _, slot in od.deps if (t := times[slot]) is not None]
     if not dep_times:
         return value, None, Status.MISSING
@@ -333,8 +338,9 @@ def compute_features(
     Windows are the open interval ``(at_us - window, at_us)``. A value is MISSING when the entity
     has no history in the view (windowed values then hold their default: counts and sums 0, mean 0)
     or when there is no value (min/max/last of nothing); EXPIRED when the entity's newest event is
-    older than the view's ttl at ``at_us``. Raises InvalidArgument when an on-demand expression fails.
-    The plan for ``features`` is built once per registry (``plan_for``).
+    older than the view's ttl at ``at_us``. Event times as ``FeatureVector`` says. Raises
+    InvalidArgument when an on-demand expression fails. The plan for ``features`` is built once per
+    registry (``plan_for``).
     """
     return plan_for(features, registry).compute(cuts, context, at_us)
 
