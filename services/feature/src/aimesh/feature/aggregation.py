@@ -313,6 +313,8 @@ def _on_demand(
     try:
         value = od.resolved.feature.compiled.evaluate(env)
     except ExpressionError as exc:
+        if any(values[slot] is None for _, slot in od.deps):
+            return None, None, Status.MISSING  # a stream feature it reads has no value (last of nothing ...)
         raise InvalidArgument(f"on-demand feature {od.resolved.ref}: {exc}") from exc
     if not od.deps:
         return value, None, Status.PRESENT  # of the request alone: always present, and no stored event behind it
@@ -338,9 +340,11 @@ def compute_features(
     Windows are the open interval ``(at_us - window, at_us)``. A value is MISSING when the entity
     has no history in the view (windowed values then hold their default: counts and sums 0, mean 0)
     or when there is no value (min/max/last of nothing); EXPIRED when the entity's newest event is
-    older than the view's ttl at ``at_us``. Event times as ``FeatureVector`` says. Raises
-    InvalidArgument when an on-demand expression fails. The plan for ``features`` is built once per
-    registry (``plan_for``).
+    older than the view's ttl at ``at_us``. Event times as ``FeatureVector`` says. An on-demand
+    value is MISSING when none of the stream features it reads has history, or when its expression
+    fails while one of them has no value; any other failure of an on-demand expression (a wrong type
+    in the request context, x/0 ...) raises InvalidArgument. The plan for ``features`` is built once
+    per registry (``plan_for``).
     """
     return plan_for(features, registry).compute(cuts, context, at_us)
 

@@ -3,6 +3,8 @@
 Python expression syntax restricted to arithmetic, comparisons, ``x if c else y``, ``and``/``or``/``not``,
 constants, tuples/lists/sets of constants (for ``in``) and the functions in ``FUNCTIONS``; every other
 node (attribute access, subscripts, lambdas, comprehensions ...) is refused when the text is parsed.
+Values are numbers, strings and bools: a bare name passes a string through (``segment``, or
+``str(code)`` for a number as a category).
 An expression is compiled once into nested closures, so evaluating it costs no parsing.
 """
 
@@ -27,6 +29,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min,
     "max": max,
     "float": float,
+    "str": str,
     "round": round,
 }
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
@@ -68,14 +71,19 @@ class Expression:
         self._eval = self._compile(tree.body)
         self.names = frozenset(self._names)
 
-    def evaluate(self, env: Env) -> Any:
-        """The value for ``env`` (name -> value); raises ExpressionError when a name is missing or it fails."""
+    def evaluate(self, env: Env) -> Scalar:
+        """The value for ``env`` (name -> value): a number, string or bool. Raises ExpressionError when a
+        name is missing, evaluating fails, or the result is something else (a tuple of constants, None)."""
         try:
-            return self._eval(env)
+            value = self._eval(env)
         except KeyError as exc:
             raise ExpressionError(f"{self.text!r}: {exc.args[0]!r} has no value") from exc
         except (ArithmeticError, TypeError, ValueError) as exc:
             raise ExpressionError(f"{self.text!r}: {exc}") from exc
+        if not isinstance(value, int | float | str | bool):
+            shown = "no value" if value is None else f"a {type(value).__name__}"
+            raise ExpressionError(f"{self.text!r} gives {shown}, not a number, string or bool")
+        return value
 
     def _compile(self, node: ast.expr) -> _Eval:  # noqa: PLR0911, PLR0912
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool):
