@@ -104,7 +104,6 @@ def mesh_environment(unique: str, grpc_ports: dict[str, int]) -> tuple[dict[str,
             "RUNS_TOPIC": topics["runs"],
             "REGISTRY_TOPIC": topics["registry"],
             "FEATURE_GRPC": feature,
-            "TRITON_MODEL_NAME": f"fraud_e2e_{unique}",
         },
         "inference": {
             "TOPICS": orjson.dumps([topics["registry"]]).decode(),
@@ -150,6 +149,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
             topics={Stream.TRANSACTIONS: topics["transactions"], Stream.CHARGEBACKS: topics["chargebacks"]},
             ingest_admin=f"http://127.0.0.1:{admin_ports['ingest']}",
             feature_admin=f"http://127.0.0.1:{admin_ports['feature']}",
+            ingest_grpc=f"127.0.0.1:{grpc_ports['ingest']}",
+            feature_grpc=f"127.0.0.1:{grpc_ports['feature']}",
             training_grpc=f"127.0.0.1:{grpc_ports['training']}",
             inference_grpc=f"127.0.0.1:{grpc_ports['inference']}",
             monitor_grpc=f"127.0.0.1:{grpc_ports['monitor']}",
@@ -164,7 +165,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
 @pytest.fixture(scope="module")
 def scenario_run(mesh: MeshUnderTest) -> tuple[Scenario, ScenarioSummary]:
     config = ScenarioConfig(
-        events=EVENTS, payments=PAYMENTS, seed=901, end=datetime.now(UTC) - timedelta(minutes=5), step_timeout_s=300
+        events=EVENTS,
+        payments=PAYMENTS,
+        seed=901,
+        end=datetime.now(UTC) - timedelta(minutes=5),
+        step_timeout_s=300,
+        triton_model_name=mesh.triton_model,
     )
 
     async def go() -> tuple[Scenario, ScenarioSummary]:

@@ -10,29 +10,53 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from aimesh.core.errors import Unavailable
-from aimesh.training.features import FeatureMatrix, PaymentRow
+from aimesh.api.feature.v1 import feature_pb2
+from aimesh.core.errors import NotFound, Unavailable
+from aimesh.core.feature_client import HistoricalValues
+from aimesh.core.signature import scalar
 from aimesh.training.model import load_torchscript, predict
 
 from . import synthetic  # type: ignore[attr-defined]
 
 
 class FakeFeatures:
-    """Serves ``synthetic.toy_features``; ``down=True`` behaves like an unreachable service."""
+    """Serves ``synthetic.toy_features`` as feature service ``toy_v1``; ``down=True`` behaves like an
+    unreachable service."""
+
+    SERVICE = "toy_v1"
 
     def __init__(self, down: bool = False) -> None:
         self.down = down
         self.requests: list[tuple[str, int]] = []
 
-    async def historical(self, feature_service: str, rows: Sequence[PaymentRow]) -> FeatureMatrix:
-        self.requests.append((feature_service, len(rows)))
+    def _check(self, feature_service: str) -> None:
         if self.down:
             raise Unavailable("feature service at fake:0 is unavailable (UNAVAILABLE: connection refused)")
-        values = np.asarray(
-            [synthetic.toy_features(r.amount, r.merchant_category, r.country, r.time, r.merchant_id) for r in rows],
-            dtype=np.float32,
-        )
-        return FeatureMatrix(names=list(synthetic.FEATURE_NAMES), values=values, missing=0)
+        if feature_service != self.SERVICE:
+            raise NotFound(f"feature service {feature_service!r} does not exist; feature services: {self.SERVICE}")
+
+    async def online(
+        self, request: feature_pb2.GetOnlineFeaturesRequest, *, time_left: float | None
+    ) -> feature_pb2.GetOnlineFeaturesResponse:
+        self._check(request.feature_service)
+        return feature_pb2.GetOnlineFeaturesResponse(feature_names=synthetic.FEATURE_NAMES)
+
+    async def historical(self, feature_service: str, rows: Sequence[feature_pb2.EntityRow]) -> HistoricalValues:
+        self.requests.append((feature_service, len(rows)))
+        self._check(feature_service)
+        values = []
+        for row in rows:
+            context = {k: scalar(v) for k, v in row.request_context.items()}
+            values.append(
+                synthetic.toy_features(
+                    float(context["amount"]),  # type: ignore[arg-type]
+                    str(context["merchant_category"]),
+                    str(context["country"]),
+                    row.timestamp.ToDatetime(),
+                    str(context["merchant_id"]),
+                )
+            )
+        return HistoricalValues(names=list(synthetic.FEATURE_NAMES), values=values, missing=0)
 
 
 class FakeModelServer:

@@ -19,7 +19,7 @@ from aimesh.core.lake import replace_partition_range
 
 RISKY = ("gaming", "crypto", "gift_cards", "electronics")
 SAFE = ("grocery", "fuel", "restaurant", "travel", "fashion", "pharmacy")
-FEATURE_NAMES = ["toy:amount_log", "toy:category_risk", "toy:foreign", "toy:night", "toy:noise"]
+FEATURE_NAMES = ["toy:amount_log", "toy:category", "toy:foreign", "toy:night", "toy:noise"]
 END = datetime(2026, 11, 30, tzinfo=UTC)
 
 
@@ -31,12 +31,15 @@ class LakeSummary:
     newest: datetime
 
 
-def toy_features(amount: float, category: str, country: str, time: datetime, merchant_id: str) -> list[float]:
-    """Deterministic features of one payment (what the fake FeatureService serves)."""
+def toy_features(
+    amount: float, category: str, country: str, time: datetime, merchant_id: str
+) -> list[float | str | None]:
+    """Deterministic features of one payment (what the fake FeatureService serves); the category is a
+    categorical (string) feature."""
     noise = (sum(map(ord, merchant_id)) % 97) / 97.0
     return [
         math.log1p(amount),
-        1.0 if category in RISKY else 0.0,
+        category,
         0.0 if country == "DE" else 1.0,
         1.0 if time.hour < 6 else 0.0,
         noise,

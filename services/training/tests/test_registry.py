@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from aimesh.core.sql import migrate
@@ -34,6 +35,7 @@ def new_version(run_id: str, model: str = "fraud") -> NewVersion:
         feature_service="fraud_v1",
         metrics={"auc": 0.91},
         reference_profile=training_pb2.ScoreProfile(bin_edges=[0.0, 0.5, 1.0], fractions=[0.75, 0.25], count=4),
+        signature=signature_pb2.ModelSignature(key_entity="card"),
         triton_model_name="fraud_mlp",
     )
 
@@ -124,7 +126,7 @@ async def test_every_change_publishes_one_model_event_after_commit(engine: Async
             1,
         )
         assert list(event.features) == ["card:card_txn_count_1h", "payment:amount"]
-        assert event.feature_service == "fraud_v1"
+        assert event.feature_service == "fraud_v1" and event.signature.key_entity == "card"
         assert list(event.reference_profile.fractions) == [0.75, 0.25]
     assert (changed.alias_change.alias, changed.alias_change.previous_version, changed.alias_change.new_version) == (
         "champion",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import training_pb2
 from aimesh.core.sql import create_engine, migrate
 from aimesh.training.app import MIGRATIONS
@@ -37,6 +38,7 @@ async def register(registry: Registry, repo: Path, model: str, triton_name: str,
             feature_service="fraud_v1",
             metrics={"auc": 0.9},
             reference_profile=training_pb2.ScoreProfile(),
+            signature=signature_pb2.ModelSignature(key_entity="card"),
             triton_model_name=triton_name,
         ),
         export,

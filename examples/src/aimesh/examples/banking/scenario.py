@@ -29,10 +29,10 @@ from aimesh.api.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
 from aimesh.examples.banking.generator import GeneratorConfig, default_population, generate_events
 from aimesh.examples.banking.model import Stream
+from aimesh.examples.banking.pack import apply_pack, training_spec
 from aimesh.examples.banking.publisher import DEFAULT_TOPICS, PublishSummary, bank_producer, publish_events
 
 MODEL_NAME = "fraud"
-FEATURE_SERVICE = "fraud_v1"
 Report = Callable[[str], None]
 
 
@@ -48,6 +48,8 @@ class MeshAddress:
     topics: Mapping[Stream, str] = field(default_factory=lambda: dict(DEFAULT_TOPICS))
     ingest_admin: str = "http://127.0.0.1:8081"
     feature_admin: str = "http://127.0.0.1:8082"
+    ingest_grpc: str = "127.0.0.1:50051"
+    feature_grpc: str = "127.0.0.1:50052"
     training_grpc: str = "127.0.0.1:50053"
     inference_grpc: str = "127.0.0.1:50054"
     monitor_grpc: str = "127.0.0.1:50055"
@@ -66,6 +68,8 @@ class ScenarioConfig:
     """Time of the last upstream event (default: when the scenario starts)."""
     step_timeout_s: float = 600.0
     run_params: Mapping[str, str] = field(default_factory=dict)
+    triton_model_name: str = ""
+    """Triton model of the trained version; default the model name (the pack's ``training.yaml``)."""
 
 
 @dataclass(frozen=True)
@@ -248,13 +252,8 @@ class Scenario:
         self.report(f"feature: {expected} canonical records consumed into the online store")
 
     async def train(self) -> training_pb2.Run:
-        spec = training_pb2.RunSpec(
-            model_name=MODEL_NAME,
-            feature_service=FEATURE_SERVICE,
-            trainer="mlp_classifier",
-            register_model=True,
-            params=dict(self.config.run_params),
-        )
+        extra = {"triton_model_name": self.config.triton_model_name} if self.config.triton_model_name else {}
+        spec = training_spec(self.config.run_params, **extra)
         async with grpc.aio.insecure_channel(self.address.training_grpc) as channel:
             stub = training_pb2_grpc.TrainingServiceStub(channel)
             started: training_pb2.StartRunResponse = await stub.StartRun(
@@ -359,6 +358,8 @@ class Scenario:
         def lap(name: str, started: float) -> None:
             timings[name] = time.perf_counter() - started
 
+        for line in await apply_pack(self.address.ingest_grpc, self.address.feature_grpc):
+            self.report(f"pack: {line}")
         ingest_baseline = await _ingest_counts(self._http, self.address.ingest_admin)
         feature_baseline = await self._feature_consumed()
         t = time.perf_counter()

@@ -8,9 +8,9 @@ from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
 from aimesh.core.errors import InvalidArgument
 from aimesh.training.deploy import Deployer
 from aimesh.training.paging import page_of
-from aimesh.training.params import parse
 from aimesh.training.registry import Registry
 from aimesh.training.runs import RunStore
+from aimesh.training.spec import check_spec
 from aimesh.training.worker import RunWorker
 
 
@@ -23,14 +23,11 @@ def _required(value: str, name: str) -> str:
 class TrainingServiceApi(training_pb2_grpc.TrainingServiceServicer):
     """Implements every TrainingService RPC; domain errors map to status codes in the core interceptor."""
 
-    def __init__(
-        self, *, worker: RunWorker, runs: RunStore, registry: Registry, deployer: Deployer, default_triton_name: str
-    ) -> None:
+    def __init__(self, *, worker: RunWorker, runs: RunStore, registry: Registry, deployer: Deployer) -> None:
         self._worker = worker
         self._runs = runs
         self._registry = registry
         self._deployer = deployer
-        self._default_triton_name = default_triton_name
 
     async def StartRun(
         self, request: training_pb2.StartRunRequest, context: grpc.aio.ServicerContext
@@ -55,12 +52,12 @@ class TrainingServiceApi(training_pb2_grpc.TrainingServiceServicer):
     ) -> training_pb2.RegisterModelResponse:
         model_name = _required(request.model_name, "model_name")
         run = await self._runs.get(_required(request.run_id, "run_id"))
-        params = parse(run.spec, default_triton_name=self._default_triton_name, threads=1)
+        plan = check_spec(run.spec)
         version, _ = await self._deployer.register(
             model_name,
             run.run_id,
             feature_service=run.spec.feature_service,
-            triton_model_name=params.triton_model_name,
+            triton_model_name=plan.triton_model_name,
         )
         return training_pb2.RegisterModelResponse(model_version=version)
 

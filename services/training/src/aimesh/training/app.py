@@ -15,11 +15,11 @@ from pathlib import Path
 from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
 from aimesh.core.app import serve
 from aimesh.core.bus import EventProducer
+from aimesh.core.feature_client import FeatureServiceClient
 from aimesh.core.runner import ServiceRuntime
 from aimesh.core.sql import create_engine, migrate, ping
 from aimesh.training.api import TrainingServiceApi
 from aimesh.training.deploy import Deployer
-from aimesh.training.features import GrpcFeatureClient
 from aimesh.training.outbox import OutboxRelay
 from aimesh.training.pipeline import PipelineConfig, TrainingPipeline
 from aimesh.training.registry import Registry
@@ -69,25 +69,26 @@ async def wire_training(settings: TrainingSettings, runtime: ServiceRuntime, pro
         model_repository=settings.model_repository,
     )
     restorer = AliasedModelLoader(registry, model_server, settings.model_repository)
+    features = FeatureServiceClient(
+        settings.feature_grpc,
+        batch_rows=settings.feature_batch_rows,
+        historical_timeout_s=settings.feature_timeout_seconds,
+    )
+    runtime.add_cleanup(features.close)
     pipeline = TrainingPipeline(
         PipelineConfig(
             lake_root=settings.lake_root(),
             artifacts_dir=settings.artifacts_dir(),
-            default_triton_name=settings.triton_model_name,
             champion_alias=settings.champion_alias,
             champion_auc_floor=settings.champion_auc_floor,
             torch_threads=settings.torch_threads,
         ),
-        features=GrpcFeatureClient(
-            settings.feature_grpc, batch_rows=settings.feature_batch_rows, timeout_s=settings.feature_timeout_seconds
-        ),
+        features=features,
         runs=runs,
         deployer=deployer,
     )
     worker = RunWorker(runs, pipeline, relay)
-    api = TrainingServiceApi(
-        worker=worker, runs=runs, registry=registry, deployer=deployer, default_triton_name=settings.triton_model_name
-    )
+    api = TrainingServiceApi(worker=worker, runs=runs, registry=registry, deployer=deployer)
     policy = RetrainPolicy(settings.retrain_models, starter=worker, specs=runs)
     runtime.add_part("outbox-relay", relay.run, relay.stop)
     runtime.add_part("run-worker", worker.run, worker.stop)

@@ -1,13 +1,14 @@
-"""Training examples from the lake: transactions joined with their chargeback labels, split by time.
+"""Training rows from the lake: one source's records with their labels, the maturity cut and the split.
 
-Pure functions over pyarrow tables and numpy arrays; nothing here talks to the network. Reading
-raises ``FailedPrecondition`` when the lake has no usable data, naming the source and the directory.
+Pure functions over pyarrow tables and numpy arrays; nothing here talks to the network. ``load_rows``
+blocks on file reads (call it from a worker thread) and raises ``FailedPrecondition`` when the lake has
+no usable rows, naming the source, the cut-off and the fix.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -15,108 +16,85 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
+from aimesh.api.common.v1 import common_pb2
 from aimesh.core import lake
 from aimesh.core.errors import FailedPrecondition
-from aimesh.training.features import PaymentRow
-
-TRANSACTION_COLUMNS = (
-    "event_id",
-    "entity_key",
-    "event_time",
-    "customer_id",
-    "amount",
-    "merchant_id",
-    "merchant_category",
-    "country",
-    "device_id",
-)
-"""What training reads of ``card_transactions``: the ids, the time and the payment's request context."""
+from aimesh.core.signature import Scalar, value_type_of
+from aimesh.training.spec import RunPlan
 
 
-@dataclass(frozen=True)
-class LabelSpec:
-    """Which events of which source mark a transaction as positive."""
-
-    source: str = "chargebacks"
-    field: str = "reason"
-    positive_value: str = "fraud"
-    join_field: str = "transaction_id"
-
-
-def read_source(root: Path, source: str, columns: tuple[str, ...]) -> pa.Table:
-    """The ``columns`` of every lake file of ``source``, deduplicated by ``event_id``.
-
-    Raises ``FailedPrecondition`` when the source has no files or lacks one of the columns.
-    """
+def read_source(root: Path, source: str, columns: list[str]) -> pa.Table:
+    """The ``columns`` of every lake file of ``source`` (``event_id`` and ``event_time`` always),
+    deduplicated by ``event_id`` (at-least-once upstreams), first occurrence kept."""
+    wanted = list(dict.fromkeys(["event_id", "event_time", *columns]))
     dataset = lake.dataset(root, source)
-    missing = [c for c in columns if c not in dataset.schema.names]
-    if len(dataset.schema.names) == 0:
-        raise FailedPrecondition(f"the lake at {root} has no data for source {source!r}")
-    if missing:
+    if missing := [c for c in wanted if c not in dataset.schema.names]:
         raise FailedPrecondition(f"lake source {source!r} at {root} has no column(s) {', '.join(missing)}")
-    table = dataset.to_table(columns=list(columns))
-    if "event_id" in columns:
-        table = _first_per_event_id(table)
-    return table
-
-
-def _first_per_event_id(table: pa.Table) -> pa.Table:
-    """Drops repeated event ids (at-least-once upstreams), keeping the first occurrence."""
+    table = dataset.to_table(columns=wanted)
     ids = table.column("event_id").to_numpy(zero_copy_only=False)
     _, first = np.unique(ids, return_index=True)
-    if len(first) == table.num_rows:
-        return table
-    return table.take(pa.array(np.sort(first)))
-
-
-def positive_ids(labels: pa.Table, spec: LabelSpec) -> set[str]:
-    """The join keys (transaction ids) of label events whose ``spec.field`` equals ``spec.positive_value``."""
-    mask = pc.equal(labels.column(spec.field), spec.positive_value)
-    return set(labels.filter(mask).column(spec.join_field).to_pylist())
-
-
-def label_transactions(transactions: pa.Table, positives: set[str]) -> NDArray[np.float32]:
-    """1.0 for each transaction whose ``event_id`` is in ``positives``, else 0.0, in table order."""
-    ids = transactions.column("event_id").to_numpy(zero_copy_only=False)
-    return np.isin(ids, np.asarray(sorted(positives), dtype=object)).astype(np.float32)
-
-
-def maturity_cutoff(newest_event: datetime, maturity: timedelta) -> datetime:
-    """Transactions strictly before this have had ``maturity`` to receive their chargeback."""
-    return newest_event - maturity
+    return table if len(first) == table.num_rows else table.take(pa.array(np.sort(first)))
 
 
 def newest_event_time(*tables: pa.Table) -> datetime:
-    """The latest ``event_time`` across ``tables``; raises ``FailedPrecondition`` when all are empty."""
+    """The latest ``event_time`` across ``tables``; ``FailedPrecondition`` when all are empty."""
     latest = [pc.max(t.column("event_time")).as_py() for t in tables if t.num_rows]
     if not latest:
-        raise FailedPrecondition("the lake holds no events")
+        raise FailedPrecondition("the lake holds no events for this run")
     newest: datetime = max(latest)
     return newest
 
 
-def select_window(
-    transactions: pa.Table, *, start: datetime | None, end: datetime | None, cutoff: datetime
-) -> pa.Table:
-    """Transactions with ``start <= event_time < min(end, cutoff)``, sorted by event time (stable)."""
-    times = transactions.column("event_time")
+def select_window(rows: pa.Table, *, start: datetime | None, end: datetime | None, cutoff: datetime) -> pa.Table:
+    """Rows with ``start <= event_time < min(end, cutoff)``, sorted by (event time, event id)."""
+    times = rows.column("event_time")
     mask = pc.less(times, pa.scalar(cutoff, type=times.type))
     if end is not None:
         mask = pc.and_(mask, pc.less(times, pa.scalar(end, type=times.type)))
     if start is not None:
         mask = pc.and_(mask, pc.greater_equal(times, pa.scalar(start, type=times.type)))
-    selected = transactions.filter(mask)
+    selected = rows.filter(mask)
     return selected.take(pc.sort_indices(selected, sort_keys=[("event_time", "ascending"), ("event_id", "ascending")]))
 
 
-def time_split(times: NDArray[np.int64], train_fraction: float) -> int:
-    """Index splitting time-sorted ``times`` into train ``[:i]`` and eval ``[i:]``.
+def _as_strings(column: pa.ChunkedArray) -> list[str | None]:
+    return [None if v is None else str(v) for v in column.to_pylist()]
 
-    The boundary moves back to the first row of its timestamp, so no instant is in both slices.
-    Raises ``FailedPrecondition`` when either slice would be empty.
-    """
-    if not 0.0 < train_fraction < 1.0:
-        raise FailedPrecondition(f"train_fraction must be in (0, 1), got {train_fraction}")
+
+def binary_labels(rows: pa.Table, plan: RunPlan, labels: pa.Table | None) -> NDArray[np.float32]:
+    """1.0 where the row's (or a joined label event's) target is one of ``positive_values``, else 0.0."""
+    positive = set(plan.spec.label.positive_values)
+    label = plan.spec.label
+    if labels is None:
+        return np.asarray([v in positive for v in _as_strings(rows.column(label.target_field))], dtype=np.float32)
+    keys = _as_strings(labels.column(label.join_field))
+    targets = _as_strings(labels.column(label.target_field))
+    hits = {k for k, t in zip(keys, targets, strict=True) if t in positive}
+    row_keys = _as_strings(rows.column(label.row_field or "event_id"))
+    return np.asarray([k in hits for k in row_keys], dtype=np.float32)
+
+
+def numeric_labels(rows: pa.Table, plan: RunPlan, labels: pa.Table | None) -> NDArray[np.float64]:
+    """The row's numeric target (a joined source: its newest label event's), NaN where there is none."""
+    label = plan.spec.label
+    if labels is None:
+        values = pc.cast(rows.column(label.target_field), pa.float64()).to_pylist()
+        return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    ordered = labels.take(pc.sort_indices(labels, sort_keys=[("event_time", "ascending")]))
+    newest = dict(
+        zip(
+            _as_strings(ordered.column(label.join_field)),
+            pc.cast(ordered.column(label.target_field), pa.float64()).to_pylist(),
+            strict=True,
+        )
+    )
+    row_keys = _as_strings(rows.column(label.row_field or "event_id"))
+    return np.asarray([np.nan if newest.get(k) is None else newest[k] for k in row_keys], dtype=np.float64)
+
+
+def time_split(times: NDArray[np.int64], train_fraction: float) -> NDArray[np.bool_]:
+    """Train mask over time-sorted ``times``: the oldest ``train_fraction``, moved back so no instant is in
+    both slices. Raises ``FailedPrecondition`` when either slice would be empty."""
     if len(times) and np.any(np.diff(times) < 0):
         raise FailedPrecondition("time_split needs rows sorted by time")
     index = int(np.floor(len(times) * train_fraction))
@@ -124,63 +102,87 @@ def time_split(times: NDArray[np.int64], train_fraction: float) -> int:
         index = int(np.searchsorted(times, times[index], side="left"))
     if index <= 0 or index >= len(times):
         raise FailedPrecondition(f"{len(times)} rows cannot be split by time into train and eval slices")
-    return index
+    mask = np.zeros(len(times), dtype=bool)
+    mask[:index] = True
+    return mask
+
+
+def random_split(n: int, train_fraction: float, seed: int) -> NDArray[np.bool_]:
+    """Train mask of a seeded random ``train_fraction`` of ``n`` rows; ``FailedPrecondition`` when a slice is empty."""
+    count = int(np.floor(n * train_fraction))
+    if count <= 0 or count >= n:
+        raise FailedPrecondition(f"{n} rows cannot be split into train and eval slices")
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(seed).permutation(n)[:count]] = True
+    return mask
 
 
 @dataclass(frozen=True)
-class Examples:
-    """Labelled payments in time order, ready for feature retrieval."""
+class Rows:
+    """Labelled training rows in time order, ready for feature retrieval."""
 
-    rows: list[PaymentRow]
+    times: list[datetime]
+    entity_ids: list[dict[str, str]]
+    context: list[dict[str, Scalar]]
+    context_types: dict[str, common_pb2.ValueType]
     labels: NDArray[np.float32]
     times_us: NDArray[np.int64]
     newest_event: datetime
     cutoff: datetime
 
 
-def load_examples(
-    root: Path,
-    *,
-    events_source: str,
-    labels: LabelSpec,
-    maturity: timedelta,
-    start: datetime | None = None,
-    end: datetime | None = None,
-) -> Examples:
-    """Mature, labelled payments of ``events_source`` (see ``aimesh.training.params`` on maturity).
+def _context_type(column: pa.ChunkedArray) -> common_pb2.ValueType:
+    if pa.types.is_boolean(column.type):
+        return common_pb2.VALUE_TYPE_BOOL
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return common_pb2.VALUE_TYPE_DOUBLE
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return common_pb2.VALUE_TYPE_STRING
+    first = next((v for v in column.to_pylist() if v is not None), "")
+    return value_type_of(first)
 
-    Blocks on file reads; call it from a worker thread. Raises ``FailedPrecondition`` when the lake
-    has no data for a source or no payment is older than the maturity cutoff.
-    """
-    transactions = read_source(root, events_source, TRANSACTION_COLUMNS)
-    chargebacks = read_source(root, labels.source, ("event_time", labels.join_field, labels.field))
-    newest = newest_event_time(transactions, chargebacks)
-    cutoff = maturity_cutoff(newest, maturity)
-    mature = select_window(transactions, start=start, end=end, cutoff=cutoff)
-    if mature.num_rows == 0:
+
+def load_rows(root: Path, plan: RunPlan, *, start: datetime | None = None, end: datetime | None = None) -> Rows:
+    """The run's mature, labelled rows (see the module doc); blocks on file reads."""
+    spec = plan.spec
+    label = spec.label
+    columns = [*spec.rows.entity_fields, *spec.rows.context_fields]
+    if label.source:
+        columns.append(label.row_field or "event_id")
+    else:
+        columns.append(label.target_field)
+    rows = read_source(root, spec.rows.source, columns)
+    labels = read_source(root, label.source, [label.join_field, label.target_field]) if label.source else None
+    newest = newest_event_time(rows, *([labels] if labels is not None else []))
+    cutoff = newest - plan.maturity
+    rows = select_window(rows, start=start, end=end, cutoff=cutoff)
+    if plan.binary:
+        y = binary_labels(rows, plan, labels)
+    else:
+        values = numeric_labels(rows, plan, labels)
+        keep = ~np.isnan(values)
+        rows = rows.filter(pa.array(keep))
+        y = values[keep].astype(np.float32)
+    if rows.num_rows == 0:
         raise FailedPrecondition(
-            f"no {events_source} payment is older than {cutoff.isoformat()} (newest event {newest.isoformat()} "
-            f"minus label_maturity_days={maturity.total_seconds() / 86400:g}); lower it or ingest more history"
+            f"no labelled {spec.rows.source} row is older than {cutoff.isoformat()} (newest event "
+            f"{newest.isoformat()} minus the label maturity {plan.maturity}); lower spec.label.maturity or "
+            "ingest more history"
         )
-    cols = {name: mature.column(name).to_pylist() for name in TRANSACTION_COLUMNS}
-    rows = [
-        PaymentRow(
-            card_id=cols["entity_key"][i],
-            customer_id=cols["customer_id"][i],
-            time=cols["event_time"][i],
-            amount=float(cols["amount"][i]),
-            merchant_id=cols["merchant_id"][i],
-            merchant_category=cols["merchant_category"][i],
-            country=cols["country"][i],
-            device_id=cols["device_id"][i],
-        )
-        for i in range(mature.num_rows)
+    entity_columns = {f: _as_strings(rows.column(f)) for f in spec.rows.entity_fields}
+    context_columns = {f: rows.column(f).to_pylist() for f in spec.rows.context_fields}
+    entity_ids: list[dict[str, str]] = [
+        {spec.rows.entity_fields[f]: ids[i] or "" for f, ids in entity_columns.items() if ids[i] is not None}
+        for i in range(rows.num_rows)
     ]
-    times = pc.cast(mature.column("event_time"), pa.int64()).to_numpy()
-    return Examples(
-        rows=rows,
-        labels=label_transactions(mature, positive_ids(chargebacks, labels)),
-        times_us=np.asarray(times, dtype=np.int64),
+    context = [{f: values[i] for f, values in context_columns.items()} for i in range(rows.num_rows)]
+    return Rows(
+        times=rows.column("event_time").to_pylist(),
+        entity_ids=entity_ids,
+        context=context,
+        context_types={f: _context_type(rows.column(f)) for f in spec.rows.context_fields},
+        labels=y,
+        times_us=np.asarray(pc.cast(rows.column("event_time"), pa.int64()).to_numpy(), dtype=np.int64),
         newest_event=newest,
         cutoff=cutoff,
     )

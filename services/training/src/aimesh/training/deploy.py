@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import training_pb2
 from aimesh.core.errors import FailedPrecondition
-from aimesh.training.export import export_version
+from aimesh.training.export import directory_owner, export_version
 from aimesh.training.model import load_torchscript, predict
 from aimesh.training.outbox import OutboxRelay
 from aimesh.training.registry import NewVersion, Registry
@@ -26,6 +27,13 @@ log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 1e-5
 """Largest allowed |Triton score - TorchScript score| for the same input."""
+
+
+def outputs_width(signature: signature_pb2.ModelSignature) -> int:
+    """Values per row of the (single) output tensor: the product of the first output's shape (1 when none)."""
+    if not signature.outputs:
+        return 1
+    return int(np.prod(list(signature.outputs[0].shape) or [1]))
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ class Deployer:
         if artifact is None:
             raise FailedPrecondition(f"run {run_id} has not produced a model yet")
         trained: TrainedArtifact = artifact
+        await self.check_triton_owner(model_name, triton_model_name)
 
         async def export(version: int) -> str:
             exported = await asyncio.to_thread(
@@ -77,7 +86,9 @@ class Deployer:
                 triton_model_name,
                 version,
                 trained.path,
-                len(trained.features),
+                model_name=model_name,
+                n_inputs=len(trained.signature.inputs),
+                n_outputs=outputs_width(trained.signature),
             )
             return exported.resolve().as_uri()
 
@@ -90,6 +101,7 @@ class Deployer:
                 metrics=trained.metrics,
                 reference_profile=trained.reference_profile,
                 triton_model_name=triton_model_name,
+                signature=trained.signature,
             ),
             export,
         )
@@ -99,6 +111,18 @@ class Deployer:
             extra={"model": model_name, "version": version.version, "model_created": created, "run_id": run_id},
         )
         return version, created
+
+    async def check_triton_owner(self, model_name: str, triton_model_name: str) -> None:
+        """``FailedPrecondition`` when Triton model ``triton_model_name`` serves another registered model
+        (in the registry, or by the marker in its repository directory)."""
+        owner = await self._registry.triton_owner(triton_model_name)
+        if owner is None:
+            owner = await asyncio.to_thread(directory_owner, self._repository, triton_model_name)
+        if owner is not None and owner != model_name:
+            raise FailedPrecondition(
+                f"Triton model {triton_model_name!r} belongs to model {owner!r}; set spec.triton_model_name to "
+                "another name (default: the model name)"
+            )
 
     async def serve(self, version: training_pb2.ModelVersion, sample: NDArray[np.float32]) -> ServingCheck:
         """Load the version into Triton, wait until READY, and check its scores on ``sample`` against the

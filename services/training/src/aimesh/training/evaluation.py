@@ -60,15 +60,31 @@ def precision_recall(
     )
 
 
-def score_profile(scores: NDArray[np.floating[Any]], bins: int = PROFILE_BINS) -> training_pb2.ScoreProfile:
-    """Equal-width histogram of probabilities over [0, 1] (the drift reference); fractions sum to 1.
-
-    Raises ``FailedPrecondition`` for an empty score set.
+def score_profile(
+    scores: NDArray[np.floating[Any]], bins: int = PROFILE_BINS, *, low: float = 0.0, high: float = 1.0
+) -> training_pb2.ScoreProfile:
+    """Equal-width histogram of scores over ``[low, high]`` (probabilities: [0, 1]), the drift reference;
+    fractions sum to 1. Raises ``FailedPrecondition`` for an empty score set.
     """
-    s = np.clip(np.asarray(scores, dtype=np.float64).ravel(), 0.0, 1.0)
+    if high <= low:
+        high = low + 1.0
+    s = np.clip(np.asarray(scores, dtype=np.float64).ravel(), low, high)
     if s.size == 0:
         raise FailedPrecondition("a score profile needs at least one score")
-    counts, edges = np.histogram(s, bins=bins, range=(0.0, 1.0))
+    counts, edges = np.histogram(s, bins=bins, range=(low, high))
     return training_pb2.ScoreProfile(
         bin_edges=[float(e) for e in edges], fractions=[float(c) / s.size for c in counts], count=int(s.size)
     )
+
+
+def regression_metrics(targets: NDArray[np.floating[Any]], predictions: NDArray[np.floating[Any]]) -> dict[str, float]:
+    """RMSE, MAE and R² (1 - SSE / SST; 0 when the targets are constant) of ``predictions``."""
+    y = np.asarray(targets, dtype=np.float64).ravel()
+    p = np.asarray(predictions, dtype=np.float64).ravel()
+    errors = p - y
+    total = float(np.sum((y - y.mean()) ** 2)) if y.size else 0.0
+    return {
+        "rmse": float(np.sqrt(np.mean(errors**2))) if y.size else 0.0,
+        "mae": float(np.mean(np.abs(errors))) if y.size else 0.0,
+        "r2": 1.0 - float(np.sum(errors**2)) / total if total > 0 else 0.0,
+    }

@@ -13,13 +13,20 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
+from aimesh.core.errors import FailedPrecondition
+
 MAX_BATCH_SIZE = 256
 KEPT_VERSIONS = 2
 """Triton serves the newest two versions of a model, so champion and a challenger can be loaded together."""
 
 
-def model_config(n_features: int) -> str:
-    """``config.pbtxt`` for the python-backend fraud model with ``n_features`` inputs (name from the directory)."""
+OWNER_FILE = "aimesh-model.txt"
+"""Written into each exported Triton model directory: the registered model it belongs to."""
+
+
+def model_config(n_inputs: int, n_outputs: int = 1) -> str:
+    """``config.pbtxt`` for a python-backend model: ``INPUT__0`` FP32 ``[n_inputs]`` -> ``OUTPUT__0`` FP32
+    ``[n_outputs]`` (the model name is the directory's)."""
     return f"""# Written by aimesh training. The model name is the directory name.
 backend: "python"
 max_batch_size: {MAX_BATCH_SIZE}
@@ -30,14 +37,14 @@ input [
   {{
     name: "INPUT__0"
     data_type: TYPE_FP32
-    dims: [ {n_features} ]
+    dims: [ {n_inputs} ]
   }}
 ]
 output [
   {{
     name: "OUTPUT__0"
     data_type: TYPE_FP32
-    dims: [ 1 ]
+    dims: [ {n_outputs} ]
   }}
 ]
 """
@@ -54,13 +61,28 @@ def _write_text_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def export_version(repo: Path, triton_name: str, version: int, torchscript: Path, n_features: int) -> Path:
+def directory_owner(repo: Path, triton_name: str) -> str | None:
+    """The registered model that ``<repo>/<triton_name>`` was exported for (None: no such directory or marker)."""
+    marker = repo / triton_name / OWNER_FILE
+    return marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+
+
+def export_version(
+    repo: Path, triton_name: str, version: int, torchscript: Path, *, model_name: str, n_inputs: int, n_outputs: int
+) -> Path:
     """Copy ``torchscript`` into ``<repo>/<triton_name>/<version>/model.pt`` with the backend and config.
 
-    Returns the exported ``model.pt``. Raises ``OSError`` when the repository is not writable.
+    Returns the exported ``model.pt``. Raises ``FailedPrecondition`` when the directory belongs to another
+    registered model (its marker file names it), ``OSError`` when the repository is not writable.
     """
+    owner = directory_owner(repo, triton_name)
+    if owner is not None and owner != model_name:
+        raise FailedPrecondition(
+            f"Triton model {triton_name!r} belongs to model {owner!r}; give spec.triton_model_name another name"
+        )
     model_dir = repo / triton_name
     model_dir.mkdir(parents=True, exist_ok=True)
+    _write_text_atomically(model_dir / OWNER_FILE, model_name + "\n")
     staging = repo / f".staging-{triton_name}-{version}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
@@ -72,5 +94,5 @@ def export_version(repo: Path, triton_name: str, version: int, torchscript: Path
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _write_text_atomically(model_dir / "config.pbtxt", model_config(n_features))
+    _write_text_atomically(model_dir / "config.pbtxt", model_config(n_inputs, n_outputs))
     return target / "model.pt"

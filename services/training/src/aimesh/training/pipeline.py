@@ -1,5 +1,5 @@
-"""The body of one training run: lake -> labels -> point-in-time features -> train -> evaluate -> artifact
--> (register, export, load in Triton, promote).
+"""The body of one training run: lake rows -> labels -> point-in-time features -> signature and encoding ->
+trainer -> evaluate -> artifact -> (register, export, load in Triton with a parity check, promote).
 
 ``TrainingPipeline.execute`` blocks the calling task for the whole run (heavy work goes to threads)
 and raises a domain error (``FailedPrecondition``, ``Unavailable``, ``NotFound`` ...) naming what went
@@ -16,14 +16,18 @@ from datetime import UTC
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
+from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import training_pb2
 from aimesh.core.errors import FailedPrecondition
+from aimesh.core.signature import InputEncoder, infer_inputs
 from aimesh.training import dataset, evaluation, model
 from aimesh.training.deploy import Deployer
-from aimesh.training.features import FeatureClient
-from aimesh.training.params import RunParams, parse
+from aimesh.training.features import FeatureClient, entity_rows, feature_names
 from aimesh.training.runs import RunStore, TrainedArtifact
+from aimesh.training.spec import RunPlan, check_lake, check_spec
+from aimesh.training.trainers.base import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,6 @@ class PipelineConfig:
 
     lake_root: Path
     artifacts_dir: Path
-    default_triton_name: str
     champion_alias: str
     champion_auc_floor: float
     torch_threads: int
@@ -51,6 +54,28 @@ class Outcome:
     message: str
 
 
+def signature_of(
+    plan: RunPlan,
+    rows: dataset.Rows,
+    inputs: list[signature_pb2.SignatureInput],
+    outputs: list[signature_pb2.SignatureOutput],
+) -> signature_pb2.ModelSignature:
+    """The signature a run registers: its inputs and outputs, the row entity types and context fields."""
+    spec = plan.spec
+    return signature_pb2.ModelSignature(
+        inputs=inputs,
+        outputs=outputs,
+        entity_types=sorted(set(spec.rows.entity_fields.values())),
+        key_entity=plan.key_entity,
+        context_fields=[
+            signature_pb2.ContextField(name=f, type=rows.context_types[f]) for f in spec.rows.context_fields
+        ],
+        task=plan.trainer.task,
+        input_tensor="INPUT__0",
+        trainer=plan.trainer.name,
+    )
+
+
 class TrainingPipeline:
     """Runs one training run end to end (see module doc)."""
 
@@ -60,92 +85,123 @@ class TrainingPipeline:
         self._runs = runs
         self._deployer = deployer
 
-    def params(self, spec: training_pb2.RunSpec) -> RunParams:
-        """Validated parameters of ``spec``; ``InvalidArgument`` when it is not runnable."""
-        return parse(spec, default_triton_name=self._config.default_triton_name, threads=self._config.torch_threads)
+    async def validate(self, spec: training_pb2.RunSpec) -> RunPlan:
+        """Everything checkable before a run is queued: the spec, the lake sources and fields, the feature
+        service (``NotFound``), and that the Triton model is not another model's (``FailedPrecondition``)."""
+        plan = check_spec(spec)
+        await asyncio.to_thread(check_lake, plan, self._config.lake_root)
+        await feature_names(self._features, spec.feature_service)
+        await self._deployer.check_triton_owner(spec.model_name, plan.triton_model_name)
+        return plan
 
     async def execute(self, run: training_pb2.Run) -> Outcome:
         spec = run.spec
-        params = self.params(spec)
-        ctx = {"run_id": run.run_id, "model": spec.model_name}
-        examples = await asyncio.to_thread(
-            dataset.load_examples,
+        plan = check_spec(spec)
+        ctx = {"run_id": run.run_id, "model": spec.model_name, "trainer": plan.trainer.name}
+        rows = await asyncio.to_thread(
+            dataset.load_rows,
             self._config.lake_root,
-            events_source=params.events_source,
-            labels=params.labels,
-            maturity=params.label_maturity,
+            plan,
             start=spec.train_start.ToDatetime(tzinfo=UTC) if spec.HasField("train_start") else None,
             end=spec.train_end.ToDatetime(tzinfo=UTC) if spec.HasField("train_end") else None,
         )
-        n, positives = len(examples.rows), int(examples.labels.sum())
-        log.info(
-            "run: examples loaded",
-            extra={**ctx, "rows": n, "positives": positives, "cutoff": examples.cutoff.isoformat()},
-        )
-        if n < params.min_rows:
-            raise FailedPrecondition(f"only {n} mature payments (min_rows={params.min_rows})")
+        n = len(rows.times)
+        log.info("run: rows loaded", extra={**ctx, "rows": n, "cutoff": rows.cutoff.isoformat()})
+        if n < int(float(plan.params["min_rows"])):
+            raise FailedPrecondition(f"only {n} mature labelled rows (min_rows={plan.params['min_rows']})")
 
         started = time.perf_counter()
-        matrix = await self._features.historical(spec.feature_service, examples.rows)
+        values = await self._features.historical(spec.feature_service, entity_rows(rows))
         log.info(
             "run: features retrieved",
             extra={
                 **ctx,
-                "features": len(matrix.names),
-                "missing": matrix.missing,
+                "features": len(values.names),
+                "missing": values.missing,
                 "seconds": round(time.perf_counter() - started, 2),
             },
         )
-
-        split = dataset.time_split(examples.times_us, params.train_fraction)
-        x_train, y_train = matrix.values[:split], examples.labels[:split]
-        x_eval, y_eval = matrix.values[split:], examples.labels[split:]
-        for name, labels in (("train", y_train), ("eval", y_eval)):
-            if int(labels.sum()) < params.min_positives:
-                raise FailedPrecondition(
-                    f"the {name} slice has {int(labels.sum())} fraud labels (min_positives={params.min_positives})"
-                )
+        if plan.spec.split.kind == training_pb2.SPLIT_KIND_RANDOM:
+            train_mask = dataset.random_split(n, plan.train_fraction, plan.spec.split.seed)
+        else:
+            train_mask = dataset.time_split(rows.times_us, plan.train_fraction)
+        columns = [[row[j] for row in values.values] for j in range(len(values.names))]
+        train_columns = [[v for v, keep in zip(column, train_mask, strict=True) if keep] for column in columns]
+        inputs = infer_inputs(values.names, train_columns)
+        x = InputEncoder(inputs).matrix(columns)
+        y = rows.labels
+        data = Dataset(tuple(inputs), x[train_mask], y[train_mask], x[~train_mask], y[~train_mask])
+        if plan.binary:
+            for name, labels in (("train", data.y_train), ("eval", data.y_eval)):
+                if int(labels.sum()) < int(float(plan.params["min_positives"])):
+                    raise FailedPrecondition(
+                        f"the {name} slice has {int(labels.sum())} positive labels "
+                        f"(min_positives={plan.params['min_positives']})"
+                    )
 
         def progress(epoch: int, loss: float) -> None:
-            log.info("run: epoch done", extra={**ctx, "epoch": epoch, "of": params.train.epochs, "loss": loss})
+            log.info("run: epoch done", extra={**ctx, "epoch": epoch, "loss": loss})
 
         started = time.perf_counter()
-        module = await asyncio.to_thread(model.train_mlp, x_train, y_train, params.train, progress)
+        fitted = await asyncio.to_thread(
+            plan.trainer.fit, data, plan.params, threads=self._config.torch_threads, progress=progress
+        )
         train_seconds = time.perf_counter() - started
-
-        scores = await asyncio.to_thread(model.predict, module, x_eval)
-        at_threshold = evaluation.precision_recall(y_eval, scores, params.threshold)
-        metrics = {
-            "auc": evaluation.roc_auc(y_eval, scores),
-            "train_auc": evaluation.roc_auc(y_train, await asyncio.to_thread(model.predict, module, x_train)),
-            "precision": at_threshold.precision,
-            "recall": at_threshold.recall,
-            "threshold": params.threshold,
-            "train_rows": float(len(y_train)),
-            "eval_rows": float(len(y_eval)),
-            "train_positives": float(y_train.sum()),
-            "eval_positives": float(y_eval.sum()),
-            "feature_missing_values": float(matrix.missing),
+        scores = await asyncio.to_thread(model.predict, fitted.module, data.x_eval)
+        train_scores = await asyncio.to_thread(model.predict, fitted.module, data.x_train)
+        metrics = self._metrics(plan, data, scores, train_scores)
+        metrics |= {
+            "train_rows": float(len(data.y_train)),
+            "eval_rows": float(len(data.y_eval)),
+            "feature_missing_values": float(values.missing),
+            "categorical_inputs": float(sum(i.kind == signature_pb2.INPUT_KIND_CATEGORICAL for i in inputs)),
             "train_seconds": train_seconds,
         }
         log.info("run: evaluated", extra={**ctx, **metrics})
-
+        profile = (
+            evaluation.score_profile(scores)
+            if plan.binary
+            else evaluation.score_profile(scores, low=float(scores.min()), high=float(scores.max()))
+        )
         path = self._config.artifacts_dir / run.run_id / "model.pt"
-        await asyncio.to_thread(model.save_torchscript, module, path)
+        await asyncio.to_thread(model.save_torchscript, fitted.module, path)
+        signature = signature_of(plan, rows, inputs, list(fitted.outputs))
         await self._runs.save_artifact(
             run.run_id,
             TrainedArtifact(
-                path=path, features=matrix.names, metrics=metrics, reference_profile=evaluation.score_profile(scores)
+                path=path, features=values.names, metrics=metrics, reference_profile=profile, signature=signature
             ),
         )
         if not spec.register_model:
             return Outcome(metrics=metrics, model_version=0, message="trained; not registered (register_model unset)")
+        return await self._deploy(run, plan, metrics, data.x_eval)
 
+    @staticmethod
+    def _metrics(
+        plan: RunPlan, data: Dataset, scores: NDArray[np.float32], train_scores: NDArray[np.float32]
+    ) -> dict[str, float]:
+        if not plan.binary:
+            return evaluation.regression_metrics(data.y_eval, scores) | {
+                "train_r2": evaluation.regression_metrics(data.y_train, train_scores)["r2"]
+            }
+        threshold = float(plan.params["threshold"])
+        at_threshold = evaluation.precision_recall(data.y_eval, scores, threshold)
+        return {
+            "auc": evaluation.roc_auc(data.y_eval, scores),
+            "train_auc": evaluation.roc_auc(data.y_train, train_scores),
+            "precision": at_threshold.precision,
+            "recall": at_threshold.recall,
+            "threshold": threshold,
+            "train_positives": float(data.y_train.sum()),
+            "eval_positives": float(data.y_eval.sum()),
+        }
+
+    async def _deploy(
+        self, run: training_pb2.Run, plan: RunPlan, metrics: dict[str, float], x_eval: NDArray[np.float32]
+    ) -> Outcome:
+        spec = run.spec
         version, _ = await self._deployer.register(
-            spec.model_name,
-            run.run_id,
-            feature_service=spec.feature_service,
-            triton_model_name=params.triton_model_name,
+            spec.model_name, run.run_id, feature_service=spec.feature_service, triton_model_name=plan.triton_model_name
         )
         check = await self._deployer.serve(version, np.ascontiguousarray(x_eval[:PARITY_SAMPLE_ROWS]))
         metrics |= {
@@ -153,15 +209,18 @@ class TrainingPipeline:
             "triton_max_abs_diff": check.max_abs_diff,
             "triton_infer_seconds": check.infer_seconds,
         }
-        floor = self._config.champion_auc_floor
         alias = self._config.champion_alias
-        if metrics["auc"] > floor:
-            await self._deployer.promote(version, alias, reason=f"run {run.run_id}: eval AUC {metrics['auc']:.4f}")
-            message = f"version {version.version} is {alias} (eval AUC {metrics['auc']:.4f} > floor {floor})"
+        if plan.binary:
+            quality, name, floor = metrics["auc"], "eval AUC", self._config.champion_auc_floor
+        else:
+            quality, name, floor = metrics["r2"], "eval R2", 0.0
+        if quality > floor:
+            await self._deployer.promote(version, alias, reason=f"run {run.run_id}: {name} {quality:.4f}")
+            message = f"version {version.version} is {alias} ({name} {quality:.4f} > floor {floor})"
         else:
             message = (
-                f"version {version.version} registered without alias {alias}: eval AUC {metrics['auc']:.4f} "
+                f"version {version.version} registered without alias {alias}: {name} {quality:.4f} "
                 f"is not above the floor {floor}"
             )
-        log.info("run: " + message, extra=ctx)
+        log.info("run: " + message, extra={"run_id": run.run_id, "model": spec.model_name})
         return Outcome(metrics=metrics, model_version=version.version, message=message)

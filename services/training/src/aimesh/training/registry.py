@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from aimesh.core.sql import insert_ignoring_duplicates
@@ -47,6 +48,7 @@ class NewVersion:
     metrics: dict[str, float]
     reference_profile: training_pb2.ScoreProfile
     triton_model_name: str
+    signature: signature_pb2.ModelSignature
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ def model_event(
         features=list(version.features),
         feature_service=version.feature_service,
         reference_profile=version.reference_profile,
+        signature=version.signature,
         time=change.time if change is not None else version.create_time,
     )
     if change is not None:
@@ -85,6 +88,8 @@ def model_event(
 def _version_message(row: Any, alias_names: Sequence[str]) -> training_pb2.ModelVersion:
     profile = training_pb2.ScoreProfile()
     profile.ParseFromString(row.reference_profile)
+    signature = signature_pb2.ModelSignature()
+    signature.ParseFromString(row.signature or b"")
     return training_pb2.ModelVersion(
         model_name=row.model_name,
         version=row.version,
@@ -98,6 +103,7 @@ def _version_message(row: Any, alias_names: Sequence[str]) -> training_pb2.Model
         create_time=timestamp(row.create_time),
         aliases=sorted(alias_names),
         reference_profile=profile,
+        signature=signature,
     )
 
 
@@ -187,6 +193,7 @@ class Registry:
                                 triton_model_name=new.triton_model_name,
                                 triton_model_version=number,
                                 create_time=now,
+                                signature=new.signature.SerializeToString(),
                             )
                         )
                         version = await self._load(conn, new.model_name, number)
@@ -201,6 +208,18 @@ class Registry:
                 except IntegrityError:
                     continue  # another registry process took this number (or registered this run): look again
             raise FailedPrecondition(f"could not allocate a version of {new.model_name!r}: concurrent registrations")
+
+    async def triton_owner(self, triton_model_name: str) -> str | None:
+        """The registered model whose versions Triton serves as ``triton_model_name``, or None."""
+        async with self._engine.connect() as conn:
+            owner = (
+                await conn.execute(
+                    select(model_versions.c.model_name)
+                    .where(model_versions.c.triton_model_name == triton_model_name)
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+        return None if owner is None else str(owner)
 
     async def get_version(self, model_name: str, version: int) -> training_pb2.ModelVersion:
         """One version with its aliases; ``NotFound`` when absent."""

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.errors import NotFound
 from aimesh.training.outbox import enqueue
@@ -35,6 +36,7 @@ class TrainedArtifact:
     features: list[str]
     metrics: dict[str, float]
     reference_profile: training_pb2.ScoreProfile
+    signature: signature_pb2.ModelSignature
 
 
 def _run_message(row: Any) -> training_pb2.Run:
@@ -178,6 +180,7 @@ class RunStore:
                     features=list(artifact.features),
                     metrics=dict(artifact.metrics),
                     reference_profile=artifact.reference_profile.SerializeToString(),
+                    signature=artifact.signature.SerializeToString(),
                 )
             )
 
@@ -191,11 +194,14 @@ class RunStore:
             return None
         profile = training_pb2.ScoreProfile()
         profile.ParseFromString(row.reference_profile)
+        signature = signature_pb2.ModelSignature()
+        signature.ParseFromString(row.signature or b"")
         return TrainedArtifact(
             path=Path(row.artifact_path),
             features=list(row.features or []),
             metrics={str(k): float(v) for k, v in row.metrics.items()},
             reference_profile=profile,
+            signature=signature,
         )
 
     async def recover(self) -> list[str]:

@@ -40,6 +40,7 @@ runs = Table(
     Column("artifact_path", Text, nullable=True),
     Column("features", JSON, nullable=True),
     Column("reference_profile", LargeBinary, nullable=True),
+    Column("signature", LargeBinary, nullable=True),
 )
 
 models = Table(
@@ -63,6 +64,7 @@ model_versions = Table(
     Column("triton_model_name", String(256), nullable=False),
     Column("triton_model_version", BigInteger, nullable=False),
     Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("signature", LargeBinary, nullable=True),
     ForeignKeyConstraint(["model_name"], ["models.name"]),
     Index("uq_model_versions_run", "model_name", "run_id", unique=True),
 )

@@ -33,7 +33,6 @@ class TrainingSettings(ServiceSettings):
     feature_grpc: str = Field(default="127.0.0.1:50052", description="FeatureService gRPC endpoint (training sets).")
     feature_timeout_seconds: float = Field(default=120.0, description="Deadline of one GetHistoricalFeatures batch.")
     feature_batch_rows: int = Field(default=2000, ge=1, le=100_000, description="Entity rows per feature request.")
-    triton_model_name: str = Field(default="fraud_mlp", description="Default Triton model name for exports.")
     champion_alias: str = Field(default="champion", description="Alias a successful run promotes its version to.")
     champion_auc_floor: float = Field(
         default=0.6, description="A new version becomes champion only when its eval AUC is above this."

@@ -33,8 +33,9 @@ class RunWorker:
     async def start(
         self, spec: training_pb2.RunSpec, *, idempotency_key: str = "", trigger: str = "manual"
     ) -> training_pb2.Run:
-        """Validate ``spec`` (``InvalidArgument``), record the run and queue it; returns the new or existing run."""
-        self._pipeline.params(spec)
+        """Validate ``spec`` (``InvalidArgument``, ``NotFound``, ``FailedPrecondition``: see
+        ``TrainingPipeline.validate``), record the run and queue it; returns the new or existing run."""
+        await self._pipeline.validate(spec)
         run, created = await self._runs.create(spec, idempotency_key=idempotency_key, trigger=trigger or "manual")
         if created:
             self._relay.wake()

@@ -1,0 +1,27 @@
+"""``mlp_regressor``: ReLU hidden layers over the encoded inputs, predicting a number (numeric labels).
+
+Trained with MSE on the standardised target; the exported module returns the label's unit.
+Parameters: ``epochs`` (40), ``batch_size`` (256), ``learning_rate`` (0.003), ``l2`` (0), ``hidden``
+(layer sizes, "32,16"), ``seed`` (7).
+"""
+
+from __future__ import annotations
+
+from aimesh.api.common.v1 import signature_pb2
+from aimesh.training.trainers.base import check_hidden, layer_sizes
+from aimesh.training.trainers.tabular import TabularTrainer, mlp
+
+TRAINER = TabularTrainer(
+    name="mlp_regressor",
+    task=signature_pb2.TASK_REGRESSION,
+    defaults={
+        "epochs": "40",
+        "batch_size": "256",
+        "learning_rate": "0.003",
+        "l2": "0",
+        "hidden": "32,16",
+        "seed": "7",
+    },
+    body=lambda width, params: mlp(width, layer_sizes(params, "hidden"), 1),
+    check_extra=check_hidden,
+)
