@@ -27,13 +27,16 @@ import grpc
 import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer
+from google.protobuf.duration_pb2 import Duration
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 
+from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
 from aimesh.api.training.v1 import events_pb2, training_pb2, training_pb2_grpc
 from aimesh.core.app import connect_producer
 from aimesh.core.runner import ServiceRuntime
+from aimesh.core.signature import to_value
 from aimesh.training.app import wire_training
 from aimesh.training.model import load_torchscript, predict
 from aimesh.training.settings import TrainingSettings
@@ -68,15 +71,22 @@ def free_port() -> int:
 
 
 class ToyFeatureService(feature_pb2_grpc.FeatureServiceServicer):
-    """GetHistoricalFeatures over ``synthetic.toy_features``; feature service ``fraud_v1`` only."""
+    """GetHistoricalFeatures over ``synthetic.toy_features``; feature service ``toy_v1`` only."""
 
     def __init__(self) -> None:
         self.rows_served = 0
 
+    async def GetOnlineFeatures(
+        self, request: feature_pb2.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext
+    ) -> feature_pb2.GetOnlineFeaturesResponse:
+        if request.feature_service != "toy_v1":
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"feature service {request.feature_service!r} is unknown")
+        return feature_pb2.GetOnlineFeaturesResponse(feature_names=synthetic.FEATURE_NAMES)
+
     async def GetHistoricalFeatures(
         self, request: feature_pb2.GetHistoricalFeaturesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[feature_pb2.GetHistoricalFeaturesResponse]:
-        if request.feature_service != "fraud_v1":
+        if request.feature_service != "toy_v1":
             await context.abort(grpc.StatusCode.NOT_FOUND, f"feature service {request.feature_service!r} is unknown")
         rows = []
         for i, row in enumerate(request.entity_rows):
@@ -95,7 +105,7 @@ class ToyFeatureService(feature_pb2_grpc.FeatureServiceServicer):
                     entity_id=row.entity_ids["card"],
                     timestamp=row.timestamp,
                     values=[
-                        feature_pb2.FeatureValue(value={"double_value": v}, status=feature_pb2.FEATURE_STATUS_PRESENT)
+                        feature_pb2.FeatureValue(value=to_value(v), status=feature_pb2.FEATURE_STATUS_PRESENT)
                         for v in values
                     ],
                 )
@@ -191,7 +201,6 @@ async def test_start_run_trains_exports_loads_and_promotes(
         model_repository=repo,
         triton_grpc=endpoints.triton_grpc,
         feature_grpc=f"127.0.0.1:{feature_port}",
-        triton_model_name=triton_name,
         ship_logs=False,
         shutdown_grace_seconds=3,
         outbox_interval_seconds=1,
@@ -202,13 +211,33 @@ async def test_start_run_trains_exports_loads_and_promotes(
     try:
         stub = training_pb2_grpc.TrainingServiceStub(channel)
         await channel.channel_ready()
-        spec = training_pb2.RunSpec(model_name=model_name, feature_service="fraud_v1", register_model=True)
+        spec = training_pb2.RunSpec(
+            model_name=model_name,
+            feature_service="toy_v1",
+            trainer="mlp_classifier",
+            register_model=True,
+            triton_model_name=triton_name,
+            rows=training_pb2.TrainingRows(
+                source="card_transactions",
+                entity_fields={"entity_key": "card", "customer_id": "customer"},
+                context_fields=["amount", "merchant_category", "country", "merchant_id"],
+            ),
+            label=training_pb2.LabelSpec(
+                source="chargebacks",
+                join_field="transaction_id",
+                target_field="reason",
+                kind=training_pb2.LABEL_KIND_BINARY,
+                positive_values=["fraud"],
+                maturity=Duration(seconds=10 * 86400),
+            ),
+        )
 
-        bad = training_pb2.RunSpec(model_name=model_name, feature_service="nope", register_model=True)
-        failed = (await stub.StartRun(training_pb2.StartRunRequest(spec=bad), timeout=10)).run
-        failed = await wait_finished(stub, failed.run_id, within=60)
-        assert failed.status == training_pb2.RUN_STATUS_FAILED
-        assert "feature service 'nope'" in failed.error_message
+        bad = training_pb2.RunSpec()
+        bad.CopyFrom(spec)
+        bad.feature_service = "nope"
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.StartRun(training_pb2.StartRunRequest(spec=bad), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND and "'nope'" in (refused.value.details() or "")
 
         started = time.perf_counter()
         run = (await stub.StartRun(training_pb2.StartRunRequest(spec=spec, idempotency_key=unique), timeout=10)).run
@@ -228,7 +257,11 @@ async def test_start_run_trains_exports_loads_and_promotes(
         assert (champion.version, champion.triton_model_name, champion.triton_model_version) == (1, triton_name, 1)
         assert list(champion.features) == synthetic.FEATURE_NAMES and champion.aliases == ["champion"]
         listed = await stub.ListRuns(training_pb2.ListRunsRequest(model_name=model_name), timeout=5)
-        assert [r.run_id for r in listed.runs] == [run.run_id, failed.run_id]
+        assert [r.run_id for r in listed.runs] == [run.run_id]
+        assert [i.kind for i in champion.signature.inputs][:2] == [
+            signature_pb2.INPUT_KIND_NUMERIC,
+            signature_pb2.INPUT_KIND_CATEGORICAL,
+        ]
         audit = await stub.ListAliasAudit(training_pb2.ListAliasAuditRequest(model_name=model_name), timeout=5)
         assert [(c.actor, c.new_version) for c in audit.changes] == [("training", 1)]
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -243,6 +276,7 @@ async def test_start_run_trains_exports_loads_and_promotes(
         assert await triton.is_model_ready(triton_name, "1", client_timeout=5)
         batch = np.random.default_rng(5).normal(size=(256, len(synthetic.FEATURE_NAMES))).astype(np.float32)
         batch[:, 0] = np.abs(batch[:, 0]) * 3
+        batch[:, 1] = np.arange(256) % (len(champion.signature.inputs[1].vocabulary) + 1)  # category indexes
         inp = InferInput("INPUT__0", list(batch.shape), "FP32")
         inp.set_data_from_numpy(batch)
         await triton.infer(triton_name, [inp], model_version="1", client_timeout=30)  # warm-up
@@ -263,7 +297,7 @@ async def test_start_run_trains_exports_loads_and_promotes(
             (model_name.encode(), events_pb2.MODEL_EVENT_KIND_ALIAS_CHANGED, 1),
         ]
         alias_event = model_events[1][2]
-        assert alias_event.triton_model_name == triton_name and alias_event.feature_service == "fraud_v1"
+        assert alias_event.triton_model_name == triton_name and alias_event.feature_service == "toy_v1"
         assert alias_event.alias_change.alias == "champion" and alias_event.reference_profile.count > 0
         run_events = await read_topic(endpoints.kafka_bootstrap, runs_topic, events_pb2.RunEvent, expect=6)
         ours = [msg.status for key, _h, msg in run_events if key == run.run_id.encode()]
