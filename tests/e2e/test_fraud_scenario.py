@@ -46,6 +46,7 @@ from aimesh.examples.banking.scenario import (
     ScenarioSummary,
 )
 from tests.clients.java_client import build_java_client, run_java_client
+from tests.e2e import machine_failure
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -418,3 +419,45 @@ def cleanup_after(mesh: MeshUnderTest) -> Iterator[None]:
         shutil.rmtree(model_repository(Paths.default()) / mesh.triton_model, ignore_errors=True)
 
     asyncio.run(clean())
+
+
+def test_a_use_case_no_code_has_seen_runs_beside_fraud(scenario_run, mesh: MeshUnderTest) -> None:  # type: ignore[no-untyped-def]
+    """Machine-failure prediction (tests/e2e/machine_failure.py), onboarded through the public APIs only
+    while the fraud scenario's model keeps serving: AUC on the planted signal, Triton parity, the fraud
+    champion untouched, predictions in Elasticsearch."""
+    _, summary = scenario_run
+    before = asyncio.run(model_version(mesh, summary.run.model_version))
+    unique = mesh.triton_model.rsplit("_", 1)[-1]
+    outcome = asyncio.run(
+        machine_failure.run_use_case(
+            ingest_grpc=mesh.address.ingest_grpc,
+            feature_grpc=mesh.address.feature_grpc,
+            training_grpc=mesh.address.training_grpc,
+            inference_grpc=mesh.address.inference_grpc,
+            lake_root=mesh.paths.home / "data" / "lake",
+            unique=unique,
+        )
+    )
+    print(f"\nmachine failure: eval AUC {outcome.aucs}, max |triton - torch| {outcome.parity}, {outcome.scored} scored")
+    try:
+        for trainer, auc in outcome.aucs.items():
+            assert auc > 0.75, f"{trainer}: eval AUC {auc:.3f} on the planted signal"
+            assert outcome.parity[trainer] <= 1e-5
+        after = asyncio.run(model_version(mesh, summary.run.model_version))
+        assert after.aliases == before.aliases and after.triton_model_name == before.triton_model_name
+
+        async def indexed() -> dict[str, dict]:  # type: ignore[type-arg]
+            async with AsyncElasticsearch(mesh.address.elasticsearch_url) as es:
+                for _ in range(60):
+                    found = await predictions_by_request(es, mesh.address.index_prefix, outcome.request_ids)
+                    if len(found) == len(outcome.request_ids):
+                        return found
+                    await asyncio.sleep(1.0)
+                return found
+
+        docs = asyncio.run(indexed())
+        assert set(docs) == set(outcome.request_ids)
+        assert {d["model_name"] for d in docs.values()} == {outcome.models["logistic_regression"]}
+    finally:
+        for name in outcome.models.values():
+            shutil.rmtree(model_repository(Paths.default()) / name, ignore_errors=True)

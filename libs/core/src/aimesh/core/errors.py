@@ -14,6 +14,14 @@ class AimeshError(Exception):
         super().__init__(message)
         self.message = message
 
+    @classmethod
+    def from_status(cls, code: grpc.StatusCode, message: str) -> AimeshError:
+        """The domain error a peer's gRPC status stands for, carrying ``message``: ``InvalidArgument`` for
+        INVALID_ARGUMENT, ``NotFound`` for NOT_FOUND, and so on for every code a subclass answers with;
+        ``Unavailable`` for the codes no domain error has (UNKNOWN, INTERNAL, CANCELLED, UNIMPLEMENTED ...):
+        all the caller can tell is that the dependency failed."""
+        return _BY_STATUS.get(code, Unavailable)(message)
+
 
 class InvalidArgument(AimeshError):
     """The request is malformed; the message names the offending field."""
@@ -68,3 +76,19 @@ class PermissionDenied(AimeshError):
     """The caller may not do this."""
 
     code = grpc.StatusCode.PERMISSION_DENIED
+
+
+_BY_STATUS: dict[grpc.StatusCode, type[AimeshError]] = {
+    error.code: error
+    for error in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        Aborted,
+        ResourceExhausted,
+        Unavailable,
+        DeadlineExceeded,
+        PermissionDenied,
+    )
+}

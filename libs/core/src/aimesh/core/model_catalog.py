@@ -3,14 +3,41 @@
 Inference routes by it and monitor reads the drift reference from it; both build it by replaying the
 registry topic from the earliest offset (``ModelEvent`` records are keyed by model name, so one
 model's events arrive in order). Applying an event is idempotent: a redelivered event changes nothing.
+
+Every version carries its ``ModelSignature`` (``ModelEvent.signature``). A version registered before
+signatures existed gets ``fallback_signature(features)``, what those models were: every feature a
+numeric input fed 0.0 when missing, one output ``score`` (``OUTPUT__0``, one value), input tensor
+``INPUT__0``, and no entity type or context field required (so no request check beyond the routing).
+A signature without an input tensor or without outputs gets those of the fallback.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
+from aimesh.api.common.v1 import common_pb2, signature_pb2
 from aimesh.api.training.v1 import events_pb2
 from aimesh.core.events import Event, PoisonEvent
+
+DEFAULT_INPUT_TENSOR = "INPUT__0"
+DEFAULT_OUTPUT_TENSOR = "OUTPUT__0"
+
+
+def fallback_signature(features: Sequence[str]) -> signature_pb2.ModelSignature:
+    """The signature of a version registered without one (see the module doc)."""
+    return signature_pb2.ModelSignature(
+        inputs=[
+            signature_pb2.SignatureInput(name=name, kind=signature_pb2.INPUT_KIND_NUMERIC, missing_value=0.0)
+            for name in features
+        ],
+        outputs=[
+            signature_pb2.SignatureOutput(
+                name="score", tensor=DEFAULT_OUTPUT_TENSOR, dtype=common_pb2.VALUE_TYPE_DOUBLE, shape=[1]
+            )
+        ],
+        input_tensor=DEFAULT_INPUT_TENSOR,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +53,8 @@ class ModelVersion:
     reference_edges: tuple[float, ...]
     reference_fractions: tuple[float, ...]
     reference_count: int
+    signature: signature_pb2.ModelSignature = field(hash=False)
+    """What the version reads and returns; treat as read-only (``from_event`` gives each version its own copy)."""
 
     @property
     def has_reference(self) -> bool:
@@ -35,16 +64,24 @@ class ModelVersion:
     @classmethod
     def from_event(cls, event: events_pb2.ModelEvent) -> ModelVersion:
         profile = event.reference_profile
+        signature = fallback_signature(event.features)
+        if event.HasField("signature"):
+            fallback, signature = signature, signature_pb2.ModelSignature()
+            signature.CopyFrom(event.signature)
+            signature.input_tensor = signature.input_tensor or DEFAULT_INPUT_TENSOR
+            if not signature.outputs:
+                signature.outputs.extend(fallback.outputs)
         return cls(
             model_name=event.model_name,
             version=event.version,
             triton_model_name=event.triton_model_name or event.model_name,
             triton_model_version=event.triton_model_version,
-            features=tuple(event.features),
+            features=tuple(event.features) or tuple(i.name for i in signature.inputs),
             feature_service=event.feature_service,
             reference_edges=tuple(profile.bin_edges),
             reference_fractions=tuple(profile.fractions),
             reference_count=profile.count,
+            signature=signature,
         )
 
 

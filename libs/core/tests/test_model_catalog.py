@@ -1,0 +1,101 @@
+"""The model catalog keeps each version's signature; versions registered without one get the fallback."""
+
+from __future__ import annotations
+
+from aimesh.api.common.v1 import common_pb2, signature_pb2
+from aimesh.api.training.v1 import events_pb2, training_pb2
+from aimesh.core.model_catalog import ModelCatalog, fallback_signature
+
+
+def signature() -> signature_pb2.ModelSignature:
+    return signature_pb2.ModelSignature(
+        inputs=[
+            signature_pb2.SignatureInput(name="v:a", kind=signature_pb2.INPUT_KIND_NUMERIC, missing_value=1.5),
+            signature_pb2.SignatureInput(name="v:b", kind=signature_pb2.INPUT_KIND_CATEGORICAL, vocabulary=["x"]),
+        ],
+        outputs=[signature_pb2.SignatureOutput(name="p", tensor="OUT", dtype=common_pb2.VALUE_TYPE_DOUBLE, shape=[1])],
+        entity_types=["account"],
+        key_entity="account",
+        context_fields=[signature_pb2.ContextField(name="amount", type=common_pb2.VALUE_TYPE_DOUBLE)],
+        task=signature_pb2.TASK_BINARY_CLASSIFICATION,
+        input_tensor="IN",
+    )
+
+
+def registered(version: int, sig: signature_pb2.ModelSignature | None = None) -> events_pb2.ModelEvent:
+    event = events_pb2.ModelEvent(
+        kind=events_pb2.MODEL_EVENT_KIND_VERSION_REGISTERED,
+        model_name="m",
+        version=version,
+        triton_model_name="m_tr",
+        features=["v:a", "v:b"],
+        feature_service="svc",
+    )
+    if sig is not None:
+        event.signature.CopyFrom(sig)
+    return event
+
+
+def test_version_carries_its_own_copy_of_the_signature() -> None:
+    catalog = ModelCatalog()
+    event = registered(1, signature())
+    catalog.apply(event)
+    event.signature.key_entity = "changed"
+    found = catalog.version("m", 1)
+    assert found is not None
+    assert found.signature == signature()
+    assert found.features == ("v:a", "v:b")
+
+
+def test_version_without_a_signature_gets_the_fallback() -> None:
+    catalog = ModelCatalog()
+    catalog.apply(registered(1))
+    found = catalog.version("m", 1)
+    assert found is not None
+    sig = found.signature
+    assert sig == fallback_signature(["v:a", "v:b"])
+    assert [(i.name, i.kind, i.missing_value) for i in sig.inputs] == [
+        ("v:a", signature_pb2.INPUT_KIND_NUMERIC, 0.0),
+        ("v:b", signature_pb2.INPUT_KIND_NUMERIC, 0.0),
+    ]
+    assert [(o.name, o.tensor, list(o.shape)) for o in sig.outputs] == [("score", "OUTPUT__0", [1])]
+    assert sig.input_tensor == "INPUT__0"
+    assert not sig.entity_types and not sig.context_fields and not sig.key_entity
+
+
+def test_signature_without_tensor_or_outputs_takes_the_fallbacks() -> None:
+    bare = signature()
+    bare.input_tensor = ""
+    del bare.outputs[:]
+    catalog = ModelCatalog()
+    catalog.apply(registered(1, bare))
+    found = catalog.version("m", 1)
+    assert found is not None
+    assert found.signature.input_tensor == "INPUT__0"
+    assert [o.name for o in found.signature.outputs] == ["score"]
+    assert found.signature.key_entity == "account"
+
+
+def test_features_default_to_the_signature_inputs() -> None:
+    event = registered(1, signature())
+    del event.features[:]
+    catalog = ModelCatalog()
+    catalog.apply(event)
+    found = catalog.version("m", 1)
+    assert found is not None and found.features == ("v:a", "v:b")
+
+
+def test_alias_event_with_a_location_registers_with_its_signature() -> None:
+    catalog = ModelCatalog()
+    event = events_pb2.ModelEvent(
+        kind=events_pb2.MODEL_EVENT_KIND_ALIAS_CHANGED,
+        model_name="m",
+        version=2,
+        triton_model_name="m_tr",
+        alias_change=training_pb2.AliasChange(alias="champion", new_version=2),
+        signature=signature(),
+    )
+    catalog.apply(event)
+    found = catalog.version("m", 2)
+    assert found is not None and found.signature.key_entity == "account"
+    assert catalog.alias_target("m", "champion") == 2
