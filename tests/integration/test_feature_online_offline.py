@@ -33,10 +33,10 @@ from aimesh.core.sql import create_engine
 from aimesh.core.testing import run_until
 from aimesh.devstack import cli
 from aimesh.feature import schema
-from aimesh.feature.consumer import OnlineUpdater
+from aimesh.feature.online.sql_store import SqlOnlineStore
+from aimesh.feature.online.updater import OnlineUpdater
 from aimesh.feature.service import FeatureStore
 from aimesh.feature.settings import FeatureSettings
-from aimesh.feature.store import OnlineStore
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +171,7 @@ async def consume_all(endpoints, topic: str, group: str, features: FeatureStore,
     return timed
 
 
-async def snapshot(store: OnlineStore) -> dict[str, list[tuple[object, ...]]]:
+async def snapshot(store: SqlOnlineStore) -> dict[str, list[tuple[object, ...]]]:
     async with store.engine.connect() as conn:
         return {
             t.name: sorted(tuple(r) for r in (await conn.execute(select(t))).all())

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.core.lake import replace_partition_range
+from aimesh.feature.definitions.registry import Registry
+from aimesh.feature.online.protocol import ApplyResult
 from aimesh.feature.records import SourceRecord, ViewEvent, view_event
-from aimesh.feature.registry import Registry
 from aimesh.feature.service import FeatureStore
-from aimesh.feature.store import ApplyResult
 
 if TYPE_CHECKING:
     from .online_backends import OnlineBackend

@@ -20,12 +20,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.feature import schema
-from aimesh.feature.definitions import load_file
-from aimesh.feature.online_store import OnlineStateStore
+from aimesh.feature.definitions.registry import Registry
+from aimesh.feature.definitions.specs import load_file
+from aimesh.feature.online.protocol import ApplyResult, OnlineStateStore
+from aimesh.feature.online.redis_store import RedisOnlineStore
+from aimesh.feature.online.sql_store import SqlOnlineStore
 from aimesh.feature.records import SourceRecord
-from aimesh.feature.redis_store import RedisOnlineStore
-from aimesh.feature.registry import Registry
-from aimesh.feature.store import ApplyResult, OnlineStore
 
 from .conftest import FRAUD_V1_FILE, project
 
@@ -66,8 +66,8 @@ EVENT_TABLES = (schema.view_events.name, "events")
 
 @asynccontextmanager
 async def sql_backend(name: str, engine: AsyncEngine) -> AsyncIterator[OnlineBackend]:
-    def make(**options: Any) -> OnlineStore:
-        return OnlineStore(engine, **options)
+    def make(**options: Any) -> SqlOnlineStore:
+        return SqlOnlineStore(engine, **options)
 
     async def dump() -> Dump:
         async with engine.connect() as conn:

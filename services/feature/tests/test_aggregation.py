@@ -7,9 +7,10 @@ import random
 
 import pytest
 
-from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryEvent, Status, compute_features
-from aimesh.feature.definitions import load_file, parse_yaml
-from aimesh.feature.registry import Registry
+from aimesh.feature.definitions.registry import Registry
+from aimesh.feature.definitions.specs import load_file, parse_yaml
+from aimesh.feature.history import EMPTY_HISTORY, EntityHistory, HistoryEvent
+from aimesh.feature.serving.aggregation import Status, compute_features
 
 from .conftest import FRAUD_V1_FEATURES, FRAUD_V1_FILE
 

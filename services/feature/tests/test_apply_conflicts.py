@@ -15,8 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.core.errors import Aborted, FailedPrecondition, InvalidArgument
-from aimesh.feature.definition_store import VIEW, Action
-from aimesh.feature.definitions import parse_yaml
+from aimesh.feature.definitions.specs import parse_yaml
+from aimesh.feature.definitions.store import VIEW, Action
 from aimesh.feature.service import FeatureStore
 
 VIEW_V1 = """

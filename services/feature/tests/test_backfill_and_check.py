@@ -10,12 +10,12 @@ from pathlib import Path
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aimesh.api.feature.v1 import feature_pb2
-from aimesh.feature.backfill import backfill_view
-from aimesh.feature.check import run_check
-from aimesh.feature.definitions import parse_yaml
+from aimesh.feature.definitions.specs import parse_yaml
+from aimesh.feature.offline.backfill import backfill_view
 from aimesh.feature.records import SourceRecord
-from aimesh.feature.retrieval import OnlineRetrieval
 from aimesh.feature.service import FeatureStore
+from aimesh.feature.serving.check import run_check
+from aimesh.feature.serving.retrieval import OnlineRetrieval
 
 from .conftest import DAY_US, HOUR_US, T0, apply, txn, write_lake_files
 

@@ -16,10 +16,10 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.core import lake
-from aimesh.feature.definitions import load_file
-from aimesh.feature.offline import ID_COLUMNS, scan
-from aimesh.feature.registry import Registry
-from aimesh.feature.store import OnlineStore
+from aimesh.feature.definitions.registry import Registry
+from aimesh.feature.definitions.specs import load_file
+from aimesh.feature.offline.lake import ID_COLUMNS, scan
+from aimesh.feature.online.sql_store import SqlOnlineStore
 
 from .conftest import FRAUD_V1_FILE, T0, lake_table, project, txn
 
@@ -62,7 +62,7 @@ def test_a_slow_consumer_of_the_scan_holds_one_row_group_not_the_lake(tmp_path: 
 
 
 async def test_backfill_writes_run_the_same_statements_whatever_the_batch(sql_engine: AsyncEngine) -> None:
-    store = OnlineStore(sql_engine, cache_entries=0)
+    store = SqlOnlineStore(sql_engine, cache_entries=0)
     await store.migrate()
     registry = Registry(load_file(FRAUD_V1_FILE))
     retention = {v.name: v.retention_us for v in registry.views.values()}

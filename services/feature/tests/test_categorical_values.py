@@ -12,12 +12,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import InvalidArgument
-from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryEvent, Status, compute_features
-from aimesh.feature.definitions import parse_yaml
-from aimesh.feature.expressions import Expression, ExpressionError
+from aimesh.feature.definitions.expressions import Expression, ExpressionError
+from aimesh.feature.definitions.registry import Registry
+from aimesh.feature.definitions.specs import parse_yaml
+from aimesh.feature.history import EMPTY_HISTORY, EntityHistory, HistoryEvent
 from aimesh.feature.records import SourceRecord, view_event
-from aimesh.feature.registry import Registry
 from aimesh.feature.service import FeatureStore
+from aimesh.feature.serving.aggregation import Status, compute_features
 
 from .conftest import HOUR_US, T0, apply, txn
 

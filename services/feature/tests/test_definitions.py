@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import AimeshError, FailedPrecondition, InvalidArgument, NotFound
-from aimesh.feature.definition_store import Action
-from aimesh.feature.definitions import FeatureRepo, FeatureSpec, load_file, parse_yaml, to_yaml
-from aimesh.feature.registry import Registry
+from aimesh.feature.definitions.registry import Registry
+from aimesh.feature.definitions.specs import FeatureRepo, FeatureSpec, load_file, parse_yaml, to_yaml
+from aimesh.feature.definitions.store import Action
 from aimesh.feature.service import FeatureStore
 from aimesh.feature.settings import FeatureSettings
 

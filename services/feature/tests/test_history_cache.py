@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryEvent
-from aimesh.feature.history_cache import HistoryCache, StateKey
+from aimesh.feature.history import EMPTY_HISTORY, EntityHistory, HistoryEvent, StateKey
+from aimesh.feature.online.cache import HistoryCache
 
 from .conftest import HOUR_US, T0, txn
 from .online_backends import OnlineBackend

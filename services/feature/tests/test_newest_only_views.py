@@ -11,12 +11,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2
-from aimesh.feature.aggregation import EntityHistory, HistoryEvent, Status, compute_features
-from aimesh.feature.check import run_check
-from aimesh.feature.definitions import parse_yaml
+from aimesh.feature.definitions.registry import Registry
+from aimesh.feature.definitions.specs import parse_yaml
+from aimesh.feature.history import EntityHistory, HistoryEvent
 from aimesh.feature.records import SourceRecord, view_event
-from aimesh.feature.registry import Registry
 from aimesh.feature.service import FeatureStore
+from aimesh.feature.serving.aggregation import Status, compute_features
+from aimesh.feature.serving.check import run_check
 
 from .conftest import HOUR_US, T0, apply, txn
 from .online_backends import OnlineBackend

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from aimesh.feature.aggregation import EMPTY_HISTORY
+from aimesh.feature.history import EMPTY_HISTORY
 
 from .conftest import DAY_US, HOUR_US, T0, project, txn
 from .online_backends import OnlineBackend

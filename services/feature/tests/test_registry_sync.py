@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import NotFound
-from aimesh.feature.definitions import parse_yaml
+from aimesh.feature.definitions.specs import parse_yaml
 from aimesh.feature.service import FeatureStore
 
 INTERVAL_S = 0.2

@@ -17,8 +17,8 @@ from aimesh.api.ingest.v1 import events_pb2
 from aimesh.core.errors import AimeshError
 from aimesh.core.events import Event
 from aimesh.feature.records import SourceRecord
-from aimesh.feature.retrieval import HistoricalRetrieval, OnlineRetrieval
 from aimesh.feature.service import FeatureStore
+from aimesh.feature.serving.retrieval import HistoricalRetrieval, OnlineRetrieval
 
 from .conftest import DAY_US, FRAUD_V1_FEATURES, HOUR_US, T0, apply, txn
 

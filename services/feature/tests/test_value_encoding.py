@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 
 from aimesh.api.feature.v1 import feature_pb2
-from aimesh.feature.aggregation import FeatureVector, Scalar, Status
-from aimesh.feature.rows import encode_feature_values
+from aimesh.feature.history import Scalar
+from aimesh.feature.serving.aggregation import FeatureVector, Status
+from aimesh.feature.serving.rows import encode_feature_values
 
 
 def built(vector: FeatureVector) -> feature_pb2.OnlineFeatureRow:

@@ -3,9 +3,9 @@
 At start the migrations run and ``definitions_file`` is applied when set (the service ships no
 definitions: a use case's pack applies its own); views never backfilled for their current layout are
 backfilled from the lake in the background while the consumer already applies new records (see
-``backfill``); definitions applied through other replicas are picked up every
-``registry_refresh_seconds`` (see ``registry_sync``); ``/readyz`` checks the database (Redis too when it
-is the online store, ``online_store_url``) and Kafka.
+``offline.backfill``); definitions applied through other replicas are picked up every
+``registry_refresh_seconds`` (see ``definitions.sync``); ``/readyz`` checks the database, the online
+store (Redis when ``online_store_url`` names one) and Kafka.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from aimesh.core.deadletter import DeadLetterPublisher
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.runner import ServiceRuntime
 from aimesh.core.sql import create_engine, ping
-from aimesh.feature.redis_store import RedisOnlineStore
 from aimesh.feature.service import FeatureStore
 from aimesh.feature.settings import FeatureSettings
 
@@ -43,8 +42,7 @@ async def serve_feature(settings: FeatureSettings) -> None:
         sync = features.registry_sync
         runtime.add_part("registry-sync", lambda: sync.run(settings.registry_refresh_seconds), sync.stop)
         runtime.probes.readiness["database"] = lambda: ping(engine)
-        if isinstance(features.store, RedisOnlineStore):
-            runtime.probes.readiness["redis"] = features.store.ping
+        runtime.probes.readiness["online-store"] = features.store.ping  # Redis, or the database again
         api = features.api()
         runtime.add_grpc(
             GrpcServer(

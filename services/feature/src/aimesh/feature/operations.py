@@ -13,9 +13,9 @@ import grpc
 
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
 from aimesh.core.sql import create_engine
-from aimesh.feature.backfill import BackfillResult
-from aimesh.feature.check import CheckReport, run_check
+from aimesh.feature.offline.backfill import BackfillResult
 from aimesh.feature.service import FeatureStore
+from aimesh.feature.serving.check import CheckReport, run_check
 from aimesh.feature.settings import FeatureSettings
 
 

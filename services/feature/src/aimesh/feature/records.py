@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from aimesh.api.ingest.v1 import events_pb2
 from aimesh.core.events import Event, PoisonEvent
-from aimesh.feature.aggregation import HistoryEvent, Scalar
-from aimesh.feature.definitions import ENTITY_KEY, EntitySpec, FeatureViewSpec
-from aimesh.feature.expressions import ExpressionError
+from aimesh.feature.definitions.expressions import ExpressionError
+from aimesh.feature.definitions.specs import ENTITY_KEY, EntitySpec, FeatureViewSpec
+from aimesh.feature.history import HistoryEvent, Scalar
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,20 @@ Registry:
   definitions; an apply updates it first, so applies are serialised by its row lock, and replicas poll it
   to notice definitions applied elsewhere;
 - ``feature_backfills``: per view, the storage layout its online state was last backfilled for.
+
+``upsert`` writes rows of these tables on SQLite and PostgreSQL alike.
 """
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+"""The Alembic migrations of these tables (``aimesh.core.sql.migrate``)."""
 
 metadata = MetaData()
 
@@ -76,3 +87,32 @@ backfills = Table(
     Column("rows", BigInteger, nullable=False),
     Column("finished_at_us", BigInteger, nullable=False),
 )
+
+
+async def upsert(
+    conn: AsyncConnection,
+    table: Table,
+    keys: Sequence[str],
+    rows: list[dict[str, Any]],
+    *,
+    keep: Literal["min", "max", "new"],
+) -> None:
+    """Insert ``rows``; where the key exists keep the smaller / larger value of the one non-key column
+    (``min`` / ``max``: monotonic, never goes back), or overwrite the non-key columns (``new``)."""
+    if not rows:
+        return
+    pg = conn.dialect.name == "postgresql"
+    insert = postgresql.insert(table) if pg else sqlite.insert(table)
+    others = [c.name for c in table.columns if c.name not in keys]
+    update: dict[str, Any]
+    if keep == "new":
+        update = {name: insert.excluded[name] for name in others}
+    else:
+        pick = {"min": func.least if pg else func.min, "max": func.greatest if pg else func.max}[keep]
+        update = {name: pick(table.c[name], insert.excluded[name]) for name in others}
+    await conn.execute(insert.on_conflict_do_update(index_elements=list(keys), set_=update), rows)
+
+
+async def upsert_row(conn: AsyncConnection, table: Table, keys: Sequence[str], row: dict[str, Any]) -> None:
+    """Insert ``row`` or overwrite the non-key columns of the row with the same ``keys``."""
+    await upsert(conn, table, keys, [row], keep="new")

@@ -1,6 +1,7 @@
 """The feature store assembled over one database and one lake: registry, online store, retrieval, apply, backfill.
 
-Used by the service (``app.py``), the CLI (``cli.py``) and the tests, so they all run the same wiring.
+Used by the service (``app``), the CLI's operations (``operations``) and the tests, so they all run the same
+wiring.
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.core.bus import DeadLetterSink
 from aimesh.core.sql import migrate
-from aimesh.feature.api import FeatureServiceApi
-from aimesh.feature.backfill import BackfillResult, backfill_view
-from aimesh.feature.consumer import OnlineUpdater
-from aimesh.feature.definition_store import ApplyOutcome, DefinitionStore
-from aimesh.feature.definitions import FeatureRepo, load_file
-from aimesh.feature.online_store import OnlineStateStore
-from aimesh.feature.redis_store import DEFAULT_PREFIX, RedisOnlineStore
-from aimesh.feature.registry import Registry, RegistryHolder
-from aimesh.feature.registry_sync import RegistrySync
-from aimesh.feature.retrieval import HistoricalRetrieval, OnlineRetrieval, _now_us
-from aimesh.feature.store import DEFAULT_ALLOWED_LATENESS, DEFAULT_CACHE_ENTRIES, MIGRATIONS, OnlineStore
+from aimesh.feature import schema
+from aimesh.feature.definitions.registry import Registry, RegistryHolder
+from aimesh.feature.definitions.specs import FeatureRepo, load_file
+from aimesh.feature.definitions.store import ApplyOutcome, DefinitionStore
+from aimesh.feature.definitions.sync import RegistrySync
+from aimesh.feature.offline.backfill import BackfillResult, backfill_view
+from aimesh.feature.online.factory import open_online_store
+from aimesh.feature.online.protocol import DEFAULT_ALLOWED_LATENESS, DEFAULT_CACHE_ENTRIES, OnlineStateStore
+from aimesh.feature.online.updater import OnlineUpdater
+from aimesh.feature.serving.api import FeatureServiceApi
+from aimesh.feature.serving.retrieval import HistoricalRetrieval, OnlineRetrieval, now_us
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,12 @@ logger = logging.getLogger(__name__)
 class FeatureStore:
     """Registry + online store + definitions over ``engine``, offline over ``lake_root``.
 
-    The online store is the SQL one on ``engine``, or Redis when ``online_store_url`` names one
-    (``redis_store``, keys under ``online_store_prefix``; the registry stays in ``engine``).
-    ``cache_entries`` bounds the online store's read cache (0: off; see ``history_cache``).
-    The served registry follows this process's applies at once and other processes' applies while
-    ``registry_sync.run`` runs (the service runs it as a part; see ``registry_sync``).
+    The online store is the one ``online.factory.open_online_store`` opens for ``online_store_url``: the
+    SQL one on ``engine``, or Redis when the URL names one (keys under ``online_store_prefix``, default
+    the store's; the registry stays in ``engine``). ``cache_entries`` bounds the online store's read
+    cache (0: off; see ``online.cache``). The served registry follows this process's applies at once and
+    other processes' applies while ``registry_sync.run`` runs (the service runs it as a part; see
+    ``definitions.sync``).
     """
 
     def __init__(
@@ -47,21 +49,18 @@ class FeatureStore:
         *,
         allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
         cache_entries: int = DEFAULT_CACHE_ENTRIES,
-        clock_us: Callable[[], int] = _now_us,
+        clock_us: Callable[[], int] = now_us,
         online_store_url: str = "",
-        online_store_prefix: str = DEFAULT_PREFIX,
+        online_store_prefix: str | None = None,
     ) -> None:
         self.engine = engine
         self.lake_root = lake_root
-        self.store: OnlineStateStore = (
-            RedisOnlineStore.from_url(
-                online_store_url,
-                prefix=online_store_prefix,
-                allowed_lateness=allowed_lateness,
-                cache_entries=cache_entries,
-            )
-            if online_store_url
-            else OnlineStore(engine, allowed_lateness=allowed_lateness, cache_entries=cache_entries)
+        self.store: OnlineStateStore = open_online_store(
+            online_store_url,
+            engine,
+            prefix=online_store_prefix,
+            allowed_lateness=allowed_lateness,
+            cache_entries=cache_entries,
         )
         self.definitions = DefinitionStore(engine)
         self.registry = RegistryHolder(Registry(FeatureRepo()))
@@ -76,9 +75,8 @@ class FeatureStore:
 
         Raises InvalidArgument / FailedPrecondition when the file is invalid or breaks stored versions.
         """
-        await migrate(self.engine, MIGRATIONS)  # the registry's tables (and the SQL online store's)
-        if isinstance(self.store, RedisOnlineStore):
-            await self.store.migrate()
+        await migrate(self.engine, schema.MIGRATIONS)  # the registry's tables (the SQL online store's too)
+        await self.store.migrate()
         if definitions_file is not None:
             outcome = await self.definitions.apply(load_file(definitions_file))
             changed = [f"{c.kind} {c.name} v{c.version} {c.action}" for c in outcome.changes if c.action != "unchanged"]
@@ -118,17 +116,16 @@ class FeatureStore:
 
     async def stop(self) -> None:
         """Stop ``registry_sync.run``, cancel running backfills (re-running them later is idempotent) and
-        start no more (see ``schedule_backfills``), close the Redis online store's connections."""
+        start no more (see ``schedule_backfills``), release the online store's own connections (``aclose``)."""
         self._stopped = True
         await self.registry_sync.stop()
         for task in list(self._backfills):
             task.cancel()
         await self.wait_for_backfills()
-        if isinstance(self.store, RedisOnlineStore):
-            await self.store.aclose()
+        await self.store.aclose()
 
     async def backfill(self, view: str, *, on_progress: Callable[[int], None] | None = None) -> BackfillResult:
-        """Backfill one view from the lake (idempotent; see ``backfill``)."""
+        """Backfill one view from the lake (idempotent; see ``offline.backfill``)."""
         return await backfill_view(
             self.registry.current, view, self.store, self.definitions, self.lake_root, on_progress=on_progress
         )

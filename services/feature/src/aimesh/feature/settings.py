@@ -7,8 +7,8 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from aimesh.core.settings import ServiceSettings
-from aimesh.feature.registry_sync import DEFAULT_REFRESH_SECONDS
-from aimesh.feature.store import DEFAULT_CACHE_ENTRIES
+from aimesh.feature.definitions.sync import DEFAULT_REFRESH_SECONDS
+from aimesh.feature.online.protocol import DEFAULT_CACHE_ENTRIES
 
 
 class FeatureSettings(ServiceSettings):

@@ -2,7 +2,7 @@
 
 A ``Registry`` is immutable and built from the latest version of every definition; serving and the
 online update hold a ``RegistryHolder`` whose registry is swapped when definitions are applied (by
-this process at once, by another process on the same database within ``registry_sync``'s interval).
+this process at once, by another process on the same database within ``sync``'s interval).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from aimesh.core.errors import InvalidArgument, NotFound
-from aimesh.feature.definitions import Aggregation, EntitySpec, FeatureRepo, FeatureSpec, FeatureViewSpec
+from aimesh.feature.definitions.specs import Aggregation, EntitySpec, FeatureRepo, FeatureSpec, FeatureViewSpec
 
 T = TypeVar("T")
 
@@ -141,7 +141,7 @@ class Registry:
         """The stream-fed features an on-demand feature's expression names (none for other features).
 
         A name no stream-fed feature has is a request-context field; definitions where several have it
-        are refused (``definitions.stream_features_named``), so such a name resolves to none here."""
+        are refused (``specs.stream_features_named``), so such a name resolves to none here."""
         if resolved.feature.aggregation is not Aggregation.ON_DEMAND:
             return ()
         return tuple(

@@ -37,7 +37,7 @@ from pydantic import (
 )
 
 from aimesh.core.errors import InvalidArgument
-from aimesh.feature.expressions import Expression, ExpressionError
+from aimesh.feature.definitions.expressions import Expression, ExpressionError
 
 REQUEST_SOURCE = "request"
 """Pseudo-source of on-demand views: their inputs come with the request."""
@@ -109,7 +109,7 @@ Name = Annotated[str, Field(pattern=_NAME, max_length=100)]
 
 
 class Aggregation(StrEnum):
-    """How a feature is computed from an entity's events (``aggregation.py`` implements each)."""
+    """How a feature is computed from an entity's events (``serving.aggregation`` implements each)."""
 
     COUNT = "count"
     SUM = "sum"

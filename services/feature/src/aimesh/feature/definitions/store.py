@@ -37,7 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aimesh.core.errors import Aborted, FailedPrecondition
 from aimesh.feature import schema
-from aimesh.feature.definitions import (
+from aimesh.feature.definitions.registry import Registry
+from aimesh.feature.definitions.specs import (
     EntitySpec,
     FeatureRepo,
     FeatureServiceSpec,
@@ -46,8 +47,7 @@ from aimesh.feature.definitions import (
     format_duration,
     stream_features_named,
 )
-from aimesh.feature.registry import Registry
-from aimesh.feature.store import upsert_row
+from aimesh.feature.schema import upsert_row
 
 ENTITY, VIEW, SERVICE = "entity", "feature_view", "feature_service"
 _MODELS: dict[str, type[EntitySpec | FeatureViewSpec | FeatureServiceSpec]] = {

@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 
 from aimesh.core.periodic import PeriodicRefresh
-from aimesh.feature.definition_store import DefinitionStore
-from aimesh.feature.registry import Registry, RegistryHolder
+from aimesh.feature.definitions.registry import Registry, RegistryHolder
+from aimesh.feature.definitions.store import DefinitionStore
 
 log = logging.getLogger(__name__)
 

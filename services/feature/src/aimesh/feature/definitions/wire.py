@@ -10,14 +10,8 @@ from google.protobuf.duration_pb2 import Duration
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import InvalidArgument
-from aimesh.feature.definition_store import Change
-from aimesh.feature.definitions import (
-    Aggregation,
-    FeatureRepo,
-    FeatureViewSpec,
-    parse_repo,
-    parse_yaml,
-)
+from aimesh.feature.definitions.specs import Aggregation, FeatureRepo, FeatureViewSpec, parse_repo, parse_yaml
+from aimesh.feature.definitions.store import Change
 
 _PREFIX = "AGGREGATION_"
 _ACTIONS = {

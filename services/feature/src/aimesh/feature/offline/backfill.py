@@ -1,6 +1,6 @@
 """Backfill: initialise a feature view's online state from the lake, with bounded memory.
 
-The lake is scanned in record batches (``offline.scan``, ``batch_rows`` rows at a time, only the
+The lake is scanned in record batches (``lake.scan``, ``batch_rows`` rows at a time, only the
 columns the view reads); each batch is projected onto the view and written in one transaction,
 pruned per entity to the view's retention as it goes. Memory is one batch and the Parquet row group
 it comes from, whatever the lake's size.
@@ -24,11 +24,11 @@ from pathlib import Path
 
 from aimesh.core.events import PoisonEvent
 from aimesh.feature import metrics
-from aimesh.feature.definition_store import DefinitionStore
-from aimesh.feature.offline import needed_columns, scan
-from aimesh.feature.online_store import OnlineStateStore
+from aimesh.feature.definitions.registry import Registry
+from aimesh.feature.definitions.store import DefinitionStore
+from aimesh.feature.offline.lake import needed_columns, scan
+from aimesh.feature.online.protocol import OnlineStateStore
 from aimesh.feature.records import ViewEvent, view_event
-from aimesh.feature.registry import Registry
 
 logger = logging.getLogger(__name__)
 BACKFILL_BATCH_ROWS = 20_000

@@ -16,10 +16,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from aimesh.core import lake
-from aimesh.feature.aggregation import EntityHistory
-from aimesh.feature.definitions import ENTITY_KEY, FeatureViewSpec
+from aimesh.feature.definitions.registry import Registry
+from aimesh.feature.definitions.specs import ENTITY_KEY, FeatureViewSpec
+from aimesh.feature.history import EntityHistory
 from aimesh.feature.records import SourceRecord, ViewEvent
-from aimesh.feature.registry import Registry
 
 ID_COLUMNS = ("event_id", "entity_key", "event_time")
 SCAN_BATCH_ROWS = 65_536

@@ -13,10 +13,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
-from aimesh.feature.aggregation import EntityHistory
-
-StateKey = tuple[str, str]
-"""(feature view, entity id)."""
+from aimesh.feature.history import EntityHistory, StateKey
 
 
 class HistoryCache:

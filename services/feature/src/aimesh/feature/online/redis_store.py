@@ -1,4 +1,4 @@
-"""The online store on Redis: ``store.OnlineStore``'s contract (exactly-once effect, idempotent effects,
+"""The online store on Redis: ``sql_store.SqlOnlineStore``'s contract (exactly-once effect, idempotent effects,
 lateness, pruning, reads through the same ``HistoryCache``) with Redis instead of SQL.
 
 Keys, under ``prefix`` (default ``aimesh:feature:``; view names hold no ``:``, so keys are unambiguous):
@@ -38,10 +38,10 @@ from datetime import timedelta
 import orjson
 from redis.asyncio import Redis
 
-from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryEvent, micros
-from aimesh.feature.history_cache import HistoryCache, StateKey
+from aimesh.feature.history import EMPTY_HISTORY, EntityHistory, HistoryEvent, StateKey, micros
+from aimesh.feature.online.cache import HistoryCache
+from aimesh.feature.online.protocol import DEFAULT_ALLOWED_LATENESS, DEFAULT_CACHE_ENTRIES, ApplyResult
 from aimesh.feature.records import ViewEvent
-from aimesh.feature.store import DEFAULT_ALLOWED_LATENESS, DEFAULT_CACHE_ENTRIES, ApplyResult
 
 DEFAULT_PREFIX = "aimesh:feature:"
 STREAM, BACKFILL = "stream", "backfill"
@@ -133,11 +133,14 @@ return out
 
 
 class RedisOnlineStore:
-    """The online store over a ``redis.asyncio.Redis`` client (bytes replies: ``decode_responses=False``).
+    """The online store over a ``redis.asyncio.Redis`` client (bytes replies: ``decode_responses=False``);
+    ``OnlineStateStore``.
 
-    ``cache_entries`` as for ``OnlineStore``: the cache sees only this process's writes. ``aclose`` closes
-    the client (``from_url`` makes one for the store alone).
+    ``cache_entries`` as for ``SqlOnlineStore``: the cache sees only this process's writes. ``aclose``
+    closes the client (``from_url`` makes one for the store alone).
     """
+
+    kind = "redis"
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""The online store: per (feature view, entity) retained events in SQL, updated with exactly-once effect.
+"""The SQL online store (SQLite or PostgreSQL, the service's own database): per (feature view, entity)
+retained events, updated with exactly-once effect.
 
 ``apply`` writes a partition batch's effects and that partition's next offset in ONE transaction;
 records below the stored offset are skipped, so a redelivery or a crash between the database commit
@@ -9,7 +10,7 @@ backfill overlapping the stream, or two consumers racing on one entity leave the
 An event older than the entity's newest event in the view minus the allowed lateness is skipped
 online (``ApplyResult.late``); it stays in the lake for offline use.
 
-Reads go through a bounded in-process cache of histories (``history_cache``) that this store
+Reads go through a bounded in-process cache of histories (``cache``) that this store
 invalidates after each of its writes; it assumes this process is the database's only writer
 (``cache_entries=0`` turns it off for deployments with several writers).
 """
@@ -18,35 +19,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from sqlalchemy import BigInteger, ColumnElement, Table, and_, bindparam, delete, func, literal, or_, select, union_all
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from aimesh.core.sql import insert_ignoring_duplicates, migrate
+from aimesh.core.sql import insert_ignoring_duplicates, migrate, ping
 from aimesh.feature import schema
-from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryEvent, micros
-from aimesh.feature.history_cache import HistoryCache, StateKey
+from aimesh.feature.history import EMPTY_HISTORY, EntityHistory, HistoryEvent, StateKey, micros
+from aimesh.feature.online.cache import HistoryCache
+from aimesh.feature.online.protocol import DEFAULT_ALLOWED_LATENESS, DEFAULT_CACHE_ENTRIES, ApplyResult
 from aimesh.feature.records import ViewEvent
-
-MIGRATIONS = Path(__file__).with_name("migrations")
-DEFAULT_ALLOWED_LATENESS = timedelta(days=7)
-DEFAULT_CACHE_ENTRIES = 200_000
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    """What ``apply`` did: records applied, records skipped as already applied (redelivered), view
-    events skipped as later than the allowed lateness."""
-
-    applied: int
-    skipped: int
-    late: int = 0
 
 
 def _keys_filter(table: Table, keys: Iterable[StateKey]) -> ColumnElement[bool]:
@@ -56,35 +41,6 @@ def _keys_filter(table: Table, keys: Iterable[StateKey]) -> ColumnElement[bool]:
     return or_(
         *(and_(table.c.view == view, table.c.entity_id.in_(sorted(ids))) for view, ids in sorted(by_view.items()))
     )
-
-
-async def _upsert(
-    conn: AsyncConnection,
-    table: Table,
-    keys: Sequence[str],
-    rows: list[dict[str, Any]],
-    *,
-    keep: Literal["min", "max", "new"],
-) -> None:
-    """Insert ``rows``; where the key exists keep the smaller / larger value of the one non-key column
-    (``min`` / ``max``: monotonic, never goes back), or overwrite the non-key columns (``new``)."""
-    if not rows:
-        return
-    pg = conn.dialect.name == "postgresql"
-    insert = postgresql.insert(table) if pg else sqlite.insert(table)
-    others = [c.name for c in table.columns if c.name not in keys]
-    update: dict[str, Any]
-    if keep == "new":
-        update = {name: insert.excluded[name] for name in others}
-    else:
-        pick = {"min": func.least if pg else func.min, "max": func.greatest if pg else func.max}[keep]
-        update = {name: pick(table.c[name], insert.excluded[name]) for name in others}
-    await conn.execute(insert.on_conflict_do_update(index_elements=list(keys), set_=update), rows)
-
-
-async def upsert_row(conn: AsyncConnection, table: Table, keys: Sequence[str], row: dict[str, Any]) -> None:
-    """Insert ``row`` or overwrite the non-key columns of the row with the same ``keys``."""
-    await _upsert(conn, table, keys, [row], keep="new")
 
 
 def _event_row(ve: ViewEvent) -> dict[str, Any]:
@@ -97,8 +53,10 @@ def _event_row(ve: ViewEvent) -> dict[str, Any]:
     }
 
 
-class OnlineStore:
-    """The online store over an async SQLAlchemy engine (SQLite or PostgreSQL)."""
+class SqlOnlineStore:
+    """The online store over an async SQLAlchemy engine (SQLite or PostgreSQL); ``OnlineStateStore``."""
+
+    kind = "sql"
 
     def __init__(
         self,
@@ -113,7 +71,14 @@ class OnlineStore:
 
     async def migrate(self) -> None:
         """Create or upgrade the tables (idempotent; run at start)."""
-        await migrate(self.engine, MIGRATIONS)
+        await migrate(self.engine, schema.MIGRATIONS)
+
+    async def ping(self) -> None:
+        """Raise unless the database answers (readiness)."""
+        await ping(self.engine)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the engine is the caller's (it disposes of it)."""
 
     async def next_offset(self, topic: str, partition: int) -> int:
         """The first offset of ``topic``/``partition`` not applied yet (0 when none was)."""
@@ -157,7 +122,7 @@ class OnlineStore:
                 events = [ve for _, ves in fresh for ve in ves]
                 on_time = await self._on_time(conn, events)
                 await self._write(conn, on_time, retention_us, overwrite=False)
-                await _upsert(
+                await schema.upsert(
                     conn,
                     schema.consumer_offsets,
                     ["topic", "partition"],
@@ -209,7 +174,7 @@ class OnlineStore:
         unique = {(ve.view, ve.entity_id, ve.event.event_id): ve for ve in events}
         rows = [_event_row(unique[key]) for key in sorted(unique)]  # key order: index locality, fixed lock order
         if overwrite:
-            await _upsert(conn, schema.view_events, ["view", "entity_id", "event_id"], rows, keep="new")
+            await schema.upsert(conn, schema.view_events, ["view", "entity_id", "event_id"], rows, keep="new")
         else:
             await insert_ignoring_duplicates(conn, schema.view_events, rows)
         first: dict[tuple[str, str, str, str], int] = {}
@@ -217,7 +182,7 @@ class OnlineStore:
             for name, value in ve.seen.items():
                 key = (ve.view, ve.entity_id, name, value)
                 first[key] = min(first.get(key, ve.event.ts_us), ve.event.ts_us)
-        await _upsert(
+        await schema.upsert(
             conn,
             schema.view_seen,
             ["view", "entity_id", "field", "value"],

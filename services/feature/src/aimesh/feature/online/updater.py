@@ -16,10 +16,9 @@ from collections.abc import Sequence
 from aimesh.core.bus import DeadLetterSink, dead_letter
 from aimesh.core.events import Event, PoisonEvent
 from aimesh.feature import metrics
-from aimesh.feature.online_store import OnlineStateStore
+from aimesh.feature.definitions.registry import Registry, RegistryHolder
+from aimesh.feature.online.protocol import ApplyResult, OnlineStateStore
 from aimesh.feature.records import ViewEvent, record_from_event, view_event
-from aimesh.feature.registry import Registry, RegistryHolder
-from aimesh.feature.store import ApplyResult
 
 
 class OnlineUpdater:

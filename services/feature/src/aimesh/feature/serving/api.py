@@ -1,4 +1,5 @@
-"""The FeatureService gRPC adapter: thin methods over ``retrieval`` and ``definitions``.
+"""The FeatureService gRPC adapter: thin methods over ``retrieval`` and the definitions
+(``definitions.store``, ``definitions.wire``).
 
 Domain errors raised below become status codes in ``aimesh.core.grpc_server``'s interceptor.
 """
@@ -12,10 +13,10 @@ import grpc
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
 from aimesh.core.errors import InvalidArgument
-from aimesh.feature.definition_store import VIEW, ApplyOutcome
-from aimesh.feature.definitions import FeatureRepo
-from aimesh.feature.retrieval import HistoricalRetrieval, OnlineRetrieval
-from aimesh.feature.wire import change_to_proto, repo_from_request, view_to_proto
+from aimesh.feature.definitions.specs import FeatureRepo
+from aimesh.feature.definitions.store import VIEW, ApplyOutcome
+from aimesh.feature.definitions.wire import change_to_proto, repo_from_request, view_to_proto
+from aimesh.feature.serving.retrieval import HistoricalRetrieval, OnlineRetrieval
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -46,7 +47,7 @@ class FeatureServiceApi(feature_pb2_grpc.FeatureServiceServicer):
     async def ApplyDefinitions(
         self, request: feature_pb2.ApplyDefinitionsRequest, context: grpc.aio.ServicerContext
     ) -> feature_pb2.ApplyDefinitionsResponse:
-        """Validate, diff and store (unless dry_run); see ``definition_store`` for what is refused and
+        """Validate, diff and store (unless dry_run); see ``definitions.store`` for what is refused and
         how concurrent applies are serialised."""
         outcome = await self.apply(repo_from_request(request), request.dry_run)
         return feature_pb2.ApplyDefinitionsResponse(changes=[change_to_proto(c) for c in outcome.changes])

@@ -12,13 +12,32 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aimesh.api.feature.v1 import feature_pb2
-from aimesh.feature.definitions import Aggregation
-from aimesh.feature.retrieval import _now_us
-from aimesh.feature.service import FeatureStore
+from aimesh.feature.definitions.registry import RegistryHolder
+from aimesh.feature.definitions.specs import Aggregation
+from aimesh.feature.online.protocol import OnlineStateStore
+from aimesh.feature.serving.retrieval import HistoricalRetrieval, OnlineRetrieval, now_us
+
+
+class Checked(Protocol):
+    """What the check reads (``service.FeatureStore`` has it): the online store, both retrieval paths and
+    the served registry."""
+
+    @property
+    def store(self) -> OnlineStateStore: ...
+
+    @property
+    def online(self) -> OnlineRetrieval: ...
+
+    @property
+    def historical(self) -> HistoricalRetrieval: ...
+
+    @property
+    def registry(self) -> RegistryHolder: ...
 
 
 @dataclass(frozen=True)
@@ -51,17 +70,17 @@ def _text(value: feature_pb2.FeatureValue) -> str:
     return f"{shown} ({feature_pb2.FeatureStatus.Name(value.status).removeprefix('FEATURE_STATUS_').lower()})"
 
 
-async def _sample(features: FeatureStore, view: str, samples: int, rng: random.Random) -> list[tuple[str, int]]:
+async def _sample(features: Checked, view: str, samples: int, rng: random.Random) -> list[tuple[str, int]]:
     entities = sorted(await features.store.newest_by_entity(view))
     return rng.sample(entities, min(samples, len(entities)))
 
 
 async def run_check(
-    features: FeatureStore,
+    features: Checked,
     *,
     samples: int = 50,
     seed: int | None = None,
-    clock_us: Callable[[], int] = _now_us,
+    clock_us: Callable[[], int] = now_us,
 ) -> CheckReport:
     """Compare online and offline values of ``samples`` entities per stream-fed view (see module doc)."""
     rng = random.Random(seed)  # noqa: S311  # sampling, not cryptography

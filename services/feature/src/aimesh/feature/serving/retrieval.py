@@ -17,14 +17,14 @@ from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import InvalidArgument
 from aimesh.core.events import PoisonEvent
 from aimesh.feature import metrics
-from aimesh.feature.aggregation import EMPTY_HISTORY, EntityHistory, HistoryCut, plan_for
-from aimesh.feature.definitions import FeatureViewSpec
-from aimesh.feature.history_cache import StateKey
-from aimesh.feature.offline import entity_filter, needed_columns, scan, timeline
-from aimesh.feature.online_store import OnlineStateStore
+from aimesh.feature.definitions.registry import Registry, RegistryHolder, ResolvedFeature
+from aimesh.feature.definitions.specs import FeatureViewSpec
+from aimesh.feature.history import EMPTY_HISTORY, EntityHistory, HistoryCut, StateKey
+from aimesh.feature.offline.lake import entity_filter, needed_columns, scan, timeline
+from aimesh.feature.online.protocol import OnlineStateStore
 from aimesh.feature.records import ViewEvent, view_event
-from aimesh.feature.registry import Registry, RegistryHolder, ResolvedFeature
-from aimesh.feature.rows import LookupRow, encode_feature_values, parse_rows
+from aimesh.feature.serving.aggregation import plan_for
+from aimesh.feature.serving.rows import LookupRow, encode_feature_values, parse_rows
 
 MAX_ONLINE_ROWS = 1000
 MAX_HISTORICAL_ROWS = 100_000
@@ -37,7 +37,7 @@ _ONLINE_VALUES = feature_pb2.OnlineFeatureRow.DESCRIPTOR.fields_by_name["values"
 _HISTORICAL_VALUES = feature_pb2.HistoricalFeatureRow.DESCRIPTOR.fields_by_name["values"].number
 
 
-def _now_us() -> int:
+def now_us() -> int:
     return time.time_ns() // 1000
 
 
@@ -55,7 +55,7 @@ class OnlineRetrieval:
     """Serves GetOnlineFeatures from the online store."""
 
     def __init__(
-        self, store: OnlineStateStore, registry: RegistryHolder, *, clock_us: Callable[[], int] = _now_us
+        self, store: OnlineStateStore, registry: RegistryHolder, *, clock_us: Callable[[], int] = now_us
     ) -> None:
         self.store = store
         self.registry = registry

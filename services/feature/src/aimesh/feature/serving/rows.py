@@ -14,8 +14,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import InvalidArgument, ResourceExhausted
-from aimesh.feature.aggregation import FeatureVector, Scalar, Status
-from aimesh.feature.registry import Requirements
+from aimesh.feature.definitions.registry import Requirements
+from aimesh.feature.history import Scalar
+from aimesh.feature.serving.aggregation import FeatureVector, Status
 
 _SCALAR_KINDS = ("double_value", "int64_value", "string_value", "bool_value")
 
