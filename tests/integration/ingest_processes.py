@@ -2,7 +2,7 @@
 
 ``IngestProcess`` starts one replica with isolated settings (its own ports, data dir, transactional id;
 shared group, topics, lake and seen-events database as the test says), reads its ``/metrics`` and
-kills it. ``read_committed`` reads whole topics as downstream consumers see them.
+kills it; ``grpc_address`` is its IngestService. ``read_committed`` reads whole topics as downstream consumers see them.
 """
 
 from __future__ import annotations
@@ -39,8 +39,13 @@ class IngestProcess:
     env: dict[str, str]
     workdir: Path
     admin_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     @property
     def log(self) -> Path:
@@ -53,7 +58,7 @@ class IngestProcess:
             **os.environ,
             **self.env,
             "INGEST_ADMIN_PORT": str(self.admin_port),
-            "INGEST_GRPC_PORT": str(free_port()),
+            "INGEST_GRPC_PORT": str(self.grpc_port),
             "INGEST_SHIP_LOGS": "false",
             "INGEST_SHUTDOWN_GRACE_SECONDS": "3",
         }

@@ -57,9 +57,8 @@ async def test_two_replicas_share_the_partitions_and_write_each_record_once(  # 
         for n in range(2)
     ]
     try:
-        for replica in replicas:
+        for replica in replicas:  # one after the other: the first one migrates the shared SQLite file
             replica.start()
-        for replica in replicas:
             replica.wait_ready()
         deadline = time.monotonic() + 60
         while True:
