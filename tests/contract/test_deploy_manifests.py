@@ -1,4 +1,5 @@
-"""Static checks of the service images (services/<name>/Dockerfile) and Kubernetes manifests (deploy/k8s).
+"""Static checks of the service image (deploy/Dockerfile, one per service by ``--build-arg SERVICE``) and
+the Kubernetes manifests (deploy/k8s).
 
 Every service must be deployable the same hardened way: gRPC health probes on its gRPC port,
 resource requests and limits, non-root, read-only root filesystem with an emptyDir for /tmp, and
@@ -7,8 +8,11 @@ settings from a ConfigMap whose keys carry the service's env prefix.
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 PORTS: dict[str, tuple[int, int]] = {  # service -> (gRPC port, admin port)
     "ingest": (50051, 8081),
     "feature": (50052, 8082),
@@ -141,18 +146,53 @@ def test_service_selects_the_pods_and_exposes_both_ports(service: str) -> None:
     assert ports == {"grpc": (PORTS[service][0], "grpc"), "admin": (PORTS[service][1], "admin")}
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_dockerfile(service: str) -> None:
-    text = (ROOT / "services" / service / "Dockerfile").read_text()
-    instructions = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+def _instructions() -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_one_dockerfile_builds_every_service_non_root_from_the_slim_python_image() -> None:
+    instructions = _instructions()
     froms = [line.split()[1] for line in instructions if line.startswith("FROM ")]
     assert froms and all(image == "python:3.11-slim" for image in froms)
+    stages = "\n".join(instructions).split("\nFROM ")[1:]
+    assert all("\nARG SERVICE" in stage for stage in stages), "every stage needs ARG SERVICE"
     users = [line.split()[1] for line in instructions if line.startswith("USER ")]
-    assert users, f"{service}: no USER"
-    assert users[-1].split(":")[0] not in {"0", "root"}, f"{service}: runs as root"
-    entrypoint = next(line for line in instructions if line.startswith("ENTRYPOINT "))
-    assert json.loads(entrypoint.removeprefix("ENTRYPOINT ")) == ["python", "-m", f"aimesh.{service}"]
-    exposed = {int(p) for line in instructions if line.startswith("EXPOSE ") for p in line.split()[1:]}
-    assert exposed == set(PORTS[service])
-    for part in ("libs/api", "libs/core", f"services/{service}"):
-        assert f"COPY {part} " in text, f"{service}: image must install {part}"
+    assert users and users[-1].split(":")[0] not in {"0", "root"}, "runs as root"
+    assert "ENV" in next(line for line in instructions if "AIMESH_SERVICE=${SERVICE}" in line)
+    for part in ("libs/api", "libs/core", "services/${SERVICE}"):
+        assert any(line.startswith(f"COPY {part} ") for line in instructions), f"image must install {part}"
+    defaults = next(line for line in instructions if "/home/aimesh/.env" in line)
+    assert "_GRPC_HOST=0.0.0.0" in defaults and "_ADMIN_HOST=0.0.0.0" in defaults, "bind every interface"
+    assert not [s for s in SERVICES if (ROOT / "services" / s / "Dockerfile").exists()], "one Dockerfile, not five"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_image_runs_python_m_aimesh_service_as_pid_1(service: str, tmp_path: Path) -> None:
+    """The entrypoint expands AIMESH_SERVICE and execs ``python -m aimesh.<service>`` (a fake python here)."""
+    entrypoint = json.loads(next(line for line in _instructions() if line.startswith("ENTRYPOINT ")).split(" ", 1)[1])
+    assert entrypoint[:2] == ["/bin/sh", "-c"] and entrypoint[2].startswith("exec python -m ")
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "AIMESH_SERVICE": service}
+    ran = subprocess.run(entrypoint, env=env, capture_output=True, text=True, check=True, timeout=10)
+    assert ran.stdout.split() == ["-m", f"aimesh.{service}"]
+    assert (ROOT / "services" / service / "src" / "aimesh" / service / "__main__.py").is_file()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_image_defaults_match_the_settings_and_the_manifests(service: str) -> None:
+    """The image's .env names ``<SERVICE>_*`` and relies on the settings' default ports, which the manifests use."""
+    settings = importlib.import_module(f"aimesh.{service}.settings")
+    cls = next(
+        c
+        for c in vars(settings).values()
+        if isinstance(c, type) and c.__module__ == settings.__name__ and c.__name__.endswith("Settings")
+    )
+    assert cls.model_config["env_prefix"] == f"{service.upper()}_"
+    fields = cls.model_fields
+    assert (fields["grpc_port"].default, fields["admin_port"].default) == PORTS[service]
+    image = _container(_objects(service)["Deployment"], service)["image"]
+    assert image.startswith(f"aimesh/{service}:"), image
