@@ -11,7 +11,9 @@ RECORDS_SKIPPED_REDELIVERED = Counter(
     ["topic"],
 )
 RECORDS_IGNORED = Counter(
-    "aimesh_feature_records_ignored_total", "Records of sources that feed no feature view (e.g. chargebacks)", ["topic"]
+    "aimesh_feature_records_ignored_total",
+    "Records of sources that feed no feature view (e.g. one only training reads)",
+    ["topic"],
 )
 EVENTS_LATE = Counter(
     "aimesh_feature_events_late_total",

@@ -106,7 +106,7 @@ class FeatureStore:
         task.add_done_callback(self._backfill_done)
 
     def _backfill_done(self, task: asyncio.Task[list[BackfillResult]]) -> None:
-        self._backfills.discard(task)
+        self._backfills -= {task}
         if not task.cancelled() and task.exception() is not None:
             logger.error("background backfill failed", exc_info=task.exception())
 

@@ -2,7 +2,7 @@
 
 The agreed format (a "feature repo", YAML or the same structure built in Python)::
 
-    entities:        [{name: card, key: entity_key}, {name: customer, key: customer_id}]
+    entities:        [{name: user, key: entity_key}, {name: store, key: store_id}]
     feature_views:   [{name, entity, source, ttl: 30d, features: [{name, aggregation, field, window}],
                        transformations: [{name, expression: log1p(amount)}]}]
     feature_services: [{name, features: ["<view>:<feature>", "<view>:*"]}]

@@ -194,9 +194,7 @@ def _over_values(agg: Aggregation, column: list[Scalar | None], start: int, end:
     if agg is Aggregation.COUNT:
         return float(end - start - column[start:end].count(None))
     if agg is Aggregation.DISTINCT_COUNT:
-        distinct = set(column[start:end])
-        distinct.discard(None)
-        return float(len(distinct))
+        return float(len(set(column[start:end]) - {None}))
     for i in range(end - 1, start - 1, -1):
         if column[i] is not None:
             return column[i]

@@ -1,6 +1,6 @@
 """online state per feature view, the definitions registry and backfill records
 
-Replaces the fraud-specific tables of 0001 (their state is rebuilt from the lake by the backfill
+Replaces the fixed-column tables of 0001 (their state is rebuilt from the lake by the backfill
 that runs when the views are first registered).
 
 Revision ID: 0002
