@@ -1,9 +1,10 @@
 """``ValidRecord`` batches -> typed Arrow tables for the lake, one per event date (UTC).
 
-Columns (docs/scenario-fraud.md): ``event_id``, ``entity_key``, ``event_time`` and ``ingest_time``
-(timestamp[us, UTC]), then one column per declared non-identity attribute with its declared type
-(timestamps as int64 epoch microseconds), tokenised PII as string columns. PII fields are never
-columns; undeclared pass-through fields are not in the lake (its schema is the definition's).
+Columns (the lake contract its readers rely on, see ``aimesh.core.lake``): ``event_id``, ``entity_key``,
+``event_time`` and ``ingest_time`` (timestamp[us, UTC]), then one column per declared non-identity
+attribute with its declared type (timestamps as int64 epoch microseconds), tokenised PII as string
+columns. PII fields are never columns; undeclared pass-through fields are not in the lake (its schema
+is the definition's).
 """
 
 from __future__ import annotations

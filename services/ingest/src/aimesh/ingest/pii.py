@@ -6,7 +6,8 @@ import hashlib
 import hmac
 import re
 
-_CARD_NUMBER_RUN = re.compile(rb"(?<![0-9])[0-9]{12,19}(?![0-9])")
+_LONG_DIGIT_RUN = re.compile(rb"(?<![0-9])[0-9]{12,19}(?![0-9])")
+"""12 to 19 digits: the length of most account and identification numbers."""
 
 
 class Tokenizer:
@@ -20,11 +21,11 @@ class Tokenizer:
     def token(self, value: str) -> str:
         return hmac.digest(self._key, value.encode(), hashlib.sha256).hex()
 
-    def scrub_card_numbers(self, payload: bytes) -> tuple[bytes, int]:
-        """Replace every run of 12-19 digits (anything that may be a card number) by its token.
+    def scrub_digit_runs(self, payload: bytes) -> tuple[bytes, int]:
+        """Replace every run of 12-19 digits (anything that may be an identifying number) by its token.
 
         For payloads that cannot be parsed, so their PII fields cannot be found by name: the DLQ keeps
         them byte for byte except for these runs. Returns the scrubbed bytes and how many runs were replaced.
         """
-        scrubbed, count = _CARD_NUMBER_RUN.subn(lambda m: self.token(m.group(0).decode()).encode(), payload)
+        scrubbed, count = _LONG_DIGIT_RUN.subn(lambda m: self.token(m.group(0).decode()).encode(), payload)
         return scrubbed, count

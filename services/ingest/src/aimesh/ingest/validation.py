@@ -10,7 +10,7 @@ field. The first problem found (fields in definition order) is the one reported.
 PII: in a ``ValidRecord`` the PII fields are gone and tokenised ones appear under their token attribute.
 A ``Rejection`` carries ``dlq_payload``: the original bytes, except that when they decode, every PII
 field present is replaced by its token (``masked_fields`` names them). Bytes that do not decode are
-kept except for digit runs that may be card numbers, which are tokenised.
+kept except for runs of 12-19 digits (possible account or ID numbers), which are tokenised.
 
 Already-masked PII: a record re-submitted from the DLQ (``aimesh ingest replay-dlq``) carries tokens
 instead of raw PII values and says so in the header ``aimesh-pii-masked`` (comma-separated field
@@ -130,18 +130,18 @@ class Validator:
 
     def masked_payload(self, payload: bytes, *, masked: Collection[str] = ()) -> tuple[bytes, tuple[str, ...]]:
         """``payload`` as the DLQ keeps it (PII values replaced by their tokens) and the PII fields it holds
-        tokens for; bytes that do not decode get their possible card numbers tokenised. Never raises."""
+        tokens for; bytes that do not decode get their long digit runs tokenised. Never raises."""
         try:
             document = self._format.decode(payload)
         except DecodeFailure:
-            return self._tokenizer.scrub_card_numbers(payload)[0], ()
+            return self._tokenizer.scrub_digit_runs(payload)[0], ()
         return self._masked(document, payload, self._pii.intersection(masked))
 
     def _unparsed(self, reason: str, message: str, payload: bytes) -> Rejection:
-        """A rejection of bytes that are no JSON object: digit runs that may be card numbers are tokenised."""
-        scrubbed, count = self._tokenizer.scrub_card_numbers(payload)
+        """A rejection of bytes that do not decode: runs of 12-19 digits (possibly PII) are tokenised."""
+        scrubbed, count = self._tokenizer.scrub_digit_runs(payload)
         if count:
-            message += f" ({count} digit run(s) that may be card numbers replaced by their tokens in original_payload)"
+            message += f" ({count} run(s) of 12-19 digits, possibly PII, replaced by their tokens in original_payload)"
         return Rejection(reason, message, dlq_payload=scrubbed)
 
     def _masked(
