@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from aimesh.feature.history import EMPTY_HISTORY
+from aimesh.feature.online.factory import open_online_store
 
 from .conftest import DAY_US, HOUR_US, T0, project, txn
 from .online_backends import OnlineBackend
@@ -131,3 +135,17 @@ async def test_an_empty_batch_writes_nothing(online: OnlineBackend) -> None:
     assert await online.store.offsets() == {}
     await online.store.write_backfill([], {})
     assert await online.stored_events() == 0
+
+
+async def test_the_factory_picks_the_store_by_url(sql_engine: AsyncEngine) -> None:
+    sql = open_online_store("", sql_engine, cache_entries=3)
+    assert sql.kind == "sql" and sql.cache.max_entries == 3
+    await sql.migrate()
+    await sql.ping()
+    await sql.aclose()  # the engine is the caller's: still usable
+    assert await sql.offsets() == {}
+    redis = open_online_store("redis://127.0.0.1:1/0", sql_engine)  # connects lazily: nothing is sent here
+    assert redis.kind == "redis"
+    await redis.aclose()
+    with pytest.raises(ValueError, match="use a redis://"):
+        open_online_store("postgresql://x", sql_engine)

@@ -19,10 +19,10 @@ def open_online_store(
     allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
     cache_entries: int = DEFAULT_CACHE_ENTRIES,
 ) -> OnlineStateStore:
-    """The online store at ``url``: a Redis URL (``redis://``, ``rediss://``, ``unix://``) gives the Redis
-    store with a client of its own (keys under ``prefix``, default ``redis_store.DEFAULT_PREFIX``; connects
-    lazily), an empty one the SQL store on
-    ``engine``. Raises ValueError for any other URL. Call ``migrate`` before use and ``aclose`` after."""
+    """The online store at ``url``: an empty one gives the SQL store on ``engine``; a Redis URL
+    (``redis://``, ``rediss://``, ``unix://``) the Redis store with a client of its own (keys under
+    ``prefix``, default ``redis_store.DEFAULT_PREFIX``; it connects lazily). Raises ValueError for any
+    other URL. Call ``migrate`` before use and ``aclose`` after."""
     if not url:
         return SqlOnlineStore(engine, allowed_lateness=allowed_lateness, cache_entries=cache_entries)
     if url.startswith(("redis://", "rediss://", "unix://")):
