@@ -94,7 +94,9 @@ def infer_inputs(names: Sequence[str], columns: Sequence[Sequence[Scalar]]) -> l
             continue
         numbers = [n for n in map(_number, column) if n is not None]
         mean = math.fsum(numbers) / len(numbers) if numbers else 0.0
-        inputs.append(signature_pb2.SignatureInput(name=name, kind=signature_pb2.INPUT_KIND_NUMERIC, missing_value=mean))
+        inputs.append(
+            signature_pb2.SignatureInput(name=name, kind=signature_pb2.INPUT_KIND_NUMERIC, missing_value=mean)
+        )
     return inputs
 
 
