@@ -1,18 +1,22 @@
 """Inference against real Kafka and the real Triton, with an in-process fake FeatureService.
 
-What it proves: a ModelEvent on a (unique) registry topic makes the model routable; Score over gRPC
-returns exactly what the model computes (numpy, within 1e-5) from the feature service's values and
-the caller's overrides, and a Prediction event with the same event id reaches the predictions topic;
-unknown alias/model is NOT_FOUND, a feature-service INVALID_ARGUMENT comes back as is, a slow feature
-service gives DEADLINE_EXCEEDED, a version Triton does not serve gives UNAVAILABLE. It also measures
-Score latency over 500 sequential calls. Uses a uniquely named copy of the linear_scorer sample model
-(loaded, then unloaded) and unique topics and groups.
+What it proves: a ModelEvent with a signature on a (unique) registry topic makes the model routable and
+GetModelSignature returns that signature; Score over gRPC returns exactly what the model computes
+(numpy, within 1e-5) from the feature service's values (a categorical one encoded by its vocabulary, a
+missing one fed the signature's fill) and the caller's inline values (full or bare names), every output
+tensor by its signature name (a vector one too), the values' freshness, and a Prediction event with the
+same event id keyed by the signature's key entity reaches the predictions topic; requests the signature
+refuses (missing entity, mistyped context, unknown inline key) are INVALID_ARGUMENT naming the field; a
+version registered without a signature is scored by the fallback one; unknown alias/model is NOT_FOUND,
+a feature-service INVALID_ARGUMENT comes back as is, a slow feature service gives DEADLINE_EXCEEDED, a
+version Triton does not serve gives UNAVAILABLE. It also measures Score latency over 500 sequential
+calls. Uses a uniquely named python-backend model (the linear_scorer sample with a second, vector output;
+loaded, then unloaded) and unique topics and groups.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import socket
 import time
@@ -30,6 +34,7 @@ from aiokafka import AIOKafkaConsumer
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tritonclient.grpc.aio import InferenceServerClient
 
+from aimesh.api.common.v1 import common_pb2, signature_pb2
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
 from aimesh.api.inference.v1 import events_pb2 as inference_events
 from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
@@ -43,8 +48,93 @@ pytestmark = [pytest.mark.integration]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_MODEL = REPO_ROOT / "deploy" / "local" / "triton" / "models" / "linear_scorer"
-FEATURES = ("card_stats:f1", "card_stats:f2", "customer_stats:f3", "payment:f4")
-CARD_VALUES = {"c-1": (0.5, 2.0, -1.0, 3.0), "c-2": (1.5, -0.25, 4.0, 0.0)}
+FEATURES = ("account_stats:f1", "account_stats:segment", "user_stats:f3", "request:f4")
+SEGMENTS = ["gold", "silver"]
+ACCOUNT_VALUES: dict[str, tuple[float, str, float | None, float]] = {
+    "a-1": (0.5, "silver", -1.0, 3.0),
+    "a-2": (1.5, "gold", None, 0.0),
+}
+"""Online values per account; None is MISSING."""
+F3_FILL = 0.25
+HEAD = 3
+MODEL_PY = """
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        params = json.loads(args["model_config"])["parameters"]
+        self.weights = np.asarray(
+            [float(v) for v in params["weights"]["string_value"].split(",")], dtype=np.float32
+        ).reshape(4, 1)
+        self.bias = np.float32(params["bias"]["string_value"])
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "INPUT__0").as_numpy().astype(np.float32)
+            score = (x @ self.weights + self.bias).astype(np.float32)
+            head = (x[:, :3] * 2.0 + 1.0).astype(np.float32)
+            tensors = [pb_utils.Tensor("OUTPUT__0", score), pb_utils.Tensor("OUTPUT__1", head)]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        return responses
+"""
+CONFIG = """
+backend: "python"
+max_batch_size: 64
+dynamic_batching {}
+instance_group [{ kind: KIND_CPU, count: 1 }]
+input [{ name: "INPUT__0", data_type: TYPE_FP32, dims: [ 4 ] }]
+output [
+  { name: "OUTPUT__0", data_type: TYPE_FP32, dims: [ 1 ] },
+  { name: "OUTPUT__1", data_type: TYPE_FP32, dims: [ 3 ] }
+]
+parameters [
+  { key: "weights", value: { string_value: "%s" } },
+  { key: "bias", value: { string_value: "%s" } }
+]
+"""
+
+
+def model_signature() -> signature_pb2.ModelSignature:
+    """Entities account + user (key account), context amount (DOUBLE), a categorical input, a vector output."""
+    numeric = signature_pb2.INPUT_KIND_NUMERIC
+    return signature_pb2.ModelSignature(
+        inputs=[
+            signature_pb2.SignatureInput(name=FEATURES[0], kind=numeric, missing_value=0.0),
+            signature_pb2.SignatureInput(
+                name=FEATURES[1], kind=signature_pb2.INPUT_KIND_CATEGORICAL, vocabulary=SEGMENTS
+            ),
+            signature_pb2.SignatureInput(name=FEATURES[2], kind=numeric, missing_value=F3_FILL),
+            signature_pb2.SignatureInput(name=FEATURES[3], kind=numeric, missing_value=0.0),
+        ],
+        outputs=[
+            signature_pb2.SignatureOutput(
+                name="score", tensor="OUTPUT__0", dtype=common_pb2.VALUE_TYPE_DOUBLE, shape=[1], meaning="P(x)"
+            ),
+            signature_pb2.SignatureOutput(
+                name="head", tensor="OUTPUT__1", dtype=common_pb2.VALUE_TYPE_DOUBLE, shape=[HEAD]
+            ),
+        ],
+        entity_types=["account", "user"],
+        key_entity="account",
+        context_fields=[signature_pb2.ContextField(name="amount", type=common_pb2.VALUE_TYPE_DOUBLE)],
+        task=signature_pb2.TASK_BINARY_CLASSIFICATION,
+        input_tensor="INPUT__0",
+        trainer="test",
+    )
+
+
+def encoded(account: str, **inline: float) -> tuple[float, ...]:
+    """The input row the signature makes of ``account``'s online values and ``inline`` (by bare name)."""
+    f1, segment, f3, f4 = ACCOUNT_VALUES[account]
+    row = [f1, float(SEGMENTS.index(segment) + 1), F3_FILL if f3 is None else f3, f4]
+    for key, value in inline.items():
+        row[[f.rpartition(":")[2] for f in FEATURES].index(key)] = value
+    return tuple(row)
 
 
 def free_port() -> int:
@@ -62,7 +152,8 @@ def model_repo() -> Path:
 
 
 class FakeFeatureService(feature_pb2_grpc.FeatureServiceServicer):
-    """Answers fraud_v1 lookups from CARD_VALUES; card 'missing' is INVALID_ARGUMENT, 'slow' sleeps 2 s."""
+    """Answers lookups from ACCOUNT_VALUES (event times 60 s before the as-of time); account 'missing' is
+    INVALID_ARGUMENT, 'slow' sleeps 2 s."""
 
     def __init__(self) -> None:
         self.requests: list[feature_pb2.GetOnlineFeaturesRequest] = []
@@ -72,20 +163,26 @@ class FakeFeatureService(feature_pb2_grpc.FeatureServiceServicer):
     ) -> feature_pb2.GetOnlineFeaturesResponse:
         self.requests.append(request)
         row = request.entity_rows[0]
-        card = row.entity_ids.get("card", "")
-        if card == "slow":
+        account = row.entity_ids.get("account", "")
+        if account == "slow":
             await asyncio.sleep(2.0)
-        if card not in CARD_VALUES:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"entity card {card!r} has no history")
+        if account not in ACCOUNT_VALUES:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"entity account {account!r} has no history")
         values = []
-        for v in CARD_VALUES[card]:
+        for v in ACCOUNT_VALUES[account]:
+            if v is None:
+                values.append(feature_pb2.FeatureValue(status=feature_pb2.FEATURE_STATUS_MISSING))
+                continue
             fv = feature_pb2.FeatureValue(status=feature_pb2.FEATURE_STATUS_PRESENT)
-            fv.value.double_value = v
+            if isinstance(v, str):
+                fv.value.string_value = v
+            else:
+                fv.value.double_value = v
             fv.event_time.CopyFrom(row.timestamp)
             fv.event_time.seconds -= 60
             values.append(fv)
         return feature_pb2.GetOnlineFeaturesResponse(
-            feature_names=FEATURES, rows=[feature_pb2.OnlineFeatureRow(entity_id=card, values=values, row_index=0)]
+            feature_names=FEATURES, rows=[feature_pb2.OnlineFeatureRow(entity_id=account, values=values, row_index=0)]
         )
 
 
@@ -99,6 +196,10 @@ class Model:
         x = np.asarray([row], dtype=np.float32)
         return float((x @ self.weights + self.bias).reshape(-1)[0])
 
+    def head(self, row: tuple[float, ...]) -> list[float]:
+        x = np.asarray([row], dtype=np.float32)
+        return [float(v) for v in (x[:, :HEAD] * 2.0 + 1.0).reshape(-1)]
+
 
 @pytest.fixture
 async def triton_model(endpoints: Any) -> AsyncIterator[Model]:
@@ -108,11 +209,10 @@ async def triton_model(endpoints: Any) -> AsyncIterator[Model]:
     bias = np.float32(rng.uniform(-1.0, 1.0))
     target = model_repo() / name
     shutil.copytree(SAMPLE_MODEL, target, ignore=shutil.ignore_patterns("__pycache__"))
-    config = target / "config.pbtxt"
-    text = config.read_text()
-    for key, value in (("weights", ",".join(repr(float(w)) for w in weights.ravel())), ("bias", repr(float(bias)))):
-        text = re.sub(rf'(key: "{key}"\s*value: \{{ string_value: )"[^"]*"', rf'\g<1>"{value}"', text)
-    config.write_text(text)
+    (target / "1" / "model.py").write_text(MODEL_PY)
+    (target / "config.pbtxt").write_text(
+        CONFIG % (",".join(repr(float(w)) for w in weights.ravel()), repr(float(bias)))
+    )
     client = InferenceServerClient(url=endpoints.triton_grpc)
     try:
         await client.load_model(name, client_timeout=120.0)
@@ -139,24 +239,36 @@ async def feature_service() -> AsyncIterator[tuple[str, FakeFeatureService]]:
         await server.stop(0)
 
 
-def model_events(model: str, version: int, triton_name: str) -> list[events_pb2.ModelEvent]:
-    return [
-        events_pb2.ModelEvent(
-            kind=events_pb2.MODEL_EVENT_KIND_VERSION_REGISTERED,
-            model_name=model,
-            version=version,
-            triton_model_name=triton_name,
-            triton_model_version=1,
-            features=FEATURES,
-            feature_service="fraud_v1",
-        ),
-        events_pb2.ModelEvent(
-            kind=events_pb2.MODEL_EVENT_KIND_ALIAS_CHANGED,
-            model_name=model,
-            version=version,
-            alias_change=training_pb2.AliasChange(model_name=model, alias="champion", new_version=version),
-        ),
-    ]
+def registered(
+    model: str, version: int, triton_name: str, signature: signature_pb2.ModelSignature | None
+) -> events_pb2.ModelEvent:
+    event = events_pb2.ModelEvent(
+        kind=events_pb2.MODEL_EVENT_KIND_VERSION_REGISTERED,
+        model_name=model,
+        version=version,
+        triton_model_name=triton_name,
+        triton_model_version=1,
+        features=FEATURES,
+        feature_service="risk_v1",
+    )
+    if signature is not None:
+        event.signature.CopyFrom(signature)
+    return event
+
+
+def champion(model: str, version: int) -> events_pb2.ModelEvent:
+    return events_pb2.ModelEvent(
+        kind=events_pb2.MODEL_EVENT_KIND_ALIAS_CHANGED,
+        model_name=model,
+        version=version,
+        alias_change=training_pb2.AliasChange(model_name=model, alias="champion", new_version=version),
+    )
+
+
+def score_request(account: str = "a-1", **fields: Any) -> inference_pb2.ScoreRequest:
+    request = inference_pb2.ScoreRequest(entity_ids={"account": account, "user": "u-1"}, **fields)
+    request.context["amount"].double_value = 42.0
+    return request
 
 
 async def test_score_end_to_end(
@@ -191,73 +303,95 @@ async def test_score_end_to_end(
     service = asyncio.create_task(runtime.run())
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}")
     stub = inference_pb2_grpc.InferenceServiceStub(channel)
-    model = f"fraud_{unique}"
+    model = f"risk_{unique}"
     try:
         await asyncio.sleep(0.5)
         with pytest.raises(grpc.aio.AioRpcError) as empty:
-            await stub.Score(inference_pb2.ScoreRequest(model=model, entity_ids={"card": "c-1"}), timeout=5)
+            await stub.Score(score_request(model=model), timeout=5)
         assert empty.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "no model is registered yet" in (empty.value.details() or "")
 
-        for event in model_events(model, 1, triton_model.name):
+        for event in (registered(model, 1, triton_model.name, model_signature()), champion(model, 1)):
             await producer.publish(registry, event, key=model)
-        request = inference_pb2.ScoreRequest(
-            request_id=f"req-{unique}", model=model, entity_ids={"card": "c-1", "customer": "u-1"}
-        )
-        request.context["amount"].double_value = 42.0
+        request = score_request(request_id=f"req-{unique}", model=model)
         response = await _score_when_routable(stub, request)
-        assert response.score == pytest.approx(triton_model.expected(CARD_VALUES["c-1"]), abs=1e-5)
+        row = encoded("a-1")
+        assert response.score == pytest.approx(triton_model.expected(row), abs=1e-5)
+        assert set(response.outputs) == {"score", "head"}
+        assert list(response.outputs["score"].values) == [response.score]
+        assert list(response.outputs["head"].values) == pytest.approx(triton_model.head(row), abs=1e-5)
         assert (response.model_name, response.model_version) == (model, 1)
         assert response.route == inference_pb2.ROUTE_CHAMPION
         assert 59.0 <= response.feature_freshness_seconds < 70.0
         assert list(response.missing_features) == []
         sent = fake.requests[-1]
-        assert sent.feature_service == "fraud_v1"
-        assert dict(sent.entity_rows[0].entity_ids) == {"card": "c-1", "customer": "u-1"}
+        assert sent.feature_service == "risk_v1"
+        assert dict(sent.entity_rows[0].entity_ids) == {"account": "a-1", "user": "u-1"}
         assert sent.entity_rows[0].request_context["amount"].double_value == 42.0
 
-        override = inference_pb2.ScoreRequest(
-            model=model, entity_ids={"card": "c-2"}, features={"payment:f4": 9.0}, version=1
-        )
-        pinned = await stub.Score(override, timeout=5)
-        assert pinned.route == inference_pb2.ROUTE_PINNED
-        assert pinned.score == pytest.approx(triton_model.expected((*CARD_VALUES["c-2"][:3], 9.0)), abs=1e-5)
+        described = await stub.GetModelSignature(inference_pb2.GetModelSignatureRequest(model=model), timeout=5)
+        assert (described.model_name, described.model_version) == (model, 1)
+        assert described.signature == model_signature()
 
-        prediction = await _find_prediction(endpoints.kafka_bootstrap, predictions, response.event_id)
+        pinned = await stub.Score(score_request("a-2", model=model, features={"f4": 9.0}, version=1), timeout=5)
+        assert pinned.route == inference_pb2.ROUTE_PINNED
+        assert pinned.score == pytest.approx(triton_model.expected(encoded("a-2", f4=9.0)), abs=1e-5)
+        assert list(pinned.missing_features) == ["user_stats:f3"], "a MISSING value is fed the signature's fill"
+
+        prediction, key = await _find_prediction(endpoints.kafka_bootstrap, predictions, response.event_id)
+        assert key == b"a-1", "Prediction events are keyed by the signature's key entity"
         assert prediction.request_id == f"req-{unique}"
         assert prediction.score == pytest.approx(response.score)
-        assert dict(prediction.features) == pytest.approx(dict(zip(FEATURES, CARD_VALUES["c-1"], strict=True)))
-        assert dict(prediction.entity_ids)["card"] == "c-1"
+        assert dict(prediction.features) == pytest.approx(dict(zip(FEATURES, row, strict=True)))
+        assert dict(prediction.entity_ids)["account"] == "a-1"
 
+        no_user = score_request(model=model)
+        del no_user.entity_ids["user"]
+        await _expect(stub, no_user, grpc.StatusCode.INVALID_ARGUMENT, "entity_ids['user'] is missing")
+        mistyped = score_request(model=model)
+        mistyped.context["amount"].string_value = "42"
         await _expect(
             stub,
-            inference_pb2.ScoreRequest(model=model, alias="canary", entity_ids={"card": "c-1"}),
+            mistyped,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "context['amount'] is a string_value, expected a number (double_value or int64_value)",
+        )
+        await _expect(
+            stub,
+            score_request(model=model, features={"f9": 1.0}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"features 'f9' match no input of model {model!r} v1; its inputs: {', '.join(FEATURES)}",
+        )
+        await _expect(
+            stub,
+            score_request(model=model, alias="canary"),
             grpc.StatusCode.NOT_FOUND,
             "aliases: champion -> 1",
         )
-        await _expect(
-            stub, inference_pb2.ScoreRequest(model="nope", entity_ids={"card": "c-1"}), grpc.StatusCode.NOT_FOUND, model
-        )
+        await _expect(stub, score_request(model="nope"), grpc.StatusCode.NOT_FOUND, model)
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await stub.GetModelSignature(inference_pb2.GetModelSignatureRequest(model=model, version=7), timeout=5)
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "registered versions: 1" in (unknown.value.details() or "")
         await _expect(
             stub,
-            inference_pb2.ScoreRequest(model=model, entity_ids={"card": "missing"}),
+            score_request("missing", model=model),
             grpc.StatusCode.INVALID_ARGUMENT,
-            "feature service: entity card 'missing' has no history",
+            "feature service: entity account 'missing' has no history",
         )
-        await _expect(
-            stub,
-            inference_pb2.ScoreRequest(model=model, entity_ids={"card": "slow"}),
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-            "",
-            timeout=0.3,
-        )
+        await _expect(stub, score_request("slow", model=model), grpc.StatusCode.DEADLINE_EXCEEDED, "", timeout=0.3)
 
-        for event in model_events(model, 2, f"not_loaded_{unique}")[:1]:
-            await producer.publish(registry, event, key=model)
-        await asyncio.sleep(1.0)
+        await producer.publish(registry, registered(model, 2, f"not_loaded_{unique}", None), key=model)
+        await producer.publish(registry, registered(model, 3, triton_model.name, None), key=model)
+        legacy = await _score_when_routable(stub, score_request(model=model, version=3))
+        assert legacy.score == pytest.approx(triton_model.expected((0.5, 0.0, -1.0, 3.0)), abs=1e-5)
+        assert list(legacy.outputs) == ["score"]
+        assert list(legacy.missing_features) == ["account_stats:segment"], (
+            "the fallback signature has numeric inputs only: a string is missing, fed 0.0"
+        )
         await _expect(
             stub,
-            inference_pb2.ScoreRequest(model=model, version=2, entity_ids={"card": "c-1"}),
+            score_request(model=model, version=2),
             grpc.StatusCode.UNAVAILABLE,
             "not_loaded",
         )
@@ -269,9 +403,7 @@ async def test_score_end_to_end(
         latencies = []
         for i in range(500):
             started = time.perf_counter()
-            await stub.Score(
-                inference_pb2.ScoreRequest(model=model, entity_ids={"card": ("c-1", "c-2")[i % 2]}), timeout=5
-            )
+            await stub.Score(score_request(("a-1", "a-2")[i % 2], model=model), timeout=5)
             latencies.append(time.perf_counter() - started)
         p50, p99 = (float(np.percentile(latencies, q)) * 1000 for q in (50, 99))
         print(f"Score latency over 500 sequential calls: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
@@ -312,7 +444,9 @@ async def _expect(
     assert text in (failure.value.details() or "")
 
 
-async def _find_prediction(bootstrap: str, topic: str, event_id: str) -> inference_events.Prediction:
+async def _find_prediction(
+    bootstrap: str, topic: str, event_id: str
+) -> tuple[inference_events.Prediction, bytes | None]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     try:
@@ -324,7 +458,7 @@ async def _find_prediction(bootstrap: str, topic: str, event_id: str) -> inferen
                     headers = dict(record.headers)
                     if headers.get("ce_id") == event_id.encode():
                         assert headers["ce_type"] == b"aimesh.api.inference.v1.Prediction"
-                        return inference_events.Prediction.FromString(record.value)
+                        return inference_events.Prediction.FromString(record.value), record.key
         pytest.fail(f"no Prediction with event id {event_id} on {topic} within 20 s")
     finally:
         await consumer.stop()

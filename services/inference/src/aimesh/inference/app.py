@@ -1,4 +1,4 @@
-"""inference wiring: the Score API, the routing-table consumer, Triton, the feature client, the publisher.
+"""inference wiring: the InferenceService API, the routing-table consumer, Triton, the feature client, the publisher.
 
 The registry topic is replayed from the earliest offset in a consumer group of this instance alone
 (``<group>-routing-<uuid>``), so every replica builds the full routing table. Readiness: Kafka, Triton
@@ -11,53 +11,31 @@ from __future__ import annotations
 import uuid
 from importlib.metadata import version
 
-import grpc
-
-from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
+from aimesh.api.inference.v1 import inference_pb2_grpc
 from aimesh.core.app import serve
 from aimesh.core.bus import EventConsumer, EventProducer
 from aimesh.core.deadletter import DeadLetterPublisher
+from aimesh.core.feature_client import FeatureServiceClient
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.model_catalog import ModelCatalog
 from aimesh.core.runner import ServiceRuntime
-from aimesh.inference.features import GrpcFeatureSource
+from aimesh.inference.api import SERVICE_NAME, InferenceServiceApi
+from aimesh.inference.features import ServiceFeatureSource
 from aimesh.inference.predictions import PredictionPublisher
 from aimesh.inference.scoring import Scorer
 from aimesh.inference.settings import InferenceSettings
 from aimesh.inference.triton import TritonRunner
 
-SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
-
-
-class InferenceServiceApi(inference_pb2_grpc.InferenceServiceServicer):
-    """The gRPC adapter of ``Scorer``: passes the request and the caller's remaining time."""
-
-    def __init__(self, scorer: Scorer) -> None:
-        self._scorer = scorer
-
-    async def Score(
-        self, request: inference_pb2.ScoreRequest, context: grpc.aio.ServicerContext
-    ) -> inference_pb2.ScoreResponse:
-        remaining = context.time_remaining()
-        return await self._scorer.score(request, time_left=None if remaining is None or remaining > 1e9 else remaining)
-
 
 async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, producer: EventProducer) -> Scorer:
     """Add the inference parts to ``runtime``; returns the scorer (tests drive it directly)."""
     catalog = ModelCatalog()
-    features = GrpcFeatureSource(settings.feature_address)
+    features = ServiceFeatureSource(FeatureServiceClient(settings.feature_address))
     runner = TritonRunner(settings.triton_url)
     publisher = PredictionPublisher(
         producer, settings.predictions_topic, max_in_flight=settings.max_in_flight_predictions
     )
-    scorer = Scorer(
-        catalog,
-        features,
-        runner,
-        publisher,
-        default_alias=settings.default_alias,
-        key_entity=settings.prediction_key_entity,
-    )
+    scorer = Scorer(catalog, features, runner, publisher, default_alias=settings.default_alias)
     api = InferenceServiceApi(scorer)
     runtime.add_grpc(
         GrpcServer(

@@ -1,10 +1,11 @@
 """Online features for one request, from the feature service (``FeatureService.GetOnlineFeatures``).
 
-``GrpcFeatureSource`` holds one long-lived ``grpc.aio`` channel. Each lookup sends one entity row (the
-request's entity ids, its context and the as-of time) under the caller's remaining deadline. Status codes
-of the feature service come back as the matching domain error (``InvalidArgument`` for a missing entity,
-``NotFound``, ``DeadlineExceeded`` ...), their message prefixed with ``feature service:``; a feature
-service that cannot be reached is ``Unavailable``.
+``ServiceFeatureSource`` adapts the shared ``aimesh.core.feature_client.FeatureServiceClient`` (one
+long-lived channel) to the scorer's ``FeatureSource``: each lookup sends one entity row (the request's
+entity ids, its context and the as-of time) under the caller's remaining deadline. The feature
+service's status codes come back as the matching domain error (``InvalidArgument`` for a missing
+entity, ``NotFound``, ``DeadlineExceeded`` ...), prefixed with ``feature service:``; a feature service
+that cannot be reached is ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -14,41 +15,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aimesh.api.common.v1 import common_pb2
-from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
-from aimesh.core.errors import (
-    AimeshError,
-    DeadlineExceeded,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    Unavailable,
-)
-
-FEATURE_SERVICE_NAME = feature_pb2.DESCRIPTOR.services_by_name["FeatureService"].full_name
-_ERRORS: dict[grpc.StatusCode, type[AimeshError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-}
+from aimesh.api.feature.v1 import feature_pb2
+from aimesh.core.feature_client import FeatureServiceClient
+from aimesh.core.signature import Scalar, scalar
 
 
 @dataclass(frozen=True, slots=True)
 class OnlineFeatures:
-    """Numeric feature values by reference, what had no usable value, and the newest event time seen."""
+    """One row's usable values by feature reference, and the event time behind each.
 
-    values: dict[str, float] = field(default_factory=dict)
+    ``values`` holds PRESENT, non-null values only (numbers, strings, bools as the feature service typed
+    them); ``missing`` names the others (MISSING, EXPIRED, null); ``event_times`` the event time of each
+    value in ``values`` that carries one.
+    """
+
+    values: dict[str, Scalar] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
-    newest_event_time: datetime | None = None
+    event_times: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,64 +62,37 @@ class FeatureSource(Protocol):
     async def online_features(self, lookup: FeatureLookup, *, time_left: float | None) -> OnlineFeatures: ...
 
 
-def numeric(value: common_pb2.Value) -> float | None:
-    """A feature value as a float (bools as 0/1); None for null and strings."""
-    kind = value.WhichOneof("kind")
-    if kind == "double_value":
-        return value.double_value
-    if kind == "int64_value":
-        return float(value.int64_value)
-    if kind == "bool_value":
-        return 1.0 if value.bool_value else 0.0
-    return None
-
-
 def parse_online_response(response: feature_pb2.GetOnlineFeaturesResponse) -> OnlineFeatures:
-    """Row 0 of the response as ``OnlineFeatures``: MISSING, EXPIRED and non-numeric values are missing."""
+    """Row 0 of the response as ``OnlineFeatures`` (no row: every feature missing)."""
     if not response.rows:
         return OnlineFeatures(missing=tuple(response.feature_names))
-    values: dict[str, float] = {}
+    values: dict[str, Scalar] = {}
     missing: list[str] = []
-    newest: datetime | None = None
+    times: dict[str, datetime] = {}
     for name, fv in zip(response.feature_names, response.rows[0].values, strict=False):
-        number = numeric(fv.value) if fv.status == feature_pb2.FEATURE_STATUS_PRESENT else None
-        if number is None:
+        item = scalar(fv.value) if fv.status == feature_pb2.FEATURE_STATUS_PRESENT else None
+        if item is None:
             missing.append(name)
             continue
-        values[name] = number
+        values[name] = item
         if fv.HasField("event_time"):
-            seen = fv.event_time.ToDatetime(tzinfo=UTC)
-            newest = seen if newest is None or seen > newest else newest
-    return OnlineFeatures(values, tuple(missing), newest)
+            times[name] = fv.event_time.ToDatetime(tzinfo=UTC)
+    return OnlineFeatures(values, tuple(missing), times)
 
 
-class GrpcFeatureSource:
-    """``FeatureSource`` over gRPC; ``close()`` releases the channel."""
+class ServiceFeatureSource:
+    """``FeatureSource`` over the feature service's gRPC API; ``close()`` releases the channel."""
 
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = feature_pb2_grpc.FeatureServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+    def __init__(self, client: FeatureServiceClient) -> None:
+        self.client = client
 
     async def online_features(self, lookup: FeatureLookup, *, time_left: float | None) -> OnlineFeatures:
         """One lookup; blocks at most ``time_left`` seconds; raises domain errors (see the module doc)."""
-        request = lookup.to_request()
-        try:
-            response = await self._stub.GetOnlineFeatures(request, timeout=time_left)
-        except grpc.aio.AioRpcError as exc:
-            error = _ERRORS.get(exc.code(), Unavailable)
-            raise error(f"feature service: {exc.details() or exc.code().name}") from exc
-        return parse_online_response(response)
+        return parse_online_response(await self.client.online(lookup.to_request(), time_left=time_left))
 
     async def check_serving(self) -> None:
-        """Readiness: the feature service's grpc.health.v1 reports SERVING; raises ``Unavailable`` otherwise."""
-        try:
-            reply = await self._health.Check(health_pb2.HealthCheckRequest(service=FEATURE_SERVICE_NAME), timeout=2.0)
-        except grpc.aio.AioRpcError as exc:
-            raise Unavailable(f"feature service at {self.address}: {exc.code().name} {exc.details()}") from exc
-        if reply.status != health_pb2.HealthCheckResponse.SERVING:
-            raise Unavailable(f"feature service at {self.address} is not serving")
+        """Readiness: the feature service reports SERVING; raises ``Unavailable`` otherwise."""
+        await self.client.check_serving()
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self.client.close()

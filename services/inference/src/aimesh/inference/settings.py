@@ -23,9 +23,6 @@ class InferenceSettings(ServiceSettings):
     triton_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint (host:port).")
     feature_address: str = Field(default="127.0.0.1:50052", description="FeatureService gRPC endpoint (host:port).")
     default_alias: str = Field(default="champion", description="Alias routed by when a request names none.")
-    prediction_key_entity: str = Field(
-        default="card", description="Entity type whose id keys Prediction events; the request id when absent."
-    )
     max_in_flight_predictions: int = Field(
         default=10_000, description="Prediction events awaiting Kafka's acknowledgement before Score waits for room."
     )

@@ -1,9 +1,10 @@
 """Model calls through Triton (``tritonclient.grpc.aio``, one long-lived client).
 
-The model contract: input ``INPUT__0`` FP32 ``[batch, n_features]``, output ``OUTPUT__0`` FP32
-``[batch, 1]``. Errors become domain errors: a deadline is ``DeadlineExceeded``, a request the model
-rejects (shape, dtype) is ``FailedPrecondition``, anything else (server down, model not loaded) is
-``Unavailable``.
+The model contract comes from the version's signature: one FP32 input tensor ``[batch, n_inputs]``
+(``ModelSignature.input_tensor``) and one output tensor per ``SignatureOutput.tensor``, each numeric.
+Errors become domain errors: a deadline is ``DeadlineExceeded``, a request the model rejects (shape,
+dtype, an output it does not have) or a missing or non-numeric output is ``FailedPrecondition``,
+anything else (server down, model not loaded) is ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -18,14 +19,22 @@ from tritonclient.utils import InferenceServerException
 
 from aimesh.core.errors import DeadlineExceeded, FailedPrecondition, Unavailable
 
-INPUT_NAME = "INPUT__0"
-OUTPUT_NAME = "OUTPUT__0"
-
 
 class ModelRunner(Protocol):
-    """Runs one feature row through a served model and returns its score."""
+    """Runs one input row through a served model and returns the values of the outputs asked for."""
 
-    async def score(self, model: str, version: int, row: Sequence[float], *, time_left: float | None) -> float: ...
+    async def infer(
+        self,
+        model: str,
+        version: int,
+        row: Sequence[float],
+        *,
+        input_tensor: str,
+        outputs: Sequence[str],
+        time_left: float | None,
+    ) -> dict[str, list[float]]:
+        """The values of each tensor in ``outputs`` for ``row`` (row-major, the batch dimension dropped)."""
+        ...
 
 
 class TritonRunner:
@@ -35,25 +44,39 @@ class TritonRunner:
         self.url = url
         self._client = InferenceServerClient(url=url)
 
-    async def score(self, model: str, version: int, row: Sequence[float], *, time_left: float | None) -> float:
+    async def infer(
+        self,
+        model: str,
+        version: int,
+        row: Sequence[float],
+        *,
+        input_tensor: str,
+        outputs: Sequence[str],
+        time_left: float | None,
+    ) -> dict[str, list[float]]:
         """Infer one row (FP32 ``[1, n]``); ``version`` 0 means Triton's latest. Blocks at most ``time_left``."""
         x = np.asarray([row], dtype=np.float32)
-        infer_input = InferInput(INPUT_NAME, list(x.shape), "FP32")
+        infer_input = InferInput(input_tensor, list(x.shape), "FP32")
         infer_input.set_data_from_numpy(x)
+        tensors = list(dict.fromkeys(outputs))
         try:
             result = await self._client.infer(
                 model,
                 [infer_input],
                 model_version=str(version) if version > 0 else "",
-                outputs=[InferRequestedOutput(OUTPUT_NAME)],
+                outputs=[InferRequestedOutput(name) for name in tensors],
                 client_timeout=time_left,
             )
         except InferenceServerException as exc:
             raise _domain_error(model, exc) from exc
-        out = result.as_numpy(OUTPUT_NAME)
-        if out is None or out.size != 1:
-            raise FailedPrecondition(f"Triton model {model!r} returned no single {OUTPUT_NAME} value")
-        return float(out.reshape(-1)[0])
+        values: dict[str, list[float]] = {}
+        for name in tensors:
+            out = result.as_numpy(name)
+            if out is None or out.dtype.kind not in "biuf":
+                kind = "nothing" if out is None else f"dtype {out.dtype}"
+                raise FailedPrecondition(f"Triton model {model!r} returned {kind} for output {name!r}")
+            values[name] = [float(v) for v in out.astype(np.float64).reshape(-1)]
+        return values
 
     async def check_live(self) -> None:
         """Readiness: Triton answers ``ServerLive``; raises ``Unavailable`` otherwise."""
