@@ -17,10 +17,10 @@ def test_strings_make_a_categorical_input_with_its_vocabulary_most_frequent_firs
 
 def test_encoding_feeds_indexes_and_fills_missing_and_unknown_values() -> None:
     encoder = InputEncoder(infer_inputs(["v:n", "v:c"], [[1.0, 3.0], ["b", "a"]]))
-    assert encoder.row([5, "a"]) == [5.0, 2.0]
+    assert encoder.row([5, "a"]) == [5.0, 1.0]  # a tie: vocabulary by value, ["a", "b"]
     assert encoder.row([None, "zzz"]) == [2.0, 0.0]
     assert encoder.row([float("nan"), None]) == [2.0, 0.0]
-    assert encoder.matrix([[1.0, None], ["b", 7]]).tolist() == [[1.0, 1.0], [2.0, 0.0]]
+    assert encoder.matrix([[1.0, None], ["b", 7]]).tolist() == [[1.0, 2.0], [2.0, 0.0]]
     assert encoder.is_missing(1, "zzz") and not encoder.is_missing(1, "a") and encoder.is_missing(0, "x")
     with pytest.raises(ValueError, match="1 values for 2 inputs"):
         encoder.row([1.0])
