@@ -37,8 +37,8 @@ from aimesh.devstack.services import SERVICE_NAMES, Service
 from aimesh.devstack.triton import model_repository
 from aimesh.examples.banking.generator import generate_events
 from aimesh.examples.banking.model import Stream
+from aimesh.examples.banking.pack import training_spec
 from aimesh.examples.banking.scenario import (
-    FEATURE_SERVICE,
     MODEL_NAME,
     MeshAddress,
     Scenario,
@@ -342,12 +342,14 @@ def test_online_features_equal_offline_retrieval(scenario_run, mesh: MeshUnderTe
         async with grpc.aio.insecure_channel(f"127.0.0.1:{mesh.grpc_ports['feature']}") as channel:
             stub = feature_pb2_grpc.FeatureServiceStub(channel)
             online = await stub.GetOnlineFeatures(
-                feature_pb2.GetOnlineFeaturesRequest(feature_service=FEATURE_SERVICE, entity_rows=rows)
+                feature_pb2.GetOnlineFeaturesRequest(feature_service=training_spec().feature_service, entity_rows=rows)
             )
             offline_rows: dict[int, list[float]] = {}
             names: list[str] = list(online.feature_names)
             async for chunk in stub.GetHistoricalFeatures(
-                feature_pb2.GetHistoricalFeaturesRequest(feature_service=FEATURE_SERVICE, entity_rows=rows)
+                feature_pb2.GetHistoricalFeaturesRequest(
+                    feature_service=training_spec().feature_service, entity_rows=rows
+                )
             ):
                 for row in chunk.rows:
                     offline_rows[row.row_index] = [v.value.double_value for v in row.values]

@@ -81,6 +81,8 @@ class ToyFeatureService(feature_pb2_grpc.FeatureServiceServicer):
     ) -> feature_pb2.GetOnlineFeaturesResponse:
         if request.feature_service != "toy_v1":
             await context.abort(grpc.StatusCode.NOT_FOUND, f"feature service {request.feature_service!r} is unknown")
+        if not request.entity_rows:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no rows: set entity_ids or entity_rows")
         return feature_pb2.GetOnlineFeaturesResponse(feature_names=synthetic.FEATURE_NAMES)
 
     async def GetHistoricalFeatures(

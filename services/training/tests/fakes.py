@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from aimesh.api.feature.v1 import feature_pb2
-from aimesh.core.errors import NotFound, Unavailable
+from aimesh.core.errors import InvalidArgument, NotFound, Unavailable
 from aimesh.core.feature_client import HistoricalValues
 from aimesh.core.signature import scalar
 from aimesh.training.model import load_torchscript, predict
@@ -39,6 +39,8 @@ class FakeFeatures:
         self, request: feature_pb2.GetOnlineFeaturesRequest, *, time_left: float | None
     ) -> feature_pb2.GetOnlineFeaturesResponse:
         self._check(request.feature_service)
+        if not request.entity_rows and not request.entity_ids:
+            raise InvalidArgument("no rows: set entity_ids or entity_rows")  # as the real service answers
         return feature_pb2.GetOnlineFeaturesResponse(feature_names=synthetic.FEATURE_NAMES)
 
     async def historical(self, feature_service: str, rows: Sequence[feature_pb2.EntityRow]) -> HistoricalValues:

@@ -14,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2
+from aimesh.core.errors import InvalidArgument
 from aimesh.core.feature_client import HistoricalValues
 from aimesh.core.signature import to_value
 from aimesh.training.dataset import Rows
@@ -35,11 +36,17 @@ class FeatureClient(Protocol):
         ...
 
 
-async def feature_names(client: FeatureClient, feature_service: str) -> list[str]:
-    """The features of ``feature_service`` in order; ``NotFound`` when the feature service does not exist."""
+async def check_feature_service(client: FeatureClient, feature_service: str) -> None:
+    """Raise ``NotFound`` when ``feature_service`` does not exist (``Unavailable`` when the service is down).
+
+    Asks ``GetOnlineFeatures`` with no rows: the feature service resolves the name first (NOT_FOUND), then
+    refuses the empty request (INVALID_ARGUMENT), which proves the name exists.
+    """
     request = feature_pb2.GetOnlineFeaturesRequest(feature_service=feature_service)
-    response = await client.online(request, time_left=FEATURE_SERVICE_CHECK_SECONDS)
-    return list(response.feature_names)
+    try:
+        await client.online(request, time_left=FEATURE_SERVICE_CHECK_SECONDS)
+    except InvalidArgument:
+        return
 
 
 def _context_value(item: object, value_type: common_pb2.ValueType) -> common_pb2.Value:

@@ -24,7 +24,7 @@ from aimesh.core.errors import FailedPrecondition
 from aimesh.core.signature import InputEncoder, infer_inputs
 from aimesh.training import dataset, evaluation, model
 from aimesh.training.deploy import Deployer
-from aimesh.training.features import FeatureClient, entity_rows, feature_names
+from aimesh.training.features import FeatureClient, check_feature_service, entity_rows
 from aimesh.training.runs import RunStore, TrainedArtifact
 from aimesh.training.spec import RunPlan, check_lake, check_spec
 from aimesh.training.trainers.base import Dataset
@@ -90,7 +90,7 @@ class TrainingPipeline:
         service (``NotFound``), and that the Triton model is not another model's (``FailedPrecondition``)."""
         plan = check_spec(spec)
         await asyncio.to_thread(check_lake, plan, self._config.lake_root)
-        await feature_names(self._features, spec.feature_service)
+        await check_feature_service(self._features, spec.feature_service)
         await self._deployer.check_triton_owner(spec.model_name, plan.triton_model_name)
         return plan
 
