@@ -157,6 +157,10 @@ class BenchIngest(Service):
         return [sys.executable, "-m", "bench.profiled", "aimesh.ingest"]
 
 
+BANKING_SOURCES = Path(__file__).resolve().parents[2] / "examples/src/aimesh/examples/banking/pack/sources.yaml"
+"""The benchmark's records are the banking pack's: ingest ships no sources, so the run registers these at start."""
+
+
 def ingest_environment(run: RunSettings, name: str) -> dict[str, str]:
     """Isolated settings: this run's topics, a consumer group of its own; everything else the defaults."""
     topics = run.topics
@@ -164,6 +168,7 @@ def ingest_environment(run: RunSettings, name: str) -> dict[str, str]:
     return {
         **code,
         "INGEST_KAFKA_BOOTSTRAP": run.bootstrap,
+        "INGEST_SOURCES_FILE": str(BANKING_SOURCES),
         "INGEST_SOURCE_TOPICS": orjson.dumps(
             {"card_transactions": topics.transactions, "chargebacks": topics.chargebacks}
         ).decode(),

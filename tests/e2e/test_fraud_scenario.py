@@ -459,7 +459,7 @@ def test_a_use_case_no_code_has_seen_runs_beside_fraud(scenario_run, mesh: MeshU
 
         docs = asyncio.run(indexed())
         assert set(docs) == set(outcome.request_ids)
-        assert {d["model_name"] for d in docs.values()} == {outcome.models["logistic_regression"]}
+        assert {d["model"]["name"] for d in docs.values()} == {outcome.models["logistic_regression"]}
     finally:
         for name in outcome.models.values():
             shutil.rmtree(model_repository(Paths.default()) / name, ignore_errors=True)
