@@ -1,7 +1,7 @@
 """Start-up restore: load into Triton every model that backs a registry alias.
 
 Triton runs with explicit model control and starts with nothing loaded, so after a restart the
-versions the aliases point at (``fraud@champion`` ...) are on disk in the model repository but not
+versions the aliases point at (``credit_risk@champion`` ...) are on disk in the model repository but not
 served. ``AliasedModelLoader`` runs as a ``ServiceRuntime`` part: for each distinct Triton model behind
 an alias (all models, all aliases) it asks Triton whether the aliased versions are READY and loads the
 model when one is not (Triton's config then serves the newest versions of it). It retries with
