@@ -43,7 +43,7 @@ class PredictionPublisher:
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        self._tasks.remove(task)  # added in submit, finished once
         self._slots.release()
         metrics.PREDICTIONS_IN_FLIGHT.set(len(self._tasks))
 
