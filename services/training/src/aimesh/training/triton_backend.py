@@ -3,8 +3,8 @@
 ``initialize`` loads ``<version>/model.pt`` (TorchScript) with torch on CPU, or on the GPU when the
 instance is a GPU instance and CUDA is available. ``execute`` concatenates the (dynamically batched)
 requests, runs the module once and splits the result: ``INPUT__0`` FP32 ``[-1, n]`` ->
-``OUTPUT__0`` FP32 ``[-1, k]``, the module's output (a probability, a predicted value ...). Runs inside ``triton_python_backend_stub``;
-``triton_python_backend_utils`` is provided by the backend at run time.
+``OUTPUT__0`` FP32 ``[-1, k]``, the module's output (a probability, a predicted value ...). Runs inside
+``triton_python_backend_stub``; ``triton_python_backend_utils`` is provided by the backend at run time.
 """
 
 from __future__ import annotations
