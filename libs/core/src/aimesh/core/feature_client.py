@@ -1,9 +1,9 @@
 """The feature service's client, shared by training (point-in-time sets) and inference (online lookups).
 
 ``FeatureServiceClient`` holds one long-lived ``grpc.aio`` channel to ``FeatureService``, opened on
-first use (on the running event loop) and released by ``close()``. The channel retries a lost peer
-within about a second (reconnect backoff 0.2 s growing to 1 s, instead of gRPC's default of up to
-two minutes), so calls succeed again soon after a restarted feature service is back. Calls do not wait
+first use (on the running event loop, by ``aimesh.core.channels.open_channel``) and released by
+``close()``. The channel retries a lost peer at least once a second (see ``aimesh.core.channels``), so
+calls succeed again within about a second of a restarted feature service's return. Calls do not wait
 for a connection: while the peer is down they fail at once with ``Unavailable``.
 
 Errors come back as domain errors (``AimeshError.from_status``: ``InvalidArgument``, ``NotFound``,
@@ -20,17 +20,12 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
+from aimesh.core.channels import open_channel
 from aimesh.core.errors import AimeshError, FailedPrecondition, Unavailable
 from aimesh.core.signature import Scalar, scalar
 
 FEATURE_SERVICE_NAME = feature_pb2.DESCRIPTOR.services_by_name["FeatureService"].full_name
 HEALTH_TIMEOUT_SECONDS = 2.0
-CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-)
-"""Reconnect within about a second of the peer's return; large historical chunks."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +57,7 @@ class FeatureServiceClient:
 
     def _open(self) -> tuple[feature_pb2_grpc.FeatureServiceStub, health_pb2_grpc.HealthStub]:
         if self._stub is None or self._health is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+            self._channel = open_channel(self.address)
             self._stub = feature_pb2_grpc.FeatureServiceStub(self._channel)
             self._health = health_pb2_grpc.HealthStub(self._channel)
         return self._stub, self._health
