@@ -73,9 +73,15 @@ class DeadlineExceeded(AimeshError):
 
 
 class PermissionDenied(AimeshError):
-    """The caller may not do this."""
+    """The caller may not do this; the message names the tenant, the action and the resource."""
 
     code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class Unauthenticated(AimeshError):
+    """The call carries no credentials, or credentials that do not verify; the message says which."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
 
 
 _BY_STATUS: dict[grpc.StatusCode, type[AimeshError]] = {
@@ -90,5 +96,6 @@ _BY_STATUS: dict[grpc.StatusCode, type[AimeshError]] = {
         Unavailable,
         DeadlineExceeded,
         PermissionDenied,
+        Unauthenticated,
     )
 }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -43,12 +44,21 @@ class HistoricalValues:
 
 
 class FeatureServiceClient:
-    """``FeatureService`` over gRPC (see the module doc). One instance per event loop; ``close()`` ends it."""
+    """``FeatureService`` over gRPC (see the module doc). One instance per event loop; ``close()`` ends it.
+    ``token_file``: the bearer token every call carries (``aimesh.core.channels``), none when None."""
 
-    def __init__(self, address: str, *, batch_rows: int = 2000, historical_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        batch_rows: int = 2000,
+        historical_timeout_s: float = 120.0,
+        token_file: Path | None = None,
+    ) -> None:
         if batch_rows <= 0:
             raise ValueError(f"batch_rows must be positive, got {batch_rows}")
         self.address = address
+        self.token_file = token_file
         self.batch_rows = batch_rows
         self.historical_timeout_s = historical_timeout_s
         self._channel: grpc.aio.Channel | None = None
@@ -57,7 +67,7 @@ class FeatureServiceClient:
 
     def _open(self) -> tuple[feature_pb2_grpc.FeatureServiceStub, health_pb2_grpc.HealthStub]:
         if self._stub is None or self._health is None:
-            self._channel = open_channel(self.address)
+            self._channel = open_channel(self.address, token_file=self.token_file)
             self._stub = feature_pb2_grpc.FeatureServiceStub(self._channel)
             self._health = health_pb2_grpc.HealthStub(self._channel)
         return self._stub, self._health

@@ -1,9 +1,16 @@
-"""gRPC server builder (``grpc.aio``): health, reflection, one error-mapping interceptor, limits, TLS.
+"""gRPC server builder (``grpc.aio``): health, reflection, one error-mapping interceptor, limits, TLS, auth.
 
 The interceptor is the only place where domain errors become status codes:
 ``AimeshError`` subclasses map to their ``code``; a handler that outlives the caller's deadline gets
 ``DEADLINE_EXCEEDED``; anything else is ``INTERNAL`` with the trace id, logged with its traceback.
 It also continues the caller's W3C trace context from the request metadata and records metrics.
+
+For every method except ``grpc.health.v1`` and reflection it also decodes the request itself, in this
+order: the caller is authenticated (``aimesh.core.auth``, when an ``Authorizer`` is given:
+``UNAUTHENTICATED``), the request bytes are parsed (bytes that are not a valid message:
+``INVALID_ARGUMENT`` "request is not a valid <message type>: ...", logged as a WARNING without a stack
+trace at most once a minute per method), then the method's access rule is checked against the
+caller's tenant (``PERMISSION_DENIED``). The handler runs with the caller as ``current_principal()``.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -20,7 +27,8 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 
 from aimesh.core import metrics
-from aimesh.core.errors import AimeshError
+from aimesh.core.auth import AccessRule, Authorizer, Principal, bind_principal, build_authorizer, reset_principal
+from aimesh.core.errors import AimeshError, InvalidArgument
 from aimesh.core.settings import ServiceSettings
 from aimesh.core.tracing import extract_context
 
@@ -28,6 +36,10 @@ log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("aimesh.core.grpc")
 
 Registrar = Callable[[grpc.aio.Server], None]
+Deserializer = Callable[[bytes], Any]
+OPEN_METHOD_PREFIXES = ("/grpc.health", "/grpc.reflection")
+"""Methods every caller may use without credentials (probes, tooling)."""
+BAD_REQUEST_LOG_INTERVAL_SECONDS = 60.0
 
 
 def _time_left(context: grpc.aio.ServicerContext) -> float | None:
@@ -49,8 +61,37 @@ async def _fail(context: grpc.aio.ServicerContext, method: str, exc: BaseExcepti
     await context.abort(code, message)
 
 
+class _RateLimitedWarning:
+    """Logs at most one WARNING per key per ``interval`` seconds, counting the ones it held back."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def warn(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -self.interval) < self.interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return
+        held = self._held.pop(key, 0)
+        self._last[key] = now
+        log.warning(message + " (%d more since the last warning)", *args, held)
+
+
+def _message_name(deserializer: Deserializer | None) -> str:
+    message_class = getattr(deserializer, "__self__", None)
+    descriptor = getattr(message_class, "DESCRIPTOR", None)
+    return str(getattr(descriptor, "full_name", "message"))
+
+
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Maps errors to status codes, enforces deadlines, traces and measures every RPC."""
+    """Maps errors to status codes, enforces deadlines, decodes and authorises requests, traces and
+    measures every RPC (see the module doc). ``authorizer`` None: every caller may call every method."""
+
+    def __init__(self, authorizer: Authorizer | None = None) -> None:
+        self.authorizer = authorizer
+        self._bad_requests = _RateLimitedWarning(BAD_REQUEST_LOG_INTERVAL_SECONDS)
 
     async def intercept_service(
         self,
@@ -58,40 +99,72 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or details.method.startswith(("/grpc.health", "/grpc.reflection")):
+        if handler is None or details.method.startswith(OPEN_METHOD_PREFIXES):
             return handler
         method = details.method
+        decode = self._decoder(method, handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_unary(method, decode, handler.unary_unary),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_stream(method, decode, handler.unary_stream),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.stream_unary),
+                self._wrap_unary(method, None, handler.stream_unary),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._wrap_stream(method, handler.stream_stream),
+            self._wrap_stream(method, None, handler.stream_stream),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
-    @staticmethod
-    def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    def _decoder(self, method: str, deserializer: Deserializer | None) -> Callable[[Any], Any]:
+        """The request deserializer, raising ``InvalidArgument`` for bytes that are not a valid message."""
+        name = _message_name(deserializer)
+
+        def decode(raw: Any) -> Any:
+            if deserializer is None or not isinstance(raw, bytes):
+                return raw
+            try:
+                return deserializer(raw)
+            except Exception as exc:
+                self._bad_requests.warn(method, "undecodable request to %s: %s", method, exc)
+                raise InvalidArgument(f"request is not a valid {name}: {exc}") from None
+
+        return decode
+
+    def _admit(
+        self, method: str, decode: Callable[[Any], Any] | None, raw: Any, context: grpc.aio.ServicerContext
+    ) -> tuple[Any, Principal | None]:
+        """Authenticate, decode and authorise one request (see the module doc); raises domain errors."""
+        principal = None
+        if self.authorizer is not None:
+            principal = self.authorizer.authenticate(context.invocation_metadata() or (), context.auth_context())
+        request = decode(raw) if decode is not None else raw
+        if self.authorizer is not None and principal is not None:
+            self.authorizer.authorize(principal, method, request)
+        return request, principal
+
+    def _wrap_unary(
+        self, method: str, decode: Callable[[Any], Any] | None, behavior: Callable[..., Awaitable[Any]]
+    ) -> Callable[..., Awaitable[Any]]:
+        async def wrapper(raw: Any, context: grpc.aio.ServicerContext) -> Any:
             parent = extract_context(context.invocation_metadata() or ())
             started = time.perf_counter()
             with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
+                bound = None
                 try:
+                    request, principal = self._admit(method, decode, raw, context)
+                    bound = bind_principal(principal)
                     response = await asyncio.wait_for(behavior(request, context), timeout=_time_left(context))
                 except grpc.aio.AbortError:
                     raise
@@ -99,24 +172,33 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     await _fail(context, method, exc)
                     raise  # unreachable: abort raises
                 finally:
+                    if bound is not None:
+                        reset_principal(bound)
                     metrics.GRPC_LATENCY.labels(method).observe(time.perf_counter() - started)
             metrics.GRPC_REQUESTS.labels(method, "OK").inc()
             return response
 
         return wrapper
 
-    @staticmethod
-    def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    def _wrap_stream(
+        self, method: str, decode: Callable[[Any], Any] | None, behavior: Callable[..., AsyncIterator[Any]]
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def wrapper(raw: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             parent = extract_context(context.invocation_metadata() or ())
             with _tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
+                bound = None
                 try:
+                    request, principal = self._admit(method, decode, raw, context)
+                    bound = bind_principal(principal)
                     async for item in behavior(request, context):
                         yield item
                 except grpc.aio.AbortError:
                     raise
                 except Exception as exc:
                     await _fail(context, method, exc)
+                finally:
+                    if bound is not None:
+                        reset_principal(bound)
             metrics.GRPC_REQUESTS.labels(method, "OK").inc()
 
         return wrapper
@@ -130,15 +212,23 @@ class GrpcServer:
     """
 
     def __init__(
-        self, settings: ServiceSettings, registrars: Sequence[Registrar], service_names: Sequence[str]
+        self,
+        settings: ServiceSettings,
+        registrars: Sequence[Registrar],
+        service_names: Sequence[str],
+        *,
+        access: Mapping[str, AccessRule] | None = None,
     ) -> None:
+        """``access``: the services' method -> ``AccessRule`` table (``aimesh.core.auth``), enforced when
+        ``settings.auth_enabled``; a method missing from it is denied. Raises ``ValueError`` for an
+        auth configuration that cannot work (see ``build_authorizer``)."""
         self.settings = settings
         self.service_names = list(service_names)
         self.serving_at_start = True
         """False when something else (the runtime's readiness loop) decides when to report SERVING."""
         limit = settings.grpc_max_message_bytes
         self.server = grpc.aio.server(
-            interceptors=[ErrorMappingInterceptor()],
+            interceptors=[ErrorMappingInterceptor(build_authorizer(settings, access or {}))],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),

@@ -14,11 +14,12 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aimesh.core.admin import AdminServer, Probes, create_admin_app
+from aimesh.core.auth import AccessRule
 from aimesh.core.bus import EventConsumer, EventProducer, Handler
 from aimesh.core.deadletter import DeadLetterPublisher
 from aimesh.core.grpc_server import GrpcServer, Registrar
@@ -85,12 +86,14 @@ class ServiceRuntime:
         topics: list[str],
         handler: Handler,
         producer: EventProducer,
+        access: Mapping[str, AccessRule] | None = None,
     ) -> None:
-        """The usual shape of a service: one gRPC API plus one consumer group over ``topics``.
+        """The usual shape of a service: one gRPC API (``access``: its methods' access rules, see
+        ``GrpcServer``) plus one consumer group over ``topics``.
 
         Poison events are dead-lettered through ``producer``. No consumer is added when ``topics`` is empty.
         """
-        self.add_grpc(GrpcServer(self.settings, [registrar], [service_name]))
+        self.add_grpc(GrpcServer(self.settings, [registrar], [service_name], access=access))
         if topics:
             self.add_consumer(
                 EventConsumer(

@@ -3,7 +3,7 @@
 Settings are built once in ``main()`` and passed down; nothing reads the environment at import time.
 Values come from (highest first): constructor arguments, ``<PREFIX>_<FIELD>`` environment variables,
 a ``.env`` file in the working directory, then the defaults below. The cluster-wide variables
-``AIMESH_KAFKA_BOOTSTRAP`` and ``AIMESH_OTLP_ENDPOINT`` act as defaults for every service.
+``AIMESH_KAFKA_BOOTSTRAP``, ``AIMESH_OTLP_ENDPOINT`` and ``AIMESH_AUTH_*`` act as defaults for every service.
 """
 
 from __future__ import annotations
@@ -19,6 +19,15 @@ from aimesh.core.topics import SERVICE_LOGS
 
 def _env_default(name: str, fallback: str | None) -> str | None:
     return os.environ.get(name, fallback)
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 class ServiceSettings(BaseSettings):
@@ -39,6 +48,36 @@ class ServiceSettings(BaseSettings):
     tls_cert_file: Path | None = Field(default=None, description="Server certificate (PEM); enables TLS.")
     tls_key_file: Path | None = Field(default=None, description="Private key (PEM) of the server certificate.")
     tls_client_ca_file: Path | None = Field(default=None, description="CA for client certificates; enables mTLS.")
+    auth_enabled: bool = Field(
+        default_factory=lambda: _env_flag("AIMESH_AUTH_ENABLED"),
+        description="Authenticate and authorise every gRPC call except health and reflection "
+        "(default $AIMESH_AUTH_ENABLED, else false: for a mesh that does it in front).",
+    )
+    auth_jwks_file: Path | None = Field(
+        default_factory=lambda: _env_path("AIMESH_AUTH_JWKS_FILE"),
+        description="JWKS file of the keys bearer tokens are verified with (default $AIMESH_AUTH_JWKS_FILE); "
+        "without it only mTLS identities authenticate.",
+    )
+    auth_policy_file: Path | None = Field(
+        default_factory=lambda: _env_path("AIMESH_AUTH_POLICY_FILE"),
+        description="YAML policy: tenants' permissions and identity -> tenant map (default $AIMESH_AUTH_POLICY_FILE); "
+        "required when auth is enabled.",
+    )
+    auth_audience: str = Field(
+        default_factory=lambda: _env_default("AIMESH_AUTH_AUDIENCE", "aimesh") or "aimesh",
+        description="Audience a bearer token's aud must contain (default $AIMESH_AUTH_AUDIENCE or aimesh).",
+    )
+    auth_issuer: str | None = Field(
+        default_factory=lambda: _env_default("AIMESH_AUTH_ISSUER", None),
+        description="Required iss of bearer tokens (default $AIMESH_AUTH_ISSUER); unset: any issuer.",
+    )
+    auth_tenant_claim: str = Field(default="tenant", description="Token claim naming the caller's tenant.")
+    auth_leeway_seconds: float = Field(default=30.0, description="Clock skew allowed on exp, nbf and iat.")
+    auth_token_file: Path | None = Field(
+        default_factory=lambda: _env_path("AIMESH_AUTH_TOKEN_FILE"),
+        description="Bearer token this service sends on its calls to other services, re-read when it changes "
+        "(default $AIMESH_AUTH_TOKEN_FILE); unset: none sent.",
+    )
     admin_host: str = Field(default="127.0.0.1", description="Admin HTTP bind address.")
     admin_port: int = Field(default=8081, description="Admin HTTP port (/healthz, /readyz, /metrics).")
     log_level: str = Field(default="INFO", description="Lowest level logged.")

@@ -19,6 +19,7 @@ from aimesh.core.deadletter import DeadLetterPublisher
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.runner import ServiceRuntime
 from aimesh.core.sql import create_engine, ping
+from aimesh.feature.access import ACCESS
 from aimesh.feature.service import FeatureStore
 from aimesh.feature.settings import FeatureSettings
 
@@ -49,6 +50,7 @@ async def serve_feature(settings: FeatureSettings) -> None:
                 settings,
                 [lambda server: feature_pb2_grpc.add_FeatureServiceServicer_to_server(api, server)],
                 [SERVICE_NAME],
+                access=ACCESS,
             )
         )
         features.schedule_backfills()

@@ -19,6 +19,7 @@ from aimesh.core.feature_client import FeatureServiceClient
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.model_catalog import ModelCatalog
 from aimesh.core.runner import ServiceRuntime
+from aimesh.inference.access import ACCESS
 from aimesh.inference.api import SERVICE_NAME, InferenceServiceApi
 from aimesh.inference.features import ServiceFeatureSource
 from aimesh.inference.predictions import PredictionPublisher
@@ -30,7 +31,7 @@ from aimesh.inference.triton import TritonRunner
 async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, producer: EventProducer) -> Scorer:
     """Add the inference parts to ``runtime``; returns the scorer (tests drive it directly)."""
     catalog = ModelCatalog()
-    features = ServiceFeatureSource(FeatureServiceClient(settings.feature_address))
+    features = ServiceFeatureSource(FeatureServiceClient(settings.feature_address, token_file=settings.auth_token_file))
     runner = TritonRunner(settings.triton_url)
     publisher = PredictionPublisher(
         producer, settings.predictions_topic, max_in_flight=settings.max_in_flight_predictions
@@ -42,6 +43,7 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
             settings,
             [lambda server: inference_pb2_grpc.add_InferenceServiceServicer_to_server(api, server)],
             [SERVICE_NAME],
+            access=ACCESS,
         )
     )
     runtime.add_consumer(

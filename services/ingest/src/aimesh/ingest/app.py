@@ -29,6 +29,7 @@ from aimesh.core.errors import FailedPrecondition
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.runner import ServiceRuntime
 from aimesh.core.sql import create_engine, migrate, ping
+from aimesh.ingest.access import ACCESS
 from aimesh.ingest.api import IngestServiceApi
 from aimesh.ingest.catalog import SourceCatalog
 from aimesh.ingest.dedupe import SeenStore
@@ -217,6 +218,7 @@ async def serve_ingest(settings: IngestSettings) -> None:
                 settings,
                 [lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(api, server)],
                 [SERVICE_NAME],
+                access=ACCESS,
             )
         )
         runtime.add_consumer(build_consumer(settings, pipeline, transactions))

@@ -25,6 +25,7 @@ from aimesh.core.errors import InvalidArgument
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.model_catalog import ModelCatalog
 from aimesh.core.runner import ServiceRuntime
+from aimesh.monitor.access import ACCESS
 from aimesh.monitor.drift_monitor import DriftMonitor, DriftPolicy
 from aimesh.monitor.elastic import AlertQuery, ElasticStore
 from aimesh.monitor.indexing import EventIndexer
@@ -101,6 +102,7 @@ async def wire_monitor(settings: MonitorSettings, runtime: ServiceRuntime, produ
             settings,
             [lambda server: monitor_pb2_grpc.add_MonitorServiceServicer_to_server(api, server)],
             [SERVICE_NAME],
+            access=ACCESS,
         )
     )
     runtime.add_consumer(

@@ -18,6 +18,7 @@ from aimesh.core.bus import EventProducer
 from aimesh.core.feature_client import FeatureServiceClient
 from aimesh.core.runner import ServiceRuntime
 from aimesh.core.sql import create_engine, migrate, ping
+from aimesh.training.access import ACCESS
 from aimesh.training.api import TrainingServiceApi
 from aimesh.training.deploy import Deployer
 from aimesh.training.outbox import OutboxRelay
@@ -73,6 +74,7 @@ async def wire_training(settings: TrainingSettings, runtime: ServiceRuntime, pro
         settings.feature_grpc,
         batch_rows=settings.feature_batch_rows,
         historical_timeout_s=settings.feature_timeout_seconds,
+        token_file=settings.auth_token_file,
     )
     runtime.add_cleanup(features.close)
     pipeline = TrainingPipeline(
@@ -99,6 +101,7 @@ async def wire_training(settings: TrainingSettings, runtime: ServiceRuntime, pro
         topics=settings.topics,
         handler=policy.handle,
         producer=producer,
+        access=ACCESS,
     )
     return TrainingParts(api=api, runs=runs, registry=registry, worker=worker, relay=relay, restorer=restorer)
 
