@@ -69,8 +69,9 @@ async def connect_producer(settings: ServiceSettings) -> EventProducer:
             delay = min(delay * 2, 5.0)
 
 
-async def serve(settings: ServiceSettings, version: str, wire: Wiring) -> None:
-    """The standard service body: a producer (closed last), Kafka readiness, log shipping (unless
+async def serve(settings: ServiceSettings, version: str, wire: Wiring, *, kafka_readiness: bool = True) -> None:
+    """The standard service body: a producer (closed last), Kafka readiness (unless ``kafka_readiness`` is
+    off: for a service whose main job goes on while the broker is away), log shipping (unless
     ``ship_logs`` is off), then ``wire`` adds the parts.
 
     ``wire(runtime, producer)`` registers the service's gRPC server, consumers and checks; this then
@@ -79,7 +80,8 @@ async def serve(settings: ServiceSettings, version: str, wire: Wiring) -> None:
     runtime = ServiceRuntime(settings, version)
     producer = await connect_producer(settings)
     runtime.add_cleanup(producer.stop)
-    runtime.probes.readiness["kafka"] = producer.check_connected
+    if kafka_readiness:
+        runtime.probes.readiness["kafka"] = producer.check_connected
     if settings.ship_logs:
         ship_logs(runtime, producer, settings)
     await wire(runtime, producer)

@@ -2,6 +2,10 @@
 
 An explicit version pin wins over an alias; no alias means the service's default alias (``champion``).
 Canary and shadow routes come later.
+
+``routed_versions`` lists what must be loaded in Triton for every route to answer: the Triton
+(model, version) of each version some alias points at (pinned versions are not routes: a pin may
+name any registered version, and only routed ones are kept loaded).
 """
 
 from __future__ import annotations
@@ -11,6 +15,37 @@ from dataclasses import dataclass
 from aimesh.api.inference.v1 import inference_pb2
 from aimesh.core.errors import NotFound, Unavailable
 from aimesh.core.model_catalog import ModelCatalog, ModelVersion
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedVersion:
+    """One Triton (model, version) that at least one route points at, and the routes that do."""
+
+    triton_model: str
+    triton_version: int
+    """0 means Triton's latest version of ``triton_model``."""
+    routes: tuple[str, ...]
+    """Each route as ``<model> version <n> (alias <alias>)``, sorted."""
+
+    def describe(self) -> str:
+        """``<routes> -> Triton <model> version <n>``, for readiness and logs."""
+        version = str(self.triton_version) if self.triton_version > 0 else "latest"
+        return f"{'; '.join(self.routes)} -> Triton {self.triton_model!r} version {version}"
+
+
+def routed_versions(catalog: ModelCatalog) -> list[RoutedVersion]:
+    """Every Triton (model, version) an alias of any model points at, sorted; each listed once with all its
+    routes. An alias pointing at a version whose registration has not been seen is left out (routing
+    answers ``Unavailable`` for it; there is nothing to load)."""
+    routes: dict[tuple[str, int], list[str]] = {}
+    for model in catalog.models():
+        for alias, version in catalog.aliases(model).items():
+            target = catalog.version(model, version)
+            if target is None:
+                continue
+            key = (target.triton_model_name, target.triton_model_version)
+            routes.setdefault(key, []).append(f"{model} version {version} (alias {alias})")
+    return [RoutedVersion(name, version, tuple(sorted(r))) for (name, version), r in sorted(routes.items())]
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,3 +26,23 @@ class InferenceSettings(ServiceSettings):
     max_in_flight_predictions: int = Field(
         default=10_000, description="Prediction events awaiting Kafka's acknowledgement before Score waits for room."
     )
+    model_reconcile_interval_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the model reconciler checks that every routed model version is loaded in Triton "
+        "(and loads those that are not); it also runs at once when the routing table changes.",
+    )
+    model_load_backoff_max_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait between load attempts of a model whose Triton load keeps failing "
+        "(the wait starts at the reconcile interval and doubles per failure).",
+    )
+    model_load_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="How long one Triton load request may take before it counts as failed."
+    )
+    ready_without_routed_models: bool = Field(
+        default=True,
+        description="Report ready (when Triton is live and features reachable) while no model version is routed at "
+        "all, as in a fresh mesh before its first training; false: not ready until a routed version is loaded.",
+    )

@@ -5,6 +5,11 @@ The model contract comes from the version's signature: one FP32 input tensor ``[
 Errors become domain errors: a deadline is ``DeadlineExceeded``, a request the model rejects (shape,
 dtype, an output it does not have) or a missing or non-numeric output is ``FailedPrecondition``,
 anything else (server down, model not loaded) is ``Unavailable``.
+
+The client's channel takes ``aimesh.core.channels.channel_options`` (reconnect within about a second
+of a restarted Triton's return, keepalive while calls run). ``TritonRunner`` is also the reconciler's
+``ModelControl``: ``is_model_ready`` and ``load_model`` (Triton runs in explicit model-control mode, so
+a model is served only after a load request; a restarted Triton serves nothing until then).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
+from aimesh.core.channels import channel_options
 from aimesh.core.errors import DeadlineExceeded, FailedPrecondition, Unavailable
 
 
@@ -42,7 +48,7 @@ class TritonRunner:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._client = InferenceServerClient(url=url)
+        self._client = InferenceServerClient(url=url, channel_args=channel_options())
 
     async def infer(
         self,
@@ -86,6 +92,26 @@ class TritonRunner:
             raise Unavailable(f"Triton at {self.url}: {exc}") from exc
         if not live:
             raise Unavailable(f"Triton at {self.url} is not live")
+
+    async def is_model_ready(self, model: str, version: int, *, timeout_s: float) -> bool:
+        """Whether Triton serves ``model`` version ``version`` (0: its latest) now; False for an unknown or
+        unloaded model. Raises ``Unavailable`` when Triton does not answer within ``timeout_s``."""
+        try:
+            ready = await self._client.is_model_ready(
+                model, str(version) if version > 0 else "", client_timeout=timeout_s
+            )
+        except InferenceServerException as exc:
+            raise Unavailable(f"Triton at {self.url}: {exc.message()}") from exc
+        return bool(ready)
+
+    async def load_model(self, model: str, *, timeout_s: float) -> None:
+        """Ask Triton to load ``model`` from its repository (the versions its config's version policy
+        keeps); returns when the load finished. Raises ``Unavailable`` with Triton's reason when the load
+        fails or takes longer than ``timeout_s``."""
+        try:
+            await self._client.load_model(model, client_timeout=timeout_s)
+        except InferenceServerException as exc:
+            raise Unavailable(f"Triton at {self.url} could not load {model!r}: {exc.message()}") from exc
 
     async def close(self) -> None:
         await self._client.close()
