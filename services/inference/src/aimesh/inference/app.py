@@ -1,8 +1,10 @@
 """inference wiring: the InferenceService API, the routing-table consumer, Triton, the feature client, the publisher.
 
 The registry topic is replayed from the earliest offset in a consumer group of this instance alone
-(``<group>-routing-<uuid>``), so every replica builds the full routing table. Readiness: Kafka, Triton
-live, and the feature service SERVING. On shutdown the gRPC server drains first, then pending
+(``<group>-routing-<uuid>``), so every replica builds the full routing table; the model reconciler
+keeps every routed version loaded in Triton. Readiness: ``models`` (a routed version is loaded in
+Triton, ``ModelReconciler.check_ready``) and ``feature-service`` (SERVING); NOT Kafka (Prediction
+events wait for the broker, Score does not need it). On shutdown the gRPC server drains first, then pending
 Prediction acknowledgements (within the grace period), then the clients close.
 """
 
@@ -23,6 +25,7 @@ from aimesh.inference.access import ACCESS
 from aimesh.inference.api import SERVICE_NAME, InferenceServiceApi
 from aimesh.inference.features import ServiceFeatureSource
 from aimesh.inference.predictions import PredictionPublisher
+from aimesh.inference.reconciler import ModelReconciler
 from aimesh.inference.scoring import Scorer
 from aimesh.inference.settings import InferenceSettings
 from aimesh.inference.triton import TritonRunner
@@ -33,6 +36,14 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
     catalog = ModelCatalog()
     features = ServiceFeatureSource(FeatureServiceClient(settings.feature_address, token_file=settings.auth_token_file))
     runner = TritonRunner(settings.triton_url)
+    reconciler = ModelReconciler(
+        catalog,
+        runner,
+        interval_s=settings.model_reconcile_interval_seconds,
+        backoff_max_s=settings.model_load_backoff_max_seconds,
+        load_timeout_s=settings.model_load_timeout_seconds,
+        ready_without_routes=settings.ready_without_routed_models,
+    )
     publisher = PredictionPublisher(
         producer, settings.predictions_topic, max_in_flight=settings.max_in_flight_predictions
     )
@@ -51,13 +62,14 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
             settings.kafka_bootstrap,
             group_id=f"{settings.group_id}-routing-{uuid.uuid4().hex[:12]}",
             topics=settings.topics,
-            handler=catalog.handle,
+            handler=reconciler.handle,
             service=settings.service_name,
             dead_letters=DeadLetterPublisher(producer, settings.service_name),
             auto_offset_reset="earliest",
         )
     )
-    runtime.probes.readiness["triton"] = runner.check_live
+    runtime.add_part("model-reconciler", reconciler.run, reconciler.stop)
+    runtime.probes.readiness["models"] = reconciler.check_ready
     runtime.probes.readiness["feature-service"] = features.check_serving
 
     async def drain_predictions() -> None:
@@ -75,4 +87,4 @@ async def serve_inference(settings: InferenceSettings) -> None:
     async def wire(runtime: ServiceRuntime, producer: EventProducer) -> None:
         await wire_inference(settings, runtime, producer)
 
-    await serve(settings, version("aimesh-inference"), wire)
+    await serve(settings, version("aimesh-inference"), wire, kafka_readiness=False)
