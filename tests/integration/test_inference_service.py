@@ -10,7 +10,10 @@ refuses (missing entity, mistyped context, unknown inline key) are INVALID_ARGUM
 version registered without a signature is scored by the fallback one; unknown alias/model is NOT_FOUND,
 a feature-service INVALID_ARGUMENT comes back as is, a slow feature service gives DEADLINE_EXCEEDED, a
 version Triton does not serve gives UNAVAILABLE. It also measures Score latency over 500 sequential
-calls. Uses a uniquely named python-backend model (the linear_scorer sample with a second, vector output;
+calls. A second test runs inference against a PRIVATE Triton (own ports and repository) and a fake
+feature service it restarts: the model reconciler loads the champion, and loads it again after a
+kill -9 and restart of that Triton; readiness names what is missing meanwhile; the numbers are printed.
+Uses a uniquely named python-backend model (the linear_scorer sample with a second, vector output;
 loaded, then unloaded) and unique topics and groups.
 """
 
@@ -18,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +44,11 @@ from aimesh.api.inference.v1 import events_pb2 as inference_events
 from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.app import connect_producer
+from aimesh.core.channels import open_caller_channel
 from aimesh.core.runner import ServiceRuntime
+from aimesh.devstack.paths import Paths
+from aimesh.devstack.process import stop as stop_process
+from aimesh.devstack.triton import Triton
 from aimesh.inference.app import wire_inference
 from aimesh.inference.settings import InferenceSettings
 
@@ -201,26 +209,32 @@ class Model:
         return [float(v) for v in (x[:, :HEAD] * 2.0 + 1.0).reshape(-1)]
 
 
-@pytest.fixture
-async def triton_model(endpoints: Any) -> AsyncIterator[Model]:
-    name = f"inference_it_{uuid.uuid4().hex[:8]}"
+def export_model(repository: Path, name: str) -> Model:
+    """Write the test's python-backend model (random weights) as ``repository/name``; returns its maths."""
     rng = np.random.default_rng()
     weights = rng.uniform(-2.0, 2.0, size=(4, 1)).astype(np.float32)
     bias = np.float32(rng.uniform(-1.0, 1.0))
-    target = model_repo() / name
+    target = repository / name
     shutil.copytree(SAMPLE_MODEL, target, ignore=shutil.ignore_patterns("__pycache__"))
     (target / "1" / "model.py").write_text(MODEL_PY)
     (target / "config.pbtxt").write_text(
         CONFIG % (",".join(repr(float(w)) for w in weights.ravel()), repr(float(bias)))
     )
+    return Model(name, weights, bias)
+
+
+@pytest.fixture
+async def triton_model(endpoints: Any) -> AsyncIterator[Model]:
+    name = f"inference_it_{uuid.uuid4().hex[:8]}"
+    model = export_model(model_repo(), name)
     client = InferenceServerClient(url=endpoints.triton_grpc)
     try:
         await client.load_model(name, client_timeout=120.0)
-        yield Model(name, weights, bias)
+        yield model
     finally:
         await client.unload_model(name, client_timeout=60.0)
         await client.close()
-        shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(model_repo() / name, ignore_errors=True)
 
 
 @pytest.fixture
@@ -298,10 +312,9 @@ async def test_score_end_to_end(
     runtime = ServiceRuntime(settings, "test")
     producer = await connect_producer(settings)
     runtime.add_cleanup(producer.stop)
-    runtime.probes.readiness["kafka"] = producer.check_connected
     await wire_inference(settings, runtime, producer)
     service = asyncio.create_task(runtime.run())
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}")
+    channel = open_caller_channel(f"127.0.0.1:{settings.grpc_port}")
     stub = inference_pb2_grpc.InferenceServiceStub(channel)
     model = f"risk_{unique}"
     try:
@@ -462,3 +475,161 @@ async def _find_prediction(
         pytest.fail(f"no Prediction with event id {event_id} on {topic} within 20 s")
     finally:
         await consumer.stop()
+
+
+async def start_feature_service(fake: FakeFeatureService, port: int) -> grpc.aio.Server:
+    """The fake FeatureService (SERVING) on ``127.0.0.1:port`` (0: any free port)."""
+    server = grpc.aio.server()
+    feature_pb2_grpc.add_FeatureServiceServicer_to_server(fake, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    await health_servicer.set("aimesh.api.feature.v1.FeatureService", health_pb2.HealthCheckResponse.SERVING)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    assert port in (0, bound)
+    await server.start()
+    server.port = bound  # type: ignore[attr-defined]
+    return server
+
+
+@pytest.fixture
+def private_triton(tmp_path: Path) -> Iterator[Triton]:
+    """A Triton of this test alone (own ports, own model repository); the shared one is never touched."""
+    paths = Paths(home=tmp_path / "aimesh", repo=REPO_ROOT)
+    paths.ensure()
+    triton = Triton(paths, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=2)
+    triton.install()
+    try:
+        yield triton
+    finally:
+        triton.stop()
+
+
+async def _readyz(port: int) -> tuple[int, dict[str, Any]]:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+    return response.status_code, response.json()
+
+
+async def _seconds_until_score_ok(
+    stub: inference_pb2_grpc.InferenceServiceStub, request: inference_pb2.ScoreRequest, limit_s: float
+) -> tuple[float, inference_pb2.ScoreResponse, list[str]]:
+    """Score every 50 ms (1 s deadline) until one succeeds: (seconds taken, the answer, the failures seen)."""
+    started = time.monotonic()
+    failures: list[str] = []
+    while True:
+        try:
+            return time.monotonic() - started, await stub.Score(request, timeout=1.0), failures
+        except grpc.aio.AioRpcError as exc:
+            failures.append(f"{exc.code().name}: {exc.details()}")
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, failures[-1]
+            assert time.monotonic() - started < limit_s, f"Score still failing after {limit_s}s: {failures[-1]}"
+            await asyncio.sleep(0.05)
+
+
+async def _until_ready(port: int, want: int, limit_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + limit_s
+    while True:
+        status, body = await _readyz(port)
+        if status == want:
+            return body
+        assert time.monotonic() < deadline, f"/readyz stayed {status} {body}, wanted {want}"
+        await asyncio.sleep(0.2)
+
+
+async def test_score_recovers_by_itself_after_triton_and_the_feature_service_restart(
+    endpoints: Any,
+    make_topic: Callable[..., Any],
+    unique: str,
+    private_triton: Triton,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """The reconciler loads the champion into a Triton that has never seen it, and again after that Triton
+    is killed (-9) and restarted; the feature service's channel reconnects within about a second of its
+    return. Readiness is 503 naming what is missing while either is down, 200 when both are back."""
+    triton_name = f"restart_it_{unique}"
+    model = export_model(private_triton.model_repository, triton_name)
+    await asyncio.to_thread(private_triton.start)
+    await asyncio.to_thread(private_triton.wait_ready, 120)
+    fake = FakeFeatureService()
+    features = await start_feature_service(fake, 0)
+    feature_port: int = features.port  # type: ignore[attr-defined]
+    registry = await make_topic("registry", partitions=1)
+    settings = InferenceSettings(
+        kafka_bootstrap=endpoints.kafka_bootstrap,
+        grpc_port=free_port(),
+        admin_port=free_port(),
+        consumer_group=f"it-inference-restart-{unique}",
+        topics=[registry],
+        predictions_topic=await make_topic("predictions"),
+        triton_url=private_triton.grpc_target,
+        feature_address=f"127.0.0.1:{feature_port}",
+        shutdown_grace_seconds=2.0,
+        readiness_interval_seconds=0.5,
+        ship_logs=False,
+    )
+    runtime = ServiceRuntime(settings, "test")
+    producer = await connect_producer(settings)
+    runtime.add_cleanup(producer.stop)
+    await wire_inference(settings, runtime, producer)
+    service = asyncio.create_task(runtime.run())
+    channel = open_caller_channel(f"127.0.0.1:{settings.grpc_port}")
+    stub = inference_pb2_grpc.InferenceServiceStub(channel)
+    name = f"risk_{unique}"
+    request = score_request(model=name)
+    expected = model.expected(encoded("a-1"))
+    try:
+        for event in (registered(name, 1, triton_name, model_signature()), champion(name, 1)):
+            await producer.publish(registry, event, key=name)
+        first_load, answer, _ = await _seconds_until_score_ok(stub, request, limit_s=60)
+        assert answer.score == pytest.approx(expected, abs=1e-5)
+        await _until_ready(settings.admin_port, 200, limit_s=10)
+        print(f"champion served {first_load:.1f} s after its registry events (never loaded in this Triton before)")
+
+        await asyncio.to_thread(stop_process, private_triton.pidfile, grace=5.0, sig=signal.SIGKILL)
+        down = await _until_ready(settings.admin_port, 503, limit_s=10)
+        assert set(down["failed"]) == {"models"}, down
+        assert (
+            f"{name} version 1 (alias champion) -> Triton {triton_name!r} version 1 not loaded in Triton"
+            in (down["failed"]["models"])
+        )
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as during:
+            await stub.Score(request, timeout=1.0)
+        failed_in = time.monotonic() - started
+        assert during.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert failed_in < 0.9, "a Score while Triton is down fails at once, it does not wait for its deadline"
+        print(f"Triton down: Score answers UNAVAILABLE in {failed_in * 1000:.0f} ms: {during.value.details()}")
+
+        restarted = time.monotonic()
+        await asyncio.to_thread(private_triton.start)
+        await asyncio.to_thread(private_triton.wait_ready, 120)
+        triton_ready = time.monotonic()
+        took, answer, failures = await _seconds_until_score_ok(stub, request, limit_s=30)
+        assert answer.score == pytest.approx(expected, abs=1e-5)
+        await _until_ready(settings.admin_port, 200, limit_s=10)
+        print(
+            f"Triton kill -9 + restart: Triton ready {triton_ready - restarted:.1f} s after its start, champion "
+            f"served again {took:.1f} s after Triton was ready ({len(failures)} UNAVAILABLE answers meanwhile)"
+        )
+        record_property("score_ok_after_triton_ready_s", round(took, 2))
+        assert took < 10.0
+
+        await features.stop(0)
+        down = await _until_ready(settings.admin_port, 503, limit_s=10)
+        assert set(down["failed"]) == {"feature-service"}, down
+        with pytest.raises(grpc.aio.AioRpcError) as no_features:
+            await stub.Score(request, timeout=1.0)
+        assert no_features.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "feature service" in (no_features.value.details() or "")
+        await asyncio.sleep(5.0)  # long enough for gRPC's default backoff to have grown past 2 s
+        features = await start_feature_service(fake, feature_port)
+        took, answer, _ = await _seconds_until_score_ok(stub, request, limit_s=10)
+        print(f"feature service down 5 s: Score OK again {took:.2f} s after it was back")
+        record_property("score_ok_after_feature_service_back_s", round(took, 2))
+        assert took < 2.0
+        await _until_ready(settings.admin_port, 200, limit_s=10)
+    finally:
+        await channel.close()
+        runtime.request_stop()
+        await asyncio.wait_for(service, 30)
+        await features.stop(0)
