@@ -20,7 +20,7 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor
 from google.protobuf.message import Message
 
-from aimesh.api.common.v1 import common_pb2
+from aimesh.api.common.v1 import common_pb2, deadletter_pb2
 from aimesh.api.feature.v1 import feature_pb2
 from aimesh.api.inference.v1 import events_pb2 as inference_events_pb2
 from aimesh.api.inference.v1 import inference_pb2
@@ -33,10 +33,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PROTO_ROOT = ROOT / "proto"
 AREAS = ("common", "ingest", "feature", "training", "inference", "monitor")
 
+DLQ_SERVICES = ("ingest", "feature", "training", "inference", "monitor")
+
 # Kafka topic -> payload message (full protobuf name). Every topic of ARCHITECTURE.md is here.
 TOPICS: dict[str, str] = {
     "aimesh.ingest.records.v1": "aimesh.api.ingest.v1.CanonicalRecord",
-    "aimesh.ingest.dlq.v1": "aimesh.api.ingest.v1.DeadLetter",
+    **{f"aimesh.{service}.dlq.v1": "aimesh.api.common.v1.DeadLetter" for service in DLQ_SERVICES},
     "aimesh.training.runs.v1": "aimesh.api.training.v1.RunEvent",
     "aimesh.registry.models.v1": "aimesh.api.training.v1.ModelEvent",
     "aimesh.inference.predictions.v1": "aimesh.api.inference.v1.Prediction",
@@ -80,6 +82,7 @@ SERVICES: dict[str, dict[str, tuple[str, str, bool]]] = {
 }
 
 EVENT_MODULES = {
+    "aimesh.api.common.v1": deadletter_pb2,
     "aimesh.api.ingest.v1": ingest_events_pb2,
     "aimesh.api.training.v1": training_events_pb2,
     "aimesh.api.inference.v1": inference_events_pb2,
@@ -174,7 +177,8 @@ def test_every_event_exists_and_documents_its_topic(topic: str, full_name: str) 
     cls = _event_class(full_name)
     assert cls.DESCRIPTOR.full_name == full_name
     comment = _leading_comments()[full_name]
-    assert f"Topic: {topic};" in comment, f"{full_name}'s comment must name its topic {topic}"
+    named = re.search(r"Topics?: ([^;]*);", comment)
+    assert named is not None and topic in named.group(1), f"{full_name}'s comment must name its topic {topic}"
 
 
 @pytest.mark.parametrize("full_name", sorted(TOPICS.values()))
@@ -220,16 +224,17 @@ def test_canonical_record_attributes_are_typed_values() -> None:
 
 def test_dead_letter_keeps_original_bytes_and_reason() -> None:
     raw = b'{"amount": "not a number"\xff'
-    letter = ingest_events_pb2.DeadLetter(
+    letter = deadletter_pb2.DeadLetter(
         original_payload=raw,
         original_headers=[common_pb2.Header(key="traceparent", value=b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01")],
         source="card_transactions",
-        reason_code=ingest_pb2.REASON_CODE_MALFORMED_PAYLOAD,
+        reason_code=deadletter_pb2.REASON_CODE_MALFORMED_PAYLOAD,
         message="invalid JSON",
+        service="ingest",
     )
-    parsed = ingest_events_pb2.DeadLetter.FromString(letter.SerializeToString())
+    parsed = deadletter_pb2.DeadLetter.FromString(letter.SerializeToString())
     assert parsed.original_payload == raw
-    assert parsed.reason_code == ingest_pb2.REASON_CODE_MALFORMED_PAYLOAD
+    assert parsed.reason_code == deadletter_pb2.REASON_CODE_MALFORMED_PAYLOAD
     assert parsed.original_headers[0].value.endswith(b"-01")
 
 

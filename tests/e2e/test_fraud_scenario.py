@@ -26,10 +26,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from elasticsearch import AsyncElasticsearch
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from aimesh.api.common.v1 import common_pb2
+from aimesh.api.common.v1 import common_pb2, deadletter_pb2
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
-from aimesh.api.ingest.v1 import events_pb2 as ingest_events
-from aimesh.api.ingest.v1 import ingest_pb2
 from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
 from aimesh.core import lake
 from aimesh.devstack.paths import Paths
@@ -258,7 +256,7 @@ def test_every_malformed_event_is_in_the_dlq_with_its_reason(scenario_run, mesh:
     letters = asyncio.run(read_topic(mesh.topics["dlq"]))
     by_position = {}
     for _, _, value, _ in letters:
-        letter = ingest_events.DeadLetter.FromString(value)
+        letter = deadletter_pb2.DeadLetter.FromString(value)
         key = (letter.upstream.topic, letter.upstream.partition, letter.upstream.offset)
         by_position[key] = letter
     malformed = summary.published.malformed
@@ -266,7 +264,7 @@ def test_every_malformed_event_is_in_the_dlq_with_its_reason(scenario_run, mesh:
     for record in malformed:
         letter = by_position.get((record.topic, record.partition, record.offset))
         assert letter is not None, f"{record} is not in the DLQ"
-        assert ingest_pb2.ReasonCode.Name(letter.reason_code) == f"REASON_CODE_{record.expected_reason}", record
+        assert deadletter_pb2.ReasonCode.Name(letter.reason_code) == f"REASON_CODE_{record.expected_reason}", record
         assert letter.message
     assert len(by_position) == len(malformed)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from aimesh.api.common.v1 import deadletter_pb2
 from aimesh.api.inference.v1 import events_pb2 as inference_events
-from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
 from aimesh.core.bus import EventConsumer, EventProducer
-from aimesh.core.deadletter import DeadLetterPublisher
+from aimesh.core.deadletter import DeadLetterBounds, DeadLetterPublisher, PayloadStore
 from aimesh.core.events import Event
 from aimesh.core.testing import run_until
 
@@ -98,7 +98,7 @@ async def test_kill_9_mid_stream_loses_nothing(endpoints, make_topic, unique, tm
     assert duplicates <= 230, "only effects after the last commit may be redelivered"
 
 
-async def test_poison_event_is_dead_lettered_with_original_bytes(endpoints, make_topic, unique) -> None:  # type: ignore[no-untyped-def]
+async def test_poison_event_is_dead_lettered_with_original_bytes(endpoints, make_topic, unique, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     topic = await make_topic("poison")
     dlq_topic = await make_topic("dlq", partitions=1)
     garbage = b"\xff\x00 this is not a protobuf \x12\xff"
@@ -124,15 +124,17 @@ async def test_poison_event_is_dead_lettered_with_original_bytes(endpoints, make
             topics=[topic],
             handler=handle,
             service="t",
-            dead_letters=DeadLetterPublisher(producer, "bus-test", topic=dlq_topic),
+            dead_letters=DeadLetterPublisher(
+                producer, "bus-test", DeadLetterBounds(PayloadStore(tmp_path)), topic=dlq_topic
+            ),
         )
         await run_until(consumer, lambda: len(handled) >= 2)
     assert handled == ["good-1", "good-2"], "the poison event must not block the ones after it"
 
-    letters: list[events_pb2.DeadLetter] = []
+    letters: list[deadletter_pb2.DeadLetter] = []
 
     async def collect(event: Event) -> None:
-        letters.append(event.parse(events_pb2.DeadLetter))
+        letters.append(event.parse(deadletter_pb2.DeadLetter))
 
     reader = EventConsumer(
         endpoints.kafka_bootstrap, group_id=f"r-{unique}", topics=[dlq_topic], handler=collect, service="t"
@@ -140,7 +142,7 @@ async def test_poison_event_is_dead_lettered_with_original_bytes(endpoints, make
     await run_until(reader, lambda: len(letters) >= 1)
     (letter,) = letters
     assert letter.original_payload == garbage
-    assert letter.reason_code == ingest_pb2.REASON_CODE_MALFORMED_PAYLOAD
+    assert letter.reason_code == deadletter_pb2.REASON_CODE_DECODE_ERROR and letter.service == "bus-test"
     assert "Prediction" in letter.message
     assert letter.event_id == "bad-1"
     assert letter.upstream.topic == topic and letter.upstream.offset == 1

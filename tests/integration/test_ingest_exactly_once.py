@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
+from aimesh.api.common.v1 import deadletter_pb2
 from aimesh.core import lake
 from aimesh.examples.banking import GeneratorConfig, Stream, generate_events
 from aimesh.examples.banking.publisher import bank_producer, publish_events
@@ -131,12 +131,12 @@ async def test_kill_9_three_times_mid_stream_keeps_canonical_topic_dlq_and_lake_
         lake_ids.update(lake.dataset(tmp_path / "data" / "lake", source).to_table().column("event_id").to_pylist())
     assert set(lake_ids) == set(valid) and set(lake_ids.values()) == {1}, "each valid record exactly once in the lake"
 
-    dead = [e.parse(events_pb2.DeadLetter) for e in await read_committed(bootstrap, dlq_topic, 1)]
+    dead = [e.parse(deadletter_pb2.DeadLetter) for e in await read_committed(bootstrap, dlq_topic, 1)]
     positions = Counter((d.upstream.topic, d.upstream.partition, d.upstream.offset) for d in dead)
     assert set(positions.values()) == {1}, "each rejected record exactly once on the DLQ"
     by_position = {(d.upstream.topic, d.upstream.partition, d.upstream.offset): d for d in dead}
     assert set(by_position) == {(m.topic, m.partition, m.offset) for m in summary.malformed}
     for m in summary.malformed:
         letter = by_position[(m.topic, m.partition, m.offset)]
-        assert ingest_pb2.ReasonCode.Name(letter.reason_code) == f"REASON_CODE_{m.expected_reason}", (m, letter)
+        assert deadletter_pb2.ReasonCode.Name(letter.reason_code) == f"REASON_CODE_{m.expected_reason}", (m, letter)
         assert letter.message

@@ -21,7 +21,8 @@ import ecs_logging
 import pytest
 from prometheus_client import REGISTRY
 
-from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
+from aimesh.api.common.v1 import deadletter_pb2
+from aimesh.api.ingest.v1 import events_pb2
 from aimesh.core import lake
 from aimesh.core.bus import EventConsumer, EventProducer
 from aimesh.core.events import Event
@@ -140,12 +141,12 @@ async def test_generated_bank_traffic_is_validated_published_dead_lettered_and_l
             assert record.attributes["card_token"].string_value == token_of[origin.card_number]
 
     dead = await read_topic(bootstrap, dlq_topic, f"it-dlq-{unique}", len(summary.malformed))
-    letters = [e.parse(events_pb2.DeadLetter) for e in dead]
+    letters = [e.parse(deadletter_pb2.DeadLetter) for e in dead]
     got = {(d.upstream.topic, d.upstream.partition, d.upstream.offset): d for d in letters}
     assert len(got) == len(letters) == len(summary.malformed)
     for m in summary.malformed:
         letter = got[(m.topic, m.partition, m.offset)]
-        assert ingest_pb2.ReasonCode.Name(letter.reason_code) == f"REASON_CODE_{m.expected_reason}", (m, letter)
+        assert deadletter_pb2.ReasonCode.Name(letter.reason_code) == f"REASON_CODE_{m.expected_reason}", (m, letter)
         assert letter.source in {"card_transactions", "chargebacks"} and letter.message
         if m.expected_reason != "MALFORMED_PAYLOAD":
             assert letter.field and letter.event_id == m.event_id

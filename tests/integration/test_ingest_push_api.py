@@ -19,7 +19,8 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from aimesh.api.ingest.v1 import events_pb2, ingest_pb2, ingest_pb2_grpc
+from aimesh.api.common.v1 import deadletter_pb2
+from aimesh.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from aimesh.core.bus import EventProducer
 from aimesh.core.events import Event
 from aimesh.core.grpc_server import GrpcServer
@@ -131,7 +132,9 @@ async def test_publish_answers_per_record_and_the_valid_ones_reach_the_canonical
                 await stub.Publish(ingest_pb2.PublishRequest(source="loans", records=records[:1]))
 
         assert (response.accepted_count, response.rejected_count) == (5, 3) and retried.accepted_count == 2
-        statuses = [(r.index, r.status, ingest_pb2.ReasonCode.Name(r.reason_code), r.field) for r in response.results]
+        statuses = [
+            (r.index, r.status, deadletter_pb2.ReasonCode.Name(r.reason_code), r.field) for r in response.results
+        ]
         assert statuses[4:] == [
             (4, ingest_pb2.RECORD_STATUS_ACCEPTED, "REASON_CODE_UNSPECIFIED", ""),
             (5, ingest_pb2.RECORD_STATUS_REJECTED, "REASON_CODE_OUT_OF_RANGE", "amount"),
@@ -158,8 +161,8 @@ async def test_publish_answers_per_record_and_the_valid_ones_reach_the_canonical
 
     canonical = Counter(e.id for e in await scan(bootstrap, settings.records_topic))
     assert canonical == {f"p{i}": 1 for i in range(5)}, "each accepted record once, the retried ones deduplicated"
-    letters = [e.parse(events_pb2.DeadLetter) for e in await scan(bootstrap, settings.dlq_topic)]
-    assert sorted(ingest_pb2.ReasonCode.Name(d.reason_code) for d in letters) == [
+    letters = [e.parse(deadletter_pb2.DeadLetter) for e in await scan(bootstrap, settings.dlq_topic)]
+    assert sorted(deadletter_pb2.ReasonCode.Name(d.reason_code) for d in letters) == [
         "REASON_CODE_MALFORMED_PAYLOAD",
         "REASON_CODE_NOT_ALLOWED_VALUE",
         "REASON_CODE_OUT_OF_RANGE",

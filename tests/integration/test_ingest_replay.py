@@ -19,7 +19,8 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
+from aimesh.api.common.v1 import deadletter_pb2
+from aimesh.api.ingest.v1 import events_pb2
 from aimesh.core.bus import EventProducer
 from aimesh.core.events import Event
 from aimesh.core.scan import TopicScan
@@ -116,9 +117,9 @@ async def test_replay_after_a_compatible_fix_publishes_each_record_once(  # type
 
     async with EventProducer(bootstrap, source="ingest") as producer:
         await run_ingest(settings, registry, producer, store, VALID + CASINO)
-        letters = [e.parse(events_pb2.DeadLetter) for e in await scan(bootstrap, settings.dlq_topic)]
+        letters = [e.parse(deadletter_pb2.DeadLetter) for e in await scan(bootstrap, settings.dlq_topic)]
         assert len(letters) == CASINO
-        assert {ingest_pb2.ReasonCode.Name(d.reason_code) for d in letters} == {"REASON_CODE_NOT_ALLOWED_VALUE"}
+        assert {deadletter_pb2.ReasonCode.Name(d.reason_code) for d in letters} == {"REASON_CODE_NOT_ALLOWED_VALUE"}
         assert all(list(d.masked_fields) == ["card_number"] for d in letters)
 
         fixed = settings.model_copy(update={"sources_file": allowing_casino(tmp_path / "sources.yaml")})

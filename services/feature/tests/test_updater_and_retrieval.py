@@ -60,10 +60,10 @@ async def test_updater_applies_ignores_dead_letters_and_skips_redeliveries(featu
     ]
     result = await updater.apply(events)
     assert (result.applied, result.skipped) == (2, 0)
-    assert dlq.sent == [(1, "MALFORMED_PAYLOAD"), (3, "MISSING_FIELD")]
+    assert dlq.sent == [(1, "DECODE_ERROR"), (3, "MISSING_FIELD")]
     again = await updater.apply(events)
     assert (again.applied, again.skipped) == (0, 5)
-    assert dlq.sent == [(1, "MALFORMED_PAYLOAD"), (3, "MISSING_FIELD")]  # not dead-lettered twice
+    assert dlq.sent == [(1, "DECODE_ERROR"), (3, "MISSING_FIELD")]  # not dead-lettered twice
     assert await features.store.offsets() == {("records", 0): 5}
 
 

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 from aiokafka import TopicPartition
 
-from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
+from aimesh.api.common.v1 import deadletter_pb2
+from aimesh.api.ingest.v1 import events_pb2
 from aimesh.core import lake
 from aimesh.core.bus import EventConsumer
 from aimesh.core.events import Event
@@ -142,12 +143,12 @@ async def test_batch_publishes_canonical_records_dead_letters_rejects_and_writes
     dead = sender.on("dlq")
     assert [ce_id for *_, ce_id in dead] == [f"dlq:{TX_TOPIC}/2/11", f"dlq:{TX_TOPIC}/2/12"]
     masked, raw = (d[1] for d in dead)
-    assert isinstance(masked, events_pb2.DeadLetter) and isinstance(raw, events_pb2.DeadLetter)
-    assert masked.reason_code == ingest_pb2.REASON_CODE_NOT_ALLOWED_VALUE and masked.field == "currency"
+    assert isinstance(masked, deadletter_pb2.DeadLetter) and isinstance(raw, deadletter_pb2.DeadLetter)
+    assert masked.reason_code == deadletter_pb2.REASON_CODE_NOT_ALLOWED_VALUE and masked.field == "currency"
     assert masked.event_id == "tx-0000000001" and masked.source == "card_transactions"
     assert (masked.upstream.topic, masked.upstream.partition, masked.upstream.offset) == (TX_TOPIC, 2, 11)
     assert PAN.encode() not in masked.original_payload and "replaced by their tokens" in masked.message
-    assert raw.reason_code == ingest_pb2.REASON_CODE_MALFORMED_PAYLOAD and raw.original_payload == b"{oops"
+    assert raw.reason_code == deadletter_pb2.REASON_CODE_MALFORMED_PAYLOAD and raw.original_payload == b"{oops"
     assert [(h.key, h.value) for h in raw.original_headers] == [("h", b"v")]
 
     files = lake.part_files(tmp_path, "card_transactions")
@@ -202,8 +203,8 @@ async def test_records_of_a_topic_without_source_are_dead_lettered(
 
     assert result.rejected == 1
     (dead,) = sender.on("dlq")
-    assert isinstance(dead[1], events_pb2.DeadLetter)
-    assert dead[1].reason_code == ingest_pb2.REASON_CODE_UNKNOWN_SOURCE
+    assert isinstance(dead[1], deadletter_pb2.DeadLetter)
+    assert dead[1].reason_code == deadletter_pb2.REASON_CODE_UNKNOWN_SOURCE
 
 
 async def test_duplicates_are_dropped_after_a_restart_and_redeliveries_are_not(tmp_path: Path) -> None:

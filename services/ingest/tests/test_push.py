@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
+from aimesh.api.common.v1 import deadletter_pb2
+from aimesh.api.ingest.v1 import ingest_pb2
 from aimesh.core.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from aimesh.core.sql import create_engine, migrate
 from aimesh.core.testing import RecordingSender
@@ -95,15 +96,15 @@ async def test_valid_records_go_upstream_and_invalid_ones_to_the_dlq_with_answer
     ]
     assert ("origin", b"branch-7") in sender.raw[0].headers
     letters = [s.message for s in sender.on("dlq")]
-    assert all(isinstance(m, events_pb2.DeadLetter) for m in letters) and len(letters) == 4
+    assert all(isinstance(m, deadletter_pb2.DeadLetter) for m in letters) and len(letters) == 4
     out_of_range = letters[0]
-    assert isinstance(out_of_range, events_pb2.DeadLetter)
+    assert isinstance(out_of_range, deadletter_pb2.DeadLetter)
     assert out_of_range.source == "card_transactions" and out_of_range.event_id == "t2"
-    assert out_of_range.reason_code == ingest_pb2.REASON_CODE_OUT_OF_RANGE and not out_of_range.HasField("upstream")
+    assert out_of_range.reason_code == deadletter_pb2.REASON_CODE_OUT_OF_RANGE and not out_of_range.HasField("upstream")
     assert list(out_of_range.masked_fields) == ["card_number"]
     assert orjson.loads(out_of_range.original_payload)["card_number"] == token(PAN)
     for letter in letters:
-        assert isinstance(letter, events_pb2.DeadLetter)
+        assert isinstance(letter, deadletter_pb2.DeadLetter)
         assert PAN.encode() not in letter.original_payload and PAN not in letter.message
 
 
@@ -160,7 +161,7 @@ async def test_already_masked_pii_is_accepted_as_its_token(catalog: SourceCatalo
     assert (plain.reason, plain.field) == ("NOT_ALLOWED_VALUE", "card_number")
     assert marked.accepted
     letter = sender.on("dlq")[0].message
-    assert isinstance(letter, events_pb2.DeadLetter)
+    assert isinstance(letter, deadletter_pb2.DeadLetter)
     assert orjson.loads(letter.original_payload)["card_number"] == token(token(PAN)), "an unmarked value is raw PII"
 
 
@@ -176,5 +177,7 @@ async def test_publish_rpc_counts_and_per_record_results(catalog: SourceCatalog)
     assert (response.accepted_count, response.rejected_count) == (1, 1)
     ok, bad = response.results
     assert ok.status == ingest_pb2.RECORD_STATUS_ACCEPTED and ok.event_id == "t1"
-    assert bad.status == ingest_pb2.RECORD_STATUS_REJECTED and bad.reason_code == ingest_pb2.REASON_CODE_TYPE_MISMATCH
+    assert (
+        bad.status == ingest_pb2.RECORD_STATUS_REJECTED and bad.reason_code == deadletter_pb2.REASON_CODE_TYPE_MISMATCH
+    )
     assert bad.field == "amount" and bad.index == 1 and "amount must be a number" in bad.message

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from aimesh.api.common.v1 import common_pb2
-from aimesh.api.ingest.v1 import events_pb2
+from aimesh.api.common.v1 import common_pb2, deadletter_pb2
 from aimesh.core.events import Event
 from aimesh.core.testing import RecordingSender
 from aimesh.ingest.replay import ReplayFilter, replay_dead_letters, upstream_or_intake_topic
@@ -13,7 +12,7 @@ from aimesh.ingest.replay import ReplayFilter, replay_dead_letters, upstream_or_
 
 def letter(offset: int, **fields: object) -> Event:
     values: dict[str, object] = {"original_payload": b"{}", "source": "card_transactions", "reason_code": 5}
-    dl = events_pb2.DeadLetter(**(values | fields))  # type: ignore[arg-type]
+    dl = deadletter_pb2.DeadLetter(**(values | fields))  # type: ignore[arg-type]
     return Event("dlq", 0, offset, b"card_transactions", dl.SerializeToString(), (), 0)
 
 

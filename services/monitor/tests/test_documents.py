@@ -104,7 +104,7 @@ def test_alert_round_trips_through_its_document() -> None:
 
 def test_templates_cover_every_index_with_ecs_fields() -> None:
     templates = index_templates("aim")
-    assert set(templates) == {"aim-predictions", "aim-logs", "aim-drift", "aim-alerts"}
+    assert set(templates) == {"aim-predictions", "aim-logs", "aim-drift", "aim-alerts", "aim-deadletters"}
     for name, body in templates.items():
         assert body["index_patterns"] == [f"{name}*"]
         props = body["template"]["mappings"]["properties"]

@@ -32,7 +32,7 @@ EXPECTED_REASON: dict[MalformedKind, str] = {
     MalformedKind.UNKNOWN_ENUM: "NOT_ALLOWED_VALUE",
     MalformedKind.BAD_TIMESTAMP: "INVALID_EVENT_TIME",
 }
-"""The ``aimesh.api.ingest.v1.ReasonCode`` name (without prefix) a validating ingest must answer with."""
+"""The ``aimesh.api.common.v1.ReasonCode`` name (without prefix) a validating ingest must answer with."""
 
 
 class FraudPattern(StrEnum):

@@ -100,13 +100,14 @@ class Event:
         return self.header("ce_type")
 
     def parse(self, message_type: type[M]) -> M:
-        """Decode the protobuf payload; raises PoisonEvent(``MALFORMED_PAYLOAD``) when it is not one."""
+        """Decode the protobuf payload; raises PoisonEvent: ``UNEXPECTED_EVENT_TYPE`` for another ce_type,
+        ``DECODE_ERROR`` when the bytes are not a ``message_type``."""
         expected = message_type.DESCRIPTOR.full_name
         if self.ce_type is not None and self.ce_type != expected:
-            raise PoisonEvent("MALFORMED_PAYLOAD", f"expected ce_type {expected}, got {self.ce_type}")
+            raise PoisonEvent("UNEXPECTED_EVENT_TYPE", f"expected ce_type {expected}, got {self.ce_type}")
         msg: M = message_type()
         try:
             msg.ParseFromString(self.value)
         except DecodeError as exc:
-            raise PoisonEvent("MALFORMED_PAYLOAD", f"not a valid {expected}: {exc}") from exc
+            raise PoisonEvent("DECODE_ERROR", f"not a valid {expected}: {exc}") from exc
         return msg

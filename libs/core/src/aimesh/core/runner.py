@@ -21,7 +21,7 @@ from typing import Any
 from aimesh.core.admin import AdminServer, Probes, create_admin_app
 from aimesh.core.auth import AccessRule
 from aimesh.core.bus import EventConsumer, EventProducer, Handler
-from aimesh.core.deadletter import DeadLetterPublisher
+from aimesh.core.deadletter import dead_letter_publisher
 from aimesh.core.grpc_server import GrpcServer, Registrar
 from aimesh.core.settings import ServiceSettings
 
@@ -102,7 +102,7 @@ class ServiceRuntime:
                     topics=topics,
                     handler=handler,
                     service=self.settings.service_name,
-                    dead_letters=DeadLetterPublisher(producer, self.settings.service_name),
+                    dead_letters=dead_letter_publisher(producer, self.settings),
                 )
             )
 

@@ -90,9 +90,41 @@ class ServiceSettings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy async URL; default a SQLite file under data_dir."
     )
+    dead_letter_payload_root: Path | None = Field(
+        default=None,
+        description="Where dead letters too large for one Kafka record keep their original payload "
+        "(content-addressed files, sha256/<hh>/<hex>); default <data_dir>/dead-letters.",
+    )
+    dead_letter_max_record_bytes: int = Field(
+        default=1_048_576,
+        gt=32 * 1024,
+        description="The producer's record limit (max_request_size): a dead letter that would exceed it less "
+        "16 KiB stores its payload under dead_letter_payload_root and carries a reference.",
+    )
+    dead_letter_preview_bytes: int = Field(
+        default=1024, ge=0, le=16 * 1024, description="Bytes of a stored-aside payload kept inline as its preview."
+    )
     shutdown_grace_seconds: float = Field(default=10.0, description="Drain time after SIGTERM.")
     liveness_max_stall_seconds: float = Field(
-        default=60.0, description="/healthz fails when a consume loop has not polled for this long."
+        default=60.0,
+        description=(
+            "/healthz fails when a consumer is wedged this long while its dependencies are reachable: a poll or "
+            "handler call that does not return, or records waiting with no progress (never while backing off)."
+        ),
+    )
+    consumer_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Attempts of a record whose handler fails with an unclassified error before it is dead-lettered as "
+            "RETRIES_EXHAUSTED (transient errors are retried without limit, permanent ones dead-lettered at once)."
+        ),
+    )
+    consumer_retry_backoff_seconds: float = Field(
+        default=0.5, gt=0, description="First backoff after a failed record; doubles per consecutive failure."
+    )
+    consumer_max_retry_backoff_seconds: float = Field(
+        default=30.0, gt=0, description="Longest backoff between two attempts of a failing record."
     )
     readiness_interval_seconds: float = Field(
         default=5.0, description="How often readiness is re-checked for gRPC health."

@@ -15,7 +15,7 @@ from importlib.metadata import version
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
 from aimesh.core.app import serve
 from aimesh.core.bus import EventConsumer, EventProducer
-from aimesh.core.deadletter import DeadLetterPublisher
+from aimesh.core.deadletter import dead_letter_publisher
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.runner import ServiceRuntime
 from aimesh.core.sql import create_engine, ping
@@ -61,7 +61,7 @@ async def serve_feature(settings: FeatureSettings) -> None:
                     settings.kafka_bootstrap,
                     group_id=settings.group_id,
                     topics=settings.topics,
-                    batch_handler=features.updater(DeadLetterPublisher(producer, settings.service_name)),
+                    batch_handler=features.updater(dead_letter_publisher(producer, settings)),
                     service=settings.service_name,
                     max_batch=settings.consumer_max_batch,
                 )

@@ -16,7 +16,7 @@ from importlib.metadata import version
 from aimesh.api.inference.v1 import inference_pb2_grpc
 from aimesh.core.app import serve
 from aimesh.core.bus import EventConsumer, EventProducer
-from aimesh.core.deadletter import DeadLetterPublisher
+from aimesh.core.deadletter import dead_letter_publisher
 from aimesh.core.feature_client import FeatureServiceClient
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.model_catalog import ModelCatalog
@@ -64,7 +64,7 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
             topics=settings.topics,
             handler=reconciler.handle,
             service=settings.service_name,
-            dead_letters=DeadLetterPublisher(producer, settings.service_name),
+            dead_letters=dead_letter_publisher(producer, settings),
             auto_offset_reset="earliest",
         )
     )

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aimesh.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from aimesh.core.app import serve
 from aimesh.core.bus import EventConsumer, EventProducer, EventSender, TransactionalProducer
+from aimesh.core.deadletter import dead_letter_bounds
 from aimesh.core.errors import FailedPrecondition
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.runner import ServiceRuntime
@@ -112,7 +113,9 @@ def build_api(
         max_record_bytes=settings.push_max_record_bytes,
         ack_timeout_s=settings.push_ack_timeout_seconds,
     )
-    intake = PushIntake(catalog, producer, dlq_topic=settings.dlq_topic, limits=limits)
+    intake = PushIntake(
+        catalog, producer, dlq_topic=settings.dlq_topic, limits=limits, dead_letter_bounds=dead_letter_bounds(settings)
+    )
     return IngestServiceApi(intake, registry, catalog)
 
 
@@ -132,6 +135,7 @@ def build_pipeline(
         dlq_topic=settings.dlq_topic,
         dedupe_capacity=settings.dedupe_capacity,
         seen_store=seen_store,
+        dead_letter_bounds=dead_letter_bounds(settings),
     )
 
 

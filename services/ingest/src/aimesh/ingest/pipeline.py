@@ -67,7 +67,7 @@ import pyarrow as pa
 from aimesh.core import lake
 from aimesh.core import metrics as core_metrics
 from aimesh.core.bus import EventSender
-from aimesh.core.deadletter import build_dead_letter, dead_letter_event_id
+from aimesh.core.deadletter import DeadLetterBounds, build_dead_letter, dead_letter_event_id
 from aimesh.core.events import Event
 from aimesh.ingest import metrics
 from aimesh.ingest.canonical import canonical_record
@@ -107,11 +107,13 @@ class IngestPipeline:
         dlq_topic: str,
         dedupe_capacity: int = 200_000,
         seen_store: SeenStore | None = None,
+        dead_letter_bounds: DeadLetterBounds | None = None,
     ) -> None:
         """Each batch is validated against the current version of its topic's source in ``catalog``.
 
         ``seen_store`` makes duplicate drops durable and shared; without it only ``dedupe_capacity``
-        recent ids of this process are remembered.
+        recent ids of this process are remembered. ``dead_letter_bounds`` keeps every DLQ record under the
+        producer's limit (an oversized payload is stored aside first); without it one too large fails the batch.
         """
         self._catalog = catalog
         self._schemas: dict[tuple[str, int], pa.Schema] = {}
@@ -120,6 +122,7 @@ class IngestPipeline:
         self._records_topic = records_topic
         self._dlq_topic = dlq_topic
         self._seen = SeenEvents(dedupe_capacity, seen_store)
+        self._bounds = dead_letter_bounds
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -225,6 +228,7 @@ class IngestPipeline:
         dead_letter = build_dead_letter(
             payload=rejection.dlq_payload,
             headers=event.headers,
+            service=SERVICE,
             source=source_name,
             reason_code=rejection.reason,
             message=message,
@@ -233,6 +237,8 @@ class IngestPipeline:
             position=_position(event),
             masked_fields=rejection.masked_fields,
         )
+        if self._bounds is not None:
+            dead_letter = await self._bounds.fit(dead_letter)
         return await self._sender.send_event(
             self._dlq_topic, dead_letter, key=source_name or event.topic, event_id=dead_letter_event_id(event)
         )

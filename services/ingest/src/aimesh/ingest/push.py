@@ -30,7 +30,7 @@ from prometheus_client import Counter
 
 from aimesh.core import metrics as core_metrics
 from aimesh.core.bus import EventSender
-from aimesh.core.deadletter import build_dead_letter
+from aimesh.core.deadletter import DeadLetterBounds, build_dead_letter
 from aimesh.core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from aimesh.ingest import metrics
 from aimesh.ingest.catalog import ActiveSource, SourceCatalog
@@ -85,11 +85,20 @@ class PushLimits:
 class PushIntake:
     """Validates pushed batches and hands them to Kafka (see the module doc)."""
 
-    def __init__(self, catalog: SourceCatalog, sender: PushSender, *, dlq_topic: str, limits: PushLimits) -> None:
+    def __init__(
+        self,
+        catalog: SourceCatalog,
+        sender: PushSender,
+        *,
+        dlq_topic: str,
+        limits: PushLimits,
+        dead_letter_bounds: DeadLetterBounds | None = None,
+    ) -> None:
         self._catalog = catalog
         self._sender = sender
         self._dlq_topic = dlq_topic
         self._limits = limits
+        self._bounds = dead_letter_bounds
 
     async def publish(self, source: str, records: Sequence[PushRecord]) -> list[PushOutcome]:
         """Validate, produce and dead-letter ``records`` of ``source``; one outcome per record, in order."""
@@ -150,6 +159,7 @@ class PushIntake:
         letter = build_dead_letter(
             payload=result.dlq_payload,
             headers=tuple(headers),
+            service=SERVICE,
             source=active.definition.name,
             reason_code=result.reason,
             message=result.message,
@@ -157,6 +167,8 @@ class PushIntake:
             field=result.field,
             masked_fields=result.masked_fields,
         )
+        if self._bounds is not None:
+            letter = await self._bounds.fit(letter)
         digest = hashlib.sha256(record.payload).hexdigest()[:32]
         return await self._sender.send_event(
             self._dlq_topic, letter, key=active.definition.name, event_id=f"dlq:push/{active.definition.name}/{digest}"

@@ -13,6 +13,9 @@ not. Nothing is duplicated:
 - a re-submitted record carries ``aimesh-replay-of`` (the original DLQ entry's position). If it is
   dead-lettered again, a later replay re-submits only one of the entries of that chain per run.
 
+An entry whose payload was stored aside (``payload_ref``: too large for one record) is counted
+``unroutable`` and not re-submitted; its file holds the original bytes.
+
 PII: a DLQ payload holds tokens instead of raw PII values (``DeadLetter.masked_fields``); the
 re-submitted record says so in ``aimesh-pii-masked`` so the validator accepts the tokens, and the raw
 values never come back.
@@ -33,7 +36,7 @@ from typing import Any, Protocol
 from google.protobuf.message import DecodeError
 from sqlalchemy.exc import SQLAlchemyError
 
-from aimesh.api.ingest.v1 import events_pb2, ingest_pb2
+from aimesh.api.common.v1 import deadletter_pb2
 from aimesh.core.bus import EventProducer
 from aimesh.core.events import Event
 from aimesh.core.scan import TopicScan
@@ -62,13 +65,13 @@ class ReplayFilter:
     source: str | None = None
     reason: str | None = None
 
-    def matches(self, letter: events_pb2.DeadLetter) -> bool:
+    def matches(self, letter: deadletter_pb2.DeadLetter) -> bool:
         if self.source is not None and letter.source != self.source:
             return False
         if self.reason is not None:
             wanted = self.reason.upper()
             wanted = wanted if wanted.startswith("REASON_CODE_") else f"REASON_CODE_{wanted}"
-            if ingest_pb2.ReasonCode.Name(letter.reason_code) != wanted:
+            if deadletter_pb2.ReasonCode.Name(letter.reason_code) != wanted:
                 return False
         return True
 
@@ -87,14 +90,14 @@ class ReplaySummary:
     by_reason: Counter[str] = field(default_factory=Counter)
 
 
-TargetTopic = Callable[[events_pb2.DeadLetter], str | None]
+TargetTopic = Callable[[deadletter_pb2.DeadLetter], str | None]
 """The topic to re-submit a DLQ entry to, or None when its source is unknown."""
 
 
 def upstream_or_intake_topic(intake_topics: dict[str, str]) -> TargetTopic:
     """Where an entry came from: its upstream topic, else its source's intake topic (push rejections)."""
 
-    def target(letter: events_pb2.DeadLetter) -> str | None:
+    def target(letter: deadletter_pb2.DeadLetter) -> str | None:
         if letter.HasField("upstream") and letter.upstream.topic:
             return letter.upstream.topic
         return intake_topics.get(letter.source)
@@ -130,7 +133,7 @@ async def replay_dead_letters(
             topic = target(letter)
             if original in done:
                 summary.already_replayed += 1
-            elif topic is None or not letter.source:
+            elif topic is None or not letter.source or letter.payload_ref:  # stored aside: too large to replay
                 summary.unroutable += 1
             else:
                 done.add(original)
@@ -138,7 +141,7 @@ async def replay_dead_letters(
                     pending.append(await _resubmit(sender, topic, letter, original))
                 summary.resubmitted += 1
                 summary.by_source[letter.source] += 1
-                summary.by_reason[ingest_pb2.ReasonCode.Name(letter.reason_code).removeprefix("REASON_CODE_")] += 1
+                summary.by_reason[deadletter_pb2.ReasonCode.Name(letter.reason_code).removeprefix("REASON_CODE_")] += 1
         if len(pending) >= window:
             await asyncio.gather(*pending)
             pending.clear()
@@ -147,8 +150,8 @@ async def replay_dead_letters(
     return summary
 
 
-def _letter(event: Event) -> events_pb2.DeadLetter | None:
-    letter = events_pb2.DeadLetter()
+def _letter(event: Event) -> deadletter_pb2.DeadLetter | None:
+    letter = deadletter_pb2.DeadLetter()
     try:
         letter.ParseFromString(event.value)
     except DecodeError:
@@ -156,7 +159,7 @@ def _letter(event: Event) -> events_pb2.DeadLetter | None:
     return letter
 
 
-def _original_key(event: Event, letter: events_pb2.DeadLetter) -> str:
+def _original_key(event: Event, letter: deadletter_pb2.DeadLetter) -> str:
     """The DLQ position of the first entry of a replay chain (this entry's own when it is no replay)."""
     for header in letter.original_headers:
         if header.key == REPLAY_OF_HEADER:
@@ -164,7 +167,9 @@ def _original_key(event: Event, letter: events_pb2.DeadLetter) -> str:
     return f"{event.topic}/{event.partition}/{event.offset}"
 
 
-async def _resubmit(sender: RawSender, topic: str, letter: events_pb2.DeadLetter, original: str) -> asyncio.Future[Any]:
+async def _resubmit(
+    sender: RawSender, topic: str, letter: deadletter_pb2.DeadLetter, original: str
+) -> asyncio.Future[Any]:
     headers = [(h.key, h.value) for h in letter.original_headers if h.key not in REPLACED_HEADERS]
     headers.append((REPLAY_OF_HEADER, original.encode()))
     if letter.masked_fields:

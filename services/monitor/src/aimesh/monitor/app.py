@@ -1,7 +1,9 @@
 """monitor wiring: the MonitorService API, the indexing consumer, the registry replay, the drift loop.
 
-- Indexing: one consumer group (``<group>``, shared by replicas) over ``topics``; each polled partition
-  batch is bulk-indexed and its offsets committed only after Elasticsearch acknowledged the bulk.
+- Indexing: one consumer group (``<group>``, shared by replicas) over ``topics``, and one
+  (``<group>-deadletters``) over every service's DLQ (``dlq_topics``); each polled partition batch is
+  bulk-indexed and its offsets committed only after Elasticsearch acknowledged the bulk. Events that
+  can never be indexed go to ``aimesh.monitor.dlq.v1`` (see ``aimesh.monitor.indexing``).
 - Registry: ``aimesh.registry.models.v1`` replayed from the earliest offset in a group of this instance
   alone, so every replica knows every reference profile.
 - Drift: evaluated every ``drift_interval_seconds`` and on ``GetDriftReport``.
@@ -20,7 +22,7 @@ from aimesh.api.common.v1 import common_pb2
 from aimesh.api.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from aimesh.core.app import serve
 from aimesh.core.bus import EventConsumer, EventProducer
-from aimesh.core.deadletter import DeadLetterPublisher
+from aimesh.core.deadletter import dead_letter_publisher
 from aimesh.core.errors import InvalidArgument
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.model_catalog import ModelCatalog
@@ -95,7 +97,13 @@ async def wire_monitor(settings: MonitorSettings, runtime: ServiceRuntime, produ
         default_alias=settings.default_alias,
     )
     drift = DriftMonitor(catalog, store, producer, settings.alerts_topic, policy)
-    dead_letters = DeadLetterPublisher(producer, settings.service_name)
+    dead_letters = dead_letter_publisher(producer, settings)
+    indexer = EventIndexer(
+        store,
+        dead_letters,
+        max_document_bytes=settings.max_document_bytes,
+        max_map_entries=settings.max_map_entries,
+    )
     api = MonitorServiceApi(drift, store)
     runtime.add_grpc(
         GrpcServer(
@@ -110,11 +118,22 @@ async def wire_monitor(settings: MonitorSettings, runtime: ServiceRuntime, produ
             settings.kafka_bootstrap,
             group_id=settings.group_id,
             topics=settings.topics,
-            batch_handler=EventIndexer(store, dead_letters).handle_batch,
+            batch_handler=indexer.handle_batch,
             service=settings.service_name,
             dead_letters=dead_letters,
         )
     )
+    if settings.dlq_topics:
+        runtime.add_consumer(
+            EventConsumer(
+                settings.kafka_bootstrap,
+                group_id=f"{settings.group_id}-deadletters",
+                topics=settings.dlq_topics,
+                batch_handler=indexer.handle_batch,
+                service=settings.service_name,
+                dead_letters=dead_letters,
+            )
+        )
     runtime.add_consumer(
         EventConsumer(
             settings.kafka_bootstrap,

@@ -3,8 +3,15 @@
 Every document has ``@timestamp``, ``event.dataset`` and ``service.name``; predictions add
 ``request_id``, ``model.name``/``model.version``, ``score``, ``features.*`` (doubles), ``entity.*``
 (keywords), ``latency_ms``; logs add ``log.level``, ``log.logger``, ``message``, ``trace.id``,
-``error.*`` and ``labels.*`` (ECS labels: flat keywords, dots in keys become underscores). The
-document id is the event id, so a redelivered event overwrites its own document instead of adding one.
+``error.*`` and ``labels.*`` (ECS labels: flat keywords, dots in keys become underscores); dead
+letters (every service's ``aimesh.<service>.dlq.v1``) go to ``<prefix>-deadletters`` with their reason,
+writer, position, size, reference and a bounded preview, never their header values. The document id
+is the event id, so a redelivered event overwrites its own document instead of adding one.
+
+Field bound: each of ``features``, ``entity`` and ``labels`` keeps at most ``max_map_entries`` keys
+(the first in key order), so one event cannot take its index past Elasticsearch's field limit
+(``index.mapping.total_fields.limit``, 1000 by default). A cut map is named in ``truncated`` and the
+number of keys left out is ``truncated_count``; the full event stays on Kafka.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from aimesh.api.common.v1 import deadletter_pb2
 from aimesh.api.inference.v1 import events_pb2 as inference_events
 from aimesh.api.inference.v1 import inference_pb2
 from aimesh.api.monitor.v1 import events_pb2 as monitor_events
@@ -22,11 +30,13 @@ from aimesh.core.events import Event
 from aimesh.monitor.drift import Stability
 
 Document = dict[str, Any]
+DEFAULT_MAX_MAP_ENTRIES = 100
+"""Keys kept per bounded map of a document (``features``, ``entity``, ``labels``)."""
 
 
 def index_names(prefix: str) -> dict[str, str]:
-    """Index name by kind: ``predictions``, ``logs``, ``drift``, ``alerts``."""
-    return {kind: f"{prefix}-{kind}" for kind in ("predictions", "logs", "drift", "alerts")}
+    """Index name by kind: ``predictions``, ``logs``, ``drift``, ``alerts``, ``deadletters``."""
+    return {kind: f"{prefix}-{kind}" for kind in ("predictions", "logs", "drift", "alerts", "deadletters")}
 
 
 def _iso(ts: Any) -> str:
@@ -39,7 +49,19 @@ def trace_id_of(event: Event) -> str:
     return parts[1] if len(parts) == 4 else ""
 
 
-def prediction_document(prediction: inference_events.Prediction, trace_id: str = "") -> Document:
+def _bounded(doc: Document, name: str, values: dict[str, Any], limit: int) -> dict[str, Any]:
+    """``values`` with at most ``limit`` keys (the first in key order); records a cut in ``doc``."""
+    if len(values) <= limit:
+        return values
+    kept = dict(sorted(values.items())[:limit])
+    doc.setdefault("truncated", []).append(name)
+    doc["truncated_count"] = doc.get("truncated_count", 0) + len(values) - limit
+    return kept
+
+
+def prediction_document(
+    prediction: inference_events.Prediction, trace_id: str = "", *, max_map_entries: int = DEFAULT_MAX_MAP_ENTRIES
+) -> Document:
     doc: Document = {
         "@timestamp": _iso(prediction.time),
         "event": {"dataset": "aimesh.predictions", "id": prediction.event_id},
@@ -47,8 +69,8 @@ def prediction_document(prediction: inference_events.Prediction, trace_id: str =
         "request_id": prediction.request_id,
         "model": {"name": prediction.model_name, "version": prediction.model_version},
         "score": prediction.score,
-        "features": dict(prediction.features),
-        "entity": dict(prediction.entity_ids),
+        "features": {},
+        "entity": {},
         "latency_ms": prediction.latency.ToNanoseconds() / 1e6,
         "route": inference_pb2.Route.Name(prediction.route),
         "alias": prediction.alias,
@@ -56,12 +78,16 @@ def prediction_document(prediction: inference_events.Prediction, trace_id: str =
         "feature_freshness_seconds": prediction.feature_freshness_seconds,
         "missing_features": list(prediction.missing_features),
     }
+    doc["features"] = _bounded(doc, "features", dict(prediction.features), max_map_entries)
+    doc["entity"] = _bounded(doc, "entity", dict(prediction.entity_ids), max_map_entries)
     if trace_id:
         doc["trace"] = {"id": trace_id}
     return doc
 
 
-def log_document(record: monitor_events.LogRecord, event_id: str) -> Document:
+def log_document(
+    record: monitor_events.LogRecord, event_id: str, *, max_map_entries: int = DEFAULT_MAX_MAP_ENTRIES
+) -> Document:
     level = monitor_events.LogLevel.Name(record.level).removeprefix("LOG_LEVEL_").lower()
     doc: Document = {
         "@timestamp": _iso(record.timestamp),
@@ -70,8 +96,9 @@ def log_document(record: monitor_events.LogRecord, event_id: str) -> Document:
         "log": {"level": level, "logger": record.logger},
         "message": record.message,
         "host": {"name": record.host},
-        "labels": {key.replace(".", "_"): value for key, value in record.extra.items()},
     }
+    labels = {key.replace(".", "_"): value for key, value in record.extra.items()}
+    doc["labels"] = _bounded(doc, "labels", labels, max_map_entries)
     if record.trace_id:
         doc["trace"] = {"id": record.trace_id}
     if record.span_id:
@@ -81,6 +108,41 @@ def log_document(record: monitor_events.LogRecord, event_id: str) -> Document:
             "type": record.error_type,
             "message": record.error_message,
             "stack_trace": record.error_stack_trace,
+        }
+    return doc
+
+
+def dead_letter_document(letter: deadletter_pb2.DeadLetter, event: Event, preview_bytes: int = 1024) -> Document:
+    """The dead letter as operators search it; original header values are left out (they may hold PII)."""
+    payload = letter.payload_preview if letter.payload_ref else letter.original_payload[:preview_bytes]
+    doc: Document = {
+        "@timestamp": _iso(letter.time),
+        "event": {"dataset": "aimesh.deadletters", "id": event.id},
+        "service": {"name": letter.service or (event.header("ce_source") or "")},
+        "message": letter.message,
+        "deadletter": {
+            "reason": deadletter_pb2.ReasonCode.Name(letter.reason_code).removeprefix("REASON_CODE_"),
+            "topic": event.topic,
+            "source": letter.source,
+            "field": letter.field,
+            "event_id": letter.event_id,
+            "masked_fields": list(letter.masked_fields),
+            "header_keys": [h.key for h in letter.original_headers],
+        },
+        "payload": {
+            "size": letter.payload_size or len(letter.original_payload),
+            "ref": letter.payload_ref,
+            "preview": payload[:preview_bytes].decode("utf-8", "replace"),
+        },
+    }
+    original_type = next((h.value for h in letter.original_headers if h.key == "ce_type"), b"")
+    if original_type:
+        doc["deadletter"]["original_type"] = original_type.decode("utf-8", "replace")[:256]
+    if letter.HasField("upstream"):
+        doc["upstream"] = {
+            "topic": letter.upstream.topic,
+            "partition": letter.upstream.partition,
+            "offset": letter.upstream.offset,
         }
     return doc
 
@@ -205,6 +267,8 @@ def index_templates(prefix: str) -> dict[str, dict[str, Any]]:
                 "shadow": {"type": "boolean"},
                 "feature_freshness_seconds": {"type": "double"},
                 "missing_features": {"type": "keyword"},
+                "truncated": {"type": "keyword"},
+                "truncated_count": {"type": "long"},
             },
         },
         "logs": {
@@ -221,6 +285,8 @@ def index_templates(prefix: str) -> dict[str, dict[str, Any]]:
                 "log": {"properties": {"level": {"type": "keyword"}, "logger": {"type": "keyword"}}},
                 "host": {"properties": {"name": {"type": "keyword"}}},
                 "labels": {"type": "object", "dynamic": True},
+                "truncated": {"type": "keyword"},
+                "truncated_count": {"type": "long"},
                 "error": {
                     "properties": {
                         "type": {"type": "keyword"},
@@ -256,6 +322,37 @@ def index_templates(prefix: str) -> dict[str, dict[str, Any]]:
                 "threshold": {"type": "double"},
                 "alert_proto": {"type": "binary"},
             }
+        },
+        "deadletters": {
+            "dynamic": False,
+            "properties": {
+                "deadletter": {
+                    "properties": {
+                        "reason": {"type": "keyword"},
+                        "topic": {"type": "keyword"},
+                        "source": {"type": "keyword"},
+                        "field": {"type": "keyword", "ignore_above": 1024},
+                        "event_id": {"type": "keyword", "ignore_above": 1024},
+                        "masked_fields": {"type": "keyword"},
+                        "header_keys": {"type": "keyword", "ignore_above": 256},
+                        "original_type": {"type": "keyword"},
+                    }
+                },
+                "payload": {
+                    "properties": {
+                        "size": {"type": "long"},
+                        "ref": {"type": "keyword"},
+                        "preview": {"type": "text", "index": False},
+                    }
+                },
+                "upstream": {
+                    "properties": {
+                        "topic": {"type": "keyword"},
+                        "partition": {"type": "integer"},
+                        "offset": {"type": "long"},
+                    }
+                },
+            },
         },
     }
     templates: dict[str, dict[str, Any]] = {}

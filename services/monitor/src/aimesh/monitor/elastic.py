@@ -1,9 +1,18 @@
 """The monitor's Elasticsearch store: templates, idempotent bulk indexing, drift and alert queries.
 
 ``bulk_index`` writes with ``op_type=index`` and ``_id`` = event id, so repeating a batch overwrites the
-same documents. It raises ``Unavailable`` when Elasticsearch cannot take the batch (connection error,
-429, 5xx: the caller retries the whole batch) and returns the documents Elasticsearch rejected for
-good (4xx such as a mapping conflict), so the caller can dead-letter their events.
+same documents. Per-document outcomes are classified:
+
+- transient (429 after the bulk helper's own retries, 5xx, a connection error or timeout): it raises
+  ``Unavailable`` and the caller retries the whole batch with backoff; nothing is ever skipped;
+- permanent for that document: returned as ``Rejected`` with a ``ReasonCode`` name, so the caller
+  dead-letters its event and the batch's other documents stay indexed: ``TOO_MANY_FIELDS`` (the field,
+  depth or nested-field limit of the mapping), ``DOCUMENT_TOO_LARGE`` (a term over Lucene's 32 KiB, or
+  a request Elasticsearch refused with 413 even alone) and ``DOCUMENT_REJECTED`` (any other 4xx: a
+  mapping conflict, an unparseable value).
+
+A bulk request refused as a whole with 413 (over ``http.max_content_length``) is split in halves until
+each part is accepted or holds one document.
 """
 
 from __future__ import annotations
@@ -37,11 +46,28 @@ class IndexRequest:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A document Elasticsearch refused for good, and why."""
+    """A document Elasticsearch refused for good: its ``ReasonCode`` name, HTTP status and error."""
 
     doc_id: str
     status: int
     reason: str
+    reason_code: str = "DOCUMENT_REJECTED"
+
+
+_FIELD_LIMITS = ("limit of total fields", "limit of mapping depth", "limit of nested fields", "total_fields")
+_TOO_LARGE = ("immense term", "max_bytes_length_exceeded", "too large", "content_too_long")
+
+
+def classify_rejection(status: int, error: object) -> str | None:
+    """The ``ReasonCode`` name of a per-document bulk error, or None when it is transient (429, 5xx)."""
+    if status == 429 or status >= 500:
+        return None
+    text = str(error).lower()
+    if any(marker in text for marker in _FIELD_LIMITS):
+        return "TOO_MANY_FIELDS"
+    if status == 413 or any(marker in text for marker in _TOO_LARGE):
+        return "DOCUMENT_TOO_LARGE"
+    return "DOCUMENT_REJECTED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +115,27 @@ class ElasticStore:
             _, errors = await async_bulk(
                 self._es, actions, raise_on_error=False, raise_on_exception=True, refresh=refresh, max_retries=2
             )
-        except (ApiError, TransportError) as exc:
+        except ApiError as exc:
+            if exc.meta.status != 413:
+                raise Unavailable(f"Elasticsearch bulk request failed: {exc}") from exc
+            if len(requests) == 1:
+                return [Rejected(requests[0].doc_id, 413, str(exc), "DOCUMENT_TOO_LARGE")]
+            half = len(requests) // 2
+            log.warning("bulk request too large (413); splitting it", extra={"documents": len(requests)})
+            return [
+                *await self.bulk_index(requests[:half], refresh=refresh),
+                *await self.bulk_index(requests[half:], refresh=refresh),
+            ]
+        except TransportError as exc:
             raise Unavailable(f"Elasticsearch bulk request failed: {exc}") from exc
         rejected: list[Rejected] = []
         for item in errors if isinstance(errors, list) else []:
             result = next(iter(item.values()))
             status = int(result.get("status", 0))
-            if status == 429 or status >= 500:
+            code = classify_rejection(status, result.get("error"))
+            if code is None:
                 raise Unavailable(f"Elasticsearch could not index {result.get('_id')}: {status} {result.get('error')}")
-            rejected.append(Rejected(str(result.get("_id")), status, str(result.get("error"))))
+            rejected.append(Rejected(str(result.get("_id")), status, str(result.get("error")), code))
         return rejected
 
     async def index_one(self, index: str, doc_id: str, document: Document) -> None:

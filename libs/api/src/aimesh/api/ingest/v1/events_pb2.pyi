@@ -1,12 +1,11 @@
 import datetime
 
 from aimesh.api.common.v1 import common_pb2 as _common_pb2
-from aimesh.api.ingest.v1 import ingest_pb2 as _ingest_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from collections.abc import Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -39,27 +38,3 @@ class CanonicalRecord(_message.Message):
     upstream: _common_pb2.KafkaPosition
     entity_type: str
     def __init__(self, event_id: _Optional[str] = ..., source: _Optional[str] = ..., entity_key: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ingest_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attributes: _Optional[_Mapping[str, _common_pb2.Value]] = ..., schema_version: _Optional[int] = ..., upstream: _Optional[_Union[_common_pb2.KafkaPosition, _Mapping]] = ..., entity_type: _Optional[str] = ...) -> None: ...
-
-class DeadLetter(_message.Message):
-    __slots__ = ("original_payload", "original_headers", "source", "upstream", "reason_code", "message", "time", "event_id", "field", "masked_fields")
-    ORIGINAL_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
-    ORIGINAL_HEADERS_FIELD_NUMBER: _ClassVar[int]
-    SOURCE_FIELD_NUMBER: _ClassVar[int]
-    UPSTREAM_FIELD_NUMBER: _ClassVar[int]
-    REASON_CODE_FIELD_NUMBER: _ClassVar[int]
-    MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    TIME_FIELD_NUMBER: _ClassVar[int]
-    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
-    FIELD_FIELD_NUMBER: _ClassVar[int]
-    MASKED_FIELDS_FIELD_NUMBER: _ClassVar[int]
-    original_payload: bytes
-    original_headers: _containers.RepeatedCompositeFieldContainer[_common_pb2.Header]
-    source: str
-    upstream: _common_pb2.KafkaPosition
-    reason_code: _ingest_pb2.ReasonCode
-    message: str
-    time: _timestamp_pb2.Timestamp
-    event_id: str
-    field: str
-    masked_fields: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, original_payload: _Optional[bytes] = ..., original_headers: _Optional[_Iterable[_Union[_common_pb2.Header, _Mapping]]] = ..., source: _Optional[str] = ..., upstream: _Optional[_Union[_common_pb2.KafkaPosition, _Mapping]] = ..., reason_code: _Optional[_Union[_ingest_pb2.ReasonCode, str]] = ..., message: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_id: _Optional[str] = ..., field: _Optional[str] = ..., masked_fields: _Optional[_Iterable[str]] = ...) -> None: ...

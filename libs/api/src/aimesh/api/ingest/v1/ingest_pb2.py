@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from aimesh.api.common.v1 import common_pb2 as aimesh_dot_api_dot_common_dot_v1_dot_common__pb2
+from aimesh.api.common.v1 import deadletter_pb2 as aimesh_dot_api_dot_common_dot_v1_dot_deadletter__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!aimesh/api/ingest/v1/ingest.proto\x12\x14\x61imesh.api.ingest.v1\x1a!aimesh/api/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x02\n\tFieldSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04type\x18\x02 \x01(\x0e\x32\x1f.aimesh.api.ingest.v1.FieldType\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x16\n\x0e\x61llowed_values\x18\x04 \x03(\t\x12\x10\n\x03min\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nmax_length\x18\x07 \x01(\x05H\x02\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x15\n\rmin_exclusive\x18\t \x01(\x08\x12\x0f\n\x07pattern\x18\n \x01(\tB\x06\n\x04_minB\x06\n\x04_maxB\r\n\x0b_max_length\"\xfc\x03\n\x10SourceDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x32\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\".aimesh.api.ingest.v1.SourceFormat\x12/\n\x06\x66ields\x18\x04 \x03(\x0b\x32\x1f.aimesh.api.ingest.v1.FieldSpec\x12\x12\n\nentity_key\x18\x05 \x01(\t\x12\x18\n\x10\x65vent_time_field\x18\x06 \x01(\t\x12\x16\n\x0e\x65vent_id_field\x18\x07 \x01(\t\x12\x12\n\npii_fields\x18\x08 \x03(\t\x12\x0f\n\x07version\x18\t \x01(\x05\x12\x13\n\x0b\x65ntity_type\x18\n \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12T\n\x10pii_token_fields\x18\r \x03(\x0b\x32:.aimesh.api.ingest.v1.SourceDefinition.PiiTokenFieldsEntry\x12\x13\n\x0b\x63sv_columns\x18\x0e \x03(\t\x1a\x35\n\x13PiiTokenFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa9\x01\n\x06Record\x12\x15\n\x08\x65vent_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12:\n\x07headers\x18\x03 \x03(\x0b\x32).aimesh.api.ingest.v1.Record.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0b\n\t_event_id\"O\n\x0ePublishRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12-\n\x07records\x18\x02 \x03(\x0b\x32\x1c.aimesh.api.ingest.v1.Record\"\xba\x01\n\x0cRecordResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".aimesh.api.ingest.v1.RecordStatus\x12\x35\n\x0breason_code\x18\x03 \x01(\x0e\x32 .aimesh.api.ingest.v1.ReasonCode\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x05 \x01(\t\x12\r\n\x05\x66ield\x18\x06 \x01(\t\"v\n\x0fPublishResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".aimesh.api.ingest.v1.RecordResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x16\n\x0erejected_count\x18\x03 \x01(\x05\"O\n\x15RegisterSourceRequest\x12\x36\n\x06source\x18\x01 \x01(\x0b\x32&.aimesh.api.ingest.v1.SourceDefinition\"a\n\x16RegisterSourceResponse\x12\x36\n\x06source\x18\x01 \x01(\x0b\x32&.aimesh.api.ingest.v1.SourceDefinition\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"1\n\x10GetSourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"K\n\x11GetSourceResponse\x12\x36\n\x06source\x18\x01 \x01(\x0b\x32&.aimesh.api.ingest.v1.SourceDefinition\"E\n\x12ListSourcesRequest\x12/\n\x04page\x18\x01 \x01(\x0b\x32!.aimesh.api.common.v1.PageRequest\"\x80\x01\n\x13ListSourcesResponse\x12\x37\n\x07sources\x18\x01 \x03(\x0b\x32&.aimesh.api.ingest.v1.SourceDefinition\x12\x30\n\x04page\x18\x02 \x01(\x0b\x32\".aimesh.api.common.v1.PageResponse*\\\n\x0cSourceFormat\x12\x1d\n\x19SOURCE_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12SOURCE_FORMAT_JSON\x10\x01\x12\x15\n\x11SOURCE_FORMAT_CSV\x10\x02*\x9a\x01\n\tFieldType\x12\x1a\n\x16\x46IELD_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46IELD_TYPE_STRING\x10\x01\x12\x14\n\x10\x46IELD_TYPE_INT64\x10\x02\x12\x15\n\x11\x46IELD_TYPE_DOUBLE\x10\x03\x12\x13\n\x0f\x46IELD_TYPE_BOOL\x10\x04\x12\x18\n\x14\x46IELD_TYPE_TIMESTAMP\x10\x05*\x93\x03\n\nReasonCode\x12\x1b\n\x17REASON_CODE_UNSPECIFIED\x10\x00\x12!\n\x1dREASON_CODE_MALFORMED_PAYLOAD\x10\x01\x12\x1d\n\x19REASON_CODE_MISSING_FIELD\x10\x02\x12\x1d\n\x19REASON_CODE_TYPE_MISMATCH\x10\x03\x12\x1c\n\x18REASON_CODE_OUT_OF_RANGE\x10\x04\x12!\n\x1dREASON_CODE_NOT_ALLOWED_VALUE\x10\x05\x12\x18\n\x14REASON_CODE_TOO_LONG\x10\x06\x12\"\n\x1eREASON_CODE_MISSING_ENTITY_KEY\x10\x07\x12\"\n\x1eREASON_CODE_INVALID_EVENT_TIME\x10\x08\x12\x1e\n\x1aREASON_CODE_UNKNOWN_SOURCE\x10\t\x12!\n\x1dREASON_CODE_PAYLOAD_TOO_LARGE\x10\n\x12!\n\x1dREASON_CODE_EVENT_ID_MISMATCH\x10\x0b*e\n\x0cRecordStatus\x12\x1d\n\x19RECORD_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECORD_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16RECORD_STATUS_REJECTED\x10\x02\x32\x96\x03\n\rIngestService\x12V\n\x07Publish\x12$.aimesh.api.ingest.v1.PublishRequest\x1a%.aimesh.api.ingest.v1.PublishResponse\x12k\n\x0eRegisterSource\x12+.aimesh.api.ingest.v1.RegisterSourceRequest\x1a,.aimesh.api.ingest.v1.RegisterSourceResponse\x12\\\n\tGetSource\x12&.aimesh.api.ingest.v1.GetSourceRequest\x1a\'.aimesh.api.ingest.v1.GetSourceResponse\x12\x62\n\x0bListSources\x12(.aimesh.api.ingest.v1.ListSourcesRequest\x1a).aimesh.api.ingest.v1.ListSourcesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!aimesh/api/ingest/v1/ingest.proto\x12\x14\x61imesh.api.ingest.v1\x1a!aimesh/api/common/v1/common.proto\x1a%aimesh/api/common/v1/deadletter.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x02\n\tFieldSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04type\x18\x02 \x01(\x0e\x32\x1f.aimesh.api.ingest.v1.FieldType\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x16\n\x0e\x61llowed_values\x18\x04 \x03(\t\x12\x10\n\x03min\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nmax_length\x18\x07 \x01(\x05H\x02\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x15\n\rmin_exclusive\x18\t \x01(\x08\x12\x0f\n\x07pattern\x18\n \x01(\tB\x06\n\x04_minB\x06\n\x04_maxB\r\n\x0b_max_length\"\xf6\x05\n\x10SourceDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x32\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\".aimesh.api.ingest.v1.SourceFormat\x12/\n\x06\x66ields\x18\x04 \x03(\x0b\x32\x1f.aimesh.api.ingest.v1.FieldSpec\x12\x12\n\nentity_key\x18\x05 \x01(\t\x12\x18\n\x10\x65vent_time_field\x18\x06 \x01(\t\x12\x16\n\x0e\x65vent_id_field\x18\x07 \x01(\t\x12\x12\n\npii_fields\x18\x08 \x03(\t\x12\x0f\n\x07version\x18\t \x01(\x05\x12\x13\n\x0b\x65ntity_type\x18\n \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12T\n\x10pii_token_fields\x18\r \x03(\x0b\x32:.aimesh.api.ingest.v1.SourceDefinition.PiiTokenFieldsEntry\x12\x13\n\x0b\x63sv_columns\x18\x0e \x03(\t\x12<\n\x0f\x65vent_time_unit\x18\x0f \x01(\x0e\x32#.aimesh.api.ingest.v1.EventTimeUnit\x12\x41\n\x11undeclared_fields\x18\x10 \x01(\x0e\x32&.aimesh.api.ingest.v1.UndeclaredFields\x12$\n\x17max_future_skew_seconds\x18\x11 \x01(\x01H\x00\x88\x01\x01\x12\x35\n\x11oldest_event_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x35\n\x13PiiTokenFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x1a\n\x18_max_future_skew_seconds\"\xa9\x01\n\x06Record\x12\x15\n\x08\x65vent_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12:\n\x07headers\x18\x03 \x03(\x0b\x32).aimesh.api.ingest.v1.Record.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0b\n\t_event_id\"O\n\x0ePublishRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12-\n\x07records\x18\x02 \x03(\x0b\x32\x1c.aimesh.api.ingest.v1.Record\"\xba\x01\n\x0cRecordResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".aimesh.api.ingest.v1.RecordStatus\x12\x35\n\x0breason_code\x18\x03 \x01(\x0e\x32 .aimesh.api.common.v1.ReasonCode\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x05 \x01(\t\x12\r\n\x05\x66ield\x18\x06 \x01(\t\"v\n\x0fPublishResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".aimesh.api.ingest.v1.RecordResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x16\n\x0erejected_count\x18\x03 \x01(\x05\"O\n\x15RegisterSourceRequest\x12\x36\n\x06source\x18\x01 \x01(\x0b\x32&.aimesh.api.ingest.v1.SourceDefinition\"a\n\x16RegisterSourceResponse\x12\x36\n\x06source\x18\x01 \x01(\x0b\x32&.aimesh.api.ingest.v1.SourceDefinition\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"1\n\x10GetSourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"K\n\x11GetSourceResponse\x12\x36\n\x06source\x18\x01 \x01(\x0b\x32&.aimesh.api.ingest.v1.SourceDefinition\"E\n\x12ListSourcesRequest\x12/\n\x04page\x18\x01 \x01(\x0b\x32!.aimesh.api.common.v1.PageRequest\"\x80\x01\n\x13ListSourcesResponse\x12\x37\n\x07sources\x18\x01 \x03(\x0b\x32&.aimesh.api.ingest.v1.SourceDefinition\x12\x30\n\x04page\x18\x02 \x01(\x0b\x32\".aimesh.api.common.v1.PageResponse*\\\n\x0cSourceFormat\x12\x1d\n\x19SOURCE_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12SOURCE_FORMAT_JSON\x10\x01\x12\x15\n\x11SOURCE_FORMAT_CSV\x10\x02*\x9a\x01\n\tFieldType\x12\x1a\n\x16\x46IELD_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46IELD_TYPE_STRING\x10\x01\x12\x14\n\x10\x46IELD_TYPE_INT64\x10\x02\x12\x15\n\x11\x46IELD_TYPE_DOUBLE\x10\x03\x12\x13\n\x0f\x46IELD_TYPE_BOOL\x10\x04\x12\x18\n\x14\x46IELD_TYPE_TIMESTAMP\x10\x05*\xb4\x01\n\rEventTimeUnit\x12\x1f\n\x1b\x45VENT_TIME_UNIT_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VENT_TIME_UNIT_ISO8601\x10\x01\x12!\n\x1d\x45VENT_TIME_UNIT_EPOCH_SECONDS\x10\x02\x12 \n\x1c\x45VENT_TIME_UNIT_EPOCH_MILLIS\x10\x03\x12 \n\x1c\x45VENT_TIME_UNIT_EPOCH_MICROS\x10\x04*\x8b\x01\n\x10UndeclaredFields\x12!\n\x1dUNDECLARED_FIELDS_UNSPECIFIED\x10\x00\x12\x1a\n\x16UNDECLARED_FIELDS_DROP\x10\x01\x12\x1a\n\x16UNDECLARED_FIELDS_KEEP\x10\x02\x12\x1c\n\x18UNDECLARED_FIELDS_REJECT\x10\x03*e\n\x0cRecordStatus\x12\x1d\n\x19RECORD_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECORD_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16RECORD_STATUS_REJECTED\x10\x02\x32\x96\x03\n\rIngestService\x12V\n\x07Publish\x12$.aimesh.api.ingest.v1.PublishRequest\x1a%.aimesh.api.ingest.v1.PublishResponse\x12k\n\x0eRegisterSource\x12+.aimesh.api.ingest.v1.RegisterSourceRequest\x1a,.aimesh.api.ingest.v1.RegisterSourceResponse\x12\\\n\tGetSource\x12&.aimesh.api.ingest.v1.GetSourceRequest\x1a\'.aimesh.api.ingest.v1.GetSourceResponse\x12\x62\n\x0bListSources\x12(.aimesh.api.ingest.v1.ListSourcesRequest\x1a).aimesh.api.ingest.v1.ListSourcesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,42 +38,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SOURCEDEFINITION_PIITOKENFIELDSENTRY']._serialized_options = b'8\001'
   _globals['_RECORD_HEADERSENTRY']._loaded_options = None
   _globals['_RECORD_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_SOURCEFORMAT']._serialized_start=1980
-  _globals['_SOURCEFORMAT']._serialized_end=2072
-  _globals['_FIELDTYPE']._serialized_start=2075
-  _globals['_FIELDTYPE']._serialized_end=2229
-  _globals['_REASONCODE']._serialized_start=2232
-  _globals['_REASONCODE']._serialized_end=2635
-  _globals['_RECORDSTATUS']._serialized_start=2637
-  _globals['_RECORDSTATUS']._serialized_end=2738
-  _globals['_FIELDSPEC']._serialized_start=128
-  _globals['_FIELDSPEC']._serialized_end=395
-  _globals['_SOURCEDEFINITION']._serialized_start=398
-  _globals['_SOURCEDEFINITION']._serialized_end=906
-  _globals['_SOURCEDEFINITION_PIITOKENFIELDSENTRY']._serialized_start=853
-  _globals['_SOURCEDEFINITION_PIITOKENFIELDSENTRY']._serialized_end=906
-  _globals['_RECORD']._serialized_start=909
-  _globals['_RECORD']._serialized_end=1078
-  _globals['_RECORD_HEADERSENTRY']._serialized_start=1019
-  _globals['_RECORD_HEADERSENTRY']._serialized_end=1065
-  _globals['_PUBLISHREQUEST']._serialized_start=1080
-  _globals['_PUBLISHREQUEST']._serialized_end=1159
-  _globals['_RECORDRESULT']._serialized_start=1162
-  _globals['_RECORDRESULT']._serialized_end=1348
-  _globals['_PUBLISHRESPONSE']._serialized_start=1350
-  _globals['_PUBLISHRESPONSE']._serialized_end=1468
-  _globals['_REGISTERSOURCEREQUEST']._serialized_start=1470
-  _globals['_REGISTERSOURCEREQUEST']._serialized_end=1549
-  _globals['_REGISTERSOURCERESPONSE']._serialized_start=1551
-  _globals['_REGISTERSOURCERESPONSE']._serialized_end=1648
-  _globals['_GETSOURCEREQUEST']._serialized_start=1650
-  _globals['_GETSOURCEREQUEST']._serialized_end=1699
-  _globals['_GETSOURCERESPONSE']._serialized_start=1701
-  _globals['_GETSOURCERESPONSE']._serialized_end=1776
-  _globals['_LISTSOURCESREQUEST']._serialized_start=1778
-  _globals['_LISTSOURCESREQUEST']._serialized_end=1847
-  _globals['_LISTSOURCESRESPONSE']._serialized_start=1850
-  _globals['_LISTSOURCESRESPONSE']._serialized_end=1978
-  _globals['_INGESTSERVICE']._serialized_start=2741
-  _globals['_INGESTSERVICE']._serialized_end=3147
+  _globals['_SOURCEFORMAT']._serialized_start=2269
+  _globals['_SOURCEFORMAT']._serialized_end=2361
+  _globals['_FIELDTYPE']._serialized_start=2364
+  _globals['_FIELDTYPE']._serialized_end=2518
+  _globals['_EVENTTIMEUNIT']._serialized_start=2521
+  _globals['_EVENTTIMEUNIT']._serialized_end=2701
+  _globals['_UNDECLAREDFIELDS']._serialized_start=2704
+  _globals['_UNDECLAREDFIELDS']._serialized_end=2843
+  _globals['_RECORDSTATUS']._serialized_start=2845
+  _globals['_RECORDSTATUS']._serialized_end=2946
+  _globals['_FIELDSPEC']._serialized_start=167
+  _globals['_FIELDSPEC']._serialized_end=434
+  _globals['_SOURCEDEFINITION']._serialized_start=437
+  _globals['_SOURCEDEFINITION']._serialized_end=1195
+  _globals['_SOURCEDEFINITION_PIITOKENFIELDSENTRY']._serialized_start=1114
+  _globals['_SOURCEDEFINITION_PIITOKENFIELDSENTRY']._serialized_end=1167
+  _globals['_RECORD']._serialized_start=1198
+  _globals['_RECORD']._serialized_end=1367
+  _globals['_RECORD_HEADERSENTRY']._serialized_start=1308
+  _globals['_RECORD_HEADERSENTRY']._serialized_end=1354
+  _globals['_PUBLISHREQUEST']._serialized_start=1369
+  _globals['_PUBLISHREQUEST']._serialized_end=1448
+  _globals['_RECORDRESULT']._serialized_start=1451
+  _globals['_RECORDRESULT']._serialized_end=1637
+  _globals['_PUBLISHRESPONSE']._serialized_start=1639
+  _globals['_PUBLISHRESPONSE']._serialized_end=1757
+  _globals['_REGISTERSOURCEREQUEST']._serialized_start=1759
+  _globals['_REGISTERSOURCEREQUEST']._serialized_end=1838
+  _globals['_REGISTERSOURCERESPONSE']._serialized_start=1840
+  _globals['_REGISTERSOURCERESPONSE']._serialized_end=1937
+  _globals['_GETSOURCEREQUEST']._serialized_start=1939
+  _globals['_GETSOURCEREQUEST']._serialized_end=1988
+  _globals['_GETSOURCERESPONSE']._serialized_start=1990
+  _globals['_GETSOURCERESPONSE']._serialized_end=2065
+  _globals['_LISTSOURCESREQUEST']._serialized_start=2067
+  _globals['_LISTSOURCESREQUEST']._serialized_end=2136
+  _globals['_LISTSOURCESRESPONSE']._serialized_start=2139
+  _globals['_LISTSOURCESRESPONSE']._serialized_end=2267
+  _globals['_INGESTSERVICE']._serialized_start=2949
+  _globals['_INGESTSERVICE']._serialized_end=3355
 # @@protoc_insertion_point(module_scope)

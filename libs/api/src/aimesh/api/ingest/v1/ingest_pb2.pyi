@@ -1,6 +1,7 @@
 import datetime
 
 from aimesh.api.common.v1 import common_pb2 as _common_pb2
+from aimesh.api.common.v1 import deadletter_pb2 as _deadletter_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -26,20 +27,20 @@ class FieldType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FIELD_TYPE_BOOL: _ClassVar[FieldType]
     FIELD_TYPE_TIMESTAMP: _ClassVar[FieldType]
 
-class ReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+class EventTimeUnit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    REASON_CODE_UNSPECIFIED: _ClassVar[ReasonCode]
-    REASON_CODE_MALFORMED_PAYLOAD: _ClassVar[ReasonCode]
-    REASON_CODE_MISSING_FIELD: _ClassVar[ReasonCode]
-    REASON_CODE_TYPE_MISMATCH: _ClassVar[ReasonCode]
-    REASON_CODE_OUT_OF_RANGE: _ClassVar[ReasonCode]
-    REASON_CODE_NOT_ALLOWED_VALUE: _ClassVar[ReasonCode]
-    REASON_CODE_TOO_LONG: _ClassVar[ReasonCode]
-    REASON_CODE_MISSING_ENTITY_KEY: _ClassVar[ReasonCode]
-    REASON_CODE_INVALID_EVENT_TIME: _ClassVar[ReasonCode]
-    REASON_CODE_UNKNOWN_SOURCE: _ClassVar[ReasonCode]
-    REASON_CODE_PAYLOAD_TOO_LARGE: _ClassVar[ReasonCode]
-    REASON_CODE_EVENT_ID_MISMATCH: _ClassVar[ReasonCode]
+    EVENT_TIME_UNIT_UNSPECIFIED: _ClassVar[EventTimeUnit]
+    EVENT_TIME_UNIT_ISO8601: _ClassVar[EventTimeUnit]
+    EVENT_TIME_UNIT_EPOCH_SECONDS: _ClassVar[EventTimeUnit]
+    EVENT_TIME_UNIT_EPOCH_MILLIS: _ClassVar[EventTimeUnit]
+    EVENT_TIME_UNIT_EPOCH_MICROS: _ClassVar[EventTimeUnit]
+
+class UndeclaredFields(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UNDECLARED_FIELDS_UNSPECIFIED: _ClassVar[UndeclaredFields]
+    UNDECLARED_FIELDS_DROP: _ClassVar[UndeclaredFields]
+    UNDECLARED_FIELDS_KEEP: _ClassVar[UndeclaredFields]
+    UNDECLARED_FIELDS_REJECT: _ClassVar[UndeclaredFields]
 
 class RecordStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -55,18 +56,15 @@ FIELD_TYPE_INT64: FieldType
 FIELD_TYPE_DOUBLE: FieldType
 FIELD_TYPE_BOOL: FieldType
 FIELD_TYPE_TIMESTAMP: FieldType
-REASON_CODE_UNSPECIFIED: ReasonCode
-REASON_CODE_MALFORMED_PAYLOAD: ReasonCode
-REASON_CODE_MISSING_FIELD: ReasonCode
-REASON_CODE_TYPE_MISMATCH: ReasonCode
-REASON_CODE_OUT_OF_RANGE: ReasonCode
-REASON_CODE_NOT_ALLOWED_VALUE: ReasonCode
-REASON_CODE_TOO_LONG: ReasonCode
-REASON_CODE_MISSING_ENTITY_KEY: ReasonCode
-REASON_CODE_INVALID_EVENT_TIME: ReasonCode
-REASON_CODE_UNKNOWN_SOURCE: ReasonCode
-REASON_CODE_PAYLOAD_TOO_LARGE: ReasonCode
-REASON_CODE_EVENT_ID_MISMATCH: ReasonCode
+EVENT_TIME_UNIT_UNSPECIFIED: EventTimeUnit
+EVENT_TIME_UNIT_ISO8601: EventTimeUnit
+EVENT_TIME_UNIT_EPOCH_SECONDS: EventTimeUnit
+EVENT_TIME_UNIT_EPOCH_MILLIS: EventTimeUnit
+EVENT_TIME_UNIT_EPOCH_MICROS: EventTimeUnit
+UNDECLARED_FIELDS_UNSPECIFIED: UndeclaredFields
+UNDECLARED_FIELDS_DROP: UndeclaredFields
+UNDECLARED_FIELDS_KEEP: UndeclaredFields
+UNDECLARED_FIELDS_REJECT: UndeclaredFields
 RECORD_STATUS_UNSPECIFIED: RecordStatus
 RECORD_STATUS_ACCEPTED: RecordStatus
 RECORD_STATUS_REJECTED: RecordStatus
@@ -96,7 +94,7 @@ class FieldSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[FieldType, str]] = ..., required: _Optional[bool] = ..., allowed_values: _Optional[_Iterable[str]] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., max_length: _Optional[int] = ..., description: _Optional[str] = ..., min_exclusive: _Optional[bool] = ..., pattern: _Optional[str] = ...) -> None: ...
 
 class SourceDefinition(_message.Message):
-    __slots__ = ("name", "topic", "format", "fields", "entity_key", "event_time_field", "event_id_field", "pii_fields", "version", "entity_type", "description", "create_time", "pii_token_fields", "csv_columns")
+    __slots__ = ("name", "topic", "format", "fields", "entity_key", "event_time_field", "event_id_field", "pii_fields", "version", "entity_type", "description", "create_time", "pii_token_fields", "csv_columns", "event_time_unit", "undeclared_fields", "max_future_skew_seconds", "oldest_event_time")
     class PiiTokenFieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +116,10 @@ class SourceDefinition(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     PII_TOKEN_FIELDS_FIELD_NUMBER: _ClassVar[int]
     CSV_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_UNIT_FIELD_NUMBER: _ClassVar[int]
+    UNDECLARED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_FUTURE_SKEW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     topic: str
     format: SourceFormat
@@ -132,7 +134,11 @@ class SourceDefinition(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     pii_token_fields: _containers.ScalarMap[str, str]
     csv_columns: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., topic: _Optional[str] = ..., format: _Optional[_Union[SourceFormat, str]] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., entity_key: _Optional[str] = ..., event_time_field: _Optional[str] = ..., event_id_field: _Optional[str] = ..., pii_fields: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., entity_type: _Optional[str] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pii_token_fields: _Optional[_Mapping[str, str]] = ..., csv_columns: _Optional[_Iterable[str]] = ...) -> None: ...
+    event_time_unit: EventTimeUnit
+    undeclared_fields: UndeclaredFields
+    max_future_skew_seconds: float
+    oldest_event_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., topic: _Optional[str] = ..., format: _Optional[_Union[SourceFormat, str]] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., entity_key: _Optional[str] = ..., event_time_field: _Optional[str] = ..., event_id_field: _Optional[str] = ..., pii_fields: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., entity_type: _Optional[str] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pii_token_fields: _Optional[_Mapping[str, str]] = ..., csv_columns: _Optional[_Iterable[str]] = ..., event_time_unit: _Optional[_Union[EventTimeUnit, str]] = ..., undeclared_fields: _Optional[_Union[UndeclaredFields, str]] = ..., max_future_skew_seconds: _Optional[float] = ..., oldest_event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Record(_message.Message):
     __slots__ = ("event_id", "payload", "headers")
@@ -169,11 +175,11 @@ class RecordResult(_message.Message):
     FIELD_FIELD_NUMBER: _ClassVar[int]
     index: int
     status: RecordStatus
-    reason_code: ReasonCode
+    reason_code: _deadletter_pb2.ReasonCode
     message: str
     event_id: str
     field: str
-    def __init__(self, index: _Optional[int] = ..., status: _Optional[_Union[RecordStatus, str]] = ..., reason_code: _Optional[_Union[ReasonCode, str]] = ..., message: _Optional[str] = ..., event_id: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+    def __init__(self, index: _Optional[int] = ..., status: _Optional[_Union[RecordStatus, str]] = ..., reason_code: _Optional[_Union[_deadletter_pb2.ReasonCode, str]] = ..., message: _Optional[str] = ..., event_id: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
 
 class PublishResponse(_message.Message):
     __slots__ = ("results", "accepted_count", "rejected_count")
