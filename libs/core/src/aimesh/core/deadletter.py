@@ -12,9 +12,9 @@ Contract (``aimesh.api.common.v1.DeadLetter``):
   written to ``PayloadStore`` (a file named by its sha256 under the dead-letter payload root, fsynced
   and renamed into place before ``fit`` returns, so before the dead letter is sent) and replaced by
   ``payload_ref`` (its ``file://`` URI), ``payload_preview`` (its first ``preview_bytes``) and
-  ``payload_size`` (a payload no longer than the preview stays inline). If the entry is still too large, header values are cut to ``HEADER_CUT_BYTES``,
-  then the headers are dropped; ``message`` says which. ``message`` is always cut to
-  ``MAX_MESSAGE_CHARS``.
+  ``payload_size`` (a payload no longer than the preview stays inline). If the entry is still too
+  large, header values are cut to ``HEADER_CUT_BYTES``, then the headers are dropped; ``message``
+  says which. ``message`` is always cut to ``MAX_MESSAGE_CHARS``.
 """
 
 from __future__ import annotations
