@@ -3,7 +3,9 @@
 Delivery contract:
 
 - ``EventProducer.publish`` returns only after every in-sync replica has the record (``acks=all``,
-  idempotent producer, so a retried send is never written twice).
+  idempotent producer, so a retried send is never written twice). Its sends go through
+  ``aimesh.core.producer.SelfHealingProducer``: a producer that hits a fatal or sequence error is
+  replaced and the unacknowledged records are re-sent in order (see that module for the contract).
 - ``EventConsumer`` calls the handler for each record in partition order and commits a partition's
   offset only after the handler returned for every record before it, so a crash redelivers but
   never skips. Handlers must therefore be idempotent (key effects by ``Event.id`` or by
@@ -52,6 +54,7 @@ from google.protobuf.message import Message
 
 from aimesh.core import metrics
 from aimesh.core.events import Event, PoisonEvent, cloudevent_headers
+from aimesh.core.producer import DELIVERY_TIMEOUT_S, REQUEST_TIMEOUT_MS, SelfHealingProducer
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +134,22 @@ def key_partitioner(key: bytes | None, all_partitions: list[int], available: lis
 
 
 class EventProducer:
-    """Publishes protobuf events with CloudEvents headers; ``acks=all`` with idempotence."""
+    """Publishes protobuf events with CloudEvents headers; ``acks=all`` with idempotence.
 
-    def __init__(self, bootstrap: str, *, source: str, linger_ms: int = 5, **kafka_options: Any) -> None:
+    Non-transactional sends heal themselves (``SelfHealingProducer``): an acknowledgement future fails
+    only with the record's own error, ``DeliveryTimeout`` after ``delivery_timeout_s``, or
+    ``ProducerClosed`` after ``stop()``.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        source: str,
+        linger_ms: int = 5,
+        delivery_timeout_s: float = DELIVERY_TIMEOUT_S,
+        **kafka_options: Any,
+    ) -> None:
         self.source = source
         self._options: dict[str, Any] = {
             "bootstrap_servers": bootstrap,
@@ -142,18 +158,34 @@ class EventProducer:
             "enable_idempotence": True,
             "linger_ms": linger_ms,
             "partitioner": key_partitioner,
+            "request_timeout_ms": REQUEST_TIMEOUT_MS,
             **kafka_options,
         }
-        self._producer = AIOKafkaProducer(**self._options)
+        self._kafka = SelfHealingProducer(
+            lambda: AIOKafkaProducer(**self._options),
+            name=source,
+            heal="transactional_id" not in self._options,
+            delivery_timeout_s=delivery_timeout_s,
+        )
         self._published: dict[str, Callable[[asyncio.Future[Any]], None]] = {}
+
+    @property
+    def _producer(self) -> Any:
+        """The aiokafka producer in use now (a replacement after a fatal error)."""
+        return self._kafka.current
+
+    @property
+    def healer(self) -> SelfHealingProducer:
+        """The self-healing layer (its ``replacements`` and ``resends`` counts)."""
+        return self._kafka
 
     async def start(self) -> None:
         """Connect; raises aiokafka's KafkaConnectionError when no broker answers."""
-        await self._producer.start()
+        await self._kafka.start()
 
     async def stop(self) -> None:
-        """Flush what is pending, then close."""
-        await self._producer.stop()
+        """Flush what is pending, then close; records still unacknowledged fail with ``ProducerClosed``."""
+        await self._kafka.stop()
 
     async def check_connected(self) -> None:
         """Readiness check: fetch cluster metadata; raises when no broker answers."""
@@ -174,8 +206,7 @@ class EventProducer:
         Use it to pipeline many sends and await them together; ``publish`` awaits a single one.
         """
         key_bytes = key.encode() if isinstance(key, str) else key
-        fut: asyncio.Future[Any] = await self._producer.send(topic, value, key=key_bytes, headers=list(headers))
-        return fut
+        return await self._kafka.send(topic, value, key=key_bytes, headers=list(headers))
 
     async def publish(
         self,
@@ -283,10 +314,7 @@ class TransactionalProducer(EventProducer):
             self._broken = True
 
     async def _restart(self) -> None:
-        old, self._producer = self._producer, AIOKafkaProducer(**self._options)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(old.stop(), timeout=5.0)
-        await self._producer.start()
+        await self._kafka.replace()
         self._broken = False
         log.info("transactional producer re-initialised", extra={"transactional_id": self.transactional_id})
 
