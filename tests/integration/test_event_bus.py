@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,66 @@ async def test_topic_created_after_the_consumer_started_is_consumed(endpoints, k
     finally:
         await kafka_admin.delete_topics([topic])
     assert sorted(seen) == [f"ev-{i}" for i in range(5)], "events published before discovery are read from the start"
+
+
+async def test_a_record_failing_forever_is_dead_lettered_once_and_the_partition_moves_on(  # type: ignore[no-untyped-def]
+    endpoints, make_topic, unique, tmp_path: Path
+) -> None:
+    topic = await make_topic("stuck", partitions=1)
+    dlq_topic = await make_topic("stuck-dlq", partitions=1)
+    ids = await publish_predictions(endpoints.kafka_bootstrap, topic, 30, keys=1)
+    attempts: Counter[str] = Counter()
+    handled: list[str] = []
+
+    async def handle_batch(events: Sequence[Event]) -> None:
+        bad = [e for e in events if e.id == "ev-11"]
+        if bad:
+            attempts["ev-11"] += 1
+            raise RuntimeError(f"cannot handle ev-11 (attempt {attempts['ev-11']})")
+        handled.extend(e.id for e in events)
+
+    group = f"g-{unique}"
+    async with EventProducer(endpoints.kafka_bootstrap, source="bus-test") as producer:
+        consumer = EventConsumer(
+            endpoints.kafka_bootstrap,
+            group_id=group,
+            topics=[topic],
+            batch_handler=handle_batch,
+            service="t",
+            dead_letters=DeadLetterPublisher(
+                producer, "bus-test", DeadLetterBounds(PayloadStore(tmp_path)), topic=dlq_topic
+            ),
+            max_attempts=3,
+            retry_backoff_s=0.05,
+        )
+        await run_until(consumer, lambda: "ev-29" in handled)
+    assert handled == [i for i in ids if i != "ev-11"], "every other record is handled once, in order"
+
+    letters: list[deadletter_pb2.DeadLetter] = []
+
+    async def collect(event: Event) -> None:
+        letters.append(event.parse(deadletter_pb2.DeadLetter))
+
+    reader = EventConsumer(
+        endpoints.kafka_bootstrap, group_id=f"r-{unique}", topics=[dlq_topic], handler=collect, service="t"
+    )
+    await run_until(reader, lambda: len(letters) >= 1)
+    await asyncio.sleep(2)  # a second dead letter for the same record would arrive meanwhile
+    (letter,) = letters
+    assert letter.reason_code == deadletter_pb2.REASON_CODE_RETRIES_EXHAUSTED
+    assert letter.upstream.topic == topic and letter.upstream.offset == 11 and letter.event_id == "ev-11"
+    assert "RuntimeError: cannot handle ev-11" in letter.message and "3 attempts" in letter.message
+
+    again: list[str] = []
+
+    async def handle_again(events: Sequence[Event]) -> None:
+        again.extend(e.id for e in events)
+
+    rerun = EventConsumer(
+        endpoints.kafka_bootstrap, group_id=group, topics=[topic], batch_handler=handle_again, service="t"
+    )
+    task = asyncio.create_task(rerun.run())
+    await asyncio.sleep(6)
+    rerun.stop()
+    await task
+    assert again == [], "the offsets were committed past the dead-lettered record"

@@ -22,15 +22,25 @@ async def _hangs() -> None:
 
 
 def test_healthz_reports_version_and_stalled_loops() -> None:
-    moving = {"consumer": True}
-    probes = Probes(liveness={"consumer": lambda: moving["consumer"]})
+    wedged: dict[str, str | None] = {"consumer": None}
+    probes = Probes(liveness={"consumer": lambda: wedged["consumer"]})
     client = TestClient(create_admin_app("ingest", "0.1.0", probes))
     ok = client.get("/healthz")
     assert ok.status_code == 200
     assert ok.json() == {"status": "ok", "service": "ingest", "version": "0.1.0"}
-    moving["consumer"] = False
+    wedged["consumer"] = "poll has not returned for 61s"
     stalled = client.get("/healthz")
     assert stalled.status_code == 503 and stalled.json()["stalled"] == ["consumer"]
+    assert stalled.json()["reasons"] == {"consumer": "poll has not returned for 61s"}
+
+
+def test_healthz_names_the_dependencies_the_last_readiness_check_found_down() -> None:
+    probes = Probes(readiness={"kafka": _down})
+    client = TestClient(create_admin_app("ingest", "0.1.0", probes))
+    assert client.get("/readyz").status_code == 503
+    alive = client.get("/healthz")
+    assert alive.status_code == 200, "a dependency being down never fails liveness by itself"
+    assert "refused" in alive.json()["dependencies_down"]["kafka"]
 
 
 def test_readyz_names_each_failed_dependency() -> None:

@@ -56,14 +56,14 @@ async def test_batch_handler_gets_each_partition_batch_and_offsets_are_committed
     assert [c[TP] for c in fake.commits] == [4, 8, 10]
 
 
-async def test_a_failing_batch_is_rewound_and_retried_whole_without_committing_it() -> None:
+async def test_a_batch_failing_on_a_dependency_is_rewound_and_retried_whole_without_committing_it() -> None:
     fake = fake_kafka(6, batch=3)
     calls: list[list[int]] = []
 
     async def handle(events: Sequence[Event]) -> None:
         calls.append([e.offset for e in events])
         if len(calls) == 2:
-            raise RuntimeError("lake down")
+            raise ConnectionError("lake down")
 
     consumer = consumer_with(fake, handle)
     await run_until(consumer, lambda: len(calls) >= 3)

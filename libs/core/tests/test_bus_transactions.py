@@ -57,7 +57,7 @@ def forward(tx: TransactionalRecordingSender, fail_on_call: int | None = None) -
         ]
         await asyncio.gather(*futures)
         if len(calls) == fail_on_call:
-            raise RuntimeError("lake down")
+            raise ConnectionError("lake down")
 
     return calls, handle
 
@@ -141,7 +141,7 @@ async def test_a_rebalance_waits_for_the_open_transaction_and_drops_the_rest_of_
     assert calls == [(0, [0, 1])], "partition 1's records polled before the rebalance were not handled"
 
 
-async def test_consumer_lag_is_the_distance_to_the_partition_end_after_each_batch() -> None:
+async def test_consumer_lag_is_the_distance_to_the_partition_end_after_each_poll_and_batch() -> None:
     fake = FakeKafkaConsumer([b"v"] * 10, batch=4, tp=TP)
     tx = TransactionalRecordingSender()
     lags: list[float | None] = []
@@ -156,7 +156,7 @@ async def test_consumer_lag_is_the_distance_to_the_partition_end_after_each_batc
     await run_until(transactional_consumer(fake, tx, handle, service="lag-t"), lambda: len(tx.commits) == 3)
 
     final = REGISTRY.get_sample_value("aimesh_consumer_lag", {"service": "lag-t", "topic": "up", "partition": "0"})
-    assert lags == [None, 6.0, 2.0] and final == 0.0
+    assert lags == [10.0, 6.0, 2.0] and final == 0.0
 
 
 def test_transactions_need_a_batch_handler() -> None:

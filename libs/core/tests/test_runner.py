@@ -115,3 +115,47 @@ async def test_grpc_health_follows_readiness() -> None:
         assert await status(channel) != serving
     runtime.request_stop()
     await asyncio.wait_for(task, 5)
+
+
+async def test_consumer_liveness_fails_only_when_wedged_with_its_dependencies_reachable() -> None:
+    from aiokafka import TopicPartition
+
+    from aimesh.core.bus import EventConsumer
+    from aimesh.core.events import Event
+    from aimesh.core.testing import FakeKafkaConsumer
+
+    s = ServiceSettings(
+        admin_port=free_port(),
+        shutdown_grace_seconds=0.5,
+        liveness_max_stall_seconds=0.2,
+        readiness_interval_seconds=0.05,
+        consumer_max_attempts=7,
+    )
+    runtime = ServiceRuntime(s, "0.1.0")
+    database = {"up": False}
+
+    async def check_database() -> None:
+        if not database["up"]:
+            raise ConnectionError("database down")
+
+    entered = asyncio.Event()
+
+    async def hang(event: Event) -> None:
+        entered.set()
+        await asyncio.Event().wait()  # a call to the database that never returns
+
+    consumer = EventConsumer("127.0.0.1:1", group_id="g", topics=["up"], service="t", handler=hang)
+    consumer._consumer = FakeKafkaConsumer([b"v"], batch=1, tp=TopicPartition("up", 0))
+    runtime.probes.readiness["database"] = check_database
+    runtime.add_consumer(consumer)
+    assert consumer.max_attempts == 7, "the runtime applies the service's retry settings"
+    task = asyncio.create_task(runtime.run())
+    await asyncio.wait_for(entered.wait(), 5)
+    await asyncio.sleep(0.4)
+    assert runtime.probes.wedged() == {}, "stuck while its database is down: alive, not restarted"
+    database["up"] = True
+    await asyncio.sleep(0.2)
+    (reason,) = runtime.probes.wedged().values()
+    assert "handler on up/0 at offset 0 has not returned" in reason
+    runtime.request_stop()
+    await asyncio.wait_for(task, 5)

@@ -1,9 +1,12 @@
 """The admin HTTP app every service serves (FastAPI): ``/healthz``, ``/readyz``, ``/metrics``.
 
-- ``/healthz`` (liveness) answers 200 while every registered loop is moving (e.g. the consumer polled
-  within ``liveness_max_stall_seconds``) and 503 naming the stalled loop otherwise.
+- ``/healthz`` (liveness) answers 200 while no registered loop is wedged and 503 otherwise, with
+  ``stalled`` (the wedged loops' names) and ``reasons`` (name -> why). A check answers None while its
+  loop moves; a consumer's (``ServiceRuntime.add_consumer``) fails only when the consumer is wedged
+  while the last readiness checks found every dependency reachable, never because one is down. The
+  body names the dependencies the last readiness checks found down (``dependencies_down``).
 - ``/readyz`` (readiness) runs every dependency check (Kafka, the database, Triton ...) with a timeout
-  and answers 503 naming each failed dependency and why.
+  and answers 503 naming each failed dependency and why (``failed``: name -> reason).
 - ``/metrics`` is the Prometheus exposition of the process registry.
 """
 
@@ -20,20 +23,35 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-LivenessCheck = Callable[[], bool]
+LivenessCheck = Callable[[], str | None]
+"""Answers None while its loop moves, else why it is wedged; cheap, synchronous, never blocks."""
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
 @dataclass
 class Probes:
-    """Named liveness checks (cheap, synchronous) and readiness checks (async, raise when not ready)."""
+    """Named liveness checks (cheap, synchronous) and readiness checks (async, raise when not ready).
+
+    ``last_failed`` holds the result of the latest ``check_ready`` (None before the first), so cheap
+    synchronous code (the liveness checks) can tell whether a dependency is down.
+    """
 
     liveness: dict[str, LivenessCheck] = field(default_factory=dict)
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
     readiness_timeout_s: float = 2.0
+    last_failed: dict[str, str] | None = None
+
+    def wedged(self) -> dict[str, str]:
+        """The liveness checks that fail, by name, with why; empty while every loop moves."""
+        reasons = {name: check() for name, check in self.liveness.items()}
+        return {name: reason for name, reason in reasons.items() if reason is not None}
+
+    def dependencies_down(self) -> dict[str, str]:
+        """The dependencies the latest readiness checks found down (empty before the first check)."""
+        return dict(self.last_failed or {})
 
     async def check_ready(self) -> dict[str, str]:
-        """Failed readiness checks by name, with the reason; empty when ready."""
+        """Failed readiness checks by name, with the reason; empty when ready. Remembered in ``last_failed``."""
 
         async def one(check: ReadinessCheck) -> str | None:
             try:
@@ -46,7 +64,9 @@ class Probes:
 
         names = list(self.readiness)
         results = await asyncio.gather(*(one(self.readiness[n]) for n in names))
-        return {n: r for n, r in zip(names, results, strict=True) if r is not None}
+        failed = {n: r for n, r in zip(names, results, strict=True) if r is not None}
+        self.last_failed = failed
+        return failed
 
 
 def create_admin_app(service: str, version: str, probes: Probes) -> FastAPI:
@@ -55,11 +75,14 @@ def create_admin_app(service: str, version: str, probes: Probes) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        stalled = [name for name, alive in probes.liveness.items() if not alive()]
-        body: dict[str, Any] = {"status": "ok" if not stalled else "stalled", "service": service, "version": version}
-        if stalled:
-            body["stalled"] = stalled
-        return JSONResponse(body, status_code=200 if not stalled else 503)
+        wedged = probes.wedged()
+        body: dict[str, Any] = {"status": "ok" if not wedged else "stalled", "service": service, "version": version}
+        if wedged:
+            body["stalled"] = list(wedged)
+            body["reasons"] = wedged
+        if down := probes.dependencies_down():
+            body["dependencies_down"] = down
+        return JSONResponse(body, status_code=200 if not wedged else 503)
 
     @app.get("/readyz")
     async def readyz() -> Response:

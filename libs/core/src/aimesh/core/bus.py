@@ -10,23 +10,38 @@ Delivery contract:
   offset only after the handler returned for every record before it, so a crash redelivers but
   never skips. Handlers must therefore be idempotent (key effects by ``Event.id`` or by
   topic/partition/offset stored with the effect).
-- A handler that raises ``PoisonEvent`` gets the record dead-lettered (original bytes, headers and the
-  reason, acknowledged by Kafka) and the offset committed. Any other exception is retried with
-  backoff: the partition is rewound to the failed record and nothing after it is committed.
+- A failed record is classified by ``aimesh.core.failures`` (the consumer's ``classifier``):
+  transient (a dependency unavailable: broker, database, Elasticsearch, timeouts) is retried with
+  backoff for as long as it takes, never skipped: the partition is rewound to the record and nothing
+  after it is committed; permanent for the record (``PoisonEvent``, a decode error, too large) is
+  dead-lettered at once (``dead_letters``: original bytes, headers and the reason, acknowledged) and
+  the partition moves on; unclassified is retried with backoff and, on its ``max_attempts``-th
+  failure, dead-lettered as ``RETRIES_EXHAUSTED`` with the last error. Attempts are counted by
+  topic/partition/offset, so the count survives the rewind. A dead letter that cannot be sent keeps
+  the record in place (retried later), so no record is ever skipped without one.
 - A ``batch_handler`` (instead of ``handler``) gets each polled batch of one partition at once, in
-  offset order, and owns every record's outcome (it dead-letters rejects itself). When it returns, the
-  partition's offset is committed past the batch; when it raises (``PoisonEvent`` included), the
-  partition is rewound to the batch's first record and the whole batch is retried with backoff.
+  offset order, and may dead-letter rejects itself. When it returns, the partition's offset is
+  committed past the batch. When it raises a transient error the partition is rewound to the batch's
+  first record and the batch retried with backoff; any other error splits the batch in halves handled
+  apart (each committed when it succeeds), down to the failing record, which is then treated as above;
+  the next poll's batch starting at a record that failed before hands that record over alone first.
 - With ``transactions`` (a ``TransactionalProducer``, and a ``batch_handler`` that sends through it),
-  each partition batch runs in one Kafka transaction: begin, the handler's sends, the batch's next
-  offset added with ``send_offsets_to_transaction``, commit. The consumer then never commits offsets
-  itself. When the handler or the commit raises, the transaction is aborted (its records are never
-  visible to ``read_committed`` readers), the partition is rewound to the batch's first record and
-  the batch is retried with backoff. A rebalance waits for the batch in hand to end (commit or
+  each handled (sub-)batch runs in one Kafka transaction: begin, the handler's sends, the next offset
+  added with ``send_offsets_to_transaction``, commit; a dead letter the consumer writes runs in one
+  transaction with its record's offset, so with a sink that sends through the same producer it
+  commits with the offset and is never lost (a sink over another producer has acknowledged it before
+  the offset commits). The consumer then never commits offsets itself. When the handler or the commit
+  raises, the transaction is aborted (its records are never visible to ``read_committed`` readers)
+  and the failure handled as above. A rebalance waits for the transaction in hand to end (commit or
   abort) before the partitions are revoked, and batches polled before a rebalance are dropped (the
   new assignment starts again from the committed offsets).
-- After each partition batch the consumer sets ``aimesh_consumer_lag`` (records between the next
-  offset and the partition's last stable offset, or its high watermark when that is unknown).
+- After every poll the consumer sets ``aimesh_consumer_lag`` for every assigned partition whose
+  position it knows (records between the first unsettled offset and the partition's last stable
+  offset, or its high watermark), again after each settled (sub-)batch;
+  ``aimesh_consumer_partition_stalled_seconds`` is computed at scrape time (seconds since the
+  position last advanced while records wait), ``aimesh_consumer_retry_attempts`` and
+  ``aimesh_consumer_waiting_on_dependency`` describe the record a partition waits to retry.
+  ``wedged()`` is the liveness signal (see its doc).
 - With ``topics_provider`` (instead of a fixed ``topics`` list) the subscription follows what the
   provider returns: it is asked before every poll, and when its set differs from the subscribed one
   the consumer subscribes again (aiokafka's ``subscribe`` replaces the subscription and the group
@@ -45,6 +60,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -54,6 +70,7 @@ from google.protobuf.message import Message
 
 from aimesh.core import metrics
 from aimesh.core.events import Event, PoisonEvent, cloudevent_headers
+from aimesh.core.failures import DEFAULT_CLASSIFIER, RETRIES_EXHAUSTED, ErrorClassifier, Failure, FailureKind
 from aimesh.core.producer import DELIVERY_TIMEOUT_S, REQUEST_TIMEOUT_MS, SelfHealingProducer
 
 log = logging.getLogger(__name__)
@@ -69,6 +86,8 @@ BatchHandler = Callable[[Sequence[Event]], Awaitable[object]]
 """Handles one partition's batch (same topic and partition, offsets ascending; the result is ignored)."""
 TopicsProvider = Callable[[], Iterable[str]]
 """The topics a consumer should read now; called before every poll, so it must be cheap and not block."""
+DEFAULT_MAX_ATTEMPTS = 5
+"""Attempts of a record failing with an unclassified error before the consumer dead-letters it."""
 
 
 class DeadLetterSink(Protocol):
@@ -332,6 +351,48 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("partitions assigned", extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in assigned]})
 
 
+@dataclass(slots=True)
+class RetryState:
+    """The record a partition waits to retry: its offset, its failed attempts and the last error."""
+
+    offset: int
+    attempts: int
+    kind: FailureKind
+    error: str
+    at: float
+    """Monotonic time the last attempt failed."""
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """What the consumer knows of one assigned partition (read by the metrics and the liveness check)."""
+
+    advanced_at: float
+    """Monotonic time the position last advanced (a record settled) or the partition was seen caught up."""
+    next_offset: int | None = None
+    """The first offset not settled yet (neither handled nor dead-lettered); None before the first record."""
+    end_offset: int | None = None
+    """The last stable offset (or the high watermark) at the last poll."""
+
+    @property
+    def lag(self) -> int | None:
+        if self.next_offset is None or self.end_offset is None:
+            return None
+        return max(self.end_offset - self.next_offset, 0)
+
+    def stalled_seconds(self, now: float) -> float:
+        """Seconds since the position last advanced while records wait (0 when caught up or unknown)."""
+        lag = self.lag
+        return max(now - self.advanced_at, 0.0) if lag else 0.0
+
+
+class _Rebalanced:
+    """Marker: the batch was polled before a rebalance; the new assignment restarts at the committed offsets."""
+
+
+_REBALANCED = _Rebalanced()
+
+
 class EventConsumer:
     """Runs ``handler`` for every record of ``topics`` in consumer group ``group_id`` (see module doc)."""
 
@@ -347,6 +408,8 @@ class EventConsumer:
         batch_handler: BatchHandler | None = None,
         dead_letters: DeadLetterSink | None = None,
         transactions: Transactions | None = None,
+        classifier: ErrorClassifier = DEFAULT_CLASSIFIER,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         max_batch: int = 500,
         poll_timeout_ms: int = 500,
         retry_backoff_s: float = 0.5,
@@ -369,11 +432,14 @@ class EventConsumer:
         self._batch_handler = batch_handler
         self._dead_letters = dead_letters
         self._transactions = transactions
+        self.classifier = classifier
+        self.max_attempts = max_attempts
+        """Attempts of a record failing with an unclassified error before it is dead-lettered (at least 1)."""
         self._group_id = group_id
         self._max_batch = max_batch
         self._poll_timeout_ms = poll_timeout_ms
-        self._retry_backoff_s = retry_backoff_s
-        self._max_retry_backoff_s = max_retry_backoff_s
+        self.retry_backoff_s = retry_backoff_s
+        self.max_retry_backoff_s = max_retry_backoff_s
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group_id,
@@ -386,24 +452,67 @@ class EventConsumer:
         self._pending: dict[TopicPartition, int] = {}
         self._commit_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        self._running = False
         self._failures = 0
         self._rebalances = 0
         self._polled_in = 0
+        self._partitions: dict[TopicPartition, PartitionState] = {}
+        self._retries: dict[TopicPartition, RetryState] = {}
+        self._step: tuple[str, float] | None = None
         self.last_poll = time.monotonic()
-        """Monotonic time of the last completed poll: the liveness signal."""
+        """Monotonic time of the last completed poll."""
 
     @property
     def topics(self) -> list[str]:
         """The topics to read now (sorted): the fixed list, or what ``topics_provider`` returns."""
         return sorted(self._wanted_topics())
 
+    @property
+    def partitions(self) -> Mapping[TopicPartition, PartitionState]:
+        """The assigned partitions' state as of the last poll or settled record (read-only use)."""
+        return self._partitions
+
+    @property
+    def retries(self) -> Mapping[TopicPartition, RetryState]:
+        """The partitions waiting to retry a record, with its attempts and last error (read-only use)."""
+        return self._retries
+
     def stop(self) -> None:
         """Ask ``run`` to finish the batch in hand, commit and return. Safe to call from a signal handler."""
         self._stopping.set()
 
+    def wedged(self, max_stall_s: float, now: float | None = None) -> str | None:
+        """Why the consumer is wedged, or None while it moves (the liveness signal; never blocks).
+
+        Wedged means: one step of the loop (a poll, one handler or dead-letter attempt, an offset commit)
+        has not returned for ``max_stall_s``, or a partition with records to process has had neither a
+        settled record nor a finished attempt for ``max_stall_s`` (other than while it backs off on a
+        transient error). A consumer that retries or backs off is moving; whether its dependencies are
+        reachable is the caller's to weigh (``ServiceRuntime.add_consumer`` does).
+        """
+        if not self._running or self._stopping.is_set():
+            return None
+        now = time.monotonic() if now is None else now
+        if self._step is not None:
+            what, since = self._step
+            if now - since > max_stall_s:
+                return f"{what} has not returned for {now - since:.0f}s"
+        for tp, state in self._partitions.items():
+            retry = self._retries.get(tp)
+            if retry is not None and retry.offset == state.next_offset and retry.kind is FailureKind.TRANSIENT:
+                continue  # backing off on an unavailable dependency
+            last = max(state.advanced_at, retry.at) if retry is not None else state.advanced_at
+            if state.lag and now - last > max_stall_s:
+                return (
+                    f"{tp.topic}/{tp.partition} has {state.lag} records to process and made no progress "
+                    f"for {now - last:.0f}s (next offset {state.next_offset})"
+                )
+        return None
+
     async def run(self) -> None:
         """Consume until ``stop()``. Raises only if Kafka cannot be reached at start-up."""
         await self._consumer.start()
+        self._running = True
         try:
             while not self._stopping.is_set():
                 self._follow_topics()
@@ -412,9 +521,12 @@ class EventConsumer:
                         await asyncio.wait_for(self._stopping.wait(), timeout=self._poll_timeout_ms / 1000)
                     self.last_poll = time.monotonic()
                     continue
+                self._step = ("poll", time.monotonic())
                 batch = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
+                self._step = None
                 self.last_poll = time.monotonic()
                 self._polled_in = self._rebalances
+                self._observe(batch)
                 for tp, records in batch.items():
                     if self._rebalances != self._polled_in:
                         break  # the new assignment restarts from the committed offsets
@@ -423,6 +535,8 @@ class EventConsumer:
                         break
                 await self._commit_pending()
         finally:
+            self._running = False
+            self._step = None
             await self._commit_pending()
             await self._consumer.stop()
 
@@ -470,90 +584,222 @@ class EventConsumer:
             timestamp_ms=record.timestamp,
         )
 
-    async def _handle_partition(self, tp: TopicPartition, records: Sequence[Any]) -> None:
-        if self._batch_handler is not None and self._transactions is not None:
-            await self._handle_transaction(
-                self._batch_handler, self._transactions, tp, [self._event(r) for r in records]
-            )
-            return
-        if self._batch_handler is not None:
-            await self._handle_batch(self._batch_handler, tp, [self._event(r) for r in records])
-            return
-        assert self._handler is not None
-        for record in records:
-            event = self._event(record)
-            try:
-                try:
-                    await self._handler(event)
-                    metrics.EVENTS_CONSUMED.labels(self.service, event.topic).inc()
-                except PoisonEvent as poison:
-                    await dead_letter(self._dead_letters, event, poison, service=self.service)
-            except Exception:
-                metrics.EVENTS_FAILED.labels(self.service, event.topic).inc()
-                log.exception("handler failed; will retry", extra={"event.id": event.id, "offset": event.offset})
-                self._consumer.seek(tp, event.offset)
-                await self._backoff()
-                return
-            self._pending[tp] = event.offset + 1
-            self._failures = 0
-        if records:
-            self._record_lag(tp, records[-1].offset + 1)
+    def _labels(self, tp: TopicPartition) -> tuple[str, str, str]:
+        return (self.service, tp.topic, str(tp.partition))
 
-    async def _handle_batch(self, batch_handler: BatchHandler, tp: TopicPartition, events: list[Event]) -> None:
-        if not events:
-            return
-        try:
-            await batch_handler(events)
-        except Exception:
-            metrics.EVENTS_FAILED.labels(self.service, tp.topic).inc(len(events))
-            log.exception(
-                "batch handler failed; will retry the batch",
-                extra={"topic": tp.topic, "partition": tp.partition, "offset": events[0].offset},
-            )
-            self._consumer.seek(tp, events[0].offset)
-            await self._backoff()
-            return
-        metrics.EVENTS_CONSUMED.labels(self.service, tp.topic).inc(len(events))
-        self._pending[tp] = events[-1].offset + 1
-        self._record_lag(tp, events[-1].offset + 1)
-        self._failures = 0
-
-    async def _handle_transaction(
-        self, batch_handler: BatchHandler, transactions: Transactions, tp: TopicPartition, events: list[Event]
-    ) -> None:
-        if not events:
-            return
-        async with self._commit_lock:  # a rebalance waits here until the transaction has ended
-            if self._rebalances != self._polled_in:
-                return  # polled before a rebalance: the new assignment restarts from the committed offsets
-            try:
-                await transactions.begin()
-                await batch_handler(events)
-                await transactions.commit({tp: events[-1].offset + 1}, self._group_id)
-                failed = False
-            except Exception:
-                failed = True
-                await transactions.abort()
-                metrics.EVENTS_FAILED.labels(self.service, tp.topic).inc(len(events))
-                log.exception(
-                    "batch transaction failed and was aborted; will retry the batch",
-                    extra={"topic": tp.topic, "partition": tp.partition, "offset": events[0].offset},
+    def _observe(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        """After each poll: the position and end of every assigned partition, and the lag gauges."""
+        now = time.monotonic()
+        assigned = set(self._consumer.assignment())
+        for tp in set(self._partitions) - assigned:
+            del self._partitions[tp]
+            for gauge in (
+                metrics.CONSUMER_LAG,
+                metrics.CONSUMER_STALLED_SECONDS,
+                metrics.CONSUMER_RETRY_ATTEMPTS,
+                metrics.CONSUMER_WAITING_ON_DEPENDENCY,
+            ):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*self._labels(tp))
+        for tp in assigned:
+            state = self._partitions.get(tp)
+            if state is None:
+                state = self._partitions[tp] = PartitionState(advanced_at=now)
+                metrics.CONSUMER_STALLED_SECONDS.labels(*self._labels(tp)).set_function(
+                    functools.partial(self._stalled_seconds, state)
                 )
-        if failed:
-            if tp in self._consumer.assignment():  # else a rebalance moved it: its new owner starts at the commit
-                self._consumer.seek(tp, events[0].offset)
-            await self._backoff()
-            return
-        metrics.EVENTS_CONSUMED.labels(self.service, tp.topic).inc(len(events))
-        self._record_lag(tp, events[-1].offset + 1)
+            records = batch.get(tp)
+            if records:
+                state.next_offset = records[0].offset
+            end = self._consumer.last_stable_offset(tp)
+            if end is None or end < 0:
+                end = self._consumer.highwater(tp)
+            if end is not None:
+                state.end_offset = end
+            if state.lag == 0:
+                state.advanced_at = now
+            if state.lag is not None:
+                metrics.CONSUMER_LAG.labels(*self._labels(tp)).set(state.lag)
+
+    @staticmethod
+    def _stalled_seconds(state: PartitionState) -> float:
+        return state.stalled_seconds(time.monotonic())
+
+    def _settled(self, tp: TopicPartition, next_offset: int) -> None:
+        """Records before ``next_offset`` are handled or dead-lettered: the position advanced."""
+        state = self._partitions.get(tp)
+        if state is not None:
+            state.next_offset = next_offset
+            state.advanced_at = time.monotonic()
+            if state.lag is not None:
+                metrics.CONSUMER_LAG.labels(*self._labels(tp)).set(state.lag)
+        if self._retries.pop(tp, None) is not None:
+            metrics.CONSUMER_RETRY_ATTEMPTS.labels(*self._labels(tp)).set(0)
+            metrics.CONSUMER_WAITING_ON_DEPENDENCY.labels(*self._labels(tp)).set(0)
         self._failures = 0
 
-    def _record_lag(self, tp: TopicPartition, next_offset: int) -> None:
-        end = self._consumer.last_stable_offset(tp)
-        if end is None:
-            end = self._consumer.highwater(tp)
-        if end is not None:
-            metrics.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(end - next_offset, 0))
+    async def _handle_partition(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+        events = [self._event(r) for r in records]
+        if not events:
+            return
+        await self._settle(tp, [events] if self._batch_handler is not None else [[e] for e in events])
+
+    def _call_handler(self, events: Sequence[Event]) -> Callable[[], Awaitable[object]]:
+        if self._batch_handler is not None:
+            return functools.partial(self._batch_handler, events)
+        assert self._handler is not None and len(events) == 1
+        return functools.partial(self._handler, events[0])
+
+    async def _settle(self, tp: TopicPartition, chunks: list[list[Event]]) -> None:
+        """Handle ``chunks`` (consecutive, in offset order) until each is settled or one must wait.
+
+        A chunk that fails with a transient error is rewound and retried after a backoff (nothing after
+        it is settled meanwhile). One of several records that fails otherwise is split in halves, each
+        handled on its own, until the failing record is alone: a permanent error dead-letters it at
+        once, an unclassified one after ``max_attempts`` failed attempts (counted by its offset, so the
+        count survives the rewind), and the partition goes on with the next record.
+        """
+        todo = list(reversed(chunks))
+        while todo:
+            if self._rebalances != self._polled_in:
+                return  # revoked meanwhile: the new assignment restarts from the committed offsets
+            chunk = todo.pop()
+            retry = self._retries.get(tp)
+            if len(chunk) > 1 and retry is not None and retry.offset == chunk[0].offset and retry.attempts:
+                todo += [chunk[1:], chunk[:1]]  # the record that failed last time goes alone first
+                continue
+            error = await self._attempt(tp, chunk, self._call_handler(chunk), "handler")
+            if error is _REBALANCED:
+                return
+            if error is None:
+                metrics.EVENTS_CONSUMED.labels(self.service, tp.topic).inc(len(chunk))
+                self._settled(tp, chunk[-1].offset + 1)
+                continue
+            assert isinstance(error, Exception)
+            failure = self.classifier.classify(error)
+            metrics.EVENTS_FAILED.labels(self.service, tp.topic).inc(len(chunk))
+            metrics.CONSUMER_ERRORS.labels(self.service, tp.topic, failure.kind.value).inc()
+            if failure.kind is FailureKind.TRANSIENT:
+                await self._retry_later(tp, chunk[0], failure, error)
+                return
+            if len(chunk) > 1:
+                log.warning(
+                    "batch failed (%s); handling its halves apart to isolate the failing record",
+                    failure.message,
+                    extra={"topic": tp.topic, "partition": tp.partition, "offset": chunk[0].offset},
+                )
+                middle = len(chunk) // 2
+                todo += [chunk[middle:], chunk[:middle]]
+                continue
+            event = chunk[0]
+            if failure.kind is FailureKind.PERMANENT:
+                reason, message = failure.reason_code, failure.message
+            else:
+                attempts = self._attempts_of(tp, event.offset) + 1
+                if attempts < self.max_attempts:
+                    await self._retry_later(tp, event, failure, error)
+                    return
+                reason = RETRIES_EXHAUSTED
+                message = f"failed {attempts} attempts; last error: {failure.message}"
+            if not await self._dead_letter_record(tp, event, reason, message):
+                return
+
+    async def _dead_letter_record(self, tp: TopicPartition, event: Event, reason: str, message: str) -> bool:
+        """Dead-letter ``event`` (inside the partition's transaction when there is one) and settle it.
+
+        False when that failed: the record is rewound and retried later (never skipped undead-lettered).
+        """
+
+        async def send() -> None:
+            if self._dead_letters is None:
+                raise RuntimeError(f"no dead-letter sink configured for {event.id} ({reason}: {message})")
+            await self._dead_letters.send(event, reason, message)
+
+        error = await self._attempt(tp, [event], send, "dead letter")
+        if error is _REBALANCED:
+            return False
+        if error is not None:
+            assert isinstance(error, Exception)
+            failure = self.classifier.classify(error)
+            kind = FailureKind.TRANSIENT if failure.kind is FailureKind.TRANSIENT else FailureKind.UNCLASSIFIED
+            await self._retry_later(tp, event, Failure(kind, f"dead letter failed: {failure.message}"), error)
+            return False
+        metrics.EVENTS_DEAD_LETTERED.labels(self.service, event.topic, reason).inc()
+        log.warning(
+            "event dead-lettered",
+            extra={"event.id": event.id, "offset": event.offset, "reason": reason, "detail": message},
+        )
+        self._settled(tp, event.offset + 1)
+        return True
+
+    async def _attempt(
+        self, tp: TopicPartition, events: Sequence[Event], action: Callable[[], Awaitable[object]], what: str
+    ) -> Exception | _Rebalanced | None:
+        """Run ``action`` for ``events`` and settle their offsets: in one transaction (begin, action,
+        commit with the next offset) or, without transactions, as the offset committed next.
+
+        Returns the exception (the transaction aborted), ``_REBALANCED`` when the batch was polled before
+        a rebalance (transactions only; nothing ran), or None.
+        """
+        self._step = (f"{what} on {tp.topic}/{tp.partition} at offset {events[0].offset}", time.monotonic())
+        try:
+            if self._transactions is None:
+                try:
+                    await action()
+                except Exception as exc:
+                    return exc
+                self._pending[tp] = events[-1].offset + 1
+                return None
+            transactions = self._transactions
+            async with self._commit_lock:  # a rebalance waits here until the transaction has ended
+                if self._rebalances != self._polled_in:
+                    return _REBALANCED
+                try:
+                    await transactions.begin()
+                    await action()
+                    await transactions.commit({tp: events[-1].offset + 1}, self._group_id)
+                except Exception as exc:
+                    await transactions.abort()
+                    return exc
+            return None
+        finally:
+            self._step = None
+
+    def _attempts_of(self, tp: TopicPartition, offset: int) -> int:
+        retry = self._retries.get(tp)
+        return retry.attempts if retry is not None and retry.offset == offset else 0
+
+    async def _retry_later(self, tp: TopicPartition, event: Event, failure: Failure, error: Exception) -> None:
+        """Remember the failure of the record at ``event``'s offset, rewind the partition to it and back off."""
+        attempts = self._attempts_of(tp, event.offset)
+        if failure.kind is not FailureKind.TRANSIENT:
+            attempts += 1
+        self._retries[tp] = RetryState(event.offset, attempts, failure.kind, failure.message, time.monotonic())
+        labels = self._labels(tp)
+        metrics.CONSUMER_RETRY_ATTEMPTS.labels(*labels).set(attempts)
+        metrics.CONSUMER_WAITING_ON_DEPENDENCY.labels(*labels).set(1 if failure.kind is FailureKind.TRANSIENT else 0)
+        extra = {
+            "event.id": event.id,
+            "topic": tp.topic,
+            "partition": tp.partition,
+            "offset": event.offset,
+            "error.class": failure.kind.value,
+            "attempts": attempts,
+        }
+        if failure.kind is FailureKind.TRANSIENT:
+            log.warning("dependency unavailable; will retry: %s", failure.message, extra=extra)
+        else:
+            log.warning(
+                "record failed (attempt %d of %d); will retry: %s",
+                attempts,
+                self.max_attempts,
+                failure.message,
+                exc_info=error,
+                extra=extra,
+            )
+        if tp in self._consumer.assignment():  # else a rebalance moved it: its new owner starts at the commit
+            self._consumer.seek(tp, event.offset)
+        await self._backoff()
 
     async def _on_revoke(self) -> None:
         async with self._commit_lock:
@@ -562,7 +808,7 @@ class EventConsumer:
 
     async def _backoff(self) -> None:
         self._failures += 1
-        delay = min(self._retry_backoff_s * 2 ** (self._failures - 1), self._max_retry_backoff_s)
+        delay = min(self.retry_backoff_s * 2 ** (self._failures - 1), self.max_retry_backoff_s)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
 
@@ -571,8 +817,11 @@ class EventConsumer:
             if not self._pending:
                 return
             offsets, self._pending = self._pending, {}
+            self._step = ("offset commit", time.monotonic())
             try:
                 await self._consumer.commit(offsets)
             except (CommitFailedError, KafkaError) as exc:
                 metrics.COMMIT_FAILURES.labels(self.service).inc()
                 log.warning("offset commit failed; records will be redelivered: %s", exc)
+            finally:
+                self._step = None

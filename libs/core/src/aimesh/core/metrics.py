@@ -23,3 +23,23 @@ GRPC_LATENCY = Histogram(
     ["method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+CONSUMER_STALLED_SECONDS = Gauge(
+    "aimesh_consumer_partition_stalled_seconds",
+    "Seconds since the partition's position last advanced while it has records to process (0 when caught up)",
+    ["service", "topic", "partition"],
+)
+CONSUMER_RETRY_ATTEMPTS = Gauge(
+    "aimesh_consumer_retry_attempts",
+    "Failed attempts of the record the partition waits on (0 when none)",
+    ["service", "topic", "partition"],
+)
+CONSUMER_WAITING_ON_DEPENDENCY = Gauge(
+    "aimesh_consumer_waiting_on_dependency",
+    "1 while the partition's last failure was transient (a dependency unavailable), else 0",
+    ["service", "topic", "partition"],
+)
+CONSUMER_ERRORS = Counter(
+    "aimesh_consumer_errors_total",
+    "Failed handler attempts by error class (transient, permanent, unclassified)",
+    ["service", "topic", "error_class"],
+)

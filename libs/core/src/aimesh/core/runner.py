@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -59,7 +58,9 @@ class ServiceRuntime:
         self.add_part("grpc", server.serve, server.stop)
         self._health_targets.append(server)
 
-    async def _sync_grpc_health(self) -> None:
+    async def _watch_readiness(self) -> None:
+        """Re-run the readiness checks every ``readiness_interval_seconds``: the gRPC health status
+        follows them, and the liveness checks read the result (``Probes.last_failed``)."""
         while not self._stop.is_set():
             failed = await self.probes.check_ready()
             for server in self._health_targets:
@@ -68,15 +69,32 @@ class ServiceRuntime:
                 await asyncio.wait_for(self._stop.wait(), timeout=self.settings.readiness_interval_seconds)
 
     def add_consumer(self, consumer: EventConsumer) -> None:
-        """Run the consumer; liveness fails when it has not polled within ``liveness_max_stall_seconds``."""
+        """Run the consumer with this service's retry settings (``consumer_max_attempts``,
+        ``consumer_retry_backoff_seconds``, ``consumer_max_retry_backoff_seconds``).
+
+        Its liveness check fails only when the consumer is wedged (``EventConsumer.wedged`` with
+        ``liveness_max_stall_seconds``: a loop step that does not return, or records waiting with no
+        progress) while the latest readiness checks found every dependency reachable; a consumer
+        backing off on an unavailable dependency, or one whose dependency is down, is alive.
+        """
 
         async def stop() -> None:
             consumer.stop()
 
-        name = f"consumer:{','.join(consumer.topics)}"
+        consumer.max_attempts = self.settings.consumer_max_attempts
+        consumer.retry_backoff_s = self.settings.consumer_retry_backoff_seconds
+        consumer.max_retry_backoff_s = self.settings.consumer_max_retry_backoff_seconds
+        name = f"consumer:{','.join(consumer.topics) or consumer.service}"
         self.add_part(name, consumer.run, stop)
         limit = self.settings.liveness_max_stall_seconds
-        self.probes.liveness[name] = lambda: time.monotonic() - consumer.last_poll < limit
+
+        def wedged() -> str | None:
+            reason = consumer.wedged(limit)
+            if reason is None or self.probes.dependencies_down():
+                return None
+            return reason
+
+        self.probes.liveness[name] = wedged
 
     def add_standard_parts(
         self,
@@ -129,8 +147,7 @@ class ServiceRuntime:
             self.settings.admin_port,
         )
         parts = [*self._parts, _Part("admin", admin.serve, admin.stop)]
-        if self._health_targets:
-            parts.append(_Part("grpc-health", self._sync_grpc_health, self._noop))
+        parts.append(_Part("readiness", self._watch_readiness, self._noop))
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(p.run(), name=p.name) for p in parts]

@@ -14,6 +14,7 @@ from aimesh.devstack.errors import DevstackError
 from aimesh.devstack.paths import Paths
 from aimesh.devstack.process import spawn
 from aimesh.devstack.server import HOST, Server
+from aimesh.devstack.service_metrics import consumer_report
 
 SERVICE_NAMES = ("ingest", "feature", "training", "inference", "monitor")
 FIRST_GRPC_PORT = 50051
@@ -99,7 +100,10 @@ class Service(Server):
         )
 
     def health(self) -> Health:
-        """Healthy when ``GET /healthz`` answers 200 with ``status: ok`` and ``/readyz`` 200; reports ``version``."""
+        """Healthy when ``GET /healthz`` answers 200 with ``status: ok``, ``/readyz`` 200 and no consumer
+        partition is stuck (``aimesh.devstack.service_metrics``); reports ``version``. The detail names
+        what readiness finds missing, why liveness fails, the consumer lag, stuck partitions and the
+        spool depth (from ``/metrics``)."""
         endpoint = f"grpc {HOST}:{self.grpc_port}, admin {self.admin_url}"
         try:
             response = httpx.get(f"{self.admin_url}/healthz", timeout=3.0)
@@ -108,17 +112,45 @@ class Service(Server):
             return Health(self.name, self.is_running(), False, None, endpoint, f"no /healthz answer ({exc})")
         if not isinstance(body, dict):
             body = {}
-        ready = self._ready()
-        healthy = response.status_code == 200 and body.get("status") == "ok" and ready
+        missing = self._missing()
+        ready = missing is not None and not missing
+        try:
+            report = consumer_report(httpx.get(f"{self.admin_url}/metrics", timeout=3.0).text)
+        except (httpx.HTTPError, ValueError):
+            report = None
+        healthy = response.status_code == 200 and body.get("status") == "ok" and ready and not (report and report.stuck)
         version = body.get("version")
+        detail = [f"healthz {response.status_code} {body.get('status', '?')}"]
+        reasons = body.get("reasons")
+        if isinstance(reasons, dict):
+            detail.extend(f"{name}: {why}" for name, why in reasons.items())
+        if ready:
+            detail.append("ready")
+        elif missing:
+            detail.append("not ready: " + "; ".join(f"{name} ({why})" for name, why in missing.items()))
+        else:
+            detail.append("not ready")
+        detail.append(report.describe() if report is not None else "no /metrics")
         return Health(
             self.name,
             running=self.is_running(),
             healthy=healthy,
             version=str(version) if version is not None else None,
             endpoint=endpoint,
-            detail=f"healthz {response.status_code} {body.get('status', '?')}, {'ready' if ready else 'not ready'}",
+            detail=", ".join(detail),
         )
+
+    def _missing(self) -> dict[str, str] | None:
+        """The failed readiness checks ``/readyz`` names (empty when ready); None when it does not answer."""
+        try:
+            response = httpx.get(f"{self.admin_url}/readyz", timeout=3.0)
+            body = response.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        if response.status_code == 200:
+            return {}
+        failed = body.get("failed") if isinstance(body, dict) else None
+        return {str(k): str(v) for k, v in failed.items()} if isinstance(failed, dict) and failed else {"?": "503"}
 
     def _ready(self) -> bool:
         try:

@@ -56,12 +56,14 @@ async def serve_feature(settings: FeatureSettings) -> None:
         features.schedule_backfills()
         runtime.add_cleanup(features.stop)
         if settings.topics:
+            dead_letters = dead_letter_publisher(producer, settings)
             runtime.add_consumer(
                 EventConsumer(
                     settings.kafka_bootstrap,
                     group_id=settings.group_id,
                     topics=settings.topics,
-                    batch_handler=features.updater(dead_letter_publisher(producer, settings)),
+                    batch_handler=features.updater(dead_letters),
+                    dead_letters=dead_letters,
                     service=settings.service_name,
                     max_batch=settings.consumer_max_batch,
                 )

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aimesh.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from aimesh.core.app import serve
 from aimesh.core.bus import EventConsumer, EventProducer, EventSender, TransactionalProducer
-from aimesh.core.deadletter import dead_letter_bounds
+from aimesh.core.deadletter import DeadLetterPublisher, dead_letter_bounds
 from aimesh.core.errors import FailedPrecondition
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.runner import ServiceRuntime
@@ -147,7 +147,9 @@ def build_consumer(
     It reads the intake topics of the pipeline's catalog as they are before each poll, so sources
     registered while it runs are subscribed to without a restart (from their earliest offset). With
     ``transactions`` (the producer ``pipeline`` sends through) each batch's records and offsets commit in
-    one Kafka transaction; without, offsets are committed after each batch's effects are durable.
+    one Kafka transaction, and a record the consumer itself dead-letters (permanent error, retries
+    exhausted) goes to the DLQ topic in the transaction that commits its offset; without, offsets are
+    committed after each batch's effects are durable.
     """
     return EventConsumer(
         settings.kafka_bootstrap,
@@ -155,6 +157,13 @@ def build_consumer(
         topics_provider=lambda: pipeline.topics,
         batch_handler=pipeline.handle_batch,
         transactions=transactions,
+        dead_letters=(
+            DeadLetterPublisher(
+                transactions, settings.service_name, dead_letter_bounds(settings), topic=settings.dlq_topic
+            )
+            if transactions is not None
+            else None
+        ),
         service=settings.service_name,
         max_batch=settings.max_batch,
         fetch_max_bytes=settings.fetch_max_bytes,
