@@ -12,6 +12,7 @@ from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elastic_transport import ConnectionError as EsConnectionError
 from elasticsearch import ApiError
 from google.protobuf.message import DecodeError
+from redis import exceptions as redis_errors
 
 from aimesh.core import errors
 from aimesh.core.events import PoisonEvent
@@ -65,6 +66,8 @@ def _wrapped(outer: Exception, cause: BaseException) -> Exception:
         errors.Unavailable("Elasticsearch at http://x: 503"),
         errors.DeadlineExceeded("too slow"),
         EsConnectionError("refused"),
+        redis_errors.ConnectionError("Error 111 connecting to 127.0.0.1:6390"),
+        redis_errors.BusyLoadingError(),
         es_api_error(429),
         es_api_error(503),
         _Rpc(grpc.StatusCode.UNAVAILABLE),

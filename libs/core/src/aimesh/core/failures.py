@@ -2,8 +2,8 @@
 
 ``ErrorClassifier.classify(exc)`` answers a ``Failure`` of one of three kinds:
 
-- ``TRANSIENT``: a dependency is unavailable (the broker, the database, Elasticsearch, a gRPC peer, a
-  full disk). The record is fine; the consumer rewinds and retries it with backoff for as long as it
+- ``TRANSIENT``: a dependency is unavailable (the broker, the database, Redis, Elasticsearch, a gRPC
+  peer, a full disk). The record is fine; the consumer rewinds and retries it with backoff for as long as it
   takes and never skips it.
 - ``PERMANENT``: this record can never be handled (``PoisonEvent``, a protobuf decode error, invalid
   UTF-8 or JSON, a record or document too large, an argument the peer refuses). The consumer
@@ -193,6 +193,22 @@ def _elasticsearch(exc: BaseException) -> Failure | None:
     return None
 
 
+def _redis(exc: BaseException) -> Failure | None:
+    try:
+        from redis import exceptions as redis_errors
+    except ImportError:  # the service does not talk to Redis
+        return None
+    unavailable = (
+        redis_errors.ConnectionError,  # BusyLoadingError included
+        redis_errors.TimeoutError,
+        redis_errors.TryAgainError,
+        redis_errors.ClusterDownError,
+        redis_errors.MasterDownError,
+        redis_errors.ReadOnlyError,
+    )
+    return _transient(exc) if isinstance(exc, unavailable) else None
+
+
 def _http(exc: BaseException) -> Failure | None:
     status = _http_status(exc)
     if status in _TRANSIENT_HTTP:
@@ -210,7 +226,18 @@ def _os(exc: BaseException) -> Failure | None:
     return None
 
 
-BUILTIN_RULES: tuple[Rule, ...] = (_poison, _domain, _decoding, _kafka, _database, _rpc, _elasticsearch, _http, _os)
+BUILTIN_RULES: tuple[Rule, ...] = (
+    _poison,
+    _domain,
+    _decoding,
+    _kafka,
+    _database,
+    _rpc,
+    _elasticsearch,
+    _redis,
+    _http,
+    _os,
+)
 """The rules of ``DEFAULT_CLASSIFIER``, in the order they are asked."""
 
 
