@@ -6,12 +6,14 @@ import asyncio
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message
 
 from aimesh.api.monitor.v1 import events_pb2
 from aimesh.core.logship import LogShipper, to_log_record
+from aimesh.core.spool import Spool, SpoolingSender
 from aimesh.core.testing import RecordingSender
 
 
@@ -103,3 +105,14 @@ async def test_failed_sends_are_counted_as_dropped() -> None:
     make_logger(shipper, "test.logship.fail").error("x")
     assert await shipper.ship_pending(RecordingSender(fail=True)) == 0
     assert shipper.dropped == 1
+
+
+async def test_records_wait_in_the_spool_while_kafka_fails_up_to_its_bound(tmp_path: Path) -> None:
+    shipper = LogShipper("svc")
+    logger = make_logger(shipper, "test.logship.spool")
+    logger.error("kept")
+    logger.error("over the bound")
+    spool = await Spool.open(tmp_path / "logs.db", name="logs", max_records=1)
+    assert await shipper.ship_pending(SpoolingSender(RecordingSender(fail=True), spool, source="svc")) == 1
+    assert shipper.dropped == 1 and spool.depth == 1
+    await spool.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from aimesh.api.inference.v1 import inference_pb2
 from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 from aimesh.core.model_catalog import ModelCatalog, fallback_signature
+from aimesh.core.spool import Spool, SpoolingSender
 from aimesh.core.testing import RecordingSender
 from aimesh.inference.features import FeatureLookup, OnlineFeatures, parse_online_response
 from aimesh.inference.predictions import PredictionPublisher
@@ -457,16 +459,23 @@ def test_get_model_signature_resolves_like_score() -> None:
         scorer.signature(inference_pb2.GetModelSignatureRequest())
 
 
-async def test_publisher_retries_once_then_counts_the_loss() -> None:
-    retried = PredictionPublisher(RecordingSender(fail_times=1), "p")
-    await retried.submit(inference_events.Prediction(event_id="e1"), key="k")
-    assert await retried.drain(1.0) == 0
-    assert (retried.published, retried.failed) == (1, 0)
+async def test_publisher_spools_what_kafka_fails_and_counts_only_real_losses(tmp_path: Path) -> None:
+    kafka = RecordingSender(fail=True)
+    spool = await Spool.open(tmp_path / "predictions.db", name="predictions", max_records=2)
+    publisher = PredictionPublisher(SpoolingSender(kafka, spool, source="inference"), "p")
+    for i in range(3):
+        await publisher.submit(inference_events.Prediction(event_id=f"e{i}"), key="k")
+    assert await publisher.drain(2.0) == 0
+    assert (publisher.published, publisher.spooled, publisher.failed) == (0, 2, 1), "the third: spool full"
+    assert [r.value for _, r in await spool.head(5)] == [
+        inference_events.Prediction(event_id=f"e{i}").SerializeToString() for i in range(2)
+    ]
+    await spool.close()
 
-    lost = PredictionPublisher(RecordingSender(fail_times=2), "p")
-    await lost.submit(inference_events.Prediction(event_id="e2"), key="k")
-    await lost.drain(1.0)
-    assert (lost.published, lost.failed) == (0, 1)
+    direct = PredictionPublisher(RecordingSender(), "p")
+    await direct.submit(inference_events.Prediction(event_id="d"), key="k")
+    assert await direct.drain(1.0) == 0
+    assert (direct.published, direct.spooled, direct.failed) == (1, 0, 0)
 
 
 async def test_publisher_bounds_in_flight_events() -> None:

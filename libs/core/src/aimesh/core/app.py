@@ -13,12 +13,13 @@ from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 
-from aimesh.core.bus import EventProducer
+from aimesh.core.bus import EventProducer, EventSender
 from aimesh.core.errors import Unavailable
 from aimesh.core.logging import configure_logging
 from aimesh.core.logship import LogShipper
 from aimesh.core.runner import ServiceRuntime
 from aimesh.core.settings import ServiceSettings
+from aimesh.core.spool import Spool, SpoolingSender
 from aimesh.core.tracing import configure_tracing
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -52,7 +53,11 @@ async def connect_producer(settings: ServiceSettings) -> EventProducer:
     deadline = asyncio.get_running_loop().time() + settings.kafka_connect_timeout_seconds
     delay = 0.5
     while True:
-        producer = EventProducer(settings.kafka_bootstrap, source=settings.service_name)
+        producer = EventProducer(
+            settings.kafka_bootstrap,
+            source=settings.service_name,
+            delivery_timeout_s=settings.kafka_delivery_timeout_seconds,
+        )
         try:
             await producer.start()
             return producer
@@ -83,16 +88,45 @@ async def serve(settings: ServiceSettings, version: str, wire: Wiring, *, kafka_
     if kafka_readiness:
         runtime.probes.readiness["kafka"] = producer.check_connected
     if settings.ship_logs:
-        ship_logs(runtime, producer, settings)
+        ship_logs(
+            runtime,
+            await open_spooling_sender(
+                runtime, producer, settings, "logs", max_bytes=settings.ship_logs_spool_max_bytes
+            ),
+            settings,
+        )
     await wire(runtime, producer)
     await runtime.run()
 
 
-def ship_logs(runtime: ServiceRuntime, producer: EventProducer, settings: ServiceSettings) -> LogShipper:
+async def open_spooling_sender(
+    runtime: ServiceRuntime, producer: EventProducer, settings: ServiceSettings, stream: str, *, max_bytes: int
+) -> SpoolingSender:
+    """A ``SpoolingSender`` over ``producer`` with the spool file ``<spool_path()>/<stream>.db``.
+
+    Its drain runs as the part ``spool:<stream>``; the file is closed after the parts stopped (before the
+    producer closes). Records still spooled at exit stay in the file and drain at the next start.
+    Raises ``sqlite3.Error`` when the file cannot be opened (held by another process, corrupt).
+    """
+    spool = await Spool.open(
+        settings.spool_path() / f"{stream}.db",
+        name=f"{settings.service_name}.{stream}",
+        max_bytes=max_bytes,
+        max_records=settings.spool_max_records,
+        when_full=settings.spool_when_full,
+    )
+    sender = SpoolingSender(producer, spool, source=settings.service_name, spool_after_s=settings.spool_after_seconds)
+    runtime.add_part(f"spool:{stream}", sender.run, sender.stop)
+    runtime.add_cleanup(spool.close)
+    return sender
+
+
+def ship_logs(runtime: ServiceRuntime, producer: EventSender, settings: ServiceSettings) -> LogShipper:
     """Attach a ``LogShipper`` to the root logger and run it as a part of ``runtime``.
 
-    Records at or above ``ship_logs_level`` go to ``ship_logs_topic`` keyed by the service name;
-    the handler is detached after the parts stopped (before the producer closes).
+    Records at or above ``ship_logs_level`` go to ``ship_logs_topic`` keyed by the service name, through
+    ``producer`` (``serve`` passes a ``SpoolingSender``: logs wait in the spool while Kafka is away, up to
+    ``ship_logs_spool_max_bytes``); the handler is detached after the parts stopped.
     """
     shipper = LogShipper(settings.service_name, level=settings.ship_logs_level.upper(), topic=settings.ship_logs_topic)
     root = logging.getLogger()

@@ -4,8 +4,11 @@
 it on a bounded, thread-safe queue without ever blocking; when the queue is full the record is dropped
 and counted (``aimesh_logs_dropped_total``). ``run(producer)`` is the background part that drains the
 queue and publishes each record keyed by the service name, waiting for the acknowledgements of a batch
-before taking the next one. Delivery is best effort (a record whose send fails is counted and dropped:
-the stderr copy of the log line remains). Records produced while shipping (the shipper's own task, the
+before taking the next one. Services publish through a ``aimesh.core.spool.SpoolingSender`` (see
+``aimesh.core.app.serve``): while Kafka is away the records wait in the local spool, up to
+``ship_logs_spool_max_bytes``, and drain when it is back; a record the full spool rejects is counted
+(reason ``spool_full``) and dropped, as is one whose send fails otherwise (``send_failed``; the stderr
+copy of the log line remains). Records produced while shipping (the shipper's own task, the
 Kafka client's loggers, this module) are never shipped, so shipping cannot feed on itself.
 """
 
@@ -24,6 +27,7 @@ from prometheus_client import Counter
 
 from aimesh.api.monitor.v1 import events_pb2
 from aimesh.core.bus import EventSender
+from aimesh.core.spool import SpoolFull
 from aimesh.core.topics import SERVICE_LOGS
 
 LOGS_DROPPED = Counter(
@@ -165,7 +169,10 @@ class LogShipper(logging.Handler):
             except Exception:
                 self._drop("send_failed")
         results = await asyncio.gather(*acks, return_exceptions=True)
-        failed = sum(isinstance(r, BaseException) for r in results)
+        full = sum(isinstance(r, SpoolFull) for r in results)
+        failed = sum(isinstance(r, BaseException) for r in results) - full
+        if full:
+            self._drop("spool_full", full)
         if failed:
             self._drop("send_failed", failed)
-        return len(results) - failed
+        return len(results) - failed - full

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from aimesh.core.spool import WhenFull
 from aimesh.core.topics import SERVICE_LOGS
 
 
@@ -132,6 +133,36 @@ class ServiceSettings(BaseSettings):
     ship_logs: bool = Field(default=True, description="Publish log records to Kafka for monitor.")
     ship_logs_topic: str = Field(default=SERVICE_LOGS, description="Topic of the shipped log records.")
     ship_logs_level: str = Field(default="INFO", description="Lowest level of the log records shipped to Kafka.")
+    ship_logs_spool_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        description="Bound of the shipped logs' spool (record bytes): beyond it log records are dropped and counted.",
+    )
+    kafka_delivery_timeout_seconds: float = Field(
+        default=120.0,
+        description="How long a produced record may wait for its acknowledgement, producer replacements included.",
+    )
+    spool_dir: Path | None = Field(
+        default=None,
+        description="Spool of records kept while Kafka is away (one SQLite file per stream, one process per "
+        "directory; put it on a persistent volume); default <data_dir>/spool.",
+    )
+    spool_max_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        description="Bound of each spool file (record bytes) for events that must not be lost.",
+    )
+    spool_max_records: int = Field(default=1_000_000, description="Bound of each spool file (records).")
+    spool_when_full: WhenFull = Field(
+        default=WhenFull.DROP_NEWEST,
+        description="What a full spool drops: drop_newest rejects the new record (an accepted one is never "
+        "dropped), drop_oldest evicts the oldest; both counted in aimesh_spool_dropped_total.",
+    )
+    spool_after_seconds: float = Field(
+        default=5.0, description="A send Kafka has not acknowledged within this long is spooled instead."
+    )
+
+    def spool_path(self) -> Path:
+        """The spool directory: ``spool_dir``, else ``<data_dir>/spool``."""
+        return self.spool_dir if self.spool_dir is not None else self.data_dir / "spool"
 
     @property
     def group_id(self) -> str:

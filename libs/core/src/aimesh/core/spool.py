@@ -403,12 +403,22 @@ class SpoolingSender:
         self._track(self._await_ack(record, ack, outcome))
         return outcome
 
+    def _begin_spooling(self, cause: BaseException | None) -> None:
+        """Route new records to the spool; logs once per outage (when Kafka first failed)."""
+        if not self._spooling and cause is not None:
+            log.warning(
+                "Kafka send failed; spooling records until Kafka acknowledges again: %r",
+                cause,
+                extra={"spool": self.spool.name},
+            )
+        self._spooling = True
+        self._inbound += 1
+
     def _spool_soon(
         self, record: SpooledRecord, outcome: asyncio.Future[Any], cause: BaseException | None = None
     ) -> None:
-        self._spooling = True
-        self._inbound += 1
-        self._track(self._spool_record(record, outcome, cause))
+        self._begin_spooling(cause)
+        self._track(self._spool_record(record, outcome))
 
     @property
     def _empty(self) -> bool:
@@ -428,17 +438,14 @@ class SpoolingSender:
                     outcome.set_exception(exc)
                 return
             ack.cancel()  # withdraws it from the producer's re-sends; the spool owns it now
-            self._spooling = True
-            self._inbound += 1
-            await self._spool_record(record, outcome, cause=exc)
+            self._begin_spooling(exc)
+            await self._spool_record(record, outcome)
             return
         self.acknowledged += 1
         if not outcome.done():
             outcome.set_result(Delivery.ACKNOWLEDGED)
 
-    async def _spool_record(
-        self, record: SpooledRecord, outcome: asyncio.Future[Any], cause: BaseException | None = None
-    ) -> None:
+    async def _spool_record(self, record: SpooledRecord, outcome: asyncio.Future[Any]) -> None:
         try:
             stored = await self.spool.put(record)
         except Exception as exc:
@@ -453,10 +460,6 @@ class SpoolingSender:
             if not outcome.done():
                 outcome.set_exception(SpoolFull(f"spool {self.spool.name} is full"))
             return
-        if cause is not None:
-            log.warning(
-                "Kafka send failed; record spooled: %r", cause, extra={"spool": self.spool.name, "topic": record.topic}
-            )
         self.spooled += 1
         if not outcome.done():
             outcome.set_result(Delivery.SPOOLED)
@@ -522,5 +525,7 @@ class SpoolingSender:
                 log.info("spool drain paused: %r", failure, extra={"spool": self.spool.name})
                 return False
         if self._empty:
+            if self._spooling:
+                log.info("spool drained; sending to Kafka directly again", extra={"spool": self.spool.name})
             self._spooling = False
         return True

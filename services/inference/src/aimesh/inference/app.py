@@ -14,7 +14,7 @@ import uuid
 from importlib.metadata import version
 
 from aimesh.api.inference.v1 import inference_pb2_grpc
-from aimesh.core.app import serve
+from aimesh.core.app import open_spooling_sender, serve
 from aimesh.core.bus import EventConsumer, EventProducer
 from aimesh.core.deadletter import dead_letter_publisher
 from aimesh.core.feature_client import FeatureServiceClient
@@ -44,8 +44,11 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
         load_timeout_s=settings.model_load_timeout_seconds,
         ready_without_routes=settings.ready_without_routed_models,
     )
+    predictions = await open_spooling_sender(
+        runtime, producer, settings, "predictions", max_bytes=settings.spool_max_bytes
+    )
     publisher = PredictionPublisher(
-        producer, settings.predictions_topic, max_in_flight=settings.max_in_flight_predictions
+        predictions, settings.predictions_topic, max_in_flight=settings.max_in_flight_predictions
     )
     scorer = Scorer(catalog, features, runner, publisher, default_alias=settings.default_alias)
     api = InferenceServiceApi(scorer)

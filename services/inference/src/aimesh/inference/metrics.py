@@ -12,6 +12,10 @@ SCORE_LATENCY = Histogram(
 )
 PREDICTIONS_PUBLISHED = Counter("aimesh_inference_predictions_published_total", "Prediction events acknowledged")
 PREDICTIONS_FAILED = Counter(
-    "aimesh_inference_predictions_failed_total", "Prediction events lost after the retry (logged with their ids)"
+    "aimesh_inference_predictions_failed_total",
+    "Prediction events lost: the spool rejected them or they are invalid (logged with their ids)",
+)
+PREDICTIONS_SPOOLED = Counter(
+    "aimesh_inference_predictions_spooled_total", "Prediction events written to the local spool while Kafka failed"
 )
 PREDICTIONS_IN_FLIGHT = Gauge("aimesh_inference_predictions_in_flight", "Prediction events awaiting acknowledgement")

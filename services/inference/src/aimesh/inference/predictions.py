@@ -1,10 +1,15 @@
-"""Publishing Prediction events without delaying the Score response.
+"""Publishing Prediction events without delaying the Score response, and without losing them.
 
 ``PredictionPublisher.submit`` hands the event to a background delivery task and returns at once,
-unless ``max_in_flight`` events already await Kafka's acknowledgement: then it waits for room
-(back-pressure instead of unbounded memory). A failed send is retried once; a second failure is
-logged with the event id and counted (``aimesh_inference_predictions_failed_total``). ``drain`` waits
-for every pending acknowledgement (called on shutdown, before the producer closes).
+unless ``max_in_flight`` events already await their outcome: then it waits for room (back-pressure
+instead of unbounded memory). The service wires it to a ``aimesh.core.spool.SpoolingSender``: an event
+Kafka does not acknowledge within ``spool_after_seconds`` (or whose send fails) is written to the local
+spool and drained to Kafka when the broker is back (counted in
+``aimesh_inference_predictions_spooled_total``); the producer under it heals itself after fatal or
+sequence errors. An event is lost only when the spool rejects it (full, with the ``drop_newest``
+policy), the spool file cannot be written, or the record itself is invalid (too large): then it is
+logged with its event id and counted (``aimesh_inference_predictions_failed_total``). ``drain`` waits
+for every pending delivery (called on shutdown, before the producer closes).
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ import logging
 
 from aimesh.api.inference.v1 import events_pb2
 from aimesh.core.bus import EventSender
+from aimesh.core.spool import Delivery
 from aimesh.inference import metrics
 
 log = logging.getLogger(__name__)
 
 
 class PredictionPublisher:
-    """Background, acknowledged delivery of Prediction events (see the module doc)."""
+    """Background, acknowledged-or-spooled delivery of Prediction events (see the module doc)."""
 
     def __init__(self, producer: EventSender, topic: str, *, max_in_flight: int = 10_000) -> None:
         self._producer = producer
@@ -28,7 +34,11 @@ class PredictionPublisher:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self.published = 0
+        """Events Kafka acknowledged directly."""
+        self.spooled = 0
+        """Events written to the local spool (Kafka gets them when the spool drains)."""
         self.failed = 0
+        """Events lost (logged with their ids)."""
 
     @property
     def in_flight(self) -> int:
@@ -48,27 +58,24 @@ class PredictionPublisher:
         metrics.PREDICTIONS_IN_FLIGHT.set(len(self._tasks))
 
     async def _deliver(self, prediction: events_pb2.Prediction, key: str) -> None:
-        for attempt in (1, 2):
-            try:
-                ack = await self._producer.send_event(self.topic, prediction, key=key, event_id=prediction.event_id)
-                await ack
-            except Exception as exc:
-                if attempt == 1:
-                    log.warning(
-                        "prediction send failed, retrying once: %s", exc, extra={"event.id": prediction.event_id}
-                    )
-                    continue
-                self.failed += 1
-                metrics.PREDICTIONS_FAILED.inc()
-                log.error(
-                    "prediction event lost after retry: %s",
-                    exc,
-                    extra={"event.id": prediction.event_id, "request.id": prediction.request_id},
-                )
-                return
-            self.published += 1
-            metrics.PREDICTIONS_PUBLISHED.inc()
+        try:
+            ack = await self._producer.send_event(self.topic, prediction, key=key, event_id=prediction.event_id)
+            outcome = await ack
+        except Exception as exc:
+            self.failed += 1
+            metrics.PREDICTIONS_FAILED.inc()
+            log.error(
+                "prediction event lost: %r",
+                exc,
+                extra={"event.id": prediction.event_id, "request.id": prediction.request_id},
+            )
             return
+        if outcome == Delivery.SPOOLED:
+            self.spooled += 1
+            metrics.PREDICTIONS_SPOOLED.inc()
+            return
+        self.published += 1
+        metrics.PREDICTIONS_PUBLISHED.inc()
 
     async def drain(self, within_s: float | None = None) -> int:
         """Wait up to ``within_s`` seconds for pending deliveries; returns how many are still pending."""
