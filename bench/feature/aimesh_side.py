@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
+from aimesh.core.channels import open_caller_channel
 from aimesh.devstack.paths import Paths, repo_root
 from aimesh.devstack.process import read_pid
 from aimesh.devstack.redis_server import RedisServer
@@ -176,7 +177,7 @@ async def values_at(target: str, cards: Sequence[str], as_of: datetime) -> Serve
     """
     values: dict[str, list[object]] = {}
     features: list[str] = []
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with open_caller_channel(target) as channel:
         stub = feature_pb2_grpc.FeatureServiceStub(channel)
         for start in range(0, len(cards), FETCH_BATCH):
             request = feature_pb2.GetOnlineFeaturesRequest(feature_service=SERVICE)

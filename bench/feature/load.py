@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
-import grpc
 import numpy as np
 import orjson
 
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
+from aimesh.core.channels import open_caller_channel
 
 SERVICE = "bench_50"
 
@@ -69,7 +69,7 @@ class AimeshClient:
 
     def __init__(self, target: str, name: str = "aimesh") -> None:
         self.name = name
-        self._channel = grpc.aio.insecure_channel(target)
+        self._channel = open_caller_channel(target)
         self._stub = feature_pb2_grpc.FeatureServiceStub(self._channel)
 
     def prepare(self, cards: Sequence[str]) -> object:

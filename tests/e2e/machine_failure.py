@@ -28,6 +28,7 @@ from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from aimesh.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
 from aimesh.core import lake
+from aimesh.core.channels import open_caller_channel
 from aimesh.feature.operations import apply_file
 from aimesh.ingest.operations import apply_sources
 
@@ -223,13 +224,13 @@ async def run_use_case(
     await apply_file(feature_grpc, FEATURES, dry_run=False)
     now = datetime.now(UTC)
     readings, tickets = generate(seed=11, end=now - timedelta(minutes=1))
-    async with grpc.aio.insecure_channel(ingest_grpc) as channel:
+    async with open_caller_channel(ingest_grpc) as channel:
         assert await publish(channel, "sensor_readings", readings) == len(readings)
         assert await publish(channel, "maintenance_tickets", tickets) == len(tickets)
     await wait_in_lake(lake_root, {"sensor_readings": len(readings), "maintenance_tickets": len(tickets)})
     models = {t: f"machine_failure_{t}_{unique}" for t in ("logistic_regression", "mlp_classifier")}
     aucs, parity = {}, {}
-    async with grpc.aio.insecure_channel(training_grpc) as channel:
+    async with open_caller_channel(training_grpc) as channel:
         stub = training_pb2_grpc.TrainingServiceStub(channel)
         for trainer, name in models.items():
             run = await train(stub, spec(name, trainer))
@@ -238,7 +239,7 @@ async def run_use_case(
             parity[trainer] = run.metrics["triton_max_abs_diff"]
     fresh, _ = generate(seed=12, end=now)
     request_ids = []
-    async with grpc.aio.insecure_channel(inference_grpc) as channel:
+    async with open_caller_channel(inference_grpc) as channel:
         stub_i = inference_pb2_grpc.InferenceServiceStub(channel)
         model = models["logistic_regression"]
         deadline = time.monotonic() + 60

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import grpc
 import orjson
 import pytest
 import torch
@@ -30,6 +29,8 @@ from aimesh.api.common.v1 import common_pb2, deadletter_pb2
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
 from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
 from aimesh.core import lake
+from aimesh.core.channels import TOKEN_FILE_ENV, open_caller_channel
+from aimesh.devstack import credentials
 from aimesh.devstack.paths import Paths
 from aimesh.devstack.services import SERVICE_NAMES, Service
 from aimesh.devstack.triton import model_repository
@@ -139,6 +140,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
         )
         for name in SERVICE_NAMES
     ]
+    auth = pytest.MonkeyPatch()  # the services run with the stack's credentials; the test's clients send its demo token
+    auth.setenv(TOKEN_FILE_ENV, str(credentials.ensure(paths).demo_token))
     try:
         for service in services:
             service.start()
@@ -159,6 +162,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
     finally:
         for service in reversed(services):
             service.stop()
+        auth.undo()
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +224,7 @@ async def predictions_by_request(es: AsyncElasticsearch, prefix: str, request_id
 
 
 async def model_version(mesh: MeshUnderTest, version: int) -> training_pb2.ModelVersion:
-    async with grpc.aio.insecure_channel(mesh.address.training_grpc) as channel:
+    async with open_caller_channel(mesh.address.training_grpc) as channel:
         stub = training_pb2_grpc.TrainingServiceStub(channel)
         reply = await stub.GetModelVersion(training_pb2.GetModelVersionRequest(model_name=MODEL_NAME, version=version))
         return reply.model_version  # type: ignore[no-any-return]
@@ -337,7 +341,7 @@ def test_online_features_equal_offline_retrieval(scenario_run, mesh: MeshUnderTe
         )
 
     async def fetch() -> tuple[list[list[float]], list[list[float]], list[str]]:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{mesh.grpc_ports['feature']}") as channel:
+        async with open_caller_channel(f"127.0.0.1:{mesh.grpc_ports['feature']}") as channel:
             stub = feature_pb2_grpc.FeatureServiceStub(channel)
             online = await stub.GetOnlineFeatures(
                 feature_pb2.GetOnlineFeaturesRequest(feature_service=training_spec().feature_service, entity_rows=rows)

@@ -1,4 +1,9 @@
-"""Fixtures for tests against the real servers started by `aimesh up --infra-only`."""
+"""Fixtures for tests against the real servers started by `aimesh up --infra-only`.
+
+Auth is on in every integration test (``dev_auth``, autouse): the session's ``DevAuthority`` keys,
+policy and a ``demo``-tenant token are exported as ``AIMESH_AUTH_*``, which every service settings
+class takes as its defaults and ``aimesh.core.channels.open_caller_channel`` sends.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,27 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from aimesh.core.devauth import DEMO_TENANT, DevAuthority
 from aimesh.devstack.kafka import Kafka
 from aimesh.devstack.paths import Paths
 
 UP_HINT = "start the local infrastructure first: `aimesh up --infra-only` (or `make up-infra`)"
+
+
+@pytest.fixture(scope="session")
+def dev_authority(tmp_path_factory: pytest.TempPathFactory) -> DevAuthority:
+    """The session's issuer: servers verify with its JWKS and policy, clients send its demo token."""
+    authority = DevAuthority.create(tmp_path_factory.mktemp("auth"))
+    authority.write_token("demo", "integration-tests", tenant=DEMO_TENANT)
+    return authority
+
+
+@pytest.fixture(autouse=True)
+def dev_auth(dev_authority: DevAuthority, monkeypatch: pytest.MonkeyPatch) -> DevAuthority:
+    """Auth on for each integration test (``AIMESH_AUTH_*`` set for the test only)."""
+    for name, value in dev_authority.environment(token_file=dev_authority.directory / "demo.token").items():
+        monkeypatch.setenv(name, value)
+    return dev_authority
 
 
 @pytest.fixture

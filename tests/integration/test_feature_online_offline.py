@@ -26,6 +26,7 @@ from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
 from aimesh.api.ingest.v1 import events_pb2
 from aimesh.core.bus import EventConsumer, EventProducer
+from aimesh.core.channels import open_caller_channel
 from aimesh.core.events import Event
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.lake import replace_partition_range
@@ -33,6 +34,7 @@ from aimesh.core.sql import create_engine
 from aimesh.core.testing import run_until
 from aimesh.devstack import cli
 from aimesh.feature import schema
+from aimesh.feature.access import ACCESS
 from aimesh.feature.online.sql_store import SqlOnlineStore
 from aimesh.feature.online.updater import OnlineUpdater
 from aimesh.feature.service import FeatureStore
@@ -208,7 +210,10 @@ async def feature_server(tmp_path: Path) -> AsyncIterator[tuple[FeatureStore, Pa
     api = features.api()
     settings = FeatureSettings(grpc_port=0, data_dir=tmp_path, shutdown_grace_seconds=1)
     server = GrpcServer(
-        settings, [lambda s: feature_pb2_grpc.add_FeatureServiceServicer_to_server(api, s)], ["FeatureService"]
+        settings,
+        [lambda s: feature_pb2_grpc.add_FeatureServiceServicer_to_server(api, s)],
+        ["FeatureService"],
+        access=ACCESS,
     )
     task = asyncio.create_task(server.serve())
     try:
@@ -252,7 +257,7 @@ async def test_online_equals_historical_and_redelivery_changes_nothing(  # type:
     payments = [payment_row(t, after + i) for i, t in enumerate(sample)]
     payments.append(payment_row({**sample[0], "card_id": "card-unknown", "customer_id": "cust-unknown"}, after))
 
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_caller_channel(address) as channel:
         stub = feature_pb2_grpc.FeatureServiceStub(channel)
         online = await stub.GetOnlineFeatures(
             feature_pb2.GetOnlineFeaturesRequest(feature_service="fraud_v1", entity_rows=payments)
@@ -294,7 +299,7 @@ async def test_online_equals_historical_and_redelivery_changes_nothing(  # type:
     again = await consume_all(endpoints, topic, f"feature-redelivery-{unique}", features, total)
     assert (again.applied, again.skipped) == (0, total)
     assert await snapshot(store) == before
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_caller_channel(address) as channel:
         replay = await feature_pb2_grpc.FeatureServiceStub(channel).GetOnlineFeatures(
             feature_pb2.GetOnlineFeaturesRequest(feature_service="fraud_v1", entity_rows=payments)
         )

@@ -29,6 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from aimesh.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from aimesh.core import lake
+from aimesh.core.channels import open_caller_channel
 from aimesh.ingest.operations import Action, apply_sources
 from aimesh.ingest.sources import push_topic
 from tests.integration.ingest_processes import IngestProcess, read_committed
@@ -93,7 +94,7 @@ async def publish_when_known(
 ) -> ingest_pb2.PublishResponse:
     """Publish ``records`` to ``address``, retrying while the replica does not know ``source`` (NOT_FOUND)."""
     deadline = time.monotonic() + within_s
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_caller_channel(address) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         request = ingest_pb2.PublishRequest(source=source, records=[ingest_pb2.Record(payload=r) for r in records])
         while True:

@@ -22,11 +22,13 @@ from prometheus_client import REGISTRY
 from aimesh.api.common.v1 import deadletter_pb2
 from aimesh.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from aimesh.core.bus import EventProducer
+from aimesh.core.channels import open_caller_channel
 from aimesh.core.events import Event
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.scan import TopicScan
 from aimesh.core.sql import create_engine, migrate
 from aimesh.core.testing import run_until
+from aimesh.ingest.access import ACCESS
 from aimesh.ingest.app import (
     MIGRATIONS,
     SERVICE_NAME,
@@ -78,11 +80,11 @@ async def serve_api(
     registry = await open_registry(settings, engine)
     api = build_api(settings, registry, await open_catalog(settings, registry), producer)
     server = GrpcServer(
-        settings, [lambda s: ingest_pb2_grpc.add_IngestServiceServicer_to_server(api, s)], [SERVICE_NAME]
+        settings, [lambda s: ingest_pb2_grpc.add_IngestServiceServicer_to_server(api, s)], [SERVICE_NAME], access=ACCESS
     )
     await server.server.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        async with open_caller_channel(f"127.0.0.1:{server.port}") as channel:
             yield ingest_pb2_grpc.IngestServiceStub(channel)
     finally:
         await server.server.stop(0)

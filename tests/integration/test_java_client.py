@@ -63,7 +63,8 @@ def java_client() -> Path:
 async def fake() -> AsyncIterator[tuple[FakeInference, str]]:
     servicer = FakeInference()
     server = GrpcServer(
-        ServiceSettings(grpc_host="127.0.0.1", grpc_port=0, shutdown_grace_seconds=1),
+        # the Java client sends no bearer token: this fake serves without auth
+        ServiceSettings(grpc_host="127.0.0.1", grpc_port=0, shutdown_grace_seconds=1, auth_enabled=False),
         [lambda s: inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, s)],
         [SERVICE],
     )

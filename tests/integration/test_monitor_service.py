@@ -29,6 +29,7 @@ from aimesh.api.monitor.v1 import events_pb2 as monitor_events
 from aimesh.api.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.app import connect_producer
+from aimesh.core.channels import open_caller_channel
 from aimesh.core.logship import LogShipper
 from aimesh.core.runner import ServiceRuntime
 from aimesh.monitor.app import wire_monitor
@@ -113,7 +114,7 @@ async def test_index_dedupe_and_drift(
     runtime.add_cleanup(producer.stop)
     await wire_monitor(settings, runtime, producer)
     service = asyncio.create_task(runtime.run())
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}")
+    channel = open_caller_channel(f"127.0.0.1:{settings.grpc_port}")
     stub = monitor_pb2_grpc.MonitorServiceStub(channel)
     model = f"fraud_{unique}"
     indices = index_names(prefix)

@@ -35,6 +35,7 @@ from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
 from aimesh.api.training.v1 import events_pb2, training_pb2, training_pb2_grpc
 from aimesh.core.app import connect_producer
+from aimesh.core.channels import open_caller_channel
 from aimesh.core.runner import ServiceRuntime
 from aimesh.core.signature import to_value
 from aimesh.training.app import wire_training
@@ -209,7 +210,7 @@ async def test_start_run_trains_exports_loads_and_promotes(
     )
     runtime, service = await start_training(settings)
     triton = InferenceServerClient(url=endpoints.triton_grpc)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}")
+    channel = open_caller_channel(f"127.0.0.1:{settings.grpc_port}")
     try:
         stub = training_pb2_grpc.TrainingServiceStub(channel)
         await channel.channel_ready()

@@ -188,7 +188,7 @@ def test_policy_patterns_and_all_resources(tmp_path: Path) -> None:
         Policy.load(path)
 
 
-def test_enabled_without_a_policy_or_key_set_refuses_to_start(authority: DevAuthority) -> None:
+async def test_enabled_without_a_policy_or_key_set_refuses_to_start(authority: DevAuthority) -> None:
     with pytest.raises(ValueError, match="auth_policy_file"):
         GrpcServer(ServiceSettings(grpc_port=0, auth_enabled=True, auth_jwks_file=authority.jwks_file), [], [])
     with pytest.raises(ValueError, match="auth_jwks_file"):

@@ -11,6 +11,7 @@ from string import Template
 import pytest
 from rich.console import Console
 
+from aimesh.core.auth import Policy, TokenVerifier
 from aimesh.devstack.elasticsearch import Elasticsearch, unpack_zip
 from aimesh.devstack.errors import DevstackError
 from aimesh.devstack.jdk import find_java_home, major_version
@@ -146,7 +147,8 @@ def test_find_postgres_bin_dir_prefers_newest(tmp_path: Path) -> None:
     assert find_bin_dir(tmp_path) == tmp_path / "15" / "bin"
 
 
-def test_service_ports_and_environment(paths: Paths) -> None:
+def test_service_ports_and_environment(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIMESH_AUTH_ENABLED", "false")
     svcs = services(paths, kafka_bootstrap="127.0.0.1:9092")
     assert [s.name for s in svcs] == ["ingest", "feature", "training", "inference", "monitor"]
     assert [s.ports for s in svcs] == [(50051 + i, 8081 + i) for i in range(5)]
@@ -159,3 +161,17 @@ def test_service_ports_and_environment(paths: Paths) -> None:
     svcs[3].extra_env = {"INFERENCE_FEATURE_ADDRESS": "127.0.0.1:1", "INFERENCE_DATA_DIR": "/elsewhere"}
     env = svcs[3].environment()
     assert env["INFERENCE_FEATURE_ADDRESS"] == "127.0.0.1:1" and env["INFERENCE_DATA_DIR"] == "/elsewhere"
+
+
+def test_services_run_with_the_stacks_credentials_by_default(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIMESH_AUTH_ENABLED", raising=False)
+    env = services(paths, kafka_bootstrap="127.0.0.1:9092")[1].environment()
+    auth = paths.home / "auth"
+    assert env["AIMESH_AUTH_ENABLED"] == "true"
+    assert env["AIMESH_AUTH_JWKS_FILE"] == str(auth / "jwks.json")
+    assert env["AIMESH_AUTH_POLICY_FILE"] == str(auth / "policy.yaml")
+    assert env["AIMESH_AUTH_TOKEN_FILE"] == str(auth / "services.token")
+    verifier = TokenVerifier(auth / "jwks.json", audience=env["AIMESH_AUTH_AUDIENCE"], issuer=env["AIMESH_AUTH_ISSUER"])
+    assert verifier.verify((auth / "demo.token").read_text().strip()) == ("demo-user", "demo")
+    assert verifier.verify((auth / "services.token").read_text().strip()) == ("aimesh-services", "platform")
+    assert "demo" in Policy.load(auth / "policy.yaml").tenants

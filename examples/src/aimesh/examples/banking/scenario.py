@@ -27,6 +27,7 @@ from aimesh.api.common.v1 import common_pb2
 from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from aimesh.api.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
+from aimesh.core.channels import open_caller_channel
 from aimesh.examples.banking.generator import GeneratorConfig, default_population, generate_events
 from aimesh.examples.banking.model import Stream
 from aimesh.examples.banking.pack import apply_pack, training_spec
@@ -254,7 +255,7 @@ class Scenario:
     async def train(self) -> training_pb2.Run:
         extra = {"triton_model_name": self.config.triton_model_name} if self.config.triton_model_name else {}
         spec = training_spec(self.config.run_params, **extra)
-        async with grpc.aio.insecure_channel(self.address.training_grpc) as channel:
+        async with open_caller_channel(self.address.training_grpc) as channel:
             stub = training_pb2_grpc.TrainingServiceStub(channel)
             started: training_pb2.StartRunResponse = await stub.StartRun(
                 training_pb2.StartRunRequest(spec=spec, trigger="scenario"), timeout=30
@@ -286,7 +287,7 @@ class Scenario:
         return run
 
     async def wait_routable(self, version: int, probe: Mapping[str, object]) -> None:
-        async with grpc.aio.insecure_channel(self.address.inference_grpc) as channel:
+        async with open_caller_channel(self.address.inference_grpc) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
 
             async def done() -> bool:
@@ -303,7 +304,7 @@ class Scenario:
     async def score(self, payments: list[dict[str, object]]) -> list[ScoredPayment]:
         results: list[ScoredPayment] = []
         queue = iter(payments)
-        async with grpc.aio.insecure_channel(self.address.inference_grpc) as channel:
+        async with open_caller_channel(self.address.inference_grpc) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
 
             async def worker() -> None:
@@ -343,7 +344,7 @@ class Scenario:
         return found
 
     async def drift(self, version: int) -> monitor_pb2.DriftReport:
-        async with grpc.aio.insecure_channel(self.address.monitor_grpc) as channel:
+        async with open_caller_channel(self.address.monitor_grpc) as channel:
             stub = monitor_pb2_grpc.MonitorServiceStub(channel)
             request = monitor_pb2.GetDriftReportRequest(model_name=MODEL_NAME, model_version=version)
             reply: monitor_pb2.GetDriftReportResponse = await stub.GetDriftReport(request, timeout=30)

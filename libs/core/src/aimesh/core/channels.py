@@ -85,13 +85,9 @@ class BearerToken:
             return self._token
 
 
-class _BearerInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
-    grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.aio.StreamStreamClientInterceptor,  # type: ignore[misc]
-):
-    """Adds ``authorization: Bearer <token>`` to the metadata of every call."""
+class _Bearer:
+    """Adds ``authorization: Bearer <token>`` to the metadata of every call of its kind. grpc.aio files
+    an interceptor under the first call kind it implements only, hence one subclass per kind."""
 
     def __init__(self, token: BearerToken) -> None:
         self.token = token
@@ -106,10 +102,21 @@ class _BearerInterceptor(
     async def _call(self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
-    intercept_unary_unary = _call
-    intercept_unary_stream = _call
-    intercept_stream_unary = _call
-    intercept_stream_stream = _call
+
+class _BearerUnaryUnary(_Bearer, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    intercept_unary_unary = _Bearer._call
+
+
+class _BearerUnaryStream(_Bearer, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    intercept_unary_stream = _Bearer._call
+
+
+class _BearerStreamUnary(_Bearer, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    intercept_stream_unary = _Bearer._call
+
+
+class _BearerStreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    intercept_stream_stream = _Bearer._call
 
 
 def caller_token_file() -> Path | None:
@@ -127,7 +134,11 @@ def open_channel(
 
     Must be called on the event loop that will use it; the caller closes it (``await channel.close()``).
     """
-    interceptors = [_BearerInterceptor(BearerToken(token_file))] if token_file is not None else None
+    interceptors: list[Any] | None = None
+    if token_file is not None:
+        token = BearerToken(token_file)
+        kinds = (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamUnary, _BearerStreamStream)
+        interceptors = [kind(token) for kind in kinds]
     return grpc.aio.insecure_channel(
         address, options=channel_options(max_message_bytes=max_message_bytes), interceptors=interceptors
     )

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from aimesh.devstack import credentials
 from aimesh.devstack.errors import DevstackError
 from aimesh.devstack.paths import Paths
 from aimesh.devstack.server import log_tail
@@ -401,6 +402,7 @@ def main() -> None:
     """Console-script entry point: run the app; DevstackError -> one line on stderr, exit status 1."""
     # aiokafka logs every refused connection at ERROR; a probe that fails is reported in the table instead.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    credentials.use_demo_token(Paths.default())  # the gRPC commands authenticate as the stack's demo tenant
     try:
         app()
     except DevstackError as exc:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import httpx
 from rich.console import Console
 
+from aimesh.devstack import credentials
 from aimesh.devstack.component import Health
 from aimesh.devstack.errors import DevstackError
 from aimesh.devstack.paths import Paths
@@ -57,14 +58,17 @@ class Service(Server):
         return f"http://{HOST}:{self.admin_port}"
 
     def environment(self) -> dict[str, str]:
-        """Ports, ``<NAME>_DATA_DIR`` (the stack's data directory, shared: it holds the lake) and the Kafka
-        bootstrap, then ``extra_env`` on top."""
+        """Ports, ``<NAME>_DATA_DIR`` (the stack's data directory, shared: it holds the lake), the Kafka
+        bootstrap and, unless ``AIMESH_AUTH_ENABLED`` is false, the stack's auth settings
+        (``aimesh.devstack.credentials``), then ``extra_env`` on top."""
         prefix = self.name.upper()
+        auth = credentials.ensure(self.paths).service_environment() if credentials.auth_enabled() else {}
         return {
             f"{prefix}_GRPC_PORT": str(self.grpc_port),
             f"{prefix}_ADMIN_PORT": str(self.admin_port),
             f"{prefix}_DATA_DIR": str(self.paths.home / "data"),
             "AIMESH_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            **auth,
             **self.extra_env,
         }
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import grpc
-
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
+from aimesh.core.channels import open_caller_channel
 from aimesh.core.sql import create_engine
 from aimesh.feature.offline.backfill import BackfillResult
 from aimesh.feature.service import FeatureStore
@@ -29,7 +28,7 @@ async def apply_file(
     registry lock stored meanwhile (apply again), UNAVAILABLE ...). Other replicas on the service's
     database serve the applied definitions within their FEATURE_REGISTRY_REFRESH_SECONDS.
     """
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_caller_channel(address) as channel:
         stub = feature_pb2_grpc.FeatureServiceStub(channel)
         response: feature_pb2.ApplyDefinitionsResponse = await stub.ApplyDefinitions(
             feature_pb2.ApplyDefinitionsRequest(document=document, dry_run=dry_run), timeout=timeout_s

@@ -22,6 +22,7 @@ from enum import StrEnum
 import grpc
 
 from aimesh.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from aimesh.core.channels import open_caller_channel
 from aimesh.core.errors import FailedPrecondition, InvalidArgument
 from aimesh.ingest.compatibility import breaking_changes
 from aimesh.ingest.sources import SourceDefinition, parse_sources_yaml
@@ -60,7 +61,7 @@ async def apply_sources(target: str, document: str, *, dry_run: bool, timeout_s:
         definitions = parse_sources_yaml(document)
     except ValueError as exc:
         raise InvalidArgument(f"the sources document is invalid: {exc}") from exc
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with open_caller_channel(target) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         planned = [await _plan(stub, definition, timeout_s) for definition in definitions]
         if refused := [
