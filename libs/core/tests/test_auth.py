@@ -34,7 +34,9 @@ TENANTS = {
 
 
 class EchoTenant(inference_pb2_grpc.InferenceServiceServicer):
-    async def Score(self, request: inference_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> object:
+    async def Score(  # type: ignore[override]
+        self, request: inference_pb2.ScoreRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.ScoreResponse:
         principal = current_principal()
         return inference_pb2.ScoreResponse(request_id=principal.tenant if principal else "", model_name=request.model)
 
@@ -49,7 +51,7 @@ async def port(authority: DevAuthority) -> AsyncIterator[int]:
     settings = ServiceSettings(grpc_port=0, shutdown_grace_seconds=1, **authority.server_settings())
     server = GrpcServer(
         settings,
-        [lambda s: inference_pb2_grpc.add_InferenceServiceServicer_to_server(EchoTenant(), s)],
+        [lambda s: inference_pb2_grpc.add_InferenceServiceServicer_to_server(EchoTenant(), s)],  # type: ignore[abstract]
         [SERVICE],
         access=ACCESS,
     )

@@ -27,7 +27,11 @@ def _reads(request: Any) -> list[Requirement]:
 def _definition_names(request: feature_pb2.ApplyDefinitionsRequest) -> list[str]:
     if request.document:
         return [ALL]
-    return [d.name for d in (*request.entities, *request.feature_views, *request.feature_services)]
+    return [
+        *(e.name for e in request.entities),
+        *(v.name for v in request.feature_views),
+        *(f.name for f in request.feature_services),
+    ]
 
 
 ACCESS: dict[str, AccessRule] = service_rules(
