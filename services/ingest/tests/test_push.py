@@ -110,7 +110,7 @@ async def test_valid_records_go_upstream_and_invalid_ones_to_the_dlq_with_answer
 
 async def test_push_only_sources_go_to_their_push_topic(catalog: SourceCatalog) -> None:
     sender = RecordingSender()
-    payload = b'{"chargeback_id":"c1","transaction_id":"t1","card_id":"k","reason":"fraud","timestamp":1}'
+    payload = b'{"chargeback_id":"c1","transaction_id":"t1","card_id":"k","reason":"fraud","timestamp":1714564800000}'
     [outcome] = await intake(catalog, sender).publish("chargebacks", [PushRecord(payload)])
     assert outcome.accepted and sender.raw[0].topic == push_topic("chargebacks") == "aimesh.ingest.push.chargebacks.v1"
 

@@ -94,7 +94,9 @@ async def test_catalog_follows_the_registry_and_applies_topic_overrides(registry
     await registry.register(chargebacks())
     catalog = SourceCatalog(registry, Tokenizer("s"), topic_overrides={"chargebacks": "test.cb"})
     await catalog.refresh()
-    payload = b'{"chargeback_id":"c1","transaction_id":"t","card_id":"k","reason":"duplicate","timestamp":1}'
+    payload = (
+        b'{"chargeback_id":"c1","transaction_id":"t","card_id":"k","reason":"duplicate","timestamp":1714564800000}'
+    )
     assert isinstance(catalog.current("chargebacks").validator.validate(payload), Rejection)
     assert catalog.topics == ("test.cb",) and catalog.for_topic("test.cb") is catalog.current("chargebacks")
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aimesh.ingest.pii import Tokenizer
-from aimesh.ingest.sources import load_sources
+from aimesh.ingest.sources import UndeclaredFields, load_sources
 from aimesh.ingest.validation import Rejection, Validator, ValidRecord
 
 SOURCES_FILE = Path(__file__).parent / "fixtures" / "sources.yaml"
@@ -69,16 +69,27 @@ def test_valid_transaction_is_canonicalised_with_the_pan_tokenised(validator: Va
     assert PAN not in repr(outcome)
 
 
-def test_optional_fields_may_be_missing_and_undeclared_ones_pass_through(validator: Validator) -> None:
+def test_optional_fields_may_be_missing_and_undeclared_ones_are_dropped_by_default(validator: Validator) -> None:
     outcome = validator.validate(orjson.dumps(transaction(currency=DROP, channel=None, extra={"a": 1}, n=3)))
 
     assert isinstance(outcome, ValidRecord)
     assert outcome.attributes["currency"] is None and outcome.attributes["channel"] is None
+    assert "extra" not in outcome.attributes and "n" not in outcome.attributes
+    assert outcome.undeclared_dropped == 2
+
+
+def test_undeclared_fields_pass_through_when_the_source_keeps_them() -> None:
+    keeping = SOURCES["card_transactions"].model_copy(update={"undeclared_fields": UndeclaredFields.KEEP})
+    outcome = Validator(keeping, Tokenizer(SECRET)).validate(orjson.dumps(transaction(extra={"a": 1}, n=3)))
+
+    assert isinstance(outcome, ValidRecord)
     assert outcome.attributes["extra"] == '{"a":1}' and outcome.attributes["n"] == 3
+    assert outcome.undeclared_dropped == 0
 
 
-def test_an_undeclared_field_cannot_overwrite_the_token(validator: Validator) -> None:
-    outcome = validator.validate(orjson.dumps(transaction(card_token="forged")))
+def test_an_undeclared_field_cannot_overwrite_the_token() -> None:
+    keeping = SOURCES["card_transactions"].model_copy(update={"undeclared_fields": UndeclaredFields.KEEP})
+    outcome = Validator(keeping, Tokenizer(SECRET)).validate(orjson.dumps(transaction(card_token="forged")))
     assert isinstance(outcome, ValidRecord) and outcome.attributes["card_token"] != "forged"
 
 
@@ -150,7 +161,7 @@ def test_unparseable_payloads_are_kept_but_card_number_like_runs_are_tokenised(v
     token = Tokenizer(SECRET).token(PAN).encode()
     assert PAN.encode() not in rejection.dlq_payload
     assert rejection.dlq_payload == payload.replace(PAN.encode(), token)
-    assert "1 run(s) of 12-19 digits, possibly PII, replaced by their tokens" in rejection.message
+    assert "1 run(s) of 12-19 digits or PANs, possibly PII, replaced by their tokens" in rejection.message
 
 
 def test_unparseable_payloads_without_card_numbers_are_kept_byte_for_byte(validator: Validator) -> None:

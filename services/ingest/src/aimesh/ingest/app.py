@@ -34,6 +34,7 @@ from aimesh.ingest.access import ACCESS
 from aimesh.ingest.api import IngestServiceApi
 from aimesh.ingest.catalog import SourceCatalog
 from aimesh.ingest.dedupe import SeenStore
+from aimesh.ingest.field_checks import EventTimeBounds
 from aimesh.ingest.pii import Tokenizer
 from aimesh.ingest.pipeline import IngestPipeline
 from aimesh.ingest.push import PushIntake, PushLimits
@@ -89,6 +90,11 @@ async def open_catalog(settings: IngestSettings, registry: SourceRegistry) -> So
         Tokenizer(secret),
         topic_overrides=settings.source_topics,
         max_payload_bytes=settings.max_payload_bytes,
+        event_time_bounds=EventTimeBounds(
+            max_future_skew_s=settings.event_time_max_future_skew_seconds,
+            max_age_days=settings.event_time_max_age_days,
+            oldest_us=settings.event_time_oldest_us,
+        ),
     )
     await catalog.refresh()
     log.info(

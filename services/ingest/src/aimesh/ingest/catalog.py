@@ -26,7 +26,8 @@ from typing import Protocol
 
 from aimesh.core.errors import NotFound
 from aimesh.core.periodic import PeriodicRefresh
-from aimesh.ingest.pii import Tokenizer
+from aimesh.ingest.field_checks import EventTimeBounds
+from aimesh.ingest.pii import PanMasker, Tokenizer
 from aimesh.ingest.registry import StoredSource
 from aimesh.ingest.sources import SourceDefinition
 from aimesh.ingest.validation import Validator
@@ -60,9 +61,15 @@ class SourceCatalog:
         *,
         topic_overrides: Mapping[str, str] | None = None,
         max_payload_bytes: int = 1024 * 1024,
+        event_time_bounds: EventTimeBounds | None = None,
     ) -> None:
+        """Validators are built with ``tokenizer``, ``max_payload_bytes`` and ``event_time_bounds`` (the
+        service's plausibility bounds; each source's overrides apply on top)."""
         self._registry = registry
         self._tokenizer = tokenizer
+        self.masker = PanMasker(tokenizer)
+        """Tokenises PANs in what is kept outside a validator (headers, payloads of unknown sources)."""
+        self._event_time_bounds = event_time_bounds
         self._overrides = dict(topic_overrides or {})
         self._max_payload_bytes = max_payload_bytes
         self._by_name: dict[str, ActiveSource] = {}
@@ -92,7 +99,12 @@ class SourceCatalog:
                     "ingest.topic": definition.intake_topic,
                 },
             )
-            validator = Validator(definition, self._tokenizer, max_payload_bytes=self._max_payload_bytes)
+            validator = Validator(
+                definition,
+                self._tokenizer,
+                max_payload_bytes=self._max_payload_bytes,
+                event_time_bounds=self._event_time_bounds,
+            )
             by_name[definition.name] = ActiveSource(definition, validator)
         by_topic: dict[str, ActiveSource] = {}
         for active in by_name.values():

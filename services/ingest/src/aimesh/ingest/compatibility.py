@@ -6,23 +6,27 @@ old version accepted is still accepted and yields the same canonical attributes,
 masked becomes visible:
 
 - allowed: adding optional fields (appended CSV columns), widening allowed values, ranges, lengths or
-  dropping a pattern, adding PII marks or token attributes, changing descriptions;
+  dropping a pattern, adding PII marks or token attributes, changing descriptions, undeclared fields
+  from ``drop`` to ``keep`` (attributes are added), and the event-time plausibility overrides
+  (``max_future_skew_seconds``, ``oldest_event_time``: operating bounds, not the record's meaning);
 - refused: removing or renaming a field, changing its type, making an optional field required (there
   are no defaults) or a required one optional (consumers rely on it), adding a required field,
   narrowing allowed values, ranges, lengths or patterns, changing the entity key, entity type, event
-  id or event time field, the format, the upstream topic or the CSV column order, dropping a PII mark
-  or a PII token attribute.
+  id or event time field, the event time unit, the format, the upstream topic or the CSV column order,
+  dropping a PII mark or a PII token attribute, undeclared fields from ``keep`` to ``drop`` (attributes
+  disappear) or to ``reject`` from anything else (records accepted before would be rejected).
 """
 
 from __future__ import annotations
 
-from aimesh.ingest.sources import FieldRule, SourceDefinition
+from aimesh.ingest.sources import FieldRule, SourceDefinition, UndeclaredFields
 
 
 def breaking_changes(old: SourceDefinition, new: SourceDefinition) -> list[str]:
     """Every reason why ``new`` may not replace ``old`` (same source), in a stable order; empty when compatible."""
     reasons: list[str] = []
-    for role in ("topic", "format", "entity_type", "entity_key", "event_id_field", "event_time_field"):
+    roles = ("topic", "format", "entity_type", "entity_key", "event_id_field", "event_time_field", "event_time_unit")
+    for role in roles:
         before, after = getattr(old, role), getattr(new, role)
         if before != after:
             reasons.append(f"{role} changes from {str(before)!r} to {str(after)!r}")
@@ -30,6 +34,9 @@ def breaking_changes(old: SourceDefinition, new: SourceDefinition) -> list[str]:
         reasons.append("CSV columns may only be appended, not removed or reordered")
     reasons.extend(_field_changes(old, new))
     reasons.extend(_pii_changes(old, new))
+    before, after = old.undeclared_fields, new.undeclared_fields
+    if before is not after and (after is UndeclaredFields.REJECT or before is UndeclaredFields.KEEP):
+        reasons.append(f"undeclared_fields changes from {before.value} to {after.value}")
     return reasons
 
 

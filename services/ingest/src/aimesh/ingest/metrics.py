@@ -13,6 +13,16 @@ RECORDS_REJECTED = Counter(
 DUPLICATES_DROPPED = Counter(
     "aimesh_ingest_duplicates_dropped_total", "Upstream records dropped because their event id was seen", ["source"]
 )
+UNDECLARED_DROPPED = Counter(
+    "aimesh_ingest_undeclared_fields_dropped_total",
+    "Undeclared payload fields left out of accepted records (undeclared_fields: drop)",
+    ["source"],
+)
+PANS_MASKED = Counter(
+    "aimesh_ingest_pans_masked_total",
+    "PAN-like digit runs (Luhn-valid, 13-19 digits) replaced by their tokens outside declared PII fields",
+    ["source", "place"],
+)
 BATCH_SECONDS = Histogram(
     "aimesh_ingest_batch_seconds",
     "Time to validate, publish and write one partition batch to the lake",

@@ -15,7 +15,8 @@
    partition starting at or after ``first`` is replaced; one file per event date), durable when done (L);
 4. meanwhile queues each accepted record as a ``CanonicalRecord`` on the records topic (key = entity key,
    ``ce_id`` = event id) and each rejected one as a ``DeadLetter`` on the DLQ topic (key = source,
-   ``ce_id`` = ``dlq:<topic>/<partition>/<offset>``, PII masked when the payload decodes);
+   ``ce_id`` = ``dlq:<topic>/<partition>/<offset>``, PII and PANs masked in its payload copy and headers,
+   see ``aimesh.ingest.validation``);
 5. returns only when Kafka acknowledged every record and the lake files are durable. When a send
    fails it raises only after the lake write ended, so a retry never writes the same files concurrently.
 
@@ -75,7 +76,7 @@ from aimesh.ingest.catalog import SourceCatalog
 from aimesh.ingest.dedupe import Position, SeenEvents, SeenStore
 from aimesh.ingest.lake_tables import lake_schema, tables_by_day
 from aimesh.ingest.sources import SourceDefinition
-from aimesh.ingest.validation import Rejection, ValidRecord
+from aimesh.ingest.validation import Rejection, ValidRecord, headers_note, masked_headers
 
 log = logging.getLogger(__name__)
 SERVICE = "ingest"
@@ -189,6 +190,10 @@ class IngestPipeline:
             raise
         await lake_write
         metrics.RECORDS_ACCEPTED.labels(name).inc(len(accepted))
+        if dropped := sum(r.undeclared_dropped for _, r in accepted):
+            metrics.UNDECLARED_DROPPED.labels(name).inc(dropped)
+        if pans := sum(r.pans_masked for _, r in accepted):
+            metrics.PANS_MASKED.labels(name, "record").inc(pans)
         for _, rejection in rejects:
             metrics.RECORDS_REJECTED.labels(name, rejection.reason).inc()
             core_metrics.EVENTS_DEAD_LETTERED.labels(SERVICE, first.topic, rejection.reason).inc()
@@ -204,16 +209,25 @@ class IngestPipeline:
             schema = self._schemas[key] = lake_schema(definition)
         return schema
 
-    @staticmethod
-    def _unknown_source(event: Event) -> Rejection:
-        return Rejection("UNKNOWN_SOURCE", f"no source reads topic {event.topic}", dlq_payload=event.value)
+    def _unknown_source(self, event: Event) -> Rejection:
+        """The rejection of a record no source reads: its bytes scrubbed like an undecodable payload's."""
+        payload, count = self._catalog.masker.scrub(event.value)
+        message = f"no source reads topic {event.topic}"
+        if count:
+            message += f" ({count} run(s) of 12-19 digits or PANs, possibly PII, replaced by their tokens)"
+        return Rejection("UNKNOWN_SOURCE", message, dlq_payload=payload)
 
     async def _reject(self, event: Event, source: SourceDefinition | None, rejection: Rejection) -> asyncio.Future[Any]:
-        message = rejection.message
+        """Queue the dead letter of ``event``: headers with their PANs tokenised (the payload copy is masked
+        by the validator already)."""
+        headers, pan_headers = masked_headers(self._catalog.masker, event.headers)
+        message = rejection.message + headers_note(pan_headers)
         if rejection.masked_fields:
             masked = ", ".join(rejection.masked_fields)
             message += f" (PII fields {masked} replaced by their tokens in original_payload)"
         source_name = source.name if source is not None else ""
+        if pan_headers:
+            metrics.PANS_MASKED.labels(source_name, "dlq_header").inc(len(pan_headers))
         log.warning(
             "record rejected",
             extra={
@@ -227,7 +241,7 @@ class IngestPipeline:
         )
         dead_letter = build_dead_letter(
             payload=rejection.dlq_payload,
-            headers=event.headers,
+            headers=headers,
             service=SERVICE,
             source=source_name,
             reason_code=rejection.reason,

@@ -3,7 +3,8 @@
 ``PushIntake.publish`` validates each record with the source's current ``Validator`` (the one the
 Kafka path uses) and then
 
-- produces every accepted record's payload, unchanged, to the source's intake topic (its upstream
+- produces every accepted record's payload, unchanged, to the source's intake topic (its headers with
+  their PANs tokenised: headers are kept as sent nowhere) (its upstream
   topic, or ``aimesh.ingest.push.<source>.v1`` for a push-only source), keyed by the entity key; the
   ingest consumer then publishes its canonical record and lake row like any upstream record's, and
   drops event ids it already accepted, so retried calls publish nothing twice;
@@ -34,7 +35,14 @@ from aimesh.core.deadletter import DeadLetterBounds, build_dead_letter
 from aimesh.core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from aimesh.ingest import metrics
 from aimesh.ingest.catalog import ActiveSource, SourceCatalog
-from aimesh.ingest.validation import PII_MASKED_HEADER, Rejection, ValidRecord, parse_masked_fields
+from aimesh.ingest.validation import (
+    PII_MASKED_HEADER,
+    Rejection,
+    ValidRecord,
+    headers_note,
+    masked_headers,
+    parse_masked_fields,
+)
 
 log = logging.getLogger(__name__)
 SERVICE = "ingest"
@@ -148,21 +156,25 @@ class PushIntake:
         result = active.validator.validate(record.payload, masked=masked)
         if isinstance(result, ValidRecord) and record.event_id and record.event_id != result.event_id:
             result = self._mismatch(active, record, result, masked)
-        headers = [(k, v.encode()) for k, v in record.headers.items()]
+        headers, pan_headers = masked_headers(
+            active.validator.masker, [(k, v.encode()) for k, v in record.headers.items()]
+        )
+        if pan_headers:
+            metrics.PANS_MASKED.labels(active.definition.name, "push_header").inc(len(pan_headers))
         if isinstance(result, ValidRecord):
             outcomes.append(PushOutcome(index, result.event_id))
             return await self._sender.send_raw(
                 active.definition.intake_topic, record.payload, key=result.entity_key, headers=headers
             )
-        event_id = result.event_id or record.event_id or ""
+        event_id = result.event_id or active.validator.masker.mask_text(record.event_id or "")[0]
         outcomes.append(PushOutcome(index, event_id, result.reason, result.message, result.field))
         letter = build_dead_letter(
             payload=result.dlq_payload,
-            headers=tuple(headers),
+            headers=headers,
             service=SERVICE,
             source=active.definition.name,
             reason_code=result.reason,
-            message=result.message,
+            message=result.message + headers_note(pan_headers),
             event_id=event_id,
             field=result.field,
             masked_fields=result.masked_fields,
@@ -178,11 +190,12 @@ class PushIntake:
     def _mismatch(active: ActiveSource, record: PushRecord, valid: ValidRecord, masked: frozenset[str]) -> Rejection:
         name = active.definition.event_id_field
         payload, masked_fields = active.validator.masked_payload(record.payload, masked=masked)
+        mask = active.validator.masker.mask_text
         return Rejection(
             "EVENT_ID_MISMATCH",
-            f"event_id {record.event_id!r} differs from the payload's {name} {valid.event_id!r}",
+            mask(f"event_id {record.event_id!r} differs from the payload's {name} {valid.event_id!r}")[0],
             field=name,
-            event_id=record.event_id or "",
+            event_id=mask(record.event_id or "")[0],
             dlq_payload=payload,
             masked_fields=masked_fields,
         )

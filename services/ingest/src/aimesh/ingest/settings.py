@@ -1,6 +1,7 @@
 """ingest settings: environment variables prefixed ``INGEST_`` (e.g. ``INGEST_GRPC_PORT``)."""
 
 import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -70,6 +71,23 @@ class IngestSettings(ServiceSettings):
     push_ack_timeout_seconds: float = Field(
         default=10.0, gt=0, description="How long Publish waits for Kafka's acknowledgement before UNAVAILABLE."
     )
+    event_time_max_future_skew_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="Event times further ahead of ingest's clock are rejected as INVALID_EVENT_TIME (a source's "
+        "max_future_skew_seconds overrides it).",
+    )
+    event_time_max_age_days: float = Field(
+        default=3650.0,
+        gt=0,
+        description="Event times older than this many days before now are rejected as INVALID_EVENT_TIME, unless "
+        "INGEST_EVENT_TIME_OLDEST or the source's oldest_event_time is set.",
+    )
+    event_time_oldest: datetime | None = Field(
+        default=None,
+        description="Absolute oldest accepted event time (RFC 3339, e.g. 2015-01-01T00:00:00Z), instead of "
+        "INGEST_EVENT_TIME_MAX_AGE_DAYS (a source's oldest_event_time overrides it).",
+    )
     registry_refresh_seconds: float = Field(
         default=5.0, gt=0, description="How often source versions stored by other replicas are picked up."
     )
@@ -77,6 +95,16 @@ class IngestSettings(ServiceSettings):
     @property
     def transactional_id_or_default(self) -> str:
         return self.transactional_id or f"{self.group_id}-{socket.gethostname()}"
+
+    @property
+    def event_time_oldest_us(self) -> int | None:
+        """``event_time_oldest`` as epoch microseconds (a time without offset is read as UTC)."""
+        if self.event_time_oldest is None:
+            return None
+        moment = self.event_time_oldest
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
     @property
     def lake_root(self) -> Path:

@@ -12,6 +12,7 @@ consumer reads like any upstream topic.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
@@ -43,6 +44,27 @@ class FieldType(StrEnum):
     BOOL = "bool"
     TIMESTAMP = "timestamp"
     """RFC 3339 string with a UTC offset, or epoch milliseconds; stored as int64 epoch microseconds."""
+
+
+class EventTimeUnit(StrEnum):
+    """How a number in the event time field is read; RFC 3339 strings are read in every unit but ``iso8601``."""
+
+    ISO8601 = "iso8601"
+    """RFC 3339 / ISO 8601 strings with a UTC offset only; numbers are rejected."""
+    EPOCH_SECONDS = "epoch_seconds"
+    EPOCH_MILLIS = "epoch_millis"
+    EPOCH_MICROS = "epoch_micros"
+
+
+class UndeclaredFields(StrEnum):
+    """What happens to payload fields the definition does not declare."""
+
+    DROP = "drop"
+    """Left out of the canonical record, counted (``aimesh_ingest_undeclared_fields_dropped_total``)."""
+    KEEP = "keep"
+    """Passed through to the canonical record's attributes (PAN-like digit runs tokenised), not to the lake."""
+    REJECT = "reject"
+    """The record is rejected with ``UNDECLARED_FIELD`` naming the fields."""
 
 
 class FieldRule(BaseModel):
@@ -127,6 +149,12 @@ class SourceDefinition(BaseModel):
     fields: tuple[FieldRule, ...]
     pii_fields: tuple[str, ...] = ()
     pii_token_fields: dict[str, str] = Field(default_factory=dict)
+    event_time_unit: EventTimeUnit = EventTimeUnit.EPOCH_MILLIS
+    undeclared_fields: UndeclaredFields = UndeclaredFields.DROP
+    max_future_skew_seconds: float | None = Field(default=None, ge=0)
+    """Overrides ``INGEST_EVENT_TIME_MAX_FUTURE_SKEW_SECONDS`` for this source."""
+    oldest_event_time: datetime | None = None
+    """Overrides the service's oldest accepted event time for this source (a time with a UTC offset)."""
     version: int = 1
     description: str = ""
 
@@ -150,6 +178,8 @@ class SourceDefinition(BaseModel):
             raise ValueError(f"source {self.name}: pii_token_fields names non-PII fields {sorted(unknown)}")
         if clash := set(self.pii_token_fields.values()) & set(by_name):
             raise ValueError(f"source {self.name}: token attribute names clash with fields {sorted(clash)}")
+        if self.oldest_event_time is not None and self.oldest_event_time.utcoffset() is None:
+            raise ValueError(f"source {self.name}: oldest_event_time needs a UTC offset (e.g. 2015-01-01T00:00:00Z)")
         self._check_csv_columns()
         return self
 
@@ -181,6 +211,9 @@ class SourceDefinition(BaseModel):
         format_name = ingest_pb2.SourceFormat.Name(proto.format).removeprefix("SOURCE_FORMAT_")
         if format_name not in SourceFormat.__members__:
             raise ValueError(f"source {proto.name}: format must be set (SOURCE_FORMAT_JSON or SOURCE_FORMAT_CSV)")
+        unit = ingest_pb2.EventTimeUnit.Name(proto.event_time_unit).removeprefix("EVENT_TIME_UNIT_")
+        undeclared = ingest_pb2.UndeclaredFields.Name(proto.undeclared_fields).removeprefix("UNDECLARED_FIELDS_")
+        skew = proto.max_future_skew_seconds if proto.HasField("max_future_skew_seconds") else None
         return cls(
             name=proto.name,
             topic=proto.topic,
@@ -193,11 +226,15 @@ class SourceDefinition(BaseModel):
             fields=tuple(FieldRule.from_proto(f) for f in proto.fields),
             pii_fields=tuple(proto.pii_fields),
             pii_token_fields=dict(proto.pii_token_fields),
+            event_time_unit=EventTimeUnit.EPOCH_MILLIS if unit == "UNSPECIFIED" else EventTimeUnit[unit],
+            undeclared_fields=UndeclaredFields.DROP if undeclared == "UNSPECIFIED" else UndeclaredFields[undeclared],
+            max_future_skew_seconds=skew,
+            oldest_event_time=proto.oldest_event_time.ToDatetime(UTC) if proto.HasField("oldest_event_time") else None,
             description=proto.description,
         )
 
     def to_proto(self) -> ingest_pb2.SourceDefinition:
-        return ingest_pb2.SourceDefinition(
+        proto = ingest_pb2.SourceDefinition(
             name=self.name,
             topic=self.topic,
             format=f"SOURCE_FORMAT_{self.format.name}",
@@ -211,7 +248,14 @@ class SourceDefinition(BaseModel):
             version=self.version,
             entity_type=self.entity_type,
             description=self.description,
+            event_time_unit=f"EVENT_TIME_UNIT_{self.event_time_unit.name}",
+            undeclared_fields=f"UNDECLARED_FIELDS_{self.undeclared_fields.name}",
         )
+        if self.max_future_skew_seconds is not None:
+            proto.max_future_skew_seconds = self.max_future_skew_seconds
+        if self.oldest_event_time is not None:
+            proto.oldest_event_time.FromDatetime(self.oldest_event_time)
+        return proto
 
 
 class _SourcesFile(BaseModel):

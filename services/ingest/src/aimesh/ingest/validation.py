@@ -8,9 +8,21 @@ the source's ``aimesh.ingest.formats.PayloadFormat``: JSON by default, or a CSV 
 field. The first problem found (fields in definition order) is the one reported.
 
 PII: in a ``ValidRecord`` the PII fields are gone and tokenised ones appear under their token attribute.
+Undeclared payload fields follow the source's ``undeclared_fields``: ``drop`` (the default; how many
+were dropped is ``ValidRecord.undeclared_dropped``), ``keep`` (passed through as attributes, objects and
+arrays as their JSON text; a name that clashes with a token attribute is dropped) or ``reject``
+(``UNDECLARED_FIELD`` naming them, checked after the declared fields). A CSV source's columns without
+a field rule are declared by ``csv_columns``: they are kept as strings. Every string a ``ValidRecord``
+holds (event id, entity key, declared non-PII strings, kept undeclared names and values) has its
+PANs (``aimesh.core.pan``: Luhn-valid 13-19 digit runs) replaced by their tokens; so has a kept
+undeclared number whose digits are a PAN (it becomes the token string).
+
 A ``Rejection`` carries ``dlq_payload``: the original bytes, except that when they decode, every PII
-field present is replaced by its token (``masked_fields`` names them). Bytes that do not decode are
-kept except for runs of 12-19 digits (possible account or ID numbers), which are tokenised.
+field present is replaced by its token (``masked_fields`` names them) and every PAN anywhere else in
+the document by its token (the message names those fields); a JSON payload with such replacements is
+re-serialised. Bytes that do not decode are kept except for runs of 12-19 digits (possible account or
+ID numbers) and grouped PANs, which are tokenised. A rejection's message, event id and field have
+their PANs tokenised too.
 
 Already-masked PII: a record re-submitted from the DLQ (``aimesh ingest replay-dlq``) carries tokens
 instead of raw PII values and says so in the header ``aimesh-pii-masked`` (comma-separated field
@@ -22,7 +34,7 @@ raw value never has to come back.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +42,10 @@ import orjson
 
 from aimesh.core.events import Event
 from aimesh.ingest.field_checks import (
+    ABSENT,
     INT64_MAX,
     INT64_MIN,
+    EventTimeBounds,
     FieldCheck,
     InvalidField,
     Scalar,
@@ -39,11 +53,12 @@ from aimesh.ingest.field_checks import (
     missing_value,
 )
 from aimesh.ingest.formats import DecodeFailure, format_for
-from aimesh.ingest.pii import Tokenizer
-from aimesh.ingest.sources import FieldRule, SourceDefinition
+from aimesh.ingest.pii import PanMasker, Tokenizer
+from aimesh.ingest.sources import FieldRule, SourceDefinition, UndeclaredFields
 
 PII_MASKED_HEADER = "aimesh-pii-masked"
 TOKEN = re.compile(r"[0-9a-f]{64}")
+MAX_NAMED = 10
 
 
 def masked_fields_header(fields: Collection[str]) -> tuple[str, bytes]:
@@ -58,12 +73,18 @@ def parse_masked_fields(value: str | None) -> frozenset[str]:
 
 @dataclass(frozen=True, slots=True)
 class ValidRecord:
-    """An accepted record: identity, event time (epoch microseconds) and typed, PII-free attributes."""
+    """An accepted record: identity, event time (epoch microseconds) and typed, PII-free attributes.
+
+    ``undeclared_dropped``: how many undeclared fields were left out; ``pans_masked``: how many PANs
+    were replaced by their tokens (both for the metrics).
+    """
 
     event_id: str
     entity_key: str
     event_time_us: int
     attributes: dict[str, Scalar]
+    undeclared_dropped: int = 0
+    pans_masked: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,19 +102,36 @@ class Rejection:
 class Validator:
     """Validates and canonicalises the payloads of one source (see the module doc); stateless, cheap to call."""
 
-    def __init__(self, source: SourceDefinition, tokenizer: Tokenizer, *, max_payload_bytes: int = 1024 * 1024) -> None:
+    def __init__(
+        self,
+        source: SourceDefinition,
+        tokenizer: Tokenizer,
+        *,
+        max_payload_bytes: int = 1024 * 1024,
+        event_time_bounds: EventTimeBounds | None = None,
+    ) -> None:
+        """``event_time_bounds`` (default ``EventTimeBounds()``: 5 minutes ahead, 10 years back) are the
+        service's; the source's own overrides apply on top."""
         self.source = source
         self._tokenizer = tokenizer
+        self.masker = PanMasker(tokenizer)
         self._max_payload_bytes = max_payload_bytes
         self._pii = frozenset(source.pii_fields)
         self._format = format_for(source)
-        self._checks: list[tuple[str, FieldCheck]] = [(f.name, compile_check(f, source)) for f in source.fields]
+        bounds = event_time_bounds or EventTimeBounds()
+        self._checks: list[tuple[str, FieldCheck]] = [(f.name, compile_check(f, source, bounds)) for f in source.fields]
         names = [f.name for f in source.fields]
+        self._declared = frozenset(names)
         self._event_id_at = names.index(source.event_id_field)
         self._entity_key_at = names.index(source.entity_key)
         self._event_time_at = names.index(source.event_time_field)
         self._attribute_slots = _attribute_slots(source)
-        self._not_passed_through = frozenset(names) | self._pii | {out for _, out, _ in self._attribute_slots}
+        self._token_attributes = frozenset(out for _, out, tokenise in self._attribute_slots if tokenise)
+        self._listed = self._declared | frozenset(source.csv_columns)
+        self._extra_columns = tuple(
+            c for c in source.csv_columns if c not in self._declared and c not in self._token_attributes
+        )
+        self._undeclared = source.undeclared_fields
 
     def validate_event(self, event: Event) -> ValidRecord | Rejection:
         """``validate`` of a consumed record, honouring its ``aimesh-pii-masked`` header; never raises."""
@@ -112,72 +150,148 @@ class Validator:
         try:
             document = self._format.decode(payload)
         except DecodeFailure as failure:
-            return self._unparsed("MALFORMED_PAYLOAD", failure.message, payload)
+            return self._unparsed(failure.reason, failure.message, payload, field=failure.field)
         tokenised = self._pii.intersection(masked)
         try:
             return self._record(document, tokenised)
         except InvalidField as invalid:
             event_id = document.get(self.source.event_id_field)
-            dlq_payload, masked_now = self._masked(document, payload, tokenised)
-            return Rejection(
-                invalid.reason,
-                invalid.message,
-                field=invalid.field,
-                event_id=event_id if isinstance(event_id, str) else "",
-                dlq_payload=dlq_payload,
-                masked_fields=masked_now,
+            dlq_payload, masked_now, pan_fields = self._masked_copy(document, payload, tokenised)
+            message = invalid.message
+            if pan_fields:
+                message += f" (PANs in {_named(pan_fields)} replaced by their tokens in original_payload)"
+            return self._scrubbed(
+                Rejection(
+                    invalid.reason,
+                    message,
+                    field=invalid.field,
+                    event_id=event_id if isinstance(event_id, str) else "",
+                    dlq_payload=dlq_payload,
+                    masked_fields=masked_now,
+                )
             )
 
     def masked_payload(self, payload: bytes, *, masked: Collection[str] = ()) -> tuple[bytes, tuple[str, ...]]:
-        """``payload`` as the DLQ keeps it (PII values replaced by their tokens) and the PII fields it holds
-        tokens for; bytes that do not decode get their long digit runs tokenised. Never raises."""
+        """``payload`` as the DLQ keeps it (PII values and PANs replaced by their tokens) and the PII fields
+        it holds tokens for; bytes that do not decode are scrubbed as in a rejection. Never raises."""
         try:
             document = self._format.decode(payload)
         except DecodeFailure:
-            return self._tokenizer.scrub_digit_runs(payload)[0], ()
-        return self._masked(document, payload, self._pii.intersection(masked))
+            return self.masker.scrub(payload)[0], ()
+        dlq_payload, present, _ = self._masked_copy(document, payload, self._pii.intersection(masked))
+        return dlq_payload, present
 
-    def _unparsed(self, reason: str, message: str, payload: bytes) -> Rejection:
-        """A rejection of bytes that do not decode: runs of 12-19 digits (possibly PII) are tokenised."""
-        scrubbed, count = self._tokenizer.scrub_digit_runs(payload)
+    def _scrubbed(self, rejection: Rejection) -> Rejection:
+        """``rejection`` with the PANs in its message, event id and field tokenised."""
+        mask = self.masker.mask_text
+        message, event_id, field = mask(rejection.message)[0], mask(rejection.event_id)[0], mask(rejection.field)[0]
+        if (message, event_id, field) == (rejection.message, rejection.event_id, rejection.field):
+            return rejection
+        return Rejection(
+            rejection.reason,
+            message,
+            field=field,
+            event_id=event_id,
+            dlq_payload=rejection.dlq_payload,
+            masked_fields=rejection.masked_fields,
+        )
+
+    def _unparsed(self, reason: str, message: str, payload: bytes, *, field: str = "") -> Rejection:
+        """A rejection of bytes that do not decode: runs of 12-19 digits and PANs (possibly PII) are tokenised."""
+        scrubbed, count = self.masker.scrub(payload)
         if count:
-            message += f" ({count} run(s) of 12-19 digits, possibly PII, replaced by their tokens in original_payload)"
-        return Rejection(reason, message, dlq_payload=scrubbed)
+            message += (
+                f" ({count} run(s) of 12-19 digits or PANs, possibly PII, replaced by their tokens in original_payload)"
+            )
+        return self._scrubbed(Rejection(reason, message, field=field, dlq_payload=scrubbed))
 
-    def _masked(
+    def _masked_copy(
         self, document: dict[str, Any], payload: bytes, tokenised: frozenset[str]
-    ) -> tuple[bytes, tuple[str, ...]]:
-        """The DLQ payload (raw PII values replaced by their tokens) and the PII fields it holds tokens for."""
+    ) -> tuple[bytes, tuple[str, ...], tuple[str, ...]]:
+        """The DLQ payload, the PII fields it holds tokens for and the other fields whose PANs it tokenised.
+
+        Raw PII values are replaced by their tokens, PANs in every other value (at any depth) and in the
+        top-level names by theirs; unchanged bytes are returned when there is nothing to replace.
+        """
         present = tuple(name for name in self.source.pii_fields if document.get(name) is not None)
-        tokens = {name: self._tokenizer.token(_text(document[name])) for name in present if name not in tokenised}
-        if not tokens:
-            return payload, present
-        return self._format.replaced(payload, document, tokens), present
+        values: dict[str, Any] = {
+            name: self._tokenizer.token(_text(document[name])) for name in present if name not in tokenised
+        }
+        pan_fields: list[str] = []
+        for name, value in document.items():
+            if name in self._pii:
+                continue
+            masked_value, count = self.masker.mask_value(value)
+            if count:
+                values[name] = masked_value
+                pan_fields.append(name)
+        out = self._format.replaced(payload, document, values) if values else payload
+        out, in_names = self.masker.mask_bytes(out)  # what is left: PANs in top-level names
+        if in_names:
+            pan_fields.append("field names")
+        return out, present, tuple(pan_fields)
 
     def _record(self, document: dict[str, Any], tokenised: frozenset[str]) -> ValidRecord:
         """The record of a decoded document; raises ``InvalidField`` for the first field (in definition
-        order) that breaks its rule."""
+        order) that breaks its rule, then for undeclared fields under ``reject``."""
         checks = self._checks if not tokenised else self._token_checks(tokenised)
         get = document.get
-        values = [check(get(name)) for name, check in checks]
+        values = [check(get(name, ABSENT)) for name, check in checks]
+        mask = self.masker.mask_text
+        pans = 0
         attributes: dict[str, Scalar] = {}
         for at, out, tokenise in self._attribute_slots:
             value = values[at]
             if tokenise and value is not None:
                 name = checks[at][0]
                 value = str(value) if name in tokenised else self._tokenizer.token(str(value))
+            elif type(value) is str and len(value) >= 13:
+                value, count = mask(value)
+                pans += count
             attributes[out] = value
-        for name, value in document.items():
-            if name not in self._not_passed_through:
-                attributes[name] = _passthrough(value)
+        for name in self._extra_columns:
+            if (cell := document.get(name)) is not None:
+                attributes[name], count = self.masker.mask_text(str(cell))
+                pans += count
+        undeclared = document.keys() - self._listed
+        dropped = 0
+        if undeclared:
+            if self._undeclared is UndeclaredFields.DROP:
+                dropped = len(undeclared)
+            elif self._undeclared is UndeclaredFields.KEEP:
+                pans += self._keep(document, attributes)
+            else:
+                names = [name for name in document if name in undeclared]
+                raise InvalidField(
+                    "UNDECLARED_FIELD",
+                    names[0],
+                    f"undeclared fields {_named(names)} (the source's undeclared_fields is reject: declare "
+                    "them or set it to drop or keep)",
+                )
         event_time = values[self._event_time_at]
         assert isinstance(event_time, int)
+        event_id, count_id = mask(str(values[self._event_id_at]))
+        entity_key, count_key = mask(str(values[self._entity_key_at]))
         return ValidRecord(
-            event_id=str(values[self._event_id_at]),
-            entity_key=str(values[self._entity_key_at]),
+            event_id=event_id,
+            entity_key=entity_key,
             event_time_us=event_time,
             attributes=attributes,
+            undeclared_dropped=dropped,
+            pans_masked=pans + count_id + count_key,
         )
+
+    def _keep(self, document: dict[str, Any], attributes: dict[str, Scalar]) -> int:
+        """Add the undeclared fields of ``document`` to ``attributes`` (PANs tokenised); returns the PAN count."""
+        pans = 0
+        for name, value in document.items():
+            if name in self._declared or name in self._token_attributes:
+                continue
+            masked_name, in_name = self.masker.mask_text(name)
+            masked_value, in_value = self.masker.mask_value(_passthrough(value))
+            attributes[masked_name] = masked_value
+            pans += in_name + in_value
+        return pans
 
     def _token_checks(self, tokenised: frozenset[str]) -> list[tuple[str, FieldCheck]]:
         """The checks with those of already-masked PII fields replaced by the token check."""
@@ -189,8 +303,8 @@ class Validator:
         source = self.source
 
         def check(value: Any) -> Scalar:
-            if value is None:
-                return missing_value(rule, source)
+            if value is None or value is ABSENT:
+                return missing_value(rule, source, value)
             if not isinstance(value, str) or not TOKEN.fullmatch(value):
                 raise InvalidField(
                     "NOT_ALLOWED_VALUE",
@@ -219,6 +333,33 @@ def _attribute_slots(source: SourceDefinition) -> list[tuple[int, str, bool]]:
             continue
         slots.append((at, rule.name, False))
     return slots
+
+
+def masked_headers(
+    masker: PanMasker, headers: Iterable[tuple[str, bytes]]
+) -> tuple[tuple[tuple[str, bytes], ...], tuple[str, ...]]:
+    """``headers`` with the PANs in their names and values tokenised, and the names of those changed."""
+    out: list[tuple[str, bytes]] = []
+    changed: list[str] = []
+    for key, value in headers:
+        masked_key, in_key = masker.mask_text(key)
+        masked_value, in_value = masker.mask_bytes(value)
+        if in_key or in_value:
+            changed.append(masked_key)
+        out.append((masked_key, masked_value))
+    return tuple(out), tuple(changed)
+
+
+def headers_note(names: Collection[str]) -> str:
+    """The message suffix saying which headers had PANs replaced (empty when none)."""
+    return f" (PANs in headers {_named(names)} replaced by their tokens)" if names else ""
+
+
+def _named(names: Collection[str]) -> str:
+    """Field names for a message: at most ``MAX_NAMED`` of them, then how many more."""
+    listed = list(names)
+    shown = ", ".join(name[:64] for name in listed[:MAX_NAMED])
+    return shown + (f" and {len(listed) - MAX_NAMED} more" if len(listed) > MAX_NAMED else "")
 
 
 def _text(value: Any) -> str:
