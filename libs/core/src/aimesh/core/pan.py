@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 _LONG_DIGIT_RUN = re.compile(rb"(?<![0-9])[0-9]{12,19}(?![0-9])")
@@ -42,6 +42,7 @@ _TOKEN_BYTES = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 _SEPARATORS = re.compile(r"[ -]")
 _DIGITS = re.compile(r"[0-9]+")
 MIN_DIGITS, MAX_DIGITS = 13, 19
+_END = object()
 
 
 class Tokenizer:
@@ -149,7 +150,15 @@ class PanMasker:
     """Replaces the PANs in text, bytes and decoded JSON values by their tokens (see the module doc)."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
         self._token: Callable[[str], str] = tokenizer.token
+
+    def scrub(self, payload: bytes) -> tuple[bytes, int]:
+        """Bytes that cannot be parsed as they are kept: every 12-19 digit run (``Tokenizer.scrub_digit_runs``)
+        and then every grouped PAN (``mask_bytes``) tokenised; returns them and how many were replaced."""
+        scrubbed, runs = self._tokenizer.scrub_digit_runs(payload)
+        masked, pans = self.mask_bytes(scrubbed)
+        return masked, runs + pans
 
     def mask_text(self, text: str) -> tuple[str, int]:
         """``text`` with every PAN replaced by its token, and how many were replaced; never raises."""
@@ -201,32 +210,53 @@ class PanMasker:
     def mask_value(self, value: Any) -> tuple[Any, int]:
         """A decoded JSON value with its PANs tokenised, and the count; never raises.
 
-        Strings are masked as by ``mask_text``; an integer whose decimal digits are a PAN becomes its
-        token (a string); objects (keys and values) and arrays are masked recursively into new
-        containers. Anything else is returned as it is. The input is never modified.
+        Strings are masked as by ``mask_text``; an integer (or a float with an integral value) whose
+        decimal digits are a PAN becomes its token (a string); objects (keys and values) and arrays are
+        masked into new containers, at any depth (no recursion). Anything else is returned as it is. The
+        input is never modified.
         """
+        if not isinstance(value, dict | list):
+            return self._mask_leaf(value)
+        total = 0
+        stack: list[tuple[dict[Any, Any] | list[Any], Iterator[Any]]] = []
+
+        def open_container(container: dict[Any, Any] | list[Any]) -> dict[Any, Any] | list[Any]:
+            copy: dict[Any, Any] | list[Any] = {} if isinstance(container, dict) else []
+            stack.append((copy, iter(container.items() if isinstance(container, dict) else container)))
+            return copy
+
+        top = open_container(value)
+        while stack:
+            copy, items = stack[-1]
+            item: Any = next(items, _END)
+            if item is _END:
+                stack.pop()
+                continue
+            key: Any
+            child: Any
+            key, child = item if isinstance(copy, dict) else (None, item)
+            if isinstance(key, str):
+                key, count = self.mask_text(key)
+                total += count
+            if isinstance(child, dict | list):
+                child = open_container(child)
+            else:
+                child, count = self._mask_leaf(child)
+                total += count
+            if isinstance(copy, dict):
+                copy[key] = child
+            else:
+                copy.append(child)
+        return (top, total) if total else (value, 0)
+
+    def _mask_leaf(self, value: Any) -> tuple[Any, int]:
         if isinstance(value, str):
             return self.mask_text(value)
-        if isinstance(value, bool) or value is None or isinstance(value, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             return value, 0
-        if isinstance(value, int):
-            digits = str(value)
-            return (self._token(digits), 1) if is_pan(digits) else (value, 0)
-        if isinstance(value, list):
-            total = 0
-            items = []
-            for item in value:
-                masked, count = self.mask_value(item)
-                items.append(masked)
-                total += count
-            return (items, total) if total else (value, 0)
-        if isinstance(value, dict):
-            total = 0
-            entries = {}
-            for key, item in value.items():
-                masked_key, key_count = self.mask_value(key) if isinstance(key, str) else (key, 0)
-                masked, count = self.mask_value(item)
-                entries[masked_key] = masked
-                total += key_count + count
-            return (entries, total) if total else (value, 0)
-        return value, 0
+        if isinstance(value, float):
+            if not (value.is_integer() and 1e12 <= abs(value) < 1e19):
+                return value, 0
+            value = int(value)
+        digits = str(abs(value))
+        return (self._token(digits), 1) if is_pan(digits) else (value, 0)

@@ -1,4 +1,4 @@
-"""PII tokenisation in ingest: the keyed hash and the PAN scanner of ``aimesh.core.pan`` (shared with other services)."""
+"""PII tokenisation in ingest: the keyed hash and the PAN scanner of ``aimesh.core.pan``."""
 
 from __future__ import annotations
 
