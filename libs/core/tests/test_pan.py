@@ -115,3 +115,22 @@ def test_no_pan_survives_in_any_text(pan: str, separator: str, size: int, before
     assert count >= 1
     assert pan not in re.sub(r"[ -]", "", masked)
     assert TOKENIZER.token(pan) in masked
+
+
+def test_deeply_nested_values_are_masked_without_recursion() -> None:
+    value: object = VISA
+    for _ in range(5000):
+        value = [value]
+    masked, count = MASKER.mask_value({"deep": value})
+    assert count == 1
+    inner = masked["deep"]
+    for _ in range(5000):
+        inner = inner[0]
+    assert inner == TOKEN
+
+
+def test_scrub_tokenises_long_digit_runs_and_grouped_pans() -> None:
+    data = b"\xff id=123456789012 pan=4111-1111-1111-1111"
+    scrubbed, count = MASKER.scrub(data)
+    assert count == 2
+    assert scrubbed == b"\xff id=" + TOKENIZER.token("123456789012").encode() + b" pan=" + TOKEN.encode()
