@@ -109,7 +109,8 @@ class ServiceRuntime:
         """The usual shape of a service: one gRPC API (``access``: its methods' access rules, see
         ``GrpcServer``) plus one consumer group over ``topics``.
 
-        Poison events are dead-lettered through ``producer``. No consumer is added when ``topics`` is empty.
+        Poison events are dead-lettered through ``producer`` onto ``aimesh.<service>.dlq.v1``. No consumer is
+        added when ``topics`` is empty.
         """
         self.add_grpc(GrpcServer(self.settings, [registrar], [service_name], access=access))
         if topics:
