@@ -8,7 +8,7 @@ AIMESH := $(VENV)/bin/aimesh
 PARTS := libs/api libs/core libs/devstack services/ingest services/feature services/training services/inference services/monitor examples
 STAMP := $(VENV)/.installed
 
-.PHONY: setup up up-infra down status demo test test-unit lint proto docs clean
+.PHONY: setup up up-infra down status demo test test-unit test-faults lint proto docs clean
 
 setup: $(STAMP)  ## Create .venv and install every part (editable) with pinned versions; install PostgreSQL and Redis if missing.
 
@@ -42,10 +42,13 @@ lint: setup  ## ruff (lint + format check) and mypy (strict).
 	$(VENV)/bin/mypy
 
 test-unit: setup  ## Unit tests only: no servers needed.
-	$(PY) -m pytest -m "not integration and not e2e" -q
+	$(PY) -m pytest -m "not integration and not e2e and not faults" -q
 
 test: up-infra lint  ## The whole suite: lint, unit, integration (real Kafka, Elasticsearch, Triton, PostgreSQL).
-	$(PY) -m pytest -rA -q --durations=15
+	$(PY) -m pytest -m "not faults" -rA -q --durations=15
+
+test-faults: setup  ## The fault suite (tests/faults, ~15 min): a private stack under load; outages, kill -9, hostile input, fuzz.
+	$(PY) -m pytest tests/faults -m faults -q -s -rA --durations=20
 
 proto: setup  ## Regenerate libs/api from proto/.
 	$(PY) scripts/gen_proto.py
