@@ -159,9 +159,7 @@ async def test_a_failing_batch_is_bisected_so_only_the_bad_record_is_dead_letter
             raise ValueError("cannot map record 5")
         succeeded.update(e.offset for e in events)
 
-    await run_until(
-        consumer_of(fake, batch_handler=handle, sink=sink, max_attempts=3), lambda: succeeded[11] == 1
-    )
+    await run_until(consumer_of(fake, batch_handler=handle, sink=sink, max_attempts=3), lambda: succeeded[11] == 1)
 
     assert set(succeeded) == set(range(12)) - {5}
     assert set(succeeded.values()) == {1}, "each good record's batch succeeded exactly once"

@@ -12,6 +12,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from aimesh.api.monitor.v1 import events_pb2
+from aimesh.core.auth import Principal, bind_principal, reset_principal
 from aimesh.core.logship import LogShipper, to_log_record
 from aimesh.core.spool import Spool, SpoolingSender
 from aimesh.core.testing import RecordingSender
@@ -80,6 +81,18 @@ def test_log_record_fields() -> None:
     assert out.error_type == "ValueError" and out.error_message == "bad value"
     assert "Traceback" in out.error_stack_trace
     assert abs(out.timestamp.ToNanoseconds() / 1e9 - record.created) < 1e-3
+    assert out.tenant == ""
+
+
+def test_a_record_logged_during_a_call_carries_the_callers_tenant() -> None:
+    logger = logging.getLogger("test.logship.tenant")
+    token = bind_principal(Principal(subject="svc-a", tenant="acme", via="jwt"))
+    try:
+        record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, "in a call", (), None)
+        assert to_log_record(record, "svc", "host-1").tenant == "acme"
+    finally:
+        reset_principal(token)
+    assert to_log_record(record, "svc", "host-1").tenant == ""
 
 
 async def test_run_ships_queued_records_and_never_ships_its_own_logs() -> None:

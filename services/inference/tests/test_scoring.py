@@ -18,6 +18,7 @@ from aimesh.api.feature.v1 import feature_pb2
 from aimesh.api.inference.v1 import events_pb2 as inference_events
 from aimesh.api.inference.v1 import inference_pb2
 from aimesh.api.training.v1 import events_pb2, training_pb2
+from aimesh.core.auth import Principal, bind_principal, reset_principal
 from aimesh.core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 from aimesh.core.model_catalog import ModelCatalog, fallback_signature
 from aimesh.core.spool import Spool, SpoolingSender
@@ -193,6 +194,19 @@ async def test_all_features_inline_skips_the_feature_service() -> None:
     assert features.calls == []
     assert response.request_id and response.feature_freshness_seconds == 0.0
     assert producer.sent[0][2] == response.request_id
+
+
+async def test_the_prediction_names_the_callers_tenant() -> None:
+    scorer, _, _, producer, publisher = scorer_of(catalog())
+    request = inference_pb2.ScoreRequest(model="risk", features={"v:a": 1, "v:b": 2, "v:c": 3})
+    token = bind_principal(Principal(subject="backend-1", tenant="acme", via="jwt"))
+    try:
+        await scorer.score(request, time_left=None)
+    finally:
+        reset_principal(token)
+    await scorer.score(request, time_left=None)
+    await publisher.drain()
+    assert [sent[1].tenant for sent in producer.sent] == ["acme", ""]
 
 
 async def test_no_entity_ids_and_missing_inline_features_is_invalid() -> None:

@@ -111,3 +111,15 @@ def test_templates_cover_every_index_with_ecs_fields() -> None:
         assert props["@timestamp"] == {"type": "date"}
         assert props["service"]["properties"]["name"]["type"] == "keyword"
     assert templates["aim-predictions"]["template"]["mappings"]["properties"]["request_id"] == {"type": "keyword"}
+
+
+def test_the_callers_tenant_becomes_organization_id_and_is_left_out_when_empty() -> None:
+    tagged = inference_events.Prediction(event_id="e-2", model_name="m", tenant="acme")
+    assert index_request(event_of(tagged), "aim").document["organization"] == {"id": "acme"}
+    untagged = inference_events.Prediction(event_id="e-3", model_name="m")
+    assert "organization" not in index_request(event_of(untagged), "aim").document
+    record = monitor_events.LogRecord(service="inference", message="m", tenant="acme")
+    assert log_document(record, "log-8")["organization"] == {"id": "acme"}
+    assert index_templates("aim")["aim-predictions"]["template"]["mappings"]["properties"]["organization"] == {
+        "properties": {"id": {"type": "keyword"}}
+    }

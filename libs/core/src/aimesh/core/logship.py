@@ -26,6 +26,7 @@ from opentelemetry import trace
 from prometheus_client import Counter
 
 from aimesh.api.monitor.v1 import events_pb2
+from aimesh.core.auth import current_tenant
 from aimesh.core.bus import EventSender
 from aimesh.core.spool import SpoolFull
 from aimesh.core.topics import SERVICE_LOGS
@@ -63,8 +64,9 @@ def log_level(levelno: int) -> events_pb2.LogLevel:
 def to_log_record(record: logging.LogRecord, service: str, host: str) -> events_pb2.LogRecord:
     """The ECS-shaped ``LogRecord`` of a stdlib record; the trace ids come from the current span.
 
-    Non-standard attributes (``extra=``) become ``extra`` entries, stringified. Raises what
-    ``record.getMessage()`` raises for a bad format string (``Handler.handleError`` deals with it).
+    Non-standard attributes (``extra=``) become ``extra`` entries, stringified; ``tenant`` is the tenant of
+    the gRPC call being handled, if any. Raises what ``record.getMessage()`` raises for a bad format string
+    (``Handler.handleError`` deals with it).
     """
     out = events_pb2.LogRecord(
         level=log_level(record.levelno),
@@ -72,6 +74,7 @@ def to_log_record(record: logging.LogRecord, service: str, host: str) -> events_
         message=record.getMessage(),
         logger=record.name,
         host=host,
+        tenant=current_tenant(),
     )
     out.timestamp.FromNanoseconds(int(record.created * 1e9))
     ctx = trace.get_current_span().get_span_context()

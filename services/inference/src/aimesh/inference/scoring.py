@@ -41,6 +41,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.inference.v1 import events_pb2, inference_pb2
+from aimesh.core.auth import current_tenant
 from aimesh.core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from aimesh.core.model_catalog import ModelCatalog, ModelVersion
 from aimesh.core.signature import InputEncoder, Scalar, check_request
@@ -254,6 +255,7 @@ class Scorer:
             entity_ids=dict(request.entity_ids),
             feature_freshness_seconds=freshness,
             missing_features=missing,
+            tenant=current_tenant(),
         )
         key = request.entity_ids.get(signature.key_entity) if signature.key_entity else None
         await self._publisher.submit(prediction, key=key or request_id)

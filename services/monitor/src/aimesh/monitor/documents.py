@@ -80,6 +80,8 @@ def prediction_document(
     }
     doc["features"] = _bounded(doc, "features", dict(prediction.features), max_map_entries)
     doc["entity"] = _bounded(doc, "entity", dict(prediction.entity_ids), max_map_entries)
+    if prediction.tenant:
+        doc["organization"] = {"id": prediction.tenant}
     if trace_id:
         doc["trace"] = {"id": trace_id}
     return doc
@@ -99,6 +101,8 @@ def log_document(
     }
     labels = {key.replace(".", "_"): value for key, value in record.extra.items()}
     doc["labels"] = _bounded(doc, "labels", labels, max_map_entries)
+    if record.tenant:
+        doc["organization"] = {"id": record.tenant}
     if record.trace_id:
         doc["trace"] = {"id": record.trace_id}
     if record.span_id:
@@ -232,6 +236,7 @@ _ECS_BASE: dict[str, Any] = {
     "span": {"properties": {"id": {"type": "keyword"}}},
     "event": {"properties": {"dataset": {"type": "keyword"}, "id": {"type": "keyword"}}},
     "model": {"properties": {"name": {"type": "keyword"}, "version": {"type": "long"}}},
+    "organization": {"properties": {"id": {"type": "keyword"}}},
 }
 
 

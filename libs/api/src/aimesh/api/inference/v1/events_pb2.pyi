@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Prediction(_message.Message):
-    __slots__ = ("request_id", "event_id", "model_name", "model_version", "score", "features", "latency", "time", "shadow", "route", "alias", "entity_ids", "feature_freshness_seconds", "missing_features")
+    __slots__ = ("request_id", "event_id", "model_name", "model_version", "score", "features", "latency", "time", "shadow", "route", "alias", "entity_ids", "feature_freshness_seconds", "missing_features", "tenant")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class Prediction(_message.Message):
     ENTITY_IDS_FIELD_NUMBER: _ClassVar[int]
     FEATURE_FRESHNESS_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MISSING_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     event_id: str
     model_name: str
@@ -55,4 +56,5 @@ class Prediction(_message.Message):
     entity_ids: _containers.ScalarMap[str, str]
     feature_freshness_seconds: float
     missing_features: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., event_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., score: _Optional[float] = ..., features: _Optional[_Mapping[str, float]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., shadow: _Optional[bool] = ..., route: _Optional[_Union[_inference_pb2.Route, str]] = ..., alias: _Optional[str] = ..., entity_ids: _Optional[_Mapping[str, str]] = ..., feature_freshness_seconds: _Optional[float] = ..., missing_features: _Optional[_Iterable[str]] = ...) -> None: ...
+    tenant: str
+    def __init__(self, request_id: _Optional[str] = ..., event_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., score: _Optional[float] = ..., features: _Optional[_Mapping[str, float]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., shadow: _Optional[bool] = ..., route: _Optional[_Union[_inference_pb2.Route, str]] = ..., alias: _Optional[str] = ..., entity_ids: _Optional[_Mapping[str, str]] = ..., feature_freshness_seconds: _Optional[float] = ..., missing_features: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ...) -> None: ...

@@ -87,7 +87,7 @@ class Alert(_message.Message):
     def __init__(self, alert_id: _Optional[str] = ..., kind: _Optional[_Union[AlertKind, str]] = ..., severity: _Optional[_Union[Severity, str]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., message: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., feature: _Optional[str] = ..., service: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class LogRecord(_message.Message):
-    __slots__ = ("timestamp", "level", "service", "message", "trace_id", "span_id", "logger", "extra", "error_type", "error_message", "error_stack_trace", "host")
+    __slots__ = ("timestamp", "level", "service", "message", "trace_id", "span_id", "logger", "extra", "error_type", "error_message", "error_stack_trace", "host", "tenant")
     class ExtraEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,7 @@ class LogRecord(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ERROR_STACK_TRACE_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     timestamp: _timestamp_pb2.Timestamp
     level: LogLevel
     service: str
@@ -119,4 +120,5 @@ class LogRecord(_message.Message):
     error_message: str
     error_stack_trace: str
     host: str
-    def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., level: _Optional[_Union[LogLevel, str]] = ..., service: _Optional[str] = ..., message: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., logger: _Optional[str] = ..., extra: _Optional[_Mapping[str, str]] = ..., error_type: _Optional[str] = ..., error_message: _Optional[str] = ..., error_stack_trace: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., level: _Optional[_Union[LogLevel, str]] = ..., service: _Optional[str] = ..., message: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., logger: _Optional[str] = ..., extra: _Optional[_Mapping[str, str]] = ..., error_type: _Optional[str] = ..., error_message: _Optional[str] = ..., error_stack_trace: _Optional[str] = ..., host: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
