@@ -40,6 +40,9 @@ _RUN_BYTES = re.compile(_GROUPED_RUN.encode())
 _TOKEN_TEXT = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 _TOKEN_BYTES = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 _SEPARATORS = re.compile(r"[ -]")
+_CANDIDATE_TEXT = re.compile(r"[0-9](?:[ -]?[0-9]){12}")
+"""13 digits, optionally grouped: a string without this holds no PAN (one C-level search rules it out)."""
+_CANDIDATE_BYTES = re.compile(rb"[0-9](?:[ -]?[0-9]){12}")
 _DIGITS = re.compile(r"[0-9]+")
 MIN_DIGITS, MAX_DIGITS = 13, 19
 _END = object()
@@ -162,7 +165,7 @@ class PanMasker:
 
     def mask_text(self, text: str) -> tuple[str, int]:
         """``text`` with every PAN replaced by its token, and how many were replaced; never raises."""
-        if len(text) < MIN_DIGITS:
+        if len(text) < MIN_DIGITS or _CANDIDATE_TEXT.search(text) is None:
             return text, 0
         runs = [m.span() for m in _RUN_TEXT.finditer(text)]
         if not runs:
@@ -185,7 +188,7 @@ class PanMasker:
 
     def mask_bytes(self, data: bytes) -> tuple[bytes, int]:
         """``data`` (any bytes, UTF-8 or not) with every ASCII-digit PAN replaced by its token, and the count."""
-        if len(data) < MIN_DIGITS:
+        if len(data) < MIN_DIGITS or _CANDIDATE_BYTES.search(data) is None:
             return data, 0
         runs = [m.span() for m in _RUN_BYTES.finditer(data)]
         if not runs:

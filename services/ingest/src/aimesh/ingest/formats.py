@@ -38,6 +38,7 @@ from aimesh.ingest.sources import FieldType, SourceDefinition, SourceFormat
 
 _KEY = re.compile(rb'"[ \t\n\r]*:')
 """A key's closing quote and its colon (also matches a string value that begins with a colon)."""
+_QUOTE_SPACE = re.compile(rb'"[ \t\n\r]')
 MAX_SHOWN = 64
 
 
@@ -120,10 +121,18 @@ def _containers(value: Any) -> Iterator[dict[str, Any] | list[Any]]:
             stack.extend(v for v in item if isinstance(v, dict | list))
 
 
-def _key_count(document: dict[str, Any]) -> int:
-    """How many object keys ``document`` holds, at every depth."""
-    if not any(isinstance(v, dict | list) for v in document.values()):
-        return len(document)
+def _key_patterns(payload: bytes) -> int:
+    """How many ``"key":`` patterns ``payload`` has (``_KEY``); a C-level count when no quote is followed by
+    whitespace."""
+    if _QUOTE_SPACE.search(payload) is not None:
+        return len(_KEY.findall(payload))
+    return payload.count(b'":')
+
+
+def _key_count(document: dict[str, Any], payload: bytes) -> int:
+    """How many object keys ``document`` (decoded from ``payload``) holds, at every depth."""
+    if payload.find(b"{", payload.find(b"{") + 1) < 0 and payload.find(b"[") < 0:
+        return len(document)  # no second brace and no bracket: no nested object or array
     return sum(len(c) for c in _containers(document) if isinstance(c, dict))
 
 
@@ -152,7 +161,7 @@ class JsonFormat:
             raise self._explained(payload, exc) from exc
         if not isinstance(document, dict):
             raise DecodeFailure(f"expected a JSON object, got {_json_kind(document)}")
-        if len(_KEY.findall(payload)) != _key_count(document):
+        if _key_patterns(payload) != _key_count(document, payload):
             try:
                 json.loads(payload, object_pairs_hook=_no_duplicates)
             except _DuplicateKey as duplicate:
