@@ -261,9 +261,9 @@ async def run_scenario(
         scorer.stop()
         await asyncio.wait([tasks[2]], timeout=10)
         deadline = time.monotonic() + 120
-        while upstream.pending and time.monotonic() < deadline:
+        while not upstream.drained and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-        mark("upstream drained" if not upstream.pending else f"{len(upstream.pending)} never acknowledged")
+        mark("upstream drained" if upstream.drained else f"{len(upstream.pending)} never acknowledged")
         await converge(stack, report, upstream, scorer, t0, mark)
     finally:
         upstream.stop_generating()

@@ -104,7 +104,13 @@ class Upstream:
     sends: int = 0
     send_failures: int = 0
     producer_restarts: int = 0
+    in_flight: int = 0
     _generating: bool = True
+
+    @property
+    def drained(self) -> bool:
+        """Generation stopped and every event acknowledged (none pending, none in flight)."""
+        return not self._generating and not self.pending and self.in_flight == 0
 
     def _next(self) -> UpstreamEvent:
         n = self.generated
@@ -150,7 +156,14 @@ class Upstream:
                         await asyncio.sleep(1.0)
                         continue
                 chunk = [self.pending.popleft() for _ in range(min(len(self.pending), 500))]
-                failed = await self._send(producer, chunk)
+                self.in_flight = len(chunk)
+                try:
+                    failed = await self._send(producer, chunk)
+                except BaseException:
+                    self.pending.extendleft(reversed(chunk))
+                    raise
+                finally:
+                    self.in_flight = 0
                 if failed:
                     self.send_failures += len(failed)
                     self.pending.extendleft(reversed(failed))
