@@ -41,6 +41,6 @@ def test_parse_round_trips_and_rejects_garbage_and_wrong_type() -> None:
     assert ok.parse(events_pb2.Prediction) == msg
     with pytest.raises(PoisonEvent) as bad:
         make_event(b"\xff\xff\xff", []).parse(events_pb2.Prediction)
-    assert bad.value.reason_code == "MALFORMED_PAYLOAD"
+    assert bad.value.reason_code == "DECODE_ERROR"
     with pytest.raises(PoisonEvent, match="expected ce_type"):
         make_event(msg.SerializeToString(), [("ce_type", b"other.Type")]).parse(events_pb2.Prediction)

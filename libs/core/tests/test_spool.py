@@ -13,6 +13,7 @@ import pytest
 from aiokafka.errors import MessageSizeTooLargeError
 
 from aimesh.api.inference.v1 import events_pb2
+from aimesh.core.settings import ServiceSettings
 from aimesh.core.spool import Delivery, Spool, SpooledRecord, SpoolFull, SpoolingSender, WhenFull
 from aimesh.core.testing import RecordingSender
 
@@ -203,3 +204,34 @@ async def test_a_spool_file_is_held_by_one_process(tmp_path: Path) -> None:
     )
     assert "database is locked" in held.stderr
     await spool.close()
+
+
+async def test_a_second_process_opening_a_held_spool_is_told_what_to_change(tmp_path: Path) -> None:
+    spool = await Spool.open(tmp_path / "s.db", name="t10")
+    opened = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import asyncio, sys; from pathlib import Path; from aimesh.core.spool import Spool; "
+            "asyncio.run(Spool.open(Path(sys.argv[1]), name='other'))",
+            str(tmp_path / "s.db"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert opened.returncode != 0
+    assert "is held by another process" in opened.stderr and "_SPOOL_DIR" in opened.stderr
+    await spool.close()
+
+
+def test_services_sharing_a_data_dir_get_their_own_spool_directory(tmp_path: Path) -> None:
+    a = ServiceSettings(service_name="alpha", data_dir=tmp_path)
+    b = ServiceSettings(service_name="beta", data_dir=tmp_path)
+    assert a.spool_path() == tmp_path / "spool" / "alpha"
+    assert a.spool_path() != b.spool_path()
+    assert (
+        ServiceSettings(service_name="alpha", data_dir=tmp_path, spool_dir=tmp_path / "x").spool_path()
+        == tmp_path / "x"
+    )

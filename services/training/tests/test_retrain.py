@@ -58,7 +58,7 @@ async def test_other_alerts_and_models_without_policy_do_nothing() -> None:
 async def test_bad_alerts_are_dead_lettered() -> None:
     starter = FakeStarter()
     policy = RetrainPolicy(["fraud"], starter=starter, specs=FakeSpecs())
-    with pytest.raises(PoisonEvent, match="MALFORMED_PAYLOAD"):
+    with pytest.raises(PoisonEvent, match="DECODE_ERROR"):
         await policy.handle(Event("alerts", 0, 1, None, b"\xff\xff", (), 0))
     with pytest.raises(PoisonEvent, match="alert_id"):
         await policy.handle(alert_event(alert_id=""))

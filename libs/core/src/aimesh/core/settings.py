@@ -144,7 +144,8 @@ class ServiceSettings(BaseSettings):
     spool_dir: Path | None = Field(
         default=None,
         description="Spool of records kept while Kafka is away (one SQLite file per stream, one process per "
-        "directory; put it on a persistent volume); default <data_dir>/spool.",
+        "directory; put it on a persistent volume); default <data_dir>/spool/<service_name> (replicas sharing a "
+        "data_dir need their own).",
     )
     spool_max_bytes: int = Field(
         default=512 * 1024 * 1024,
@@ -161,8 +162,12 @@ class ServiceSettings(BaseSettings):
     )
 
     def spool_path(self) -> Path:
-        """The spool directory: ``spool_dir``, else ``<data_dir>/spool``."""
-        return self.spool_dir if self.spool_dir is not None else self.data_dir / "spool"
+        """The spool directory: ``spool_dir``, else ``<data_dir>/spool/<service_name>``.
+
+        The service name is in the default because the services of one host share ``data_dir`` (it holds the
+        lake) and a spool file belongs to one process.
+        """
+        return self.spool_dir if self.spool_dir is not None else self.data_dir / "spool" / self.service_name
 
     @property
     def group_id(self) -> str:

@@ -156,7 +156,14 @@ class Spool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA locking_mode=EXCLUSIVE")
-        db.execute("PRAGMA journal_mode=WAL")
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            db.close()
+            raise sqlite3.OperationalError(
+                f"spool {self.path} is held by another process ({exc}): each process needs its own spool "
+                "directory (set <SERVICE>_SPOOL_DIR, or give each replica its own <SERVICE>_DATA_DIR)"
+            ) from exc
         db.execute("PRAGMA synchronous=FULL")
         db.execute(_SCHEMA)
         self._records, self._bytes = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records").fetchone()
