@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from aimesh.core.channels import TOKEN_FILE_ENV
 
 PROJECT = Path(__file__).resolve().parent / "java"
 JAR = PROJECT / "target" / "aimesh-bank-client.jar"
@@ -77,13 +80,24 @@ def run_java_client(
 ) -> list[dict[str, Any]]:
     """Pipe ``requests`` (payments, one JSON line each) to the client and return its output lines.
 
-    Blocks until the client has answered every payment and exited. Output lines come in input
+    The client sends the bearer token of ``$AIMESH_AUTH_TOKEN_FILE`` when that is set (as the Python
+    clients do). Blocks until the client has answered every payment and exited. Output lines come in input
     order, one per payment (format: ScoreResults.java). Raises ``subprocess.CalledProcessError`` when
     the client exits non-zero and ``subprocess.TimeoutExpired`` after ``timeout_s``.
     """
     stdin = "".join(json.dumps(dict(r)) + "\n" for r in requests)
+    token_file = os.environ.get(TOKEN_FILE_ENV)
     result = subprocess.run(
-        ["java", "-jar", str(jar), "--target", target, "--deadline-ms", str(deadline_ms)],
+        [
+            "java",
+            "-jar",
+            str(jar),
+            "--target",
+            target,
+            "--deadline-ms",
+            str(deadline_ms),
+            *(["--token-file", token_file] if token_file else []),
+        ],
         input=stdin,
         capture_output=True,
         text=True,

@@ -1,10 +1,10 @@
 package aimesh.clients.bank;
 
 /** Command-line flags of {@link ScoreClient}. */
-record Options(String target, long deadlineMs, String model) {
+record Options(String target, long deadlineMs, String model, String tokenFile) {
   static final String USAGE =
       "usage: java -jar aimesh-bank-client.jar [--target host:port] [--deadline-ms N] [--model NAME]"
-          + " < payments.jsonl";
+          + " [--token-file PATH] < payments.jsonl";
 
   /**
    * Parses {@code --flag value} pairs.
@@ -16,6 +16,7 @@ record Options(String target, long deadlineMs, String model) {
     String target = "127.0.0.1:50054";
     long deadlineMs = 2000;
     String model = "fraud";
+    String tokenFile = null;
     for (int i = 0; i < args.length; i += 2) {
       String flag = args[i];
       if (i + 1 >= args.length) {
@@ -26,10 +27,11 @@ record Options(String target, long deadlineMs, String model) {
         case "--target" -> target = value;
         case "--model" -> model = value;
         case "--deadline-ms" -> deadlineMs = parseDeadline(value);
+        case "--token-file" -> tokenFile = value;
         default -> throw new IllegalArgumentException("unknown flag " + flag);
       }
     }
-    return new Options(target, deadlineMs, model);
+    return new Options(target, deadlineMs, model, tokenFile);
   }
 
   private static long parseDeadline(String value) {

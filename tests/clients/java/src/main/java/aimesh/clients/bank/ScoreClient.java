@@ -5,11 +5,15 @@ import aimesh.api.inference.v1.Inference.ScoreRequest;
 import com.google.gson.JsonObject;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
+import io.grpc.Metadata;
+import io.grpc.stub.MetadataUtils;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -22,7 +26,9 @@ import java.util.concurrent.TimeUnit;
  * to the next payment. Exit status: 0 at the end of stdin, 2 on bad command-line flags.
  *
  * <p>Flags: {@code --target host:port} (default 127.0.0.1:50054), {@code --deadline-ms N} (default
- * 2000), {@code --model NAME} (default fraud).
+ * 2000), {@code --model NAME} (default fraud), {@code --token-file PATH} (a bearer token sent as {@code
+ * authorization: Bearer <token>} on every call, as aimesh services with authentication on require;
+ * none when absent).
  */
 public final class ScoreClient {
   private ScoreClient() {}
@@ -41,6 +47,12 @@ public final class ScoreClient {
     ManagedChannel channel = ManagedChannelBuilder.forTarget(options.target()).usePlaintext().build();
     try {
       InferenceServiceGrpc.InferenceServiceBlockingStub stub = InferenceServiceGrpc.newBlockingStub(channel);
+      if (options.tokenFile() != null) {
+        Metadata headers = new Metadata();
+        String token = Files.readString(Path.of(options.tokenFile()), StandardCharsets.UTF_8).strip();
+        headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + token);
+        stub = stub.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers));
+      }
       BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
       for (String line = in.readLine(); line != null; line = in.readLine()) {
         if (line.isBlank()) {
