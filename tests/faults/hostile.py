@@ -49,8 +49,8 @@ class Expect:
     """Reason names (without ``REASON_CODE_``) accepted for a dead letter; empty: it must not be dead-lettered."""
     accepted: bool = False
     """May (with ``dead``) or must (without) reach the lake."""
-    dlq_service: str = ""
-    """The service whose DLQ topic must hold the dead letter (internal topics)."""
+    dlq_services: frozenset[str] = frozenset()
+    """The consumers of an internal topic: each dead letter must be on one of their DLQ topics."""
     message_must_contain: str = ""
     message_must_not_contain: str = ""
 
@@ -70,8 +70,8 @@ class Hostile:
     """(partition, offset) of each copy sent."""
 
 
-def dead(*reasons: str, service: str = "", contains: str = "", not_contains: str = "") -> Expect:
-    return Expect(frozenset(reasons), False, service, contains, not_contains)
+def dead(*reasons: str, services: tuple[str, ...] = (), contains: str = "", not_contains: str = "") -> Expect:
+    return Expect(frozenset(reasons), False, frozenset(services), contains, not_contains)
 
 
 def either(*reasons: str) -> Expect:
@@ -184,20 +184,20 @@ def internal_corpus(prefix: str) -> list[Hostile]:
     """Undecodable or unindexable events on the topics the services consume, on every partition."""
     garbage = b"\xff\xff\xff\xff\x0f garbage"
     items = []
-    for topic, message_type, service in (
-        ("aimesh.ingest.records.v1", ingest_events.CanonicalRecord, "feature"),
-        ("aimesh.registry.models.v1", training_events.ModelEvent, "inference"),
-        ("aimesh.inference.predictions.v1", inference_events.Prediction, "monitor"),
-        ("aimesh.monitor.logs.v1", monitor_events.LogRecord, "monitor"),
-        ("aimesh.monitor.alerts.v1", monitor_events.Alert, "training"),
+    for topic, message_type, services in (
+        ("aimesh.ingest.records.v1", ingest_events.CanonicalRecord, ("feature",)),
+        ("aimesh.registry.models.v1", training_events.ModelEvent, ("inference", "monitor")),
+        ("aimesh.inference.predictions.v1", inference_events.Prediction, ("monitor",)),
+        ("aimesh.monitor.logs.v1", monitor_events.LogRecord, ("monitor",)),
+        ("aimesh.monitor.alerts.v1", monitor_events.Alert, ("training",)),
     ):
         items.append(
             Hostile(
                 f"undecodable {message_type.DESCRIPTOR.name} on {topic}",
                 topic,
                 garbage,
-                dead("DECODE_ERROR", "MALFORMED_PAYLOAD", service=service),
-                headers=_headers(message_type, f"{prefix}-garbage-{service}-{topic}"),
+                dead("DECODE_ERROR", "MALFORMED_PAYLOAD", services=services),
+                headers=_headers(message_type, f"{prefix}-garbage-{topic}"),
                 all_partitions=True,
             )
         )
@@ -213,7 +213,7 @@ def internal_corpus(prefix: str) -> list[Hostile]:
             "prediction with 10,000 entity ids",
             "aimesh.inference.predictions.v1",
             wide.SerializeToString(),
-            dead("TOO_MANY_FIELDS", "DOCUMENT_REJECTED", service="monitor"),
+            dead("TOO_MANY_FIELDS", "DOCUMENT_REJECTED", services=("monitor",)),
             headers=_headers(inference_events.Prediction, f"{prefix}-wide"),
         )
     )
@@ -225,7 +225,7 @@ def internal_corpus(prefix: str) -> list[Hostile]:
             "prediction with a 3 MiB request id (gzip batch)",
             "aimesh.inference.predictions.v1",
             huge.SerializeToString(),
-            dead("DOCUMENT_TOO_LARGE", "DOCUMENT_REJECTED", "TOO_LONG", service="monitor"),
+            dead("DOCUMENT_TOO_LARGE", "DOCUMENT_REJECTED", "TOO_LONG", services=("monitor",)),
             headers=_headers(inference_events.Prediction, f"{prefix}-huge"),
             compress=True,
         )

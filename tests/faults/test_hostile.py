@@ -104,8 +104,9 @@ def judge(item: Hostile, letters: dict[tuple[str, int, int], list[DeadLetterSeen
         for letter in seen:
             if letter.reason not in expect.dead:
                 return f"reason {letter.reason} (expected {'/'.join(sorted(expect.dead))}): {letter.message[:100]}"
-            if expect.dlq_service and letter.topic != f"aimesh.{expect.dlq_service}.dlq.v1":
-                return f"dead-lettered on {letter.topic}, not aimesh.{expect.dlq_service}.dlq.v1"
+            own = {f"aimesh.{name}.dlq.v1" for name in expect.dlq_services}
+            if own and letter.topic not in own:
+                return f"dead-lettered on {letter.topic}, not on {'/'.join(sorted(own))}"
             text = letter.message.lower()
             if expect.message_must_contain and expect.message_must_contain.lower() not in text:
                 return f"message does not name {expect.message_must_contain!r}: {letter.message[:100]}"
