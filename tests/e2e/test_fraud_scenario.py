@@ -163,6 +163,27 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
         for service in reversed(services):
             service.stop()
         auth.undo()
+        asyncio.run(remove_what_the_test_left(unique))
+
+
+async def remove_what_the_test_left(unique: str) -> None:
+    """Unload and delete every Triton model of this run (names end in ``unique``) and drop its indices.
+
+    Runs after the services stopped: while inference runs, its model reconciler reloads what is unloaded.
+    """
+    client = triton.InferenceServerClient("127.0.0.1:8001")
+    try:
+        index = await client.get_model_repository_index(as_json=True)
+        for model in index.get("models", []):
+            if model["name"].endswith(unique):
+                await client.unload_model(model["name"])
+                shutil.rmtree(model_repository(Paths.default()) / model["name"], ignore_errors=True)
+    finally:
+        await client.close()
+    async with AsyncElasticsearch("http://127.0.0.1:9200") as es:
+        indices = await es.indices.get(index=f"e2e-{unique}-*", allow_no_indices=True)
+        if indices:  # a delete must name its indices (action.destructive_requires_name)
+            await es.indices.delete(index=",".join(indices))
 
 
 @pytest.fixture(scope="module")
@@ -402,27 +423,6 @@ def test_no_raw_card_number_after_ingest(scenario_run, mesh: MeshUnderTest) -> N
             assert not leaked(orjson.dumps([h["_source"] for h in hits]), pans)
 
     asyncio.run(scan_es())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cleanup_after(mesh: MeshUnderTest) -> Iterator[None]:
-    """Unload the test's model from Triton and drop its indices once the module is done."""
-    yield
-
-    async def clean() -> None:
-        client = triton.InferenceServerClient("127.0.0.1:8001")
-        try:
-            await client.unload_model(mesh.triton_model)
-        except Exception:
-            pass
-        finally:
-            await client.close()
-        async with AsyncElasticsearch(mesh.address.elasticsearch_url) as es:
-            for kind in ("predictions", "logs", "drift", "alerts"):
-                await es.indices.delete(index=f"{mesh.address.index_prefix}-{kind}", ignore_unavailable=True)
-        shutil.rmtree(model_repository(Paths.default()) / mesh.triton_model, ignore_errors=True)
-
-    asyncio.run(clean())
 
 
 def test_a_use_case_no_code_has_seen_runs_beside_fraud(scenario_run, mesh: MeshUnderTest) -> None:  # type: ignore[no-untyped-def]
