@@ -20,6 +20,7 @@ from aimesh.core.deadletter import (
     reason_code_value,
 )
 from aimesh.core.events import Event
+from aimesh.core.pan import PanMasker, Tokenizer
 from aimesh.core.topics import DLQ_TOPICS, INGEST_DLQ, MONITOR_DLQ, dlq_topic
 
 REPO = Path(__file__).resolve().parents[3]
@@ -143,3 +144,29 @@ async def test_the_publisher_sends_to_its_services_topic_fitted(tmp_path: Path) 
     assert (topic, key, event_id) == ("aimesh.feature.dlq.v1", "feature", "dlq:t/1/7")
     assert letter.service == "feature" and letter.event_id == "e7" and letter.payload_ref
     assert letter.reason_code == deadletter_pb2.REASON_CODE_DECODE_ERROR
+
+
+async def test_a_publisher_with_a_masker_keeps_no_raw_pan_in_payload_headers_or_message(tmp_path: Path) -> None:
+    pan = "4111111111111111"
+    masker = PanMasker(Tokenizer("dlq-test-secret"))
+    producer = _Producer()
+    publisher = DeadLetterPublisher(
+        producer,  # type: ignore[arg-type]
+        "ingest",
+        DeadLetterBounds(PayloadStore(tmp_path)),
+        masker=masker,
+    )
+    event = Event(
+        "t", 0, 3, b"k", f'{{"note": "card {pan}", "ts": 1714000000000}}'.encode(), (("x-card", pan.encode()),), 0
+    )
+    await publisher.send(event, "RETRIES_EXHAUSTED", f"failed on {pan}")
+    ((_, letter, _, _),) = producer.sent
+    kept = letter.original_payload + b"".join(h.value for h in letter.original_headers) + letter.message.encode()
+    assert pan.encode() not in kept
+    assert Tokenizer("dlq-test-secret").token(pan).encode() in letter.original_payload
+    assert b"1714000000000" in letter.original_payload, "only Luhn-valid runs are tokenised"
+    plain = _Producer()
+    await DeadLetterPublisher(plain, "feature", DeadLetterBounds(PayloadStore(tmp_path))).send(
+        event, "DECODE_ERROR", "x"
+    )  # type: ignore[arg-type]
+    assert pan.encode() in plain.sent[0][1].original_payload, "without a masker the copy is the original"

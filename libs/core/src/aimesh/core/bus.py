@@ -565,7 +565,7 @@ class EventConsumer:
         log.info(
             "subscription changed",
             extra={
-                "topics": sorted(wanted),
+                "topics.subscribed": sorted(wanted),
                 "topics.added": sorted(wanted - self._subscribed),
                 "topics.removed": sorted(self._subscribed - wanted),
             },

@@ -34,6 +34,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from aimesh.api.common.v1 import common_pb2, deadletter_pb2
 from aimesh.core.bus import EventProducer
 from aimesh.core.events import Event
+from aimesh.core.pan import PanMasker
 from aimesh.core.settings import ServiceSettings
 from aimesh.core.topics import dlq_topic
 
@@ -224,26 +225,41 @@ class DeadLetterPublisher:
 
     The record is keyed by the service name and fitted by ``bounds``; its event id is derived from the
     original position, so a redelivered poison record produces a DLQ entry with the same ``ce_id``
-    (consumers, monitor's index included, dedupe on it).
+    (consumers, monitor's index included, dedupe on it). With ``masker`` every card number (PAN) in the
+    payload copy, the header values and the message is replaced by its token before the record is built
+    (``PanMasker.mask_bytes``: Luhn-valid 13-19 digit runs, the payload kept as bytes, parsed or not), for
+    services whose input may hold raw PANs (ingest's upstream records).
     """
 
     def __init__(
-        self, producer: EventProducer, service: str, bounds: DeadLetterBounds, *, topic: str | None = None
+        self,
+        producer: EventProducer,
+        service: str,
+        bounds: DeadLetterBounds,
+        *,
+        topic: str | None = None,
+        masker: PanMasker | None = None,
     ) -> None:
         self._producer = producer
         self.service = service
         self.topic = topic or dlq_topic(service)
         self._bounds = bounds
+        self._masker = masker
 
     async def send(self, event: Event, reason_code: str, message: str, *, field: str = "") -> None:
         """Dead-letter ``event``; raises ``ValueError`` for an unknown reason, Kafka or ``OSError`` otherwise."""
+        payload, headers, event_id = event.value, event.headers, event.header("ce_id") or ""
+        if self._masker is not None:
+            payload = self._masker.mask_bytes(payload)[0]
+            headers = tuple((key, self._masker.mask_bytes(value)[0]) for key, value in headers)
+            message, event_id = self._masker.mask_text(message)[0], self._masker.mask_text(event_id)[0]
         dl = build_dead_letter(
-            payload=event.value,
-            headers=event.headers,
+            payload=payload,
+            headers=headers,
             service=self.service,
             reason_code=reason_code,
             message=message,
-            event_id=event.header("ce_id") or "",
+            event_id=event_id,
             field=field,
             position=(event.topic, event.partition, event.offset),
         )

@@ -173,7 +173,7 @@ class Spool:
             log.info(
                 "spool holds %d records from before the restart; they will be drained",
                 self._records,
-                extra={"spool": self.name, "spool.path": str(self.path)},
+                extra={"spool.name": self.name, "spool.path": str(self.path)},
             )
 
     def _publish_gauges(self) -> None:
@@ -265,7 +265,7 @@ class Spool:
                 evicted + rejected + too_large,
                 self.when_full.value,
                 too_large,
-                extra={"spool": self.name, "spool.records": records_now, "spool.bytes": bytes_now},
+                extra={"spool.name": self.name, "spool.records": records_now, "spool.bytes": bytes_now},
             )
         return stored
 
@@ -416,7 +416,7 @@ class SpoolingSender:
             log.warning(
                 "Kafka send failed; spooling records until Kafka acknowledges again: %r",
                 cause,
-                extra={"spool": self.spool.name},
+                extra={"spool.name": self.spool.name},
             )
         self._spooling = True
         self._inbound += 1
@@ -457,7 +457,7 @@ class SpoolingSender:
             stored = await self.spool.put(record)
         except Exception as exc:
             self._inbound -= 1
-            log.error("spool write failed; record lost: %r", exc, extra={"spool": self.spool.name})
+            log.error("spool write failed; record lost: %r", exc, extra={"spool.name": self.spool.name})
             if not outcome.done():
                 outcome.set_exception(exc)
             return
@@ -509,7 +509,7 @@ class SpoolingSender:
                         )
                     )
             except Exception as exc:
-                log.info("spool drain paused, Kafka send failed: %r", exc, extra={"spool": self.spool.name})
+                log.info("spool drain paused, Kafka send failed: %r", exc, extra={"spool.name": self.spool.name})
                 for ack in acks:
                     ack.cancel()
                 return False
@@ -529,10 +529,10 @@ class SpoolingSender:
                 log.error("%d spooled records can never be delivered; dropped", len(hopeless))
             if len(done) + len(hopeless) < len(rows):
                 failure = next(r for r in results if isinstance(r, BaseException))
-                log.info("spool drain paused: %r", failure, extra={"spool": self.spool.name})
+                log.info("spool drain paused: %r", failure, extra={"spool.name": self.spool.name})
                 return False
         if self._empty:
             if self._spooling:
-                log.info("spool drained; sending to Kafka directly again", extra={"spool": self.spool.name})
+                log.info("spool drained; sending to Kafka directly again", extra={"spool.name": self.spool.name})
             self._spooling = False
         return True

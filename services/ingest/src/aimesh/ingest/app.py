@@ -165,7 +165,11 @@ def build_consumer(
         transactions=transactions,
         dead_letters=(
             DeadLetterPublisher(
-                transactions, settings.service_name, dead_letter_bounds(settings), topic=settings.dlq_topic
+                transactions,
+                settings.service_name,
+                dead_letter_bounds(settings),
+                topic=settings.dlq_topic,
+                masker=pipeline.masker,
             )
             if transactions is not None
             else None

@@ -70,6 +70,7 @@ from aimesh.core import metrics as core_metrics
 from aimesh.core.bus import EventSender
 from aimesh.core.deadletter import DeadLetterBounds, build_dead_letter, dead_letter_event_id
 from aimesh.core.events import Event
+from aimesh.core.pan import PanMasker
 from aimesh.ingest import metrics
 from aimesh.ingest.canonical import canonical_record
 from aimesh.ingest.catalog import SourceCatalog
@@ -124,6 +125,11 @@ class IngestPipeline:
         self._dlq_topic = dlq_topic
         self._seen = SeenEvents(dedupe_capacity, seen_store)
         self._bounds = dead_letter_bounds
+
+    @property
+    def masker(self) -> PanMasker:
+        """What tokenises PANs outside a validator (the catalog's); the consumer's own dead letters use it."""
+        return self._catalog.masker
 
     @property
     def topics(self) -> tuple[str, ...]:
