@@ -53,6 +53,8 @@ class Expect:
     """The consumers of an internal topic: each dead letter must be on one of their DLQ topics."""
     message_must_contain: str = ""
     message_must_not_contain: str = ""
+    indexed_truncated: str = ""
+    """A prediction's event id: it must be in Elasticsearch with its ``entity`` map cut and flagged."""
 
 
 @dataclass
@@ -213,7 +215,7 @@ def internal_corpus(prefix: str) -> list[Hostile]:
             "prediction with 10,000 entity ids",
             "aimesh.inference.predictions.v1",
             wide.SerializeToString(),
-            dead("TOO_MANY_FIELDS", "DOCUMENT_REJECTED", services=("monitor",)),
+            Expect(indexed_truncated=f"{prefix}-wide"),  # monitor bounds maps (MONITOR_MAX_MAP_ENTRIES)
             headers=_headers(inference_events.Prediction, f"{prefix}-wide"),
         )
     )

@@ -18,15 +18,17 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from elasticsearch import AsyncElasticsearch
 from google.protobuf import descriptor as pb_descriptor
 from google.protobuf import message_factory
 
-from tests.faults.harness import Report, lake_event_ids, read_since, run_scenario
+from tests.faults.harness import PREDICTIONS_INDEX, Report, lake_event_ids, read_since, run_scenario
 from tests.faults.hostile import (
     DEAD_LETTER_LIMIT,
     MIB,
@@ -85,9 +87,17 @@ async def send_corpus(stack: FaultStack, items: list[Hostile], prefix: str) -> l
     return goods
 
 
-def judge(item: Hostile, letters: dict[tuple[str, int, int], list[DeadLetterSeen]], in_lake: set[str]) -> str | None:
-    """None when ``item`` ended as expected, else what happened instead."""
+def judge(
+    item: Hostile,
+    letters: dict[tuple[str, int, int], list[DeadLetterSeen]],
+    in_lake: set[str],
+    truncated: AbstractSet[str] = frozenset(),
+) -> str | None:
+    """None when ``item`` ended as expected, else what happened instead (``truncated``: ids of prediction
+    documents indexed with their ``entity`` map cut)."""
     expect = item.expect
+    if expect.indexed_truncated and expect.indexed_truncated not in truncated:
+        return "not indexed with its entity map cut and flagged"
     for partition, offset in item.positions:
         seen = letters.get((item.topic, partition, offset), [])
         lake = bool(item.event_id) and item.event_id in in_lake
@@ -153,7 +163,8 @@ async def settle(stack: FaultStack, items: list[Hostile], goods: list[str], pref
             letter = decode_dead_letter(record)
             if letter is not None:
                 letters.setdefault(letter.upstream, []).append(letter)
-        verdicts = {item.name: judge(item, letters, in_lake) for item in items}
+        truncated = await truncated_predictions(stack, [i.expect.indexed_truncated for i in items])
+        verdicts = {item.name: judge(item, letters, in_lake, truncated) for item in items}
         if (set(goods) <= in_lake and not any(verdicts.values())) or time.monotonic() > deadline:
             break
         await asyncio.sleep(3.0)
@@ -169,6 +180,18 @@ async def settle(stack: FaultStack, items: list[Hostile], goods: list[str], pref
         report.counts[item.name] = what + ("" if verdicts[item.name] is None else "  <- WRONG")
         report.check(verdicts[item.name] is None, f"{item.name}: {verdicts[item.name]}")
     return report
+
+
+async def truncated_predictions(stack: FaultStack, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are prediction documents whose ``entity`` map monitor cut (``truncated``)."""
+    ids = [i for i in ids if i]
+    if not ids:
+        return set()
+    async with AsyncElasticsearch(stack.elasticsearch.url, request_timeout=30) as es:
+        if not await es.indices.exists(index=PREDICTIONS_INDEX):
+            return set()
+        reply = await es.mget(index=PREDICTIONS_INDEX, ids=ids, source_includes=["truncated"])
+    return {d["_id"] for d in reply["docs"] if d.get("found") and "entity" in d["_source"].get("truncated", [])}
 
 
 async def _topics(stack: FaultStack) -> set[str]:
