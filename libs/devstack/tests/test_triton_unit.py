@@ -55,6 +55,7 @@ def test_command_binds_loopback_on_the_configured_ports(triton: Triton) -> None:
     assert f"--grpc-port={triton.grpc_port}" in cmd
     assert f"--metrics-port={triton.metrics_port}" in cmd
     assert "--model-control-mode=explicit" in cmd
+    assert "--disable-auto-complete-config" in cmd, "no auto-complete stub (a second torch import) per load"
     assert f"--model-repository={triton.model_repository}" in cmd
     assert f"--backend-directory={triton.backend_directory}" in cmd
 

@@ -136,6 +136,10 @@ class Triton(Server):
             str(_wheel_dir() / "bin" / "tritonserver"),
             f"--model-repository={self.model_repository}",
             "--model-control-mode=explicit",
+            # Our configs are complete (training writes every field): without this the python backend
+            # starts one extra stub per load only to ask model.py for a config, which imports torch and
+            # made every load (and so a restarted Triton's recovery) about 40 % slower.
+            "--disable-auto-complete-config",
             f"--backend-directory={self.backend_directory}",
             f"--http-address={HOST}",
             f"--http-port={self.http_port}",
