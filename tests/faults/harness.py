@@ -402,6 +402,11 @@ def check_health(report: Report, health: HealthProbe, down: str | None) -> None:
         name: (live_503.get(name, 0), not_ready.get(name, 0), silent.get(name, 0))
         for name in sorted({s.service for s in health.samples})
     }
+    if live_503:
+        bodies = {name: [s for s in health.samples if s.service == name and s.live == 503] for name in live_503}
+        report.counts["liveness 503 (first, last) per service"] = {
+            name: [(round(s.t), s.live_body) for s in (found[0], found[-1])] for name, found in bodies.items()
+        }
     report.check(not live_503, f"liveness answered 503 (a restart would have been triggered): {dict(live_503)}")
     unexpected_silence = {k: v for k, v in silent.items() if k != down and v > 2}
     report.check(not unexpected_silence, f"services that stopped answering /healthz: {unexpected_silence}")

@@ -299,6 +299,8 @@ class HealthSample:
     """/healthz status code; None when nothing answered (the process is down)."""
     ready: int | None
     ready_body: str
+    live_body: str = ""
+    """/healthz body when it answered 503 (names the wedged loops and why), else empty."""
 
 
 @dataclass
@@ -324,12 +326,16 @@ class HealthProbe:
         live: int | None = None
         ready: int | None = None
         body = ""
+        live_body = ""
         with contextlib.suppress(httpx.HTTPError):
-            live = (await client.get(f"{admin}/healthz")).status_code
+            response = await client.get(f"{admin}/healthz")
+            live = response.status_code
+            if live != 200:
+                live_body = response.text[:1000]
         with contextlib.suppress(httpx.HTTPError):
             response = await client.get(f"{admin}/readyz")
             ready, body = response.status_code, response.text[:300]
-        self.samples.append(HealthSample(t, name, live, ready, body))
+        self.samples.append(HealthSample(t, name, live, ready, body, live_body))
 
     def of(self, service: str) -> Sequence[HealthSample]:
         return [s for s in self.samples if s.service == service]

@@ -256,3 +256,48 @@ async def test_a_record_failing_forever_is_dead_lettered_once_and_the_partition_
     rerun.stop()
     await task
     assert again == [], "the offsets were committed past the dead-lettered record"
+
+
+async def test_transaction_markers_at_the_end_of_a_partition_are_not_records_to_process(  # type: ignore[no-untyped-def]
+    endpoints, make_topic, unique
+) -> None:
+    """Records written in transactions, the last transaction aborted: the read_committed consumer handles the
+    committed ones and is caught up (lag 0, not wedged) although the end offset is past their commit markers
+    and the aborted records (monitor's consumer of ingest's transactional DLQ was reported wedged there)."""
+    from aiokafka import AIOKafkaProducer, TopicPartition
+
+    topic = await make_topic("txmarkers", partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, transactional_id=f"tx-{unique}")
+    await producer.start()
+    try:
+        for i in range(3):
+            async with producer.transaction():
+                await producer.send_and_wait(topic, f"committed-{i}".encode(), key=b"k")
+        await producer.begin_transaction()
+        await producer.send_and_wait(topic, b"aborted", key=b"k")
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
+    seen: list[bytes] = []
+
+    async def handle(event: Event) -> None:
+        seen.append(event.value)
+
+    consumer = EventConsumer(
+        endpoints.kafka_bootstrap, group_id=f"g-{unique}", topics=[topic], handler=handle, service="tx-markers"
+    )
+    tp = TopicPartition(topic, 0)
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(30):
+            while len(seen) < 3 or consumer.partitions.get(tp) is None or consumer.partitions[tp].lag != 0:
+                assert not task.done(), task.result()
+                await asyncio.sleep(0.1)
+        state = consumer.partitions[tp]
+        assert state.end_offset == 8, "3 records, 3 commit markers, an aborted record and its abort marker"
+        await asyncio.sleep(1.5)
+        assert consumer.wedged(1.0) is None, "caught up: only markers and an aborted record are past it"
+    finally:
+        consumer.stop()
+        await task
+    assert seen == [b"committed-0", b"committed-1", b"committed-2"]

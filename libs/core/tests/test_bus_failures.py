@@ -347,3 +347,56 @@ async def test_wedged_when_records_wait_and_nothing_moves_but_not_when_idle_or_r
     assert seen == [0, 1] and caught_up.wedged(0.1) is None, "a caught-up consumer is alive however long"
     caught_up.stop()
     await task
+
+
+class TransactionalLog(FakeKafkaConsumer):
+    """A partition written by a transactional producer, read ``read_committed`` as aiokafka does.
+
+    Each offset in ``markers`` is a transaction's commit or abort marker and each in ``aborted`` a record
+    of an aborted transaction: neither is ever returned, but the fetch position moves past them and the
+    end offset (the high watermark and, with no transaction open, the last stable offset) counts them.
+    """
+
+    def __init__(self, size: int, *, markers: set[int], aborted: frozenset[int] = frozenset()) -> None:
+        super().__init__([b"v"] * size, batch=10, tp=TP)
+        self.hidden = markers | aborted
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        await asyncio.sleep(0)
+        self.polls += 1
+        chunk = []
+        while self.fetch_position < len(self.records) and len(chunk) < min(self.batch, max_records):
+            if self.fetch_position not in self.hidden:
+                chunk.append(self.records[self.fetch_position])
+            self.fetch_position += 1
+        return {self.tp: chunk} if chunk else {}
+
+    def last_stable_offset(self, tp: TopicPartition) -> int | None:
+        return len(self.records)
+
+
+async def test_transaction_markers_and_aborted_records_are_not_records_to_process() -> None:
+    """An idle partition whose last offsets are a commit marker (or an aborted transaction and its marker)
+    is caught up: lag 0, never stalled, never wedged. (monitor's consumer of aimesh.ingest.dlq.v1 was
+    reported wedged with "1 records to process" at the offset of ingest's last commit marker.)"""
+    for service, log in (
+        ("tx-markers", TransactionalLog(4, markers={1, 3})),
+        ("tx-aborted", TransactionalLog(9, markers={1, 3, 8}, aborted=frozenset({4, 5, 6, 7}))),
+    ):
+        handled: list[int] = []
+
+        async def handle(event: Event, handled: list[int] = handled) -> None:
+            handled.append(event.offset)
+
+        consumer = consumer_of(log, handler=handle, service=service)
+        task = asyncio.create_task(consumer.run())
+        async with asyncio.timeout(5):
+            while len(handled) < 2:
+                await asyncio.sleep(0.005)
+        await asyncio.sleep(0.3)
+        assert handled == [0, 2]
+        assert consumer.wedged(0.1) is None, "a partition whose only unread offsets are markers is caught up"
+        assert sample("aimesh_consumer_lag", service) == 0.0
+        assert sample("aimesh_consumer_partition_stalled_seconds", service) == 0.0
+        consumer.stop()
+        await task

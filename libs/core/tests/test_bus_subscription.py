@@ -88,6 +88,9 @@ class GroupFake:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self._position[tp] = offset
 
+    async def position(self, tp: TopicPartition) -> int:
+        return self._position[tp]
+
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         if not self._assigned:
             raise AssertionError("commit without an assignment (aiokafka: IllegalStateError)")

@@ -127,7 +127,7 @@ async def test_consumer_liveness_fails_only_when_wedged_with_its_dependencies_re
     s = ServiceSettings(
         admin_port=free_port(),
         shutdown_grace_seconds=0.5,
-        liveness_max_stall_seconds=0.2,
+        liveness_max_stall_seconds=0.5,
         readiness_interval_seconds=0.05,
         consumer_max_attempts=7,
     )
@@ -151,10 +151,14 @@ async def test_consumer_liveness_fails_only_when_wedged_with_its_dependencies_re
     assert consumer.max_attempts == 7, "the runtime applies the service's retry settings"
     task = asyncio.create_task(runtime.run())
     await asyncio.wait_for(entered.wait(), 5)
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(0.8)
     assert runtime.probes.wedged() == {}, "stuck while its database is down: alive, not restarted"
     database["up"] = True
     await asyncio.sleep(0.2)
+    assert runtime.probes.wedged() == {}, (
+        "the stall is counted from the database's return: the consumer gets the full stall limit to move again"
+    )
+    await asyncio.sleep(0.6)
     (reason,) = runtime.probes.wedged().values()
     assert "handler on up/0 at offset 0 has not returned" in reason
     runtime.request_stop()

@@ -3,8 +3,9 @@
 - ``/healthz`` (liveness) answers 200 while no registered loop is wedged and 503 otherwise, with
   ``stalled`` (the wedged loops' names) and ``reasons`` (name -> why). A check answers None while its
   loop moves; a consumer's (``ServiceRuntime.add_consumer``) fails only when the consumer is wedged
-  while the last readiness checks found every dependency reachable, never because one is down. The
-  body names the dependencies the last readiness checks found down (``dependencies_down``).
+  while the readiness checks have found every dependency reachable for the whole stall limit, never
+  because one is (or just was) down. The body names the dependencies the last readiness checks found
+  down (``dependencies_down``).
 - ``/readyz`` (readiness) runs every dependency check (Kafka, the database, Triton ...) with a timeout
   and answers 503 naming each failed dependency and why (``failed``: name -> reason).
 - ``/metrics`` is the Prometheus exposition of the process registry.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,14 +34,18 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 class Probes:
     """Named liveness checks (cheap, synchronous) and readiness checks (async, raise when not ready).
 
-    ``last_failed`` holds the result of the latest ``check_ready`` (None before the first), so cheap
-    synchronous code (the liveness checks) can tell whether a dependency is down.
+    ``last_failed`` holds the result of the latest ``check_ready`` (None before the first) and
+    ``reachable_since`` since when every check has passed, so cheap synchronous code (the liveness
+    checks) can tell whether a dependency is down, and for how long all have been reachable.
     """
 
     liveness: dict[str, LivenessCheck] = field(default_factory=dict)
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
     readiness_timeout_s: float = 2.0
     last_failed: dict[str, str] | None = None
+    reachable_since: float | None = field(default_factory=time.monotonic)
+    """Monotonic time of the first passing ``check_ready`` after the last failing one (creation time while
+    none has failed); None while the latest one failed."""
 
     def wedged(self) -> dict[str, str]:
         """The liveness checks that fail, by name, with why; empty while every loop moves."""
@@ -49,6 +55,13 @@ class Probes:
     def dependencies_down(self) -> dict[str, str]:
         """The dependencies the latest readiness checks found down (empty before the first check)."""
         return dict(self.last_failed or {})
+
+    def reachable_for(self, now: float | None = None) -> float | None:
+        """Seconds every dependency has been reachable without a failed readiness check in between
+        (since creation while none has failed); None while the latest checks found one down."""
+        if self.reachable_since is None:
+            return None
+        return max((time.monotonic() if now is None else now) - self.reachable_since, 0.0)
 
     async def check_ready(self) -> dict[str, str]:
         """Failed readiness checks by name, with the reason; empty when ready. Remembered in ``last_failed``."""
@@ -66,6 +79,10 @@ class Probes:
         results = await asyncio.gather(*(one(self.readiness[n]) for n in names))
         failed = {n: r for n, r in zip(names, results, strict=True) if r is not None}
         self.last_failed = failed
+        if failed:
+            self.reachable_since = None
+        elif self.reachable_since is None:
+            self.reachable_since = time.monotonic()
         return failed
 
 

@@ -36,8 +36,10 @@ Delivery contract:
   abort) before the partitions are revoked, and batches polled before a rebalance are dropped (the
   new assignment starts again from the committed offsets).
 - After every poll the consumer sets ``aimesh_consumer_lag`` for every assigned partition whose
-  position it knows (records between the first unsettled offset and the partition's last stable
-  offset, or its high watermark), again after each settled (sub-)batch;
+  position it knows (offsets between the first unsettled offset and the partition's last stable
+  offset, or its high watermark; with nothing in hand the first unsettled offset is the fetch
+  position, which is past transaction markers and aborted records, so those never count as records
+  to process), again after each settled (sub-)batch;
   ``aimesh_consumer_partition_stalled_seconds`` is computed at scrape time (seconds since the
   position last advanced while records wait), ``aimesh_consumer_retry_attempts`` and
   ``aimesh_consumer_waiting_on_dependency`` describe the record a partition waits to retry.
@@ -526,7 +528,7 @@ class EventConsumer:
                 self._step = None
                 self.last_poll = time.monotonic()
                 self._polled_in = self._rebalances
-                self._observe(batch)
+                await self._observe(batch)
                 for tp, records in batch.items():
                     if self._rebalances != self._polled_in:
                         break  # the new assignment restarts from the committed offsets
@@ -587,8 +589,25 @@ class EventConsumer:
     def _labels(self, tp: TopicPartition) -> tuple[str, str, str]:
         return (self.service, tp.topic, str(tp.partition))
 
-    def _observe(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
-        """After each poll: the position and end of every assigned partition, and the lag gauges."""
+    async def _fetch_position(self, tp: TopicPartition) -> int | None:
+        """aiokafka's fetch position of ``tp`` (the next offset it will fetch) when it is known now; None,
+        without waiting, while it is being reset (aiokafka's ``position`` would wait for the reset) or
+        when the partition is no longer assigned."""
+        try:
+            async with asyncio.timeout(0):  # fires only if ``position`` suspends, i.e. would wait
+                return int(await self._consumer.position(tp))
+        except Exception:
+            return None
+
+    async def _observe(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        """After each poll: the position and end of every assigned partition, and the lag gauges.
+
+        A partition with records in ``batch`` has its first unsettled offset at the first of them. One
+        without has every record before the fetch position settled (each polled record is settled, or
+        the partition rewound to it, before the next poll), so the fetch position is its first unsettled
+        offset: it is past transaction markers and aborted records, which ``read_committed`` never
+        returns but the last stable offset and the high watermark count.
+        """
         now = time.monotonic()
         assigned = set(self._consumer.assignment())
         for tp in set(self._partitions) - assigned:
@@ -611,6 +630,8 @@ class EventConsumer:
             records = batch.get(tp)
             if records:
                 state.next_offset = records[0].offset
+            elif (position := await self._fetch_position(tp)) is not None:
+                state.next_offset = position
             end = self._consumer.last_stable_offset(tp)
             if end is None or end < 0:
                 end = self._consumer.highwater(tp)

@@ -74,8 +74,10 @@ class ServiceRuntime:
 
         Its liveness check fails only when the consumer is wedged (``EventConsumer.wedged`` with
         ``liveness_max_stall_seconds``: a loop step that does not return, or records waiting with no
-        progress) while the latest readiness checks found every dependency reachable; a consumer
-        backing off on an unavailable dependency, or one whose dependency is down, is alive.
+        progress) while the readiness checks have found every dependency reachable for at least
+        ``liveness_max_stall_seconds`` (``Probes.reachable_for``): a consumer backing off on an
+        unavailable dependency, or one whose dependency is down, is alive, and after a dependency's
+        return the consumer gets the whole stall limit to move again before it counts as wedged.
         """
 
         async def stop() -> None:
@@ -90,8 +92,11 @@ class ServiceRuntime:
 
         def wedged() -> str | None:
             reason = consumer.wedged(limit)
-            if reason is None or self.probes.dependencies_down():
+            if reason is None:
                 return None
+            reachable = self.probes.reachable_for()
+            if reachable is None or reachable < limit:
+                return None  # a dependency is down, or was within the stall limit
             return reason
 
         self.probes.liveness[name] = wedged

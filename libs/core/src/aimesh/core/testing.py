@@ -152,15 +152,15 @@ class FakeRecord:
 class FakeKafkaConsumer:
     """aiokafka's consumer reduced to what ``EventConsumer`` uses, serving ``values`` of one partition.
 
-    Install it with ``consumer._consumer = fake``. ``getmany`` returns up to ``batch`` records from the
-    position (and counts the call in ``polls``); ``seek`` moves the position; ``commit`` records the
-    offsets in ``commits``; the high watermark is the number of records.
+    Install it with ``consumer._consumer = fake``. ``getmany`` returns up to ``batch`` records from
+    ``fetch_position`` (and counts the call in ``polls``); ``seek`` moves it and ``position`` answers
+    it; ``commit`` records the offsets in ``commits``; the high watermark is the number of records.
     """
 
     def __init__(self, values: Sequence[bytes], *, batch: int, tp: TopicPartition | None = None) -> None:
         self.tp = tp or TopicPartition("up", 0)
         self.records = [FakeRecord(self.tp.topic, self.tp.partition, i, b"k", v) for i, v in enumerate(values)]
-        self.position = 0
+        self.fetch_position = 0
         self.batch = batch
         self.polls = 0
         self.commits: list[dict[TopicPartition, int]] = []
@@ -178,12 +178,15 @@ class FakeKafkaConsumer:
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[FakeRecord]]:
         await asyncio.sleep(0)
         self.polls += 1
-        chunk = self.records[self.position : self.position + min(self.batch, max_records)]
-        self.position += len(chunk)
+        chunk = self.records[self.fetch_position : self.fetch_position + min(self.batch, max_records)]
+        self.fetch_position += len(chunk)
         return {self.tp: chunk} if chunk else {}
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.position = offset
+        self.fetch_position = offset
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.fetch_position
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.commits.append(dict(offsets))
