@@ -28,6 +28,8 @@ class FakeTriton:
         self.loaded: dict[str, set[int]] = {}
         self.load_errors: dict[str, str] = {}
         self.loads: list[str] = []
+        self.die_during_load = False
+        """The next load kills the server (a restart while Triton loads a model)."""
 
     async def is_model_ready(self, model: str, version: int, *, timeout_s: float) -> bool:
         if not self.alive:
@@ -39,6 +41,10 @@ class FakeTriton:
         if not self.alive:
             raise Unavailable("Triton at fake: failed to connect to all addresses")
         self.loads.append(model)
+        if self.die_during_load:
+            self.die_during_load = False
+            self.alive = False
+            raise Unavailable("Triton at fake could not load: Socket closed")
         if model in self.load_errors:
             raise Unavailable(f"Triton at fake could not load {model!r}: {self.load_errors[model]}")
         self.loaded[model] = set(self.repository.get(model, set()))
@@ -224,3 +230,61 @@ async def test_run_reacts_to_a_catalog_change_at_once_and_stops(triton: FakeTrit
     assert triton.loads == ["new_tr"], "a routing change is reconciled at once, not after the 60 s interval"
     await rec.stop()
     await asyncio.wait_for(task, 1.0)
+
+
+async def test_a_model_backed_off_before_a_triton_restart_is_loaded_at_the_first_pass_after_it(
+    catalog: ModelCatalog, triton: FakeTriton
+) -> None:
+    """The slow path the fault suite hit: backoffs earned before the restart delayed the reload after it."""
+    triton.load_errors["risk_tr"] = "repository not mounted yet"
+    clock = Clock()
+    rec = make(catalog, triton, clock)
+    for _ in range(3):  # attempts at 0, 2 and 6 s, each when the last one's backoff ended
+        if "risk_tr" in rec._backoff:
+            clock.now = rec._backoff["risk_tr"].next_attempt
+        await rec.reconcile()
+    assert rec._backoff["risk_tr"].failures == 3
+    assert rec._backoff["risk_tr"].next_attempt - clock.now == 8.0
+    del triton.load_errors["risk_tr"]
+    clock.now += 0.5
+    triton.alive = False
+    await rec.reconcile()
+    triton.alive = True
+    triton.restart()
+    clock.now += 0.5
+    back = await rec.reconcile()
+    assert back.loaded == ("risk_tr",) and not back.unready, "loaded at once, not 7 s later when the backoff ends"
+
+
+async def test_triton_dying_during_a_load_is_not_a_load_failure(catalog: ModelCatalog, triton: FakeTriton) -> None:
+    clock = Clock()
+    rec = make(catalog, triton, clock)
+    failures_before = module.MODEL_LOAD_FAILURES.labels("risk_tr")._value.get()
+    triton.die_during_load = True
+    during = await rec.reconcile()
+    assert not during.failed and not during.loaded
+    assert "Triton did not answer" in next(iter(during.unready.values()))
+    assert module.MODEL_LOAD_FAILURES.labels("risk_tr")._value.get() == failures_before
+    triton.alive = True
+    triton.restart()
+    clock.now += 0.5
+    assert (await rec.reconcile()).loaded == ("risk_tr",), "no backoff: the load is retried at the next pass"
+
+
+async def test_run_probes_every_half_second_while_triton_is_silent(catalog: ModelCatalog, triton: FakeTriton) -> None:
+    triton.alive = False
+    rec = ModelReconciler(catalog, triton, interval_s=60.0, backoff_max_s=60.0, unreachable_interval_s=0.1)
+    task = asyncio.create_task(rec.run())
+    try:
+        await asyncio.sleep(0.05)
+        assert triton.loads == []
+        triton.alive = True
+        back = asyncio.get_running_loop().time()
+        while not triton.loads:
+            assert asyncio.get_running_loop().time() - back < 1.0, "still not loaded 1 s after Triton answered"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.25)
+        assert triton.loads == ["risk_tr"], "once loaded, passes are every interval_s again"
+    finally:
+        await rec.stop()
+        await asyncio.wait_for(task, 1.0)

@@ -14,7 +14,12 @@ catalog changed, one pass:
    (e.g. the version fell out of the model config's version policy), backs that model off: the next
    attempt waits ``interval_s``, doubling per consecutive failure up to ``backoff_max_s``; a model
    found ready resets its backoff. While Triton does not answer at all nothing is loaded and nothing
-   backs off, so the first pass after Triton is back loads at once.
+   backs off, and passes come every ``unreachable_interval_s`` (0.5 s) instead of ``interval_s``, so
+   the load starts within about half a second of Triton answering again (plus the channel's reconnect,
+   at most 1 s). The first pass that finds Triton answering after a pass that found it silent (a
+   restart) clears every backoff: a model that failed to load before the restart is loaded at once,
+   not after its backoff. A load that fails because Triton went away during it (the probe after it
+   finds Triton silent) is not a failure and backs nothing off.
 
 A pass never raises; its outcome is kept (``last_pass``) and exported: the counters
 ``aimesh_inference_model_loads_total`` / ``aimesh_inference_model_load_failures_total`` (by Triton
@@ -108,10 +113,13 @@ class ModelReconciler:
         load_timeout_s: float = 120.0,
         check_timeout_s: float = 1.5,
         ready_without_routes: bool = True,
+        unreachable_interval_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if interval_s <= 0 or backoff_max_s < interval_s:
             raise ValueError(f"need 0 < interval_s <= backoff_max_s, got {interval_s} and {backoff_max_s}")
+        if unreachable_interval_s <= 0:
+            raise ValueError(f"need 0 < unreachable_interval_s, got {unreachable_interval_s}")
         self.catalog = catalog
         self.control = control
         self.interval_s = interval_s
@@ -119,7 +127,10 @@ class ModelReconciler:
         self.load_timeout_s = load_timeout_s
         self.check_timeout_s = check_timeout_s
         self.ready_without_routes = ready_without_routes
+        self.unreachable_interval_s = min(unreachable_interval_s, interval_s)
         self._clock = clock
+        self._silent = False
+        """The last pass found Triton silent (every routed version unreachable)."""
         self._backoff: dict[str, _Backoff] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -135,15 +146,17 @@ class ModelReconciler:
         self._wake.set()
 
     async def run(self) -> None:
-        """Pass, then wait ``interval_s`` or a ``notify()``, until ``stop()``; never raises."""
+        """Pass, then wait ``interval_s`` (``unreachable_interval_s`` while Triton is silent) or a
+        ``notify()``, until ``stop()``; never raises."""
         while not self._stopping.is_set():
             self._wake.clear()
             try:
                 await self.reconcile()
             except Exception:
                 log.exception("model reconciliation pass failed")
+            wait = self.unreachable_interval_s if self._silent else self.interval_s
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
     async def stop(self) -> None:
         """Make ``run()`` return (now, or when the running pass finishes)."""
@@ -155,6 +168,11 @@ class ModelReconciler:
         routed = routed_versions(self.catalog)
         status = await self._probe(routed)
         now = self._clock()
+        silent = _silent(status)
+        if self._silent and not silent and self._backoff:
+            log.info("Triton answers again: loading %s without waiting out their backoff", sorted(self._backoff))
+            self._backoff.clear()
+        self._silent = silent
         to_load = sorted(
             {
                 rv.triton_model
@@ -167,19 +185,10 @@ class ModelReconciler:
         if to_load:
             errors = await asyncio.gather(*(self._load(name) for name in to_load))
             status = await self._probe(routed)
-            for name, load_error in zip(to_load, errors, strict=True):
-                still = [rv.describe() for rv in routed if rv.triton_model == name and status[rv] is not None]
-                error = load_error
-                if error is None and still:
-                    error = f"loaded, but still not ready: {', '.join(still)} (outside the model's version policy?)"
-                if error is None:
-                    MODEL_LOADS.labels(name).inc()
-                    loaded.append(name)
-                    log.info("loaded model %r into Triton", name)
-                else:
-                    MODEL_LOAD_FAILURES.labels(name).inc()
-                    failed.append(name)
-                    self._failed(name, error, now)
+            if _silent(status):
+                self._silent = True  # Triton went away during the loads: nothing failed, the next pass retries
+            else:
+                loaded, failed = self._account(routed, status, dict(zip(to_load, errors, strict=True)), now)
         unready_models = {rv.triton_model for rv, reason in status.items() if reason is not None}
         self._backoff = {name: b for name, b in self._backoff.items() if name in unready_models}
         unready = {rv: self._reason(rv, reason) for rv, reason in status.items() if reason is not None}
@@ -224,6 +233,32 @@ class ModelReconciler:
         answers = await asyncio.gather(*(one(rv) for rv in routed))
         return dict(zip(routed, answers, strict=True))
 
+    def _account(
+        self,
+        routed: list[RoutedVersion],
+        status: dict[RoutedVersion, str | None],
+        loads: dict[str, str | None],
+        now: float,
+    ) -> tuple[list[str], list[str]]:
+        """Count each of this pass's ``loads`` (Triton model -> its error) as loaded or failed (backed off),
+        by what Triton says now (``status``); returns (loaded, failed)."""
+        loaded: list[str] = []
+        failed: list[str] = []
+        for name, load_error in loads.items():
+            still = [rv.describe() for rv in routed if rv.triton_model == name and status[rv] is not None]
+            error = load_error
+            if error is None and still:
+                error = f"loaded, but still not ready: {', '.join(still)} (outside the model's version policy?)"
+            if error is None:
+                MODEL_LOADS.labels(name).inc()
+                loaded.append(name)
+                log.info("loaded model %r into Triton", name)
+            else:
+                MODEL_LOAD_FAILURES.labels(name).inc()
+                failed.append(name)
+                self._failed(name, error, now)
+        return loaded, failed
+
     def _reason(self, rv: RoutedVersion, reason: str | None) -> str:
         if reason is None:
             return "ready"
@@ -255,3 +290,8 @@ class ModelReconciler:
 
 
 _UNREACHABLE = "Triton did not answer: "
+
+
+def _silent(status: dict[RoutedVersion, str | None]) -> bool:
+    """Whether Triton answered none of the probes (and there was at least one)."""
+    return bool(status) and all(reason is not None and reason.startswith(_UNREACHABLE) for reason in status.values())
