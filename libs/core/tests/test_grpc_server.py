@@ -1,4 +1,5 @@
-"""The gRPC server builder on loopback: error mapping, deadlines, health, reflection, TLS off by default."""
+"""The gRPC server builder on loopback: error mapping, deadlines, health, reflection, TLS off by default,
+request checks (invalid Timestamps and enum numbers) before the handler."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
+from aimesh.api.monitor.v1 import events_pb2 as monitor_events_pb2
+from aimesh.api.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from aimesh.core.errors import InvalidArgument, NotFound
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.settings import ServiceSettings
@@ -87,3 +90,37 @@ async def test_health_and_reflection(channel: grpc.aio.Channel) -> None:
     await call.done_writing()
     names = {s.name for s in reply.list_services_response.service}
     assert {SERVICE, "grpc.health.v1.Health"} <= names
+
+
+class FakeMonitor(monitor_pb2_grpc.MonitorServiceServicer):
+    """A handler that trusts its request, as the real ones did: ``ToDatetime`` and ``AlertKind.Name``."""
+
+    async def ListAlerts(self, request: monitor_pb2.ListAlertsRequest, context: grpc.aio.ServicerContext) -> object:
+        request.since.ToDatetime()
+        monitor_events_pb2.AlertKind.Name(request.kind)
+        return monitor_pb2.ListAlertsResponse()
+
+
+async def test_invalid_timestamps_and_enum_numbers_are_invalid_argument_before_the_handler() -> None:
+    settings = ServiceSettings(grpc_port=0, shutdown_grace_seconds=1)
+    server = GrpcServer(
+        settings,
+        [lambda s: monitor_pb2_grpc.add_MonitorServiceServicer_to_server(FakeMonitor(), s)],
+        [monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name],
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            stub = monitor_pb2_grpc.MonitorServiceStub(ch)
+            await stub.ListAlerts(monitor_pb2.ListAlertsRequest(kind=1), timeout=5)
+            bad_time = monitor_pb2.ListAlertsRequest()
+            bad_time.since.nanos = -1
+            bad_kind = monitor_pb2.ListAlertsRequest(kind=-1)  # type: ignore[arg-type]
+            for request, field in ((bad_time, "since"), (bad_kind, "kind")):
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.ListAlerts(request, timeout=5)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+                assert (err.value.details() or "").startswith(f"{field} is ")
+    finally:
+        await server.stop()
+        await task

@@ -10,7 +10,10 @@ order: the caller is authenticated (``aimesh.core.auth``, when an ``Authorizer``
 ``UNAUTHENTICATED``), the request bytes are parsed (bytes that are not a valid message:
 ``INVALID_ARGUMENT`` "request is not a valid <message type>: ...", logged as a WARNING without a stack
 trace at most once a minute per method), then the method's access rule is checked against the
-caller's tenant (``PERMISSION_DENIED``). The handler runs with the caller as ``current_principal()``.
+caller's tenant (``PERMISSION_DENIED``), then the request's well-known types and enum numbers are checked
+(``aimesh.core.validation.check_message``: an invalid Timestamp or Duration, or an enum number its enum
+does not define, anywhere in the request is ``INVALID_ARGUMENT`` naming the field). The handler runs with
+the caller as ``current_principal()``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
@@ -31,6 +35,7 @@ from aimesh.core.auth import AccessRule, Authorizer, Principal, bind_principal, 
 from aimesh.core.errors import AimeshError, InvalidArgument
 from aimesh.core.settings import ServiceSettings
 from aimesh.core.tracing import extract_context
+from aimesh.core.validation import check_message
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("aimesh.core.grpc")
@@ -145,13 +150,15 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _admit(
         self, method: str, decode: Callable[[Any], Any] | None, raw: Any, context: grpc.aio.ServicerContext
     ) -> tuple[Any, Principal | None]:
-        """Authenticate, decode and authorise one request (see the module doc); raises domain errors."""
+        """Authenticate, decode, authorise and check one request (see the module doc); raises domain errors."""
         principal = None
         if self.authorizer is not None:
             principal = self.authorizer.authenticate(context.invocation_metadata() or (), context.auth_context())
         request = decode(raw) if decode is not None else raw
         if self.authorizer is not None and principal is not None:
             self.authorizer.authorize(principal, method, request)
+        if isinstance(request, Message):
+            check_message(request)
         return request, principal
 
     def _wrap_unary(

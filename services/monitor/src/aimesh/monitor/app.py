@@ -27,6 +27,7 @@ from aimesh.core.errors import InvalidArgument
 from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.model_catalog import ModelCatalog
 from aimesh.core.runner import ServiceRuntime
+from aimesh.core.validation import check_length
 from aimesh.monitor.access import ACCESS
 from aimesh.monitor.drift_monitor import DriftMonitor, DriftPolicy
 from aimesh.monitor.elastic import AlertQuery, ElasticStore
@@ -36,6 +37,9 @@ from aimesh.monitor.settings import MonitorSettings
 SERVICE_NAME = monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+MAX_RESULT_WINDOW = 10_000
+"""Elasticsearch's default ``index.max_result_window``: from + size of a search may not exceed it."""
+_MAX_TOKEN_CHARS = 20
 
 
 class MonitorServiceApi(monitor_pb2_grpc.MonitorServiceServicer):
@@ -50,6 +54,7 @@ class MonitorServiceApi(monitor_pb2_grpc.MonitorServiceServicer):
     ) -> monitor_pb2.GetDriftReportResponse:
         if not request.model_name:
             raise InvalidArgument("model_name is required")
+        check_length("model_name", request.model_name)
         if request.feature:
             raise InvalidArgument("only score drift is reported for now: leave feature empty")
         window = request.window.ToTimedelta().total_seconds() if request.HasField("window") else None
@@ -62,11 +67,19 @@ class MonitorServiceApi(monitor_pb2_grpc.MonitorServiceServicer):
     async def ListAlerts(
         self, request: monitor_pb2.ListAlertsRequest, context: grpc.aio.ServicerContext
     ) -> monitor_pb2.ListAlertsResponse:
+        check_length("model_name", request.model_name)
         token = request.page.page_token
-        if token and not token.isdigit():
-            raise InvalidArgument(f"page_token {token!r} is not a token this service issued")
+        if token and (len(token) > _MAX_TOKEN_CHARS or not token.isdigit()):
+            raise InvalidArgument(f"page_token {token[:_MAX_TOKEN_CHARS]!r} is not a token this service issued")
+        if request.page.page_size < 0:
+            raise InvalidArgument(f"page.page_size must not be negative, got {request.page.page_size}")
         offset = int(token or 0)
         size = min(request.page.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        if offset + size + 1 > MAX_RESULT_WINDOW:
+            raise InvalidArgument(
+                f"page_token {token!r} pages past the first {MAX_RESULT_WINDOW} alerts a listing can reach; "
+                "narrow the query (since, model_name, kind, min_severity)"
+            )
         query = AlertQuery(
             model_name=request.model_name,
             kind=request.kind,

@@ -69,6 +69,8 @@ def _timedelta(duration: Duration, present: bool) -> timedelta | None:
 
 
 def _feature_dict(f: feature_pb2.Feature) -> dict[str, Any]:
+    if f.aggregation not in feature_pb2.Aggregation.values():
+        raise InvalidArgument(f"feature {f.name!r}: aggregation {f.aggregation} is not an Aggregation value")
     name = feature_pb2.Aggregation.Name(f.aggregation)
     out: dict[str, Any] = {"name": f.name, "aggregation": name.removeprefix(_PREFIX).lower()}
     if f.aggregation == feature_pb2.AGGREGATION_UNSPECIFIED:
