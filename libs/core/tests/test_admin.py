@@ -1,4 +1,4 @@
-"""The admin app: liveness, readiness with reasons, Prometheus metrics."""
+"""The admin app: liveness, readiness with reasons, degraded checks, Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -53,6 +53,23 @@ def test_readyz_names_each_failed_dependency() -> None:
     assert "refused" in failed["kafka"] and "0.2" in failed["triton"]
     probes.readiness = {"db": _ok}
     assert client.get("/readyz").status_code == 200
+
+
+def test_a_degraded_check_is_reported_and_known_to_liveness_but_never_a_503() -> None:
+    """Kafka for feature and training: their main job (serving, runs) goes on while the broker is away."""
+    probes = Probes(readiness={"database": _ok}, degraded={"kafka": _down})
+    client = TestClient(create_admin_app("feature", "0.1.0", probes))
+    reply = client.get("/readyz")
+    assert reply.status_code == 200 and reply.json()["status"] == "ready"
+    assert "refused" in reply.json()["degraded"]["kafka"] and "failed" not in reply.json()
+    assert "kafka" in probes.dependencies_down() and probes.reachable_for() is None, "liveness knows it is down"
+    assert "refused" in client.get("/healthz").json()["dependencies_down"]["kafka"]
+    probes.degraded = {"kafka": _ok}
+    assert "degraded" not in client.get("/readyz").json()
+    assert probes.dependencies_down() == {} and probes.reachable_for() is not None
+    probes.readiness["database"] = _down
+    down = client.get("/readyz")
+    assert down.status_code == 503 and set(down.json()["failed"]) == {"database"}
 
 
 def test_metrics_are_prometheus_text() -> None:

@@ -1,4 +1,5 @@
-"""Which readiness checks inference registers: models and the feature service, never Kafka.
+"""Which readiness checks inference registers: models and the feature service; Kafka only as a degraded
+check (reported, known to liveness, never a 503).
 
 ``serve_inference`` runs with a stand-in producer and a runtime that records its probes instead of
 serving, so no server is needed: the check names are what ``/readyz`` reports under ``failed``.
@@ -44,6 +45,28 @@ async def test_inference_is_ready_without_kafka(monkeypatch: pytest.MonkeyPatch)
     settings = InferenceSettings(ship_logs=False, kafka_bootstrap="127.0.0.1:1")
     checks = await _probes_of(monkeypatch, lambda: serve_inference(settings))
     assert sorted(checks) == ["feature-service", "models"]
+
+
+async def test_kafka_is_a_degraded_check_of_inference(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = InferenceSettings(ship_logs=False)
+
+    async def wire(runtime: ServiceRuntime, producer: object) -> None:
+        return None
+
+    degraded: list[str] = []
+
+    async def record(runtime: ServiceRuntime) -> None:
+        degraded.extend(runtime.probes.degraded)
+        assert "kafka" not in runtime.probes.readiness
+
+    monkeypatch.setattr(core_app, "connect_producer", lambda settings: _stand_in())
+    monkeypatch.setattr(ServiceRuntime, "run", record)
+    await core_app.serve(settings, "test", wire, kafka_readiness=False)
+    assert degraded == ["kafka"]
+
+
+async def _stand_in() -> StandInProducer:
+    return StandInProducer()
 
 
 async def test_other_services_keep_the_kafka_check_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,10 @@
   because one is (or just was) down. The body names the dependencies the last readiness checks found
   down (``dependencies_down``).
 - ``/readyz`` (readiness) runs every dependency check (Kafka, the database, Triton ...) with a timeout
-  and answers 503 naming each failed dependency and why (``failed``: name -> reason).
+  and answers 503 naming each failed readiness check and why (``failed``: name -> reason). Readiness
+  means the service can do its main job now; a dependency the main job goes on without for a while
+  (Kafka for feature serving, training runs and inference) is a *degraded* check: run and reported
+  alike (``degraded``: name -> reason, still 200) and counted as down for liveness, never a 503.
 - ``/metrics`` is the Prometheus exposition of the process registry.
 """
 
@@ -41,7 +44,12 @@ class Probes:
 
     liveness: dict[str, LivenessCheck] = field(default_factory=dict)
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+    degraded: dict[str, ReadinessCheck] = field(default_factory=dict)
+    """Checks of dependencies the main job does without for a while: run with the readiness checks,
+    in ``last_failed`` (so liveness knows the dependency is down) but never in what ``check_ready`` returns."""
     readiness_timeout_s: float = 2.0
+    last_degraded: dict[str, str] | None = None
+    """The ``degraded`` checks that failed at the latest ``check_ready`` (None before the first)."""
     last_failed: dict[str, str] | None = None
     reachable_since: float | None = field(default_factory=time.monotonic)
     """Monotonic time of the first passing ``check_ready`` after the last failing one (creation time while
@@ -64,7 +72,8 @@ class Probes:
         return max((time.monotonic() if now is None else now) - self.reachable_since, 0.0)
 
     async def check_ready(self) -> dict[str, str]:
-        """Failed readiness checks by name, with the reason; empty when ready. Remembered in ``last_failed``."""
+        """Failed readiness checks by name, with the reason; empty when ready. Runs the ``degraded`` checks
+        too: ``last_failed`` remembers every failed check of both kinds, ``last_degraded`` the degraded ones."""
 
         async def one(check: ReadinessCheck) -> str | None:
             try:
@@ -75,15 +84,17 @@ class Probes:
                 return f"{type(exc).__name__}: {exc}"
             return None
 
-        names = list(self.readiness)
-        results = await asyncio.gather(*(one(self.readiness[n]) for n in names))
+        checks = {**self.degraded, **self.readiness}
+        names = list(checks)
+        results = await asyncio.gather(*(one(checks[n]) for n in names))
         failed = {n: r for n, r in zip(names, results, strict=True) if r is not None}
         self.last_failed = failed
+        self.last_degraded = {n: r for n, r in failed.items() if n not in self.readiness}
         if failed:
             self.reachable_since = None
         elif self.reachable_since is None:
             self.reachable_since = time.monotonic()
-        return failed
+        return {n: r for n, r in failed.items() if n in self.readiness}
 
 
 def create_admin_app(service: str, version: str, probes: Probes) -> FastAPI:
@@ -107,6 +118,8 @@ def create_admin_app(service: str, version: str, probes: Probes) -> FastAPI:
         body: dict[str, Any] = {"status": "ready" if not failed else "unavailable", "service": service}
         if failed:
             body["failed"] = failed
+        if probes.last_degraded:
+            body["degraded"] = probes.last_degraded
         return JSONResponse(body, status_code=200 if not failed else 503)
 
     @app.get("/metrics")

@@ -75,9 +75,13 @@ async def connect_producer(settings: ServiceSettings) -> EventProducer:
 
 
 async def serve(settings: ServiceSettings, version: str, wire: Wiring, *, kafka_readiness: bool = True) -> None:
-    """The standard service body: a producer (closed last), Kafka readiness (unless ``kafka_readiness`` is
-    off: for a service whose main job goes on while the broker is away), log shipping (unless
+    """The standard service body: a producer (closed last), the ``kafka`` check, log shipping (unless
     ``ship_logs`` is off), then ``wire`` adds the parts.
+
+    ``kafka`` is a readiness check when ``kafka_readiness`` is set (ingest, monitor: their main job needs
+    the broker); otherwise it is a degraded check (``Probes.degraded``: reported by ``/readyz`` under
+    ``degraded`` and known to liveness as a dependency down, never a 503) for a service whose main job
+    goes on while the broker is away (feature serving, training runs, inference scoring).
 
     ``wire(runtime, producer)`` registers the service's gRPC server, consumers and checks; this then
     runs the runtime until SIGTERM.
@@ -85,8 +89,8 @@ async def serve(settings: ServiceSettings, version: str, wire: Wiring, *, kafka_
     runtime = ServiceRuntime(settings, version)
     producer = await connect_producer(settings)
     runtime.add_cleanup(producer.stop)
-    if kafka_readiness:
-        runtime.probes.readiness["kafka"] = producer.check_connected
+    checks = runtime.probes.readiness if kafka_readiness else runtime.probes.degraded
+    checks["kafka"] = producer.check_connected
     if settings.ship_logs:
         ship_logs(
             runtime,

@@ -4,8 +4,10 @@ At start the migrations run and ``definitions_file`` is applied when set (the se
 definitions: a use case's pack applies its own); views never backfilled for their current layout are
 backfilled from the lake in the background while the consumer already applies new records (see
 ``offline.backfill``); definitions applied through other replicas are picked up every
-``registry_refresh_seconds`` (see ``definitions.sync``); ``/readyz`` checks the database, the online
-store (Redis when ``online_store_url`` names one) and Kafka.
+``registry_refresh_seconds`` (see ``definitions.sync``). Readiness is serving (GetOnlineFeatures ...):
+``/readyz`` checks the database and the online store (Redis when ``online_store_url`` names one); Kafka
+is only a degraded check (streaming updates pause while the broker is away and catch up after, which
+the lag metrics show), never a 503.
 """
 
 from __future__ import annotations
@@ -69,4 +71,4 @@ async def serve_feature(settings: FeatureSettings) -> None:
                 )
             )
 
-    await serve(settings, version("aimesh-feature"), wire)
+    await serve(settings, version("aimesh-feature"), wire, kafka_readiness=False)

@@ -3,9 +3,9 @@
 The registry topic is replayed from the earliest offset in a consumer group of this instance alone
 (``<group>-routing-<uuid>``), so every replica builds the full routing table; the model reconciler
 keeps every routed version loaded in Triton. Readiness: ``models`` (a routed version is loaded in
-Triton, ``ModelReconciler.check_ready``) and ``feature-service`` (SERVING); NOT Kafka (Prediction
-events wait for the broker, Score does not need it). On shutdown the gRPC server drains first, then pending
-Prediction acknowledgements (within the grace period), then the clients close.
+Triton, ``ModelReconciler.check_ready``) and ``feature-service`` (SERVING); Kafka is only a degraded
+check (Prediction events wait for the broker, Score does not need it). On shutdown the gRPC server
+drains first, then pending Prediction acknowledgements (within the grace period), then the clients close.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 consumer and the admin app.
 
 ``wire_training`` builds every part on a ``ServiceRuntime`` (also used in-process by the integration
-tests); ``serve_training`` is ``python -m aimesh.training``.
+tests); ``serve_training`` is ``python -m aimesh.training``. Readiness is accepting and running runs:
+``/readyz`` checks the database; Kafka is only a degraded check (registry events wait in the outbox
+table while the broker is away), never a 503.
 """
 
 from __future__ import annotations
@@ -112,4 +114,4 @@ async def serve_training(settings: TrainingSettings) -> None:
     async def wire(runtime: ServiceRuntime, producer: EventProducer) -> None:
         await wire_training(settings, runtime, producer)
 
-    await serve(settings, version("aimesh-training"), wire)
+    await serve(settings, version("aimesh-training"), wire, kafka_readiness=False)
