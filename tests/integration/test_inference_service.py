@@ -612,7 +612,7 @@ async def test_score_recovers_by_itself_after_triton_and_the_feature_service_res
             f"served again {took:.1f} s after Triton was ready ({len(failures)} UNAVAILABLE answers meanwhile)"
         )
         record_property("score_ok_after_triton_ready_s", round(took, 2))
-        assert took < 10.0
+        assert took < 5.0, "the reconciler probes every 0.5 s while Triton is silent and loads as soon as it answers"
 
         await features.stop(0)
         down = await _until_ready(settings.admin_port, 503, limit_s=10)
