@@ -15,7 +15,7 @@ from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from aimesh.api.monitor.v1 import events_pb2 as monitor_events_pb2
 from aimesh.api.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from aimesh.core.errors import InvalidArgument, NotFound
-from aimesh.core.grpc_server import GrpcServer
+from aimesh.core.grpc_server import GrpcServer, bounded_details
 from aimesh.core.settings import ServiceSettings
 
 SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -31,6 +31,8 @@ class FakeScoring(inference_pb2_grpc.InferenceServiceServicer):
             await asyncio.sleep(5)
         if request.request_id == "boom":
             raise RuntimeError("secret internals")
+        if request.request_id.startswith("echo:"):
+            raise InvalidArgument(f"request_id {request.request_id!r} is not allowed")
         return inference_pb2.ScoreResponse(request_id=request.request_id, score=0.25)
 
 
@@ -124,3 +126,21 @@ async def test_invalid_timestamps_and_enum_numbers_are_invalid_argument_before_t
     finally:
         await server.stop()
         await task
+
+
+@pytest.mark.parametrize("value", ["x" * 10_000, "é" * 5_000, "x" * (1 << 20)])
+async def test_a_message_echoing_a_huge_field_is_cut_not_a_lost_stream(channel: grpc.aio.Channel, value: str) -> None:
+    """Before the cut, 10 KB of details exceeded gRPC's 8 KiB metadata limit: RESOURCE_EXHAUSTED "Stream removed"."""
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await score(channel, f"echo:{value}")
+    details = err.value.details() or ""
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, details
+    assert details.startswith("request_id 'echo:") and "more characters)" in details
+    assert len(details) < len(value)
+
+
+def test_bounded_details_keeps_short_messages_and_cuts_by_encoded_size() -> None:
+    assert bounded_details("model 'm' has no alias") == "model 'm' has no alias"
+    assert bounded_details("a" * 2048) == "a" * 2048
+    assert bounded_details("a" * 2049) == "a" * 2048 + "... (1 more characters)"
+    assert bounded_details("é" * 1000).startswith("é" * 341 + "... (659 more")

@@ -3,6 +3,9 @@
 The interceptor is the only place where domain errors become status codes:
 ``AimeshError`` subclasses map to their ``code``; a handler that outlives the caller's deadline gets
 ``DEADLINE_EXCEEDED``; anything else is ``INTERNAL`` with the trace id, logged with its traceback.
+A message longer than ``MAX_DETAILS_BYTES`` (as sent: non-ASCII percent-encoded) is cut, with a note of
+how much was cut: the status details travel in a header, and one over gRPC's 8 KiB metadata limit (an
+error echoing a 10 KB request field) reached the caller as RESOURCE_EXHAUSTED "Stream removed".
 It also continues the caller's W3C trace context from the request metadata and records metrics.
 
 For every method except ``grpc.health.v1`` and reflection it also decodes the request itself, in this
@@ -45,6 +48,21 @@ Deserializer = Callable[[bytes], Any]
 OPEN_METHOD_PREFIXES = ("/grpc.health", "/grpc.reflection")
 """Methods every caller may use without credentials (probes, tooling)."""
 BAD_REQUEST_LOG_INTERVAL_SECONDS = 60.0
+MAX_DETAILS_BYTES = 2048
+"""The longest status message sent (bytes in the ``grpc-message`` header, non-ASCII counted encoded)."""
+
+
+def bounded_details(message: str, limit: int = MAX_DETAILS_BYTES) -> str:
+    """``message``, cut to at most ``limit`` header bytes (printable ASCII 1, anything else 3 per UTF-8 byte)
+    with "... (<n> more characters)" appended when cut."""
+    if len(message) * 12 <= limit:
+        return message
+    size = 0
+    for i, ch in enumerate(message):
+        size += 1 if " " <= ch <= "~" else 3 * len(ch.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            return f"{message[:i]}... ({len(message) - i} more characters)"
+    return message
 
 
 def _time_left(context: grpc.aio.ServicerContext) -> float | None:
@@ -63,7 +81,7 @@ async def _fail(context: grpc.aio.ServicerContext, method: str, exc: BaseExcepti
         log.error("unhandled error in %s", method, exc_info=exc)
         code, message = grpc.StatusCode.INTERNAL, f"internal error (trace id {trace_id})"
     metrics.GRPC_REQUESTS.labels(method, code.name).inc()
-    await context.abort(code, message)
+    await context.abort(code, bounded_details(message))
 
 
 class _RateLimitedWarning:
