@@ -6,6 +6,7 @@ import grpc
 
 from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
 from aimesh.core.errors import InvalidArgument
+from aimesh.core.validation import check_length
 from aimesh.training.deploy import Deployer
 from aimesh.training.paging import page_of
 from aimesh.training.registry import Registry
@@ -13,10 +14,15 @@ from aimesh.training.runs import RunStore
 from aimesh.training.spec import check_spec
 from aimesh.training.worker import RunWorker
 
+REASON_MAX_BYTES = 4096
+"""The longest alias-change reason (UTF-8 bytes) SetAlias stores in the audit."""
+
 
 def _required(value: str, name: str) -> str:
+    """``value``; ``InvalidArgument`` when it is empty or longer than ``MAX_NAME_BYTES`` (it is a key in SQL)."""
     if not value:
         raise InvalidArgument(f"{name} is required")
+    check_length(name, value)
     return value
 
 
@@ -32,6 +38,7 @@ class TrainingServiceApi(training_pb2_grpc.TrainingServiceServicer):
     async def StartRun(
         self, request: training_pb2.StartRunRequest, context: grpc.aio.ServicerContext
     ) -> training_pb2.StartRunResponse:
+        check_length("idempotency_key", request.idempotency_key)
         run = await self._worker.start(request.spec, idempotency_key=request.idempotency_key, trigger=request.trigger)
         return training_pb2.StartRunResponse(run=run)
 
@@ -43,6 +50,7 @@ class TrainingServiceApi(training_pb2_grpc.TrainingServiceServicer):
     async def ListRuns(
         self, request: training_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
     ) -> training_pb2.ListRunsResponse:
+        check_length("model_name", request.model_name)
         page = page_of(request.page)
         found = await self._runs.list_runs(page, model_name=request.model_name, status=request.status)
         return training_pb2.ListRunsResponse(runs=found[: page.limit], page=page.response(len(found)))
@@ -79,6 +87,8 @@ class TrainingServiceApi(training_pb2_grpc.TrainingServiceServicer):
     async def SetAlias(
         self, request: training_pb2.SetAliasRequest, context: grpc.aio.ServicerContext
     ) -> training_pb2.SetAliasResponse:
+        check_length("actor", request.actor)
+        check_length("reason", request.reason, REASON_MAX_BYTES)
         change = await self._registry.set_alias(
             _required(request.model_name, "model_name"),
             request.alias,
@@ -102,5 +112,6 @@ class TrainingServiceApi(training_pb2_grpc.TrainingServiceServicer):
         self, request: training_pb2.ListAliasAuditRequest, context: grpc.aio.ServicerContext
     ) -> training_pb2.ListAliasAuditResponse:
         page = page_of(request.page)
+        check_length("alias", request.alias)
         found = await self._registry.list_audit(_required(request.model_name, "model_name"), request.alias, page)
         return training_pb2.ListAliasAuditResponse(changes=found[: page.limit], page=page.response(len(found)))

@@ -28,6 +28,10 @@ class Page:
         return common_pb2.PageResponse()
 
 
+_MAX_TOKEN_DIGITS = 18
+"""Offsets this server issues fit in 18 digits (a SQL BIGINT; ``int()`` refuses over 4300 digits)."""
+
+
 def page_of(request: common_pb2.PageRequest) -> Page:
     """The page a request asks for; raises ``InvalidArgument`` for a negative size or a bad token."""
     if request.page_size < 0:
@@ -35,7 +39,7 @@ def page_of(request: common_pb2.PageRequest) -> Page:
     size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     if not request.page_token:
         return Page(0, size)
-    if not request.page_token.isdigit():
+    if len(request.page_token) > _MAX_TOKEN_DIGITS or not request.page_token.isdigit():
         raise InvalidArgument(f"page.page_token {request.page_token!r} is not a token this server issued")
     return Page(int(request.page_token), size)
 
