@@ -195,3 +195,25 @@ async def test_enabled_without_a_policy_or_key_set_refuses_to_start(authority: D
         GrpcServer(ServiceSettings(grpc_port=0, auth_enabled=True, auth_jwks_file=authority.jwks_file), [], [])
     with pytest.raises(ValueError, match="auth_jwks_file"):
         GrpcServer(ServiceSettings(grpc_port=0, auth_enabled=True, auth_policy_file=authority.policy_file), [], [])
+
+
+def test_a_verified_token_is_remembered_until_it_expires_and_forgotten_when_the_keys_change(
+    authority: DevAuthority,
+) -> None:
+    import json
+    import time
+
+    verifier = TokenVerifier(authority.jwks_file, audience=AUDIENCE, issuer=ISSUER, leeway_seconds=0)
+    short = authority.mint("a", tenant="t", ttl_seconds=2)
+    assert verifier.verify(short) == ("a", "t")
+    assert verifier.verify(short) == ("a", "t"), "answered from what was verified"
+    time.sleep(2.2)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(short)
+    token = authority.mint("b", tenant="t")
+    assert verifier.verify(token) == ("b", "t")
+    document = json.loads(authority.jwks_file.read_text())
+    document["keys"][0]["kid"] = "rotated"
+    authority.jwks_file.write_text(json.dumps(document))
+    with pytest.raises(Unauthenticated, match="no key with kid"):
+        verifier.verify(token)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -98,6 +99,11 @@ class TokenVerifier:
     ``verify`` raises ``Unauthenticated`` with PyJWT's reason ("Signature has expired", "Audience
     doesn't match" ...) for any token that does not verify, names the ``kid`` it has no key for, and
     raises ``Unauthenticated`` when the token has no ``sub``.
+
+    A token that verified is remembered (at most ``cache_size`` of them) until its ``exp`` plus the
+    leeway, so a caller sending the same token on every call pays the signature check once (about
+    0.2 ms here) instead of per call; a change of the JWKS file forgets them all (key rotation or
+    removal takes effect at the next call).
     """
 
     def __init__(
@@ -108,6 +114,7 @@ class TokenVerifier:
         issuer: str | None = None,
         leeway_seconds: float = 30.0,
         tenant_claim: str = "tenant",
+        cache_size: int = 4096,
     ) -> None:
         self.jwks_file = jwks_file
         self.audience = audience
@@ -116,6 +123,9 @@ class TokenVerifier:
         self.tenant_claim = tenant_claim
         self._stamp: tuple[int, int] | None = None
         self._keys: dict[str | None, jwt.PyJWK] = {}
+        self._verified: dict[str, tuple[float, str, str | None]] = {}
+        """token -> (valid until, subject, tenant) of tokens that verified under the current key set."""
+        self._cache_size = cache_size
         self._load()
 
     def _load(self) -> None:
@@ -131,6 +141,7 @@ class TokenVerifier:
         if not keys:
             raise ValueError(f"{self.jwks_file} holds no usable key")
         self._keys, self._stamp = keys, stamp
+        self._verified = {}
 
     def _key_for(self, kid: str | None) -> jwt.PyJWK:
         self._load()
@@ -143,6 +154,17 @@ class TokenVerifier:
 
     def verify(self, token: str) -> tuple[str, str | None]:
         """The token's subject and tenant claim (None when it has none); raises ``Unauthenticated``."""
+        self._load()
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[0]:
+            return known[1], known[2]
+        subject, tenant, expires = self._verify_signed(token)
+        if len(self._verified) >= self._cache_size:
+            self._verified.clear()
+        self._verified[token] = (expires + self.leeway_seconds, subject, tenant)
+        return subject, tenant
+
+    def _verify_signed(self, token: str) -> tuple[str, str | None, float]:
         try:
             header = jwt.get_unverified_header(token)
             key = self._key_for(header.get("kid"))
@@ -161,7 +183,7 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid bearer token: {exc}") from exc
         tenant = claims.get(self.tenant_claim)
-        return str(claims["sub"]), str(tenant) if tenant else None
+        return str(claims["sub"]), str(tenant) if tenant else None, float(claims["exp"])
 
 
 @dataclass(frozen=True)
