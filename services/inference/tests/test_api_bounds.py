@@ -1,0 +1,57 @@
+"""InferenceService refuses oversized ids and names before scoring (INVALID_ARGUMENT naming the field and
+the limit): a 1 MB request id made a 1 MB Prediction that Elasticsearch refused."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from aimesh.api.inference.v1 import inference_pb2
+from aimesh.core.errors import InvalidArgument
+from aimesh.inference.api import InferenceServiceApi
+
+HUGE = "r" * (1 << 20)
+
+
+class Context:
+    def time_remaining(self) -> float:
+        return 1.0
+
+
+class RecordingScorer:
+    def __init__(self) -> None:
+        self.seen: list[object] = []
+
+    async def score(self, request: object, *, time_left: float | None) -> inference_pb2.ScoreResponse:
+        self.seen.append(request)
+        return inference_pb2.ScoreResponse(score=0.5)
+
+    def signature(self, request: object) -> inference_pb2.GetModelSignatureResponse:
+        self.seen.append(request)
+        return inference_pb2.GetModelSignatureResponse()
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (inference_pb2.ScoreRequest(request_id=HUGE, model="m"), "request_id"),
+        (inference_pb2.ScoreRequest(model=HUGE), "model"),
+        (inference_pb2.ScoreRequest(model="m", alias=HUGE), "alias"),
+    ],
+)
+async def test_oversized_score_fields_are_invalid_argument(request_: inference_pb2.ScoreRequest, field: str) -> None:
+    scorer = RecordingScorer()
+    with pytest.raises(InvalidArgument, match=f"^{field} is 1048576 bytes long; the limit is 256 bytes"):
+        await InferenceServiceApi(cast(Any, scorer)).Score(request_, cast(Any, Context()))
+    assert scorer.seen == []
+
+
+async def test_names_up_to_the_limit_are_scored_and_signatures_bounded_too() -> None:
+    scorer = RecordingScorer()
+    api = InferenceServiceApi(cast(Any, scorer))
+    ok = inference_pb2.ScoreRequest(request_id="r" * 256, model="m" * 256, alias="a" * 256)
+    assert (await api.Score(ok, cast(Any, Context()))).score == 0.5
+    with pytest.raises(InvalidArgument, match=r"^model is 1048576 bytes long"):
+        await api.GetModelSignature(inference_pb2.GetModelSignatureRequest(model=HUGE), cast(Any, Context()))
+    assert len(scorer.seen) == 1
