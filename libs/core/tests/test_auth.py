@@ -217,3 +217,58 @@ def test_a_verified_token_is_remembered_until_it_expires_and_forgotten_when_the_
     authority.jwks_file.write_text(json.dumps(document))
     with pytest.raises(Unauthenticated, match="no key with kid"):
         verifier.verify(token)
+
+
+def test_a_torn_key_set_or_token_file_keeps_the_last_good_one(authority: DevAuthority) -> None:
+    """A JWKS or token file caught mid-rewrite (empty, half written) is not an error of the call: the last
+    key set and token read stay in use until the file is whole again (a service restart in the dev stack
+    rewrote them while the others served, and a Score call answered INTERNAL)."""
+    from aimesh.core.channels import BearerToken
+
+    verifier = TokenVerifier(authority.jwks_file, audience=AUDIENCE, issuer=ISSUER)
+    token_file = authority.write_token("caller", "alice", tenant="demo")
+    bearer = BearerToken(token_file)
+    first = bearer.value()
+    good = authority.jwks_file.read_text()
+    for torn in ("", good[: len(good) // 2]):
+        authority.jwks_file.write_text(torn)
+        assert verifier.verify(authority.mint("a", tenant="t")) == ("a", "t")
+    token_file.write_text("")
+    assert bearer.value() == first
+    authority.jwks_file.write_text(good)
+    authority.write_token("caller", "bob", tenant="demo")
+    assert bearer.value() != first, "a whole new token is picked up"
+
+
+def test_dev_authority_rewrites_its_files_atomically(tmp_path: Path) -> None:
+    """Readers polling the files while every service start rewrites them never see an empty or partial file."""
+    import json
+    import threading
+
+    directory = tmp_path / "auth"
+    authority = DevAuthority.create(directory)
+    authority.write_token("services", "svc", tenant="platform")
+    torn: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            for name in ("jwks.json", "policy.yaml", "services.token"):
+                text = (directory / name).read_text()
+                try:
+                    whole = bool(text.strip()) and (name != "jwks.json" or bool(json.loads(text)["keys"]))
+                except ValueError:
+                    whole = False
+                if not whole:
+                    torn.append(name)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(300):
+            DevAuthority.create(directory).write_token("services", "svc", tenant="platform")
+    finally:
+        done.set()
+        reader.join()
+    assert torn == []
+    assert (directory / "services.token").stat().st_mode & 0o777 == 0o600

@@ -4,7 +4,8 @@ Every gRPC call except ``grpc.health.v1`` and reflection goes through ``Authoriz
 server interceptor calls it; see ``aimesh.core.grpc_server``):
 
 1. **Authentication.** An ``authorization: Bearer <JWT>`` metadata entry is verified by ``TokenVerifier``
-   against the key set of a JWKS file (no network call; the file is re-read when it changes): signature
+   against the key set of a JWKS file (no network call; the file is re-read when it changes, and one
+   that cannot be read or parsed, e.g. caught mid-rewrite, leaves the last key set in use): signature
    (RS256, ES256 or EdDSA, the algorithm fixed by the key), ``exp`` (required), ``nbf`` and ``iat`` when
    present, ``aud`` (required, must contain the configured audience), ``iss`` (when an issuer is
    configured), all with a small clock-skew leeway. The principal is the token's ``sub``; its tenant is
@@ -40,6 +41,7 @@ The caller's principal is available to the handler (and to log records) through 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -54,6 +56,8 @@ import yaml
 
 from aimesh.core.errors import PermissionDenied, Unauthenticated
 from aimesh.core.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
 
 ALL = "*"
 """The resource name of a call that concerns every resource of its kind (list calls)."""
@@ -103,7 +107,9 @@ class TokenVerifier:
     A token that verified is remembered (at most ``cache_size`` of them) until its ``exp`` plus the
     leeway, so a caller sending the same token on every call pays the signature check once (about
     0.2 ms here) instead of per call; a change of the JWKS file forgets them all (key rotation or
-    removal takes effect at the next call).
+    removal takes effect at the next call). A changed file that cannot be read or parsed (caught
+    mid-rewrite, half written) keeps the last key set in use, logged once per change, and is read again
+    at the next call; a document with no keys rejects every token. At construction either raises.
     """
 
     def __init__(
@@ -126,21 +132,32 @@ class TokenVerifier:
         self._verified: dict[str, tuple[float, str, str | None]] = {}
         """token -> (valid until, subject, tenant) of tokens that verified under the current key set."""
         self._cache_size = cache_size
+        self._unusable = False
+        """The file changed into something unreadable (logged once until it is whole again)."""
         self._load()
 
     def _load(self) -> None:
-        stat = os.stat(self.jwks_file)
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp == self._stamp:
+        """Re-read the key set when the file changed (see the class doc for a file that cannot be read)."""
+        try:
+            stat = os.stat(self.jwks_file)
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            if stamp == self._stamp:
+                return
+            document = json.loads(self.jwks_file.read_text(encoding="utf-8"))
+            keys: dict[str | None, jwt.PyJWK] = {}
+            for entry in document.get("keys", []):
+                key = jwt.PyJWK.from_dict(entry)
+                keys[key.key_id] = key
+        except (OSError, ValueError, AttributeError, jwt.PyJWKError) as exc:
+            if self._stamp is None:
+                raise
+            if not self._unusable:
+                log.warning("the key set %s cannot be read (%r); keeping the last one", self.jwks_file, exc)
+                self._unusable = True
             return
-        document = json.loads(self.jwks_file.read_text(encoding="utf-8"))
-        keys: dict[str | None, jwt.PyJWK] = {}
-        for entry in document.get("keys", []):
-            key = jwt.PyJWK.from_dict(entry)
-            keys[key.key_id] = key
-        if not keys:
+        if not keys and self._stamp is None:
             raise ValueError(f"{self.jwks_file} holds no usable key")
-        self._keys, self._stamp = keys, stamp
+        self._keys, self._stamp, self._unusable = keys, stamp, False
         self._verified = {}
 
     def _key_for(self, kid: str | None) -> jwt.PyJWK:

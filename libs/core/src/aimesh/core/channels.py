@@ -64,7 +64,9 @@ def channel_options(*, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Ch
 
 class BearerToken:
     """The token in ``path`` (surrounding whitespace stripped), re-read when the file's mtime or size
-    changes. Raises ``OSError`` when the file cannot be read on first use, ``ValueError`` when empty."""
+    changes. Raises ``OSError`` when the file cannot be read on first use, ``ValueError`` when empty.
+    Later, a file that cannot be read or is empty (caught mid-rewrite) keeps the last token in use and
+    is read again at the next call, so a rotation never fails a call."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -74,14 +76,20 @@ class BearerToken:
         self.value()
 
     def value(self) -> str:
-        stat = os.stat(self.path)
-        stamp = (stat.st_mtime_ns, stat.st_size)
         with self._lock:
-            if stamp != self._stamp:
+            try:
+                stat = os.stat(self.path)
+                stamp = (stat.st_mtime_ns, stat.st_size)
+                if stamp == self._stamp:
+                    return self._token
                 token = self.path.read_text(encoding="utf-8").strip()
                 if not token:
                     raise ValueError(f"token file {self.path} is empty")
-                self._token, self._stamp = token, stamp
+            except (OSError, ValueError):
+                if not self._token:
+                    raise
+                return self._token
+            self._token, self._stamp = token, stamp
             return self._token
 
 

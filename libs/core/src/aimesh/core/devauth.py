@@ -8,15 +8,21 @@
 - ``policy.yaml``: the tenants and their grants (``auth_policy_file``), rewritten on every call;
 - ``<name>.token``: tokens written by ``write_token`` (what clients send, ``AIMESH_AUTH_TOKEN_FILE``).
 
+Each file is replaced atomically (written to a temporary file in ``directory``, then renamed over the
+old one): the dev stack rewrites them on every service start while the other services read them, and a
+reader must never see an empty or half-written file.
+
 The default policy has two tenants: ``demo`` may do everything, ``platform`` (the services' own calls
 to each other) may read feature services and feature views.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +43,23 @@ DEFAULT_TENANTS: dict[str, Grants] = {
     DEMO_TENANT: [{"actions": ["*"], "resources": ["*"]}],
     PLATFORM_TENANT: [{"actions": ["feature_service.read", "feature_view.read"], "resources": ["*"]}],
 }
+
+
+def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` (file mode ``mode``) so that a reader sees the old or the new content,
+    never a mix: written and flushed to a temporary file in the same directory, then renamed over it."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 @dataclass(frozen=True)
@@ -68,22 +91,20 @@ class DevAuthority:
             pem = key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(pem)
+            write_atomically(key_file, pem, mode=0o600)
         public = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(key.public_key()))
         kid = jwt.utils.base64url_encode(
             hashlib.sha256(json.dumps(public, sort_keys=True).encode()).digest()[:12]
         ).decode()
         public.update({"kid": kid, "alg": "EdDSA", "use": "sig"})
-        (directory / "jwks.json").write_text(json.dumps({"keys": [public]}, indent=2) + "\n", encoding="utf-8")
+        write_atomically(directory / "jwks.json", (json.dumps({"keys": [public]}, indent=2) + "\n").encode())
         policy: dict[str, Any] = {
             "tenants": {
                 name: {"allow": [dict(g) for g in grants]} for name, grants in (tenants or DEFAULT_TENANTS).items()
             },
             "identities": dict(identities or {}),
         }
-        (directory / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
+        write_atomically(directory / "policy.yaml", yaml.safe_dump(policy, sort_keys=False).encode())
         return cls(directory, key, kid)
 
     @property
@@ -119,9 +140,7 @@ class DevAuthority:
     def write_token(self, name: str, subject: str, *, tenant: str, ttl_seconds: float = 3600.0) -> Path:
         """``mint`` into ``<directory>/<name>.token`` (mode 0600); returns its path."""
         path = self.directory / f"{name}.token"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(self.mint(subject, tenant=tenant, ttl_seconds=ttl_seconds) + "\n")
+        write_atomically(path, (self.mint(subject, tenant=tenant, ttl_seconds=ttl_seconds) + "\n").encode(), mode=0o600)
         return path
 
     def server_settings(self) -> dict[str, Any]:
