@@ -207,6 +207,18 @@ async def test_index_dedupe_and_drift(
             await stub.GetDriftReport(monitor_pb2.GetDriftReportRequest(model_name="nope"), timeout=5)
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
 
+        bad_since = monitor_pb2.ListAlertsRequest(model_name=model)
+        bad_since.since.nanos = -1
+        for bad, field in (  # what the fault suite's fuzz found: INTERNAL and UNAVAILABLE (Elasticsearch refused)
+            (bad_since, "since"),
+            (monitor_pb2.ListAlertsRequest(model_name="m" * (1 << 20)), "model_name"),
+            (monitor_pb2.ListAlertsRequest(kind=-1), "kind"),  # type: ignore[arg-type]
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.ListAlerts(bad, timeout=5)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+            assert (refused.value.details() or "").startswith(f"{field} is "), refused.value.details()
+
         bulk_rate = await _bulk_rate(settings, prefix)
         print(f"ElasticStore.bulk_index: {bulk_rate:.0f} docs/s (5 x 1000 prediction documents)")
         record_property("es_bulk_docs_per_s", round(bulk_rate))
