@@ -44,11 +44,14 @@ lint: setup  ## ruff (lint + format check) and mypy (strict).
 test-unit: setup  ## Unit tests only: no servers needed.
 	$(PY) -m pytest -m "not integration and not e2e and not faults" -q
 
-test: up-infra lint  ## The whole suite: lint, unit, integration (real Kafka, Elasticsearch, Triton, PostgreSQL).
-	$(PY) -m pytest -m "not faults" -rA -q --durations=15
+FAULTS := GRPC_ENABLE_FORK_SUPPORT=false $(PY) -m pytest tests/faults -m faults -q -s -rA --durations=20
 
-test-faults: setup  ## The fault suite (tests/faults, ~15 min): a private stack under load; outages, kill -9, hostile input, fuzz.
-	$(PY) -m pytest tests/faults -m faults -q -s -rA --durations=20
+test: up-infra lint  ## The whole suite: lint, unit, integration, end-to-end, then the fault suite (real Kafka, Elasticsearch, Triton, PostgreSQL).
+	$(PY) -m pytest -m "not faults" -rA -q --durations=15
+	$(FAULTS)
+
+test-faults: setup  ## The fault suite alone (tests/faults, ~12 min): a private stack under load; outages, kill -9, hostile input, fuzz.
+	$(FAULTS)
 
 proto: setup  ## Regenerate libs/api from proto/.
 	$(PY) scripts/gen_proto.py
