@@ -253,7 +253,7 @@ class Policy:
 
 
 Requirement = tuple[str, str]
-"""(action, resource name) a call needs, e.g. ("source.write", "payments")."""
+"""(action, resource name) a call needs, e.g. ("source.write", "sensor_readings")."""
 AccessRule = Callable[[Any], Iterable[Requirement]]
 """What a call needs, computed from its decoded request."""
 
