@@ -71,7 +71,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 from google.protobuf.message import Message
 
 from aimesh.core import metrics
-from aimesh.core.events import Event, PoisonEvent, cloudevent_headers
+from aimesh.core.events import Event, PoisonEvent, event_record
 from aimesh.core.failures import DEFAULT_CLASSIFIER, RETRIES_EXHAUSTED, ErrorClassifier, Failure, FailureKind
 from aimesh.core.producer import DELIVERY_TIMEOUT_S, REQUEST_TIMEOUT_MS, SelfHealingProducer
 
@@ -252,10 +252,8 @@ class EventProducer:
         extra_headers: Sequence[tuple[str, bytes]] = (),
     ) -> asyncio.Future[Any]:
         """Like ``publish`` but returns the acknowledgement future instead of awaiting it."""
-        headers = cloudevent_headers(
-            event_type=message.DESCRIPTOR.full_name, source=self.source, event_id=event_id, extra=extra_headers
-        )
-        fut = await self.send_raw(topic, message.SerializeToString(), key=key, headers=headers)
+        value, headers = event_record(message, source=self.source, event_id=event_id, extra=extra_headers)
+        fut = await self.send_raw(topic, value, key=key, headers=headers)
         fut.add_done_callback(self._published.get(topic) or self._count_published(topic))
         return fut
 

@@ -57,6 +57,15 @@ def cloudevent_headers(
     return headers
 
 
+def event_record(
+    message: Message, *, source: str, event_id: str | None = None, extra: Sequence[tuple[str, bytes]] = ()
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The Kafka value and headers of ``message`` as an aimesh event: its bytes and ``cloudevent_headers``
+    with ``ce_type`` = the message's full name (what every ``EventSender.send_event`` writes)."""
+    headers = cloudevent_headers(event_type=message.DESCRIPTOR.full_name, source=source, event_id=event_id, extra=extra)
+    return message.SerializeToString(), headers
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One consumed Kafka record, transport-free: what handlers receive."""

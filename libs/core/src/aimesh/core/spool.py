@@ -38,7 +38,7 @@ from typing import Any, Protocol, TypeVar
 from google.protobuf.message import Message
 from prometheus_client import Counter, Gauge
 
-from aimesh.core.events import cloudevent_headers
+from aimesh.core.events import event_record
 from aimesh.core.producer import is_record_error
 
 log = logging.getLogger(__name__)
@@ -385,10 +385,8 @@ class SpoolingSender:
         extra_headers: Sequence[tuple[str, bytes]] = (),
     ) -> asyncio.Future[Any]:
         """``EventSender.send_event`` (CloudEvents headers, as ``EventProducer`` writes them)."""
-        headers = cloudevent_headers(
-            event_type=message.DESCRIPTOR.full_name, source=self.source, event_id=event_id, extra=extra_headers
-        )
-        return await self.send_raw(topic, message.SerializeToString(), key=key, headers=headers)
+        value, headers = event_record(message, source=self.source, event_id=event_id, extra=extra_headers)
+        return await self.send_raw(topic, value, key=key, headers=headers)
 
     async def send_raw(
         self, topic: str, value: bytes, *, key: str | bytes | None, headers: Sequence[tuple[str, bytes]]
