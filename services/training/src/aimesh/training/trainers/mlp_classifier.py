@@ -7,20 +7,6 @@ Parameters: ``epochs`` (30), ``batch_size`` (256), ``learning_rate`` (0.003), ``
 from __future__ import annotations
 
 from aimesh.api.common.v1 import signature_pb2
-from aimesh.training.trainers.base import check_hidden, layer_sizes
-from aimesh.training.trainers.tabular import TabularTrainer, mlp
+from aimesh.training.trainers.tabular import mlp_trainer
 
-TRAINER = TabularTrainer(
-    name="mlp_classifier",
-    task=signature_pb2.TASK_BINARY_CLASSIFICATION,
-    defaults={
-        "epochs": "30",
-        "batch_size": "256",
-        "learning_rate": "0.003",
-        "l2": "0",
-        "hidden": "32,16",
-        "seed": "7",
-    },
-    body=lambda width, params: mlp(width, layer_sizes(params, "hidden"), 1),
-    check_extra=check_hidden,
-)
+TRAINER = mlp_trainer("mlp_classifier", signature_pb2.TASK_BINARY_CLASSIFICATION, epochs=30)

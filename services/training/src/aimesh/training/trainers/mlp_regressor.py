@@ -8,20 +8,6 @@ Parameters: ``epochs`` (40), ``batch_size`` (256), ``learning_rate`` (0.003), ``
 from __future__ import annotations
 
 from aimesh.api.common.v1 import signature_pb2
-from aimesh.training.trainers.base import check_hidden, layer_sizes
-from aimesh.training.trainers.tabular import TabularTrainer, mlp
+from aimesh.training.trainers.tabular import mlp_trainer
 
-TRAINER = TabularTrainer(
-    name="mlp_regressor",
-    task=signature_pb2.TASK_REGRESSION,
-    defaults={
-        "epochs": "40",
-        "batch_size": "256",
-        "learning_rate": "0.003",
-        "l2": "0",
-        "hidden": "32,16",
-        "seed": "7",
-    },
-    body=lambda width, params: mlp(width, layer_sizes(params, "hidden"), 1),
-    check_extra=check_hidden,
-)
+TRAINER = mlp_trainer("mlp_regressor", signature_pb2.TASK_REGRESSION, epochs=40)

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional
 
 from aimesh.api.common.v1 import common_pb2, signature_pb2
-from aimesh.training.trainers.base import Dataset, Fitted, Progress, number
+from aimesh.training.trainers.base import Dataset, Fitted, Progress, check_hidden, layer_sizes, number
 
 
 class TabularEncoder(nn.Module):
@@ -225,3 +225,25 @@ class TabularTrainer:
             meaning = "predicted label value"
         fit_loop(module, data.x_train, target, loss, loop_params(params), threads=threads, progress=progress)
         return Fitted(module=module, outputs=(score_output(meaning),))
+
+
+def mlp_trainer(name: str, task: signature_pb2.Task, *, epochs: int) -> TabularTrainer:
+    """A ``TabularTrainer`` of ReLU hidden layers (param ``hidden``, "32,16") with one output, for ``task``.
+
+    Shared by ``mlp_classifier`` and ``mlp_regressor``: defaults ``epochs`` (given), ``batch_size`` 256,
+    ``learning_rate`` 0.003, ``l2`` 0, ``hidden`` "32,16", ``seed`` 7.
+    """
+    return TabularTrainer(
+        name=name,
+        task=task,
+        defaults={
+            "epochs": str(epochs),
+            "batch_size": "256",
+            "learning_rate": "0.003",
+            "l2": "0",
+            "hidden": "32,16",
+            "seed": "7",
+        },
+        body=lambda width, params: mlp(width, layer_sizes(params, "hidden"), 1),
+        check_extra=check_hidden,
+    )
