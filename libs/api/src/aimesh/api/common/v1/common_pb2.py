@@ -24,23 +24,26 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!aimesh/api/common/v1/common.proto\x12\x14\x61imesh.api.common.v1\"l\n\x05Value\x12\x16\n\x0c\x64ouble_value\x18\x01 \x01(\x01H\x00\x12\x15\n\x0bint64_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind\"$\n\x06Header\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"A\n\rKafkaPosition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"4\n\x0bPageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\'\n\x0cPageResponse\x12\x17\n\x0fnext_page_token\x18\x01 \x01(\t*\x80\x01\n\tValueType\x12\x1a\n\x16VALUE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11VALUE_TYPE_DOUBLE\x10\x01\x12\x14\n\x10VALUE_TYPE_INT64\x10\x02\x12\x15\n\x11VALUE_TYPE_STRING\x10\x03\x12\x13\n\x0fVALUE_TYPE_BOOL\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!aimesh/api/common/v1/common.proto\x12\x14\x61imesh.api.common.v1\"\xa3\x01\n\x05Value\x12\x16\n\x0c\x64ouble_value\x18\x01 \x01(\x01H\x00\x12\x15\n\x0bint64_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x35\n\nlist_value\x18\x05 \x01(\x0b\x32\x1f.aimesh.api.common.v1.ValueListH\x00\x42\x06\n\x04kind\"8\n\tValueList\x12+\n\x06values\x18\x01 \x03(\x0b\x32\x1b.aimesh.api.common.v1.Value\"$\n\x06Header\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"A\n\rKafkaPosition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"4\n\x0bPageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\'\n\x0cPageResponse\x12\x17\n\x0fnext_page_token\x18\x01 \x01(\t*\xb8\x01\n\tValueType\x12\x1a\n\x16VALUE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11VALUE_TYPE_DOUBLE\x10\x01\x12\x14\n\x10VALUE_TYPE_INT64\x10\x02\x12\x15\n\x11VALUE_TYPE_STRING\x10\x03\x12\x13\n\x0fVALUE_TYPE_BOOL\x10\x04\x12\x1a\n\x16VALUE_TYPE_STRING_LIST\x10\x05\x12\x1a\n\x16VALUE_TYPE_DOUBLE_LIST\x10\x06\x42MZKgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/common/v1;commonv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aimesh.api.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_VALUETYPE']._serialized_start=370
-  _globals['_VALUETYPE']._serialized_end=498
-  _globals['_VALUE']._serialized_start=59
-  _globals['_VALUE']._serialized_end=167
-  _globals['_HEADER']._serialized_start=169
-  _globals['_HEADER']._serialized_end=205
-  _globals['_KAFKAPOSITION']._serialized_start=207
-  _globals['_KAFKAPOSITION']._serialized_end=272
-  _globals['_PAGEREQUEST']._serialized_start=274
-  _globals['_PAGEREQUEST']._serialized_end=326
-  _globals['_PAGERESPONSE']._serialized_start=328
-  _globals['_PAGERESPONSE']._serialized_end=367
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'ZKgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/common/v1;commonv1'
+  _globals['_VALUETYPE']._serialized_start=484
+  _globals['_VALUETYPE']._serialized_end=668
+  _globals['_VALUE']._serialized_start=60
+  _globals['_VALUE']._serialized_end=223
+  _globals['_VALUELIST']._serialized_start=225
+  _globals['_VALUELIST']._serialized_end=281
+  _globals['_HEADER']._serialized_start=283
+  _globals['_HEADER']._serialized_end=319
+  _globals['_KAFKAPOSITION']._serialized_start=321
+  _globals['_KAFKAPOSITION']._serialized_end=386
+  _globals['_PAGEREQUEST']._serialized_start=388
+  _globals['_PAGEREQUEST']._serialized_end=440
+  _globals['_PAGERESPONSE']._serialized_start=442
+  _globals['_PAGERESPONSE']._serialized_end=481
 # @@protoc_insertion_point(module_scope)

@@ -1,7 +1,9 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -12,23 +14,35 @@ class ValueType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VALUE_TYPE_INT64: _ClassVar[ValueType]
     VALUE_TYPE_STRING: _ClassVar[ValueType]
     VALUE_TYPE_BOOL: _ClassVar[ValueType]
+    VALUE_TYPE_STRING_LIST: _ClassVar[ValueType]
+    VALUE_TYPE_DOUBLE_LIST: _ClassVar[ValueType]
 VALUE_TYPE_UNSPECIFIED: ValueType
 VALUE_TYPE_DOUBLE: ValueType
 VALUE_TYPE_INT64: ValueType
 VALUE_TYPE_STRING: ValueType
 VALUE_TYPE_BOOL: ValueType
+VALUE_TYPE_STRING_LIST: ValueType
+VALUE_TYPE_DOUBLE_LIST: ValueType
 
 class Value(_message.Message):
-    __slots__ = ("double_value", "int64_value", "string_value", "bool_value")
+    __slots__ = ("double_value", "int64_value", "string_value", "bool_value", "list_value")
     DOUBLE_VALUE_FIELD_NUMBER: _ClassVar[int]
     INT64_VALUE_FIELD_NUMBER: _ClassVar[int]
     STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
     BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    LIST_VALUE_FIELD_NUMBER: _ClassVar[int]
     double_value: float
     int64_value: int
     string_value: str
     bool_value: bool
-    def __init__(self, double_value: _Optional[float] = ..., int64_value: _Optional[int] = ..., string_value: _Optional[str] = ..., bool_value: _Optional[bool] = ...) -> None: ...
+    list_value: ValueList
+    def __init__(self, double_value: _Optional[float] = ..., int64_value: _Optional[int] = ..., string_value: _Optional[str] = ..., bool_value: _Optional[bool] = ..., list_value: _Optional[_Union[ValueList, _Mapping]] = ...) -> None: ...
+
+class ValueList(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedCompositeFieldContainer[Value]
+    def __init__(self, values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ...) -> None: ...
 
 class Header(_message.Message):
     __slots__ = ("key", "value")

@@ -13,44 +13,52 @@ class InputKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INPUT_KIND_UNSPECIFIED: _ClassVar[InputKind]
     INPUT_KIND_NUMERIC: _ClassVar[InputKind]
     INPUT_KIND_CATEGORICAL: _ClassVar[InputKind]
+    INPUT_KIND_SEQUENCE: _ClassVar[InputKind]
 
 class Task(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TASK_UNSPECIFIED: _ClassVar[Task]
     TASK_BINARY_CLASSIFICATION: _ClassVar[Task]
     TASK_REGRESSION: _ClassVar[Task]
+    TASK_NEXT_ITEM: _ClassVar[Task]
 INPUT_KIND_UNSPECIFIED: InputKind
 INPUT_KIND_NUMERIC: InputKind
 INPUT_KIND_CATEGORICAL: InputKind
+INPUT_KIND_SEQUENCE: InputKind
 TASK_UNSPECIFIED: Task
 TASK_BINARY_CLASSIFICATION: Task
 TASK_REGRESSION: Task
+TASK_NEXT_ITEM: Task
 
 class SignatureInput(_message.Message):
-    __slots__ = ("name", "kind", "vocabulary", "missing_value")
+    __slots__ = ("name", "kind", "vocabulary", "missing_value", "length")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     VOCABULARY_FIELD_NUMBER: _ClassVar[int]
     MISSING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: InputKind
     vocabulary: _containers.RepeatedScalarFieldContainer[str]
     missing_value: float
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[InputKind, str]] = ..., vocabulary: _Optional[_Iterable[str]] = ..., missing_value: _Optional[float] = ...) -> None: ...
+    length: int
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[InputKind, str]] = ..., vocabulary: _Optional[_Iterable[str]] = ..., missing_value: _Optional[float] = ..., length: _Optional[int] = ...) -> None: ...
 
 class SignatureOutput(_message.Message):
-    __slots__ = ("name", "tensor", "dtype", "shape", "meaning")
+    __slots__ = ("name", "tensor", "dtype", "shape", "meaning", "indexes_vocabulary_of")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     MEANING_FIELD_NUMBER: _ClassVar[int]
+    INDEXES_VOCABULARY_OF_FIELD_NUMBER: _ClassVar[int]
     name: str
     tensor: str
     dtype: _common_pb2.ValueType
     shape: _containers.RepeatedScalarFieldContainer[int]
     meaning: str
-    def __init__(self, name: _Optional[str] = ..., tensor: _Optional[str] = ..., dtype: _Optional[_Union[_common_pb2.ValueType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., meaning: _Optional[str] = ...) -> None: ...
+    indexes_vocabulary_of: str
+    def __init__(self, name: _Optional[str] = ..., tensor: _Optional[str] = ..., dtype: _Optional[_Union[_common_pb2.ValueType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., meaning: _Optional[str] = ..., indexes_vocabulary_of: _Optional[str] = ...) -> None: ...
 
 class ContextField(_message.Message):
     __slots__ = ("name", "type")
@@ -61,7 +69,7 @@ class ContextField(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.ValueType, str]] = ...) -> None: ...
 
 class ModelSignature(_message.Message):
-    __slots__ = ("inputs", "outputs", "entity_types", "key_entity", "context_fields", "task", "input_tensor", "trainer")
+    __slots__ = ("inputs", "outputs", "entity_types", "key_entity", "context_fields", "task", "input_tensor", "trainer", "popular_items")
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     ENTITY_TYPES_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +78,7 @@ class ModelSignature(_message.Message):
     TASK_FIELD_NUMBER: _ClassVar[int]
     INPUT_TENSOR_FIELD_NUMBER: _ClassVar[int]
     TRAINER_FIELD_NUMBER: _ClassVar[int]
+    POPULAR_ITEMS_FIELD_NUMBER: _ClassVar[int]
     inputs: _containers.RepeatedCompositeFieldContainer[SignatureInput]
     outputs: _containers.RepeatedCompositeFieldContainer[SignatureOutput]
     entity_types: _containers.RepeatedScalarFieldContainer[str]
@@ -78,4 +87,5 @@ class ModelSignature(_message.Message):
     task: Task
     input_tensor: str
     trainer: str
-    def __init__(self, inputs: _Optional[_Iterable[_Union[SignatureInput, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[SignatureOutput, _Mapping]]] = ..., entity_types: _Optional[_Iterable[str]] = ..., key_entity: _Optional[str] = ..., context_fields: _Optional[_Iterable[_Union[ContextField, _Mapping]]] = ..., task: _Optional[_Union[Task, str]] = ..., input_tensor: _Optional[str] = ..., trainer: _Optional[str] = ...) -> None: ...
+    popular_items: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, inputs: _Optional[_Iterable[_Union[SignatureInput, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[SignatureOutput, _Mapping]]] = ..., entity_types: _Optional[_Iterable[str]] = ..., key_entity: _Optional[str] = ..., context_fields: _Optional[_Iterable[_Union[ContextField, _Mapping]]] = ..., task: _Optional[_Union[Task, str]] = ..., input_tensor: _Optional[str] = ..., trainer: _Optional[str] = ..., popular_items: _Optional[_Iterable[str]] = ...) -> None: ...

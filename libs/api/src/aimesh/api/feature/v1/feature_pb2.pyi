@@ -25,6 +25,7 @@ class Aggregation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AGGREGATION_SECONDS_SINCE_LAST: _ClassVar[Aggregation]
     AGGREGATION_IS_NEW: _ClassVar[Aggregation]
     AGGREGATION_ON_DEMAND: _ClassVar[Aggregation]
+    AGGREGATION_LAST_N: _ClassVar[Aggregation]
 
 class FeatureStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -50,6 +51,7 @@ AGGREGATION_DISTINCT_COUNT: Aggregation
 AGGREGATION_SECONDS_SINCE_LAST: Aggregation
 AGGREGATION_IS_NEW: Aggregation
 AGGREGATION_ON_DEMAND: Aggregation
+AGGREGATION_LAST_N: Aggregation
 FEATURE_STATUS_UNSPECIFIED: FeatureStatus
 FEATURE_STATUS_PRESENT: FeatureStatus
 FEATURE_STATUS_MISSING: FeatureStatus
@@ -72,7 +74,7 @@ class Entity(_message.Message):
     def __init__(self, name: _Optional[str] = ..., id_type: _Optional[_Union[_common_pb2.ValueType, str]] = ..., description: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
 class Feature(_message.Message):
-    __slots__ = ("name", "source_field", "aggregation", "window", "dtype", "description", "expression")
+    __slots__ = ("name", "source_field", "aggregation", "window", "dtype", "description", "expression", "n")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +82,7 @@ class Feature(_message.Message):
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     EXPRESSION_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
     name: str
     source_field: str
     aggregation: Aggregation
@@ -87,7 +90,8 @@ class Feature(_message.Message):
     dtype: _common_pb2.ValueType
     description: str
     expression: str
-    def __init__(self, name: _Optional[str] = ..., source_field: _Optional[str] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., dtype: _Optional[_Union[_common_pb2.ValueType, str]] = ..., description: _Optional[str] = ..., expression: _Optional[str] = ...) -> None: ...
+    n: int
+    def __init__(self, name: _Optional[str] = ..., source_field: _Optional[str] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., dtype: _Optional[_Union[_common_pb2.ValueType, str]] = ..., description: _Optional[str] = ..., expression: _Optional[str] = ..., n: _Optional[int] = ...) -> None: ...
 
 class Transformation(_message.Message):
     __slots__ = ("name", "expression")

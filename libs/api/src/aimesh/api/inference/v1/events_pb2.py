@@ -27,21 +27,22 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$aimesh/api/inference/v1/events.proto\x12\x17\x61imesh.api.inference.v1\x1a\'aimesh/api/inference/v1/inference.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x04\n\nPrediction\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\x03\x12\r\n\x05score\x18\x05 \x01(\x01\x12\x43\n\x08\x66\x65\x61tures\x18\x06 \x03(\x0b\x32\x31.aimesh.api.inference.v1.Prediction.FeaturesEntry\x12*\n\x07latency\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x04time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06shadow\x18\t \x01(\x08\x12-\n\x05route\x18\n \x01(\x0e\x32\x1e.aimesh.api.inference.v1.Route\x12\r\n\x05\x61lias\x18\x0b \x01(\t\x12\x46\n\nentity_ids\x18\x0c \x03(\x0b\x32\x32.aimesh.api.inference.v1.Prediction.EntityIdsEntry\x12!\n\x19\x66\x65\x61ture_freshness_seconds\x18\r \x01(\x01\x12\x18\n\x10missing_features\x18\x0e \x03(\t\x12\x0e\n\x06tenant\x18\x0f \x01(\t\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x30\n\x0e\x45ntityIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$aimesh/api/inference/v1/events.proto\x12\x17\x61imesh.api.inference.v1\x1a\'aimesh/api/inference/v1/inference.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x05\n\nPrediction\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\x03\x12\r\n\x05score\x18\x05 \x01(\x01\x12\x43\n\x08\x66\x65\x61tures\x18\x06 \x03(\x0b\x32\x31.aimesh.api.inference.v1.Prediction.FeaturesEntry\x12*\n\x07latency\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x04time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06shadow\x18\t \x01(\x08\x12-\n\x05route\x18\n \x01(\x0e\x32\x1e.aimesh.api.inference.v1.Route\x12\r\n\x05\x61lias\x18\x0b \x01(\t\x12\x46\n\nentity_ids\x18\x0c \x03(\x0b\x32\x32.aimesh.api.inference.v1.Prediction.EntityIdsEntry\x12!\n\x19\x66\x65\x61ture_freshness_seconds\x18\r \x01(\x01\x12\x18\n\x10missing_features\x18\x0e \x03(\t\x12\x0e\n\x06tenant\x18\x0f \x01(\t\x12\r\n\x05items\x18\x10 \x03(\t\x12\x15\n\rcontext_items\x18\x11 \x03(\t\x12\x15\n\rexclude_items\x18\x12 \x03(\t\x12\t\n\x01k\x18\x13 \x01(\x05\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x30\n\x0e\x45ntityIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42SZQgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/inference/v1;inferencev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aimesh.api.inference.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'ZQgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/inference/v1;inferencev1'
   _globals['_PREDICTION_FEATURESENTRY']._loaded_options = None
   _globals['_PREDICTION_FEATURESENTRY']._serialized_options = b'8\001'
   _globals['_PREDICTION_ENTITYIDSENTRY']._loaded_options = None
   _globals['_PREDICTION_ENTITYIDSENTRY']._serialized_options = b'8\001'
   _globals['_PREDICTION']._serialized_start=172
-  _globals['_PREDICTION']._serialized_end=761
-  _globals['_PREDICTION_FEATURESENTRY']._serialized_start=664
-  _globals['_PREDICTION_FEATURESENTRY']._serialized_end=711
-  _globals['_PREDICTION_ENTITYIDSENTRY']._serialized_start=713
-  _globals['_PREDICTION_ENTITYIDSENTRY']._serialized_end=761
+  _globals['_PREDICTION']._serialized_end=833
+  _globals['_PREDICTION_FEATURESENTRY']._serialized_start=736
+  _globals['_PREDICTION_FEATURESENTRY']._serialized_end=783
+  _globals['_PREDICTION_ENTITYIDSENTRY']._serialized_start=785
+  _globals['_PREDICTION_ENTITYIDSENTRY']._serialized_end=833
 # @@protoc_insertion_point(module_scope)

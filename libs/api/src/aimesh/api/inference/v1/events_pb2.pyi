@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Prediction(_message.Message):
-    __slots__ = ("request_id", "event_id", "model_name", "model_version", "score", "features", "latency", "time", "shadow", "route", "alias", "entity_ids", "feature_freshness_seconds", "missing_features", "tenant")
+    __slots__ = ("request_id", "event_id", "model_name", "model_version", "score", "features", "latency", "time", "shadow", "route", "alias", "entity_ids", "feature_freshness_seconds", "missing_features", "tenant", "items", "context_items", "exclude_items", "k")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,10 @@ class Prediction(_message.Message):
     FEATURE_FRESHNESS_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MISSING_FEATURES_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     event_id: str
     model_name: str
@@ -57,4 +61,8 @@ class Prediction(_message.Message):
     feature_freshness_seconds: float
     missing_features: _containers.RepeatedScalarFieldContainer[str]
     tenant: str
-    def __init__(self, request_id: _Optional[str] = ..., event_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., score: _Optional[float] = ..., features: _Optional[_Mapping[str, float]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., shadow: _Optional[bool] = ..., route: _Optional[_Union[_inference_pb2.Route, str]] = ..., alias: _Optional[str] = ..., entity_ids: _Optional[_Mapping[str, str]] = ..., feature_freshness_seconds: _Optional[float] = ..., missing_features: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ...) -> None: ...
+    items: _containers.RepeatedScalarFieldContainer[str]
+    context_items: _containers.RepeatedScalarFieldContainer[str]
+    exclude_items: _containers.RepeatedScalarFieldContainer[str]
+    k: int
+    def __init__(self, request_id: _Optional[str] = ..., event_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., score: _Optional[float] = ..., features: _Optional[_Mapping[str, float]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., shadow: _Optional[bool] = ..., route: _Optional[_Union[_inference_pb2.Route, str]] = ..., alias: _Optional[str] = ..., entity_ids: _Optional[_Mapping[str, str]] = ..., feature_freshness_seconds: _Optional[float] = ..., missing_features: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., context_items: _Optional[_Iterable[str]] = ..., exclude_items: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ...) -> None: ...

@@ -115,3 +115,60 @@ class GetModelSignatureResponse(_message.Message):
     model_version: int
     signature: _signature_pb2.ModelSignature
     def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., signature: _Optional[_Union[_signature_pb2.ModelSignature, _Mapping]] = ...) -> None: ...
+
+class RecommendRequest(_message.Message):
+    __slots__ = ("request_id", "model", "alias", "version", "entity_ids", "context_items", "k", "exclude_items")
+    class EntityIdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_IDS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model: str
+    alias: str
+    version: int
+    entity_ids: _containers.ScalarMap[str, str]
+    context_items: _containers.RepeatedScalarFieldContainer[str]
+    k: int
+    exclude_items: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[int] = ..., entity_ids: _Optional[_Mapping[str, str]] = ..., context_items: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., exclude_items: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RecommendedItem(_message.Message):
+    __slots__ = ("item_id", "score")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    score: float
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class RecommendResponse(_message.Message):
+    __slots__ = ("request_id", "model_name", "model_version", "route", "items", "fallback", "unknown_items", "max_k", "event_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    MAX_K_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model_name: str
+    model_version: int
+    route: Route
+    items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
+    fallback: bool
+    unknown_items: _containers.RepeatedScalarFieldContainer[str]
+    max_k: int
+    event_id: str
+    def __init__(self, request_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., route: _Optional[_Union[Route, str]] = ..., items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., fallback: _Optional[bool] = ..., unknown_items: _Optional[_Iterable[str]] = ..., max_k: _Optional[int] = ..., event_id: _Optional[str] = ...) -> None: ...

@@ -45,6 +45,11 @@ class InferenceServiceStub:
                 request_serializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.GetModelSignatureRequest.SerializeToString,
                 response_deserializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.GetModelSignatureResponse.FromString,
                 _registered_method=True)
+        self.Recommend = channel.unary_unary(
+                '/aimesh.api.inference.v1.InferenceService/Recommend',
+                request_serializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.RecommendRequest.SerializeToString,
+                response_deserializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.RecommendResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -71,6 +76,19 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Recommend(self, request, context):
+        """The top-k items for an entity (e.g. a user) from a TASK_NEXT_ITEM model: its sequence input is the
+        entity's online list feature followed by the request's context_items, excluded items are dropped, and
+        a Prediction event (items and route) is emitted. An entity with no known history and no known context
+        item gets the model's popular items (fallback = true, route ROUTE_FALLBACK). Unknown model or alias:
+        NOT_FOUND; a model that is not TASK_NEXT_ITEM: FAILED_PRECONDITION; k outside [1, max_k]:
+        INVALID_ARGUMENT naming both; a model whose item vocabulary is empty: FAILED_PRECONDITION; Triton
+        down: UNAVAILABLE. Context items outside the vocabulary are ignored and listed in unknown_items.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -83,6 +101,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.GetModelSignature,
                     request_deserializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.GetModelSignatureRequest.FromString,
                     response_serializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.GetModelSignatureResponse.SerializeToString,
+            ),
+            'Recommend': grpc.unary_unary_rpc_method_handler(
+                    servicer.Recommend,
+                    request_deserializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.RecommendRequest.FromString,
+                    response_serializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.RecommendResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -140,6 +163,33 @@ class InferenceService:
             '/aimesh.api.inference.v1.InferenceService/GetModelSignature',
             aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.GetModelSignatureRequest.SerializeToString,
             aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.GetModelSignatureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Recommend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimesh.api.inference.v1.InferenceService/Recommend',
+            aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.RecommendRequest.SerializeToString,
+            aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.RecommendResponse.FromString,
             options,
             channel_credentials,
             insecure,

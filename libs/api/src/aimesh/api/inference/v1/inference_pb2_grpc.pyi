@@ -45,6 +45,15 @@ class InferenceServiceStub:
     entity ids, context fields (with types), inputs and outputs a Score request involves.
     Unknown model, alias or version: NOT_FOUND.
     """
+    Recommend: _grpc.UnaryUnaryMultiCallable[_inference_pb2.RecommendRequest, _inference_pb2.RecommendResponse]
+    """The top-k items for an entity (e.g. a user) from a TASK_NEXT_ITEM model: its sequence input is the
+    entity's online list feature followed by the request's context_items, excluded items are dropped, and
+    a Prediction event (items and route) is emitted. An entity with no known history and no known context
+    item gets the model's popular items (fallback = true, route ROUTE_FALLBACK). Unknown model or alias:
+    NOT_FOUND; a model that is not TASK_NEXT_ITEM: FAILED_PRECONDITION; k outside [1, max_k]:
+    INVALID_ARGUMENT naming both; a model whose item vocabulary is empty: FAILED_PRECONDITION; Triton
+    down: UNAVAILABLE. Context items outside the vocabulary are ignored and listed in unknown_items.
+    """
 
 @_typing.type_check_only
 class InferenceServiceAsyncStub(InferenceServiceStub):
@@ -62,6 +71,15 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """The signature of the version an alias (default "champion") or a pinned version routes to: the
     entity ids, context fields (with types), inputs and outputs a Score request involves.
     Unknown model, alias or version: NOT_FOUND.
+    """
+    Recommend: _aio.UnaryUnaryMultiCallable[_inference_pb2.RecommendRequest, _inference_pb2.RecommendResponse]  # type: ignore[assignment]
+    """The top-k items for an entity (e.g. a user) from a TASK_NEXT_ITEM model: its sequence input is the
+    entity's online list feature followed by the request's context_items, excluded items are dropped, and
+    a Prediction event (items and route) is emitted. An entity with no known history and no known context
+    item gets the model's popular items (fallback = true, route ROUTE_FALLBACK). Unknown model or alias:
+    NOT_FOUND; a model that is not TASK_NEXT_ITEM: FAILED_PRECONDITION; k outside [1, max_k]:
+    INVALID_ARGUMENT naming both; a model whose item vocabulary is empty: FAILED_PRECONDITION; Triton
+    down: UNAVAILABLE. Context items outside the vocabulary are ignored and listed in unknown_items.
     """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -89,6 +107,21 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         """The signature of the version an alias (default "champion") or a pinned version routes to: the
         entity ids, context fields (with types), inputs and outputs a Score request involves.
         Unknown model, alias or version: NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def Recommend(
+        self,
+        request: _inference_pb2.RecommendRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inference_pb2.RecommendResponse, _abc.Awaitable[_inference_pb2.RecommendResponse]]:
+        """The top-k items for an entity (e.g. a user) from a TASK_NEXT_ITEM model: its sequence input is the
+        entity's online list feature followed by the request's context_items, excluded items are dropped, and
+        a Prediction event (items and route) is emitted. An entity with no known history and no known context
+        item gets the model's popular items (fallback = true, route ROUTE_FALLBACK). Unknown model or alias:
+        NOT_FOUND; a model that is not TASK_NEXT_ITEM: FAILED_PRECONDITION; k outside [1, max_k]:
+        INVALID_ARGUMENT naming both; a model whose item vocabulary is empty: FAILED_PRECONDITION; Triton
+        down: UNAVAILABLE. Context items outside the vocabulary are ignored and listed in unknown_items.
         """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

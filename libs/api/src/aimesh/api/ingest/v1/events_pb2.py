@@ -26,13 +26,14 @@ from aimesh.api.common.v1 import common_pb2 as aimesh_dot_api_dot_common_dot_v1_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!aimesh/api/ingest/v1/events.proto\x12\x14\x61imesh.api.ingest.v1\x1a!aimesh/api/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x03\n\x0f\x43\x61nonicalRecord\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x12\n\nentity_key\x18\x03 \x01(\t\x12.\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bingest_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12I\n\nattributes\x18\x06 \x03(\x0b\x32\x35.aimesh.api.ingest.v1.CanonicalRecord.AttributesEntry\x12\x16\n\x0eschema_version\x18\x07 \x01(\x05\x12\x35\n\x08upstream\x18\x08 \x01(\x0b\x32#.aimesh.api.common.v1.KafkaPosition\x12\x13\n\x0b\x65ntity_type\x18\t \x01(\t\x1aN\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.aimesh.api.common.v1.Value:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!aimesh/api/ingest/v1/events.proto\x12\x14\x61imesh.api.ingest.v1\x1a!aimesh/api/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x03\n\x0f\x43\x61nonicalRecord\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x12\n\nentity_key\x18\x03 \x01(\t\x12.\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bingest_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12I\n\nattributes\x18\x06 \x03(\x0b\x32\x35.aimesh.api.ingest.v1.CanonicalRecord.AttributesEntry\x12\x16\n\x0eschema_version\x18\x07 \x01(\x05\x12\x35\n\x08upstream\x18\x08 \x01(\x0b\x32#.aimesh.api.common.v1.KafkaPosition\x12\x13\n\x0b\x65ntity_type\x18\t \x01(\t\x1aN\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.aimesh.api.common.v1.Value:\x02\x38\x01\x42MZKgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/ingest/v1;ingestv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aimesh.api.ingest.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'ZKgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/ingest/v1;ingestv1'
   _globals['_CANONICALRECORD_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_CANONICALRECORD_ATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_CANONICALRECORD']._serialized_start=128

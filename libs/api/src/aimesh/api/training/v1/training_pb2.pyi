@@ -27,12 +27,14 @@ class LabelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LABEL_KIND_UNSPECIFIED: _ClassVar[LabelKind]
     LABEL_KIND_BINARY: _ClassVar[LabelKind]
     LABEL_KIND_REGRESSION: _ClassVar[LabelKind]
+    LABEL_KIND_NEXT_ITEM: _ClassVar[LabelKind]
 
 class SplitKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SPLIT_KIND_UNSPECIFIED: _ClassVar[SplitKind]
     SPLIT_KIND_TIME: _ClassVar[SplitKind]
     SPLIT_KIND_RANDOM: _ClassVar[SplitKind]
+    SPLIT_KIND_LEAVE_LAST_OUT: _ClassVar[SplitKind]
 RUN_STATUS_UNSPECIFIED: RunStatus
 RUN_STATUS_QUEUED: RunStatus
 RUN_STATUS_RUNNING: RunStatus
@@ -42,9 +44,11 @@ RUN_STATUS_CANCELLED: RunStatus
 LABEL_KIND_UNSPECIFIED: LabelKind
 LABEL_KIND_BINARY: LabelKind
 LABEL_KIND_REGRESSION: LabelKind
+LABEL_KIND_NEXT_ITEM: LabelKind
 SPLIT_KIND_UNSPECIFIED: SplitKind
 SPLIT_KIND_TIME: SplitKind
 SPLIT_KIND_RANDOM: SplitKind
+SPLIT_KIND_LEAVE_LAST_OUT: SplitKind
 
 class RunSpec(_message.Message):
     __slots__ = ("model_name", "feature_service", "train_start", "train_end", "trainer", "params", "register_model", "rows", "label", "split", "triton_model_name")
