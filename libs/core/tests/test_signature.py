@@ -27,8 +27,17 @@ def test_encoding_feeds_indexes_and_fills_missing_and_unknown_values() -> None:
 
 
 def test_values_round_trip() -> None:
-    for item in (None, True, 3, 2.5, "x"):
+    for item in (None, True, 3, 2.5, "x", (), ("a", "b"), (1.5, 2.0)):
         assert scalar(to_value(item)) == item
+    assert to_value(("a", "b")).list_value.values[1].string_value == "b"
+    nested = common_pb2.Value(list_value=common_pb2.ValueList(values=[to_value(("a",))]))
+    with pytest.raises(ValueError, match="not nested"):
+        scalar(nested)
+
+
+def test_a_list_value_is_never_a_number() -> None:
+    encoder = InputEncoder(infer_inputs(["v:n"], [[1.0, 3.0]]))
+    assert encoder.row([("a", "b")]) == [2.0] and encoder.is_missing(0, (1.0,))
 
 
 def test_requests_missing_an_entity_or_a_context_field_or_mistyped_are_refused_by_name() -> None:
