@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from aimesh.api.common.v1 import common_pb2 as aimesh_dot_api_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$aimesh/api/common/v1/signature.proto\x12\x14\x61imesh.api.common.v1\x1a!aimesh/api/common/v1/common.proto\"\x88\x01\n\x0eSignatureInput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04kind\x18\x02 \x01(\x0e\x32\x1f.aimesh.api.common.v1.InputKind\x12\x12\n\nvocabulary\x18\x03 \x03(\t\x12\x15\n\rmissing_value\x18\x04 \x01(\x01\x12\x0e\n\x06length\x18\x05 \x01(\x05\"\x9e\x01\n\x0fSignatureOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06tensor\x18\x02 \x01(\t\x12.\n\x05\x64type\x18\x03 \x01(\x0e\x32\x1f.aimesh.api.common.v1.ValueType\x12\r\n\x05shape\x18\x04 \x03(\x03\x12\x0f\n\x07meaning\x18\x05 \x01(\t\x12\x1d\n\x15indexes_vocabulary_of\x18\x06 \x01(\t\"K\n\x0c\x43ontextField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04type\x18\x02 \x01(\x0e\x32\x1f.aimesh.api.common.v1.ValueType\"\xcc\x02\n\x0eModelSignature\x12\x34\n\x06inputs\x18\x01 \x03(\x0b\x32$.aimesh.api.common.v1.SignatureInput\x12\x36\n\x07outputs\x18\x02 \x03(\x0b\x32%.aimesh.api.common.v1.SignatureOutput\x12\x14\n\x0c\x65ntity_types\x18\x03 \x03(\t\x12\x12\n\nkey_entity\x18\x04 \x01(\t\x12:\n\x0e\x63ontext_fields\x18\x05 \x03(\x0b\x32\".aimesh.api.common.v1.ContextField\x12(\n\x04task\x18\x06 \x01(\x0e\x32\x1a.aimesh.api.common.v1.Task\x12\x14\n\x0cinput_tensor\x18\x07 \x01(\t\x12\x0f\n\x07trainer\x18\x08 \x01(\t\x12\x15\n\rpopular_items\x18\t \x03(\t*t\n\tInputKind\x12\x1a\n\x16INPUT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12INPUT_KIND_NUMERIC\x10\x01\x12\x1a\n\x16INPUT_KIND_CATEGORICAL\x10\x02\x12\x17\n\x13INPUT_KIND_SEQUENCE\x10\x03*e\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTASK_BINARY_CLASSIFICATION\x10\x01\x12\x13\n\x0fTASK_REGRESSION\x10\x02\x12\x12\n\x0eTASK_NEXT_ITEM\x10\x03\x42MZKgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/common/v1;commonv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$aimesh/api/common/v1/signature.proto\x12\x14\x61imesh.api.common.v1\x1a!aimesh/api/common/v1/common.proto\"\x88\x01\n\x0eSignatureInput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04kind\x18\x02 \x01(\x0e\x32\x1f.aimesh.api.common.v1.InputKind\x12\x12\n\nvocabulary\x18\x03 \x03(\t\x12\x15\n\rmissing_value\x18\x04 \x01(\x01\x12\x0e\n\x06length\x18\x05 \x01(\x05\"\x9e\x01\n\x0fSignatureOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06tensor\x18\x02 \x01(\t\x12.\n\x05\x64type\x18\x03 \x01(\x0e\x32\x1f.aimesh.api.common.v1.ValueType\x12\r\n\x05shape\x18\x04 \x03(\x03\x12\x0f\n\x07meaning\x18\x05 \x01(\t\x12\x1d\n\x15indexes_vocabulary_of\x18\x06 \x01(\t\"K\n\x0c\x43ontextField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04type\x18\x02 \x01(\x0e\x32\x1f.aimesh.api.common.v1.ValueType\"\xe9\x02\n\x0eModelSignature\x12\x34\n\x06inputs\x18\x01 \x03(\x0b\x32$.aimesh.api.common.v1.SignatureInput\x12\x36\n\x07outputs\x18\x02 \x03(\x0b\x32%.aimesh.api.common.v1.SignatureOutput\x12\x14\n\x0c\x65ntity_types\x18\x03 \x03(\t\x12\x12\n\nkey_entity\x18\x04 \x01(\t\x12:\n\x0e\x63ontext_fields\x18\x05 \x03(\x0b\x32\".aimesh.api.common.v1.ContextField\x12(\n\x04task\x18\x06 \x01(\x0e\x32\x1a.aimesh.api.common.v1.Task\x12\x14\n\x0cinput_tensor\x18\x07 \x01(\t\x12\x0f\n\x07trainer\x18\x08 \x01(\t\x12\x15\n\rpopular_items\x18\t \x03(\t\x12\x1b\n\x13popular_item_shares\x18\n \x03(\x01*t\n\tInputKind\x12\x1a\n\x16INPUT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12INPUT_KIND_NUMERIC\x10\x01\x12\x1a\n\x16INPUT_KIND_CATEGORICAL\x10\x02\x12\x17\n\x13INPUT_KIND_SEQUENCE\x10\x03*e\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTASK_BINARY_CLASSIFICATION\x10\x01\x12\x13\n\x0fTASK_REGRESSION\x10\x02\x12\x12\n\x0eTASK_NEXT_ITEM\x10\x03\x42MZKgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/common/v1;commonv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aimesh.api.common.v1.signat
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZKgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/common/v1;commonv1'
-  _globals['_INPUTKIND']._serialized_start=809
-  _globals['_INPUTKIND']._serialized_end=925
-  _globals['_TASK']._serialized_start=927
-  _globals['_TASK']._serialized_end=1028
+  _globals['_INPUTKIND']._serialized_start=838
+  _globals['_INPUTKIND']._serialized_end=954
+  _globals['_TASK']._serialized_start=956
+  _globals['_TASK']._serialized_end=1057
   _globals['_SIGNATUREINPUT']._serialized_start=98
   _globals['_SIGNATUREINPUT']._serialized_end=234
   _globals['_SIGNATUREOUTPUT']._serialized_start=237
@@ -44,5 +44,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTEXTFIELD']._serialized_start=397
   _globals['_CONTEXTFIELD']._serialized_end=472
   _globals['_MODELSIGNATURE']._serialized_start=475
-  _globals['_MODELSIGNATURE']._serialized_end=807
+  _globals['_MODELSIGNATURE']._serialized_end=836
 # @@protoc_insertion_point(module_scope)

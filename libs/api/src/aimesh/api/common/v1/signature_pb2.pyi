@@ -69,7 +69,7 @@ class ContextField(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.ValueType, str]] = ...) -> None: ...
 
 class ModelSignature(_message.Message):
-    __slots__ = ("inputs", "outputs", "entity_types", "key_entity", "context_fields", "task", "input_tensor", "trainer", "popular_items")
+    __slots__ = ("inputs", "outputs", "entity_types", "key_entity", "context_fields", "task", "input_tensor", "trainer", "popular_items", "popular_item_shares")
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     ENTITY_TYPES_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class ModelSignature(_message.Message):
     INPUT_TENSOR_FIELD_NUMBER: _ClassVar[int]
     TRAINER_FIELD_NUMBER: _ClassVar[int]
     POPULAR_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    POPULAR_ITEM_SHARES_FIELD_NUMBER: _ClassVar[int]
     inputs: _containers.RepeatedCompositeFieldContainer[SignatureInput]
     outputs: _containers.RepeatedCompositeFieldContainer[SignatureOutput]
     entity_types: _containers.RepeatedScalarFieldContainer[str]
@@ -88,4 +89,5 @@ class ModelSignature(_message.Message):
     input_tensor: str
     trainer: str
     popular_items: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, inputs: _Optional[_Iterable[_Union[SignatureInput, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[SignatureOutput, _Mapping]]] = ..., entity_types: _Optional[_Iterable[str]] = ..., key_entity: _Optional[str] = ..., context_fields: _Optional[_Iterable[_Union[ContextField, _Mapping]]] = ..., task: _Optional[_Union[Task, str]] = ..., input_tensor: _Optional[str] = ..., trainer: _Optional[str] = ..., popular_items: _Optional[_Iterable[str]] = ...) -> None: ...
+    popular_item_shares: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, inputs: _Optional[_Iterable[_Union[SignatureInput, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[SignatureOutput, _Mapping]]] = ..., entity_types: _Optional[_Iterable[str]] = ..., key_entity: _Optional[str] = ..., context_fields: _Optional[_Iterable[_Union[ContextField, _Mapping]]] = ..., task: _Optional[_Union[Task, str]] = ..., input_tensor: _Optional[str] = ..., trainer: _Optional[str] = ..., popular_items: _Optional[_Iterable[str]] = ..., popular_item_shares: _Optional[_Iterable[float]] = ...) -> None: ...
