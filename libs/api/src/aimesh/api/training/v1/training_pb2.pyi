@@ -84,8 +84,15 @@ class RunSpec(_message.Message):
     def __init__(self, model_name: _Optional[str] = ..., feature_service: _Optional[str] = ..., train_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., train_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trainer: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., register_model: _Optional[bool] = ..., rows: _Optional[_Union[TrainingRows, _Mapping]] = ..., label: _Optional[_Union[LabelSpec, _Mapping]] = ..., split: _Optional[_Union[SplitSpec, _Mapping]] = ..., triton_model_name: _Optional[str] = ...) -> None: ...
 
 class TrainingRows(_message.Message):
-    __slots__ = ("source", "entity_fields", "context_fields", "key_entity")
+    __slots__ = ("source", "entity_fields", "context_fields", "key_entity", "filter")
     class EntityFieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class FilterEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -96,11 +103,13 @@ class TrainingRows(_message.Message):
     ENTITY_FIELDS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELDS_FIELD_NUMBER: _ClassVar[int]
     KEY_ENTITY_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     source: str
     entity_fields: _containers.ScalarMap[str, str]
     context_fields: _containers.RepeatedScalarFieldContainer[str]
     key_entity: str
-    def __init__(self, source: _Optional[str] = ..., entity_fields: _Optional[_Mapping[str, str]] = ..., context_fields: _Optional[_Iterable[str]] = ..., key_entity: _Optional[str] = ...) -> None: ...
+    filter: _containers.ScalarMap[str, str]
+    def __init__(self, source: _Optional[str] = ..., entity_fields: _Optional[_Mapping[str, str]] = ..., context_fields: _Optional[_Iterable[str]] = ..., key_entity: _Optional[str] = ..., filter: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class LabelSpec(_message.Message):
     __slots__ = ("source", "join_field", "row_field", "target_field", "kind", "positive_values", "maturity")
