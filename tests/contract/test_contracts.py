@@ -74,6 +74,7 @@ SERVICES: dict[str, dict[str, tuple[str, str, bool]]] = {
     "aimesh.api.inference.v1.InferenceService": {
         "Score": ("ScoreRequest", "ScoreResponse", False),
         "GetModelSignature": ("GetModelSignatureRequest", "GetModelSignatureResponse", False),
+        "Recommend": ("RecommendRequest", "RecommendResponse", False),
     },
     "aimesh.api.monitor.v1.MonitorService": {
         "GetDriftReport": ("GetDriftReportRequest", "GetDriftReportResponse", False),

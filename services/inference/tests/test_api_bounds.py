@@ -1,5 +1,6 @@
-"""InferenceService refuses oversized ids and names before scoring (INVALID_ARGUMENT naming the field and
-the limit): a 1 MB request id made a 1 MB Prediction that Elasticsearch refused."""
+"""InferenceService refuses oversized ids and names before scoring or recommending (INVALID_ARGUMENT naming
+the field and the limit): a 1 MB request id made a 1 MB Prediction that Elasticsearch refused. Recommend's
+item lists are bounded in count and in each id's length."""
 
 from __future__ import annotations
 
@@ -31,6 +32,14 @@ class RecordingScorer:
         self.seen.append(request)
         return inference_pb2.GetModelSignatureResponse()
 
+    async def recommend(self, request: object, *, time_left: float | None) -> inference_pb2.RecommendResponse:
+        self.seen.append(request)
+        return inference_pb2.RecommendResponse(max_k=7)
+
+
+def api_of(fake: RecordingScorer) -> InferenceServiceApi:
+    return InferenceServiceApi(cast(Any, fake), cast(Any, fake))
+
 
 @pytest.mark.parametrize(
     ("request_", "field"),
@@ -43,15 +52,43 @@ class RecordingScorer:
 async def test_oversized_score_fields_are_invalid_argument(request_: inference_pb2.ScoreRequest, field: str) -> None:
     scorer = RecordingScorer()
     with pytest.raises(InvalidArgument, match=f"^{field} is 1048576 bytes long; the limit is 256 bytes"):
-        await InferenceServiceApi(cast(Any, scorer)).Score(request_, cast(Any, Context()))
+        await api_of(scorer).Score(request_, cast(Any, Context()))
     assert scorer.seen == []
 
 
 async def test_names_up_to_the_limit_are_scored_and_signatures_bounded_too() -> None:
     scorer = RecordingScorer()
-    api = InferenceServiceApi(cast(Any, scorer))
+    api = api_of(scorer)
     ok = inference_pb2.ScoreRequest(request_id="r" * 256, model="m" * 256, alias="a" * 256)
     assert (await api.Score(ok, cast(Any, Context()))).score == 0.5
     with pytest.raises(InvalidArgument, match=r"^model is 1048576 bytes long"):
         await api.GetModelSignature(inference_pb2.GetModelSignatureRequest(model=HUGE), cast(Any, Context()))
     assert len(scorer.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (inference_pb2.RecommendRequest(request_id=HUGE, model="m"), "request_id is 1048576 bytes long"),
+        (inference_pb2.RecommendRequest(model=HUGE), "model is 1048576 bytes long"),
+        (inference_pb2.RecommendRequest(model="m", alias=HUGE), "alias is 1048576 bytes long"),
+        (inference_pb2.RecommendRequest(model="m", context_items=["i"] * 1001), "context_items holds 1001 ids"),
+        (inference_pb2.RecommendRequest(model="m", exclude_items=["i"] * 1001), "exclude_items holds 1001 ids"),
+        (inference_pb2.RecommendRequest(model="m", context_items=["i", "x" * 257]), r"context_items\[1\] is 257"),
+        (inference_pb2.RecommendRequest(model="m", exclude_items=["x" * 300]), r"exclude_items\[0\] is 300"),
+    ],
+)
+async def test_oversized_recommend_fields_are_invalid_argument(
+    request_: inference_pb2.RecommendRequest, message: str
+) -> None:
+    recorder = RecordingScorer()
+    with pytest.raises(InvalidArgument, match=f"^{message}"):
+        await api_of(recorder).Recommend(request_, cast(Any, Context()))
+    assert recorder.seen == []
+
+
+async def test_recommend_item_lists_up_to_the_limit_are_passed_on() -> None:
+    recorder = RecordingScorer()
+    ok = inference_pb2.RecommendRequest(model="m", context_items=["c" * 256] * 1000, exclude_items=["e"] * 1000)
+    assert (await api_of(recorder).Recommend(ok, cast(Any, Context()))).max_k == 7
+    assert recorder.seen == [ok]

@@ -1,5 +1,6 @@
 """What each ``InferenceService`` method needs from the caller's tenant (``aimesh.core.auth``):
-``Score`` needs ``model.score`` and ``GetModelSignature`` ``model.read`` on the requested model."""
+``Score`` and ``Recommend`` need ``model.score`` and ``GetModelSignature`` ``model.read`` on the
+requested model."""
 
 from __future__ import annotations
 
@@ -13,5 +14,6 @@ ACCESS: dict[str, AccessRule] = service_rules(
     {
         "Score": needs("model.score", lambda r: r.model),
         "GetModelSignature": needs("model.read", lambda r: r.model),
+        "Recommend": needs("model.score", lambda r: r.model),
     },
 )

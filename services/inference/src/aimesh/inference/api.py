@@ -1,27 +1,49 @@
-"""The gRPC adapter of ``Scorer`` (``InferenceService``): passes the request and the caller's remaining time.
+"""The gRPC adapter of ``Scorer`` and ``Recommender`` (``InferenceService``): passes the request and the
+caller's remaining time.
 
-Domain errors raised by the scorer become status codes in the server's interceptor. ``request_id``,
-``model`` and ``alias`` longer than ``MAX_NAME_BYTES`` are ``InvalidArgument`` before scoring: the
-request id is copied into the Prediction event and its Elasticsearch document (a 1 MB one made a 1 MB
-Prediction that Elasticsearch refused).
+Domain errors raised by them become status codes in the server's interceptor. ``request_id``, ``model``
+and ``alias`` longer than ``MAX_NAME_BYTES`` are ``InvalidArgument`` before scoring: the request id is
+copied into the Prediction event and its Elasticsearch document (a 1 MB one made a 1 MB Prediction that
+Elasticsearch refused). For the same reason Recommend's ``context_items`` and ``exclude_items`` hold at
+most ``MAX_REQUEST_ITEMS`` ids each, every id at most ``MAX_NAME_BYTES`` (``InvalidArgument`` naming the
+field or the element).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
+from aimesh.core.errors import InvalidArgument
 from aimesh.core.validation import check_length
+from aimesh.inference.recommending import Recommender
 from aimesh.inference.scoring import Scorer
 
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+MAX_REQUEST_ITEMS = 1000
+"""Most ids a Recommend request's ``context_items`` or ``exclude_items`` may hold."""
+
+
+def _time_left(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None or remaining > 1e9 else remaining
+
+
+def _check_items(field: str, items: Sequence[str]) -> None:
+    if len(items) > MAX_REQUEST_ITEMS:
+        raise InvalidArgument(f"{field} holds {len(items)} ids; the limit is {MAX_REQUEST_ITEMS}")
+    for i, item in enumerate(items):
+        check_length(f"{field}[{i}]", item)
 
 
 class InferenceServiceApi(inference_pb2_grpc.InferenceServiceServicer):
-    """``Score`` and ``GetModelSignature`` over one ``Scorer``."""
+    """``Score`` and ``GetModelSignature`` over one ``Scorer``, ``Recommend`` over one ``Recommender``."""
 
-    def __init__(self, scorer: Scorer) -> None:
+    def __init__(self, scorer: Scorer, recommender: Recommender) -> None:
         self._scorer = scorer
+        self._recommender = recommender
 
     async def Score(
         self, request: inference_pb2.ScoreRequest, context: grpc.aio.ServicerContext
@@ -29,8 +51,7 @@ class InferenceServiceApi(inference_pb2_grpc.InferenceServiceServicer):
         check_length("request_id", request.request_id)
         check_length("model", request.model)
         check_length("alias", request.alias)
-        remaining = context.time_remaining()
-        return await self._scorer.score(request, time_left=None if remaining is None or remaining > 1e9 else remaining)
+        return await self._scorer.score(request, time_left=_time_left(context))
 
     async def GetModelSignature(
         self, request: inference_pb2.GetModelSignatureRequest, context: grpc.aio.ServicerContext
@@ -38,3 +59,13 @@ class InferenceServiceApi(inference_pb2_grpc.InferenceServiceServicer):
         check_length("model", request.model)
         check_length("alias", request.alias)
         return self._scorer.signature(request)
+
+    async def Recommend(
+        self, request: inference_pb2.RecommendRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.RecommendResponse:
+        check_length("request_id", request.request_id)
+        check_length("model", request.model)
+        check_length("alias", request.alias)
+        _check_items("context_items", request.context_items)
+        _check_items("exclude_items", request.exclude_items)
+        return await self._recommender.recommend(request, time_left=_time_left(context))

@@ -1,4 +1,4 @@
-"""inference wiring: the InferenceService API, the routing-table consumer, Triton, the feature client, the publisher.
+"""inference wiring: the InferenceService API (Score, Recommend), the routing table, Triton, features, the publisher.
 
 The registry topic is replayed from the earliest offset in a consumer group of this instance alone
 (``<group>-routing-<uuid>``), so every replica builds the full routing table; the model reconciler
@@ -25,6 +25,7 @@ from aimesh.inference.access import ACCESS
 from aimesh.inference.api import SERVICE_NAME, InferenceServiceApi
 from aimesh.inference.features import ServiceFeatureSource
 from aimesh.inference.predictions import PredictionPublisher
+from aimesh.inference.recommending import Recommender
 from aimesh.inference.reconciler import ModelReconciler
 from aimesh.inference.scoring import Scorer
 from aimesh.inference.settings import InferenceSettings
@@ -51,7 +52,8 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
         predictions, settings.predictions_topic, max_in_flight=settings.max_in_flight_predictions
     )
     scorer = Scorer(catalog, features, runner, publisher, default_alias=settings.default_alias)
-    api = InferenceServiceApi(scorer)
+    recommender = Recommender(catalog, features, runner, publisher, default_alias=settings.default_alias)
+    api = InferenceServiceApi(scorer, recommender)
     runtime.add_grpc(
         GrpcServer(
             settings,

@@ -10,7 +10,7 @@ that cannot be reached is ``Unavailable``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -35,6 +35,12 @@ class OnlineFeatures:
     values: dict[str, Scalar] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
     event_times: dict[str, datetime] = field(default_factory=dict)
+
+    def freshness(self, now: datetime, names: Iterable[str]) -> float:
+        """Seconds from the newest event time among ``names``' values to ``now`` (never negative); 0.0 when
+        none of them carries one."""
+        times = [self.event_times[name] for name in names if name in self.event_times]
+        return max((now - max(times)).total_seconds(), 0.0) if times else 0.0
 
 
 @dataclass(frozen=True, slots=True)

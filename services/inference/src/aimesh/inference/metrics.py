@@ -10,6 +10,12 @@ SCORE_LATENCY = Histogram(
     ["model", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+RECOMMEND_LATENCY = Histogram(
+    "aimesh_inference_recommend_seconds",
+    "Recommend latency: routing, the history lookup and the Triton call (none for a fallback)",
+    ["model", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 PREDICTIONS_PUBLISHED = Counter("aimesh_inference_predictions_published_total", "Prediction events acknowledged")
 PREDICTIONS_FAILED = Counter(
     "aimesh_inference_predictions_failed_total",

@@ -16,13 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
+from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.inference.v1 import events_pb2
 from aimesh.core.bus import EventSender
 from aimesh.core.spool import Delivery
 from aimesh.inference import metrics
 
 log = logging.getLogger(__name__)
+
+
+def prediction_key(signature: signature_pb2.ModelSignature, entity_ids: Mapping[str, str], request_id: str) -> str:
+    """The Kafka key of a request's Prediction: the id of the signature's ``key_entity`` (so one entity's
+    predictions stay in order), or ``request_id`` when the signature names none or the request lacks it."""
+    key = entity_ids.get(signature.key_entity) if signature.key_entity else None
+    return key or request_id
 
 
 class PredictionPublisher:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aimesh.api.inference.v1 import inference_pb2
-from aimesh.core.errors import NotFound, Unavailable
+from aimesh.core.errors import InvalidArgument, NotFound, Unavailable
 from aimesh.core.model_catalog import ModelCatalog, ModelVersion
 
 
@@ -86,3 +86,13 @@ def resolve(catalog: ModelCatalog, model: str, *, alias: str | None, version: in
     if target is None:
         raise Unavailable(f"alias {name!r} of model {model!r} points at version {pointed}, which is not registered yet")
     return RouteDecision(target, inference_pb2.ROUTE_CHAMPION, name)
+
+
+def resolve_request(
+    catalog: ModelCatalog, model: str, alias: str | None, version: int | None, *, default_alias: str
+) -> RouteDecision:
+    """``resolve`` for a request's ``model``, optional ``alias`` (None: ``default_alias``) and optional
+    ``version``; ``InvalidArgument`` when ``model`` is empty, otherwise what ``resolve`` raises."""
+    if not model:
+        raise InvalidArgument("model is required")
+    return resolve(catalog, model, alias=default_alias if alias is None else alias, version=version)

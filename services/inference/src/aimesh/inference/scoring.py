@@ -28,7 +28,6 @@ between steps.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 import uuid
@@ -36,35 +35,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.inference.v1 import events_pb2, inference_pb2
 from aimesh.core.auth import current_tenant
-from aimesh.core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+from aimesh.core.errors import FailedPrecondition, InvalidArgument
 from aimesh.core.model_catalog import ModelCatalog, ModelVersion
 from aimesh.core.signature import InputEncoder, Scalar, check_request
 from aimesh.inference import metrics
 from aimesh.inference.features import FeatureLookup, FeatureSource, OnlineFeatures
-from aimesh.inference.predictions import PredictionPublisher
-from aimesh.inference.routing import RouteDecision, resolve
+from aimesh.inference.predictions import PredictionPublisher, prediction_key
+from aimesh.inference.routing import RouteDecision, resolve_request
+from aimesh.inference.timing import Deadline, duration, timestamp
 from aimesh.inference.triton import ModelRunner
-
-
-@dataclass(frozen=True, slots=True)
-class _Deadline:
-    """The caller's deadline on the event loop's clock; ``None`` means no deadline."""
-
-    at: float | None
-
-    def left(self, step: str) -> float | None:
-        if self.at is None:
-            return None
-        remaining = self.at - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            raise DeadlineExceeded(f"the deadline passed before {step}")
-        return remaining
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +60,8 @@ class _Plan:
     """Inline key -> input index: every full name, and each bare feature name only one input has."""
     ambiguous: Mapping[str, tuple[str, ...]]
     """Bare feature names several inputs share -> those inputs."""
-    categorical: frozenset[int]
+    not_numeric: Mapping[int, str]
+    """Input index -> ``categorical`` or ``sequence`` for the inputs an inline number cannot feed."""
     outputs: tuple[signature_pb2.SignatureOutput, ...]
 
     @classmethod
@@ -96,9 +79,11 @@ class _Plan:
             encoder=InputEncoder(signature.inputs),
             keys=keys,
             ambiguous={short: tuple(full) for short, full in bare.items() if len(full) > 1 and short not in keys},
-            categorical=frozenset(
-                j for j, i in enumerate(signature.inputs) if i.kind == signature_pb2.INPUT_KIND_CATEGORICAL
-            ),
+            not_numeric={
+                j: signature_pb2.InputKind.Name(i.kind).removeprefix("INPUT_KIND_").lower()
+                for j, i in enumerate(signature.inputs)
+                if i.kind in (signature_pb2.INPUT_KIND_CATEGORICAL, signature_pb2.INPUT_KIND_SEQUENCE)
+            },
             outputs=tuple(signature.outputs),
         )
 
@@ -121,10 +106,10 @@ class _Plan:
                     )
                 else:
                     unknown.append(key)
-            elif j in self.categorical:
+            elif j in self.not_numeric:
                 problems.append(
-                    f"features[{key!r}] is the categorical input {self.names[j]!r}: inline values are for numeric "
-                    "inputs only (send the raw value in context)"
+                    f"features[{key!r}] is the {self.not_numeric[j]} input {self.names[j]!r}: inline values are for "
+                    "numeric inputs only (send the raw value in context)"
                 )
             elif not math.isfinite(value):
                 problems.append(f"features[{key!r}] is {value}, expected a finite number")
@@ -176,9 +161,7 @@ class Scorer:
         self._plans: dict[tuple[str, int], _Plan] = {}
 
     def _resolve(self, model: str, alias: str | None, version: int | None) -> RouteDecision:
-        if not model:
-            raise InvalidArgument("model is required")
-        return resolve(self._catalog, model, alias=self._default_alias if alias is None else alias, version=version)
+        return resolve_request(self._catalog, model, alias, version, default_alias=self._default_alias)
 
     def _plan(self, target: ModelVersion) -> _Plan:
         key = (target.model_name, target.version)
@@ -206,7 +189,7 @@ class Scorer:
         """Score one request within ``time_left`` seconds (None: no deadline); see the module doc."""
         started = time.perf_counter()
         now = datetime.now(UTC)
-        deadline = _Deadline(None if time_left is None else asyncio.get_running_loop().time() + time_left)
+        deadline = Deadline.after(time_left)
         decision = self._resolve(
             request.model,
             request.alias if request.HasField("alias") else None,
@@ -224,8 +207,7 @@ class Scorer:
         ]
         row = plan.encoder.row(values)
         missing = [name for j, name in enumerate(plan.names) if plan.encoder.is_missing(j, values[j])]
-        times = [online.event_times[name] for name in needed if name in online.event_times]
-        freshness = max((now - max(times)).total_seconds(), 0.0) if times else 0.0
+        freshness = online.freshness(now, needed)
         tensors = await self._runner.infer(
             target.triton_model_name,
             target.triton_model_version,
@@ -247,9 +229,9 @@ class Scorer:
             model_name=target.model_name,
             model_version=target.version,
             score=score,
-            features=dict(zip(plan.names, row, strict=True)),
-            latency=_duration(elapsed),
-            time=_timestamp(now),
+            features=single_columns(plan.encoder, row),
+            latency=duration(elapsed),
+            time=timestamp(now),
             route=decision.route,
             alias=decision.alias,
             entity_ids=dict(request.entity_ids),
@@ -257,8 +239,7 @@ class Scorer:
             missing_features=missing,
             tenant=current_tenant(),
         )
-        key = request.entity_ids.get(signature.key_entity) if signature.key_entity else None
-        await self._publisher.submit(prediction, key=key or request_id)
+        await self._publisher.submit(prediction, key=prediction_key(signature, request.entity_ids, request_id))
         return inference_pb2.ScoreResponse(
             request_id=request_id,
             score=score,
@@ -277,7 +258,7 @@ class Scorer:
         needed: Sequence[str],
         feature_service: str,
         now: datetime,
-        deadline: _Deadline,
+        deadline: Deadline,
     ) -> OnlineFeatures:
         """Online values for the inputs the caller did not supply (none asked when all are inline)."""
         if not needed:
@@ -288,13 +269,11 @@ class Scorer:
         return await self._features.online_features(lookup, time_left=deadline.left("the feature lookup"))
 
 
-def _duration(seconds: float) -> Duration:
-    d = Duration()
-    d.FromNanoseconds(int(seconds * 1e9))
-    return d
-
-
-def _timestamp(at: datetime) -> Timestamp:
-    t = Timestamp()
-    t.FromDatetime(at)
-    return t
+def single_columns(encoder: InputEncoder, row: Sequence[float]) -> dict[str, float]:
+    """Input name -> its encoded value, for the inputs that take one column of ``row`` (a sequence input's
+    columns are left out: ``Prediction.features`` holds one number per input)."""
+    return {
+        name: row[span.start]
+        for name, span in zip(encoder.names, encoder.spans, strict=True)
+        if span.stop - span.start == 1
+    }

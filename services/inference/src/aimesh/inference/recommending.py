@@ -1,0 +1,270 @@
+"""The Recommend use case, transport-free: route, check, assemble the sequence, call the model, emit the Prediction.
+
+A version is served when its signature is a ``TASK_NEXT_ITEM`` one (else ``FailedPrecondition``): an
+output holding vocabulary indexes (``SignatureOutput.indexes_vocabulary_of``, the ``items`` output),
+naming a ``INPUT_KIND_SEQUENCE`` input whose vocabulary the indexes point into (index ``i + 1`` for
+``vocabulary[i]``), and an output named ``scores``, both of one fixed size ``max_k`` (the items output's
+shape) - else ``FailedPrecondition`` naming what is wrong. Then, in order:
+
+- ``k`` 0 means ``min(10, max_k)``; any other ``k`` outside ``[1, max_k]`` is ``InvalidArgument`` naming
+  ``k`` and the range; a version whose item vocabulary is empty is ``FailedPrecondition``;
+- the request must carry the signature's entity ids (``check_request``, no context fields: a signature
+  requiring some cannot be served by Recommend and says which are missing); every input's online value
+  is read from the version's feature service for ``entity_ids`` (as of now);
+- the sequence input is the online history (a list value, oldest first; MISSING counts as empty) followed
+  by ``context_items``, encoded with the other inputs by ``InputEncoder`` (its newest ``length`` elements,
+  0 for an item outside the vocabulary); context items outside the vocabulary are listed once each, in
+  request order, in ``unknown_items``;
+- when no encoded sequence column holds a known item (no history, an empty one, or only unknown items,
+  and no known context item) the model is not called: the answer is the signature's ``popular_items``
+  minus ``exclude_items``, the first ``k``, scored by ``popular_item_shares`` (0 where it has none), route
+  ``ROUTE_FALLBACK``, ``fallback`` true;
+- otherwise Triton returns the top ``max_k`` indexes (``items``) and their scores; indexes are mapped to
+  item ids (one outside ``[1, len(vocabulary)]`` or not an integer is ``FailedPrecondition``: the model
+  disagrees with its signature), excluded items dropped, the first ``k`` answered (fewer only when
+  exclusions leave fewer).
+
+A Prediction event (``items``, ``context_items``, ``exclude_items``, ``k`` as answered; ``score`` the first
+item's score, 0 when none; ``features`` the encoded single-column inputs) goes through the same publisher
+as Score's, keyed like Score's. Raises domain errors: the above, ``NotFound``/``Unavailable`` from
+routing, the feature service's errors, Triton's (``Unavailable`` when it is down, ``DeadlineExceeded``,
+``FailedPrecondition``), ``DeadlineExceeded`` when the caller's time ran out between steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aimesh.api.common.v1 import signature_pb2
+from aimesh.api.inference.v1 import events_pb2, inference_pb2
+from aimesh.core.auth import current_tenant
+from aimesh.core.errors import FailedPrecondition, InvalidArgument
+from aimesh.core.model_catalog import ModelCatalog, ModelVersion
+from aimesh.core.signature import InputEncoder, Scalar, check_request
+from aimesh.inference import metrics
+from aimesh.inference.features import FeatureLookup, FeatureSource
+from aimesh.inference.predictions import PredictionPublisher, prediction_key
+from aimesh.inference.routing import resolve_request
+from aimesh.inference.scoring import single_columns
+from aimesh.inference.timing import Deadline, duration, timestamp
+from aimesh.inference.triton import ModelRunner
+
+DEFAULT_K = 10
+"""The k of a request that sets none (or ``max_k`` when the version answers fewer)."""
+SCORES_OUTPUT = "scores"
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How Recommend requests for one ``TASK_NEXT_ITEM`` version are encoded and answered (from its signature)."""
+
+    version: ModelVersion
+    names: tuple[str, ...]
+    encoder: InputEncoder
+    sequence: int
+    """Index of the sequence input among the signature's inputs."""
+    vocabulary: tuple[str, ...]
+    known: frozenset[str]
+    items_tensor: str
+    scores_tensor: str
+    max_k: int
+    popular: tuple[tuple[str, float], ...]
+
+    @classmethod
+    def of(cls, version: ModelVersion) -> _Plan:
+        """The plan of ``version``; ``FailedPrecondition`` when its signature is not a next-item one (module doc)."""
+        signature = version.signature
+        label = _label(version)
+        if signature.task != signature_pb2.TASK_NEXT_ITEM:
+            raise FailedPrecondition(
+                f"{label} is a {signature_pb2.Task.Name(signature.task)} model; Recommend serves TASK_NEXT_ITEM "
+                "models only (Score serves the others)"
+            )
+        items = next((o for o in signature.outputs if o.indexes_vocabulary_of), None)
+        if items is None:
+            raise FailedPrecondition(f"{label} has no output of item indexes (SignatureOutput.indexes_vocabulary_of)")
+        names = tuple(i.name for i in signature.inputs)
+        if items.indexes_vocabulary_of not in names:
+            raise FailedPrecondition(
+                f"{label}: output {items.name!r} indexes the vocabulary of {items.indexes_vocabulary_of!r}, "
+                f"which is not one of its inputs ({', '.join(names)})"
+            )
+        j = names.index(items.indexes_vocabulary_of)
+        source = signature.inputs[j]
+        if source.kind != signature_pb2.INPUT_KIND_SEQUENCE:
+            raise FailedPrecondition(
+                f"{label}: input {source.name!r} that output {items.name!r} indexes is "
+                f"{signature_pb2.InputKind.Name(source.kind)}, not INPUT_KIND_SEQUENCE"
+            )
+        scores = next((o for o in signature.outputs if o.name == SCORES_OUTPUT), None)
+        if scores is None:
+            raise FailedPrecondition(f"{label} has no output {SCORES_OUTPUT!r}")
+        max_k = math.prod(items.shape) if items.shape and all(d > 0 for d in items.shape) else 0
+        if max_k < 1:
+            raise FailedPrecondition(f"{label}: output {items.name!r} has no fixed size (shape {list(items.shape)})")
+        shares = list(signature.popular_item_shares)
+        popular = tuple((item, shares[i] if i < len(shares) else 0.0) for i, item in enumerate(signature.popular_items))
+        return cls(
+            version=version,
+            names=names,
+            encoder=InputEncoder(signature.inputs),
+            sequence=j,
+            vocabulary=tuple(source.vocabulary),
+            known=frozenset(source.vocabulary),
+            items_tensor=items.tensor,
+            scores_tensor=scores.tensor,
+            max_k=max_k,
+            popular=popular,
+        )
+
+    def k_of(self, asked: int) -> int:
+        """The k to answer for the request's ``k``; ``InvalidArgument`` naming k and the range."""
+        if asked == 0:
+            return min(DEFAULT_K, self.max_k)
+        if not 1 <= asked <= self.max_k:
+            raise InvalidArgument(
+                f"k is {asked}; {_label(self.version)} answers k in [1, {self.max_k}] (0 means {DEFAULT_K})"
+            )
+        return asked
+
+    def ranked(self, tensors: Mapping[str, Sequence[float]]) -> list[tuple[str, float]]:
+        """The model's (item, score) pairs, best first; ``FailedPrecondition`` when they disagree with the signature."""
+        label = _label(self.version)
+        indexes, scores = tensors.get(self.items_tensor), tensors.get(self.scores_tensor)
+        for tensor, values in ((self.items_tensor, indexes), (self.scores_tensor, scores)):
+            if values is None or len(values) != self.max_k:
+                got = "no tensor" if values is None else f"{len(values)} values"
+                raise FailedPrecondition(f"{label} returned {got} in {tensor!r}; its signature says {self.max_k}")
+        assert indexes is not None and scores is not None
+        ranked = []
+        for value, score in zip(indexes, scores, strict=True):
+            i = int(value) if math.isfinite(value) else -1
+            if i != value or not 1 <= i <= len(self.vocabulary):
+                raise FailedPrecondition(
+                    f"{label} returned index {value} in {self.items_tensor!r}; its vocabulary has "
+                    f"{len(self.vocabulary)} items (indexes 1..{len(self.vocabulary)})"
+                )
+            ranked.append((self.vocabulary[i - 1], score))
+        return ranked
+
+
+def _label(version: ModelVersion) -> str:
+    return f"model {version.model_name!r} v{version.version}"
+
+
+class Recommender:
+    """Answers Recommend requests against the catalog's routes (see the module doc)."""
+
+    def __init__(
+        self,
+        catalog: ModelCatalog,
+        features: FeatureSource,
+        runner: ModelRunner,
+        publisher: PredictionPublisher,
+        *,
+        default_alias: str = "champion",
+    ) -> None:
+        self._catalog = catalog
+        self._features = features
+        self._runner = runner
+        self._publisher = publisher
+        self._default_alias = default_alias
+        self._plans: dict[tuple[str, int], _Plan] = {}
+
+    def _plan(self, target: ModelVersion) -> _Plan:
+        key = (target.model_name, target.version)
+        plan = self._plans.get(key)
+        if plan is None or plan.version is not target:
+            plan = self._plans[key] = _Plan.of(target)
+        return plan
+
+    async def recommend(
+        self, request: inference_pb2.RecommendRequest, *, time_left: float | None
+    ) -> inference_pb2.RecommendResponse:
+        """Answer one request within ``time_left`` seconds (None: no deadline); see the module doc."""
+        started = time.perf_counter()
+        now = datetime.now(UTC)
+        deadline = Deadline.after(time_left)
+        decision = resolve_request(
+            self._catalog,
+            request.model,
+            request.alias if request.HasField("alias") else None,
+            request.version if request.HasField("version") else None,
+            default_alias=self._default_alias,
+        )
+        target = decision.target
+        signature = target.signature
+        plan = self._plan(target)
+        k = plan.k_of(request.k)
+        if not plan.vocabulary:
+            raise FailedPrecondition(f"{_label(target)} has an empty item vocabulary: it knows no item to recommend")
+        check_request(signature, request.entity_ids, {})
+        if not request.entity_ids:
+            raise InvalidArgument("entity_ids is empty: Recommend reads the entity's history from the feature service")
+        lookup = FeatureLookup(target.feature_service or target.model_name, request.entity_ids, {}, as_of=now)
+        online = await self._features.online_features(lookup, time_left=deadline.left("the feature lookup"))
+        sequence_name = plan.names[plan.sequence]
+        history = online.values.get(sequence_name)
+        values: list[Scalar] = [online.values.get(name) for name in plan.names]
+        values[plan.sequence] = (*(history if isinstance(history, tuple) else ()), *request.context_items)
+        row = plan.encoder.row(values)
+        missing = [name for j, name in enumerate(plan.names) if plan.encoder.is_missing(j, online.values.get(name))]
+        unknown = [item for item in dict.fromkeys(request.context_items) if item not in plan.known]
+        excluded = frozenset(request.exclude_items)
+        fallback = not any(row[plan.encoder.spans[plan.sequence]])
+        if fallback:
+            route = inference_pb2.ROUTE_FALLBACK
+            candidates = list(plan.popular)
+        else:
+            route = decision.route
+            tensors = await self._runner.infer(
+                target.triton_model_name,
+                target.triton_model_version,
+                row,
+                input_tensor=signature.input_tensor,
+                outputs=[plan.items_tensor, plan.scores_tensor],
+                time_left=deadline.left("the model call"),
+            )
+            candidates = plan.ranked(tensors)
+        answer = [(item, score) for item, score in candidates if item not in excluded][:k]
+        request_id = request.request_id or str(uuid.uuid4())
+        event_id = str(uuid.uuid4())
+        elapsed = time.perf_counter() - started
+        metrics.RECOMMEND_LATENCY.labels(target.model_name, inference_pb2.Route.Name(route)).observe(elapsed)
+        prediction = events_pb2.Prediction(
+            request_id=request_id,
+            event_id=event_id,
+            model_name=target.model_name,
+            model_version=target.version,
+            score=answer[0][1] if answer else 0.0,
+            features=single_columns(plan.encoder, row),
+            latency=duration(elapsed),
+            time=timestamp(now),
+            route=route,
+            alias=decision.alias,
+            entity_ids=dict(request.entity_ids),
+            feature_freshness_seconds=online.freshness(now, plan.names),
+            missing_features=missing,
+            tenant=current_tenant(),
+            items=[item for item, _ in answer],
+            context_items=list(request.context_items),
+            exclude_items=list(request.exclude_items),
+            k=k,
+        )
+        await self._publisher.submit(prediction, key=prediction_key(signature, request.entity_ids, request_id))
+        return inference_pb2.RecommendResponse(
+            request_id=request_id,
+            model_name=target.model_name,
+            model_version=target.version,
+            route=route,
+            items=[inference_pb2.RecommendedItem(item_id=item, score=score) for item, score in answer],
+            fallback=fallback,
+            unknown_items=unknown,
+            max_k=plan.max_k,
+            event_id=event_id,
+        )
