@@ -1,4 +1,4 @@
-"""InferenceService refuses oversized ids and names before scoring or recommending (INVALID_ARGUMENT naming
+"""InferenceService refuses oversized ids and names before scoring or ranking (INVALID_ARGUMENT naming
 the field and the limit): a 1 MB request id made a 1 MB Prediction that Elasticsearch refused. Recommend's
 item lists are bounded in count and in each id's length."""
 
@@ -32,7 +32,7 @@ class RecordingScorer:
         self.seen.append(request)
         return inference_pb2.GetModelSignatureResponse()
 
-    async def recommend(self, request: object, *, time_left: float | None) -> inference_pb2.RecommendResponse:
+    async def rank(self, request: object, *, time_left: float | None) -> inference_pb2.RecommendResponse:
         self.seen.append(request)
         return inference_pb2.RecommendResponse(max_k=7)
 
@@ -78,7 +78,7 @@ async def test_names_up_to_the_limit_are_scored_and_signatures_bounded_too() -> 
         (inference_pb2.RecommendRequest(model="m", exclude_items=["x" * 300]), r"exclude_items\[0\] is 300"),
     ],
 )
-async def test_oversized_recommend_fields_are_invalid_argument(
+async def test_oversized_rank_fields_are_invalid_argument(
     request_: inference_pb2.RecommendRequest, message: str
 ) -> None:
     recorder = RecordingScorer()
@@ -87,7 +87,7 @@ async def test_oversized_recommend_fields_are_invalid_argument(
     assert recorder.seen == []
 
 
-async def test_recommend_item_lists_up_to_the_limit_are_passed_on() -> None:
+async def test_rank_item_lists_up_to_the_limit_are_passed_on() -> None:
     recorder = RecordingScorer()
     ok = inference_pb2.RecommendRequest(model="m", context_items=["c" * 256] * 1000, exclude_items=["e"] * 1000)
     assert (await api_of(recorder).Recommend(ok, cast(Any, Context()))).max_k == 7

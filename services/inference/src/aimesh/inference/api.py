@@ -1,4 +1,4 @@
-"""The gRPC adapter of ``Scorer`` and ``Recommender`` (``InferenceService``): passes the request and the
+"""The gRPC adapter of ``Scorer`` and ``NextItemRanker`` (``InferenceService``): passes the request and the
 caller's remaining time.
 
 Domain errors raised by them become status codes in the server's interceptor. ``request_id``, ``model``
@@ -18,7 +18,7 @@ import grpc
 from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from aimesh.core.errors import InvalidArgument
 from aimesh.core.validation import check_length
-from aimesh.inference.recommending import Recommender
+from aimesh.inference.next_item import NextItemRanker
 from aimesh.inference.scoring import Scorer
 
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -39,11 +39,11 @@ def _check_items(field: str, items: Sequence[str]) -> None:
 
 
 class InferenceServiceApi(inference_pb2_grpc.InferenceServiceServicer):
-    """``Score`` and ``GetModelSignature`` over one ``Scorer``, ``Recommend`` over one ``Recommender``."""
+    """``Score`` and ``GetModelSignature`` over one ``Scorer``, ``Recommend`` over one ``NextItemRanker``."""
 
-    def __init__(self, scorer: Scorer, recommender: Recommender) -> None:
+    def __init__(self, scorer: Scorer, ranker: NextItemRanker) -> None:
         self._scorer = scorer
-        self._recommender = recommender
+        self._ranker = ranker
 
     async def Score(
         self, request: inference_pb2.ScoreRequest, context: grpc.aio.ServicerContext
@@ -68,4 +68,4 @@ class InferenceServiceApi(inference_pb2_grpc.InferenceServiceServicer):
         check_length("alias", request.alias)
         _check_items("context_items", request.context_items)
         _check_items("exclude_items", request.exclude_items)
-        return await self._recommender.recommend(request, time_left=_time_left(context))
+        return await self._ranker.rank(request, time_left=_time_left(context))

@@ -24,8 +24,8 @@ from aimesh.core.runner import ServiceRuntime
 from aimesh.inference.access import ACCESS
 from aimesh.inference.api import SERVICE_NAME, InferenceServiceApi
 from aimesh.inference.features import ServiceFeatureSource
+from aimesh.inference.next_item import NextItemRanker
 from aimesh.inference.predictions import PredictionPublisher
-from aimesh.inference.recommending import Recommender
 from aimesh.inference.reconciler import ModelReconciler
 from aimesh.inference.scoring import Scorer
 from aimesh.inference.settings import InferenceSettings
@@ -52,8 +52,8 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
         predictions, settings.predictions_topic, max_in_flight=settings.max_in_flight_predictions
     )
     scorer = Scorer(catalog, features, runner, publisher, default_alias=settings.default_alias)
-    recommender = Recommender(catalog, features, runner, publisher, default_alias=settings.default_alias)
-    api = InferenceServiceApi(scorer, recommender)
+    ranker = NextItemRanker(catalog, features, runner, publisher, default_alias=settings.default_alias)
+    api = InferenceServiceApi(scorer, ranker)
     runtime.add_grpc(
         GrpcServer(
             settings,

@@ -10,8 +10,8 @@ SCORE_LATENCY = Histogram(
     ["model", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
-RECOMMEND_LATENCY = Histogram(
-    "aimesh_inference_recommend_seconds",
+NEXT_ITEM_LATENCY = Histogram(
+    "aimesh_inference_next_item_seconds",
     "Recommend latency: routing, the history lookup and the Triton call (none for a fallback)",
     ["model", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),

@@ -1,4 +1,4 @@
-"""Recommender with in-memory fakes of the feature source, the model runner and the producer: the sequence
+"""NextItemRanker with in-memory fakes of the feature source, the model runner and the producer: the sequence
 it feeds the model (history then context items, encoded by the signature), the ranking it answers (indexes
 mapped to ids, exclusions dropped, first k), the statuses (NOT_FOUND, FAILED_PRECONDITION for a model of
 another task or an empty vocabulary, INVALID_ARGUMENT for k, UNAVAILABLE from Triton), unknown context
@@ -22,8 +22,8 @@ from aimesh.core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgu
 from aimesh.core.model_catalog import ModelCatalog
 from aimesh.core.testing import RecordingSender
 from aimesh.inference.features import FeatureLookup, OnlineFeatures
+from aimesh.inference.next_item import NextItemRanker
 from aimesh.inference.predictions import PredictionPublisher
-from aimesh.inference.recommending import Recommender
 from aimesh.inference.scoring import Scorer
 
 SEQUENCE = "history:recent"
@@ -152,14 +152,14 @@ def online(history: tuple[str, ...] | None, count: float | None = 3.0) -> Online
     return OnlineFeatures(values, missing, {name: seen for name in values})
 
 
-def recommender_of(
+def ranker_of(
     c: ModelCatalog | None = None, features: FakeFeatures | None = None, runner: FakeRunner | None = None
-) -> tuple[Recommender, FakeFeatures, FakeRunner, RecordingSender, PredictionPublisher]:
+) -> tuple[NextItemRanker, FakeFeatures, FakeRunner, RecordingSender, PredictionPublisher]:
     features = features or FakeFeatures(online(("i1", "i2")))
     runner = runner or FakeRunner()
     producer = RecordingSender()
     publisher = PredictionPublisher(producer, "preds")
-    return Recommender(c or catalog(), features, runner, publisher), features, runner, producer, publisher
+    return NextItemRanker(c or catalog(), features, runner, publisher), features, runner, producer, publisher
 
 
 def request(**fields: Any) -> inference_pb2.RecommendRequest:
@@ -172,8 +172,8 @@ def ids(response: inference_pb2.RecommendResponse) -> list[str]:
 
 
 async def test_the_model_ranks_history_then_context_and_exclusions_are_dropped() -> None:
-    recommender, features, runner, producer, publisher = recommender_of()
-    response = await recommender.recommend(
+    ranker, features, runner, producer, publisher = ranker_of()
+    response = await ranker.rank(
         request(request_id="r-1", context_items=["i3"], exclude_items=["i4", "i9"], k=3), time_left=2.0
     )
     await publisher.drain()
@@ -204,8 +204,8 @@ async def test_the_model_ranks_history_then_context_and_exclusions_are_dropped()
 
 async def test_the_newest_length_elements_are_fed_and_a_missing_number_gets_its_fill() -> None:
     features = FakeFeatures(online(("i1", "i2", "i3", "i4", "i5"), count=None))
-    recommender, _, runner, producer, publisher = recommender_of(features=features)
-    await recommender.recommend(request(context_items=["i6"]), time_left=None)
+    ranker, _, runner, producer, publisher = ranker_of(features=features)
+    await ranker.rank(request(context_items=["i6"]), time_left=None)
     await publisher.drain()
     assert runner.calls[0]["row"] == [3.0, 4.0, 5.0, 6.0, 0.5]
     assert list(producer.sent[0][1].missing_features) == [COUNT]
@@ -214,10 +214,10 @@ async def test_the_newest_length_elements_are_fed_and_a_missing_number_gets_its_
 @pytest.mark.parametrize(("max_k", "expected"), [(MAX_K, 5), (20, 10)])
 async def test_k_zero_means_ten_or_max_k_when_fewer(max_k: int, expected: int) -> None:
     indexes = [(n % len(VOCABULARY)) + 1 for n in range(max_k)]
-    recommender, _, _, producer, publisher = recommender_of(
+    ranker, _, _, producer, publisher = ranker_of(
         catalog(next_item_signature(max_k=max_k)), runner=FakeRunner(ranking(indexes))
     )
-    response = await recommender.recommend(request(), time_left=None)
+    response = await ranker.rank(request(), time_left=None)
     await publisher.drain()
     assert len(response.items) == expected and response.max_k == max_k
     assert producer.sent[0][1].k == expected
@@ -225,22 +225,22 @@ async def test_k_zero_means_ten_or_max_k_when_fewer(max_k: int, expected: int) -
 
 @pytest.mark.parametrize("k", [-1, MAX_K + 1, 2**31 - 1])
 async def test_k_outside_one_to_max_k_is_invalid_argument_naming_both(k: int) -> None:
-    recommender, features, runner, _, _ = recommender_of()
+    ranker, features, runner, _, _ = ranker_of()
     with pytest.raises(InvalidArgument, match=rf"^k is {k}; model 'next' v1 answers k in \[1, {MAX_K}\]"):
-        await recommender.recommend(request(k=k), time_left=None)
+        await ranker.rank(request(k=k), time_left=None)
     assert features.lookups == [] and runner.calls == []
 
 
 async def test_k_equal_to_max_k_is_answered() -> None:
-    recommender, _, _, _, _ = recommender_of()
-    assert ids(await recommender.recommend(request(k=MAX_K), time_left=None)) == ["i5", "i4", "i3", "i2", "i1"]
+    ranker, _, _, _, _ = ranker_of()
+    assert ids(await ranker.rank(request(k=MAX_K), time_left=None)) == ["i5", "i4", "i3", "i2", "i1"]
 
 
 async def test_a_model_of_another_task_is_failed_precondition() -> None:
     other = next_item_signature(task=signature_pb2.TASK_BINARY_CLASSIFICATION)
-    recommender, features, _, _, _ = recommender_of(catalog(other))
+    ranker, features, _, _, _ = ranker_of(catalog(other))
     with pytest.raises(FailedPrecondition, match="TASK_BINARY_CLASSIFICATION model; Recommend serves TASK_NEXT_ITEM"):
-        await recommender.recommend(request(), time_left=None)
+        await ranker.rank(request(), time_left=None)
     assert features.lookups == []
 
 
@@ -262,44 +262,44 @@ async def test_a_next_item_signature_it_cannot_serve_is_failed_precondition(
 ) -> None:
     signature = next_item_signature()
     change(signature)
-    recommender, _, _, _, _ = recommender_of(catalog(signature))
+    ranker, _, _, _, _ = ranker_of(catalog(signature))
     with pytest.raises(FailedPrecondition, match=message):
-        await recommender.recommend(request(), time_left=None)
+        await ranker.rank(request(), time_left=None)
 
 
 async def test_an_empty_vocabulary_is_failed_precondition() -> None:
-    recommender, features, _, _, _ = recommender_of(catalog(next_item_signature(vocabulary=[])))
+    ranker, features, _, _, _ = ranker_of(catalog(next_item_signature(vocabulary=[])))
     with pytest.raises(FailedPrecondition, match="model 'next' v1 has an empty item vocabulary"):
-        await recommender.recommend(request(), time_left=None)
+        await ranker.rank(request(), time_left=None)
     assert features.lookups == []
 
 
 async def test_unknown_model_alias_or_version_is_not_found_and_a_pin_is_pinned() -> None:
-    recommender, _, runner, _, _ = recommender_of(catalog(next_item_signature(), next_item_signature()))
+    ranker, _, runner, _, _ = ranker_of(catalog(next_item_signature(), next_item_signature()))
     for bad, text in (
         (inference_pb2.RecommendRequest(model="other"), "model 'other' is not registered"),
         (request(alias="canary"), "has no alias 'canary'; aliases: champion -> 1"),
         (request(version=9), "has no version 9; registered versions: 1, 2"),
     ):
         with pytest.raises(NotFound, match=text):
-            await recommender.recommend(bad, time_left=None)
-    pinned = await recommender.recommend(request(version=2), time_left=None)
+            await ranker.rank(bad, time_left=None)
+    pinned = await ranker.rank(request(version=2), time_left=None)
     assert (pinned.route, pinned.model_version) == (inference_pb2.ROUTE_PINNED, 2)
     assert runner.calls[-1]["version"] == 2
     with pytest.raises(InvalidArgument, match="model is required"):
-        await recommender.recommend(inference_pb2.RecommendRequest(), time_left=None)
+        await ranker.rank(inference_pb2.RecommendRequest(), time_left=None)
 
 
 async def test_a_request_without_the_signatures_entity_is_invalid_argument() -> None:
-    recommender, features, _, _, _ = recommender_of()
+    ranker, features, _, _, _ = ranker_of()
     with pytest.raises(InvalidArgument, match=r"entity_ids\['member'\] is missing"):
-        await recommender.recommend(request(entity_ids={"other": "x"}), time_left=None)
+        await ranker.rank(request(entity_ids={"other": "x"}), time_left=None)
     assert features.lookups == []
 
 
 async def test_unknown_context_items_are_listed_once_and_fed_as_unknown() -> None:
-    recommender, _, runner, _, _ = recommender_of()
-    response = await recommender.recommend(request(context_items=["zz", "i3", "yy", "zz"]), time_left=None)
+    ranker, _, runner, _, _ = ranker_of()
+    response = await ranker.rank(request(context_items=["zz", "i3", "yy", "zz"]), time_left=None)
     assert list(response.unknown_items) == ["zz", "yy"]
     assert runner.calls[0]["row"][:LENGTH] == [0.0, 3.0, 0.0, 0.0], "the newest 4 of i1 i2 zz i3 yy zz"
     assert not response.fallback
@@ -314,8 +314,8 @@ async def test_no_known_history_or_context_answers_the_popular_items(
     history: tuple[str, ...] | None, context: list[str]
 ) -> None:
     features = FakeFeatures(online(history))
-    recommender, _, runner, producer, publisher = recommender_of(features=features)
-    response = await recommender.recommend(request(context_items=context, exclude_items=["i2"], k=2), time_left=None)
+    ranker, _, runner, producer, publisher = ranker_of(features=features)
+    response = await ranker.rank(request(context_items=context, exclude_items=["i2"], k=2), time_left=None)
     await publisher.drain()
     assert runner.calls == [], "the model is not called for a fallback"
     assert response.fallback and response.route == inference_pb2.ROUTE_FALLBACK
@@ -327,36 +327,36 @@ async def test_no_known_history_or_context_answers_the_popular_items(
 
 
 async def test_popular_items_without_a_share_score_zero() -> None:
-    recommender, _, _, _, _ = recommender_of(features=FakeFeatures(online(None)))
-    response = await recommender.recommend(request(k=4), time_left=None)
+    ranker, _, _, _, _ = ranker_of(features=FakeFeatures(online(None)))
+    response = await ranker.rank(request(k=4), time_left=None)
     assert [(i.item_id, i.score) for i in response.items] == [("i6", 0.4), ("i2", 0.3), ("i9", 0.2), ("i1", 0.0)]
 
 
 async def test_a_known_context_item_without_history_is_ranked_by_the_model() -> None:
-    recommender, _, runner, _, _ = recommender_of(features=FakeFeatures(online(None)))
-    response = await recommender.recommend(request(context_items=["i2"]), time_left=None)
+    ranker, _, runner, _, _ = ranker_of(features=FakeFeatures(online(None)))
+    response = await ranker.rank(request(context_items=["i2"]), time_left=None)
     assert not response.fallback and runner.calls[0]["row"][:LENGTH] == [0.0, 0.0, 0.0, 2.0]
 
 
 async def test_exclusions_may_leave_fewer_than_k() -> None:
-    recommender, _, _, producer, publisher = recommender_of()
-    response = await recommender.recommend(request(k=5, exclude_items=["i1", "i2", "i3", "i5"]), time_left=None)
+    ranker, _, _, producer, publisher = ranker_of()
+    response = await ranker.rank(request(k=5, exclude_items=["i1", "i2", "i3", "i5"]), time_left=None)
     await publisher.drain()
     assert ids(response) == ["i4"]
-    excluded_all = await recommender.recommend(request(exclude_items=VOCABULARY), time_left=None)
+    excluded_all = await ranker.rank(request(exclude_items=VOCABULARY), time_left=None)
     await publisher.drain()
     assert ids(excluded_all) == [] and producer.sent[-1][1].score == 0.0
 
 
 async def test_triton_down_is_unavailable_but_a_fallback_needs_no_triton() -> None:
     runner = FakeRunner(error=Unavailable("Triton model 'next_tr': connection refused"))
-    recommender, _, _, producer, publisher = recommender_of(runner=runner)
+    ranker, _, _, producer, publisher = ranker_of(runner=runner)
     with pytest.raises(Unavailable, match="connection refused"):
-        await recommender.recommend(request(), time_left=None)
+        await ranker.rank(request(), time_left=None)
     await publisher.drain()
     assert producer.sent == [], "no Prediction for a request that was not answered"
-    cold, _, _, _, _ = recommender_of(features=FakeFeatures(online(None)), runner=runner)
-    assert (await cold.recommend(request(), time_left=None)).fallback
+    cold, _, _, _, _ = ranker_of(features=FakeFeatures(online(None)), runner=runner)
+    assert (await cold.rank(request(), time_left=None)).fallback
 
 
 @pytest.mark.parametrize(
@@ -373,25 +373,25 @@ async def test_triton_down_is_unavailable_but_a_fallback_needs_no_triton() -> No
 async def test_model_answers_disagreeing_with_the_signature_are_failed_precondition(
     tensors: Callable[[list[float]], dict[str, list[float]]], message: str
 ) -> None:
-    recommender, _, _, _, _ = recommender_of(runner=FakeRunner(tensors))
+    ranker, _, _, _, _ = ranker_of(runner=FakeRunner(tensors))
     with pytest.raises(FailedPrecondition, match=message):
-        await recommender.recommend(request(), time_left=None)
+        await ranker.rank(request(), time_left=None)
 
 
 async def test_deadline_spent_in_the_lookup_is_deadline_exceeded() -> None:
-    recommender, _, runner, _, _ = recommender_of(features=FakeFeatures(online(("i1",)), delay=0.05))
+    ranker, _, runner, _, _ = ranker_of(features=FakeFeatures(online(("i1",)), delay=0.05))
     with pytest.raises(DeadlineExceeded, match="before the model call"):
-        await recommender.recommend(request(), time_left=0.01)
+        await ranker.rank(request(), time_left=0.01)
     assert runner.calls == []
 
 
 async def test_the_prediction_names_the_callers_tenant_and_a_generated_request_id_keys_without_entity() -> None:
     signature = next_item_signature()
     signature.key_entity = ""
-    recommender, _, _, producer, publisher = recommender_of(catalog(signature))
+    ranker, _, _, producer, publisher = ranker_of(catalog(signature))
     token = bind_principal(Principal(subject="backend-1", tenant="shop-a", via="jwt"))
     try:
-        response = await recommender.recommend(request(), time_left=None)
+        response = await ranker.rank(request(), time_left=None)
     finally:
         reset_principal(token)
     await publisher.drain()

@@ -157,7 +157,7 @@ def _label(version: ModelVersion) -> str:
     return f"model {version.model_name!r} v{version.version}"
 
 
-class Recommender:
+class NextItemRanker:
     """Answers Recommend requests against the catalog's routes (see the module doc)."""
 
     def __init__(
@@ -183,7 +183,7 @@ class Recommender:
             plan = self._plans[key] = _Plan.of(target)
         return plan
 
-    async def recommend(
+    async def rank(
         self, request: inference_pb2.RecommendRequest, *, time_left: float | None
     ) -> inference_pb2.RecommendResponse:
         """Answer one request within ``time_left`` seconds (None: no deadline); see the module doc."""
@@ -202,7 +202,7 @@ class Recommender:
         plan = self._plan(target)
         k = plan.k_of(request.k)
         if not plan.vocabulary:
-            raise FailedPrecondition(f"{_label(target)} has an empty item vocabulary: it knows no item to recommend")
+            raise FailedPrecondition(f"{_label(target)} has an empty item vocabulary: it knows no item to answer")
         check_request(signature, request.entity_ids, {})
         if not request.entity_ids:
             raise InvalidArgument("entity_ids is empty: Recommend reads the entity's history from the feature service")
@@ -235,7 +235,7 @@ class Recommender:
         request_id = request.request_id or str(uuid.uuid4())
         event_id = str(uuid.uuid4())
         elapsed = time.perf_counter() - started
-        metrics.RECOMMEND_LATENCY.labels(target.model_name, inference_pb2.Route.Name(route)).observe(elapsed)
+        metrics.NEXT_ITEM_LATENCY.labels(target.model_name, inference_pb2.Route.Name(route)).observe(elapsed)
         prediction = events_pb2.Prediction(
             request_id=request_id,
             event_id=event_id,
