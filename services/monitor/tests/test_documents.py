@@ -123,3 +123,38 @@ def test_the_callers_tenant_becomes_organization_id_and_is_left_out_when_empty()
     assert index_templates("aim")["aim-predictions"]["template"]["mappings"]["properties"]["organization"] == {
         "properties": {"id": {"type": "keyword"}}
     }
+
+
+def test_a_ranked_answer_indexes_its_item_lists_and_k_and_a_score_has_none() -> None:
+    ranked = inference_events.Prediction(
+        event_id="e-4",
+        model_name="next",
+        model_version=2,
+        items=["i3", "i1"],
+        context_items=["i9"],
+        exclude_items=["i2", "i4"],
+        k=2,
+        route=inference_pb2.ROUTE_FALLBACK,
+    )
+    doc = index_request(event_of(ranked), "aim").document
+    assert (doc["items"], doc["context_items"], doc["exclude_items"], doc["k"]) == (
+        ["i3", "i1"],
+        ["i9"],
+        ["i2", "i4"],
+        2,
+    )
+    assert doc["model"] == {"name": "next", "version": 2} and doc["route"] == "ROUTE_FALLBACK"
+    scored = index_request(event_of(inference_events.Prediction(event_id="e-5", model_name="m")), "aim").document
+    assert not {"items", "context_items", "exclude_items", "k"} & set(scored)
+    props = index_templates("aim")["aim-predictions"]["template"]["mappings"]["properties"]
+    assert (
+        props["items"] == props["context_items"] == props["exclude_items"] == {"type": "keyword", "ignore_above": 256}
+    )
+    assert props["k"] == {"type": "integer"}
+
+
+def test_item_lists_are_cut_at_the_map_bound_and_flagged() -> None:
+    wide = inference_events.Prediction(event_id="e-6", k=1, items=["a"], exclude_items=[f"x{i}" for i in range(5)])
+    doc = index_request(event_of(wide), "aim", max_map_entries=3).document
+    assert doc["exclude_items"] == ["x0", "x1", "x2"] and doc["items"] == ["a"]
+    assert doc["truncated"] == ["exclude_items"] and doc["truncated_count"] == 2

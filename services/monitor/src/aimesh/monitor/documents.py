@@ -2,22 +2,26 @@
 
 Every document has ``@timestamp``, ``event.dataset`` and ``service.name``; predictions add
 ``request_id``, ``model.name``/``model.version``, ``score``, ``features.*`` (doubles), ``entity.*``
-(keywords), ``latency_ms``; logs add ``log.level``, ``log.logger``, ``message``, ``trace.id``,
-``error.*`` and ``labels.*`` (ECS labels: flat keywords, dots in keys become underscores); dead
-letters (every service's ``aimesh.<service>.dlq.v1``) go to ``<prefix>-deadletters`` with their reason,
-writer, position, size, reference and a bounded preview, never their header values. The document id
-is the event id, so a redelivered event overwrites its own document instead of adding one.
+(keywords), ``latency_ms``, and for a Recommend answer (``Prediction.k`` > 0) ``items``,
+``context_items``, ``exclude_items`` (keyword lists, in event order) and ``k``; logs add ``log.level``,
+``log.logger``, ``message``, ``trace.id``, ``error.*`` and ``labels.*`` (ECS labels: flat keywords,
+dots in keys become underscores); dead letters (every service's ``aimesh.<service>.dlq.v1``) go to
+``<prefix>-deadletters`` with their reason, writer, position, size, reference and a bounded preview,
+never their header values. The document id is the event id, so a redelivered event overwrites its own
+document instead of adding one.
 
 Field bound: each of ``features``, ``entity`` and ``labels`` keeps at most ``max_map_entries`` keys
 (the first in key order), so one event cannot take its index past Elasticsearch's field limit
 (``index.mapping.total_fields.limit``, 1000 by default). A cut map is named in ``truncated`` and the
-number of keys left out is ``truncated_count``; the full event stays on Kafka.
+number of keys left out is ``truncated_count``; the full event stays on Kafka. The item lists are cut
+the same way at ``max_map_entries`` elements each (their first ones).
 """
 
 from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +63,15 @@ def _bounded(doc: Document, name: str, values: dict[str, Any], limit: int) -> di
     return kept
 
 
+def _bounded_list(doc: Document, name: str, values: Sequence[str], limit: int) -> list[str]:
+    """The first ``limit`` of ``values``; records a cut in ``doc`` as ``_bounded`` does."""
+    if len(values) <= limit:
+        return list(values)
+    doc.setdefault("truncated", []).append(name)
+    doc["truncated_count"] = doc.get("truncated_count", 0) + len(values) - limit
+    return list(values[:limit])
+
+
 def prediction_document(
     prediction: inference_events.Prediction, trace_id: str = "", *, max_map_entries: int = DEFAULT_MAX_MAP_ENTRIES
 ) -> Document:
@@ -80,6 +93,10 @@ def prediction_document(
     }
     doc["features"] = _bounded(doc, "features", dict(prediction.features), max_map_entries)
     doc["entity"] = _bounded(doc, "entity", dict(prediction.entity_ids), max_map_entries)
+    if prediction.k > 0:
+        for name in ("items", "context_items", "exclude_items"):
+            doc[name] = _bounded_list(doc, name, getattr(prediction, name), max_map_entries)
+        doc["k"] = prediction.k
     if prediction.tenant:
         doc["organization"] = {"id": prediction.tenant}
     if trace_id:
@@ -272,6 +289,10 @@ def index_templates(prefix: str) -> dict[str, dict[str, Any]]:
                 "shadow": {"type": "boolean"},
                 "feature_freshness_seconds": {"type": "double"},
                 "missing_features": {"type": "keyword"},
+                "items": {"type": "keyword", "ignore_above": 256},
+                "context_items": {"type": "keyword", "ignore_above": 256},
+                "exclude_items": {"type": "keyword", "ignore_above": 256},
+                "k": {"type": "integer"},
                 "truncated": {"type": "keyword"},
                 "truncated_count": {"type": "long"},
             },

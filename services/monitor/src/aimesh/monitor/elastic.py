@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from elastic_transport import ApiError, TransportError
-from elasticsearch import AsyncElasticsearch
+from elasticsearch import AsyncElasticsearch, BadRequestError
 from elasticsearch.helpers import async_bulk
 
 from aimesh.api.monitor.v1 import events_pb2 as monitor_events
@@ -90,10 +90,21 @@ class ElasticStore:
         self._es = AsyncElasticsearch(url, request_timeout=request_timeout)
 
     async def ensure_templates(self) -> None:
-        """Create or update the index templates (idempotent); raises ``Unavailable`` when ES is down."""
+        """Create or update the index templates (idempotent), and add the templates' fields to the indices
+        that already exist (a template only shapes indices created after it), so a field added by a newer
+        version is typed there too; an existing index that holds a field with another type keeps it (logged
+        as a warning). Raises ``Unavailable`` when ES is down."""
         try:
             for name, body in index_templates(self.prefix).items():
                 await self._es.indices.put_index_template(name=name, **body)
+                try:
+                    await self._es.indices.put_mapping(
+                        index=body["index_patterns"],
+                        properties=body["template"]["mappings"]["properties"],
+                        allow_no_indices=True,
+                    )
+                except BadRequestError as exc:
+                    log.warning("existing %s indices keep their mapping: %s", name, exc.message)
         except (ApiError, TransportError) as exc:
             raise Unavailable(f"Elasticsearch at {self.url}: cannot create index templates: {exc}") from exc
 
