@@ -25,7 +25,7 @@ def request(aggregation: int) -> feature_pb2.ApplyDefinitionsRequest:
     )
 
 
-@pytest.mark.parametrize("number", [-1, 11, 2**31 - 1])
+@pytest.mark.parametrize("number", [-1, 12, 2**31 - 1])
 def test_an_unknown_aggregation_number_is_invalid_argument(number: int) -> None:
     with pytest.raises(InvalidArgument, match=f"feature 'n': aggregation {number} is not an Aggregation value"):
         repo_from_request(request(number))

@@ -41,7 +41,7 @@ class EntityHistory:
     per-field columns are derived lazily and kept with it.
     """
 
-    __slots__ = ("_columns", "_numbers", "events", "first_seen", "times")
+    __slots__ = ("_columns", "_numbers", "_texts", "events", "first_seen", "times")
 
     def __init__(
         self, events: Iterable[HistoryEvent] = (), first_seen: Mapping[str, Mapping[str, int]] | None = None
@@ -52,6 +52,7 @@ class EntityHistory:
         self.first_seen: Mapping[str, Mapping[str, int]] = first_seen or {}
         self._columns: dict[str, list[Scalar | None]] = {}
         self._numbers: dict[str, tuple[list[float | None], bool]] = {}
+        self._texts: dict[str, list[str | None]] = {}
 
     @property
     def last_event_us(self) -> int | None:
@@ -83,6 +84,13 @@ class EntityHistory:
         if found is None:
             values = [float(v) if isinstance(v, int | float) else None for v in self.column(name)]
             found = self._numbers[name] = (values, None not in values)
+        return found
+
+    def texts(self, name: str) -> list[str | None]:
+        """Field ``name`` as text (a string as itself, any other value as ``str(value)``; None where unset)."""
+        found = self._texts.get(name)
+        if found is None:
+            found = self._texts[name] = [v if v is None or isinstance(v, str) else str(v) for v in self.column(name)]
         return found
 
 

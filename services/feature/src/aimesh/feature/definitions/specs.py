@@ -121,13 +121,31 @@ class Aggregation(StrEnum):
     SECONDS_SINCE_LAST = "seconds_since_last"
     IS_NEW = "is_new"
     ON_DEMAND = "on_demand"
+    LAST_N = "last_n"
+
+
+class ListType(StrEnum):
+    """The element type of a ``last_n`` feature's list (its ``dtype``)."""
+
+    STRING_LIST = "string_list"
+    DOUBLE_LIST = "double_list"
 
 
 WINDOWED = frozenset(
-    {Aggregation.COUNT, Aggregation.SUM, Aggregation.MEAN, Aggregation.MIN, Aggregation.MAX, Aggregation.DISTINCT_COUNT}
+    {
+        Aggregation.COUNT,
+        Aggregation.SUM,
+        Aggregation.MEAN,
+        Aggregation.MIN,
+        Aggregation.MAX,
+        Aggregation.DISTINCT_COUNT,
+        Aggregation.LAST_N,
+    }
 )
 """Aggregations over a sliding window (the whole retained history when the window is unset)."""
 NEEDS_FIELD = WINDOWED - {Aggregation.COUNT} | {Aggregation.LAST, Aggregation.IS_NEW}
+MAX_LAST_N = 1000
+"""The most values a ``last_n`` feature's list holds."""
 
 
 class _Model(BaseModel):
@@ -149,6 +167,10 @@ class FeatureSpec(_Model):
     aggregations (open interval (t - window, t)) and caps ``seconds_since_last``; ``expression`` is
     the formula of an ``on_demand`` feature over request-context fields and other features.
     ``is_new`` compares the request context's ``field`` with every value ``field`` took before t.
+    ``last_n`` lists the newest ``n`` (1..``MAX_LAST_N``) values of ``field`` in the window, oldest first;
+    ``dtype`` (``last_n`` only) is the element type: ``string_list`` (the default: every value as text)
+    or ``double_list`` (numbers and bools as doubles; a value that is neither is left out). The feature
+    service does not see the sources' schemas, so a numeric field's feature states ``double_list``.
     """
 
     name: Name
@@ -156,7 +178,16 @@ class FeatureSpec(_Model):
     field: str | None = None
     window: Duration | None = None
     expression: str | None = None
+    n: int | None = None
+    dtype: ListType | None = None
     description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_list_type(cls, data: Any) -> Any:
+        """A ``last_n`` feature without a ``dtype`` gets ``string_list`` (so every form of it compares equal)."""
+        last_n = isinstance(data, dict) and data.get("aggregation") in (Aggregation.LAST_N, "last_n")
+        return {**data, "dtype": ListType.STRING_LIST} if last_n and data.get("dtype") is None else data
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureSpec:
@@ -167,6 +198,11 @@ class FeatureSpec(_Model):
             raise ValueError(f"aggregation {agg.value} takes no window")
         if agg is Aggregation.SECONDS_SINCE_LAST and self.window is None:
             raise ValueError("aggregation seconds_since_last needs a window (the cap)")
+        if agg is Aggregation.LAST_N:
+            if self.n is None or not 1 <= self.n <= MAX_LAST_N:
+                raise ValueError(f"aggregation last_n needs n in [1, {MAX_LAST_N}], got {self.n}")
+        elif self.n is not None or self.dtype is not None:
+            raise ValueError(f"aggregation {agg.value} takes no n or dtype (only last_n does)")
         if agg is Aggregation.ON_DEMAND:
             if not self.expression or self.field or self.window:
                 raise ValueError("aggregation on_demand needs an expression and takes no field or window")
@@ -186,9 +222,14 @@ class FeatureSpec(_Model):
         assert self.expression is not None
         return Expression(self.expression)
 
+    @property
+    def list_type(self) -> ListType | None:
+        """The element type of a ``last_n`` feature (its ``dtype``); None for the other aggregations."""
+        return self.dtype
+
     def behaviour(self) -> tuple[object, ...]:
         """What a stored version promises about this feature's values; changing it is a breaking change."""
-        return (self.aggregation, self.field, self.window, self.expression)
+        return (self.aggregation, self.field, self.window, self.expression, self.n, self.dtype)
 
 
 class TransformationSpec(_Model):

@@ -170,7 +170,7 @@ def _on_demand_breaks(old: FeatureRepo, merged: FeatureRepo) -> list[str]:
 
 
 def _describe(behaviour: tuple[object, ...]) -> str:
-    agg, field, window, expression = behaviour
+    agg, field, window, expression, n, list_type = behaviour
     parts = [str(agg)]
     if field:
         parts.append(f"field={field}")
@@ -178,6 +178,8 @@ def _describe(behaviour: tuple[object, ...]) -> str:
         parts.append(f"window={format_duration(window)}")
     if expression:
         parts.append(f"expression={expression!r}")
+    if n is not None:
+        parts.append(f"n={n} dtype={list_type}")
     return " ".join(parts)
 
 

@@ -10,10 +10,23 @@ from google.protobuf.duration_pb2 import Duration
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import InvalidArgument
-from aimesh.feature.definitions.specs import Aggregation, FeatureRepo, FeatureViewSpec, parse_repo, parse_yaml
+from aimesh.feature.definitions.specs import (
+    Aggregation,
+    FeatureRepo,
+    FeatureSpec,
+    FeatureViewSpec,
+    ListType,
+    parse_repo,
+    parse_yaml,
+)
 from aimesh.feature.definitions.store import Change
 
 _PREFIX = "AGGREGATION_"
+_TYPE_PREFIX = "VALUE_TYPE_"
+_LIST_TYPES = {
+    ListType.STRING_LIST: common_pb2.VALUE_TYPE_STRING_LIST,
+    ListType.DOUBLE_LIST: common_pb2.VALUE_TYPE_DOUBLE_LIST,
+}
 _ACTIONS = {
     "created": feature_pb2.CHANGE_ACTION_CREATED,
     "updated": feature_pb2.CHANGE_ACTION_UPDATED,
@@ -31,6 +44,13 @@ def _duration(value: timedelta | None) -> Duration | None:
 
 def _aggregation(agg: Aggregation) -> feature_pb2.Aggregation:
     return feature_pb2.Aggregation.Value(_PREFIX + agg.name)  # type: ignore[return-value]
+
+
+def _dtype(feature: FeatureSpec) -> common_pb2.ValueType:
+    """The type of the feature's values: its list type for ``last_n``, a string for ``last``, else a double."""
+    if feature.list_type is not None:
+        return _LIST_TYPES[feature.list_type]
+    return common_pb2.VALUE_TYPE_STRING if feature.aggregation is Aggregation.LAST else common_pb2.VALUE_TYPE_DOUBLE
 
 
 def view_to_proto(view: FeatureViewSpec, version: int) -> feature_pb2.FeatureView:
@@ -52,11 +72,10 @@ def view_to_proto(view: FeatureViewSpec, version: int) -> feature_pb2.FeatureVie
                 source_field=f.field or "",
                 aggregation=_aggregation(f.aggregation),
                 window=_duration(f.window),
-                dtype=common_pb2.VALUE_TYPE_STRING
-                if f.aggregation is Aggregation.LAST
-                else common_pb2.VALUE_TYPE_DOUBLE,
+                dtype=_dtype(f),
                 description=f.description,
                 expression=f.expression or "",
+                n=f.n or 0,
             )
             for f in view.features
         ],
@@ -81,6 +100,13 @@ def _feature_dict(f: feature_pb2.Feature) -> dict[str, Any]:
         out["window"] = _timedelta(f.window, True)
     if f.expression:
         out["expression"] = f.expression
+    if f.n:
+        out["n"] = f.n
+    if f.aggregation == feature_pb2.AGGREGATION_LAST_N and f.dtype != common_pb2.VALUE_TYPE_UNSPECIFIED:
+        # Only last_n reads the dtype (for the others it is what the service reports, and ignored as input);
+        # a type that is not a list type is named as is, for the definitions to refuse.
+        known = f.dtype in common_pb2.ValueType.values()
+        out["dtype"] = common_pb2.ValueType.Name(f.dtype).removeprefix(_TYPE_PREFIX).lower() if known else f.dtype
     if f.description:
         out["description"] = f.description
     return out

@@ -10,7 +10,8 @@ events are ordered by (event time, event id), so the order events arrive in neve
 Speed: a history keeps its events sorted with per-field columns built once (and kept by the online
 store's read cache), so a window is two binary searches and a list slice; a ``FeaturePlan`` (built
 once per registry and selection) groups the selected features by view, window and field, so each
-window is cut once per row and each field's numbers are summed once per window.
+window is cut once per row and each field's numbers are summed once per window; a ``last_n`` list walks
+back from the window's newest event only until it holds ``n`` values.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import InvalidArgument
 from aimesh.feature.definitions.expressions import ExpressionError
 from aimesh.feature.definitions.registry import Registry, ResolvedFeature
-from aimesh.feature.definitions.specs import Aggregation
+from aimesh.feature.definitions.specs import Aggregation, ListType
 from aimesh.feature.history import HistoryCut, Scalar
 
 RequestContext = Mapping[str, Scalar]
+FeatureValue = Scalar | tuple[Scalar, ...]
+"""A computed value: a scalar, or the tuple of a ``last_n`` feature (oldest first)."""
 Result = tuple[Scalar | None, int | None, "Status"]
 
 
@@ -50,7 +53,7 @@ class FeatureVector:
     when the value is MISSING, and for an on-demand value of the request context alone (no event).
     """
 
-    values: list[Scalar | None]
+    values: list[FeatureValue | None]
     event_times_us: list[int | None]
     statuses: list[Status]
 
@@ -63,6 +66,8 @@ class _Window:
     counts: list[int] = field(default_factory=list)
     numeric: dict[str, list[tuple[Aggregation, int]]] = field(default_factory=lambda: defaultdict(list))
     over_values: list[tuple[Aggregation, str, int]] = field(default_factory=list)
+    sequences: list[tuple[str, int, ListType, int]] = field(default_factory=list)
+    """``last_n`` features: (field, n, element type, slot)."""
 
 
 @dataclass
@@ -118,6 +123,8 @@ class FeaturePlan:
                 window.counts.append(slot)
             elif agg in (Aggregation.SUM, Aggregation.MEAN, Aggregation.MIN, Aggregation.MAX):
                 window.numeric[f.field or ""].append((agg, slot))
+            elif f.list_type is not None:
+                window.sequences.append((f.field or "", f.n or 0, f.list_type, slot))
             else:
                 window.over_values.append((agg, f.field or "", slot))
         self.views = list(views.values())
@@ -128,7 +135,7 @@ class FeaturePlan:
 
     def compute(self, cuts: Mapping[str, HistoryCut], context: RequestContext, at_us: int) -> FeatureVector:
         """The selection's values at ``at_us``; see ``compute_features`` for the contract."""
-        values: list[Scalar | None] = [None] * self.slots
+        values: list[FeatureValue | None] = [None] * self.slots
         times: list[int | None] = [None] * self.slots
         statuses: list[Status] = [Status.MISSING] * self.slots
         for plan in self.views:
@@ -151,7 +158,7 @@ class FeaturePlan:
 
 
 def _compute_view(
-    plan: _ViewPlan, cut: HistoryCut, context: RequestContext, at_us: int, values: list[Scalar | None]
+    plan: _ViewPlan, cut: HistoryCut, context: RequestContext, at_us: int, values: list[FeatureValue | None]
 ) -> None:
     history, end = cut.history, cut.end
     for window in plan.windows.values():
@@ -164,6 +171,12 @@ def _compute_view(
             _numeric(aggregations, numbers, values)  # type: ignore[arg-type]
         for agg, name, slot in window.over_values:
             values[slot] = _over_values(agg, history.column(name), start, end)
+        for name, n, list_type, slot in window.sequences:
+            if end == cut.start:
+                values[slot] = None  # no history: MISSING
+                continue
+            typed = history.numbers(name)[0] if list_type is ListType.DOUBLE_LIST else history.texts(name)
+            values[slot] = _last_n(typed, start, end, n)
     for agg, name, window_us, slot in plan.specials:
         if agg is Aggregation.IS_NEW:
             first = history.first_seen.get(name, {}).get(str(context[name]))
@@ -174,7 +187,9 @@ def _compute_view(
             values[slot] = min(window_us, at_us - last) / 1e6 if last is not None else window_us / 1e6
 
 
-def _numeric(aggregations: list[tuple[Aggregation, int]], numbers: list[float], values: list[Scalar | None]) -> None:
+def _numeric(
+    aggregations: list[tuple[Aggregation, int]], numbers: list[float], values: list[FeatureValue | None]
+) -> None:
     """Each of ``aggregations`` of a window's numbers into its slot: sum and mean exactly rounded (0.0
     when empty), min and max None when empty."""
     total: float | None = None
@@ -201,15 +216,29 @@ def _over_values(agg: Aggregation, column: list[Scalar | None], start: int, end:
     return None
 
 
+def _last_n(column: Sequence[Scalar | None], start: int, end: int, n: int) -> tuple[Scalar, ...]:
+    """The newest ``n`` values ``column[start:end]`` has, oldest first (None: no value, passed over). The
+    column is the field as the list's element type (``EntityHistory.texts`` or ``numbers``)."""
+    picked: list[Scalar] = []
+    for i in range(end - 1, start - 1, -1):
+        item = column[i]
+        if item is not None:
+            picked.append(item)
+            if len(picked) == n:
+                break
+    picked.reverse()
+    return tuple(picked)
+
+
 def _on_demand(
     od: _OnDemand,
-    values: list[Scalar | None],
+    values: list[FeatureValue | None],
     times: list[int | None],
     statuses: list[Status],
     *,
     context: RequestContext,
 ) -> Result:
-    env: dict[str, Scalar | None] = dict(context)
+    env: dict[str, FeatureValue | None] = dict(context)
     for name, slot in od.deps:
         env[name] = values[slot]
     try:
@@ -241,7 +270,10 @@ def compute_features(
     field ``registry.requirements(features)`` names (callers validate first; KeyError otherwise).
     Windows are the open interval ``(at_us - window, at_us)``. A value is MISSING when the entity
     has no history in the view (windowed values then hold their default: counts and sums 0, mean 0)
-    or when there is no value (min/max/last of nothing); EXPIRED when the entity's newest event is
+    or when there is no value (min/max/last of nothing); a ``last_n`` value is the tuple of the newest
+    ``n`` values of its field in the window, oldest first (events ordered as everywhere here: by event
+    time, then event id), empty (and PRESENT) when the entity has history but no such value in the
+    window, None when it has no history (MISSING); EXPIRED when the entity's newest event is
     older than the view's ttl at ``at_us``. Event times as ``FeatureVector`` says. An on-demand
     value is MISSING when none of the stream features it reads has history, or when its expression
     fails while one of them has no value; any other failure of an on-demand expression (a wrong type

@@ -17,6 +17,7 @@ from typing import Protocol
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aimesh.api.feature.v1 import feature_pb2
+from aimesh.core.signature import scalar
 from aimesh.feature.definitions.registry import RegistryHolder
 from aimesh.feature.definitions.specs import Aggregation
 from aimesh.feature.online.protocol import OnlineStateStore
@@ -65,8 +66,7 @@ class CheckReport:
 
 
 def _text(value: feature_pb2.FeatureValue) -> str:
-    kind = value.value.WhichOneof("kind")
-    shown = repr(getattr(value.value, kind)) if kind else "-"
+    shown = "-" if value.value.WhichOneof("kind") is None else repr(scalar(value.value))
     return f"{shown} ({feature_pb2.FeatureStatus.Name(value.status).removeprefix('FEATURE_STATUS_').lower()})"
 
 

@@ -16,7 +16,7 @@ from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import InvalidArgument, ResourceExhausted
 from aimesh.feature.definitions.registry import Requirements
 from aimesh.feature.history import Scalar
-from aimesh.feature.serving.aggregation import FeatureVector, Status
+from aimesh.feature.serving.aggregation import FeatureValue, FeatureVector, Status
 
 _SCALAR_KINDS = ("double_value", "int64_value", "string_value", "bool_value")
 
@@ -116,17 +116,27 @@ def _event_time(at_us: int) -> bytes:
     return b"\x12" + _varint(len(body)) + body
 
 
-def _value(value: Scalar | None) -> bytes:
-    """FeatureValue.value (field 1, a common.v1.Value) on the wire; numbers are sent as doubles."""
-    if value is None:
-        return b""
+def _scalar_body(value: Scalar) -> bytes:
+    """A common.v1.Value holding ``value``, without its own tag and length; numbers as doubles."""
     if isinstance(value, bool):
-        return b"\x0a\x02\x20\x01" if value else b"\x0a\x02\x20\x00"
+        return b"\x20\x01" if value else b"\x20\x00"
     if isinstance(value, str):
         text = value.encode()
-        body = b"\x1a" + _varint(len(text)) + text
-        return b"\x0a" + _varint(len(body)) + body
-    return b"\x0a\x09\x09" + _DOUBLE(float(value))
+        return b"\x1a" + _varint(len(text)) + text
+    return b"\x09" + _DOUBLE(float(value))
+
+
+def _value(value: FeatureValue | None) -> bytes:
+    """FeatureValue.value (field 1, a common.v1.Value) on the wire; numbers are sent as doubles, a tuple
+    as ``list_value`` (field 5, a ValueList whose field 1 repeats the elements)."""
+    if value is None:
+        return b""
+    if isinstance(value, tuple):
+        elements = b"".join(b"\x0a" + _varint(len(e)) + e for e in map(_scalar_body, value))
+        body = b"\x2a" + _varint(len(elements)) + elements
+    else:
+        body = _scalar_body(value)
+    return b"\x0a" + _varint(len(body)) + body
 
 
 _DOUBLE = struct.Struct("<d").pack
