@@ -7,10 +7,13 @@ PIP := $(PY) -m pip
 AIMESH := $(VENV)/bin/aimesh
 PARTS := libs/api libs/core libs/devstack services/ingest services/feature services/training services/inference services/monitor examples
 STAMP := $(VENV)/.installed
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+GO_MOD := tests/clients/go
+GO_STAMP := .aimesh/go/.installed
 
-.PHONY: setup up up-infra down status demo test test-unit test-faults lint proto docs clean
+.PHONY: setup up up-infra down status demo test test-unit test-faults lint proto proto-go docs clean
 
-setup: $(STAMP)  ## Create .venv and install every part (editable) with pinned versions; install PostgreSQL and Redis if missing.
+setup: $(STAMP) $(GO_STAMP)  ## Create .venv and install every part (editable) with pinned versions; install PostgreSQL and Redis if missing; fetch the Go client's modules.
 
 $(STAMP): constraints.txt pyproject.toml $(addsuffix /pyproject.toml,$(PARTS))
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +22,13 @@ $(STAMP): constraints.txt pyproject.toml $(addsuffix /pyproject.toml,$(PARTS))
 	bash deploy/local/postgres/install.sh
 	bash deploy/local/redis/install.sh
 	@touch $(STAMP)
+
+# The Go client (tests/clients/go): its modules in Go's module cache and the pinned protoc plugins in .aimesh/go/bin.
+$(GO_STAMP): $(STAMP) $(GO_MOD)/go.mod $(GO_MOD)/go.sum
+	@test -x "$(GO)" || { echo "Go 1.26+ not found (GO=$(GO)): https://go.dev/dl/ (tests/clients/go needs it)"; exit 1; }
+	cd $(GO_MOD) && GOTOOLCHAIN=local GOFLAGS=-mod=readonly "$(GO)" mod download
+	GO="$(GO)" $(PY) scripts/gen_proto_go.py --plugins-only
+	@touch $(GO_STAMP)
 
 up: setup  ## Start Kafka, Elasticsearch, PostgreSQL, Redis, Triton and the five services; wait until healthy.
 	$(AIMESH) up
@@ -53,8 +63,12 @@ test: up-infra lint  ## The whole suite: lint, unit, integration, end-to-end, th
 test-faults: setup  ## The fault suite alone (tests/faults, ~12 min): a private stack under load; outages, kill -9, hostile input, fuzz.
 	$(FAULTS)
 
-proto: setup  ## Regenerate libs/api from proto/.
+proto: setup  ## Regenerate libs/api and tests/clients/go/gen from proto/.
 	$(PY) scripts/gen_proto.py
+	GO="$(GO)" $(PY) scripts/gen_proto_go.py
+
+proto-go: setup  ## Regenerate only the Go client's code (tests/clients/go/gen) from proto/.
+	GO="$(GO)" $(PY) scripts/gen_proto_go.py
 
 docs: setup  ## Regenerate the README's settings tables from the settings classes.
 	$(PY) scripts/settings_doc.py
