@@ -27,6 +27,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from aimesh.api.common.v1 import common_pb2, deadletter_pb2
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
+from aimesh.api.inference.v1 import inference_pb2
 from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
 from aimesh.core import lake
 from aimesh.core.channels import TOKEN_FILE_ENV, open_caller_channel
@@ -44,6 +45,7 @@ from aimesh.examples.banking.scenario import (
     ScenarioConfig,
     ScenarioSummary,
 )
+from tests.clients.go_client import build_go_client, go_score, next_item_models, recommend_mismatches
 from tests.clients.java_client import build_java_client, run_java_client
 from tests.e2e import machine_failure
 
@@ -316,6 +318,23 @@ def test_scores_equal_the_pytorch_model_and_are_findable_by_request_id(scenario_
     asyncio.run(check())
 
 
+def model_scores_of_logged_requests(mesh: MeshUnderTest, version: int, request_ids: list[str]) -> list[float]:
+    """The exported PyTorch model's output on the features each request's Prediction logged (waits up to
+    30 s for monitor to index them), in ``request_ids`` order."""
+
+    async def compute() -> list[float]:
+        async with AsyncElasticsearch(mesh.address.elasticsearch_url) as es:
+            for _ in range(60):
+                docs = await predictions_by_request(es, mesh.address.index_prefix, request_ids)
+                if len(docs) == len(request_ids):
+                    break
+                await asyncio.sleep(0.5)
+        mv = await model_version(mesh, version)
+        return torch_scores(mesh, mv, [docs[i] for i in request_ids])
+
+    return asyncio.run(compute())
+
+
 def test_java_bank_client_gets_the_same_scores_as_the_model(scenario_run, mesh: MeshUnderTest) -> None:  # type: ignore[no-untyped-def]
     _, summary = scenario_run
     payments = [dict(s.payment, request_id=f"java-{s.payment['request_id']}") for s in summary.scored[:5]]
@@ -323,20 +342,34 @@ def test_java_bank_client_gets_the_same_scores_as_the_model(scenario_run, mesh: 
     lines = run_java_client(jar, mesh.address.inference_grpc, payments)
     assert [line["status"] for line in lines] == ["OK"] * len(payments), lines
 
-    async def check() -> None:
-        async with AsyncElasticsearch(mesh.address.elasticsearch_url) as es:
-            ids = [line["request_id"] for line in lines]
-            for _ in range(60):
-                docs = await predictions_by_request(es, mesh.address.index_prefix, ids)
-                if len(docs) == len(ids):
-                    break
-                await asyncio.sleep(0.5)
-        mv = await model_version(mesh, summary.run.model_version)  # type: ignore[union-attr]
-        expected = torch_scores(mesh, mv, [docs[i] for i in ids])
-        for line, want in zip(lines, expected, strict=True):
-            assert abs(float(line["score"]) - want) < 1e-5, (line, want)
+    expected = model_scores_of_logged_requests(mesh, summary.run.model_version, [line["request_id"] for line in lines])
+    for line, want in zip(lines, expected, strict=True):
+        assert abs(float(line["score"]) - want) < 1e-5, (line, want)
 
-    asyncio.run(check())
+
+def test_go_client_gets_the_same_scores_as_the_model(scenario_run, mesh: MeshUnderTest) -> None:  # type: ignore[no-untyped-def]
+    """The Go client (tests/clients/go) scores payments as the Python scenario did: same model version and
+    route, and the exported PyTorch model's output on the features its own Predictions logged."""
+    _, summary = scenario_run
+    binary = build_go_client()
+    lines = []
+    for s in summary.scored[:5]:
+        p = s.payment
+        context = {k: v for k, v in p.items() if k not in ("request_id", "card_id", "customer_id")}
+        entity_ids = {"card": str(p["card_id"]), "customer": str(p["customer_id"])}
+        request_id = f"go-{p['request_id']}"
+        lines.append(
+            go_score(binary, mesh.address.inference_grpc, MODEL_NAME, entity_ids, context, request_id=request_id)
+        )
+    assert [line["status"] for line in lines] == ["OK"] * len(lines), lines
+    python = [s.response for s in summary.scored[:5]]
+    assert [(line["model_version"], line["route"]) for line in lines] == [
+        (r.model_version, inference_pb2.Route.Name(r.route)) for r in python if r is not None
+    ]
+
+    expected = model_scores_of_logged_requests(mesh, summary.run.model_version, [line["request_id"] for line in lines])
+    for line, want in zip(lines, expected, strict=True):
+        assert abs(float(line["score"]) - want) < 1e-5, (line, want)
 
 
 def test_online_features_equal_offline_retrieval(scenario_run, mesh: MeshUnderTest) -> None:  # type: ignore[no-untyped-def]
@@ -465,3 +498,16 @@ def test_a_use_case_no_code_has_seen_runs_beside_fraud(scenario_run, mesh: MeshU
     finally:
         for name in outcome.models.values():
             shutil.rmtree(model_repository(Paths.default()) / name, ignore_errors=True)
+
+
+def test_go_client_recommends_what_the_python_client_recommends(scenario_run, mesh: MeshUnderTest) -> None:  # type: ignore[no-untyped-def]
+    """For every TASK_NEXT_ITEM model this mesh serves, the Go client's Recommend answers equal the Python
+    client's for the same requests (tests.clients.go_client.recommend_mismatches). Last in the module: it
+    sees every model the tests before it trained."""
+    models = asyncio.run(next_item_models(mesh.address.training_grpc, mesh.address.inference_grpc))
+    if not models:
+        pytest.skip("no TASK_NEXT_ITEM model is registered in this mesh: nothing to Recommend with")
+    binary = build_go_client()
+    for model in models:
+        problems = asyncio.run(recommend_mismatches(binary, mesh.address.inference_grpc, model))
+        assert not problems, "\n".join(problems)
