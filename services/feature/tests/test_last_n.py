@@ -96,6 +96,17 @@ def test_invalid_last_n_definitions_name_the_path(feature: str, message: str) ->
     assert message in err.value.message
 
 
+def test_an_on_demand_expression_cannot_read_a_list() -> None:
+    asked = (
+        "  - name: asked\n    source: request\n    features:\n"
+        "      - {name: odd, aggregation: on_demand, expression: 'recent_things + 1'}\n"
+    )
+    text = SEQUENCES_FILE.read_text().replace("feature_services:", asked + "feature_services:")
+    with pytest.raises(InvalidArgument, match=r"features\[0\]\.expression: 'recent_things' is the list feature"):
+        parse_yaml(text)
+    parse_yaml(text.replace("recent_things + 1", "count_24h + 1"))
+
+
 def test_the_edges_of_n_are_accepted() -> None:
     for n in (1, 1000):
         assert parse_yaml(_view(f"{{name: f, aggregation: last_n, field: x, n: {n}, window: 1h}}"))

@@ -471,7 +471,9 @@ def stream_features_named(repo: FeatureRepo, name: str) -> list[str]:
 
 
 def _ambiguous_names(request: FeatureRepo, universe: FeatureRepo) -> list[str]:
-    """Problems, by ``request`` path, of on-demand expressions naming several stream features of ``universe``."""
+    """Problems, by ``request`` path, of on-demand expressions naming several stream features of ``universe``,
+    or a ``last_n`` one (expressions compute over scalars, a list is none)."""
+    lists = {f"{v.name}:{f.name}" for v in universe.feature_views for f in v.features if f.list_type is not None}
     problems = []
     for i, view in enumerate(request.feature_views):
         if not view.on_demand:
@@ -479,10 +481,11 @@ def _ambiguous_names(request: FeatureRepo, universe: FeatureRepo) -> list[str]:
         for j, feature in enumerate(view.features):
             for name in sorted(feature.compiled.names):
                 hits = stream_features_named(universe, name)
+                where = f"feature_views[{i}].features[{j}].expression"
                 if len(hits) > 1:
-                    problems.append(
-                        f"feature_views[{i}].features[{j}].expression: {name!r} is ambiguous ({', '.join(hits)})"
-                    )
+                    problems.append(f"{where}: {name!r} is ambiguous ({', '.join(hits)})")
+                elif hits and hits[0] in lists:
+                    problems.append(f"{where}: {name!r} is the list feature {hits[0]} (expressions read scalars)")
     return problems
 
 
