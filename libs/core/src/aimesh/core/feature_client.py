@@ -34,8 +34,9 @@ class HistoricalValues:
     """Point-in-time values of a list of entity rows.
 
     ``values[i][j]`` is feature ``names[j]`` of request row ``i``: its ``scalar`` (numbers, strings,
-    bools as the feature service typed them), None where the status is not PRESENT (MISSING, EXPIRED)
-    or the value is null; ``missing`` counts those Nones.
+    bools as the feature service typed them; a tuple of them, oldest first, for a ``last_n`` list, empty
+    but not None for an empty list), None where the status is not PRESENT (MISSING, EXPIRED) or the
+    value is null; ``missing`` counts those Nones.
     """
 
     names: list[str]
