@@ -14,7 +14,7 @@ from aimesh.api.feature.v1 import feature_pb2
 from aimesh.core.errors import InvalidArgument, NotFound, Unavailable
 from aimesh.core.feature_client import HistoricalValues
 from aimesh.core.signature import scalar
-from aimesh.training.model import load_torchscript, predict
+from aimesh.training.model import load_torchscript, predict_outputs
 
 from . import synthetic  # type: ignore[attr-defined]
 
@@ -93,9 +93,11 @@ class FakeModelServer:
         if not (self.repository / name / str(version) / "model.pt").exists():
             raise Unavailable(f"{name} v{version} is not READY")
 
-    async def infer(self, name: str, version: int, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        module = load_torchscript(self.repository / name / str(version) / "model.pt")
-        return predict(module, x).reshape(-1, 1)
+    async def infer(
+        self, name: str, version: int, x: NDArray[np.float32], outputs: Sequence[str] = ("OUTPUT__0",)
+    ) -> NDArray[np.float32]:
+        """Every output of the module side by side (the deployer asks for all of them)."""
+        return predict_outputs(load_torchscript(self.repository / name / str(version) / "model.pt"), x)
 
 
 class FakePublisher:

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,15 +41,16 @@ class Service:
     runs: RunStore
     registry: Registry
     publisher: FakePublisher
-    features: FakeFeatures
+    features: Any
     repo: Path
     lake: Path
 
 
-async def make_service(tmp_path: Path, *, auc_floor: float = 0.6) -> AsyncIterator[Service]:
+async def make_service(tmp_path: Path, *, auc_floor: float = 0.6, features: Any = None) -> AsyncIterator[Service]:
+    """The service over SQLite and the fakes; ``features``: the feature client (default ``FakeFeatures()``)."""
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'training.db'}")
     await migrate(engine, MIGRATIONS)
-    publisher, features = FakePublisher(), FakeFeatures()
+    publisher, features = FakePublisher(), features or FakeFeatures()
     runs, registry = RunStore(engine, topic=RUNS), Registry(engine, topic=MODELS)
     relay = OutboxRelay(engine, publisher, interval_s=0.05)
     repo, lake = tmp_path / "models", tmp_path / "lake"

@@ -1,4 +1,5 @@
-"""Training rows from the lake: one source's records with their labels, the maturity cut and the split.
+"""Training rows from the lake: one source's records (those matching ``rows.filter``) with their labels,
+the maturity cut and the split (by time, random, or leave-last-out per key entity).
 
 Pure functions over pyarrow tables and numpy arrays; nothing here talks to the network. ``load_rows``
 blocks on file reads (call it from a worker thread) and raises ``FailedPrecondition`` when the lake has
@@ -7,6 +8,7 @@ no usable rows, naming the source, the cut-off and the fix.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +63,18 @@ def _as_strings(column: pa.ChunkedArray) -> list[str | None]:
     return [None if v is None else str(v) for v in column.to_pylist()]
 
 
+def filter_rows(rows: pa.Table, accepted: Mapping[str, str]) -> pa.Table:
+    """Rows whose every ``accepted`` field, as a string, is one of its comma-separated values (a null
+    field matches nothing); all rows when ``accepted`` is empty."""
+    if not accepted or rows.num_rows == 0:
+        return rows
+    keep = np.ones(rows.num_rows, dtype=bool)
+    for field, values in accepted.items():
+        allowed = set(values.split(","))
+        keep &= np.asarray([v in allowed for v in _as_strings(rows.column(field))], dtype=bool)
+    return rows.filter(pa.array(keep))
+
+
 def binary_labels(rows: pa.Table, plan: RunPlan, labels: pa.Table | None) -> NDArray[np.float32]:
     """1.0 where the row's (or a joined label event's) target is one of ``positive_values``, else 0.0."""
     positive = set(plan.spec.label.positive_values)
@@ -107,6 +121,23 @@ def time_split(times: NDArray[np.int64], train_fraction: float) -> NDArray[np.bo
     return mask
 
 
+def leave_last_out_split(keys: Sequence[str | None]) -> NDArray[np.bool_]:
+    """Train mask over time-sorted rows: each key's newest (last) row evaluates, every other row trains
+    (rows without a key train). Raises ``FailedPrecondition`` when either slice would be empty."""
+    last: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key is not None:
+            last[key] = i
+    mask = np.ones(len(keys), dtype=bool)
+    mask[list(last.values())] = False
+    if mask.all() or not mask.any():
+        raise FailedPrecondition(
+            f"{len(keys)} rows of {len(last)} key entities cannot be split leave-last-out into train and eval "
+            "slices (every key's newest row evaluates, its older rows train)"
+        )
+    return mask
+
+
 def random_split(n: int, train_fraction: float, seed: int) -> NDArray[np.bool_]:
     """Train mask of a seeded random ``train_fraction`` of ``n`` rows; ``FailedPrecondition`` when a slice is empty."""
     count = int(np.floor(n * train_fraction))
@@ -129,6 +160,9 @@ class Rows:
     times_us: NDArray[np.int64]
     newest_event: datetime
     cutoff: datetime
+    targets: tuple[str, ...] = ()
+    """``LABEL_KIND_NEXT_ITEM``: each row's target string (``labels`` is all zeros until the pipeline maps
+    them to vocabulary indexes); empty for other label kinds."""
 
 
 def _context_type(column: pa.ChunkedArray) -> common_pb2.ValueType:
@@ -146,7 +180,7 @@ def load_rows(root: Path, plan: RunPlan, *, start: datetime | None = None, end: 
     """The run's mature, labelled rows (see the module doc); blocks on file reads."""
     spec = plan.spec
     label = spec.label
-    columns = [*spec.rows.entity_fields, *spec.rows.context_fields]
+    columns = [*spec.rows.entity_fields, *spec.rows.context_fields, *spec.rows.filter]
     if label.source:
         columns.append(label.row_field or "event_id")
     else:
@@ -155,17 +189,24 @@ def load_rows(root: Path, plan: RunPlan, *, start: datetime | None = None, end: 
     labels = read_source(root, label.source, [label.join_field, label.target_field]) if label.source else None
     newest = newest_event_time(rows, *([labels] if labels is not None else []))
     cutoff = newest - plan.maturity
-    rows = select_window(rows, start=start, end=end, cutoff=cutoff)
+    rows = select_window(filter_rows(rows, spec.rows.filter), start=start, end=end, cutoff=cutoff)
+    targets: tuple[str, ...] = ()
     if plan.binary:
         y = binary_labels(rows, plan, labels)
+    elif plan.next_item:
+        strings = _as_strings(rows.column(label.target_field))
+        rows = rows.filter(pa.array([t is not None and t != "" for t in strings], type=pa.bool_()))
+        targets = tuple(t for t in strings if t)
+        y = np.zeros(len(targets), dtype=np.float32)
     else:
         values = numeric_labels(rows, plan, labels)
         keep = ~np.isnan(values)
         rows = rows.filter(pa.array(keep))
         y = values[keep].astype(np.float32)
     if rows.num_rows == 0:
+        matching = f" matching spec.rows.filter {dict(spec.rows.filter)}" if spec.rows.filter else ""
         raise FailedPrecondition(
-            f"no labelled {spec.rows.source} row is older than {cutoff.isoformat()} (newest event "
+            f"no labelled {spec.rows.source} row{matching} is older than {cutoff.isoformat()} (newest event "
             f"{newest.isoformat()} minus the label maturity {plan.maturity}); lower spec.label.maturity or "
             "ingest more history"
         )
@@ -185,4 +226,5 @@ def load_rows(root: Path, plan: RunPlan, *, start: datetime | None = None, end: 
         times_us=np.asarray(pc.cast(rows.column("event_time"), pa.int64()).to_numpy(), dtype=np.int64),
         newest_event=newest,
         cutoff=cutoff,
+        targets=targets,
     )

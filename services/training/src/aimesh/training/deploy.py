@@ -16,24 +16,58 @@ from numpy.typing import NDArray
 from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import training_pb2
 from aimesh.core.errors import FailedPrecondition
+from aimesh.core.signature import InputEncoder
 from aimesh.training.export import directory_owner, export_version
-from aimesh.training.model import load_torchscript, predict
+from aimesh.training.model import load_torchscript, predict_outputs
 from aimesh.training.outbox import OutboxRelay
 from aimesh.training.registry import NewVersion, Registry
 from aimesh.training.runs import RunStore, TrainedArtifact
-from aimesh.training.triton import ModelServer
+from aimesh.training.triton import OUTPUT_NAME, ModelServer
 
 log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 1e-5
-"""Largest allowed |Triton score - TorchScript score| for the same input."""
+"""Largest allowed |Triton score - TorchScript score| for the same input (``output_diff``)."""
 
 
-def outputs_width(signature: signature_pb2.ModelSignature) -> int:
-    """Values per row of the (single) output tensor: the product of the first output's shape (1 when none)."""
-    if not signature.outputs:
-        return 1
-    return int(np.prod(list(signature.outputs[0].shape) or [1]))
+def output_widths(signature: signature_pb2.ModelSignature) -> list[int]:
+    """Values per row of each output tensor, in output order: the product of its shape (``[1]`` when none)."""
+    return [int(np.prod(list(o.shape) or [1])) for o in signature.outputs] or [1]
+
+
+def output_tensors(signature: signature_pb2.ModelSignature) -> list[str]:
+    """The output tensors in output order (``OUTPUT__0`` when the signature names none)."""
+    return [o.tensor for o in signature.outputs] or [OUTPUT_NAME]
+
+
+def _ranked_diff(served: NDArray[np.float32], expected: NDArray[np.float32], k: int) -> float:
+    """Largest score difference between two top-``k`` answers (``[rows, 2k]``: items then scores), per
+    position and per item: an item both return must score the same, one only ``expected`` returns must
+    score no more than ``served``'s last (items of (near-)equal scores may swap places or fall off)."""
+    served_items, served_scores = served[:, :k], served[:, k:]
+    expected_items, expected_scores = expected[:, :k], expected[:, k:]
+    worst = float(np.max(np.abs(served_scores - expected_scores)))
+    for row in range(len(served)):
+        by_item = dict(zip(served_items[row].tolist(), served_scores[row].tolist(), strict=True))
+        for item, score in zip(expected_items[row].tolist(), expected_scores[row].tolist(), strict=True):
+            other = by_item.get(item)
+            worst = max(worst, abs(other - score) if other is not None else score - float(served_scores[row, -1]))
+    return worst
+
+
+def output_diff(
+    signature: signature_pb2.ModelSignature, served: NDArray[np.float32], expected: NDArray[np.float32]
+) -> float:
+    """How far Triton's outputs (``served``) are from the TorchScript module's (``expected``), both
+    ``[rows, sum of output widths]``: the largest absolute difference, or for a ``TASK_NEXT_ITEM`` model
+    the largest score difference of its ranked items (``_ranked_diff``). 0.0 for no rows."""
+    if not len(expected):
+        return 0.0
+    if served.shape != expected.shape:
+        return float("inf")
+    if signature.task == signature_pb2.TASK_NEXT_ITEM:
+        return _ranked_diff(served, expected, output_widths(signature)[0])
+    return float(np.max(np.abs(served - expected)))
 
 
 @dataclass(frozen=True)
@@ -87,8 +121,8 @@ class Deployer:
                 version,
                 trained.path,
                 model_name=model_name,
-                n_inputs=len(trained.signature.inputs),
-                n_outputs=outputs_width(trained.signature),
+                n_inputs=InputEncoder(trained.signature.inputs).width,
+                output_widths=output_widths(trained.signature),
             )
             return exported.resolve().as_uri()
 
@@ -125,18 +159,19 @@ class Deployer:
             )
 
     async def serve(self, version: training_pb2.ModelVersion, sample: NDArray[np.float32]) -> ServingCheck:
-        """Load the version into Triton, wait until READY, and check its scores on ``sample`` against the
-        TorchScript file; raises ``Unavailable`` (Triton) or ``FailedPrecondition`` (scores differ)."""
+        """Load the version into Triton, wait until READY, and check its outputs on ``sample`` against the
+        TorchScript file (``output_diff``); raises ``Unavailable`` (Triton) or ``FailedPrecondition`` (they
+        differ by more than ``PARITY_TOLERANCE``)."""
         name, number = version.triton_model_name, version.triton_model_version
         load_s = await self._server.load(name)
         await self._server.wait_ready(name, number)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        served = (await self._server.infer(name, number, sample)).reshape(-1)
+        served = await self._server.infer(name, number, sample, output_tensors(version.signature))
         infer_s = loop.time() - started
         module = await asyncio.to_thread(load_torchscript, self._repository / name / str(number) / "model.pt")
-        expected = await asyncio.to_thread(predict, module, sample)
-        diff = float(np.max(np.abs(served - expected))) if len(sample) else 0.0
+        expected = await asyncio.to_thread(predict_outputs, module, sample)
+        diff = output_diff(version.signature, served.reshape(len(sample), -1), expected)
         log.info(
             "model version loaded in Triton",
             extra={"triton.model": name, "version": number, "load_s": round(load_s, 3), "max_abs_diff": diff},

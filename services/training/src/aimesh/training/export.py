@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -24,9 +25,17 @@ OWNER_FILE = "aimesh-model.txt"
 """Written into each exported Triton model directory: the registered model it belongs to."""
 
 
-def model_config(n_inputs: int, n_outputs: int = 1) -> str:
-    """``config.pbtxt`` for a python-backend model: ``INPUT__0`` FP32 ``[n_inputs]`` -> ``OUTPUT__0`` FP32
-    ``[n_outputs]`` (the model name is the directory's)."""
+def model_config(n_inputs: int, output_widths: Sequence[int] = (1,)) -> str:
+    """``config.pbtxt`` for a python-backend model: ``INPUT__0`` FP32 ``[n_inputs]`` -> ``OUTPUT__j`` FP32
+    ``[output_widths[j]]`` for each output (the model name is the directory's)."""
+    outputs = ",\n".join(
+        f"""  {{
+    name: "OUTPUT__{j}"
+    data_type: TYPE_FP32
+    dims: [ {width} ]
+  }}"""
+        for j, width in enumerate(output_widths)
+    )
     return f"""# Written by aimesh training. The model name is the directory name.
 backend: "python"
 max_batch_size: {MAX_BATCH_SIZE}
@@ -41,11 +50,7 @@ input [
   }}
 ]
 output [
-  {{
-    name: "OUTPUT__0"
-    data_type: TYPE_FP32
-    dims: [ {n_outputs} ]
-  }}
+{outputs}
 ]
 """
 
@@ -68,7 +73,14 @@ def directory_owner(repo: Path, triton_name: str) -> str | None:
 
 
 def export_version(
-    repo: Path, triton_name: str, version: int, torchscript: Path, *, model_name: str, n_inputs: int, n_outputs: int
+    repo: Path,
+    triton_name: str,
+    version: int,
+    torchscript: Path,
+    *,
+    model_name: str,
+    n_inputs: int,
+    output_widths: Sequence[int],
 ) -> Path:
     """Copy ``torchscript`` into ``<repo>/<triton_name>/<version>/model.pt`` with the backend and config.
 
@@ -94,5 +106,5 @@ def export_version(
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _write_text_atomically(model_dir / "config.pbtxt", model_config(n_inputs, n_outputs))
+    _write_text_atomically(model_dir / "config.pbtxt", model_config(n_inputs, output_widths))
     return target / "model.pt"

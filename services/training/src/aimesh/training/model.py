@@ -22,6 +22,16 @@ def predict(module: nn.Module, x: NDArray[np.float32]) -> NDArray[np.float32]:
     return np.asarray(out.numpy(), dtype=np.float32).reshape(-1)
 
 
+def predict_outputs(module: nn.Module, x: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Every output of ``module`` on CPU side by side, ``[n, sum of output widths]``: a module returning one
+    tensor gives its columns, one returning a tuple the columns of each tensor in order (what Triton's
+    ``OUTPUT__0``, ``OUTPUT__1`` ... hold)."""
+    with torch.inference_mode():
+        out = module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    parts = out if isinstance(out, tuple) else (out,)
+    return np.concatenate([np.asarray(p.numpy(), dtype=np.float32).reshape(len(x), -1) for p in parts], axis=1)
+
+
 def save_torchscript(module: nn.Module, path: Path) -> None:
     """Script ``module`` (CPU) and save it to ``path``; the file is what Triton's ``model.py`` loads."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import training_pb2
 from aimesh.core.errors import FailedPrecondition
 from aimesh.core.signature import InputEncoder, infer_inputs
-from aimesh.training import dataset, evaluation, model
+from aimesh.training import dataset, evaluation, model, next_item
 from aimesh.training.deploy import Deployer
 from aimesh.training.features import FeatureClient, check_feature_service, entity_rows
 from aimesh.training.runs import RunStore, TrainedArtifact
@@ -59,9 +59,13 @@ def signature_of(
     rows: dataset.Rows,
     inputs: list[signature_pb2.SignatureInput],
     outputs: list[signature_pb2.SignatureOutput],
+    *,
+    train_targets: list[str] | None = None,
 ) -> signature_pb2.ModelSignature:
-    """The signature a run registers: its inputs and outputs, the row entity types and context fields."""
+    """The signature a run registers: its inputs and outputs, the row entity types and context fields, and for
+    a next-item run the training slice's most popular targets (``train_targets``) with their shares."""
     spec = plan.spec
+    popular, shares = next_item.popular_items(train_targets) if train_targets is not None else ([], [])
     return signature_pb2.ModelSignature(
         inputs=inputs,
         outputs=outputs,
@@ -73,6 +77,8 @@ def signature_of(
         task=plan.trainer.task,
         input_tensor="INPUT__0",
         trainer=plan.trainer.name,
+        popular_items=popular,
+        popular_item_shares=shares,
     )
 
 
@@ -121,15 +127,20 @@ class TrainingPipeline:
                 "seconds": round(time.perf_counter() - started, 2),
             },
         )
-        if plan.spec.split.kind == training_pb2.SPLIT_KIND_RANDOM:
-            train_mask = dataset.random_split(n, plan.train_fraction, plan.spec.split.seed)
-        else:
-            train_mask = dataset.time_split(rows.times_us, plan.train_fraction)
+        train_mask = self._split(plan, rows)
         columns = [[row[j] for row in values.values] for j in range(len(values.names))]
         train_columns = [[v for v, keep in zip(column, train_mask, strict=True) if keep] for column in columns]
-        inputs = infer_inputs(values.names, train_columns)
+        train_targets = [t for t, keep in zip(rows.targets, train_mask, strict=True) if keep] if plan.next_item else []
+        if plan.next_item:
+            inputs = next_item.infer_item_inputs(
+                values.names, train_columns, train_targets, max_len=int(float(plan.params["max_len"]))
+            )
+            y = next_item.target_classes(rows.targets, next_item.sequence_input(inputs)[1].vocabulary)
+        else:
+            inputs = infer_inputs(values.names, train_columns)
+            next_item.refuse_sequences(inputs, plan.trainer.name)
+            y = rows.labels
         x = InputEncoder(inputs).matrix(columns)
-        y = rows.labels
         data = Dataset(tuple(inputs), x[train_mask], y[train_mask], x[~train_mask], y[~train_mask])
         if plan.binary:
             for name, labels in (("train", data.y_train), ("eval", data.y_eval)):
@@ -147,9 +158,17 @@ class TrainingPipeline:
             plan.trainer.fit, data, plan.params, threads=self._config.torch_threads, progress=progress
         )
         train_seconds = time.perf_counter() - started
-        scores = await asyncio.to_thread(model.predict, fitted.module, data.x_eval)
-        train_scores = await asyncio.to_thread(model.predict, fitted.module, data.x_train)
-        metrics = self._metrics(plan, data, scores, train_scores)
+        if plan.next_item:
+            metrics, profile = await asyncio.to_thread(next_item.evaluate, fitted, data, seed=spec.split.seed)
+        else:
+            scores = await asyncio.to_thread(model.predict, fitted.module, data.x_eval)
+            train_scores = await asyncio.to_thread(model.predict, fitted.module, data.x_train)
+            metrics = self._metrics(plan, data, scores, train_scores)
+            profile = (
+                evaluation.score_profile(scores)
+                if plan.binary
+                else evaluation.score_profile(scores, low=float(scores.min()), high=float(scores.max()))
+            )
         metrics |= {
             "train_rows": float(len(data.y_train)),
             "eval_rows": float(len(data.y_eval)),
@@ -158,14 +177,11 @@ class TrainingPipeline:
             "train_seconds": train_seconds,
         }
         log.info("run: evaluated", extra={**ctx, **metrics})
-        profile = (
-            evaluation.score_profile(scores)
-            if plan.binary
-            else evaluation.score_profile(scores, low=float(scores.min()), high=float(scores.max()))
-        )
         path = self._config.artifacts_dir / run.run_id / "model.pt"
         await asyncio.to_thread(model.save_torchscript, fitted.module, path)
-        signature = signature_of(plan, rows, inputs, list(fitted.outputs))
+        signature = signature_of(
+            plan, rows, inputs, list(fitted.outputs), train_targets=train_targets if plan.next_item else None
+        )
         await self._runs.save_artifact(
             run.run_id,
             TrainedArtifact(
@@ -175,6 +191,15 @@ class TrainingPipeline:
         if not spec.register_model:
             return Outcome(metrics=metrics, model_version=0, message="trained; not registered (register_model unset)")
         return await self._deploy(run, plan, metrics, data.x_eval)
+
+    @staticmethod
+    def _split(plan: RunPlan, rows: dataset.Rows) -> NDArray[np.bool_]:
+        split = plan.spec.split
+        if split.kind == training_pb2.SPLIT_KIND_RANDOM:
+            return dataset.random_split(len(rows.times), plan.train_fraction, split.seed)
+        if split.kind == training_pb2.SPLIT_KIND_LEAVE_LAST_OUT:
+            return dataset.leave_last_out_split([ids.get(plan.key_entity) for ids in rows.entity_ids])
+        return dataset.time_split(rows.times_us, plan.train_fraction)
 
     @staticmethod
     def _metrics(
@@ -210,17 +235,21 @@ class TrainingPipeline:
             "triton_infer_seconds": check.infer_seconds,
         }
         alias = self._config.champion_alias
+        floor_name = "floor"
         if plan.binary:
             quality, name, floor = metrics["auc"], "eval AUC", self._config.champion_auc_floor
+        elif plan.next_item:
+            quality, name, floor = metrics["hr@10"], "eval HR@10", metrics["popularity_hr@10"]
+            floor_name = "popularity baseline's HR@10"
         else:
             quality, name, floor = metrics["r2"], "eval R2", 0.0
         if quality > floor:
             await self._deployer.promote(version, alias, reason=f"run {run.run_id}: {name} {quality:.4f}")
-            message = f"version {version.version} is {alias} ({name} {quality:.4f} > floor {floor})"
+            message = f"version {version.version} is {alias} ({name} {quality:.4f} > {floor_name} {floor:.4g})"
         else:
             message = (
                 f"version {version.version} registered without alias {alias}: {name} {quality:.4f} "
-                f"is not above the floor {floor}"
+                f"is not above the {floor_name} {floor:.4g}"
             )
         log.info("run: " + message, extra={"run_id": run.run_id, "model": spec.model_name})
         return Outcome(metrics=metrics, model_version=version.version, message=message)

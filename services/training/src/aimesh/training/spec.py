@@ -17,13 +17,19 @@ from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import training_pb2
 from aimesh.core import lake
 from aimesh.core.errors import InvalidArgument, NotFound
-from aimesh.training.trainers import trainer
+from aimesh.training.trainers import TRAINERS, trainer
 from aimesh.training.trainers.base import Trainer, number
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 RUN_PARAMS = {"min_rows": "50", "min_positives": "5", "threshold": "0.5"}
 """Parameters of the run itself (any trainer): rows and positives needed, the precision/recall threshold."""
 DEFAULT_TRAIN_FRACTION = 0.8
+LABEL_TASKS = {
+    training_pb2.LABEL_KIND_BINARY: signature_pb2.TASK_BINARY_CLASSIFICATION,
+    training_pb2.LABEL_KIND_REGRESSION: signature_pb2.TASK_REGRESSION,
+    training_pb2.LABEL_KIND_NEXT_ITEM: signature_pb2.TASK_NEXT_ITEM,
+}
+"""The task a trainer must have for each label kind."""
 ENTITY_KEY = "entity_key"
 """The lake column holding a record's key (``TrainingRows.entity_fields`` may name it)."""
 
@@ -45,6 +51,10 @@ class RunPlan:
     def binary(self) -> bool:
         return self.spec.label.kind == training_pb2.LABEL_KIND_BINARY
 
+    @property
+    def next_item(self) -> bool:
+        return self.spec.label.kind == training_pb2.LABEL_KIND_NEXT_ITEM
+
 
 def _check_rows(rows: training_pb2.TrainingRows) -> str:
     """Validate ``spec.rows``; returns the key entity."""
@@ -56,6 +66,12 @@ def _check_rows(rows: training_pb2.TrainingRows) -> str:
     key_entity = rows.key_entity or entity_types[0]
     if key_entity not in entity_types:
         raise InvalidArgument(f"spec.rows.key_entity {key_entity!r} is none of the row entity types {entity_types}")
+    for field, accepted in rows.filter.items():
+        if not field or not all(accepted.split(",")):
+            raise InvalidArgument(
+                f"spec.rows.filter[{field!r}] = {accepted!r}: a field name and one or more comma-separated "
+                "non-empty values are required"
+            )
     return key_entity
 
 
@@ -63,13 +79,11 @@ def _check_label(label: training_pb2.LabelSpec, chosen: Trainer) -> None:
     """Validate ``spec.label`` against the trainer's task."""
     if not label.target_field:
         raise InvalidArgument("spec.label.target_field is required")
-    if label.kind == training_pb2.LABEL_KIND_UNSPECIFIED:
-        raise InvalidArgument("spec.label.kind is required: LABEL_KIND_BINARY or LABEL_KIND_REGRESSION")
-    wanted = (
-        signature_pb2.TASK_BINARY_CLASSIFICATION
-        if label.kind == training_pb2.LABEL_KIND_BINARY
-        else signature_pb2.TASK_REGRESSION
-    )
+    wanted = LABEL_TASKS.get(label.kind)
+    if wanted is None:
+        raise InvalidArgument(
+            "spec.label.kind is required: LABEL_KIND_BINARY, LABEL_KIND_REGRESSION or LABEL_KIND_NEXT_ITEM"
+        )
     if chosen.task != wanted:
         raise InvalidArgument(
             f"trainer {chosen.name!r} predicts {signature_pb2.Task.Name(chosen.task)}, but spec.label.kind is "
@@ -79,6 +93,10 @@ def _check_label(label: training_pb2.LabelSpec, chosen: Trainer) -> None:
         raise InvalidArgument("spec.label.positive_values is required for a binary label")
     if label.source and not label.join_field:
         raise InvalidArgument("spec.label.join_field is required when the label comes from another source")
+    if label.kind == training_pb2.LABEL_KIND_NEXT_ITEM and label.source:
+        raise InvalidArgument(
+            "spec.label.source must be empty for LABEL_KIND_NEXT_ITEM: the target is the row's own field"
+        )
 
 
 def check_spec(spec: training_pb2.RunSpec) -> RunPlan:
@@ -88,7 +106,7 @@ def check_spec(spec: training_pb2.RunSpec) -> RunPlan:
     if not spec.feature_service:
         raise InvalidArgument("spec.feature_service is required")
     if not spec.trainer:
-        raise InvalidArgument("spec.trainer is required (logistic_regression, mlp_classifier, mlp_regressor)")
+        raise InvalidArgument(f"spec.trainer is required ({', '.join(sorted(TRAINERS))})")
     chosen = trainer(spec.trainer)
     key_entity = _check_rows(spec.rows)
     _check_label(spec.label, chosen)
@@ -156,6 +174,7 @@ def check_lake(plan: RunPlan, root: Path) -> None:
     columns = _columns(root, rows.source, "spec.rows.source")
     _require(columns, sorted(rows.entity_fields), "spec.rows.entity_fields", rows.source)
     _require(columns, list(rows.context_fields), "spec.rows.context_fields", rows.source)
+    _require(columns, sorted(rows.filter), "spec.rows.filter", rows.source)
     if not label.source:
         _require(columns, [label.target_field], "spec.label.target_field", rows.source)
         return

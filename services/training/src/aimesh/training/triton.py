@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -36,8 +37,10 @@ class ModelServer(Protocol):
         """Return when ``name`` version ``version`` is READY; raise ``Unavailable`` after ``within_s``."""
         ...
 
-    async def infer(self, name: str, version: int, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        """``OUTPUT__0`` of ``name``/``version`` for the batch ``x``."""
+    async def infer(
+        self, name: str, version: int, x: NDArray[np.float32], outputs: Sequence[str] = (OUTPUT_NAME,)
+    ) -> NDArray[np.float32]:
+        """The ``outputs`` of ``name``/``version`` for the batch ``x``, side by side: ``[rows, sum of widths]``."""
         ...
 
 
@@ -79,7 +82,9 @@ class TritonModelServer:
                     raise Unavailable(f"{name!r} v{version} is not READY in Triton after {within_s}s")
                 await asyncio.sleep(0.25)
 
-    async def infer(self, name: str, version: int, x: NDArray[np.float32]) -> NDArray[np.float32]:
+    async def infer(
+        self, name: str, version: int, x: NDArray[np.float32], outputs: Sequence[str] = (OUTPUT_NAME,)
+    ) -> NDArray[np.float32]:
         batch = np.ascontiguousarray(x, dtype=np.float32)
         request = InferInput(INPUT_NAME, list(batch.shape), "FP32")
         request.set_data_from_numpy(batch)
@@ -89,12 +94,15 @@ class TritonModelServer:
                     name,
                     [request],
                     model_version=str(version),
-                    outputs=[InferRequestedOutput(OUTPUT_NAME)],
+                    outputs=[InferRequestedOutput(o) for o in outputs],
                     client_timeout=30.0,
                 )
             except InferenceServerException as exc:
                 raise Unavailable(f"Triton at {self._target} failed to score {name!r} v{version}: {exc}") from exc
-        out = result.as_numpy(OUTPUT_NAME)
-        if out is None:
-            raise Unavailable(f"{name!r} v{version} returned no {OUTPUT_NAME}")
-        return np.asarray(out, dtype=np.float32)
+        parts = []
+        for output in outputs:
+            out = result.as_numpy(output)
+            if out is None:
+                raise Unavailable(f"{name!r} v{version} returned no {output}")
+            parts.append(np.asarray(out, dtype=np.float32).reshape(len(batch), -1))
+        return np.concatenate(parts, axis=1)

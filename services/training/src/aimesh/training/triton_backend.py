@@ -3,7 +3,8 @@
 ``initialize`` loads ``<version>/model.pt`` (TorchScript) with torch on CPU, or on the GPU when the
 instance is a GPU instance and CUDA is available. ``execute`` concatenates the (dynamically batched)
 requests, runs the module once and splits the result: ``INPUT__0`` FP32 ``[-1, n]`` ->
-``OUTPUT__0`` FP32 ``[-1, k]``, the module's output (a probability, a predicted value ...). Runs inside
+``OUTPUT__0`` FP32 ``[-1, k]``, the module's output (a probability, a predicted value ...); a module that
+returns a tuple of tensors gives ``OUTPUT__0``, ``OUTPUT__1`` ... in tuple order. Runs inside
 ``triton_python_backend_stub``; ``triton_python_backend_utils`` is provided by the backend at run time.
 """
 
@@ -36,8 +37,14 @@ class TritonPythonModel:
         sizes = [len(x) for x in inputs]
         batch = torch.from_numpy(np.ascontiguousarray(np.concatenate(inputs), dtype=np.float32)).to(self.device)
         with torch.inference_mode():
-            scores = self.module(batch).cpu().numpy().astype(np.float32)
-        responses = []
-        for part in np.split(scores, np.cumsum(sizes)[:-1]):
-            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("OUTPUT__0", part)]))
-        return responses
+            out = self.module(batch)
+        tensors = out if isinstance(out, tuple) else (out,)
+        outputs = [t.cpu().numpy().astype(np.float32) for t in tensors]
+        cuts = np.cumsum(sizes)[:-1]
+        per_output = [np.split(o, cuts) for o in outputs]
+        return [
+            pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor(f"OUTPUT__{j}", parts[i]) for j, parts in enumerate(per_output)]
+            )
+            for i in range(len(requests))
+        ]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from aimesh.core.errors import NotFound
-from aimesh.training.trainers import logistic_regression, mlp_classifier, mlp_regressor
+from aimesh.training.trainers import logistic_regression, mlp_classifier, mlp_regressor, sequence_next_item
 from aimesh.training.trainers.base import Trainer
 
 TRAINERS: dict[str, Trainer] = {
-    t.name: t for t in (logistic_regression.TRAINER, mlp_classifier.TRAINER, mlp_regressor.TRAINER)
+    t.name: t
+    for t in (logistic_regression.TRAINER, mlp_classifier.TRAINER, mlp_regressor.TRAINER, sequence_next_item.TRAINER)
 }
 
 

@@ -22,6 +22,9 @@ from aimesh.core.errors import InvalidArgument
 
 Progress = Callable[[int, float], None]
 """Called as ``progress(epoch, mean_loss)`` after each epoch."""
+RankScores = Callable[[NDArray[np.float32]], NDArray[np.float32]]
+"""``scores(x [rows, width]) -> [rows, classes]``: a ranking model's score of every class (column ``c`` for
+vocabulary index ``c``; column 0, padding, is ``-inf``), higher is better; what the ranking evaluation ranks."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,13 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Fitted:
-    """What a trainer returns: the module to export and the outputs its ``forward`` returns, in order."""
+    """What a trainer returns: the module to export and the outputs its ``forward`` returns, in order (one
+    tensor, or a tuple of tensors, one per output)."""
 
     module: nn.Module
     outputs: tuple[signature_pb2.SignatureOutput, ...]
+    rank_scores: RankScores | None = None
+    """``TASK_NEXT_ITEM`` trainers: the full scores the evaluation ranks (the module only returns its top-k)."""
 
 
 class Trainer(Protocol):
