@@ -4,8 +4,9 @@
 ``go_score()`` / ``go_recommend()`` run it once and return its JSON line. All of them block (use
 ``asyncio.to_thread`` when the server under test runs on the caller's event loop).
 
-``next_item_models()`` and ``recommend_mismatches()`` compare the Go client's Recommend answers with
-the Python client's for the same requests, for any TASK_NEXT_ITEM model a running mesh serves.
+``compare_recommend()`` and ``recommend_mismatches()`` compare the Go client's Recommend answers with the
+Python client's for the same requests, for any TASK_NEXT_ITEM model (``next_item_models()`` finds those a
+running mesh serves).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,23 +247,36 @@ async def default_cases(inference_grpc: str, model: str) -> list[RecommendCase]:
     ]
 
 
-async def recommend_mismatches(
-    binary: Path, inference_grpc: str, model: str, cases: Sequence[RecommendCase] | None = None
-) -> list[str]:
-    """Send each case through the Python client and then the Go client; return how their answers differ.
+@dataclass(frozen=True)
+class RecommendComparison:
+    """One case as both clients answered it: ``python`` and ``go`` hold the compared fields (``status``,
+    then on OK ``model_name``, ``model_version``, ``route``, ``fallback``, ``unknown_items``, ``max_k`` and
+    ``items`` as (id, score) pairs, else ``message``); ``problems`` says how they differ (empty: agree)."""
 
-    Compared: status, model name and version, route, fallback, unknown items, max_k and the items (ids in
-    order, scores within ``SCORE_TOLERANCE``). Request and event ids differ by design and are not compared.
-    An empty list means they agree on every case (``cases`` default: ``default_cases``).
+    case: RecommendCase
+    python: dict[str, Any]
+    go: dict[str, Any]
+    problems: list[str]
+
+
+async def compare_recommend(
+    binary: Path, inference_grpc: str, model: str, cases: Sequence[RecommendCase] | None = None
+) -> list[RecommendComparison]:
+    """Send each case through the Python client and then the Go client, and compare the answers.
+
+    Compared: status (and message), model name and version, route, fallback, unknown items, max_k and the
+    items (ids in order, scores within ``SCORE_TOLERANCE``). Request and event ids differ by design and
+    are not compared. ``cases`` default: ``default_cases``.
     """
     if cases is None:
         cases = await default_cases(inference_grpc, model)
-    problems: list[str] = []
+    run = uuid.uuid4().hex[:8]
+    comparisons: list[RecommendComparison] = []
     async with open_caller_channel(inference_grpc) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         for i, case in enumerate(cases):
             request = inference_pb2.RecommendRequest(
-                request_id=f"py-recommend-{i}",
+                request_id=f"py-recommend-{run}-{i}",
                 model=model,
                 entity_ids=case.entity_ids,
                 context_items=case.context_items,
@@ -291,14 +306,21 @@ async def recommend_mismatches(
                 case.context_items,
                 k=case.k,
                 exclude=case.exclude,
-                request_id=f"go-recommend-{i}",
+                request_id=f"go-recommend-{run}-{i}",
                 deadline_ms=5000,
             )
             go: dict[str, Any] = {key: line.get(key) for key in python}
             if "items" in python:
-                go["items"] = [(item["item_id"], item["score"]) for item in line.get("items", [])]
-            problems += _differences(f"case {i} {case}", python, go)
-    return problems
+                go["items"] = [(item["item_id"], item["score"]) for item in line.get("items") or []]
+            comparisons.append(RecommendComparison(case, python, go, _differences(f"case {i} {case}", python, go)))
+    return comparisons
+
+
+async def recommend_mismatches(
+    binary: Path, inference_grpc: str, model: str, cases: Sequence[RecommendCase] | None = None
+) -> list[str]:
+    """Every difference ``compare_recommend`` finds; an empty list means both clients agree on every case."""
+    return [p for c in await compare_recommend(binary, inference_grpc, model, cases) for p in c.problems]
 
 
 def _differences(label: str, python: dict[str, Any], go: dict[str, Any]) -> list[str]:
