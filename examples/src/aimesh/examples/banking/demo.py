@@ -13,7 +13,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from aimesh.examples.banking.scenario import MeshAddress, Scenario, ScenarioConfig, ScenarioError, ScenarioSummary
+from aimesh.examples.banking.scenario import MeshAddress, Scenario, ScenarioConfig, ScenarioSummary
+from aimesh.examples.mesh import ScenarioError
 
 
 def next_seed(home: Path, first: int = 42) -> int:

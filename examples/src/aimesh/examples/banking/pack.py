@@ -11,12 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
-from google.protobuf import json_format
-
 from aimesh.api.training.v1 import training_pb2
-from aimesh.feature.operations import apply_file
-from aimesh.ingest.operations import apply_sources
+from aimesh.examples import mesh
 
 PACK = Path(__file__).parent / "pack"
 SOURCES = PACK / "sources.yaml"
@@ -26,21 +22,10 @@ TRAINING = PACK / "training.yaml"
 
 async def apply_pack(ingest_grpc: str, feature_grpc: str) -> list[str]:
     """Register the pack's sources and apply its features; returns one line per change. Idempotent."""
-    lines = [
-        f"source {c.name}: {c.action} (v{c.version})"
-        for c in await apply_sources(ingest_grpc, SOURCES.read_text("utf-8"), dry_run=False)
-    ]
-    response = await apply_file(feature_grpc, FEATURES.read_text("utf-8"), dry_run=False)
-    lines += [f"{c.kind} {c.name}: v{c.version}" for c in response.changes]
-    return lines
+    return await mesh.apply_pack(PACK, ingest_grpc, feature_grpc)
 
 
 def training_spec(params: Mapping[str, str] | None = None, **fields: str) -> training_pb2.RunSpec:
     """The pack's ``RunSpec``; ``params`` are added to its trainer parameters, ``fields`` override top-level
     string fields (e.g. ``triton_model_name``)."""
-    document = yaml.safe_load(TRAINING.read_text("utf-8"))
-    document.setdefault("params", {}).update(params or {})
-    document.update(fields)
-    spec = training_pb2.RunSpec()
-    json_format.ParseDict(document, spec)
-    return spec
+    return mesh.read_run_spec(TRAINING, params, **fields)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aimesh.core.bus import EventProducer
 from aimesh.examples.banking.model import EXPECTED_REASON, GeneratedEvent, MalformedKind, Stream
+from aimesh.examples.mesh import send_pipelined, upstream_producer
 
 DEFAULT_TOPICS: Mapping[Stream, str] = {
     Stream.TRANSACTIONS: "bank.card-transactions",
@@ -69,12 +69,9 @@ async def publish_events(
     queued before it may or may not have been written). ``on_acked(n)`` reports progress.
     """
     summary = PublishSummary()
-    in_flight: deque[tuple[asyncio.Future[Any], GeneratedEvent]] = deque()
     started = time.perf_counter()
 
-    async def settle_oldest() -> None:
-        fut, event = in_flight.popleft()
-        meta = await fut
+    def settled(event: GeneratedEvent, meta: Any) -> None:
         topic = topics[event.stream]
         summary.per_topic[topic] += 1
         if event.malformed is not None:
@@ -87,17 +84,11 @@ async def publish_events(
         if on_acked is not None:
             on_acked(1)
 
-    for event in events:
-        fut = await producer.send_raw(topics[event.stream], event.value, key=event.key, headers=())
-        in_flight.append((fut, event))
-        if len(in_flight) >= max_in_flight:
-            await settle_oldest()
-    while in_flight:
-        await settle_oldest()
+    await send_pipelined(producer, events, lambda e: topics[e.stream], settled, max_in_flight=max_in_flight)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 def bank_producer(bootstrap: str) -> EventProducer:
     """A producer tuned for bulk upstream traffic (bigger batches); use it as an async context manager."""
-    return EventProducer(bootstrap, source=PRODUCER_SOURCE, linger_ms=20, max_batch_size=256 * 1024)
+    return upstream_producer(bootstrap, PRODUCER_SOURCE)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +21,6 @@ import grpc
 import httpx
 import orjson
 from elasticsearch import AsyncElasticsearch
-from prometheus_client.parser import text_string_to_metric_families
 
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
@@ -32,13 +31,13 @@ from aimesh.examples.banking.generator import GeneratorConfig, default_populatio
 from aimesh.examples.banking.model import Stream
 from aimesh.examples.banking.pack import apply_pack, training_spec
 from aimesh.examples.banking.publisher import DEFAULT_TOPICS, PublishSummary, bank_producer, publish_events
+from aimesh.examples.mesh import ScenarioError
+from aimesh.examples.mesh import ingest_counts as _ingest_counts
+from aimesh.examples.mesh import metric_total as _metric_total
+from aimesh.examples.mesh import poll as _poll
 
 MODEL_NAME = "fraud"
 Report = Callable[[str], None]
-
-
-class ScenarioError(RuntimeError):
-    """A step of the scenario did not complete; the message names the step, what was seen and the fix."""
 
 
 @dataclass(frozen=True)
@@ -104,42 +103,6 @@ class ScenarioSummary:
     @property
     def errors(self) -> Counter[str]:
         return Counter(s.error.split(":")[0] for s in self.scored if s.error is not None)
-
-
-async def _metric_total(client: httpx.AsyncClient, admin: str, metric: str) -> dict[tuple[tuple[str, str], ...], float]:
-    """Samples of ``metric`` (a counter, without ``_total``) from a service's ``/metrics``, by label set."""
-    text = (await client.get(f"{admin}/metrics", timeout=5)).text
-    values: dict[tuple[tuple[str, str], ...], float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name == metric:
-            for sample in family.samples:
-                if sample.name == f"{metric}_total":
-                    values[tuple(sorted(sample.labels.items()))] = sample.value
-    return values
-
-
-async def _ingest_counts(client: httpx.AsyncClient, admin: str) -> tuple[float, Counter[str], float]:
-    accepted = await _metric_total(client, admin, "aimesh_ingest_records_accepted")
-    rejected = await _metric_total(client, admin, "aimesh_ingest_records_rejected")
-    duplicates = await _metric_total(client, admin, "aimesh_ingest_duplicates_dropped")
-    reasons: Counter[str] = Counter()
-    for labels, value in rejected.items():
-        reasons[dict(labels).get("reason", "?")] += int(value)
-    return sum(accepted.values()), reasons, sum(duplicates.values())
-
-
-async def _poll(
-    what: str, check: Callable[[], Awaitable[object]], limit_s: float, hint: str, interval: float = 0.5
-) -> None:
-    """Await ``check()`` (truthy when done) until it holds; ScenarioError after ``limit_s`` seconds."""
-    deadline = time.monotonic() + limit_s
-    last: object = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return
-        await asyncio.sleep(interval)
-    raise ScenarioError(f"{what} did not happen within {limit_s:.0f}s (last seen: {last!r}); {hint}")
 
 
 def payment_requests(population_of: GeneratorConfig, count: int, end: datetime) -> Iterator[dict[str, object]]:
