@@ -42,9 +42,12 @@ down:  ## Stop everything `up` started.
 status:
 	$(AIMESH) status
 
-demo: up  ## The main job: the bank's fraud scenario through all five services, with a summary.
+SCENARIO ?= all
+demo: up  ## The main job: the bank's fraud and the retailer's next-item scenarios through all five services, with summaries; SCENARIO=banking|retail runs one.
+	@case "$(SCENARIO)" in banking|retail|all) ;; *) echo "SCENARIO must be banking, retail or all (got '$(SCENARIO)')" >&2; exit 2;; esac
 	$(AIMESH) status
-	$(PY) -m aimesh.examples.banking demo
+	@if [ "$(SCENARIO)" != retail ]; then $(PY) -m aimesh.examples.banking demo; fi
+	@if [ "$(SCENARIO)" != banking ]; then $(PY) -m aimesh.examples.retail demo; fi
 
 lint: setup  ## ruff (lint + format check) and mypy (strict).
 	$(VENV)/bin/ruff check .
