@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 from prometheus_client import REGISTRY
 
 from aimesh.api.ingest.v1 import events_pb2
-from aimesh.core.bus import EventConsumer
+from aimesh.core.bus import EventConsumer, TransactionalProducer
 from aimesh.core.events import Event
 from aimesh.core.testing import FakeKafkaConsumer, FakeRecord, TransactionalRecordingSender
 
@@ -172,3 +173,40 @@ def test_transactions_need_a_batch_handler() -> None:
             handler=one,
             transactions=TransactionalRecordingSender(),
         )
+
+
+class _FakeAioProducer:
+    def __init__(self) -> None:
+        self.aborted = 0
+
+    async def begin_transaction(self) -> None:
+        return None
+
+    async def abort_transaction(self) -> None:
+        self.aborted += 1
+
+
+@pytest.mark.parametrize(
+    ("cause", "replaced"),
+    [(KafkaTimeoutError(), True), (TimeoutError(), True), (ValueError("bad record"), False), (None, False)],
+)
+def test_transaction_ended_by_a_kafka_error_replaces_the_producer(cause: BaseException | None, replaced: bool) -> None:
+    """After a Kafka error or a timeout inside a transaction the next begin() starts on a new producer
+    (aiokafka's transaction state may no longer match the coordinator's); an application error does not."""
+    fake = _FakeAioProducer()
+    replacements: list[int] = []
+
+    async def replace() -> None:
+        replacements.append(1)
+
+    async def scenario() -> None:
+        producer = TransactionalProducer("127.0.0.1:1", source="t", transactional_id="t-0")
+        producer._kafka.replace = replace  # type: ignore[method-assign]
+        producer._kafka._client = fake  # type: ignore[assignment]
+        await producer.begin()
+        await producer.abort(cause)
+        await producer.begin()
+
+    asyncio.run(scenario())
+    assert fake.aborted == 1
+    assert replacements == ([1] if replaced else [])

@@ -137,7 +137,7 @@ class Transactions(Protocol):
 
     async def commit(self, offsets: Mapping[TopicPartition, int], group_id: str) -> None: ...
 
-    async def abort(self) -> None: ...
+    async def abort(self, cause: BaseException | None = None) -> None: ...
 
 
 @functools.lru_cache(maxsize=65536)
@@ -316,13 +316,19 @@ class TransactionalProducer(EventProducer):
         await self._producer.commit_transaction()
         self._open = False
 
-    async def abort(self) -> None:
+    async def abort(self, cause: BaseException | None = None) -> None:
         """Abort the open transaction, if any; never raises.
 
-        When the producer cannot abort (fenced, timed out by the broker, Kafka gone) it is marked broken
-        and the next ``begin()`` replaces it with a new one of the same ``transactional_id``, which makes
-        the broker abort whatever the old one left open.
+        The producer is marked broken, and the next ``begin()`` replaces it with a new one of the same
+        ``transactional_id`` (which makes the broker abort whatever the old one left open), when it cannot
+        abort (fenced, timed out by the broker, Kafka gone) or when ``cause``, the error that ended the
+        transaction, came from Kafka or timed out: after such an error aiokafka's transaction state may
+        no longer match the coordinator's, and reusing the producer could fail every later transaction.
         """
+        if cause is not None and isinstance(cause, KafkaError | TimeoutError):
+            if not self._broken:
+                log.warning("transaction failed in Kafka; the producer will be re-initialised: %r", cause)
+            self._broken = True
         if not self._open:
             return
         self._open = False
@@ -778,7 +784,7 @@ class EventConsumer:
                     await action()
                     await transactions.commit({tp: events[-1].offset + 1}, self._group_id)
                 except Exception as exc:
-                    await transactions.abort()
+                    await transactions.abort(exc)
                     return exc
             return None
         finally:

@@ -125,7 +125,7 @@ class TransactionalRecordingSender(RecordingSender):
         self.commits.append(dict(offsets))
         self.staged = None
 
-    async def abort(self) -> None:
+    async def abort(self, cause: BaseException | None = None) -> None:
         if self.staged is not None:
             self.aborts += 1
         self.staged = None
