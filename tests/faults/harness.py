@@ -195,6 +195,9 @@ class Report:
     counts: dict[str, Any] = field(default_factory=dict)
     timeline: list[tuple[float, str]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    diagnostics: list[str] = field(default_factory=list)
+    """When something did not hold: the services' newest warnings and errors of the scenario (see
+    ``service_warnings``), printed and carried in the assertion so a CI log explains the failure."""
 
     def check(self, ok: bool, failure: str) -> None:
         if not ok:
@@ -208,10 +211,39 @@ class Report:
         lines.append(f"  held: {'all' if not self.failures else 'NOT ' + str(len(self.failures))}")
         for failure in self.failures:
             lines.append(f"  FAILED: {failure}")
+        lines.extend(f"  log: {line}" for line in self.diagnostics)
         print("\n".join(lines), flush=True)
 
     def assert_held(self) -> None:
-        assert not self.failures, f"{self.name}: " + "; ".join(self.failures)
+        assert not self.failures, (
+            f"{self.name}: " + "; ".join(self.failures) + "; newest service warnings: " + " | ".join(self.diagnostics)
+        )
+
+
+def service_warnings(stack: FaultStack, since: datetime, *, per_service: int = 3, width: int = 240) -> list[str]:
+    """The newest distinct warning/error messages (ECS JSON log lines) of each service since ``since``."""
+    out: list[str] = []
+    for name in sorted(stack.services):
+        path = stack.paths.logs / f"{name}.log"
+        if not path.exists():
+            continue
+        seen: dict[str, str] = {}
+        for raw in path.read_bytes().splitlines()[-20000:]:
+            try:
+                entry = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(entry, dict) or entry.get("log.level") not in ("warning", "error", "critical"):
+                continue
+            if str(entry.get("@timestamp", "")) < since.isoformat()[:23]:
+                continue
+            message = str(entry.get("message", ""))
+            error = entry.get("error")
+            detail = f"{message}: {error.get('message', '')}" if isinstance(error, dict) else message
+            seen.pop(message, None)
+            seen[message] = " ".join(f"{name} {entry.get('@timestamp', '')[11:23]} {detail}".split())[:width]
+        out.extend(list(seen.values())[-per_service:])
+    return out
 
 
 Fault = Callable[[Callable[[str], None]], Awaitable[None]]
@@ -280,6 +312,8 @@ async def run_scenario(
     leaks = await pan_leaks(stack, since_topics, started, upstream.pans)
     report.counts["raw PANs found"] = leaks[:10] or 0
     report.check(not leaks, f"raw card numbers leaked: {leaks[:5]}")
+    if report.failures:
+        report.diagnostics = service_warnings(stack, started)
     report.print()
     return report
 
