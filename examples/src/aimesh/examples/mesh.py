@@ -9,6 +9,7 @@ services' gRPC APIs (``apply_pack``, ``run_training``), their ``/metrics`` (``in
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -23,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
 from aimesh.core.bus import EventProducer
-from aimesh.core.channels import open_caller_channel
+from aimesh.core.channels import TOKEN_FILE_ENV, open_caller_channel
 from aimesh.feature.operations import apply_file
 from aimesh.ingest.operations import apply_sources
 
@@ -75,6 +76,14 @@ async def send_pipelined(
             await settle_oldest()
     while in_flight:
         await settle_oldest()
+
+
+def use_stack_token(home: Path) -> None:
+    """Send the local stack's demo token (``<home>/auth/demo.token``, written by ``aimesh up``) when
+    ``$AIMESH_AUTH_TOKEN_FILE`` is unset and that file exists, so a demo authenticates without setup."""
+    demo = home / "auth" / "demo.token"
+    if not os.environ.get(TOKEN_FILE_ENV) and demo.is_file():
+        os.environ[TOKEN_FILE_ENV] = str(demo)
 
 
 def upstream_producer(bootstrap: str, source: str) -> EventProducer:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from aimesh.examples.banking.scenario import MeshAddress, Scenario, ScenarioConfig, ScenarioSummary
-from aimesh.examples.mesh import ScenarioError
+from aimesh.examples.mesh import ScenarioError, use_stack_token
 
 
 def next_seed(home: Path, first: int = 42) -> int:
@@ -64,6 +64,7 @@ def summary_table(summary: ScenarioSummary) -> Table:
 def run_demo(events: int, payments: int, console: Console) -> int:
     """Run the scenario against the local mesh; returns the process exit code."""
     home = Path(os.environ.get("AIMESH_HOME", ".aimesh"))
+    use_stack_token(home)
     config = ScenarioConfig(events=events, payments=payments, seed=next_seed(home))
     console.print(
         f"[bold]fraud scenario[/bold]: {events:,} upstream events (seed {config.seed}), {payments:,} payments to score"

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from aimesh.examples.banking.demo import next_seed
-from aimesh.examples.mesh import ScenarioError
+from aimesh.examples.mesh import ScenarioError, use_stack_token
 from aimesh.examples.retail.scenario import (
     METRICS,
     MODEL_NAME,
@@ -63,6 +63,7 @@ def summary_table(summary: ScenarioSummary) -> Table:
 def run_demo(events: int, requests: int, console: Console) -> int:
     """Run the scenario against the local mesh; returns the process exit code."""
     home = Path(os.environ.get("AIMESH_HOME", ".aimesh"))
+    use_stack_token(home)
     config = ScenarioConfig(events=events, requests=requests, seed=next_seed(home / "retail"))
     console.print(
         f"[bold]retail scenario[/bold]: {events:,} interactions (seed {config.seed}), {requests:,} Recommend calls"
