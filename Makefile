@@ -11,7 +11,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 GO_MOD := tests/clients/go
 GO_STAMP := .aimesh/go/.installed
 
-.PHONY: setup up up-infra down status demo test test-unit test-faults lint proto proto-go docs clean
+.PHONY: setup up up-infra down status demo demo-scenario test test-unit test-faults lint proto proto-go docs clean
 
 setup: $(STAMP) $(GO_STAMP)  ## Create .venv and install every part (editable) with pinned versions; install PostgreSQL and Redis if missing; fetch the Go client's modules.
 
@@ -43,11 +43,13 @@ status:
 	$(AIMESH) status
 
 SCENARIO ?= all
-demo: up  ## The main job: the bank's fraud and the retailer's next-item scenarios through all five services, with summaries; SCENARIO=banking|retail runs one.
-	@case "$(SCENARIO)" in banking|retail|all) ;; *) echo "SCENARIO must be banking, retail or all (got '$(SCENARIO)')" >&2; exit 2;; esac
+demo: demo-scenario up  ## The main job: the bank's fraud and the retailer's next-item scenarios through all five services, with summaries; SCENARIO=banking|retail runs one.
 	$(AIMESH) status
 	@if [ "$(SCENARIO)" != retail ]; then $(PY) -m aimesh.examples.banking demo; fi
 	@if [ "$(SCENARIO)" != banking ]; then $(PY) -m aimesh.examples.retail demo; fi
+
+demo-scenario:  # refuses an unknown SCENARIO before anything is started
+	@case "$(SCENARIO)" in banking|retail|all) ;; *) echo "SCENARIO must be banking, retail or all (got '$(SCENARIO)')" >&2; exit 2;; esac
 
 lint: setup  ## ruff (lint + format check) and mypy (strict).
 	$(VENV)/bin/ruff check .
