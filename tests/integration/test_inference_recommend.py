@@ -21,6 +21,7 @@ import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -168,6 +169,7 @@ async def test_recommend_end_to_end(
     exported: tuple[str, next_item_model.TinyNextItem],
     feature_service: tuple[str, FakeFeatureService],
     record_property: Callable[[str, object], None],
+    tmp_path: Path,
 ) -> None:
     triton_name, module = exported
     registry = await make_topic("registry", partitions=1)
@@ -185,6 +187,7 @@ async def test_recommend_end_to_end(
         shutdown_grace_seconds=2.0,
         readiness_interval_seconds=0.5,
         ship_logs=False,
+        data_dir=tmp_path,
     )
     runtime = ServiceRuntime(settings, "test")
     producer = await connect_producer(settings)

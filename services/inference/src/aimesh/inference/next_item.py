@@ -40,6 +40,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
+from numpy.typing import NDArray
+
 from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.inference.v1 import events_pb2, inference_pb2
 from aimesh.core.auth import current_tenant
@@ -69,6 +72,8 @@ class _Plan:
     sequence: int
     """Index of the sequence input among the signature's inputs."""
     vocabulary: tuple[str, ...]
+    items: NDArray[np.object_]
+    """``vocabulary`` as an array, indexed by ``index - 1``."""
     known: frozenset[str]
     items_tensor: str
     scores_tensor: str
@@ -115,6 +120,7 @@ class _Plan:
             encoder=InputEncoder(signature.inputs),
             sequence=j,
             vocabulary=tuple(source.vocabulary),
+            items=np.asarray(source.vocabulary, dtype=object),
             known=frozenset(source.vocabulary),
             items_tensor=items.tensor,
             scores_tensor=scores.tensor,
@@ -136,21 +142,21 @@ class _Plan:
         """The model's (item, score) pairs, best first; ``FailedPrecondition`` when they disagree with the signature."""
         label = _label(self.version)
         indexes, scores = tensors.get(self.items_tensor), tensors.get(self.scores_tensor)
-        for tensor, values in ((self.items_tensor, indexes), (self.scores_tensor, scores)):
-            if values is None or len(values) != self.max_k:
-                got = "no tensor" if values is None else f"{len(values)} values"
+        for tensor, found in ((self.items_tensor, indexes), (self.scores_tensor, scores)):
+            if found is None or len(found) != self.max_k:
+                got = "no tensor" if found is None else f"{len(found)} values"
                 raise FailedPrecondition(f"{label} returned {got} in {tensor!r}; its signature says {self.max_k}")
         assert indexes is not None and scores is not None
-        ranked = []
-        for value, score in zip(indexes, scores, strict=True):
-            i = int(value) if math.isfinite(value) else -1
-            if i != value or not 1 <= i <= len(self.vocabulary):
-                raise FailedPrecondition(
-                    f"{label} returned index {value} in {self.items_tensor!r}; its vocabulary has "
-                    f"{len(self.vocabulary)} items (indexes 1..{len(self.vocabulary)})"
-                )
-            ranked.append((self.vocabulary[i - 1], score))
-        return ranked
+        values = np.asarray(indexes, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(values) | (values != np.floor(values)) | (values < 1) | (values > len(self.vocabulary))
+        if bad.any():
+            raise FailedPrecondition(
+                f"{label} returned index {values[bad.argmax()]:g} in {self.items_tensor!r}; its vocabulary has "
+                f"{len(self.vocabulary)} items (indexes 1..{len(self.vocabulary)})"
+            )
+        items: list[str] = self.items[values.astype(np.int64) - 1].tolist()
+        return list(zip(items, scores, strict=True))
 
 
 def _label(version: ModelVersion) -> str:

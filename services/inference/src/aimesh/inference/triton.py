@@ -49,6 +49,7 @@ class TritonRunner:
     def __init__(self, url: str) -> None:
         self.url = url
         self._client = InferenceServerClient(url=url, channel_args=channel_options())
+        self._outputs: dict[tuple[str, ...], list[InferRequestedOutput]] = {}
 
     async def infer(
         self,
@@ -70,7 +71,7 @@ class TritonRunner:
                 model,
                 [infer_input],
                 model_version=str(version) if version > 0 else "",
-                outputs=[InferRequestedOutput(name) for name in tensors],
+                outputs=self._requested(tuple(tensors)),
                 client_timeout=time_left,
             )
         except InferenceServerException as exc:
@@ -81,8 +82,15 @@ class TritonRunner:
             if out is None or out.dtype.kind not in "biuf":
                 kind = "nothing" if out is None else f"dtype {out.dtype}"
                 raise FailedPrecondition(f"Triton model {model!r} returned {kind} for output {name!r}")
-            values[name] = [float(v) for v in out.astype(np.float64).reshape(-1)]
+            values[name] = out.reshape(-1).astype(np.float64).tolist()
         return values
+
+    def _requested(self, tensors: tuple[str, ...]) -> list[InferRequestedOutput]:
+        """The (immutable, reused) requested-output list of ``tensors``."""
+        found = self._outputs.get(tensors)
+        if found is None:
+            found = self._outputs[tensors] = [InferRequestedOutput(name) for name in tensors]
+        return found
 
     async def check_live(self) -> None:
         """Readiness: Triton answers ``ServerLive``; raises ``Unavailable`` otherwise."""
