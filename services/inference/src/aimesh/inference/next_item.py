@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 
 import numpy as np
 from numpy.typing import NDArray
@@ -225,7 +226,7 @@ class NextItemRanker:
         fallback = not any(row[plan.encoder.spans[plan.sequence]])
         if fallback:
             route = inference_pb2.ROUTE_FALLBACK
-            candidates = list(plan.popular)
+            candidates: Sequence[tuple[str, float]] = plan.popular
         else:
             route = decision.route
             tensors = await self._runner.infer(
@@ -237,7 +238,7 @@ class NextItemRanker:
                 time_left=deadline.left("the model call"),
             )
             candidates = plan.ranked(tensors)
-        answer = [(item, score) for item, score in candidates if item not in excluded][:k]
+        answer = list(islice(((item, score) for item, score in candidates if item not in excluded), k))
         request_id = request.request_id or str(uuid.uuid4())
         event_id = str(uuid.uuid4())
         elapsed = time.perf_counter() - started
