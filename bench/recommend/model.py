@@ -1,28 +1,22 @@
 """The benchmark's model: ``sequence_next_item``'s module (embeddings + LSTM + top-k inside the model) with
 seeded, untrained weights, exported through the training service's export code into the stack's Triton
-repository, and its ``TASK_NEXT_ITEM`` signature.
+repository (``tests/integration/next_item_model.py``, which the Recommend integration test uses too), its
+``TASK_NEXT_ITEM`` signature and the registry events that route alias ``champion`` to it.
 
-Untrained weights cost what trained ones cost (the same shapes run the same kernels); training it is the
-training benchmark's job. The signature is what the trainer registers: one sequence input (the vocabulary,
-``length`` columns) and the trainer's ``items``/``scores`` outputs; the registry event routes alias
-``champion`` to it.
+Untrained weights cost what trained ones cost (the same shapes run the same kernels); training it is
+``bench.recommend.training``'s job.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import events_pb2, training_pb2
-from aimesh.training.export import export_version
-from aimesh.training.model import save_torchscript
-from aimesh.training.trainers.sequence_next_item import NextItemModel, item_outputs
+from tests.integration import next_item_model
 
 SEQUENCE_INPUT = "bench_history:recent_items"
 ENTITY = "member"
@@ -46,27 +40,16 @@ def vocabulary(size: int) -> list[str]:
 def export(repository: Path, triton_name: str, shape: ModelShape) -> Path:
     """Write ``repository/triton_name`` (version 1, ``INPUT__0`` ``[length]``, ``OUTPUT__0``/``OUTPUT__1``
     ``[max_k]``); returns its directory (``remove`` deletes it)."""
-    torch.manual_seed(shape.seed)
-    module = NextItemModel(
-        shape.vocabulary,
-        start=0,
+    next_item_model.export(
+        repository,
+        triton_name,
+        vocabulary=shape.vocabulary,
         length=shape.length,
+        k=shape.max_k,
         embedding_dim=shape.embedding_dim,
         hidden=shape.hidden,
-        k=shape.max_k,
-    ).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        scripted = Path(tmp) / "model.pt"
-        save_torchscript(module, scripted)
-        export_version(
-            repository,
-            triton_name,
-            1,
-            scripted,
-            model_name=triton_name,
-            n_inputs=shape.length,
-            output_widths=[shape.max_k, shape.max_k],
-        )
+        seed=shape.seed,
+    )
     return repository / triton_name
 
 
@@ -75,23 +58,14 @@ def remove(directory: Path) -> None:
 
 
 def signature(shape: ModelShape, popular: Sequence[str]) -> signature_pb2.ModelSignature:
-    return signature_pb2.ModelSignature(
-        inputs=[
-            signature_pb2.SignatureInput(
-                name=SEQUENCE_INPUT,
-                kind=signature_pb2.INPUT_KIND_SEQUENCE,
-                vocabulary=vocabulary(shape.vocabulary),
-                length=shape.length,
-            )
-        ],
-        outputs=list(item_outputs(SEQUENCE_INPUT, shape.max_k)),
-        entity_types=[ENTITY],
-        key_entity=ENTITY,
-        task=signature_pb2.TASK_NEXT_ITEM,
-        input_tensor="INPUT__0",
-        trainer="sequence_next_item",
-        popular_items=popular,
-        popular_item_shares=[1.0 / len(popular)] * len(popular) if popular else [],
+    return next_item_model.signature(
+        SEQUENCE_INPUT,
+        vocabulary(shape.vocabulary),
+        length=shape.length,
+        k=shape.max_k,
+        entity=ENTITY,
+        popular=popular,
+        shares=[1.0 / len(popular)] * len(popular) if popular else [],
     )
 
 

@@ -1,17 +1,17 @@
 """Recommend against real Kafka and the real Triton, with an in-process fake FeatureService.
 
 What it proves: a ``TASK_NEXT_ITEM`` model exported through the training service's export code
-(``tests/integration/next_item_model.py``: top-k inside the model, ``OUTPUT__0`` indexes, ``OUTPUT__1``
-scores) and registered with its signature on a (unique) registry topic is served by Recommend over gRPC:
-the answer is exactly the eager PyTorch module's top-k for the entity's online history followed by the
-context items (right-aligned vocabulary indexes), item ids from the vocabulary, exclusions dropped, the first
-k (default 10), with the scores within 1e-6; unknown context items are listed; an entity without history
-(MISSING) or with an empty one gets the popular items (ROUTE_FALLBACK, fallback, the shares as scores); a
-Prediction event with the items, context items, exclusions and k reaches the predictions topic keyed by the
-entity. Statuses: k above max_k INVALID_ARGUMENT naming k and the range, a model of another task and an
-empty vocabulary FAILED_PRECONDITION, an unknown model NOT_FOUND, a version Triton does not serve
-UNAVAILABLE. It also measures Recommend latency over 300 sequential calls. The Triton model is uniquely
-named (loaded, then unloaded and removed).
+(``tests/integration/next_item_model.py``: the ``sequence_next_item`` trainer's module with seeded weights,
+top-k inside the model, ``OUTPUT__0`` indexes, ``OUTPUT__1`` scores) and registered with its signature on a
+(unique) registry topic is served by Recommend over gRPC: the answer is exactly the eager PyTorch module's
+top-k for the entity's online history followed by the context items (right-aligned vocabulary indexes), item
+ids from the vocabulary, exclusions dropped, the first k (default 10), with the scores within 1e-6; unknown
+context items are listed; an entity without history (MISSING) or with an empty one gets the popular items
+(ROUTE_FALLBACK, fallback, the shares as scores); a Prediction event with the items, context items,
+exclusions and k reaches the predictions topic keyed by the entity. Statuses: k above max_k INVALID_ARGUMENT
+naming k and the range, a model of another task and an empty vocabulary FAILED_PRECONDITION, an unknown
+model NOT_FOUND, a version Triton does not serve UNAVAILABLE. It also measures Recommend latency over 300
+sequential calls. The Triton model is uniquely named (loaded, then unloaded and removed).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from aimesh.core.channels import open_caller_channel
 from aimesh.core.runner import ServiceRuntime
 from aimesh.inference.app import wire_inference
 from aimesh.inference.settings import InferenceSettings
+from aimesh.training.trainers.sequence_next_item import NextItemModel
 from tests.integration import next_item_model
 from tests.integration.test_inference_service import free_port, model_repo
 
@@ -108,10 +109,17 @@ async def feature_service() -> AsyncIterator[tuple[str, FakeFeatureService]]:
 
 
 @pytest.fixture
-async def exported(endpoints: Any) -> AsyncIterator[tuple[str, next_item_model.TinyNextItem]]:
+async def exported(endpoints: Any) -> AsyncIterator[tuple[str, NextItemModel]]:
     name = f"next_item_it_{uuid.uuid4().hex[:8]}"
     module = next_item_model.export(
-        model_repo(), name, model_name=name, vocabulary=len(VOCABULARY), length=LENGTH, k=MAX_K, extra_inputs=1
+        model_repo(),
+        name,
+        vocabulary=len(VOCABULARY),
+        length=LENGTH,
+        k=MAX_K,
+        extra_inputs=1,
+        embedding_dim=16,
+        hidden=32,
     )
     client = InferenceServerClient(url=endpoints.triton_grpc)
     try:
@@ -154,10 +162,10 @@ def champion(model: str, version: int) -> events_pb2.ModelEvent:
 
 
 def expected_items(
-    module: next_item_model.TinyNextItem, sequence: tuple[str, ...], *, exclude: set[str], k: int
+    module: NextItemModel, sequence: tuple[str, ...], *, exclude: set[str], k: int
 ) -> list[tuple[str, float]]:
     row = [*next_item_model.encode(sequence, VOCABULARY, LENGTH), float(len(sequence))]
-    indexes, scores = module.expected(row)
+    indexes, scores = next_item_model.expected(module, row)
     ranked = [(VOCABULARY[i - 1], s) for i, s in zip(indexes, scores, strict=True)]
     return [(item, s) for item, s in ranked if item not in exclude][:k]
 
@@ -166,7 +174,7 @@ async def test_recommend_end_to_end(
     endpoints: Any,
     make_topic: Callable[..., Any],
     unique: str,
-    exported: tuple[str, next_item_model.TinyNextItem],
+    exported: tuple[str, NextItemModel],
     feature_service: tuple[str, FakeFeatureService],
     record_property: Callable[[str, object], None],
     tmp_path: Path,
