@@ -34,10 +34,10 @@ FEATURE = "history:recent_items"
 HISTORY = 8
 
 
-def interactions(users: int, per_user: int, seed: int) -> list[dict[str, object]]:
-    """The walks as interaction records, one per minute per user; every other one a purchase, others views."""
+def interactions(actors: int, per_actor: int, seed: int) -> list[dict[str, object]]:
+    """The walks as interaction records, one per minute per actor; every other one a purchase, others views."""
     out = []
-    for u, walk in enumerate(sequential.walks(users, 40, per_user, seed)):
+    for u, walk in enumerate(sequential.walks(actors, 40, per_actor, seed)):
         for t, item in enumerate(walk):
             out.append(
                 {
@@ -58,8 +58,8 @@ def write(root: Path, records: list[dict[str, object]]) -> None:
 
 
 class HistoryFeatures:
-    """Feature service ``seq_v1``: the last ``HISTORY`` item ids of the user's interactions strictly before the
-    row's time, oldest first (what AGGREGATION_LAST_N serves), MISSING for a user with none."""
+    """Feature service ``seq_v1``: the last ``HISTORY`` item ids of the actor's interactions strictly before the
+    row's time, oldest first (what AGGREGATION_LAST_N serves), MISSING for an actor with none."""
 
     SERVICE = "seq_v1"
 
@@ -79,7 +79,7 @@ class HistoryFeatures:
         values: list[list[Scalar]] = []
         missing = 0
         for row in rows:
-            events = self.events[row.entity_ids["user"]]
+            events = self.events[row.entity_ids["actor"]]
             at = row.timestamp.ToDatetime(tzinfo=UTC)
             before = bisect.bisect_left([t for t, _ in events], at)
             if before == 0:
@@ -98,7 +98,7 @@ def spec(**params: str) -> training_pb2.RunSpec:
         register_model=True,
         params={"epochs": "6", "embedding_dim": "16", "hidden": "32", "max_len": str(HISTORY), "lr": "0.01", **params},
         rows=training_pb2.TrainingRows(
-            source="interactions", entity_fields={"entity_key": "user"}, filter={"event_type": "purchase,add_to_cart"}
+            source="interactions", entity_fields={"entity_key": "actor"}, filter={"event_type": "purchase,add_to_cart"}
         ),
         label=training_pb2.LabelSpec(
             target_field="item_id", kind=training_pb2.LABEL_KIND_NEXT_ITEM, maturity=Duration(seconds=0)
@@ -117,7 +117,7 @@ async def test_a_next_item_run_trains_ranks_exports_and_promotes_over_popularity
         assert done.status == training_pb2.RUN_STATUS_SUCCEEDED, done.error_message
         m = done.metrics
         print({k: round(v, 3) for k, v in m.items()})
-        # 20 purchases per user, the newest purchase overall is not older than the cut-off (maturity 0)
+        # 20 purchases per actor, the newest purchase overall is not older than the cut-off (maturity 0)
         assert m["train_rows"] + m["eval_rows"] == 150 * 20 - 1 and m["eval_rows"] == 150
         assert m["hr@10"] > m["popularity_hr@10"] + 0.2 and m["hr@10_full"] > m["popularity_hr@10_full"] + 0.2
         assert m["triton_max_abs_diff"] <= 1e-5
@@ -139,7 +139,7 @@ async def test_a_next_item_run_trains_ranks_exports_and_promotes_over_popularity
         assert 0 < len(signature.popular_items) == len(signature.popular_item_shares) <= 1000
         shares = list(signature.popular_item_shares)
         assert shares == sorted(shares, reverse=True) and sum(shares) == pytest.approx(1.0)
-        assert signature.entity_types == ["user"] and signature.key_entity == "user"
+        assert signature.entity_types == ["actor"] and signature.key_entity == "actor"
         config = (service.repo / "next" / "config.pbtxt").read_text()
         assert f"dims: [ {HISTORY} ]" in config and "OUTPUT__1" in config and config.count(f"dims: [ {k} ]") == 2
 
@@ -165,7 +165,7 @@ def test_next_item_rows_are_the_filtered_records_with_their_own_item_as_target(t
     rows = load_rows(tmp_path, check_spec(spec()))
     purchases = sorted((r for r in records if r["event_type"] == "purchase"), key=lambda r: r["event_time"])  # type: ignore[arg-type, return-value]
     assert list(rows.targets) == [r["item_id"] for r in purchases][:-1]  # the newest is not older than the cut-off
-    assert rows.entity_ids[0] == {"user": purchases[0]["entity_key"]} and np.all(rows.labels == 0)
+    assert rows.entity_ids[0] == {"actor": purchases[0]["entity_key"]} and np.all(rows.labels == 0)
 
 
 def test_next_item_specs_are_checked() -> None:

@@ -75,7 +75,8 @@ def refuse_sequences(inputs: Sequence[signature_pb2.SignatureInput], trainer: st
 
 def evaluate(fitted: Fitted, data: Dataset, *, seed: int) -> tuple[dict[str, float], training_pb2.ScoreProfile]:
     """The ranking metrics (``ranking.next_item_metrics``) of ``fitted`` on the eval slice, plus
-    ``vocabulary_size``, and the drift reference: the profile of each eval row's top score."""
+    ``vocabulary_size``, and the drift reference: the profile of each eval row's top score (scored
+    ``ranking.EVAL_BATCH_ROWS`` rows at a time, so memory stays ``O(batch x vocabulary)``)."""
     if fitted.rank_scores is None:
         raise FailedPrecondition("the trainer returned no rank scores for a LABEL_KIND_NEXT_ITEM run")
     j, spec = sequence_input(data.inputs)
@@ -88,7 +89,10 @@ def evaluate(fitted: Fitted, data: Dataset, *, seed: int) -> tuple[dict[str, flo
         vocabulary=len(spec.vocabulary),
     )
     metrics = ranking.next_item_metrics(fitted.rank_scores, inputs, seed=seed)
-    top = model.predict_outputs(fitted.module, data.x_eval)
-    width = int(fitted.outputs[0].shape[0]) if fitted.outputs and fitted.outputs[0].shape else 1
-    profile = evaluation.score_profile(top[:, width] if len(top) else np.zeros(1))
+    k = int(fitted.outputs[0].shape[0]) if fitted.outputs and fitted.outputs[0].shape else 1
+    best = [
+        model.predict_outputs(fitted.module, data.x_eval[begin : begin + ranking.EVAL_BATCH_ROWS])[:, k]
+        for begin in range(0, len(data.x_eval), ranking.EVAL_BATCH_ROWS)
+    ]
+    profile = evaluation.score_profile(np.concatenate(best) if best else np.zeros(1))
     return metrics | {"vocabulary_size": float(len(spec.vocabulary))}, profile
