@@ -7,6 +7,7 @@ serving, so no server is needed: the check names are what ``/readyz`` reports un
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,14 +42,14 @@ async def _probes_of(monkeypatch: pytest.MonkeyPatch, serve: Any) -> list[str]:
     return seen
 
 
-async def test_inference_is_ready_without_kafka(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = InferenceSettings(ship_logs=False, kafka_bootstrap="127.0.0.1:1")
+async def test_inference_is_ready_without_kafka(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = InferenceSettings(ship_logs=False, kafka_bootstrap="127.0.0.1:1", data_dir=tmp_path)
     checks = await _probes_of(monkeypatch, lambda: serve_inference(settings))
     assert sorted(checks) == ["feature-service", "models"]
 
 
-async def test_kafka_is_a_degraded_check_of_inference(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = InferenceSettings(ship_logs=False)
+async def test_kafka_is_a_degraded_check_of_inference(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = InferenceSettings(ship_logs=False, data_dir=tmp_path)
 
     async def wire(runtime: ServiceRuntime, producer: object) -> None:
         return None
