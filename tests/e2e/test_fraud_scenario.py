@@ -2,8 +2,8 @@
 
 The five services run as processes of their own (as `aimesh up` runs them) on free ports, with topics,
 consumer groups, data directory, Triton model name and Elasticsearch indices unique to this run, so
-the test never touches the demo's data. The scenario is driven from outside, as a bank would: JSON
-into Kafka, ``Score`` over gRPC (from Python and from the Java bank client).
+the test never touches the demo's data (``tests.e2e.mesh.running_mesh``). The scenario is driven from
+outside, as a bank would: JSON into Kafka, ``Score`` over gRPC (from Python and from the Java bank client).
 """
 
 from __future__ import annotations
@@ -11,16 +11,12 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import socket
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 import torch
-import tritonclient.grpc.aio as triton
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from elasticsearch import AsyncElasticsearch
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -30,17 +26,14 @@ from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
 from aimesh.api.inference.v1 import inference_pb2
 from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
 from aimesh.core import lake
-from aimesh.core.channels import TOKEN_FILE_ENV, open_caller_channel
-from aimesh.devstack import credentials
+from aimesh.core.channels import open_caller_channel
 from aimesh.devstack.paths import Paths
-from aimesh.devstack.services import SERVICE_NAMES, Service
 from aimesh.devstack.triton import model_repository
 from aimesh.examples.banking.generator import generate_events
 from aimesh.examples.banking.model import Stream
 from aimesh.examples.banking.pack import training_spec
 from aimesh.examples.banking.scenario import (
     MODEL_NAME,
-    MeshAddress,
     Scenario,
     ScenarioConfig,
     ScenarioSummary,
@@ -48,6 +41,7 @@ from aimesh.examples.banking.scenario import (
 from tests.clients.go_client import build_go_client, go_score, next_item_models, recommend_mismatches
 from tests.clients.java_client import build_java_client, run_java_client
 from tests.e2e import machine_failure
+from tests.e2e.mesh import MeshUnderTest, indexed_predictions, predictions_by_request, running_mesh
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -62,130 +56,15 @@ that learned nothing (or a pipeline that leaks or scrambles labels)."""
 PAN = re.compile(rb"(?<![0-9])[0-9]{16}(?![0-9])")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class MeshUnderTest:
-    address: MeshAddress
-    topics: dict[str, str]
-    paths: Paths
-    grpc_ports: dict[str, int]
-    triton_model: str
-
-
-def mesh_environment(unique: str, grpc_ports: dict[str, int]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    t = f"test.e2e.{unique}"
-    topics = {
-        "transactions": f"{t}.bank.tx",
-        "chargebacks": f"{t}.bank.cb",
-        "records": f"{t}.records",
-        "dlq": f"{t}.dlq",
-        "runs": f"{t}.runs",
-        "registry": f"{t}.registry",
-        "predictions": f"{t}.predictions",
-        "alerts": f"{t}.alerts",
-        "logs": f"{t}.logs",
-    }
-    feature = f"127.0.0.1:{grpc_ports['feature']}"
-    env = {
-        "ingest": {
-            "SOURCE_TOPICS": orjson.dumps(
-                {"card_transactions": topics["transactions"], "chargebacks": topics["chargebacks"]}
-            ).decode(),
-            "RECORDS_TOPIC": topics["records"],
-            "DLQ_TOPIC": topics["dlq"],
-            "PII_SECRET": f"e2e-secret-{unique}",
-        },
-        "feature": {"TOPICS": orjson.dumps([topics["records"]]).decode()},
-        "training": {
-            "TOPICS": orjson.dumps([topics["alerts"]]).decode(),
-            "RUNS_TOPIC": topics["runs"],
-            "REGISTRY_TOPIC": topics["registry"],
-            "FEATURE_GRPC": feature,
-        },
-        "inference": {
-            "TOPICS": orjson.dumps([topics["registry"]]).decode(),
-            "PREDICTIONS_TOPIC": topics["predictions"],
-            "FEATURE_ADDRESS": feature,
-        },
-        "monitor": {
-            "TOPICS": orjson.dumps([topics["predictions"], topics["logs"]]).decode(),
-            "REGISTRY_TOPIC": topics["registry"],
-            "ALERTS_TOPIC": topics["alerts"],
-            "INDEX_PREFIX": f"e2e-{unique}",
-        },
-    }
-    for values in env.values():
-        values["SHIP_LOGS_TOPIC"] = topics["logs"]
-    return topics, {name: {f"{name.upper()}_{k}": v for k, v in values.items()} for name, values in env.items()}
-
-
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
-    unique = uuid.uuid4().hex[:8]
-    paths = Paths(home=tmp_path_factory.mktemp("mesh"), repo=Paths.default().repo)
-    grpc_ports = {name: free_port() for name in SERVICE_NAMES}
-    admin_ports = {name: free_port() for name in SERVICE_NAMES}
-    topics, env = mesh_environment(unique, grpc_ports)
-    services = [
-        Service(
-            paths,
-            name,
-            grpc_port=grpc_ports[name],
-            admin_port=admin_ports[name],
-            kafka_bootstrap="127.0.0.1:9092",
-            extra_env=env[name],
-        )
-        for name in SERVICE_NAMES
-    ]
-    auth = pytest.MonkeyPatch()  # the services run with the stack's credentials; the test's clients send its demo token
-    auth.setenv(TOKEN_FILE_ENV, str(credentials.ensure(paths).demo_token))
-    try:
-        for service in services:
-            service.start()
-        for service in services:
-            service.wait_ready(120)
-        address = MeshAddress(
-            topics={Stream.TRANSACTIONS: topics["transactions"], Stream.CHARGEBACKS: topics["chargebacks"]},
-            ingest_admin=f"http://127.0.0.1:{admin_ports['ingest']}",
-            feature_admin=f"http://127.0.0.1:{admin_ports['feature']}",
-            ingest_grpc=f"127.0.0.1:{grpc_ports['ingest']}",
-            feature_grpc=f"127.0.0.1:{grpc_ports['feature']}",
-            training_grpc=f"127.0.0.1:{grpc_ports['training']}",
-            inference_grpc=f"127.0.0.1:{grpc_ports['inference']}",
-            monitor_grpc=f"127.0.0.1:{grpc_ports['monitor']}",
-            index_prefix=f"e2e-{unique}",
-        )
-        yield MeshUnderTest(address, topics, paths, grpc_ports, f"fraud_e2e_{unique}")
-    finally:
-        for service in reversed(services):
-            service.stop()
-        auth.undo()
-        asyncio.run(remove_what_the_test_left(unique))
-
-
-async def remove_what_the_test_left(unique: str) -> None:
-    """Unload and delete every Triton model of this run (names end in ``unique``) and drop its indices.
-
-    Runs after the services stopped: while inference runs, its model reconciler reloads what is unloaded.
-    """
-    client = triton.InferenceServerClient("127.0.0.1:8001")
-    try:
-        index = await client.get_model_repository_index(as_json=True)
-        for model in index.get("models", []):
-            if model["name"].endswith(unique):
-                await client.unload_model(model["name"])
-                shutil.rmtree(model_repository(Paths.default()) / model["name"], ignore_errors=True)
-    finally:
-        await client.close()
-    async with AsyncElasticsearch("http://127.0.0.1:9200") as es:
-        indices = await es.indices.get(index=f"e2e-{unique}-*", allow_no_indices=True)
-        if indices:  # a delete must name its indices (action.destructive_requires_name)
-            await es.indices.delete(index=",".join(indices))
+    with running_mesh(
+        tmp_path_factory.mktemp("mesh"),
+        sources={"card_transactions": "transactions", "chargebacks": "chargebacks"},
+        streams={Stream.TRANSACTIONS: "transactions", Stream.CHARGEBACKS: "chargebacks"},
+        model_prefix="fraud",
+    ) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -239,13 +118,6 @@ def leaked(data: bytes, pans: set[str]) -> set[str]:
     return {m.decode() for m in PAN.findall(data)} & pans
 
 
-async def predictions_by_request(es: AsyncElasticsearch, prefix: str, request_ids: list[str]) -> dict[str, dict]:  # type: ignore[type-arg]
-    index = f"{prefix}-predictions"
-    await es.indices.refresh(index=index)
-    reply = await es.search(index=index, query={"terms": {"request_id": request_ids}}, size=len(request_ids) + 10)
-    return {hit["_source"]["request_id"]: hit["_source"] for hit in reply["hits"]["hits"]}
-
-
 async def model_version(mesh: MeshUnderTest, version: int) -> training_pb2.ModelVersion:
     async with open_caller_channel(mesh.address.training_grpc) as channel:
         stub = training_pb2_grpc.TrainingServiceStub(channel)
@@ -270,7 +142,7 @@ def test_no_event_lost_or_duplicated_between_upstream_and_lake(scenario_run, mes
         if event.malformed is None:
             source = "card_transactions" if event.stream is Stream.TRANSACTIONS else "chargebacks"
             expected[source].add(event.event_id)
-    root = mesh.paths.home / "data" / "lake"
+    root = mesh.lake
     for source, ids in expected.items():
         in_lake = lake.dataset(root, source).to_table(columns=["event_id"]).column("event_id").to_pylist()
         assert len(in_lake) == len(set(in_lake)), f"{source}: duplicated event ids in the lake"
@@ -323,12 +195,7 @@ def model_scores_of_logged_requests(mesh: MeshUnderTest, version: int, request_i
     30 s for monitor to index them), in ``request_ids`` order."""
 
     async def compute() -> list[float]:
-        async with AsyncElasticsearch(mesh.address.elasticsearch_url) as es:
-            for _ in range(60):
-                docs = await predictions_by_request(es, mesh.address.index_prefix, request_ids)
-                if len(docs) == len(request_ids):
-                    break
-                await asyncio.sleep(0.5)
+        docs = await indexed_predictions(mesh.address.elasticsearch_url, mesh.address.index_prefix, request_ids, 30)
         mv = await model_version(mesh, version)
         return torch_scores(mesh, mv, [docs[i] for i in request_ids])
 
@@ -437,7 +304,7 @@ def test_no_raw_card_number_after_ingest(scenario_run, mesh: MeshUnderTest) -> N
     pans = summary.published.card_numbers
     assert len(pans) > 50
 
-    for path in (mesh.paths.home / "data" / "lake").rglob("*.parquet"):
+    for path in (mesh.lake).rglob("*.parquet"):
         assert not leaked(path.read_bytes(), pans), f"raw card number in {path}"
     for name in ("records", "dlq", "predictions", "logs", "registry", "runs", "alerts"):
         for _, offset, value, headers in asyncio.run(read_topic(mesh.topics[name])):
@@ -464,15 +331,14 @@ def test_a_use_case_no_code_has_seen_runs_beside_fraud(scenario_run, mesh: MeshU
     champion untouched, predictions in Elasticsearch."""
     _, summary = scenario_run
     before = asyncio.run(model_version(mesh, summary.run.model_version))
-    unique = mesh.triton_model.rsplit("_", 1)[-1]
     outcome = asyncio.run(
         machine_failure.run_use_case(
             ingest_grpc=mesh.address.ingest_grpc,
             feature_grpc=mesh.address.feature_grpc,
             training_grpc=mesh.address.training_grpc,
             inference_grpc=mesh.address.inference_grpc,
-            lake_root=mesh.paths.home / "data" / "lake",
-            unique=unique,
+            lake_root=mesh.lake,
+            unique=mesh.unique,
         )
     )
     print(f"\nmachine failure: eval AUC {outcome.aucs}, max |triton - torch| {outcome.parity}, {outcome.scored} scored")
@@ -483,16 +349,9 @@ def test_a_use_case_no_code_has_seen_runs_beside_fraud(scenario_run, mesh: MeshU
         after = asyncio.run(model_version(mesh, summary.run.model_version))
         assert after.aliases == before.aliases and after.triton_model_name == before.triton_model_name
 
-        async def indexed() -> dict[str, dict]:  # type: ignore[type-arg]
-            async with AsyncElasticsearch(mesh.address.elasticsearch_url) as es:
-                for _ in range(60):
-                    found = await predictions_by_request(es, mesh.address.index_prefix, outcome.request_ids)
-                    if len(found) == len(outcome.request_ids):
-                        return found
-                    await asyncio.sleep(1.0)
-                return found
-
-        docs = asyncio.run(indexed())
+        docs = asyncio.run(
+            indexed_predictions(mesh.address.elasticsearch_url, mesh.address.index_prefix, outcome.request_ids)
+        )
         assert set(docs) == set(outcome.request_ids)
         assert {d["model"]["name"] for d in docs.values()} == {outcome.models["logistic_regression"]}
     finally:
