@@ -20,7 +20,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
-from aimesh.api.inference.v1 import inference_pb2
+from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from aimesh.core.channels import open_caller_channel
 from aimesh.examples.retail.generator import generate_events
 from aimesh.examples.retail.model import Stream
@@ -119,11 +119,12 @@ def test_the_lstm_beats_popularity_on_hr_at_10(scenario_run) -> None:  # type: i
 
 
 def test_recommend_answers_users_with_history_from_the_model_and_newcomers_from_popular_items(  # type: ignore[no-untyped-def]
-    scenario_run,
+    scenario_run, mesh: MeshUnderTest
 ) -> None:
-    _, summary = scenario_run
+    scenario, summary = scenario_run
     assert not summary.errors, summary.errors
     assert len(summary.answered) == REQUESTS + COLD_START
+    popular = asyncio.run(popular_items(mesh))
     version = summary.run.model_version
     for r in summary.recommended:
         reply = r.response
@@ -133,13 +134,24 @@ def test_recommend_answers_users_with_history_from_the_model_and_newcomers_from_
         assert not set(ids) & set(r.request.exclude_items), "excluded items are never recommended"
         scores = [item.score for item in reply.items]
         assert scores == sorted(scores, reverse=True)
-        cold = "cold" in r.request.request_id
+        cold = r.request.entity_ids[USER_ENTITY] not in scenario.histories.purchased
         assert reply.fallback == cold, (r.request.request_id, reply.fallback)
         assert (reply.route == inference_pb2.ROUTE_FALLBACK) == cold
-    warm = [r.response for r in summary.recommended if "cold" not in r.request.request_id]
+        if cold:
+            assert ids == popular[:10], "a newcomer gets the training slice's most popular items"
+    assert sum(r.fallback for r in summary.answered) == COLD_START
+    warm = [r for r in summary.answered if not r.fallback]
     assert len({tuple(i.item_id for i in reply.items) for reply in warm}) > len(warm) // 4, (
         "users with different histories get different recommendations"
     )
+
+
+async def popular_items(mesh: MeshUnderTest) -> list[str]:
+    """The champion's ``ModelSignature.popular_items`` (inference's GetModelSignature)."""
+    async with open_caller_channel(mesh.address.inference_grpc) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        answer = await stub.GetModelSignature(inference_pb2.GetModelSignatureRequest(model=MODEL_NAME))
+    return list(answer.signature.popular_items)
 
 
 def test_the_go_client_recommends_the_same_items_as_python(scenario_run, mesh: MeshUnderTest) -> None:  # type: ignore[no-untyped-def]
