@@ -9,7 +9,9 @@ same event id keyed by the signature's key entity reaches the predictions topic;
 refuses (missing entity, mistyped context, unknown inline key) are INVALID_ARGUMENT naming the field; a
 version registered without a signature is scored by the fallback one; unknown alias/model is NOT_FOUND,
 a feature-service INVALID_ARGUMENT comes back as is, a slow feature service gives DEADLINE_EXCEEDED, a
-version Triton does not serve gives UNAVAILABLE. It also measures Score latency over 500 sequential
+version Triton does not serve gives UNAVAILABLE. ScoreBatch of 50 rows and a refused one is one feature
+request and one Triton execution (Triton's own statistics), each score what the model computes, the
+refused row its own INVALID_ARGUMENT, and 257 rows are refused naming the limit. It also measures Score latency over 500 sequential
 calls. A second test runs inference against a PRIVATE Triton (own ports and repository) and a fake
 feature service it restarts: the model reconciler loads the champion, and loads it again after a
 kill -9 and restart of that Triton; readiness names what is missing meanwhile; the numbers are printed.
@@ -170,28 +172,28 @@ class FakeFeatureService(feature_pb2_grpc.FeatureServiceServicer):
         self, request: feature_pb2.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext
     ) -> feature_pb2.GetOnlineFeaturesResponse:
         self.requests.append(request)
-        row = request.entity_rows[0]
-        account = row.entity_ids.get("account", "")
-        if account == "slow":
-            await asyncio.sleep(2.0)
-        if account not in ACCOUNT_VALUES:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"entity account {account!r} has no history")
-        values = []
-        for v in ACCOUNT_VALUES[account]:
-            if v is None:
-                values.append(feature_pb2.FeatureValue(status=feature_pb2.FEATURE_STATUS_MISSING))
-                continue
-            fv = feature_pb2.FeatureValue(status=feature_pb2.FEATURE_STATUS_PRESENT)
-            if isinstance(v, str):
-                fv.value.string_value = v
-            else:
-                fv.value.double_value = v
-            fv.event_time.CopyFrom(row.timestamp)
-            fv.event_time.seconds -= 60
-            values.append(fv)
-        return feature_pb2.GetOnlineFeaturesResponse(
-            feature_names=FEATURES, rows=[feature_pb2.OnlineFeatureRow(entity_id=account, values=values, row_index=0)]
-        )
+        rows = []
+        for index, row in enumerate(request.entity_rows):
+            account = row.entity_ids.get("account", "")
+            if account == "slow":
+                await asyncio.sleep(2.0)
+            if account not in ACCOUNT_VALUES:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"entity account {account!r} has no history")
+            values = []
+            for v in ACCOUNT_VALUES[account]:
+                if v is None:
+                    values.append(feature_pb2.FeatureValue(status=feature_pb2.FEATURE_STATUS_MISSING))
+                    continue
+                fv = feature_pb2.FeatureValue(status=feature_pb2.FEATURE_STATUS_PRESENT)
+                if isinstance(v, str):
+                    fv.value.string_value = v
+                else:
+                    fv.value.double_value = v
+                fv.event_time.CopyFrom(row.timestamp)
+                fv.event_time.seconds -= 60
+                values.append(fv)
+            rows.append(feature_pb2.OnlineFeatureRow(entity_id=account, values=values, row_index=index))
+        return feature_pb2.GetOnlineFeaturesResponse(feature_names=FEATURES, rows=rows)
 
 
 @dataclass
@@ -351,6 +353,8 @@ async def test_score_end_to_end(
         assert pinned.score == pytest.approx(triton_model.expected(encoded("a-2", f4=9.0)), abs=1e-5)
         assert list(pinned.missing_features) == ["user_stats:f3"], "a MISSING value is fed the signature's fill"
 
+        await _check_score_batch(stub, endpoints, model, triton_model, fake, predictions)
+
         prediction, key = await _find_prediction(endpoints.kafka_bootstrap, predictions, response.event_id)
         assert key == b"a-1", "Prediction events are keyed by the signature's key entity"
         assert prediction.request_id == f"req-{unique}"
@@ -426,6 +430,62 @@ async def test_score_end_to_end(
         await channel.close()
         runtime.request_stop()
         await asyncio.wait_for(service, 30)
+
+
+async def _triton_counts(endpoints: Any, name: str) -> tuple[int, int]:
+    """(executions, inferences) Triton counted for model ``name``: model calls and rows."""
+    client = InferenceServerClient(url=endpoints.triton_grpc)
+    try:
+        stats = await client.get_inference_statistics(name, as_json=True)
+    finally:
+        await client.close()
+    [model_stats] = stats["model_stats"]
+    return int(model_stats.get("execution_count", 0)), int(model_stats.get("inference_count", 0))
+
+
+async def _check_score_batch(
+    stub: inference_pb2_grpc.InferenceServiceStub,
+    endpoints: Any,
+    model: str,
+    triton_model: Model,
+    fake: FakeFeatureService,
+    predictions: str,
+) -> None:
+    """ScoreBatch of 50 good rows and one refused: one feature request, one Triton execution of 50 rows,
+    each score what the model computes, the refused row's own status, a Prediction per scored row; 257
+    rows are INVALID_ARGUMENT naming the limit."""
+    rows = []
+    for j in range(50):
+        row = inference_pb2.ScoreBatchRow(
+            request_id=f"batch-{j}", entity_ids={"account": ("a-1", "a-2")[j % 2], "user": "u-1"}, features={"f4": j}
+        )
+        row.context["amount"].double_value = 42.0
+        rows.append(row)
+    refused = inference_pb2.ScoreBatchRow(entity_ids={"account": "a-1"})
+    refused.context["amount"].double_value = 42.0
+    executions, inferences = await _triton_counts(endpoints, triton_model.name)
+    lookups = len(fake.requests)
+    batch = await stub.ScoreBatch(
+        inference_pb2.ScoreBatchRequest(model=model, rows=[*rows[:20], refused, *rows[20:]]), timeout=10
+    )
+    assert await _triton_counts(endpoints, triton_model.name) == (executions + 1, inferences + 50)
+    assert len(fake.requests) == lookups + 1 and len(fake.requests[-1].entity_rows) == 50
+    assert (batch.model_name, batch.model_version, batch.route) == (model, 1, inference_pb2.ROUTE_CHAMPION)
+    results = list(batch.results)
+    assert results[20].code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "entity_ids['user'] is missing" in results[20].message
+    scored = results[:20] + results[21:]
+    assert [r.code for r in scored] == [0] * 50
+    for j, result in enumerate(scored):
+        expected = triton_model.expected(encoded(("a-1", "a-2")[j % 2], f4=float(j)))
+        assert result.response.request_id == f"batch-{j}"
+        assert result.response.score == pytest.approx(expected, abs=1e-5)
+    prediction, key = await _find_prediction(endpoints.kafka_bootstrap, predictions, scored[7].response.event_id)
+    assert (prediction.request_id, key) == ("batch-7", b"a-2")
+    with pytest.raises(grpc.aio.AioRpcError) as too_many:
+        await stub.ScoreBatch(inference_pb2.ScoreBatchRequest(model=model, rows=[rows[0]] * 257), timeout=10)
+    assert too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "rows holds 257 rows; a batch holds 1 to 256" in (too_many.value.details() or "")
 
 
 async def _score_when_routable(

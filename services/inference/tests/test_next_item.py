@@ -43,10 +43,12 @@ class FakeFeatures:
         self.delay = delay
         self.lookups: list[FeatureLookup] = []
 
-    async def online_features(self, lookup: FeatureLookup, *, time_left: float | None) -> OnlineFeatures:
-        self.lookups.append(lookup)
+    async def online_features(
+        self, lookups: Sequence[FeatureLookup], *, time_left: float | None
+    ) -> list[OnlineFeatures]:
+        self.lookups.extend(lookups)
         await asyncio.sleep(self.delay)
-        return self.result
+        return [self.result for _ in lookups]
 
 
 def ranking(indexes: Sequence[float]) -> Callable[[list[float]], dict[str, list[float]]]:
@@ -68,18 +70,19 @@ class FakeRunner:
         self,
         model: str,
         version: int,
-        row: Sequence[float],
+        rows: Sequence[Sequence[float]],
         *,
         input_tensor: str,
         outputs: Sequence[str],
         time_left: float | None,
-    ) -> dict[str, list[float]]:
-        self.calls.append(
+    ) -> list[dict[str, list[float]]]:
+        self.calls.extend(
             {"model": model, "version": version, "row": list(row), "input": input_tensor, "outputs": list(outputs)}
+            for row in rows
         )
         if self.error is not None:
             raise self.error
-        return self.tensors(list(row))
+        return [self.tensors(list(row)) for row in rows]
 
 
 def next_item_signature(

@@ -43,7 +43,9 @@ async def _probes_of(monkeypatch: pytest.MonkeyPatch, serve: Any) -> list[str]:
 
 
 async def test_inference_is_ready_without_kafka(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    settings = InferenceSettings(ship_logs=False, kafka_bootstrap="127.0.0.1:1", data_dir=tmp_path)
+    settings = InferenceSettings(
+        ship_logs=False, kafka_bootstrap="127.0.0.1:1", data_dir=tmp_path, grpc_port=0, admin_port=0
+    )
     checks = await _probes_of(monkeypatch, lambda: serve_inference(settings))
     assert sorted(checks) == ["feature-service", "models"]
 

@@ -33,22 +33,30 @@ CATEGORICAL = signature_pb2.INPUT_KIND_CATEGORICAL
 
 
 class FakeFeatures:
-    def __init__(self, result: OnlineFeatures, delay: float = 0.0) -> None:
+    """Answers every lookup with ``result`` (or ``result(lookup)``) after ``delay`` seconds; records each
+    lookup in ``calls`` and counts the calls in ``requests``."""
+
+    def __init__(self, result: OnlineFeatures | Callable[[FeatureLookup], OnlineFeatures], delay: float = 0.0) -> None:
         self.result = result
         self.delay = delay
         self.calls: list[dict[str, Any]] = []
+        self.requests = 0
 
-    async def online_features(self, lookup: FeatureLookup, *, time_left: float | None) -> OnlineFeatures:
-        self.calls.append(
+    async def online_features(
+        self, lookups: Sequence[FeatureLookup], *, time_left: float | None
+    ) -> list[OnlineFeatures]:
+        self.calls.extend(
             {
                 "service": lookup.feature_service,
                 "ids": dict(lookup.entity_ids),
                 "context": dict(lookup.context),
                 "t": time_left,
             }
+            for lookup in lookups
         )
+        self.requests += 1
         await asyncio.sleep(self.delay)
-        return self.result
+        return [self.result(lookup) if callable(self.result) else self.result for lookup in lookups]
 
 
 class FakeRunner:
@@ -63,15 +71,15 @@ class FakeRunner:
         self,
         model: str,
         version: int,
-        row: Sequence[float],
+        rows: Sequence[Sequence[float]],
         *,
         input_tensor: str,
         outputs: Sequence[str],
         time_left: float | None,
-    ) -> dict[str, list[float]]:
-        self.rows.append(list(row))
+    ) -> list[dict[str, list[float]]]:
+        self.rows.extend(list(row) for row in rows)
         self.calls.append({"model": model, "version": version, "input": input_tensor, "outputs": list(outputs)})
-        return self.tensors(list(row))
+        return [self.tensors(list(row)) for row in rows]
 
 
 def registered(

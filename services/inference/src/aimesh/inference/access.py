@@ -1,5 +1,5 @@
 """What each ``InferenceService`` method needs from the caller's tenant (``aimesh.core.auth``):
-``Score`` and ``Recommend`` need ``model.score`` and ``GetModelSignature`` ``model.read`` on the
+``Score``, ``ScoreBatch`` and ``Recommend`` need ``model.score`` and ``GetModelSignature`` ``model.read`` on the
 requested model."""
 
 from __future__ import annotations
@@ -15,5 +15,6 @@ ACCESS: dict[str, AccessRule] = service_rules(
         "Score": needs("model.score", lambda r: r.model),
         "GetModelSignature": needs("model.read", lambda r: r.model),
         "Recommend": needs("model.score", lambda r: r.model),
+        "ScoreBatch": needs("model.score", lambda r: r.model),
     },
 )

@@ -4,9 +4,9 @@ caller's remaining time.
 Domain errors raised by them become status codes in the server's interceptor. ``request_id``, ``model``
 and ``alias`` longer than ``MAX_NAME_BYTES`` are ``InvalidArgument`` before scoring: the request id is
 copied into the Prediction event and its Elasticsearch document (a 1 MB one made a 1 MB Prediction that
-Elasticsearch refused). For the same reason Recommend's ``context_items`` and ``exclude_items`` hold at
-most ``MAX_REQUEST_ITEMS`` ids each, every id at most ``MAX_NAME_BYTES`` (``InvalidArgument`` naming the
-field or the element).
+Elasticsearch refused); so are ScoreBatch's ``model``, ``alias`` and every row's ``request_id``. For the
+same reason Recommend's ``context_items`` and ``exclude_items`` hold at most ``MAX_REQUEST_ITEMS`` ids
+each, every id at most ``MAX_NAME_BYTES`` (``InvalidArgument`` naming the field or the element).
 """
 
 from __future__ import annotations
@@ -39,11 +39,13 @@ def _check_items(field: str, items: Sequence[str]) -> None:
 
 
 class InferenceServiceApi(inference_pb2_grpc.InferenceServiceServicer):
-    """``Score`` and ``GetModelSignature`` over one ``Scorer``, ``Recommend`` over one ``NextItemRanker``."""
+    """``Score``, ``ScoreBatch`` and ``GetModelSignature`` over one ``Scorer``, ``Recommend`` over one
+    ``NextItemRanker``; a ScoreBatch holds at most ``max_batch_rows`` rows."""
 
-    def __init__(self, scorer: Scorer, ranker: NextItemRanker) -> None:
+    def __init__(self, scorer: Scorer, ranker: NextItemRanker, *, max_batch_rows: int = 256) -> None:
         self._scorer = scorer
         self._ranker = ranker
+        self._max_batch_rows = max_batch_rows
 
     async def Score(
         self, request: inference_pb2.ScoreRequest, context: grpc.aio.ServicerContext
@@ -52,6 +54,15 @@ class InferenceServiceApi(inference_pb2_grpc.InferenceServiceServicer):
         check_length("model", request.model)
         check_length("alias", request.alias)
         return await self._scorer.score(request, time_left=_time_left(context))
+
+    async def ScoreBatch(
+        self, request: inference_pb2.ScoreBatchRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.ScoreBatchResponse:
+        check_length("model", request.model)
+        check_length("alias", request.alias)
+        for j, row in enumerate(request.rows):
+            check_length(f"rows[{j}].request_id", row.request_id)
+        return await self._scorer.score_batch(request, time_left=_time_left(context), max_rows=self._max_batch_rows)
 
     async def GetModelSignature(
         self, request: inference_pb2.GetModelSignatureRequest, context: grpc.aio.ServicerContext

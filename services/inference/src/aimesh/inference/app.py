@@ -53,7 +53,7 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
     )
     scorer = Scorer(catalog, features, runner, publisher, default_alias=settings.default_alias)
     ranker = NextItemRanker(catalog, features, runner, publisher, default_alias=settings.default_alias)
-    api = InferenceServiceApi(scorer, ranker)
+    api = InferenceServiceApi(scorer, ranker, max_batch_rows=settings.max_batch_rows)
     runtime.add_grpc(
         GrpcServer(
             settings,

@@ -1,8 +1,9 @@
 """Online features for one request, from the feature service (``FeatureService.GetOnlineFeatures``).
 
 ``ServiceFeatureSource`` adapts the shared ``aimesh.core.feature_client.FeatureServiceClient`` (one
-long-lived channel) to the scorer's ``FeatureSource``: each lookup sends one entity row (the request's
-entity ids, its context and the as-of time) under the caller's remaining deadline. The feature
+long-lived channel) to the scorer's ``FeatureSource``: a call sends one entity row per lookup (the
+request's entity ids, its context and the as-of time) in one request, under the caller's remaining
+deadline. The feature
 service's status codes come back as the matching domain error (``InvalidArgument`` for a missing
 entity, ``NotFound``, ``DeadlineExceeded`` ...), prefixed with ``feature service:``; a feature service
 that cannot be reached is ``Unavailable``.
@@ -10,7 +11,7 @@ that cannot be reached is ``Unavailable``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -52,30 +53,46 @@ class FeatureLookup:
     context: Mapping[str, common_pb2.Value]
     as_of: datetime
 
-    def to_request(self) -> feature_pb2.GetOnlineFeaturesRequest:
-        """The ``GetOnlineFeaturesRequest`` of this lookup: one entity row."""
+    def entity_row(self) -> feature_pb2.EntityRow:
+        """The ``EntityRow`` of this lookup: its entity ids, the as-of time and the context."""
         stamp = Timestamp()
         stamp.FromDatetime(self.as_of)
         row = feature_pb2.EntityRow(entity_ids=dict(self.entity_ids), timestamp=stamp)
         for key, value in self.context.items():
             row.request_context[key].CopyFrom(value)
-        return feature_pb2.GetOnlineFeaturesRequest(feature_service=self.feature_service, entity_rows=[row])
+        return row
+
+
+def lookup_request(lookups: Sequence[FeatureLookup]) -> feature_pb2.GetOnlineFeaturesRequest:
+    """One ``GetOnlineFeaturesRequest`` for ``lookups`` (one entity row each, in order); they must name one
+    feature service (``ValueError`` otherwise, or when there is none)."""
+    services = {lookup.feature_service for lookup in lookups}
+    if len(services) != 1:
+        raise ValueError(f"one feature service per request, got {sorted(services)}")
+    return feature_pb2.GetOnlineFeaturesRequest(
+        feature_service=lookups[0].feature_service, entity_rows=[lookup.entity_row() for lookup in lookups]
+    )
 
 
 class FeatureSource(Protocol):
     """Where the scorer gets online features (the feature service, or a fake in tests)."""
 
-    async def online_features(self, lookup: FeatureLookup, *, time_left: float | None) -> OnlineFeatures: ...
+    async def online_features(
+        self, lookups: Sequence[FeatureLookup], *, time_left: float | None
+    ) -> list[OnlineFeatures]:
+        """One ``OnlineFeatures`` per lookup, in order, from one call; every lookup names the same feature
+        service."""
+        ...
 
 
-def parse_online_response(response: feature_pb2.GetOnlineFeaturesResponse) -> OnlineFeatures:
-    """Row 0 of the response as ``OnlineFeatures`` (no row: every feature missing)."""
-    if not response.rows:
+def parse_online_response(response: feature_pb2.GetOnlineFeaturesResponse, row: int = 0) -> OnlineFeatures:
+    """Row ``row`` of the response as ``OnlineFeatures`` (no such row: every feature missing)."""
+    if len(response.rows) <= row:
         return OnlineFeatures(missing=tuple(response.feature_names))
     values: dict[str, Scalar] = {}
     missing: list[str] = []
     times: dict[str, datetime] = {}
-    for name, fv in zip(response.feature_names, response.rows[0].values, strict=False):
+    for name, fv in zip(response.feature_names, response.rows[row].values, strict=False):
         item = scalar(fv.value) if fv.status == feature_pb2.FEATURE_STATUS_PRESENT else None
         if item is None:
             missing.append(name)
@@ -92,9 +109,13 @@ class ServiceFeatureSource:
     def __init__(self, client: FeatureServiceClient) -> None:
         self.client = client
 
-    async def online_features(self, lookup: FeatureLookup, *, time_left: float | None) -> OnlineFeatures:
-        """One lookup; blocks at most ``time_left`` seconds; raises domain errors (see the module doc)."""
-        return parse_online_response(await self.client.online(lookup.to_request(), time_left=time_left))
+    async def online_features(
+        self, lookups: Sequence[FeatureLookup], *, time_left: float | None
+    ) -> list[OnlineFeatures]:
+        """The lookups as one request; blocks at most ``time_left`` seconds; raises domain errors (see the
+        module doc)."""
+        response = await self.client.online(lookup_request(lookups), time_left=time_left)
+        return [parse_online_response(response, j) for j in range(len(lookups))]
 
     async def check_serving(self) -> None:
         """Readiness: the feature service reports SERVING; raises ``Unavailable`` otherwise."""

@@ -16,6 +16,12 @@ NEXT_ITEM_LATENCY = Histogram(
     ["model", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+SCORE_BATCH_ROWS = Histogram(
+    "aimesh_inference_score_batch_rows",
+    "Rows per ScoreBatch call",
+    ["model"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
 PREDICTIONS_PUBLISHED = Counter("aimesh_inference_predictions_published_total", "Prediction events acknowledged")
 PREDICTIONS_FAILED = Counter(
     "aimesh_inference_predictions_failed_total",

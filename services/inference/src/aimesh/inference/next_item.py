@@ -214,7 +214,7 @@ class NextItemRanker:
         if not request.entity_ids:
             raise InvalidArgument("entity_ids is empty: Recommend reads the entity's history from the feature service")
         lookup = FeatureLookup(target.feature_service or target.model_name, request.entity_ids, {}, as_of=now)
-        online = await self._features.online_features(lookup, time_left=deadline.left("the feature lookup"))
+        [online] = await self._features.online_features([lookup], time_left=deadline.left("the feature lookup"))
         sequence_name = plan.names[plan.sequence]
         history = online.values.get(sequence_name)
         values: list[Scalar] = [online.values.get(name) for name in plan.names]
@@ -229,10 +229,10 @@ class NextItemRanker:
             candidates: Sequence[tuple[str, float]] = plan.popular
         else:
             route = decision.route
-            tensors = await self._runner.infer(
+            [tensors] = await self._runner.infer(
                 target.triton_model_name,
                 target.triton_model_version,
-                row,
+                [row],
                 input_tensor=signature.input_tensor,
                 outputs=[plan.items_tensor, plan.scores_tensor],
                 time_left=deadline.left("the model call"),

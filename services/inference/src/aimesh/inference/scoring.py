@@ -34,13 +34,15 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
-from aimesh.api.common.v1 import signature_pb2
+from aimesh.api.common.v1 import common_pb2, signature_pb2
 from aimesh.api.inference.v1 import events_pb2, inference_pb2
 from aimesh.core.auth import current_tenant
-from aimesh.core.errors import FailedPrecondition, InvalidArgument
+from aimesh.core.errors import AimeshError, FailedPrecondition, InvalidArgument
 from aimesh.core.model_catalog import ModelCatalog, ModelVersion
 from aimesh.core.signature import InputEncoder, Scalar, check_request
+from aimesh.core.validation import check_length
 from aimesh.inference import metrics
 from aimesh.inference.features import FeatureLookup, FeatureSource, OnlineFeatures
 from aimesh.inference.predictions import PredictionPublisher, prediction_key
@@ -140,6 +142,67 @@ class _Plan:
             out[output.name] = list(values)
         return out
 
+    def prepare(self, fields: RowFields) -> _Row:
+        """Check one request row against the signature and split its inputs into inline and needed;
+        ``InvalidArgument`` naming every refused field (see ``check_request`` and ``inline``), an entity id
+        longer than ``MAX_NAME_BYTES``, or when inputs need the feature service and the row has no entity
+        ids."""
+        for entity_type, entity_id in fields.entity_ids.items():
+            check_length(f"entity_ids[{entity_type[:64]!r}]", entity_id)
+        check_request(self.version.signature, fields.entity_ids, fields.context)
+        inline = self.inline(fields.features)
+        needed = tuple(name for j, name in enumerate(self.names) if j not in inline)
+        if needed and not fields.entity_ids:
+            raise InvalidArgument(f"entity_ids is empty and these inputs have no inline value: {', '.join(needed)}")
+        return _Row(fields, inline, needed)
+
+    def encode(self, row: _Row, online: OnlineFeatures) -> _Encoded:
+        """The model's input row: inline values first, then ``online``'s, encoded; and the inputs fed
+        their fill."""
+        values: list[Scalar] = [
+            row.inline[j] if j in row.inline else online.values.get(name) for j, name in enumerate(self.names)
+        ]
+        missing = [name for j, name in enumerate(self.names) if self.encoder.is_missing(j, values[j])]
+        return _Encoded(self.encoder.row(values), missing)
+
+    def check_finite(self, outputs: Mapping[str, Sequence[float]]) -> None:
+        """``FailedPrecondition`` naming the first output holding a NaN or an infinity (never returned as a
+        score)."""
+        for name, values in outputs.items():
+            bad = next((v for v in values if not math.isfinite(v)), None)
+            if bad is not None:
+                raise FailedPrecondition(f"{self.label} returned {bad} in output {name!r}: not a usable score")
+
+
+class RowFields(Protocol):
+    """What one scored row carries: ``ScoreRequest`` and ``ScoreBatchRow`` both have these fields."""
+
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def entity_ids(self) -> Mapping[str, str]: ...
+    @property
+    def features(self) -> Mapping[str, float]: ...
+    @property
+    def context(self) -> Mapping[str, common_pb2.Value]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A checked row: its fields, its inline values by input index, the inputs left to the feature service."""
+
+    fields: RowFields
+    inline: Mapping[int, float]
+    needed: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """A row's encoded model input and the inputs that were fed their fill."""
+
+    values: list[float]
+    missing: list[str]
+
 
 class Scorer:
     """Scores requests against the catalog's routes and describes their signatures (see the module doc)."""
@@ -195,51 +258,141 @@ class Scorer:
             request.alias if request.HasField("alias") else None,
             request.version if request.HasField("version") else None,
         )
-        target = decision.target
-        signature = target.signature
-        plan = self._plan(target)
-        check_request(signature, request.entity_ids, request.context)
-        inline = plan.inline(request.features)
-        needed = [name for j, name in enumerate(plan.names) if j not in inline]
-        online = await self._lookup(request, needed, target.feature_service or target.model_name, now, deadline)
-        values: list[Scalar] = [
-            inline[j] if j in inline else online.values.get(name) for j, name in enumerate(plan.names)
-        ]
-        row = plan.encoder.row(values)
-        missing = [name for j, name in enumerate(plan.names) if plan.encoder.is_missing(j, values[j])]
-        freshness = online.freshness(now, needed)
-        tensors = await self._runner.infer(
+        plan = self._plan(decision.target)
+        row = plan.prepare(request)
+        [online] = await self._lookup(plan, [row], now, deadline)
+        encoded = plan.encode(row, online)
+        [tensors] = await self._infer(plan, [encoded.values], deadline)
+        outputs = plan.read_outputs(tensors)
+        plan.check_finite(outputs)
+        answer = await self._answer(
+            plan,
+            decision=decision,
+            row=row,
+            encoded=encoded,
+            online=online,
+            outputs=outputs,
+            now=now,
+            elapsed=time.perf_counter() - started,
+        )
+        metrics.SCORE_LATENCY.labels(plan.version.model_name, inference_pb2.Route.Name(decision.route)).observe(
+            time.perf_counter() - started
+        )
+        return answer
+
+    async def score_batch(
+        self, request: inference_pb2.ScoreBatchRequest, *, time_left: float | None, max_rows: int
+    ) -> inference_pb2.ScoreBatchResponse:
+        """Score ``request.rows`` with one routed version, one feature lookup and one model call within
+        ``time_left`` seconds. A row the signature refuses or whose output is not finite gets its status in
+        its result; routing, feature service, model and deadline errors fail the call (``InvalidArgument``
+        for no rows or more than ``max_rows``)."""
+        started = time.perf_counter()
+        now = datetime.now(UTC)
+        deadline = Deadline.after(time_left)
+        if not 0 < len(request.rows) <= max_rows:
+            raise InvalidArgument(f"rows holds {len(request.rows)} rows; a batch holds 1 to {max_rows}")
+        decision = self._resolve(
+            request.model,
+            request.alias if request.HasField("alias") else None,
+            request.version if request.HasField("version") else None,
+        )
+        plan = self._plan(decision.target)
+        results: list[inference_pb2.ScoreBatchResult] = [inference_pb2.ScoreBatchResult() for _ in request.rows]
+        accepted: list[tuple[int, _Row]] = []
+        for j, fields in enumerate(request.rows):
+            try:
+                accepted.append((j, plan.prepare(fields)))
+            except InvalidArgument as exc:
+                results[j] = _refused(exc)
+        rows = [row for _, row in accepted]
+        online = await self._lookup(plan, rows, now, deadline)
+        encoded = [plan.encode(row, found) for row, found in zip(rows, online, strict=True)]
+        tensors = await self._infer(plan, [e.values for e in encoded], deadline) if encoded else []
+        elapsed = time.perf_counter() - started
+        for (j, row), found, done, row_tensors in zip(accepted, online, encoded, tensors, strict=True):
+            outputs = plan.read_outputs(row_tensors)
+            try:
+                plan.check_finite(outputs)
+            except FailedPrecondition as exc:
+                results[j] = _refused(exc)
+                continue
+            response = await self._answer(
+                plan, decision=decision, row=row, encoded=done, online=found, outputs=outputs, now=now, elapsed=elapsed
+            )
+            results[j] = inference_pb2.ScoreBatchResult(code=0, response=response)
+        metrics.SCORE_BATCH_ROWS.labels(plan.version.model_name).observe(len(request.rows))
+        return inference_pb2.ScoreBatchResponse(
+            model_name=plan.version.model_name,
+            model_version=plan.version.version,
+            route=decision.route,
+            results=results,
+        )
+
+    async def _lookup(
+        self, plan: _Plan, rows: Sequence[_Row], now: datetime, deadline: Deadline
+    ) -> list[OnlineFeatures]:
+        """Online values per row, from one feature-service call for the rows that need any (an empty
+        ``OnlineFeatures`` for a row whose inputs are all inline; no call when none needs one)."""
+        asked = [row for row in rows if row.needed]
+        if not asked:
+            return [OnlineFeatures() for _ in rows]
+        service = plan.version.feature_service or plan.version.model_name
+        lookups = [FeatureLookup(service, row.fields.entity_ids, row.fields.context, as_of=now) for row in asked]
+        found = iter(await self._features.online_features(lookups, time_left=deadline.left("the feature lookup")))
+        return [next(found) if row.needed else OnlineFeatures() for row in rows]
+
+    async def _infer(
+        self, plan: _Plan, rows: Sequence[list[float]], deadline: Deadline
+    ) -> list[dict[str, list[float]]]:
+        """The model's output tensors per encoded row, from one call."""
+        target = plan.version
+        return await self._runner.infer(
             target.triton_model_name,
             target.triton_model_version,
-            row,
-            input_tensor=signature.input_tensor,
+            rows,
+            input_tensor=target.signature.input_tensor,
             outputs=[o.tensor for o in plan.outputs],
             time_left=deadline.left("the model call"),
         )
-        outputs = plan.read_outputs(tensors)
+
+    async def _answer(
+        self,
+        plan: _Plan,
+        *,
+        decision: RouteDecision,
+        row: _Row,
+        encoded: _Encoded,
+        online: OnlineFeatures,
+        outputs: Mapping[str, list[float]],
+        now: datetime,
+        elapsed: float,
+    ) -> inference_pb2.ScoreResponse:
+        """Emit the row's Prediction (submitted to the publisher) and build its ``ScoreResponse``."""
+        target = plan.version
+        fields = row.fields
         first = outputs[plan.outputs[0].name] if plan.outputs else []
         score = first[0] if len(first) == 1 else 0.0
-        request_id = request.request_id or str(uuid.uuid4())
+        request_id = fields.request_id or str(uuid.uuid4())
         event_id = str(uuid.uuid4())
-        elapsed = time.perf_counter() - started
-        metrics.SCORE_LATENCY.labels(target.model_name, inference_pb2.Route.Name(decision.route)).observe(elapsed)
+        freshness = online.freshness(now, row.needed)
         prediction = events_pb2.Prediction(
             request_id=request_id,
             event_id=event_id,
             model_name=target.model_name,
             model_version=target.version,
             score=score,
-            features=single_columns(plan.encoder, row),
+            features=single_columns(plan.encoder, encoded.values),
             latency=duration(elapsed),
             time=timestamp(now),
             route=decision.route,
             alias=decision.alias,
-            entity_ids=dict(request.entity_ids),
+            entity_ids=dict(fields.entity_ids),
             feature_freshness_seconds=freshness,
-            missing_features=missing,
+            missing_features=encoded.missing,
             tenant=current_tenant(),
         )
-        await self._publisher.submit(prediction, key=prediction_key(signature, request.entity_ids, request_id))
+        await self._publisher.submit(prediction, key=prediction_key(target.signature, fields.entity_ids, request_id))
         return inference_pb2.ScoreResponse(
             request_id=request_id,
             score=score,
@@ -247,26 +400,15 @@ class Scorer:
             model_version=target.version,
             route=decision.route,
             feature_freshness_seconds=freshness,
-            missing_features=missing,
+            missing_features=encoded.missing,
             event_id=event_id,
             outputs={name: inference_pb2.OutputValues(values=v) for name, v in outputs.items()},
         )
 
-    async def _lookup(
-        self,
-        request: inference_pb2.ScoreRequest,
-        needed: Sequence[str],
-        feature_service: str,
-        now: datetime,
-        deadline: Deadline,
-    ) -> OnlineFeatures:
-        """Online values for the inputs the caller did not supply (none asked when all are inline)."""
-        if not needed:
-            return OnlineFeatures()
-        if not request.entity_ids:
-            raise InvalidArgument(f"entity_ids is empty and these inputs have no inline value: {', '.join(needed)}")
-        lookup = FeatureLookup(feature_service, request.entity_ids, request.context, as_of=now)
-        return await self._features.online_features(lookup, time_left=deadline.left("the feature lookup"))
+
+def _refused(exc: AimeshError) -> inference_pb2.ScoreBatchResult:
+    """The result of a row that was not scored: its status code number and the error's message."""
+    return inference_pb2.ScoreBatchResult(code=exc.code.value[0], message=exc.message)
 
 
 def single_columns(encoder: InputEncoder, row: Sequence[float]) -> dict[str, float]:

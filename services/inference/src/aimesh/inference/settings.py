@@ -26,6 +26,14 @@ class InferenceSettings(ServiceSettings):
     max_in_flight_predictions: int = Field(
         default=10_000, description="Prediction events awaiting Kafka's acknowledgement before Score waits for room."
     )
+    max_batch_rows: int = Field(
+        default=256,
+        ge=1,
+        le=1000,
+        description="Most rows one ScoreBatch call may hold (INVALID_ARGUMENT naming the limit above it); at most "
+        "the served models' Triton max_batch_size (256 for models the training service exports) and the feature "
+        "service's 1,000 online rows.",
+    )
     model_reconcile_interval_seconds: float = Field(
         default=2.0,
         gt=0,

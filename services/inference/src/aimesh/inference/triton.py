@@ -27,19 +27,20 @@ from aimesh.core.errors import DeadlineExceeded, FailedPrecondition, Unavailable
 
 
 class ModelRunner(Protocol):
-    """Runs one input row through a served model and returns the values of the outputs asked for."""
+    """Runs input rows through a served model in one call and returns the values of the outputs asked for."""
 
     async def infer(
         self,
         model: str,
         version: int,
-        row: Sequence[float],
+        rows: Sequence[Sequence[float]],
         *,
         input_tensor: str,
         outputs: Sequence[str],
         time_left: float | None,
-    ) -> dict[str, list[float]]:
-        """The values of each tensor in ``outputs`` for ``row`` (row-major, the batch dimension dropped)."""
+    ) -> list[dict[str, list[float]]]:
+        """Per row of ``rows`` (in order), the values of each tensor in ``outputs`` (row-major, the batch
+        dimension dropped)."""
         ...
 
 
@@ -55,14 +56,15 @@ class TritonRunner:
         self,
         model: str,
         version: int,
-        row: Sequence[float],
+        rows: Sequence[Sequence[float]],
         *,
         input_tensor: str,
         outputs: Sequence[str],
         time_left: float | None,
-    ) -> dict[str, list[float]]:
-        """Infer one row (FP32 ``[1, n]``); ``version`` 0 means Triton's latest. Blocks at most ``time_left``."""
-        x = np.asarray([row], dtype=np.float32)
+    ) -> list[dict[str, list[float]]]:
+        """Infer ``rows`` as one FP32 ``[len(rows), n]`` request; ``version`` 0 means Triton's latest. Blocks
+        at most ``time_left``."""
+        x = np.asarray(rows, dtype=np.float32)
         infer_input = InferInput(input_tensor, list(x.shape), "FP32")
         infer_input.set_data_from_numpy(x)
         tensors = list(dict.fromkeys(outputs))
@@ -76,14 +78,19 @@ class TritonRunner:
             )
         except InferenceServerException as exc:
             raise _domain_error(model, exc) from exc
-        values: dict[str, list[float]] = {}
+        per_row: list[dict[str, list[float]]] = [{} for _ in range(len(x))]
         for name in tensors:
             out = result.as_numpy(name)
             if out is None or out.dtype.kind not in "biuf":
                 kind = "nothing" if out is None else f"dtype {out.dtype}"
                 raise FailedPrecondition(f"Triton model {model!r} returned {kind} for output {name!r}")
-            values[name] = out.reshape(-1).astype(np.float64).tolist()
-        return values
+            if not out.shape or out.shape[0] != len(x):
+                raise FailedPrecondition(
+                    f"Triton model {model!r} returned {list(out.shape)} for output {name!r} from {len(x)} rows"
+                )
+            for values, row_out in zip(per_row, out.reshape(len(x), -1).astype(np.float64).tolist(), strict=True):
+                values[name] = row_out
+        return per_row
 
     def _requested(self, tensors: tuple[str, ...]) -> list[InferRequestedOutput]:
         """The (immutable, reused) requested-output list of ``tensors``."""

@@ -172,3 +172,70 @@ class RecommendResponse(_message.Message):
     max_k: int
     event_id: str
     def __init__(self, request_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., route: _Optional[_Union[Route, str]] = ..., items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., fallback: _Optional[bool] = ..., unknown_items: _Optional[_Iterable[str]] = ..., max_k: _Optional[int] = ..., event_id: _Optional[str] = ...) -> None: ...
+
+class ScoreBatchRequest(_message.Message):
+    __slots__ = ("model", "alias", "version", "rows")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    alias: str
+    version: int
+    rows: _containers.RepeatedCompositeFieldContainer[ScoreBatchRow]
+    def __init__(self, model: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[int] = ..., rows: _Optional[_Iterable[_Union[ScoreBatchRow, _Mapping]]] = ...) -> None: ...
+
+class ScoreBatchRow(_message.Message):
+    __slots__ = ("request_id", "entity_ids", "features", "context")
+    class EntityIdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class FeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _common_pb2.Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_common_pb2.Value, _Mapping]] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_IDS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    entity_ids: _containers.ScalarMap[str, str]
+    features: _containers.ScalarMap[str, float]
+    context: _containers.MessageMap[str, _common_pb2.Value]
+    def __init__(self, request_id: _Optional[str] = ..., entity_ids: _Optional[_Mapping[str, str]] = ..., features: _Optional[_Mapping[str, float]] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ...) -> None: ...
+
+class ScoreBatchResult(_message.Message):
+    __slots__ = ("code", "message", "response")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    response: ScoreResponse
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., response: _Optional[_Union[ScoreResponse, _Mapping]] = ...) -> None: ...
+
+class ScoreBatchResponse(_message.Message):
+    __slots__ = ("model_name", "model_version", "route", "results")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: int
+    route: Route
+    results: _containers.RepeatedCompositeFieldContainer[ScoreBatchResult]
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., route: _Optional[_Union[Route, str]] = ..., results: _Optional[_Iterable[_Union[ScoreBatchResult, _Mapping]]] = ...) -> None: ...

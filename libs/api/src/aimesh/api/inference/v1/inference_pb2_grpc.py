@@ -50,6 +50,11 @@ class InferenceServiceStub:
                 request_serializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.RecommendRequest.SerializeToString,
                 response_deserializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.RecommendResponse.FromString,
                 _registered_method=True)
+        self.ScoreBatch = channel.unary_unary(
+                '/aimesh.api.inference.v1.InferenceService/ScoreBatch',
+                request_serializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.ScoreBatchRequest.SerializeToString,
+                response_deserializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.ScoreBatchResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -60,7 +65,9 @@ class InferenceServiceServicer:
         """Assembles features (online store + inline), calls Triton, returns the outputs and emits a
         Prediction event. Honours the gRPC deadline (DEADLINE_EXCEEDED). Unknown model or alias:
         NOT_FOUND; a request missing an entity id or a context field the model's signature names, or with
-        a value of the wrong type: INVALID_ARGUMENT naming the field and the expected type; Triton down with
+        a value of the wrong type or a NaN/Inf number: INVALID_ARGUMENT naming the field and the expected
+        type; request_id, model and alias longer than 256 bytes: INVALID_ARGUMENT; a model output that is
+        NaN or infinite (never returned as a score): FAILED_PRECONDITION naming the output; Triton down with
         no fallback configured: UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -89,6 +96,21 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScoreBatch(self, request, context):
+        """Scores many rows with one model version in one call: one feature lookup for every row that needs
+        online values, one Triton call for all rows, a Prediction event per scored row. The version is
+        routed once for the whole batch (pin, alias, default alias) and errors of the call as a whole are
+        the call's status (unknown model or alias: NOT_FOUND; no rows, or more than the service's
+        INFERENCE_MAX_BATCH_ROWS (default 256, the exported models' Triton max_batch_size): INVALID_ARGUMENT
+        naming the count and the limit; feature service or Triton down: UNAVAILABLE; the deadline:
+        DEADLINE_EXCEEDED). A row the signature refuses (missing entity id or context field, wrong type,
+        NaN/Inf, an inline key matching no input) and a row whose model output is NaN or infinite get their
+        own status in ScoreBatchResponse.results; the other rows are scored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -106,6 +128,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.Recommend,
                     request_deserializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.RecommendRequest.FromString,
                     response_serializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.RecommendResponse.SerializeToString,
+            ),
+            'ScoreBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoreBatch,
+                    request_deserializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.ScoreBatchRequest.FromString,
+                    response_serializer=aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.ScoreBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -190,6 +217,33 @@ class InferenceService:
             '/aimesh.api.inference.v1.InferenceService/Recommend',
             aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.RecommendRequest.SerializeToString,
             aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.RecommendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimesh.api.inference.v1.InferenceService/ScoreBatch',
+            aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.ScoreBatchRequest.SerializeToString,
+            aimesh_dot_api_dot_inference_dot_v1_dot_inference__pb2.ScoreBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,7 +37,9 @@ class InferenceServiceStub:
     """Assembles features (online store + inline), calls Triton, returns the outputs and emits a
     Prediction event. Honours the gRPC deadline (DEADLINE_EXCEEDED). Unknown model or alias:
     NOT_FOUND; a request missing an entity id or a context field the model's signature names, or with
-    a value of the wrong type: INVALID_ARGUMENT naming the field and the expected type; Triton down with
+    a value of the wrong type or a NaN/Inf number: INVALID_ARGUMENT naming the field and the expected
+    type; request_id, model and alias longer than 256 bytes: INVALID_ARGUMENT; a model output that is
+    NaN or infinite (never returned as a score): FAILED_PRECONDITION naming the output; Triton down with
     no fallback configured: UNAVAILABLE.
     """
     GetModelSignature: _grpc.UnaryUnaryMultiCallable[_inference_pb2.GetModelSignatureRequest, _inference_pb2.GetModelSignatureResponse]
@@ -54,6 +56,17 @@ class InferenceServiceStub:
     INVALID_ARGUMENT naming both; a model whose item vocabulary is empty: FAILED_PRECONDITION; Triton
     down: UNAVAILABLE. Context items outside the vocabulary are ignored and listed in unknown_items.
     """
+    ScoreBatch: _grpc.UnaryUnaryMultiCallable[_inference_pb2.ScoreBatchRequest, _inference_pb2.ScoreBatchResponse]
+    """Scores many rows with one model version in one call: one feature lookup for every row that needs
+    online values, one Triton call for all rows, a Prediction event per scored row. The version is
+    routed once for the whole batch (pin, alias, default alias) and errors of the call as a whole are
+    the call's status (unknown model or alias: NOT_FOUND; no rows, or more than the service's
+    INFERENCE_MAX_BATCH_ROWS (default 256, the exported models' Triton max_batch_size): INVALID_ARGUMENT
+    naming the count and the limit; feature service or Triton down: UNAVAILABLE; the deadline:
+    DEADLINE_EXCEEDED). A row the signature refuses (missing entity id or context field, wrong type,
+    NaN/Inf, an inline key matching no input) and a row whose model output is NaN or infinite get their
+    own status in ScoreBatchResponse.results; the other rows are scored.
+    """
 
 @_typing.type_check_only
 class InferenceServiceAsyncStub(InferenceServiceStub):
@@ -64,7 +77,9 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """Assembles features (online store + inline), calls Triton, returns the outputs and emits a
     Prediction event. Honours the gRPC deadline (DEADLINE_EXCEEDED). Unknown model or alias:
     NOT_FOUND; a request missing an entity id or a context field the model's signature names, or with
-    a value of the wrong type: INVALID_ARGUMENT naming the field and the expected type; Triton down with
+    a value of the wrong type or a NaN/Inf number: INVALID_ARGUMENT naming the field and the expected
+    type; request_id, model and alias longer than 256 bytes: INVALID_ARGUMENT; a model output that is
+    NaN or infinite (never returned as a score): FAILED_PRECONDITION naming the output; Triton down with
     no fallback configured: UNAVAILABLE.
     """
     GetModelSignature: _aio.UnaryUnaryMultiCallable[_inference_pb2.GetModelSignatureRequest, _inference_pb2.GetModelSignatureResponse]  # type: ignore[assignment]
@@ -81,6 +96,17 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     INVALID_ARGUMENT naming both; a model whose item vocabulary is empty: FAILED_PRECONDITION; Triton
     down: UNAVAILABLE. Context items outside the vocabulary are ignored and listed in unknown_items.
     """
+    ScoreBatch: _aio.UnaryUnaryMultiCallable[_inference_pb2.ScoreBatchRequest, _inference_pb2.ScoreBatchResponse]  # type: ignore[assignment]
+    """Scores many rows with one model version in one call: one feature lookup for every row that needs
+    online values, one Triton call for all rows, a Prediction event per scored row. The version is
+    routed once for the whole batch (pin, alias, default alias) and errors of the call as a whole are
+    the call's status (unknown model or alias: NOT_FOUND; no rows, or more than the service's
+    INFERENCE_MAX_BATCH_ROWS (default 256, the exported models' Triton max_batch_size): INVALID_ARGUMENT
+    naming the count and the limit; feature service or Triton down: UNAVAILABLE; the deadline:
+    DEADLINE_EXCEEDED). A row the signature refuses (missing entity id or context field, wrong type,
+    NaN/Inf, an inline key matching no input) and a row whose model output is NaN or infinite get their
+    own status in ScoreBatchResponse.results; the other rows are scored.
+    """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Scores entities with the model version an alias routes to (champion/canary, optional shadow)."""
@@ -94,7 +120,9 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         """Assembles features (online store + inline), calls Triton, returns the outputs and emits a
         Prediction event. Honours the gRPC deadline (DEADLINE_EXCEEDED). Unknown model or alias:
         NOT_FOUND; a request missing an entity id or a context field the model's signature names, or with
-        a value of the wrong type: INVALID_ARGUMENT naming the field and the expected type; Triton down with
+        a value of the wrong type or a NaN/Inf number: INVALID_ARGUMENT naming the field and the expected
+        type; request_id, model and alias longer than 256 bytes: INVALID_ARGUMENT; a model output that is
+        NaN or infinite (never returned as a score): FAILED_PRECONDITION naming the output; Triton down with
         no fallback configured: UNAVAILABLE.
         """
 
@@ -122,6 +150,23 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         NOT_FOUND; a model that is not TASK_NEXT_ITEM: FAILED_PRECONDITION; k outside [1, max_k]:
         INVALID_ARGUMENT naming both; a model whose item vocabulary is empty: FAILED_PRECONDITION; Triton
         down: UNAVAILABLE. Context items outside the vocabulary are ignored and listed in unknown_items.
+        """
+
+    @_abc_1.abstractmethod
+    def ScoreBatch(
+        self,
+        request: _inference_pb2.ScoreBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inference_pb2.ScoreBatchResponse, _abc.Awaitable[_inference_pb2.ScoreBatchResponse]]:
+        """Scores many rows with one model version in one call: one feature lookup for every row that needs
+        online values, one Triton call for all rows, a Prediction event per scored row. The version is
+        routed once for the whole batch (pin, alias, default alias) and errors of the call as a whole are
+        the call's status (unknown model or alias: NOT_FOUND; no rows, or more than the service's
+        INFERENCE_MAX_BATCH_ROWS (default 256, the exported models' Triton max_batch_size): INVALID_ARGUMENT
+        naming the count and the limit; feature service or Triton down: UNAVAILABLE; the deadline:
+        DEADLINE_EXCEEDED). A row the signature refuses (missing entity id or context field, wrong type,
+        NaN/Inf, an inline key matching no input) and a row whose model output is NaN or infinite get their
+        own status in ScoreBatchResponse.results; the other rows are scored.
         """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

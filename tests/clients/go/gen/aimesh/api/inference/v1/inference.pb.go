@@ -763,6 +763,290 @@ func (x *RecommendResponse) GetEventId() string {
 	return ""
 }
 
+// Request of InferenceService.ScoreBatch.
+type ScoreBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Registered model name.
+	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// Alias to route by; absent means "champion".
+	Alias *string `protobuf:"bytes,2,opt,name=alias,proto3,oneof" json:"alias,omitempty"`
+	// Pin an explicit model version, bypassing alias routing.
+	Version *int64 `protobuf:"varint,3,opt,name=version,proto3,oneof" json:"version,omitempty"`
+	// The rows to score, answered in order; 1 to INFERENCE_MAX_BATCH_ROWS (default 256) of them.
+	Rows          []*ScoreBatchRow `protobuf:"bytes,4,rep,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScoreBatchRequest) Reset() {
+	*x = ScoreBatchRequest{}
+	mi := &file_aimesh_api_inference_v1_inference_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoreBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoreBatchRequest) ProtoMessage() {}
+
+func (x *ScoreBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_inference_v1_inference_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoreBatchRequest.ProtoReflect.Descriptor instead.
+func (*ScoreBatchRequest) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_inference_v1_inference_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ScoreBatchRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ScoreBatchRequest) GetAlias() string {
+	if x != nil && x.Alias != nil {
+		return *x.Alias
+	}
+	return ""
+}
+
+func (x *ScoreBatchRequest) GetVersion() int64 {
+	if x != nil && x.Version != nil {
+		return *x.Version
+	}
+	return 0
+}
+
+func (x *ScoreBatchRequest) GetRows() []*ScoreBatchRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+// One row of a ScoreBatchRequest: the fields of a ScoreRequest that differ per row, with their meaning.
+type ScoreBatchRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Caller's request id of this row (correlation); generated when empty.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Entity ids by entity type, as ScoreRequest.entity_ids.
+	EntityIds map[string]string `protobuf:"bytes,2,rep,name=entity_ids,json=entityIds,proto3" json:"entity_ids,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Inline numeric feature values, as ScoreRequest.features.
+	Features map[string]float64 `protobuf:"bytes,3,rep,name=features,proto3" json:"features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// Request-time data, as ScoreRequest.context.
+	Context       map[string]*v1.Value `protobuf:"bytes,4,rep,name=context,proto3" json:"context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScoreBatchRow) Reset() {
+	*x = ScoreBatchRow{}
+	mi := &file_aimesh_api_inference_v1_inference_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoreBatchRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoreBatchRow) ProtoMessage() {}
+
+func (x *ScoreBatchRow) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_inference_v1_inference_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoreBatchRow.ProtoReflect.Descriptor instead.
+func (*ScoreBatchRow) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_inference_v1_inference_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ScoreBatchRow) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ScoreBatchRow) GetEntityIds() map[string]string {
+	if x != nil {
+		return x.EntityIds
+	}
+	return nil
+}
+
+func (x *ScoreBatchRow) GetFeatures() map[string]float64 {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *ScoreBatchRow) GetContext() map[string]*v1.Value {
+	if x != nil {
+		return x.Context
+	}
+	return nil
+}
+
+// The outcome of one row of a ScoreBatchRequest.
+type ScoreBatchResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The row's status as a google.rpc.Code number: 0 (OK) with `response` set, 3 (INVALID_ARGUMENT) for a
+	// row the signature refuses, 9 (FAILED_PRECONDITION) for a NaN or infinite model output.
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// Why the row was not scored (empty when code is 0).
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// The row's score, as Score answers it (set only when code is 0).
+	Response      *ScoreResponse `protobuf:"bytes,3,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScoreBatchResult) Reset() {
+	*x = ScoreBatchResult{}
+	mi := &file_aimesh_api_inference_v1_inference_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoreBatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoreBatchResult) ProtoMessage() {}
+
+func (x *ScoreBatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_inference_v1_inference_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoreBatchResult.ProtoReflect.Descriptor instead.
+func (*ScoreBatchResult) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_inference_v1_inference_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ScoreBatchResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ScoreBatchResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ScoreBatchResult) GetResponse() *ScoreResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+// Response of InferenceService.ScoreBatch.
+type ScoreBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Model name.
+	ModelName string `protobuf:"bytes,1,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	// The version every row was scored with.
+	ModelVersion int64 `protobuf:"varint,2,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	// Route taken (the same for every row).
+	Route Route `protobuf:"varint,3,opt,name=route,proto3,enum=aimesh.api.inference.v1.Route" json:"route,omitempty"`
+	// One result per request row, in request order.
+	Results       []*ScoreBatchResult `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScoreBatchResponse) Reset() {
+	*x = ScoreBatchResponse{}
+	mi := &file_aimesh_api_inference_v1_inference_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoreBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoreBatchResponse) ProtoMessage() {}
+
+func (x *ScoreBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_inference_v1_inference_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoreBatchResponse.ProtoReflect.Descriptor instead.
+func (*ScoreBatchResponse) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_inference_v1_inference_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ScoreBatchResponse) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *ScoreBatchResponse) GetModelVersion() int64 {
+	if x != nil {
+		return x.ModelVersion
+	}
+	return 0
+}
+
+func (x *ScoreBatchResponse) GetRoute() Route {
+	if x != nil {
+		return x.Route
+	}
+	return Route_ROUTE_UNSPECIFIED
+}
+
+func (x *ScoreBatchResponse) GetResults() []*ScoreBatchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_aimesh_api_inference_v1_inference_proto protoreflect.FileDescriptor
 
 const file_aimesh_api_inference_v1_inference_proto_rawDesc = "" +
@@ -850,17 +1134,53 @@ const file_aimesh_api_inference_v1_inference_proto_rawDesc = "" +
 	"\bfallback\x18\x06 \x01(\bR\bfallback\x12#\n" +
 	"\runknown_items\x18\a \x03(\tR\funknownItems\x12\x13\n" +
 	"\x05max_k\x18\b \x01(\x05R\x04maxK\x12\x19\n" +
-	"\bevent_id\x18\t \x01(\tR\aeventId*j\n" +
+	"\bevent_id\x18\t \x01(\tR\aeventId\"\xb5\x01\n" +
+	"\x11ScoreBatchRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x19\n" +
+	"\x05alias\x18\x02 \x01(\tH\x00R\x05alias\x88\x01\x01\x12\x1d\n" +
+	"\aversion\x18\x03 \x01(\x03H\x01R\aversion\x88\x01\x01\x12:\n" +
+	"\x04rows\x18\x04 \x03(\v2&.aimesh.api.inference.v1.ScoreBatchRowR\x04rowsB\b\n" +
+	"\x06_aliasB\n" +
+	"\n" +
+	"\b_version\"\xf9\x03\n" +
+	"\rScoreBatchRow\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12T\n" +
+	"\n" +
+	"entity_ids\x18\x02 \x03(\v25.aimesh.api.inference.v1.ScoreBatchRow.EntityIdsEntryR\tentityIds\x12P\n" +
+	"\bfeatures\x18\x03 \x03(\v24.aimesh.api.inference.v1.ScoreBatchRow.FeaturesEntryR\bfeatures\x12M\n" +
+	"\acontext\x18\x04 \x03(\v23.aimesh.api.inference.v1.ScoreBatchRow.ContextEntryR\acontext\x1a<\n" +
+	"\x0eEntityIdsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
+	"\rFeaturesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1aW\n" +
+	"\fContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.aimesh.api.common.v1.ValueR\x05value:\x028\x01\"\x84\x01\n" +
+	"\x10ScoreBatchResult\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12B\n" +
+	"\bresponse\x18\x03 \x01(\v2&.aimesh.api.inference.v1.ScoreResponseR\bresponse\"\xd3\x01\n" +
+	"\x12ScoreBatchResponse\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x01 \x01(\tR\tmodelName\x12#\n" +
+	"\rmodel_version\x18\x02 \x01(\x03R\fmodelVersion\x124\n" +
+	"\x05route\x18\x03 \x01(\x0e2\x1e.aimesh.api.inference.v1.RouteR\x05route\x12C\n" +
+	"\aresults\x18\x04 \x03(\v2).aimesh.api.inference.v1.ScoreBatchResultR\aresults*j\n" +
 	"\x05Route\x12\x15\n" +
 	"\x11ROUTE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eROUTE_CHAMPION\x10\x01\x12\x10\n" +
 	"\fROUTE_CANARY\x10\x02\x12\x10\n" +
 	"\fROUTE_PINNED\x10\x03\x12\x12\n" +
-	"\x0eROUTE_FALLBACK\x10\x042\xca\x02\n" +
+	"\x0eROUTE_FALLBACK\x10\x042\xb1\x03\n" +
 	"\x10InferenceService\x12V\n" +
 	"\x05Score\x12%.aimesh.api.inference.v1.ScoreRequest\x1a&.aimesh.api.inference.v1.ScoreResponse\x12z\n" +
 	"\x11GetModelSignature\x121.aimesh.api.inference.v1.GetModelSignatureRequest\x1a2.aimesh.api.inference.v1.GetModelSignatureResponse\x12b\n" +
-	"\tRecommend\x12).aimesh.api.inference.v1.RecommendRequest\x1a*.aimesh.api.inference.v1.RecommendResponseBSZQgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/inference/v1;inferencev1b\x06proto3"
+	"\tRecommend\x12).aimesh.api.inference.v1.RecommendRequest\x1a*.aimesh.api.inference.v1.RecommendResponse\x12e\n" +
+	"\n" +
+	"ScoreBatch\x12*.aimesh.api.inference.v1.ScoreBatchRequest\x1a+.aimesh.api.inference.v1.ScoreBatchResponseBSZQgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/inference/v1;inferencev1b\x06proto3"
 
 var (
 	file_aimesh_api_inference_v1_inference_proto_rawDescOnce sync.Once
@@ -875,7 +1195,7 @@ func file_aimesh_api_inference_v1_inference_proto_rawDescGZIP() []byte {
 }
 
 var file_aimesh_api_inference_v1_inference_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_aimesh_api_inference_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_aimesh_api_inference_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_aimesh_api_inference_v1_inference_proto_goTypes = []any{
 	(Route)(0),                        // 0: aimesh.api.inference.v1.Route
 	(*ScoreRequest)(nil),              // 1: aimesh.api.inference.v1.ScoreRequest
@@ -886,37 +1206,54 @@ var file_aimesh_api_inference_v1_inference_proto_goTypes = []any{
 	(*RecommendRequest)(nil),          // 6: aimesh.api.inference.v1.RecommendRequest
 	(*RecommendedItem)(nil),           // 7: aimesh.api.inference.v1.RecommendedItem
 	(*RecommendResponse)(nil),         // 8: aimesh.api.inference.v1.RecommendResponse
-	nil,                               // 9: aimesh.api.inference.v1.ScoreRequest.EntityIdsEntry
-	nil,                               // 10: aimesh.api.inference.v1.ScoreRequest.FeaturesEntry
-	nil,                               // 11: aimesh.api.inference.v1.ScoreRequest.ContextEntry
-	nil,                               // 12: aimesh.api.inference.v1.ScoreResponse.OutputsEntry
-	nil,                               // 13: aimesh.api.inference.v1.RecommendRequest.EntityIdsEntry
-	(*v1.ModelSignature)(nil),         // 14: aimesh.api.common.v1.ModelSignature
-	(*v1.Value)(nil),                  // 15: aimesh.api.common.v1.Value
+	(*ScoreBatchRequest)(nil),         // 9: aimesh.api.inference.v1.ScoreBatchRequest
+	(*ScoreBatchRow)(nil),             // 10: aimesh.api.inference.v1.ScoreBatchRow
+	(*ScoreBatchResult)(nil),          // 11: aimesh.api.inference.v1.ScoreBatchResult
+	(*ScoreBatchResponse)(nil),        // 12: aimesh.api.inference.v1.ScoreBatchResponse
+	nil,                               // 13: aimesh.api.inference.v1.ScoreRequest.EntityIdsEntry
+	nil,                               // 14: aimesh.api.inference.v1.ScoreRequest.FeaturesEntry
+	nil,                               // 15: aimesh.api.inference.v1.ScoreRequest.ContextEntry
+	nil,                               // 16: aimesh.api.inference.v1.ScoreResponse.OutputsEntry
+	nil,                               // 17: aimesh.api.inference.v1.RecommendRequest.EntityIdsEntry
+	nil,                               // 18: aimesh.api.inference.v1.ScoreBatchRow.EntityIdsEntry
+	nil,                               // 19: aimesh.api.inference.v1.ScoreBatchRow.FeaturesEntry
+	nil,                               // 20: aimesh.api.inference.v1.ScoreBatchRow.ContextEntry
+	(*v1.ModelSignature)(nil),         // 21: aimesh.api.common.v1.ModelSignature
+	(*v1.Value)(nil),                  // 22: aimesh.api.common.v1.Value
 }
 var file_aimesh_api_inference_v1_inference_proto_depIdxs = []int32{
-	9,  // 0: aimesh.api.inference.v1.ScoreRequest.entity_ids:type_name -> aimesh.api.inference.v1.ScoreRequest.EntityIdsEntry
-	10, // 1: aimesh.api.inference.v1.ScoreRequest.features:type_name -> aimesh.api.inference.v1.ScoreRequest.FeaturesEntry
-	11, // 2: aimesh.api.inference.v1.ScoreRequest.context:type_name -> aimesh.api.inference.v1.ScoreRequest.ContextEntry
+	13, // 0: aimesh.api.inference.v1.ScoreRequest.entity_ids:type_name -> aimesh.api.inference.v1.ScoreRequest.EntityIdsEntry
+	14, // 1: aimesh.api.inference.v1.ScoreRequest.features:type_name -> aimesh.api.inference.v1.ScoreRequest.FeaturesEntry
+	15, // 2: aimesh.api.inference.v1.ScoreRequest.context:type_name -> aimesh.api.inference.v1.ScoreRequest.ContextEntry
 	0,  // 3: aimesh.api.inference.v1.ScoreResponse.route:type_name -> aimesh.api.inference.v1.Route
-	12, // 4: aimesh.api.inference.v1.ScoreResponse.outputs:type_name -> aimesh.api.inference.v1.ScoreResponse.OutputsEntry
-	14, // 5: aimesh.api.inference.v1.GetModelSignatureResponse.signature:type_name -> aimesh.api.common.v1.ModelSignature
-	13, // 6: aimesh.api.inference.v1.RecommendRequest.entity_ids:type_name -> aimesh.api.inference.v1.RecommendRequest.EntityIdsEntry
+	16, // 4: aimesh.api.inference.v1.ScoreResponse.outputs:type_name -> aimesh.api.inference.v1.ScoreResponse.OutputsEntry
+	21, // 5: aimesh.api.inference.v1.GetModelSignatureResponse.signature:type_name -> aimesh.api.common.v1.ModelSignature
+	17, // 6: aimesh.api.inference.v1.RecommendRequest.entity_ids:type_name -> aimesh.api.inference.v1.RecommendRequest.EntityIdsEntry
 	0,  // 7: aimesh.api.inference.v1.RecommendResponse.route:type_name -> aimesh.api.inference.v1.Route
 	7,  // 8: aimesh.api.inference.v1.RecommendResponse.items:type_name -> aimesh.api.inference.v1.RecommendedItem
-	15, // 9: aimesh.api.inference.v1.ScoreRequest.ContextEntry.value:type_name -> aimesh.api.common.v1.Value
-	3,  // 10: aimesh.api.inference.v1.ScoreResponse.OutputsEntry.value:type_name -> aimesh.api.inference.v1.OutputValues
-	1,  // 11: aimesh.api.inference.v1.InferenceService.Score:input_type -> aimesh.api.inference.v1.ScoreRequest
-	4,  // 12: aimesh.api.inference.v1.InferenceService.GetModelSignature:input_type -> aimesh.api.inference.v1.GetModelSignatureRequest
-	6,  // 13: aimesh.api.inference.v1.InferenceService.Recommend:input_type -> aimesh.api.inference.v1.RecommendRequest
-	2,  // 14: aimesh.api.inference.v1.InferenceService.Score:output_type -> aimesh.api.inference.v1.ScoreResponse
-	5,  // 15: aimesh.api.inference.v1.InferenceService.GetModelSignature:output_type -> aimesh.api.inference.v1.GetModelSignatureResponse
-	8,  // 16: aimesh.api.inference.v1.InferenceService.Recommend:output_type -> aimesh.api.inference.v1.RecommendResponse
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	10, // 9: aimesh.api.inference.v1.ScoreBatchRequest.rows:type_name -> aimesh.api.inference.v1.ScoreBatchRow
+	18, // 10: aimesh.api.inference.v1.ScoreBatchRow.entity_ids:type_name -> aimesh.api.inference.v1.ScoreBatchRow.EntityIdsEntry
+	19, // 11: aimesh.api.inference.v1.ScoreBatchRow.features:type_name -> aimesh.api.inference.v1.ScoreBatchRow.FeaturesEntry
+	20, // 12: aimesh.api.inference.v1.ScoreBatchRow.context:type_name -> aimesh.api.inference.v1.ScoreBatchRow.ContextEntry
+	2,  // 13: aimesh.api.inference.v1.ScoreBatchResult.response:type_name -> aimesh.api.inference.v1.ScoreResponse
+	0,  // 14: aimesh.api.inference.v1.ScoreBatchResponse.route:type_name -> aimesh.api.inference.v1.Route
+	11, // 15: aimesh.api.inference.v1.ScoreBatchResponse.results:type_name -> aimesh.api.inference.v1.ScoreBatchResult
+	22, // 16: aimesh.api.inference.v1.ScoreRequest.ContextEntry.value:type_name -> aimesh.api.common.v1.Value
+	3,  // 17: aimesh.api.inference.v1.ScoreResponse.OutputsEntry.value:type_name -> aimesh.api.inference.v1.OutputValues
+	22, // 18: aimesh.api.inference.v1.ScoreBatchRow.ContextEntry.value:type_name -> aimesh.api.common.v1.Value
+	1,  // 19: aimesh.api.inference.v1.InferenceService.Score:input_type -> aimesh.api.inference.v1.ScoreRequest
+	4,  // 20: aimesh.api.inference.v1.InferenceService.GetModelSignature:input_type -> aimesh.api.inference.v1.GetModelSignatureRequest
+	6,  // 21: aimesh.api.inference.v1.InferenceService.Recommend:input_type -> aimesh.api.inference.v1.RecommendRequest
+	9,  // 22: aimesh.api.inference.v1.InferenceService.ScoreBatch:input_type -> aimesh.api.inference.v1.ScoreBatchRequest
+	2,  // 23: aimesh.api.inference.v1.InferenceService.Score:output_type -> aimesh.api.inference.v1.ScoreResponse
+	5,  // 24: aimesh.api.inference.v1.InferenceService.GetModelSignature:output_type -> aimesh.api.inference.v1.GetModelSignatureResponse
+	8,  // 25: aimesh.api.inference.v1.InferenceService.Recommend:output_type -> aimesh.api.inference.v1.RecommendResponse
+	12, // 26: aimesh.api.inference.v1.InferenceService.ScoreBatch:output_type -> aimesh.api.inference.v1.ScoreBatchResponse
+	23, // [23:27] is the sub-list for method output_type
+	19, // [19:23] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_aimesh_api_inference_v1_inference_proto_init() }
@@ -927,13 +1264,14 @@ func file_aimesh_api_inference_v1_inference_proto_init() {
 	file_aimesh_api_inference_v1_inference_proto_msgTypes[0].OneofWrappers = []any{}
 	file_aimesh_api_inference_v1_inference_proto_msgTypes[3].OneofWrappers = []any{}
 	file_aimesh_api_inference_v1_inference_proto_msgTypes[5].OneofWrappers = []any{}
+	file_aimesh_api_inference_v1_inference_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_aimesh_api_inference_v1_inference_proto_rawDesc), len(file_aimesh_api_inference_v1_inference_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	InferenceService_Score_FullMethodName             = "/aimesh.api.inference.v1.InferenceService/Score"
 	InferenceService_GetModelSignature_FullMethodName = "/aimesh.api.inference.v1.InferenceService/GetModelSignature"
 	InferenceService_Recommend_FullMethodName         = "/aimesh.api.inference.v1.InferenceService/Recommend"
+	InferenceService_ScoreBatch_FullMethodName        = "/aimesh.api.inference.v1.InferenceService/ScoreBatch"
 )
 
 // InferenceServiceClient is the client API for InferenceService service.
@@ -35,7 +36,9 @@ type InferenceServiceClient interface {
 	// Assembles features (online store + inline), calls Triton, returns the outputs and emits a
 	// Prediction event. Honours the gRPC deadline (DEADLINE_EXCEEDED). Unknown model or alias:
 	// NOT_FOUND; a request missing an entity id or a context field the model's signature names, or with
-	// a value of the wrong type: INVALID_ARGUMENT naming the field and the expected type; Triton down with
+	// a value of the wrong type or a NaN/Inf number: INVALID_ARGUMENT naming the field and the expected
+	// type; request_id, model and alias longer than 256 bytes: INVALID_ARGUMENT; a model output that is
+	// NaN or infinite (never returned as a score): FAILED_PRECONDITION naming the output; Triton down with
 	// no fallback configured: UNAVAILABLE.
 	Score(ctx context.Context, in *ScoreRequest, opts ...grpc.CallOption) (*ScoreResponse, error)
 	// The signature of the version an alias (default "champion") or a pinned version routes to: the
@@ -50,6 +53,16 @@ type InferenceServiceClient interface {
 	// INVALID_ARGUMENT naming both; a model whose item vocabulary is empty: FAILED_PRECONDITION; Triton
 	// down: UNAVAILABLE. Context items outside the vocabulary are ignored and listed in unknown_items.
 	Recommend(ctx context.Context, in *RecommendRequest, opts ...grpc.CallOption) (*RecommendResponse, error)
+	// Scores many rows with one model version in one call: one feature lookup for every row that needs
+	// online values, one Triton call for all rows, a Prediction event per scored row. The version is
+	// routed once for the whole batch (pin, alias, default alias) and errors of the call as a whole are
+	// the call's status (unknown model or alias: NOT_FOUND; no rows, or more than the service's
+	// INFERENCE_MAX_BATCH_ROWS (default 256, the exported models' Triton max_batch_size): INVALID_ARGUMENT
+	// naming the count and the limit; feature service or Triton down: UNAVAILABLE; the deadline:
+	// DEADLINE_EXCEEDED). A row the signature refuses (missing entity id or context field, wrong type,
+	// NaN/Inf, an inline key matching no input) and a row whose model output is NaN or infinite get their
+	// own status in ScoreBatchResponse.results; the other rows are scored.
+	ScoreBatch(ctx context.Context, in *ScoreBatchRequest, opts ...grpc.CallOption) (*ScoreBatchResponse, error)
 }
 
 type inferenceServiceClient struct {
@@ -90,6 +103,16 @@ func (c *inferenceServiceClient) Recommend(ctx context.Context, in *RecommendReq
 	return out, nil
 }
 
+func (c *inferenceServiceClient) ScoreBatch(ctx context.Context, in *ScoreBatchRequest, opts ...grpc.CallOption) (*ScoreBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScoreBatchResponse)
+	err := c.cc.Invoke(ctx, InferenceService_ScoreBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InferenceServiceServer is the server API for InferenceService service.
 // All implementations must embed UnimplementedInferenceServiceServer
 // for forward compatibility.
@@ -99,7 +122,9 @@ type InferenceServiceServer interface {
 	// Assembles features (online store + inline), calls Triton, returns the outputs and emits a
 	// Prediction event. Honours the gRPC deadline (DEADLINE_EXCEEDED). Unknown model or alias:
 	// NOT_FOUND; a request missing an entity id or a context field the model's signature names, or with
-	// a value of the wrong type: INVALID_ARGUMENT naming the field and the expected type; Triton down with
+	// a value of the wrong type or a NaN/Inf number: INVALID_ARGUMENT naming the field and the expected
+	// type; request_id, model and alias longer than 256 bytes: INVALID_ARGUMENT; a model output that is
+	// NaN or infinite (never returned as a score): FAILED_PRECONDITION naming the output; Triton down with
 	// no fallback configured: UNAVAILABLE.
 	Score(context.Context, *ScoreRequest) (*ScoreResponse, error)
 	// The signature of the version an alias (default "champion") or a pinned version routes to: the
@@ -114,6 +139,16 @@ type InferenceServiceServer interface {
 	// INVALID_ARGUMENT naming both; a model whose item vocabulary is empty: FAILED_PRECONDITION; Triton
 	// down: UNAVAILABLE. Context items outside the vocabulary are ignored and listed in unknown_items.
 	Recommend(context.Context, *RecommendRequest) (*RecommendResponse, error)
+	// Scores many rows with one model version in one call: one feature lookup for every row that needs
+	// online values, one Triton call for all rows, a Prediction event per scored row. The version is
+	// routed once for the whole batch (pin, alias, default alias) and errors of the call as a whole are
+	// the call's status (unknown model or alias: NOT_FOUND; no rows, or more than the service's
+	// INFERENCE_MAX_BATCH_ROWS (default 256, the exported models' Triton max_batch_size): INVALID_ARGUMENT
+	// naming the count and the limit; feature service or Triton down: UNAVAILABLE; the deadline:
+	// DEADLINE_EXCEEDED). A row the signature refuses (missing entity id or context field, wrong type,
+	// NaN/Inf, an inline key matching no input) and a row whose model output is NaN or infinite get their
+	// own status in ScoreBatchResponse.results; the other rows are scored.
+	ScoreBatch(context.Context, *ScoreBatchRequest) (*ScoreBatchResponse, error)
 	mustEmbedUnimplementedInferenceServiceServer()
 }
 
@@ -132,6 +167,9 @@ func (UnimplementedInferenceServiceServer) GetModelSignature(context.Context, *G
 }
 func (UnimplementedInferenceServiceServer) Recommend(context.Context, *RecommendRequest) (*RecommendResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Recommend not implemented")
+}
+func (UnimplementedInferenceServiceServer) ScoreBatch(context.Context, *ScoreBatchRequest) (*ScoreBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ScoreBatch not implemented")
 }
 func (UnimplementedInferenceServiceServer) mustEmbedUnimplementedInferenceServiceServer() {}
 func (UnimplementedInferenceServiceServer) testEmbeddedByValue()                          {}
@@ -208,6 +246,24 @@ func _InferenceService_Recommend_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InferenceService_ScoreBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScoreBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InferenceServiceServer).ScoreBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InferenceService_ScoreBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InferenceServiceServer).ScoreBatch(ctx, req.(*ScoreBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InferenceService_ServiceDesc is the grpc.ServiceDesc for InferenceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -226,6 +282,10 @@ var InferenceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Recommend",
 			Handler:    _InferenceService_Recommend_Handler,
+		},
+		{
+			MethodName: "ScoreBatch",
+			Handler:    _InferenceService_ScoreBatch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
