@@ -28,6 +28,12 @@ class RecordingScorer:
         self.seen.append(request)
         return inference_pb2.ScoreResponse(score=0.5)
 
+    async def score_batch(
+        self, request: object, *, time_left: float | None, max_rows: int
+    ) -> inference_pb2.ScoreBatchResponse:
+        self.seen.append(("batch", max_rows))
+        return inference_pb2.ScoreBatchResponse()
+
     def signature(self, request: object) -> inference_pb2.GetModelSignatureResponse:
         self.seen.append(request)
         return inference_pb2.GetModelSignatureResponse()
@@ -92,3 +98,32 @@ async def test_rank_item_lists_up_to_the_limit_are_passed_on() -> None:
     ok = inference_pb2.RecommendRequest(model="m", context_items=["c" * 256] * 1000, exclude_items=["e"] * 1000)
     assert (await api_of(recorder).Recommend(ok, cast(Any, Context()))).max_k == 7
     assert recorder.seen == [ok]
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (inference_pb2.ScoreBatchRequest(model=HUGE), "model"),
+        (inference_pb2.ScoreBatchRequest(model="m", alias=HUGE), "alias"),
+        (
+            inference_pb2.ScoreBatchRequest(
+                model="m", rows=[inference_pb2.ScoreBatchRow(), inference_pb2.ScoreBatchRow(request_id=HUGE)]
+            ),
+            r"rows\[1\].request_id",
+        ),
+    ],
+)
+async def test_oversized_score_batch_fields_are_invalid_argument(
+    request_: inference_pb2.ScoreBatchRequest, field: str
+) -> None:
+    scorer = RecordingScorer()
+    with pytest.raises(InvalidArgument, match=f"^{field} is 1048576 bytes long; the limit is 256 bytes"):
+        await api_of(scorer).ScoreBatch(request_, cast(Any, Context()))
+    assert scorer.seen == []
+
+
+async def test_score_batch_passes_the_configured_row_limit() -> None:
+    scorer = RecordingScorer()
+    api = InferenceServiceApi(cast(Any, scorer), cast(Any, scorer), max_batch_rows=3)
+    await api.ScoreBatch(inference_pb2.ScoreBatchRequest(model="m"), cast(Any, Context()))
+    assert scorer.seen == [("batch", 3)]
