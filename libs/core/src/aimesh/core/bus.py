@@ -419,7 +419,7 @@ class EventConsumer:
         max_batch: int = 500,
         poll_timeout_ms: int = 500,
         retry_backoff_s: float = 0.5,
-        max_retry_backoff_s: float = 30.0,
+        max_retry_backoff_s: float = 5.0,
         auto_offset_reset: str = "earliest",
         **kafka_options: Any,
     ) -> None:

@@ -125,7 +125,10 @@ class ServiceSettings(BaseSettings):
         default=0.5, gt=0, description="First backoff after a failed record; doubles per consecutive failure."
     )
     consumer_max_retry_backoff_seconds: float = Field(
-        default=30.0, gt=0, description="Longest backoff between two attempts of a failing record."
+        default=5.0,
+        gt=0,
+        description="Longest backoff between two attempts of a failing record; also how late, at most, a consumer "
+        "notices that a dependency it was waiting for (Elasticsearch, the database) is back.",
     )
     readiness_interval_seconds: float = Field(
         default=5.0, description="How often readiness is re-checked for gRPC health."
