@@ -16,11 +16,13 @@ class Route(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROUTE_CANARY: _ClassVar[Route]
     ROUTE_PINNED: _ClassVar[Route]
     ROUTE_FALLBACK: _ClassVar[Route]
+    ROUTE_SHADOW: _ClassVar[Route]
 ROUTE_UNSPECIFIED: Route
 ROUTE_CHAMPION: Route
 ROUTE_CANARY: Route
 ROUTE_PINNED: Route
 ROUTE_FALLBACK: Route
+ROUTE_SHADOW: Route
 
 class ScoreRequest(_message.Message):
     __slots__ = ("request_id", "model", "alias", "entity_ids", "features", "version", "context")

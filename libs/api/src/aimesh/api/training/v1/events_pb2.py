@@ -27,7 +27,7 @@ from aimesh.api.training.v1 import training_pb2 as aimesh_dot_api_dot_training_d
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#aimesh/api/training/v1/events.proto\x12\x16\x61imesh.api.training.v1\x1a$aimesh/api/common/v1/signature.proto\x1a%aimesh/api/training/v1/training.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x02\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32!.aimesh.api.training.v1.RunStatus\x12>\n\x07metrics\x18\x04 \x03(\x0b\x32-.aimesh.api.training.v1.RunEvent.MetricsEntry\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\x03\x12\x0f\n\x07trigger\x18\x08 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xaa\x03\n\nModelEvent\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.aimesh.api.training.v1.ModelEventKind\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x39\n\x0c\x61lias_change\x18\x04 \x01(\x0b\x32#.aimesh.api.training.v1.AliasChange\x12\x19\n\x11triton_model_name\x18\x05 \x01(\t\x12\x1c\n\x14triton_model_version\x18\x06 \x01(\x03\x12\x10\n\x08\x66\x65\x61tures\x18\x07 \x03(\t\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x08 \x01(\t\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\x11reference_profile\x18\n \x01(\x0b\x32$.aimesh.api.training.v1.ScoreProfile\x12\x37\n\tsignature\x18\x0b \x01(\x0b\x32$.aimesh.api.common.v1.ModelSignature*\x7f\n\x0eModelEventKind\x12 \n\x1cMODEL_EVENT_KIND_UNSPECIFIED\x10\x00\x12\'\n#MODEL_EVENT_KIND_VERSION_REGISTERED\x10\x01\x12\"\n\x1eMODEL_EVENT_KIND_ALIAS_CHANGED\x10\x02\x42QZOgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/training/v1;trainingv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#aimesh/api/training/v1/events.proto\x12\x16\x61imesh.api.training.v1\x1a$aimesh/api/common/v1/signature.proto\x1a%aimesh/api/training/v1/training.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x02\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32!.aimesh.api.training.v1.RunStatus\x12>\n\x07metrics\x18\x04 \x03(\x0b\x32-.aimesh.api.training.v1.RunEvent.MetricsEntry\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\x03\x12\x0f\n\x07trigger\x18\x08 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe9\x03\n\nModelEvent\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.aimesh.api.training.v1.ModelEventKind\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x39\n\x0c\x61lias_change\x18\x04 \x01(\x0b\x32#.aimesh.api.training.v1.AliasChange\x12\x19\n\x11triton_model_name\x18\x05 \x01(\t\x12\x1c\n\x14triton_model_version\x18\x06 \x01(\x03\x12\x10\n\x08\x66\x65\x61tures\x18\x07 \x03(\t\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x08 \x01(\t\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\x11reference_profile\x18\n \x01(\x0b\x32$.aimesh.api.training.v1.ScoreProfile\x12\x37\n\tsignature\x18\x0b \x01(\x0b\x32$.aimesh.api.common.v1.ModelSignature\x12=\n\x0etraffic_policy\x18\x0c \x01(\x0b\x32%.aimesh.api.training.v1.TrafficPolicy*\xac\x01\n\x0eModelEventKind\x12 \n\x1cMODEL_EVENT_KIND_UNSPECIFIED\x10\x00\x12\'\n#MODEL_EVENT_KIND_VERSION_REGISTERED\x10\x01\x12\"\n\x1eMODEL_EVENT_KIND_ALIAS_CHANGED\x10\x02\x12+\n\'MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED\x10\x03\x42QZOgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/training/v1;trainingv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,12 +37,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'ZOgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/training/v1;trainingv1'
   _globals['_RUNEVENT_METRICSENTRY']._loaded_options = None
   _globals['_RUNEVENT_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_MODELEVENTKIND']._serialized_start=913
-  _globals['_MODELEVENTKIND']._serialized_end=1040
+  _globals['_MODELEVENTKIND']._serialized_start=977
+  _globals['_MODELEVENTKIND']._serialized_end=1149
   _globals['_RUNEVENT']._serialized_start=174
   _globals['_RUNEVENT']._serialized_end=482
   _globals['_RUNEVENT_METRICSENTRY']._serialized_start=436
   _globals['_RUNEVENT_METRICSENTRY']._serialized_end=482
   _globals['_MODELEVENT']._serialized_start=485
-  _globals['_MODELEVENT']._serialized_end=911
+  _globals['_MODELEVENT']._serialized_end=974
 # @@protoc_insertion_point(module_scope)

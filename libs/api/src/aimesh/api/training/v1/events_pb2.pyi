@@ -17,9 +17,11 @@ class ModelEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_EVENT_KIND_UNSPECIFIED: _ClassVar[ModelEventKind]
     MODEL_EVENT_KIND_VERSION_REGISTERED: _ClassVar[ModelEventKind]
     MODEL_EVENT_KIND_ALIAS_CHANGED: _ClassVar[ModelEventKind]
+    MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED: _ClassVar[ModelEventKind]
 MODEL_EVENT_KIND_UNSPECIFIED: ModelEventKind
 MODEL_EVENT_KIND_VERSION_REGISTERED: ModelEventKind
 MODEL_EVENT_KIND_ALIAS_CHANGED: ModelEventKind
+MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED: ModelEventKind
 
 class RunEvent(_message.Message):
     __slots__ = ("run_id", "model_name", "status", "metrics", "time", "message", "model_version", "trigger")
@@ -49,7 +51,7 @@ class RunEvent(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., model_name: _Optional[str] = ..., status: _Optional[_Union[_training_pb2.RunStatus, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., model_version: _Optional[int] = ..., trigger: _Optional[str] = ...) -> None: ...
 
 class ModelEvent(_message.Message):
-    __slots__ = ("kind", "model_name", "version", "alias_change", "triton_model_name", "triton_model_version", "features", "feature_service", "time", "reference_profile", "signature")
+    __slots__ = ("kind", "model_name", "version", "alias_change", "triton_model_name", "triton_model_version", "features", "feature_service", "time", "reference_profile", "signature", "traffic_policy")
     KIND_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +63,7 @@ class ModelEvent(_message.Message):
     TIME_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_PROFILE_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_POLICY_FIELD_NUMBER: _ClassVar[int]
     kind: ModelEventKind
     model_name: str
     version: int
@@ -72,4 +75,5 @@ class ModelEvent(_message.Message):
     time: _timestamp_pb2.Timestamp
     reference_profile: _training_pb2.ScoreProfile
     signature: _signature_pb2.ModelSignature
-    def __init__(self, kind: _Optional[_Union[ModelEventKind, str]] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., alias_change: _Optional[_Union[_training_pb2.AliasChange, _Mapping]] = ..., triton_model_name: _Optional[str] = ..., triton_model_version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reference_profile: _Optional[_Union[_training_pb2.ScoreProfile, _Mapping]] = ..., signature: _Optional[_Union[_signature_pb2.ModelSignature, _Mapping]] = ...) -> None: ...
+    traffic_policy: _training_pb2.TrafficPolicy
+    def __init__(self, kind: _Optional[_Union[ModelEventKind, str]] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., alias_change: _Optional[_Union[_training_pb2.AliasChange, _Mapping]] = ..., triton_model_name: _Optional[str] = ..., triton_model_version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reference_profile: _Optional[_Union[_training_pb2.ScoreProfile, _Mapping]] = ..., signature: _Optional[_Union[_signature_pb2.ModelSignature, _Mapping]] = ..., traffic_policy: _Optional[_Union[_training_pb2.TrafficPolicy, _Mapping]] = ...) -> None: ...

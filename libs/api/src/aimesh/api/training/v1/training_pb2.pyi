@@ -378,3 +378,101 @@ class ListAliasAuditResponse(_message.Message):
     changes: _containers.RepeatedCompositeFieldContainer[AliasChange]
     page: _common_pb2.PageResponse
     def __init__(self, changes: _Optional[_Iterable[_Union[AliasChange, _Mapping]]] = ..., page: _Optional[_Union[_common_pb2.PageResponse, _Mapping]] = ...) -> None: ...
+
+class TrafficPolicy(_message.Message):
+    __slots__ = ("model_name", "canary_version", "canary_weight", "shadow_version", "shadow_share", "actor", "reason", "time", "revision")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    CANARY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CANARY_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_SHARE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    canary_version: int
+    canary_weight: float
+    shadow_version: int
+    shadow_share: float
+    actor: str
+    reason: str
+    time: _timestamp_pb2.Timestamp
+    revision: int
+    def __init__(self, model_name: _Optional[str] = ..., canary_version: _Optional[int] = ..., canary_weight: _Optional[float] = ..., shadow_version: _Optional[int] = ..., shadow_share: _Optional[float] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class SetTrafficPolicyRequest(_message.Message):
+    __slots__ = ("policy", "expected_revision")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    policy: TrafficPolicy
+    expected_revision: int
+    def __init__(self, policy: _Optional[_Union[TrafficPolicy, _Mapping]] = ..., expected_revision: _Optional[int] = ...) -> None: ...
+
+class SetTrafficPolicyResponse(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: TrafficPolicy
+    def __init__(self, policy: _Optional[_Union[TrafficPolicy, _Mapping]] = ...) -> None: ...
+
+class GetTrafficPolicyRequest(_message.Message):
+    __slots__ = ("model_name",)
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    def __init__(self, model_name: _Optional[str] = ...) -> None: ...
+
+class GetTrafficPolicyResponse(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: TrafficPolicy
+    def __init__(self, policy: _Optional[_Union[TrafficPolicy, _Mapping]] = ...) -> None: ...
+
+class ListTrafficPolicyAuditRequest(_message.Message):
+    __slots__ = ("model_name", "page")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    page: _common_pb2.PageRequest
+    def __init__(self, model_name: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
+
+class ListTrafficPolicyAuditResponse(_message.Message):
+    __slots__ = ("policies", "page")
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    policies: _containers.RepeatedCompositeFieldContainer[TrafficPolicy]
+    page: _common_pb2.PageResponse
+    def __init__(self, policies: _Optional[_Iterable[_Union[TrafficPolicy, _Mapping]]] = ..., page: _Optional[_Union[_common_pb2.PageResponse, _Mapping]] = ...) -> None: ...
+
+class PromoteRequest(_message.Message):
+    __slots__ = ("model_name", "actor", "reason")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    actor: str
+    reason: str
+    def __init__(self, model_name: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PromoteResponse(_message.Message):
+    __slots__ = ("champion", "policy")
+    CHAMPION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    champion: AliasChange
+    policy: TrafficPolicy
+    def __init__(self, champion: _Optional[_Union[AliasChange, _Mapping]] = ..., policy: _Optional[_Union[TrafficPolicy, _Mapping]] = ...) -> None: ...
+
+class RollbackRequest(_message.Message):
+    __slots__ = ("model_name", "actor", "reason")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    actor: str
+    reason: str
+    def __init__(self, model_name: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RollbackResponse(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: TrafficPolicy
+    def __init__(self, policy: _Optional[_Union[TrafficPolicy, _Mapping]] = ...) -> None: ...

@@ -80,6 +80,31 @@ class TrainingServiceStub:
                 request_serializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.ListAliasAuditRequest.SerializeToString,
                 response_deserializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.ListAliasAuditResponse.FromString,
                 _registered_method=True)
+        self.SetTrafficPolicy = channel.unary_unary(
+                '/aimesh.api.training.v1.TrainingService/SetTrafficPolicy',
+                request_serializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.SetTrafficPolicyRequest.SerializeToString,
+                response_deserializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.SetTrafficPolicyResponse.FromString,
+                _registered_method=True)
+        self.GetTrafficPolicy = channel.unary_unary(
+                '/aimesh.api.training.v1.TrainingService/GetTrafficPolicy',
+                request_serializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.GetTrafficPolicyRequest.SerializeToString,
+                response_deserializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.GetTrafficPolicyResponse.FromString,
+                _registered_method=True)
+        self.ListTrafficPolicyAudit = channel.unary_unary(
+                '/aimesh.api.training.v1.TrainingService/ListTrafficPolicyAudit',
+                request_serializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.ListTrafficPolicyAuditRequest.SerializeToString,
+                response_deserializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.ListTrafficPolicyAuditResponse.FromString,
+                _registered_method=True)
+        self.Promote = channel.unary_unary(
+                '/aimesh.api.training.v1.TrainingService/Promote',
+                request_serializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.PromoteRequest.SerializeToString,
+                response_deserializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.PromoteResponse.FromString,
+                _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/aimesh.api.training.v1.TrainingService/Rollback',
+                request_serializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.RollbackRequest.SerializeToString,
+                response_deserializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.RollbackResponse.FromString,
+                _registered_method=True)
 
 
 class TrainingServiceServicer:
@@ -154,6 +179,49 @@ class TrainingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTrafficPolicy(self, request, context):
+        """Sets a model's traffic policy (canary version and weight, shadow version and share); audited, emits
+        a ModelEvent (MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED). A weight or share outside [0, 1], a weight or
+        share above 0 without its version, or a canary/shadow version equal to the champion's:
+        INVALID_ARGUMENT naming the field; an unknown model or version: NOT_FOUND; expected_revision
+        mismatch: FAILED_PRECONDITION naming the current revision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrafficPolicy(self, request, context):
+        """The model's current traffic policy (revision 0 and no canary or shadow when never set); unknown
+        model: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrafficPolicyAudit(self, request, context):
+        """Lists the policy's changes (each revision as it was set), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Promote(self, request, context):
+        """Promotes the canary in one step: the champion alias points at the canary version (an audited alias
+        change) and the canary is cleared (a new policy revision), in one transaction, with their ModelEvents.
+        No canary: FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rollback(self, request, context):
+        """Rolls the canary back in one step: canary and shadow are cleared (a new policy revision) and the
+        champion takes all traffic. Nothing to roll back: the unchanged policy (no new revision, no event).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +269,31 @@ def add_TrainingServiceServicer_to_server(servicer, server):
                     servicer.ListAliasAudit,
                     request_deserializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.ListAliasAuditRequest.FromString,
                     response_serializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.ListAliasAuditResponse.SerializeToString,
+            ),
+            'SetTrafficPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTrafficPolicy,
+                    request_deserializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.SetTrafficPolicyRequest.FromString,
+                    response_serializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.SetTrafficPolicyResponse.SerializeToString,
+            ),
+            'GetTrafficPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrafficPolicy,
+                    request_deserializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.GetTrafficPolicyRequest.FromString,
+                    response_serializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.GetTrafficPolicyResponse.SerializeToString,
+            ),
+            'ListTrafficPolicyAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrafficPolicyAudit,
+                    request_deserializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.ListTrafficPolicyAuditRequest.FromString,
+                    response_serializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.ListTrafficPolicyAuditResponse.SerializeToString,
+            ),
+            'Promote': grpc.unary_unary_rpc_method_handler(
+                    servicer.Promote,
+                    request_deserializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.PromoteRequest.FromString,
+                    response_serializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.PromoteResponse.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.RollbackRequest.FromString,
+                    response_serializer=aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.RollbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -447,6 +540,141 @@ class TrainingService:
             '/aimesh.api.training.v1.TrainingService/ListAliasAudit',
             aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.ListAliasAuditRequest.SerializeToString,
             aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.ListAliasAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTrafficPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimesh.api.training.v1.TrainingService/SetTrafficPolicy',
+            aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.SetTrafficPolicyRequest.SerializeToString,
+            aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.SetTrafficPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrafficPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimesh.api.training.v1.TrainingService/GetTrafficPolicy',
+            aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.GetTrafficPolicyRequest.SerializeToString,
+            aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.GetTrafficPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrafficPolicyAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimesh.api.training.v1.TrainingService/ListTrafficPolicyAudit',
+            aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.ListTrafficPolicyAuditRequest.SerializeToString,
+            aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.ListTrafficPolicyAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Promote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimesh.api.training.v1.TrainingService/Promote',
+            aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.PromoteRequest.SerializeToString,
+            aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.PromoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimesh.api.training.v1.TrainingService/Rollback',
+            aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.RollbackRequest.SerializeToString,
+            aimesh_dot_api_dot_training_dot_v1_dot_training__pb2.RollbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

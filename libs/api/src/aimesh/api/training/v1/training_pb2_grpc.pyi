@@ -59,6 +59,28 @@ class TrainingServiceStub:
     """Resolves an alias to its model version, or NOT_FOUND."""
     ListAliasAudit: _grpc.UnaryUnaryMultiCallable[_training_pb2.ListAliasAuditRequest, _training_pb2.ListAliasAuditResponse]
     """Lists alias changes of a model, newest first."""
+    SetTrafficPolicy: _grpc.UnaryUnaryMultiCallable[_training_pb2.SetTrafficPolicyRequest, _training_pb2.SetTrafficPolicyResponse]
+    """Sets a model's traffic policy (canary version and weight, shadow version and share); audited, emits
+    a ModelEvent (MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED). A weight or share outside [0, 1], a weight or
+    share above 0 without its version, or a canary/shadow version equal to the champion's:
+    INVALID_ARGUMENT naming the field; an unknown model or version: NOT_FOUND; expected_revision
+    mismatch: FAILED_PRECONDITION naming the current revision.
+    """
+    GetTrafficPolicy: _grpc.UnaryUnaryMultiCallable[_training_pb2.GetTrafficPolicyRequest, _training_pb2.GetTrafficPolicyResponse]
+    """The model's current traffic policy (revision 0 and no canary or shadow when never set); unknown
+    model: NOT_FOUND.
+    """
+    ListTrafficPolicyAudit: _grpc.UnaryUnaryMultiCallable[_training_pb2.ListTrafficPolicyAuditRequest, _training_pb2.ListTrafficPolicyAuditResponse]
+    """Lists the policy's changes (each revision as it was set), newest first."""
+    Promote: _grpc.UnaryUnaryMultiCallable[_training_pb2.PromoteRequest, _training_pb2.PromoteResponse]
+    """Promotes the canary in one step: the champion alias points at the canary version (an audited alias
+    change) and the canary is cleared (a new policy revision), in one transaction, with their ModelEvents.
+    No canary: FAILED_PRECONDITION.
+    """
+    Rollback: _grpc.UnaryUnaryMultiCallable[_training_pb2.RollbackRequest, _training_pb2.RollbackResponse]
+    """Rolls the canary back in one step: canary and shadow are cleared (a new policy revision) and the
+    champion takes all traffic. Nothing to roll back: the unchanged policy (no new revision, no event).
+    """
 
 @_typing.type_check_only
 class TrainingServiceAsyncStub(TrainingServiceStub):
@@ -91,6 +113,28 @@ class TrainingServiceAsyncStub(TrainingServiceStub):
     """Resolves an alias to its model version, or NOT_FOUND."""
     ListAliasAudit: _aio.UnaryUnaryMultiCallable[_training_pb2.ListAliasAuditRequest, _training_pb2.ListAliasAuditResponse]  # type: ignore[assignment]
     """Lists alias changes of a model, newest first."""
+    SetTrafficPolicy: _aio.UnaryUnaryMultiCallable[_training_pb2.SetTrafficPolicyRequest, _training_pb2.SetTrafficPolicyResponse]  # type: ignore[assignment]
+    """Sets a model's traffic policy (canary version and weight, shadow version and share); audited, emits
+    a ModelEvent (MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED). A weight or share outside [0, 1], a weight or
+    share above 0 without its version, or a canary/shadow version equal to the champion's:
+    INVALID_ARGUMENT naming the field; an unknown model or version: NOT_FOUND; expected_revision
+    mismatch: FAILED_PRECONDITION naming the current revision.
+    """
+    GetTrafficPolicy: _aio.UnaryUnaryMultiCallable[_training_pb2.GetTrafficPolicyRequest, _training_pb2.GetTrafficPolicyResponse]  # type: ignore[assignment]
+    """The model's current traffic policy (revision 0 and no canary or shadow when never set); unknown
+    model: NOT_FOUND.
+    """
+    ListTrafficPolicyAudit: _aio.UnaryUnaryMultiCallable[_training_pb2.ListTrafficPolicyAuditRequest, _training_pb2.ListTrafficPolicyAuditResponse]  # type: ignore[assignment]
+    """Lists the policy's changes (each revision as it was set), newest first."""
+    Promote: _aio.UnaryUnaryMultiCallable[_training_pb2.PromoteRequest, _training_pb2.PromoteResponse]  # type: ignore[assignment]
+    """Promotes the canary in one step: the champion alias points at the canary version (an audited alias
+    change) and the canary is cleared (a new policy revision), in one transaction, with their ModelEvents.
+    No canary: FAILED_PRECONDITION.
+    """
+    Rollback: _aio.UnaryUnaryMultiCallable[_training_pb2.RollbackRequest, _training_pb2.RollbackResponse]  # type: ignore[assignment]
+    """Rolls the canary back in one step: canary and shadow are cleared (a new policy revision) and the
+    champion takes all traffic. Nothing to roll back: the unchanged policy (no new revision, no event).
+    """
 
 class TrainingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Starts and tracks training runs; registers model versions and manages their aliases."""
@@ -174,5 +218,57 @@ class TrainingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_training_pb2.ListAliasAuditResponse, _abc.Awaitable[_training_pb2.ListAliasAuditResponse]]:
         """Lists alias changes of a model, newest first."""
+
+    @_abc_1.abstractmethod
+    def SetTrafficPolicy(
+        self,
+        request: _training_pb2.SetTrafficPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_training_pb2.SetTrafficPolicyResponse, _abc.Awaitable[_training_pb2.SetTrafficPolicyResponse]]:
+        """Sets a model's traffic policy (canary version and weight, shadow version and share); audited, emits
+        a ModelEvent (MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED). A weight or share outside [0, 1], a weight or
+        share above 0 without its version, or a canary/shadow version equal to the champion's:
+        INVALID_ARGUMENT naming the field; an unknown model or version: NOT_FOUND; expected_revision
+        mismatch: FAILED_PRECONDITION naming the current revision.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTrafficPolicy(
+        self,
+        request: _training_pb2.GetTrafficPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_training_pb2.GetTrafficPolicyResponse, _abc.Awaitable[_training_pb2.GetTrafficPolicyResponse]]:
+        """The model's current traffic policy (revision 0 and no canary or shadow when never set); unknown
+        model: NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTrafficPolicyAudit(
+        self,
+        request: _training_pb2.ListTrafficPolicyAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_training_pb2.ListTrafficPolicyAuditResponse, _abc.Awaitable[_training_pb2.ListTrafficPolicyAuditResponse]]:
+        """Lists the policy's changes (each revision as it was set), newest first."""
+
+    @_abc_1.abstractmethod
+    def Promote(
+        self,
+        request: _training_pb2.PromoteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_training_pb2.PromoteResponse, _abc.Awaitable[_training_pb2.PromoteResponse]]:
+        """Promotes the canary in one step: the champion alias points at the canary version (an audited alias
+        change) and the canary is cleared (a new policy revision), in one transaction, with their ModelEvents.
+        No canary: FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def Rollback(
+        self,
+        request: _training_pb2.RollbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_training_pb2.RollbackResponse, _abc.Awaitable[_training_pb2.RollbackResponse]]:
+        """Rolls the canary back in one step: canary and shadow are cleared (a new policy revision) and the
+        champion takes all traffic. Nothing to roll back: the unchanged policy (no new revision, no event).
+        """
 
 def add_TrainingServiceServicer_to_server(servicer: TrainingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -38,6 +38,9 @@ const (
 	Route_ROUTE_PINNED Route = 3
 	// A fallback (default score or rule) because the model could not be called in time.
 	Route_ROUTE_FALLBACK Route = 4
+	// A mirrored request scored by the traffic policy's shadow version; only in Prediction events, never
+	// in a response.
+	Route_ROUTE_SHADOW Route = 5
 )
 
 // Enum value maps for Route.
@@ -48,6 +51,7 @@ var (
 		2: "ROUTE_CANARY",
 		3: "ROUTE_PINNED",
 		4: "ROUTE_FALLBACK",
+		5: "ROUTE_SHADOW",
 	}
 	Route_value = map[string]int32{
 		"ROUTE_UNSPECIFIED": 0,
@@ -55,6 +59,7 @@ var (
 		"ROUTE_CANARY":      2,
 		"ROUTE_PINNED":      3,
 		"ROUTE_FALLBACK":    4,
+		"ROUTE_SHADOW":      5,
 	}
 )
 
@@ -1168,13 +1173,14 @@ const file_aimesh_api_inference_v1_inference_proto_rawDesc = "" +
 	"model_name\x18\x01 \x01(\tR\tmodelName\x12#\n" +
 	"\rmodel_version\x18\x02 \x01(\x03R\fmodelVersion\x124\n" +
 	"\x05route\x18\x03 \x01(\x0e2\x1e.aimesh.api.inference.v1.RouteR\x05route\x12C\n" +
-	"\aresults\x18\x04 \x03(\v2).aimesh.api.inference.v1.ScoreBatchResultR\aresults*j\n" +
+	"\aresults\x18\x04 \x03(\v2).aimesh.api.inference.v1.ScoreBatchResultR\aresults*|\n" +
 	"\x05Route\x12\x15\n" +
 	"\x11ROUTE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eROUTE_CHAMPION\x10\x01\x12\x10\n" +
 	"\fROUTE_CANARY\x10\x02\x12\x10\n" +
 	"\fROUTE_PINNED\x10\x03\x12\x12\n" +
-	"\x0eROUTE_FALLBACK\x10\x042\xb1\x03\n" +
+	"\x0eROUTE_FALLBACK\x10\x04\x12\x10\n" +
+	"\fROUTE_SHADOW\x10\x052\xb1\x03\n" +
 	"\x10InferenceService\x12V\n" +
 	"\x05Score\x12%.aimesh.api.inference.v1.ScoreRequest\x1a&.aimesh.api.inference.v1.ScoreResponse\x12z\n" +
 	"\x11GetModelSignature\x121.aimesh.api.inference.v1.GetModelSignatureRequest\x1a2.aimesh.api.inference.v1.GetModelSignatureResponse\x12b\n" +

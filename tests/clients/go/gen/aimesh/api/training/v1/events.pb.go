@@ -35,6 +35,8 @@ const (
 	ModelEventKind_MODEL_EVENT_KIND_VERSION_REGISTERED ModelEventKind = 1
 	// An alias now points at another version.
 	ModelEventKind_MODEL_EVENT_KIND_ALIAS_CHANGED ModelEventKind = 2
+	// The model's traffic policy (canary, shadow) changed; traffic_policy holds the new revision.
+	ModelEventKind_MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED ModelEventKind = 3
 )
 
 // Enum value maps for ModelEventKind.
@@ -43,11 +45,13 @@ var (
 		0: "MODEL_EVENT_KIND_UNSPECIFIED",
 		1: "MODEL_EVENT_KIND_VERSION_REGISTERED",
 		2: "MODEL_EVENT_KIND_ALIAS_CHANGED",
+		3: "MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED",
 	}
 	ModelEventKind_value = map[string]int32{
-		"MODEL_EVENT_KIND_UNSPECIFIED":        0,
-		"MODEL_EVENT_KIND_VERSION_REGISTERED": 1,
-		"MODEL_EVENT_KIND_ALIAS_CHANGED":      2,
+		"MODEL_EVENT_KIND_UNSPECIFIED":            0,
+		"MODEL_EVENT_KIND_VERSION_REGISTERED":     1,
+		"MODEL_EVENT_KIND_ALIAS_CHANGED":          2,
+		"MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED": 3,
 	}
 )
 
@@ -213,7 +217,9 @@ type ModelEvent struct {
 	// The version's score distribution on its evaluation slice (the drift reference).
 	ReferenceProfile *ScoreProfile `protobuf:"bytes,10,opt,name=reference_profile,json=referenceProfile,proto3" json:"reference_profile,omitempty"`
 	// What the version reads and returns (set for VERSION_REGISTERED).
-	Signature     *v1.ModelSignature `protobuf:"bytes,11,opt,name=signature,proto3" json:"signature,omitempty"`
+	Signature *v1.ModelSignature `protobuf:"bytes,11,opt,name=signature,proto3" json:"signature,omitempty"`
+	// The new policy; set only for MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED (version is then 0).
+	TrafficPolicy *TrafficPolicy `protobuf:"bytes,12,opt,name=traffic_policy,json=trafficPolicy,proto3" json:"traffic_policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -325,6 +331,13 @@ func (x *ModelEvent) GetSignature() *v1.ModelSignature {
 	return nil
 }
 
+func (x *ModelEvent) GetTrafficPolicy() *TrafficPolicy {
+	if x != nil {
+		return x.TrafficPolicy
+	}
+	return nil
+}
+
 var File_aimesh_api_training_v1_events_proto protoreflect.FileDescriptor
 
 const file_aimesh_api_training_v1_events_proto_rawDesc = "" +
@@ -342,7 +355,7 @@ const file_aimesh_api_training_v1_events_proto_rawDesc = "" +
 	"\atrigger\x18\b \x01(\tR\atrigger\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xb3\x04\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x81\x05\n" +
 	"\n" +
 	"ModelEvent\x12:\n" +
 	"\x04kind\x18\x01 \x01(\x0e2&.aimesh.api.training.v1.ModelEventKindR\x04kind\x12\x1d\n" +
@@ -357,11 +370,13 @@ const file_aimesh_api_training_v1_events_proto_rawDesc = "" +
 	"\x04time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12Q\n" +
 	"\x11reference_profile\x18\n" +
 	" \x01(\v2$.aimesh.api.training.v1.ScoreProfileR\x10referenceProfile\x12B\n" +
-	"\tsignature\x18\v \x01(\v2$.aimesh.api.common.v1.ModelSignatureR\tsignature*\x7f\n" +
+	"\tsignature\x18\v \x01(\v2$.aimesh.api.common.v1.ModelSignatureR\tsignature\x12L\n" +
+	"\x0etraffic_policy\x18\f \x01(\v2%.aimesh.api.training.v1.TrafficPolicyR\rtrafficPolicy*\xac\x01\n" +
 	"\x0eModelEventKind\x12 \n" +
 	"\x1cMODEL_EVENT_KIND_UNSPECIFIED\x10\x00\x12'\n" +
 	"#MODEL_EVENT_KIND_VERSION_REGISTERED\x10\x01\x12\"\n" +
-	"\x1eMODEL_EVENT_KIND_ALIAS_CHANGED\x10\x02BQZOgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/training/v1;trainingv1b\x06proto3"
+	"\x1eMODEL_EVENT_KIND_ALIAS_CHANGED\x10\x02\x12+\n" +
+	"'MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED\x10\x03BQZOgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/training/v1;trainingv1b\x06proto3"
 
 var (
 	file_aimesh_api_training_v1_events_proto_rawDescOnce sync.Once
@@ -387,6 +402,7 @@ var file_aimesh_api_training_v1_events_proto_goTypes = []any{
 	(*AliasChange)(nil),           // 6: aimesh.api.training.v1.AliasChange
 	(*ScoreProfile)(nil),          // 7: aimesh.api.training.v1.ScoreProfile
 	(*v1.ModelSignature)(nil),     // 8: aimesh.api.common.v1.ModelSignature
+	(*TrafficPolicy)(nil),         // 9: aimesh.api.training.v1.TrafficPolicy
 }
 var file_aimesh_api_training_v1_events_proto_depIdxs = []int32{
 	4, // 0: aimesh.api.training.v1.RunEvent.status:type_name -> aimesh.api.training.v1.RunStatus
@@ -397,11 +413,12 @@ var file_aimesh_api_training_v1_events_proto_depIdxs = []int32{
 	5, // 5: aimesh.api.training.v1.ModelEvent.time:type_name -> google.protobuf.Timestamp
 	7, // 6: aimesh.api.training.v1.ModelEvent.reference_profile:type_name -> aimesh.api.training.v1.ScoreProfile
 	8, // 7: aimesh.api.training.v1.ModelEvent.signature:type_name -> aimesh.api.common.v1.ModelSignature
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	9, // 8: aimesh.api.training.v1.ModelEvent.traffic_policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_aimesh_api_training_v1_events_proto_init() }

@@ -2034,6 +2034,662 @@ func (x *ListAliasAuditResponse) GetPage() *v1.PageResponse {
 	return nil
 }
 
+// How a model's traffic is split beyond its champion alias. Requests that name no alias and no version
+// go to the champion, except: a canary_weight share of key entities goes to canary_version (sticky: the
+// share an entity falls in is fixed by a hash of the model name and its key entity id, so one entity
+// always sees the same version while the policy stands), and a shadow_share of requests is also scored,
+// asynchronously, by shadow_version (its Prediction has route ROUTE_SHADOW; it is never returned and
+// never delays or fails the caller's request).
+type TrafficPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Model name.
+	ModelName string `protobuf:"bytes,1,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	// Version that gets canary traffic; 0: no canary.
+	CanaryVersion int64 `protobuf:"varint,2,opt,name=canary_version,json=canaryVersion,proto3" json:"canary_version,omitempty"`
+	// Share of key entities routed to the canary, in [0, 1].
+	CanaryWeight float64 `protobuf:"fixed64,3,opt,name=canary_weight,json=canaryWeight,proto3" json:"canary_weight,omitempty"`
+	// Version requests are mirrored to; 0: no shadow.
+	ShadowVersion int64 `protobuf:"varint,4,opt,name=shadow_version,json=shadowVersion,proto3" json:"shadow_version,omitempty"`
+	// Share of requests mirrored to the shadow, in [0, 1].
+	ShadowShare float64 `protobuf:"fixed64,5,opt,name=shadow_share,json=shadowShare,proto3" json:"shadow_share,omitempty"`
+	// Who set this revision (user, "promote", "rollback" callers' actor).
+	Actor string `protobuf:"bytes,6,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Why.
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When this revision was set.
+	Time *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	// 1 for the first revision, +1 per change; 0: never set.
+	Revision      int64 `protobuf:"varint,9,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrafficPolicy) Reset() {
+	*x = TrafficPolicy{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficPolicy) ProtoMessage() {}
+
+func (x *TrafficPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficPolicy.ProtoReflect.Descriptor instead.
+func (*TrafficPolicy) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *TrafficPolicy) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *TrafficPolicy) GetCanaryVersion() int64 {
+	if x != nil {
+		return x.CanaryVersion
+	}
+	return 0
+}
+
+func (x *TrafficPolicy) GetCanaryWeight() float64 {
+	if x != nil {
+		return x.CanaryWeight
+	}
+	return 0
+}
+
+func (x *TrafficPolicy) GetShadowVersion() int64 {
+	if x != nil {
+		return x.ShadowVersion
+	}
+	return 0
+}
+
+func (x *TrafficPolicy) GetShadowShare() float64 {
+	if x != nil {
+		return x.ShadowShare
+	}
+	return 0
+}
+
+func (x *TrafficPolicy) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *TrafficPolicy) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *TrafficPolicy) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *TrafficPolicy) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// Request of TrainingService.SetTrafficPolicy.
+type SetTrafficPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy to set: model_name, canary_version, canary_weight, shadow_version, shadow_share, actor,
+	// reason (time and revision are the registry's).
+	Policy *TrafficPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Compare-and-set: when present, the current revision must be this one (0: never set).
+	ExpectedRevision *int64 `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SetTrafficPolicyRequest) Reset() {
+	*x = SetTrafficPolicyRequest{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTrafficPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTrafficPolicyRequest) ProtoMessage() {}
+
+func (x *SetTrafficPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTrafficPolicyRequest.ProtoReflect.Descriptor instead.
+func (*SetTrafficPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SetTrafficPolicyRequest) GetPolicy() *TrafficPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *SetTrafficPolicyRequest) GetExpectedRevision() int64 {
+	if x != nil && x.ExpectedRevision != nil {
+		return *x.ExpectedRevision
+	}
+	return 0
+}
+
+// Response of TrainingService.SetTrafficPolicy.
+type SetTrafficPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy as recorded (the previous revision when nothing changed: no event emitted).
+	Policy        *TrafficPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTrafficPolicyResponse) Reset() {
+	*x = SetTrafficPolicyResponse{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTrafficPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTrafficPolicyResponse) ProtoMessage() {}
+
+func (x *SetTrafficPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTrafficPolicyResponse.ProtoReflect.Descriptor instead.
+func (*SetTrafficPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SetTrafficPolicyResponse) GetPolicy() *TrafficPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// Request of TrainingService.GetTrafficPolicy.
+type GetTrafficPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Model name.
+	ModelName     string `protobuf:"bytes,1,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTrafficPolicyRequest) Reset() {
+	*x = GetTrafficPolicyRequest{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTrafficPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTrafficPolicyRequest) ProtoMessage() {}
+
+func (x *GetTrafficPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTrafficPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetTrafficPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetTrafficPolicyRequest) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+// Response of TrainingService.GetTrafficPolicy.
+type GetTrafficPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The current policy.
+	Policy        *TrafficPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTrafficPolicyResponse) Reset() {
+	*x = GetTrafficPolicyResponse{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTrafficPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTrafficPolicyResponse) ProtoMessage() {}
+
+func (x *GetTrafficPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTrafficPolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetTrafficPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetTrafficPolicyResponse) GetPolicy() *TrafficPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// Request of TrainingService.ListTrafficPolicyAudit.
+type ListTrafficPolicyAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Model name.
+	ModelName string `protobuf:"bytes,1,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	// Pagination.
+	Page          *v1.PageRequest `protobuf:"bytes,2,opt,name=page,proto3" json:"page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTrafficPolicyAuditRequest) Reset() {
+	*x = ListTrafficPolicyAuditRequest{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTrafficPolicyAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTrafficPolicyAuditRequest) ProtoMessage() {}
+
+func (x *ListTrafficPolicyAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTrafficPolicyAuditRequest.ProtoReflect.Descriptor instead.
+func (*ListTrafficPolicyAuditRequest) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListTrafficPolicyAuditRequest) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *ListTrafficPolicyAuditRequest) GetPage() *v1.PageRequest {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+// Response of TrainingService.ListTrafficPolicyAudit.
+type ListTrafficPolicyAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Revisions, newest first.
+	Policies []*TrafficPolicy `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	// Pagination.
+	Page          *v1.PageResponse `protobuf:"bytes,2,opt,name=page,proto3" json:"page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTrafficPolicyAuditResponse) Reset() {
+	*x = ListTrafficPolicyAuditResponse{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTrafficPolicyAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTrafficPolicyAuditResponse) ProtoMessage() {}
+
+func (x *ListTrafficPolicyAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTrafficPolicyAuditResponse.ProtoReflect.Descriptor instead.
+func (*ListTrafficPolicyAuditResponse) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListTrafficPolicyAuditResponse) GetPolicies() []*TrafficPolicy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *ListTrafficPolicyAuditResponse) GetPage() *v1.PageResponse {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+// Request of TrainingService.Promote.
+type PromoteRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Model name.
+	ModelName string `protobuf:"bytes,1,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	// Who promotes.
+	Actor string `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Why.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteRequest) Reset() {
+	*x = PromoteRequest{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteRequest) ProtoMessage() {}
+
+func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
+func (*PromoteRequest) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *PromoteRequest) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *PromoteRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *PromoteRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Response of TrainingService.Promote.
+type PromoteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The champion alias's change.
+	Champion *AliasChange `protobuf:"bytes,1,opt,name=champion,proto3" json:"champion,omitempty"`
+	// The policy after the promotion (canary cleared; the shadow kept unless it was the promoted version).
+	Policy        *TrafficPolicy `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteResponse) Reset() {
+	*x = PromoteResponse{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteResponse) ProtoMessage() {}
+
+func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
+func (*PromoteResponse) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *PromoteResponse) GetChampion() *AliasChange {
+	if x != nil {
+		return x.Champion
+	}
+	return nil
+}
+
+func (x *PromoteResponse) GetPolicy() *TrafficPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// Request of TrainingService.Rollback.
+type RollbackRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Model name.
+	ModelName string `protobuf:"bytes,1,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	// Who rolls back.
+	Actor string `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Why.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackRequest) Reset() {
+	*x = RollbackRequest{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackRequest) ProtoMessage() {}
+
+func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
+func (*RollbackRequest) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RollbackRequest) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *RollbackRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *RollbackRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Response of TrainingService.Rollback.
+type RollbackResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy after the rollback (no canary, no shadow).
+	Policy        *TrafficPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackResponse) Reset() {
+	*x = RollbackResponse{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackResponse) ProtoMessage() {}
+
+func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
+func (*RollbackResponse) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RollbackResponse) GetPolicy() *TrafficPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
 var File_aimesh_api_training_v1_training_proto protoreflect.FileDescriptor
 
 const file_aimesh_api_training_v1_training_proto_rawDesc = "" +
@@ -2195,7 +2851,51 @@ const file_aimesh_api_training_v1_training_proto_rawDesc = "" +
 	"\x04page\x18\x03 \x01(\v2!.aimesh.api.common.v1.PageRequestR\x04page\"\x8f\x01\n" +
 	"\x16ListAliasAuditResponse\x12=\n" +
 	"\achanges\x18\x01 \x03(\v2#.aimesh.api.training.v1.AliasChangeR\achanges\x126\n" +
-	"\x04page\x18\x02 \x01(\v2\".aimesh.api.common.v1.PageResponseR\x04page*\xa1\x01\n" +
+	"\x04page\x18\x02 \x01(\v2\".aimesh.api.common.v1.PageResponseR\x04page\"\xbe\x02\n" +
+	"\rTrafficPolicy\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x01 \x01(\tR\tmodelName\x12%\n" +
+	"\x0ecanary_version\x18\x02 \x01(\x03R\rcanaryVersion\x12#\n" +
+	"\rcanary_weight\x18\x03 \x01(\x01R\fcanaryWeight\x12%\n" +
+	"\x0eshadow_version\x18\x04 \x01(\x03R\rshadowVersion\x12!\n" +
+	"\fshadow_share\x18\x05 \x01(\x01R\vshadowShare\x12\x14\n" +
+	"\x05actor\x18\x06 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12.\n" +
+	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
+	"\brevision\x18\t \x01(\x03R\brevision\"\xa0\x01\n" +
+	"\x17SetTrafficPolicyRequest\x12=\n" +
+	"\x06policy\x18\x01 \x01(\v2%.aimesh.api.training.v1.TrafficPolicyR\x06policy\x120\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03H\x00R\x10expectedRevision\x88\x01\x01B\x14\n" +
+	"\x12_expected_revision\"Y\n" +
+	"\x18SetTrafficPolicyResponse\x12=\n" +
+	"\x06policy\x18\x01 \x01(\v2%.aimesh.api.training.v1.TrafficPolicyR\x06policy\"8\n" +
+	"\x17GetTrafficPolicyRequest\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x01 \x01(\tR\tmodelName\"Y\n" +
+	"\x18GetTrafficPolicyResponse\x12=\n" +
+	"\x06policy\x18\x01 \x01(\v2%.aimesh.api.training.v1.TrafficPolicyR\x06policy\"u\n" +
+	"\x1dListTrafficPolicyAuditRequest\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x01 \x01(\tR\tmodelName\x125\n" +
+	"\x04page\x18\x02 \x01(\v2!.aimesh.api.common.v1.PageRequestR\x04page\"\x9b\x01\n" +
+	"\x1eListTrafficPolicyAuditResponse\x12A\n" +
+	"\bpolicies\x18\x01 \x03(\v2%.aimesh.api.training.v1.TrafficPolicyR\bpolicies\x126\n" +
+	"\x04page\x18\x02 \x01(\v2\".aimesh.api.common.v1.PageResponseR\x04page\"]\n" +
+	"\x0ePromoteRequest\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x01 \x01(\tR\tmodelName\x12\x14\n" +
+	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x91\x01\n" +
+	"\x0fPromoteResponse\x12?\n" +
+	"\bchampion\x18\x01 \x01(\v2#.aimesh.api.training.v1.AliasChangeR\bchampion\x12=\n" +
+	"\x06policy\x18\x02 \x01(\v2%.aimesh.api.training.v1.TrafficPolicyR\x06policy\"^\n" +
+	"\x0fRollbackRequest\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x01 \x01(\tR\tmodelName\x12\x14\n" +
+	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"Q\n" +
+	"\x10RollbackResponse\x12=\n" +
+	"\x06policy\x18\x01 \x01(\v2%.aimesh.api.training.v1.TrafficPolicyR\x06policy*\xa1\x01\n" +
 	"\tRunStatus\x12\x1a\n" +
 	"\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n" +
@@ -2212,7 +2912,7 @@ const file_aimesh_api_training_v1_training_proto_rawDesc = "" +
 	"\x16SPLIT_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSPLIT_KIND_TIME\x10\x01\x12\x15\n" +
 	"\x11SPLIT_KIND_RANDOM\x10\x02\x12\x1d\n" +
-	"\x19SPLIT_KIND_LEAVE_LAST_OUT\x10\x032\xb3\a\n" +
+	"\x19SPLIT_KIND_LEAVE_LAST_OUT\x10\x032\xe6\v\n" +
 	"\x0fTrainingService\x12]\n" +
 	"\bStartRun\x12'.aimesh.api.training.v1.StartRunRequest\x1a(.aimesh.api.training.v1.StartRunResponse\x12W\n" +
 	"\x06GetRun\x12%.aimesh.api.training.v1.GetRunRequest\x1a&.aimesh.api.training.v1.GetRunResponse\x12]\n" +
@@ -2222,7 +2922,12 @@ const file_aimesh_api_training_v1_training_proto_rawDesc = "" +
 	"\x11ListModelVersions\x120.aimesh.api.training.v1.ListModelVersionsRequest\x1a1.aimesh.api.training.v1.ListModelVersionsResponse\x12]\n" +
 	"\bSetAlias\x12'.aimesh.api.training.v1.SetAliasRequest\x1a(.aimesh.api.training.v1.SetAliasResponse\x12]\n" +
 	"\bGetAlias\x12'.aimesh.api.training.v1.GetAliasRequest\x1a(.aimesh.api.training.v1.GetAliasResponse\x12o\n" +
-	"\x0eListAliasAudit\x12-.aimesh.api.training.v1.ListAliasAuditRequest\x1a..aimesh.api.training.v1.ListAliasAuditResponseBQZOgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/training/v1;trainingv1b\x06proto3"
+	"\x0eListAliasAudit\x12-.aimesh.api.training.v1.ListAliasAuditRequest\x1a..aimesh.api.training.v1.ListAliasAuditResponse\x12u\n" +
+	"\x10SetTrafficPolicy\x12/.aimesh.api.training.v1.SetTrafficPolicyRequest\x1a0.aimesh.api.training.v1.SetTrafficPolicyResponse\x12u\n" +
+	"\x10GetTrafficPolicy\x12/.aimesh.api.training.v1.GetTrafficPolicyRequest\x1a0.aimesh.api.training.v1.GetTrafficPolicyResponse\x12\x87\x01\n" +
+	"\x16ListTrafficPolicyAudit\x125.aimesh.api.training.v1.ListTrafficPolicyAuditRequest\x1a6.aimesh.api.training.v1.ListTrafficPolicyAuditResponse\x12Z\n" +
+	"\aPromote\x12&.aimesh.api.training.v1.PromoteRequest\x1a'.aimesh.api.training.v1.PromoteResponse\x12]\n" +
+	"\bRollback\x12'.aimesh.api.training.v1.RollbackRequest\x1a(.aimesh.api.training.v1.RollbackResponseBQZOgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/training/v1;trainingv1b\x06proto3"
 
 var (
 	file_aimesh_api_training_v1_training_proto_rawDescOnce sync.Once
@@ -2237,111 +2942,142 @@ func file_aimesh_api_training_v1_training_proto_rawDescGZIP() []byte {
 }
 
 var file_aimesh_api_training_v1_training_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_aimesh_api_training_v1_training_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_aimesh_api_training_v1_training_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_aimesh_api_training_v1_training_proto_goTypes = []any{
-	(RunStatus)(0),                    // 0: aimesh.api.training.v1.RunStatus
-	(LabelKind)(0),                    // 1: aimesh.api.training.v1.LabelKind
-	(SplitKind)(0),                    // 2: aimesh.api.training.v1.SplitKind
-	(*RunSpec)(nil),                   // 3: aimesh.api.training.v1.RunSpec
-	(*TrainingRows)(nil),              // 4: aimesh.api.training.v1.TrainingRows
-	(*LabelSpec)(nil),                 // 5: aimesh.api.training.v1.LabelSpec
-	(*SplitSpec)(nil),                 // 6: aimesh.api.training.v1.SplitSpec
-	(*Run)(nil),                       // 7: aimesh.api.training.v1.Run
-	(*ModelVersion)(nil),              // 8: aimesh.api.training.v1.ModelVersion
-	(*ScoreProfile)(nil),              // 9: aimesh.api.training.v1.ScoreProfile
-	(*AliasChange)(nil),               // 10: aimesh.api.training.v1.AliasChange
-	(*StartRunRequest)(nil),           // 11: aimesh.api.training.v1.StartRunRequest
-	(*StartRunResponse)(nil),          // 12: aimesh.api.training.v1.StartRunResponse
-	(*GetRunRequest)(nil),             // 13: aimesh.api.training.v1.GetRunRequest
-	(*GetRunResponse)(nil),            // 14: aimesh.api.training.v1.GetRunResponse
-	(*ListRunsRequest)(nil),           // 15: aimesh.api.training.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),          // 16: aimesh.api.training.v1.ListRunsResponse
-	(*RegisterModelRequest)(nil),      // 17: aimesh.api.training.v1.RegisterModelRequest
-	(*RegisterModelResponse)(nil),     // 18: aimesh.api.training.v1.RegisterModelResponse
-	(*GetModelVersionRequest)(nil),    // 19: aimesh.api.training.v1.GetModelVersionRequest
-	(*GetModelVersionResponse)(nil),   // 20: aimesh.api.training.v1.GetModelVersionResponse
-	(*ListModelVersionsRequest)(nil),  // 21: aimesh.api.training.v1.ListModelVersionsRequest
-	(*ListModelVersionsResponse)(nil), // 22: aimesh.api.training.v1.ListModelVersionsResponse
-	(*SetAliasRequest)(nil),           // 23: aimesh.api.training.v1.SetAliasRequest
-	(*SetAliasResponse)(nil),          // 24: aimesh.api.training.v1.SetAliasResponse
-	(*GetAliasRequest)(nil),           // 25: aimesh.api.training.v1.GetAliasRequest
-	(*GetAliasResponse)(nil),          // 26: aimesh.api.training.v1.GetAliasResponse
-	(*ListAliasAuditRequest)(nil),     // 27: aimesh.api.training.v1.ListAliasAuditRequest
-	(*ListAliasAuditResponse)(nil),    // 28: aimesh.api.training.v1.ListAliasAuditResponse
-	nil,                               // 29: aimesh.api.training.v1.RunSpec.ParamsEntry
-	nil,                               // 30: aimesh.api.training.v1.TrainingRows.EntityFieldsEntry
-	nil,                               // 31: aimesh.api.training.v1.TrainingRows.FilterEntry
-	nil,                               // 32: aimesh.api.training.v1.Run.MetricsEntry
-	nil,                               // 33: aimesh.api.training.v1.ModelVersion.MetricsEntry
-	(*timestamppb.Timestamp)(nil),     // 34: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 35: google.protobuf.Duration
-	(*v1.ModelSignature)(nil),         // 36: aimesh.api.common.v1.ModelSignature
-	(*v1.PageRequest)(nil),            // 37: aimesh.api.common.v1.PageRequest
-	(*v1.PageResponse)(nil),           // 38: aimesh.api.common.v1.PageResponse
+	(RunStatus)(0),                         // 0: aimesh.api.training.v1.RunStatus
+	(LabelKind)(0),                         // 1: aimesh.api.training.v1.LabelKind
+	(SplitKind)(0),                         // 2: aimesh.api.training.v1.SplitKind
+	(*RunSpec)(nil),                        // 3: aimesh.api.training.v1.RunSpec
+	(*TrainingRows)(nil),                   // 4: aimesh.api.training.v1.TrainingRows
+	(*LabelSpec)(nil),                      // 5: aimesh.api.training.v1.LabelSpec
+	(*SplitSpec)(nil),                      // 6: aimesh.api.training.v1.SplitSpec
+	(*Run)(nil),                            // 7: aimesh.api.training.v1.Run
+	(*ModelVersion)(nil),                   // 8: aimesh.api.training.v1.ModelVersion
+	(*ScoreProfile)(nil),                   // 9: aimesh.api.training.v1.ScoreProfile
+	(*AliasChange)(nil),                    // 10: aimesh.api.training.v1.AliasChange
+	(*StartRunRequest)(nil),                // 11: aimesh.api.training.v1.StartRunRequest
+	(*StartRunResponse)(nil),               // 12: aimesh.api.training.v1.StartRunResponse
+	(*GetRunRequest)(nil),                  // 13: aimesh.api.training.v1.GetRunRequest
+	(*GetRunResponse)(nil),                 // 14: aimesh.api.training.v1.GetRunResponse
+	(*ListRunsRequest)(nil),                // 15: aimesh.api.training.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),               // 16: aimesh.api.training.v1.ListRunsResponse
+	(*RegisterModelRequest)(nil),           // 17: aimesh.api.training.v1.RegisterModelRequest
+	(*RegisterModelResponse)(nil),          // 18: aimesh.api.training.v1.RegisterModelResponse
+	(*GetModelVersionRequest)(nil),         // 19: aimesh.api.training.v1.GetModelVersionRequest
+	(*GetModelVersionResponse)(nil),        // 20: aimesh.api.training.v1.GetModelVersionResponse
+	(*ListModelVersionsRequest)(nil),       // 21: aimesh.api.training.v1.ListModelVersionsRequest
+	(*ListModelVersionsResponse)(nil),      // 22: aimesh.api.training.v1.ListModelVersionsResponse
+	(*SetAliasRequest)(nil),                // 23: aimesh.api.training.v1.SetAliasRequest
+	(*SetAliasResponse)(nil),               // 24: aimesh.api.training.v1.SetAliasResponse
+	(*GetAliasRequest)(nil),                // 25: aimesh.api.training.v1.GetAliasRequest
+	(*GetAliasResponse)(nil),               // 26: aimesh.api.training.v1.GetAliasResponse
+	(*ListAliasAuditRequest)(nil),          // 27: aimesh.api.training.v1.ListAliasAuditRequest
+	(*ListAliasAuditResponse)(nil),         // 28: aimesh.api.training.v1.ListAliasAuditResponse
+	(*TrafficPolicy)(nil),                  // 29: aimesh.api.training.v1.TrafficPolicy
+	(*SetTrafficPolicyRequest)(nil),        // 30: aimesh.api.training.v1.SetTrafficPolicyRequest
+	(*SetTrafficPolicyResponse)(nil),       // 31: aimesh.api.training.v1.SetTrafficPolicyResponse
+	(*GetTrafficPolicyRequest)(nil),        // 32: aimesh.api.training.v1.GetTrafficPolicyRequest
+	(*GetTrafficPolicyResponse)(nil),       // 33: aimesh.api.training.v1.GetTrafficPolicyResponse
+	(*ListTrafficPolicyAuditRequest)(nil),  // 34: aimesh.api.training.v1.ListTrafficPolicyAuditRequest
+	(*ListTrafficPolicyAuditResponse)(nil), // 35: aimesh.api.training.v1.ListTrafficPolicyAuditResponse
+	(*PromoteRequest)(nil),                 // 36: aimesh.api.training.v1.PromoteRequest
+	(*PromoteResponse)(nil),                // 37: aimesh.api.training.v1.PromoteResponse
+	(*RollbackRequest)(nil),                // 38: aimesh.api.training.v1.RollbackRequest
+	(*RollbackResponse)(nil),               // 39: aimesh.api.training.v1.RollbackResponse
+	nil,                                    // 40: aimesh.api.training.v1.RunSpec.ParamsEntry
+	nil,                                    // 41: aimesh.api.training.v1.TrainingRows.EntityFieldsEntry
+	nil,                                    // 42: aimesh.api.training.v1.TrainingRows.FilterEntry
+	nil,                                    // 43: aimesh.api.training.v1.Run.MetricsEntry
+	nil,                                    // 44: aimesh.api.training.v1.ModelVersion.MetricsEntry
+	(*timestamppb.Timestamp)(nil),          // 45: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 46: google.protobuf.Duration
+	(*v1.ModelSignature)(nil),              // 47: aimesh.api.common.v1.ModelSignature
+	(*v1.PageRequest)(nil),                 // 48: aimesh.api.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                // 49: aimesh.api.common.v1.PageResponse
 }
 var file_aimesh_api_training_v1_training_proto_depIdxs = []int32{
-	34, // 0: aimesh.api.training.v1.RunSpec.train_start:type_name -> google.protobuf.Timestamp
-	34, // 1: aimesh.api.training.v1.RunSpec.train_end:type_name -> google.protobuf.Timestamp
-	29, // 2: aimesh.api.training.v1.RunSpec.params:type_name -> aimesh.api.training.v1.RunSpec.ParamsEntry
+	45, // 0: aimesh.api.training.v1.RunSpec.train_start:type_name -> google.protobuf.Timestamp
+	45, // 1: aimesh.api.training.v1.RunSpec.train_end:type_name -> google.protobuf.Timestamp
+	40, // 2: aimesh.api.training.v1.RunSpec.params:type_name -> aimesh.api.training.v1.RunSpec.ParamsEntry
 	4,  // 3: aimesh.api.training.v1.RunSpec.rows:type_name -> aimesh.api.training.v1.TrainingRows
 	5,  // 4: aimesh.api.training.v1.RunSpec.label:type_name -> aimesh.api.training.v1.LabelSpec
 	6,  // 5: aimesh.api.training.v1.RunSpec.split:type_name -> aimesh.api.training.v1.SplitSpec
-	30, // 6: aimesh.api.training.v1.TrainingRows.entity_fields:type_name -> aimesh.api.training.v1.TrainingRows.EntityFieldsEntry
-	31, // 7: aimesh.api.training.v1.TrainingRows.filter:type_name -> aimesh.api.training.v1.TrainingRows.FilterEntry
+	41, // 6: aimesh.api.training.v1.TrainingRows.entity_fields:type_name -> aimesh.api.training.v1.TrainingRows.EntityFieldsEntry
+	42, // 7: aimesh.api.training.v1.TrainingRows.filter:type_name -> aimesh.api.training.v1.TrainingRows.FilterEntry
 	1,  // 8: aimesh.api.training.v1.LabelSpec.kind:type_name -> aimesh.api.training.v1.LabelKind
-	35, // 9: aimesh.api.training.v1.LabelSpec.maturity:type_name -> google.protobuf.Duration
+	46, // 9: aimesh.api.training.v1.LabelSpec.maturity:type_name -> google.protobuf.Duration
 	2,  // 10: aimesh.api.training.v1.SplitSpec.kind:type_name -> aimesh.api.training.v1.SplitKind
 	3,  // 11: aimesh.api.training.v1.Run.spec:type_name -> aimesh.api.training.v1.RunSpec
 	0,  // 12: aimesh.api.training.v1.Run.status:type_name -> aimesh.api.training.v1.RunStatus
-	32, // 13: aimesh.api.training.v1.Run.metrics:type_name -> aimesh.api.training.v1.Run.MetricsEntry
-	34, // 14: aimesh.api.training.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	34, // 15: aimesh.api.training.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	34, // 16: aimesh.api.training.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	33, // 17: aimesh.api.training.v1.ModelVersion.metrics:type_name -> aimesh.api.training.v1.ModelVersion.MetricsEntry
-	34, // 18: aimesh.api.training.v1.ModelVersion.create_time:type_name -> google.protobuf.Timestamp
+	43, // 13: aimesh.api.training.v1.Run.metrics:type_name -> aimesh.api.training.v1.Run.MetricsEntry
+	45, // 14: aimesh.api.training.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	45, // 15: aimesh.api.training.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	45, // 16: aimesh.api.training.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	44, // 17: aimesh.api.training.v1.ModelVersion.metrics:type_name -> aimesh.api.training.v1.ModelVersion.MetricsEntry
+	45, // 18: aimesh.api.training.v1.ModelVersion.create_time:type_name -> google.protobuf.Timestamp
 	9,  // 19: aimesh.api.training.v1.ModelVersion.reference_profile:type_name -> aimesh.api.training.v1.ScoreProfile
-	36, // 20: aimesh.api.training.v1.ModelVersion.signature:type_name -> aimesh.api.common.v1.ModelSignature
-	34, // 21: aimesh.api.training.v1.AliasChange.time:type_name -> google.protobuf.Timestamp
+	47, // 20: aimesh.api.training.v1.ModelVersion.signature:type_name -> aimesh.api.common.v1.ModelSignature
+	45, // 21: aimesh.api.training.v1.AliasChange.time:type_name -> google.protobuf.Timestamp
 	3,  // 22: aimesh.api.training.v1.StartRunRequest.spec:type_name -> aimesh.api.training.v1.RunSpec
 	7,  // 23: aimesh.api.training.v1.StartRunResponse.run:type_name -> aimesh.api.training.v1.Run
 	7,  // 24: aimesh.api.training.v1.GetRunResponse.run:type_name -> aimesh.api.training.v1.Run
 	0,  // 25: aimesh.api.training.v1.ListRunsRequest.status:type_name -> aimesh.api.training.v1.RunStatus
-	37, // 26: aimesh.api.training.v1.ListRunsRequest.page:type_name -> aimesh.api.common.v1.PageRequest
+	48, // 26: aimesh.api.training.v1.ListRunsRequest.page:type_name -> aimesh.api.common.v1.PageRequest
 	7,  // 27: aimesh.api.training.v1.ListRunsResponse.runs:type_name -> aimesh.api.training.v1.Run
-	38, // 28: aimesh.api.training.v1.ListRunsResponse.page:type_name -> aimesh.api.common.v1.PageResponse
+	49, // 28: aimesh.api.training.v1.ListRunsResponse.page:type_name -> aimesh.api.common.v1.PageResponse
 	8,  // 29: aimesh.api.training.v1.RegisterModelResponse.model_version:type_name -> aimesh.api.training.v1.ModelVersion
 	8,  // 30: aimesh.api.training.v1.GetModelVersionResponse.model_version:type_name -> aimesh.api.training.v1.ModelVersion
-	37, // 31: aimesh.api.training.v1.ListModelVersionsRequest.page:type_name -> aimesh.api.common.v1.PageRequest
+	48, // 31: aimesh.api.training.v1.ListModelVersionsRequest.page:type_name -> aimesh.api.common.v1.PageRequest
 	8,  // 32: aimesh.api.training.v1.ListModelVersionsResponse.model_versions:type_name -> aimesh.api.training.v1.ModelVersion
-	38, // 33: aimesh.api.training.v1.ListModelVersionsResponse.page:type_name -> aimesh.api.common.v1.PageResponse
+	49, // 33: aimesh.api.training.v1.ListModelVersionsResponse.page:type_name -> aimesh.api.common.v1.PageResponse
 	10, // 34: aimesh.api.training.v1.SetAliasResponse.change:type_name -> aimesh.api.training.v1.AliasChange
 	8,  // 35: aimesh.api.training.v1.GetAliasResponse.model_version:type_name -> aimesh.api.training.v1.ModelVersion
-	37, // 36: aimesh.api.training.v1.ListAliasAuditRequest.page:type_name -> aimesh.api.common.v1.PageRequest
+	48, // 36: aimesh.api.training.v1.ListAliasAuditRequest.page:type_name -> aimesh.api.common.v1.PageRequest
 	10, // 37: aimesh.api.training.v1.ListAliasAuditResponse.changes:type_name -> aimesh.api.training.v1.AliasChange
-	38, // 38: aimesh.api.training.v1.ListAliasAuditResponse.page:type_name -> aimesh.api.common.v1.PageResponse
-	11, // 39: aimesh.api.training.v1.TrainingService.StartRun:input_type -> aimesh.api.training.v1.StartRunRequest
-	13, // 40: aimesh.api.training.v1.TrainingService.GetRun:input_type -> aimesh.api.training.v1.GetRunRequest
-	15, // 41: aimesh.api.training.v1.TrainingService.ListRuns:input_type -> aimesh.api.training.v1.ListRunsRequest
-	17, // 42: aimesh.api.training.v1.TrainingService.RegisterModel:input_type -> aimesh.api.training.v1.RegisterModelRequest
-	19, // 43: aimesh.api.training.v1.TrainingService.GetModelVersion:input_type -> aimesh.api.training.v1.GetModelVersionRequest
-	21, // 44: aimesh.api.training.v1.TrainingService.ListModelVersions:input_type -> aimesh.api.training.v1.ListModelVersionsRequest
-	23, // 45: aimesh.api.training.v1.TrainingService.SetAlias:input_type -> aimesh.api.training.v1.SetAliasRequest
-	25, // 46: aimesh.api.training.v1.TrainingService.GetAlias:input_type -> aimesh.api.training.v1.GetAliasRequest
-	27, // 47: aimesh.api.training.v1.TrainingService.ListAliasAudit:input_type -> aimesh.api.training.v1.ListAliasAuditRequest
-	12, // 48: aimesh.api.training.v1.TrainingService.StartRun:output_type -> aimesh.api.training.v1.StartRunResponse
-	14, // 49: aimesh.api.training.v1.TrainingService.GetRun:output_type -> aimesh.api.training.v1.GetRunResponse
-	16, // 50: aimesh.api.training.v1.TrainingService.ListRuns:output_type -> aimesh.api.training.v1.ListRunsResponse
-	18, // 51: aimesh.api.training.v1.TrainingService.RegisterModel:output_type -> aimesh.api.training.v1.RegisterModelResponse
-	20, // 52: aimesh.api.training.v1.TrainingService.GetModelVersion:output_type -> aimesh.api.training.v1.GetModelVersionResponse
-	22, // 53: aimesh.api.training.v1.TrainingService.ListModelVersions:output_type -> aimesh.api.training.v1.ListModelVersionsResponse
-	24, // 54: aimesh.api.training.v1.TrainingService.SetAlias:output_type -> aimesh.api.training.v1.SetAliasResponse
-	26, // 55: aimesh.api.training.v1.TrainingService.GetAlias:output_type -> aimesh.api.training.v1.GetAliasResponse
-	28, // 56: aimesh.api.training.v1.TrainingService.ListAliasAudit:output_type -> aimesh.api.training.v1.ListAliasAuditResponse
-	48, // [48:57] is the sub-list for method output_type
-	39, // [39:48] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	49, // 38: aimesh.api.training.v1.ListAliasAuditResponse.page:type_name -> aimesh.api.common.v1.PageResponse
+	45, // 39: aimesh.api.training.v1.TrafficPolicy.time:type_name -> google.protobuf.Timestamp
+	29, // 40: aimesh.api.training.v1.SetTrafficPolicyRequest.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	29, // 41: aimesh.api.training.v1.SetTrafficPolicyResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	29, // 42: aimesh.api.training.v1.GetTrafficPolicyResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	48, // 43: aimesh.api.training.v1.ListTrafficPolicyAuditRequest.page:type_name -> aimesh.api.common.v1.PageRequest
+	29, // 44: aimesh.api.training.v1.ListTrafficPolicyAuditResponse.policies:type_name -> aimesh.api.training.v1.TrafficPolicy
+	49, // 45: aimesh.api.training.v1.ListTrafficPolicyAuditResponse.page:type_name -> aimesh.api.common.v1.PageResponse
+	10, // 46: aimesh.api.training.v1.PromoteResponse.champion:type_name -> aimesh.api.training.v1.AliasChange
+	29, // 47: aimesh.api.training.v1.PromoteResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	29, // 48: aimesh.api.training.v1.RollbackResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	11, // 49: aimesh.api.training.v1.TrainingService.StartRun:input_type -> aimesh.api.training.v1.StartRunRequest
+	13, // 50: aimesh.api.training.v1.TrainingService.GetRun:input_type -> aimesh.api.training.v1.GetRunRequest
+	15, // 51: aimesh.api.training.v1.TrainingService.ListRuns:input_type -> aimesh.api.training.v1.ListRunsRequest
+	17, // 52: aimesh.api.training.v1.TrainingService.RegisterModel:input_type -> aimesh.api.training.v1.RegisterModelRequest
+	19, // 53: aimesh.api.training.v1.TrainingService.GetModelVersion:input_type -> aimesh.api.training.v1.GetModelVersionRequest
+	21, // 54: aimesh.api.training.v1.TrainingService.ListModelVersions:input_type -> aimesh.api.training.v1.ListModelVersionsRequest
+	23, // 55: aimesh.api.training.v1.TrainingService.SetAlias:input_type -> aimesh.api.training.v1.SetAliasRequest
+	25, // 56: aimesh.api.training.v1.TrainingService.GetAlias:input_type -> aimesh.api.training.v1.GetAliasRequest
+	27, // 57: aimesh.api.training.v1.TrainingService.ListAliasAudit:input_type -> aimesh.api.training.v1.ListAliasAuditRequest
+	30, // 58: aimesh.api.training.v1.TrainingService.SetTrafficPolicy:input_type -> aimesh.api.training.v1.SetTrafficPolicyRequest
+	32, // 59: aimesh.api.training.v1.TrainingService.GetTrafficPolicy:input_type -> aimesh.api.training.v1.GetTrafficPolicyRequest
+	34, // 60: aimesh.api.training.v1.TrainingService.ListTrafficPolicyAudit:input_type -> aimesh.api.training.v1.ListTrafficPolicyAuditRequest
+	36, // 61: aimesh.api.training.v1.TrainingService.Promote:input_type -> aimesh.api.training.v1.PromoteRequest
+	38, // 62: aimesh.api.training.v1.TrainingService.Rollback:input_type -> aimesh.api.training.v1.RollbackRequest
+	12, // 63: aimesh.api.training.v1.TrainingService.StartRun:output_type -> aimesh.api.training.v1.StartRunResponse
+	14, // 64: aimesh.api.training.v1.TrainingService.GetRun:output_type -> aimesh.api.training.v1.GetRunResponse
+	16, // 65: aimesh.api.training.v1.TrainingService.ListRuns:output_type -> aimesh.api.training.v1.ListRunsResponse
+	18, // 66: aimesh.api.training.v1.TrainingService.RegisterModel:output_type -> aimesh.api.training.v1.RegisterModelResponse
+	20, // 67: aimesh.api.training.v1.TrainingService.GetModelVersion:output_type -> aimesh.api.training.v1.GetModelVersionResponse
+	22, // 68: aimesh.api.training.v1.TrainingService.ListModelVersions:output_type -> aimesh.api.training.v1.ListModelVersionsResponse
+	24, // 69: aimesh.api.training.v1.TrainingService.SetAlias:output_type -> aimesh.api.training.v1.SetAliasResponse
+	26, // 70: aimesh.api.training.v1.TrainingService.GetAlias:output_type -> aimesh.api.training.v1.GetAliasResponse
+	28, // 71: aimesh.api.training.v1.TrainingService.ListAliasAudit:output_type -> aimesh.api.training.v1.ListAliasAuditResponse
+	31, // 72: aimesh.api.training.v1.TrainingService.SetTrafficPolicy:output_type -> aimesh.api.training.v1.SetTrafficPolicyResponse
+	33, // 73: aimesh.api.training.v1.TrainingService.GetTrafficPolicy:output_type -> aimesh.api.training.v1.GetTrafficPolicyResponse
+	35, // 74: aimesh.api.training.v1.TrainingService.ListTrafficPolicyAudit:output_type -> aimesh.api.training.v1.ListTrafficPolicyAuditResponse
+	37, // 75: aimesh.api.training.v1.TrainingService.Promote:output_type -> aimesh.api.training.v1.PromoteResponse
+	39, // 76: aimesh.api.training.v1.TrainingService.Rollback:output_type -> aimesh.api.training.v1.RollbackResponse
+	63, // [63:77] is the sub-list for method output_type
+	49, // [49:63] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_aimesh_api_training_v1_training_proto_init() }
@@ -2350,13 +3086,14 @@ func file_aimesh_api_training_v1_training_proto_init() {
 		return
 	}
 	file_aimesh_api_training_v1_training_proto_msgTypes[20].OneofWrappers = []any{}
+	file_aimesh_api_training_v1_training_proto_msgTypes[27].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_aimesh_api_training_v1_training_proto_rawDesc), len(file_aimesh_api_training_v1_training_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,15 +21,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TrainingService_StartRun_FullMethodName          = "/aimesh.api.training.v1.TrainingService/StartRun"
-	TrainingService_GetRun_FullMethodName            = "/aimesh.api.training.v1.TrainingService/GetRun"
-	TrainingService_ListRuns_FullMethodName          = "/aimesh.api.training.v1.TrainingService/ListRuns"
-	TrainingService_RegisterModel_FullMethodName     = "/aimesh.api.training.v1.TrainingService/RegisterModel"
-	TrainingService_GetModelVersion_FullMethodName   = "/aimesh.api.training.v1.TrainingService/GetModelVersion"
-	TrainingService_ListModelVersions_FullMethodName = "/aimesh.api.training.v1.TrainingService/ListModelVersions"
-	TrainingService_SetAlias_FullMethodName          = "/aimesh.api.training.v1.TrainingService/SetAlias"
-	TrainingService_GetAlias_FullMethodName          = "/aimesh.api.training.v1.TrainingService/GetAlias"
-	TrainingService_ListAliasAudit_FullMethodName    = "/aimesh.api.training.v1.TrainingService/ListAliasAudit"
+	TrainingService_StartRun_FullMethodName               = "/aimesh.api.training.v1.TrainingService/StartRun"
+	TrainingService_GetRun_FullMethodName                 = "/aimesh.api.training.v1.TrainingService/GetRun"
+	TrainingService_ListRuns_FullMethodName               = "/aimesh.api.training.v1.TrainingService/ListRuns"
+	TrainingService_RegisterModel_FullMethodName          = "/aimesh.api.training.v1.TrainingService/RegisterModel"
+	TrainingService_GetModelVersion_FullMethodName        = "/aimesh.api.training.v1.TrainingService/GetModelVersion"
+	TrainingService_ListModelVersions_FullMethodName      = "/aimesh.api.training.v1.TrainingService/ListModelVersions"
+	TrainingService_SetAlias_FullMethodName               = "/aimesh.api.training.v1.TrainingService/SetAlias"
+	TrainingService_GetAlias_FullMethodName               = "/aimesh.api.training.v1.TrainingService/GetAlias"
+	TrainingService_ListAliasAudit_FullMethodName         = "/aimesh.api.training.v1.TrainingService/ListAliasAudit"
+	TrainingService_SetTrafficPolicy_FullMethodName       = "/aimesh.api.training.v1.TrainingService/SetTrafficPolicy"
+	TrainingService_GetTrafficPolicy_FullMethodName       = "/aimesh.api.training.v1.TrainingService/GetTrafficPolicy"
+	TrainingService_ListTrafficPolicyAudit_FullMethodName = "/aimesh.api.training.v1.TrainingService/ListTrafficPolicyAudit"
+	TrainingService_Promote_FullMethodName                = "/aimesh.api.training.v1.TrainingService/Promote"
+	TrainingService_Rollback_FullMethodName               = "/aimesh.api.training.v1.TrainingService/Rollback"
 )
 
 // TrainingServiceClient is the client API for TrainingService service.
@@ -61,6 +66,24 @@ type TrainingServiceClient interface {
 	GetAlias(ctx context.Context, in *GetAliasRequest, opts ...grpc.CallOption) (*GetAliasResponse, error)
 	// Lists alias changes of a model, newest first.
 	ListAliasAudit(ctx context.Context, in *ListAliasAuditRequest, opts ...grpc.CallOption) (*ListAliasAuditResponse, error)
+	// Sets a model's traffic policy (canary version and weight, shadow version and share); audited, emits
+	// a ModelEvent (MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED). A weight or share outside [0, 1], a weight or
+	// share above 0 without its version, or a canary/shadow version equal to the champion's:
+	// INVALID_ARGUMENT naming the field; an unknown model or version: NOT_FOUND; expected_revision
+	// mismatch: FAILED_PRECONDITION naming the current revision.
+	SetTrafficPolicy(ctx context.Context, in *SetTrafficPolicyRequest, opts ...grpc.CallOption) (*SetTrafficPolicyResponse, error)
+	// The model's current traffic policy (revision 0 and no canary or shadow when never set); unknown
+	// model: NOT_FOUND.
+	GetTrafficPolicy(ctx context.Context, in *GetTrafficPolicyRequest, opts ...grpc.CallOption) (*GetTrafficPolicyResponse, error)
+	// Lists the policy's changes (each revision as it was set), newest first.
+	ListTrafficPolicyAudit(ctx context.Context, in *ListTrafficPolicyAuditRequest, opts ...grpc.CallOption) (*ListTrafficPolicyAuditResponse, error)
+	// Promotes the canary in one step: the champion alias points at the canary version (an audited alias
+	// change) and the canary is cleared (a new policy revision), in one transaction, with their ModelEvents.
+	// No canary: FAILED_PRECONDITION.
+	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
+	// Rolls the canary back in one step: canary and shadow are cleared (a new policy revision) and the
+	// champion takes all traffic. Nothing to roll back: the unchanged policy (no new revision, no event).
+	Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (*RollbackResponse, error)
 }
 
 type trainingServiceClient struct {
@@ -161,6 +184,56 @@ func (c *trainingServiceClient) ListAliasAudit(ctx context.Context, in *ListAlia
 	return out, nil
 }
 
+func (c *trainingServiceClient) SetTrafficPolicy(ctx context.Context, in *SetTrafficPolicyRequest, opts ...grpc.CallOption) (*SetTrafficPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetTrafficPolicyResponse)
+	err := c.cc.Invoke(ctx, TrainingService_SetTrafficPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *trainingServiceClient) GetTrafficPolicy(ctx context.Context, in *GetTrafficPolicyRequest, opts ...grpc.CallOption) (*GetTrafficPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTrafficPolicyResponse)
+	err := c.cc.Invoke(ctx, TrainingService_GetTrafficPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *trainingServiceClient) ListTrafficPolicyAudit(ctx context.Context, in *ListTrafficPolicyAuditRequest, opts ...grpc.CallOption) (*ListTrafficPolicyAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTrafficPolicyAuditResponse)
+	err := c.cc.Invoke(ctx, TrainingService_ListTrafficPolicyAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *trainingServiceClient) Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PromoteResponse)
+	err := c.cc.Invoke(ctx, TrainingService_Promote_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *trainingServiceClient) Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (*RollbackResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RollbackResponse)
+	err := c.cc.Invoke(ctx, TrainingService_Rollback_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TrainingServiceServer is the server API for TrainingService service.
 // All implementations must embed UnimplementedTrainingServiceServer
 // for forward compatibility.
@@ -190,6 +263,24 @@ type TrainingServiceServer interface {
 	GetAlias(context.Context, *GetAliasRequest) (*GetAliasResponse, error)
 	// Lists alias changes of a model, newest first.
 	ListAliasAudit(context.Context, *ListAliasAuditRequest) (*ListAliasAuditResponse, error)
+	// Sets a model's traffic policy (canary version and weight, shadow version and share); audited, emits
+	// a ModelEvent (MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED). A weight or share outside [0, 1], a weight or
+	// share above 0 without its version, or a canary/shadow version equal to the champion's:
+	// INVALID_ARGUMENT naming the field; an unknown model or version: NOT_FOUND; expected_revision
+	// mismatch: FAILED_PRECONDITION naming the current revision.
+	SetTrafficPolicy(context.Context, *SetTrafficPolicyRequest) (*SetTrafficPolicyResponse, error)
+	// The model's current traffic policy (revision 0 and no canary or shadow when never set); unknown
+	// model: NOT_FOUND.
+	GetTrafficPolicy(context.Context, *GetTrafficPolicyRequest) (*GetTrafficPolicyResponse, error)
+	// Lists the policy's changes (each revision as it was set), newest first.
+	ListTrafficPolicyAudit(context.Context, *ListTrafficPolicyAuditRequest) (*ListTrafficPolicyAuditResponse, error)
+	// Promotes the canary in one step: the champion alias points at the canary version (an audited alias
+	// change) and the canary is cleared (a new policy revision), in one transaction, with their ModelEvents.
+	// No canary: FAILED_PRECONDITION.
+	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
+	// Rolls the canary back in one step: canary and shadow are cleared (a new policy revision) and the
+	// champion takes all traffic. Nothing to roll back: the unchanged policy (no new revision, no event).
+	Rollback(context.Context, *RollbackRequest) (*RollbackResponse, error)
 	mustEmbedUnimplementedTrainingServiceServer()
 }
 
@@ -226,6 +317,21 @@ func (UnimplementedTrainingServiceServer) GetAlias(context.Context, *GetAliasReq
 }
 func (UnimplementedTrainingServiceServer) ListAliasAudit(context.Context, *ListAliasAuditRequest) (*ListAliasAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAliasAudit not implemented")
+}
+func (UnimplementedTrainingServiceServer) SetTrafficPolicy(context.Context, *SetTrafficPolicyRequest) (*SetTrafficPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetTrafficPolicy not implemented")
+}
+func (UnimplementedTrainingServiceServer) GetTrafficPolicy(context.Context, *GetTrafficPolicyRequest) (*GetTrafficPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTrafficPolicy not implemented")
+}
+func (UnimplementedTrainingServiceServer) ListTrafficPolicyAudit(context.Context, *ListTrafficPolicyAuditRequest) (*ListTrafficPolicyAuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTrafficPolicyAudit not implemented")
+}
+func (UnimplementedTrainingServiceServer) Promote(context.Context, *PromoteRequest) (*PromoteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Promote not implemented")
+}
+func (UnimplementedTrainingServiceServer) Rollback(context.Context, *RollbackRequest) (*RollbackResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rollback not implemented")
 }
 func (UnimplementedTrainingServiceServer) mustEmbedUnimplementedTrainingServiceServer() {}
 func (UnimplementedTrainingServiceServer) testEmbeddedByValue()                         {}
@@ -410,6 +516,96 @@ func _TrainingService_ListAliasAudit_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TrainingService_SetTrafficPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetTrafficPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrainingServiceServer).SetTrafficPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TrainingService_SetTrafficPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrainingServiceServer).SetTrafficPolicy(ctx, req.(*SetTrafficPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TrainingService_GetTrafficPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTrafficPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrainingServiceServer).GetTrafficPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TrainingService_GetTrafficPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrainingServiceServer).GetTrafficPolicy(ctx, req.(*GetTrafficPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TrainingService_ListTrafficPolicyAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTrafficPolicyAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrainingServiceServer).ListTrafficPolicyAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TrainingService_ListTrafficPolicyAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrainingServiceServer).ListTrafficPolicyAudit(ctx, req.(*ListTrafficPolicyAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TrainingService_Promote_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PromoteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrainingServiceServer).Promote(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TrainingService_Promote_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrainingServiceServer).Promote(ctx, req.(*PromoteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TrainingService_Rollback_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RollbackRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrainingServiceServer).Rollback(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TrainingService_Rollback_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrainingServiceServer).Rollback(ctx, req.(*RollbackRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TrainingService_ServiceDesc is the grpc.ServiceDesc for TrainingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -452,6 +648,26 @@ var TrainingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAliasAudit",
 			Handler:    _TrainingService_ListAliasAudit_Handler,
+		},
+		{
+			MethodName: "SetTrafficPolicy",
+			Handler:    _TrainingService_SetTrafficPolicy_Handler,
+		},
+		{
+			MethodName: "GetTrafficPolicy",
+			Handler:    _TrainingService_GetTrafficPolicy_Handler,
+		},
+		{
+			MethodName: "ListTrafficPolicyAudit",
+			Handler:    _TrainingService_ListTrafficPolicyAudit_Handler,
+		},
+		{
+			MethodName: "Promote",
+			Handler:    _TrainingService_Promote_Handler,
+		},
+		{
+			MethodName: "Rollback",
+			Handler:    _TrainingService_Rollback_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
