@@ -43,6 +43,31 @@ def api() -> TrainingServiceApi:
         ("StartRun", training_pb2.StartRunRequest(idempotency_key=HUGE), "idempotency_key"),
         ("SetAlias", training_pb2.SetAliasRequest(model_name="m", alias="a", actor=HUGE), "actor"),
         ("SetAlias", training_pb2.SetAliasRequest(model_name="m", alias="a", actor="x", reason=HUGE), "reason"),
+        (
+            "SetTrafficPolicy",
+            training_pb2.SetTrafficPolicyRequest(policy=training_pb2.TrafficPolicy(model_name=HUGE)),
+            "policy.model_name",
+        ),
+        (
+            "SetTrafficPolicy",
+            training_pb2.SetTrafficPolicyRequest(policy=training_pb2.TrafficPolicy(model_name="m", actor=HUGE)),
+            "policy.actor",
+        ),
+        (
+            "SetTrafficPolicy",
+            training_pb2.SetTrafficPolicyRequest(
+                policy=training_pb2.TrafficPolicy(model_name="m", actor="x", reason=HUGE)
+            ),
+            "policy.reason",
+        ),
+        ("GetTrafficPolicy", training_pb2.GetTrafficPolicyRequest(model_name=HUGE), "model_name"),
+        ("ListTrafficPolicyAudit", training_pb2.ListTrafficPolicyAuditRequest(model_name=HUGE), "model_name"),
+        ("Promote", training_pb2.PromoteRequest(model_name=HUGE, actor="x"), "model_name"),
+        ("Promote", training_pb2.PromoteRequest(model_name="m", actor=HUGE), "actor"),
+        ("Promote", training_pb2.PromoteRequest(model_name="m", actor="x", reason=HUGE), "reason"),
+        ("Rollback", training_pb2.RollbackRequest(model_name=HUGE, actor="x"), "model_name"),
+        ("Rollback", training_pb2.RollbackRequest(model_name="m", actor=HUGE), "actor"),
+        ("Rollback", training_pb2.RollbackRequest(model_name="m", actor="x", reason=HUGE), "reason"),
     ],
 )
 async def test_oversized_keys_are_invalid_argument_naming_the_field(method: str, request_: Any, field: str) -> None:

@@ -137,3 +137,168 @@ async def test_every_change_publishes_one_model_event_after_commit(engine: Async
     assert h2["ce_id"].startswith(b"registry/fraud/alias/champion/")
     assert h2["ce_type"] == b"aimesh.api.training.v1.ModelEvent"
     assert all(k == "fraud" for t, _v, k, _h in publisher.sent if t == TOPIC)
+
+
+def policy(model: str = "fraud", **split: float) -> training_pb2.TrafficPolicy:
+    return training_pb2.TrafficPolicy(model_name=model, actor="alice", reason="try v2", **split)  # type: ignore[arg-type]
+
+
+async def three_versions_champion_1(engine: AsyncEngine) -> Registry:
+    registry = Registry(engine, topic=TOPIC)
+    for run in ("run-a", "run-b", "run-c"):
+        await registry.register(new_version(run), export)
+    await registry.set_alias("fraud", "champion", 1, actor="alice", reason="first")
+    return registry
+
+
+@pytest.mark.parametrize(
+    ("split", "field"),
+    [
+        ({"canary_version": 2, "canary_weight": 1.5}, "policy.canary_weight must be in"),
+        ({"canary_version": 2, "canary_weight": -0.1}, "policy.canary_weight must be in"),
+        ({"canary_version": 2, "canary_weight": float("nan")}, "policy.canary_weight must be in"),
+        ({"shadow_version": 2, "shadow_share": float("inf")}, "policy.shadow_share must be in"),
+        ({"shadow_version": 2, "shadow_share": 1.01}, "policy.shadow_share must be in"),
+        ({"canary_weight": 0.1}, "policy.canary_weight is 0.1 but policy.canary_version is not set"),
+        ({"shadow_share": 0.5}, "policy.shadow_share is 0.5 but policy.shadow_version is not set"),
+        ({"canary_version": -2}, "policy.canary_version must not be negative"),
+        ({"canary_version": 1, "canary_weight": 0.1}, "policy.canary_version 1 is the champion version"),
+        ({"shadow_version": 1, "shadow_share": 0.1}, "policy.shadow_version 1 is the champion version"),
+    ],
+)
+async def test_a_policy_outside_the_contract_is_invalid_argument_naming_the_field(
+    engine: AsyncEngine, split: dict[str, float], field: str
+) -> None:
+    registry = await three_versions_champion_1(engine)
+    with pytest.raises(InvalidArgument, match=field):
+        await registry.set_traffic_policy(policy(**split))
+    assert (await registry.get_traffic_policy("fraud")).revision == 0
+
+
+async def test_unknown_models_and_versions_are_not_found_and_an_actor_is_required(engine: AsyncEngine) -> None:
+    registry = await three_versions_champion_1(engine)
+    with pytest.raises(NotFound, match="model 'nope' does not exist"):
+        await registry.set_traffic_policy(policy("nope", canary_version=1, canary_weight=0.1))
+    with pytest.raises(NotFound, match="has no version 9"):
+        await registry.set_traffic_policy(policy(canary_version=2, canary_weight=0.1, shadow_version=9))
+    for call in (registry.get_traffic_policy("nope"), registry.rollback("nope", actor="a", reason="")):
+        with pytest.raises(NotFound):
+            await call
+    with pytest.raises(NotFound):
+        await registry.promote("nope", actor="a", reason="")
+    with pytest.raises(InvalidArgument, match=r"policy\.actor is required"):
+        await registry.set_traffic_policy(training_pb2.TrafficPolicy(model_name="fraud", canary_version=2))
+    for empty_actor in (
+        registry.promote("fraud", actor="", reason=""),
+        registry.rollback("fraud", actor="", reason=""),
+    ):
+        with pytest.raises(InvalidArgument, match="actor is required"):
+            await empty_actor
+    assert await registry.list_traffic_policy_audit("fraud", Page(0, 10)) == []
+
+
+async def test_policies_are_revisions_with_compare_and_set_and_an_identical_one_is_a_no_op(
+    engine: AsyncEngine,
+) -> None:
+    registry = await three_versions_champion_1(engine)
+    never = await registry.get_traffic_policy("fraud")
+    assert (never.model_name, never.revision, never.canary_version, never.shadow_version) == ("fraud", 0, 0, 0)
+
+    first = await registry.set_traffic_policy(policy(canary_version=2, canary_weight=0.1), expected_revision=0)
+    assert (first.revision, first.canary_version, first.canary_weight, first.actor) == (1, 2, 0.1, "alice")
+    assert first.time.seconds > 0
+    with pytest.raises(FailedPrecondition, match="is at revision 1, not 0"):
+        await registry.set_traffic_policy(policy(canary_version=3, canary_weight=0.2), expected_revision=0)
+    same = await registry.set_traffic_policy(
+        training_pb2.TrafficPolicy(model_name="fraud", canary_version=2, canary_weight=0.1, actor="bob", reason="x")
+    )
+    assert same == first  # nothing recorded: the current revision, its actor and time
+    second = await registry.set_traffic_policy(
+        policy(canary_version=2, canary_weight=0.5, shadow_version=3, shadow_share=0.25), expected_revision=1
+    )
+    assert (second.revision, second.shadow_version, second.shadow_share) == (2, 3, 0.25)
+    assert await registry.get_traffic_policy("fraud") == second
+
+    audit = await registry.list_traffic_policy_audit("fraud", Page(0, 1))
+    assert [p.revision for p in audit] == [2, 1]  # newest first, limit + 1: a next page exists
+    assert [p.revision for p in await registry.list_traffic_policy_audit("fraud", Page(1, 10))] == [1]
+    assert audit[1] == first
+
+
+async def test_promote_moves_the_champion_and_clears_the_canary_in_one_transaction_with_both_events(
+    engine: AsyncEngine,
+) -> None:
+    registry = await three_versions_champion_1(engine)
+    publisher = FakePublisher()
+    relay = OutboxRelay(engine, publisher)
+    with pytest.raises(FailedPrecondition, match="has no canary to promote"):
+        await registry.promote("fraud", actor="carol", reason="nothing yet")
+    await registry.set_traffic_policy(policy(canary_version=2, canary_weight=0.1, shadow_version=3, shadow_share=0.5))
+    await relay.flush()
+    publisher.sent.clear()
+
+    change, after = await registry.promote("fraud", actor="carol", reason="v2 wins")
+    assert (change.alias, change.previous_version, change.new_version, change.actor) == ("champion", 1, 2, "carol")
+    assert (after.revision, after.canary_version, after.canary_weight) == (2, 0, 0.0)
+    assert (after.shadow_version, after.shadow_share, after.actor, after.reason) == (3, 0.5, "carol", "v2 wins")
+    assert (await registry.get_alias("fraud", "champion")).version == 2
+    audit = await registry.list_audit("fraud", "champion", Page(0, 10))
+    assert [(c.actor, c.reason, c.previous_version, c.new_version) for c in audit] == [
+        ("carol", "v2 wins", 1, 2),
+        ("alice", "first", 0, 1),
+    ]
+
+    assert await relay.flush() == 2
+    (alias_event, h1), (policy_event, h2) = model_events(publisher)
+    assert alias_event.kind == events_pb2.MODEL_EVENT_KIND_ALIAS_CHANGED and alias_event.version == 2
+    assert alias_event.alias_change == change
+    assert policy_event.kind == events_pb2.MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED
+    assert (policy_event.model_name, policy_event.version, policy_event.traffic_policy) == ("fraud", 0, after)
+    assert h2["ce_id"] == b"registry/fraud/policy/2" and h1["ce_id"].startswith(b"registry/fraud/alias/champion/")
+    assert all(k == "fraud" for t, _v, k, _h in publisher.sent if t == TOPIC)
+
+
+async def test_promoting_the_shadow_version_clears_the_shadow_too(engine: AsyncEngine) -> None:
+    registry = await three_versions_champion_1(engine)
+    await registry.set_traffic_policy(policy(canary_version=2, canary_weight=0.1, shadow_version=2, shadow_share=1.0))
+    _change, after = await registry.promote("fraud", actor="carol", reason="")
+    assert (after.canary_version, after.shadow_version, after.shadow_share) == (0, 0, 0.0)
+
+
+async def test_a_failed_promote_changes_neither_the_alias_nor_the_policy(engine: AsyncEngine) -> None:
+    registry = await three_versions_champion_1(engine)
+    await registry.set_traffic_policy(policy(canary_version=2, canary_weight=0.3))
+    before = await registry.get_traffic_policy("fraud")
+    publisher = FakePublisher()
+    await OutboxRelay(engine, publisher).flush()
+
+    async def crash(*args: object, **kwargs: object) -> training_pb2.TrafficPolicy:
+        raise RuntimeError("crash between the alias change and the policy revision")
+
+    registry._write_policy = crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await registry.promote("fraud", actor="carol", reason="")
+    assert await registry.get_traffic_policy("fraud") == before
+    assert (await registry.get_alias("fraud", "champion")).version == 1
+    assert [c.new_version for c in await registry.list_audit("fraud", "", Page(0, 10))] == [1]
+    assert await OutboxRelay(engine, publisher).flush() == 0  # the alias change's event was rolled back too
+
+
+async def test_rollback_clears_canary_and_shadow_once_then_is_a_no_op(engine: AsyncEngine) -> None:
+    registry = await three_versions_champion_1(engine)
+    publisher = FakePublisher()
+    relay = OutboxRelay(engine, publisher)
+    untouched = await registry.rollback("fraud", actor="dave", reason="nothing set")
+    assert untouched.revision == 0
+    await registry.set_traffic_policy(policy(canary_version=2, canary_weight=0.1, shadow_version=3, shadow_share=0.5))
+    rolled = await registry.rollback("fraud", actor="dave", reason="v2 errors")
+    assert (rolled.revision, rolled.canary_version, rolled.canary_weight) == (2, 0, 0.0)
+    assert (rolled.shadow_version, rolled.shadow_share, rolled.actor, rolled.reason) == (0, 0.0, "dave", "v2 errors")
+    again = await registry.rollback("fraud", actor="dave", reason="again")
+    assert again == rolled
+    assert (await registry.get_alias("fraud", "champion")).version == 1
+
+    await relay.flush()
+    kinds = [e.kind for e, _h in model_events(publisher)]
+    policies = [e.traffic_policy.revision for e, _h in model_events(publisher) if e.HasField("traffic_policy")]
+    assert kinds.count(events_pb2.MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED) == 2 and policies == [1, 2]

@@ -1,5 +1,6 @@
-"""The start-up restore against the in-memory model server: it loads every Triton model behind an alias
-(once), skips unaliased ones, reports missing files, retries while Triton is down and stops on shutdown."""
+"""The start-up restore against the in-memory model server: it loads every Triton model behind an alias or
+a traffic policy's canary / shadow (once), skips unaliased ones, reports missing files, retries while
+Triton is down and stops on shutdown."""
 
 from __future__ import annotations
 
@@ -60,6 +61,14 @@ async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
         "retail", "champion", await register(reg, repo, "retail", "retail_mlp"), actor="test", reason=""
     )
     await register(reg, repo, "unaliased", "unaliased_mlp")
+    await reg.set_alias("routed", "champion", await register(reg, repo, "routed", "routed_a"), actor="test", reason="")
+    canary = await register(reg, repo, "routed", "routed_b")  # a canary on a Triton model of its own
+    shadow = await register(reg, repo, "routed", "routed_c")
+    await reg.set_traffic_policy(
+        training_pb2.TrafficPolicy(
+            model_name="routed", canary_version=canary, canary_weight=0.1, shadow_version=shadow, actor="test"
+        )
+    )
     ghost = await register(reg, repo, "ghost", "ghost_mlp", files=False)
     await reg.set_alias("ghost", "champion", ghost, actor="test", reason="")
     yield reg
@@ -79,17 +88,20 @@ async def test_loads_every_aliased_model_once_and_reports_missing_files(
     first = loader(registry, server)
     await first.restore()
     assert first.done.is_set()
-    assert sorted(server.loaded) == ["fraud_mlp", "retail_mlp"]
+    assert sorted(server.loaded) == ["fraud_mlp", "retail_mlp", "routed_a", "routed_b", "routed_c"]
     assert await server.is_ready("fraud_mlp", 1) and await server.is_ready("fraud_mlp", 2)
     missing = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [getattr(r, "path", None) for r in missing] == [str(tmp_path / "models" / "ghost_mlp" / "1" / "model.pt")]
     assert sorted(getattr(r, "triton.model") for r in caplog.records if r.msg == "aliased model loaded in Triton") == [
         "fraud_mlp",
         "retail_mlp",
+        "routed_a",
+        "routed_b",
+        "routed_c",
     ]
 
     await loader(registry, server).restore()  # a second start finds them READY
-    assert sorted(server.loaded) == ["fraud_mlp", "retail_mlp"]
+    assert sorted(server.loaded) == ["fraud_mlp", "retail_mlp", "routed_a", "routed_b", "routed_c"]
 
 
 async def test_retries_while_triton_is_down_then_loads(
@@ -104,11 +116,11 @@ async def test_retries_while_triton_is_down_then_loads(
             await asyncio.sleep(0.01)
     assert not restorer.done.is_set() and server.loaded == []
     retries = [r for r in caplog.records if r.msg.startswith("could not restore")]
-    assert len(retries) >= 2 and retries[0].failed == ["fraud_mlp", "retail_mlp"]
+    assert len(retries) >= 2 and retries[0].failed == ["fraud_mlp", "retail_mlp", "routed_a", "routed_b", "routed_c"]
 
     server.down = False
     await asyncio.wait_for(restorer.done.wait(), timeout=5)
-    assert sorted(server.loaded) == ["fraud_mlp", "retail_mlp"]
+    assert sorted(server.loaded) == ["fraud_mlp", "retail_mlp", "routed_a", "routed_b", "routed_c"]
     assert not running.done()  # a part that returns would stop the service
     await restorer.stop()
     await asyncio.wait_for(running, timeout=5)

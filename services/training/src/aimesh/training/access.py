@@ -1,9 +1,10 @@
 """What each ``TrainingService`` method needs from the caller's tenant (``aimesh.core.auth``).
 
 ``StartRun`` needs ``model.train`` on the spec's model and ``feature_service.read`` on its feature
-service; ``RegisterModel`` ``model.register`` and ``SetAlias`` ``model.promote`` on the model; the
-reads ``model.read`` on the named model (``GetRun``, whose request names no model, and the list
-calls without a model filter: on every model).
+service; ``RegisterModel`` ``model.register``, and ``SetAlias``, ``SetTrafficPolicy``, ``Promote`` and
+``Rollback`` ``model.promote`` on the model; the reads (``GetAlias``, ``ListAliasAudit``,
+``GetTrafficPolicy``, ``ListTrafficPolicyAudit`` ...) ``model.read`` on the named model (``GetRun``,
+whose request names no model, and the list calls without a model filter: on every model).
 """
 
 from __future__ import annotations
@@ -29,5 +30,10 @@ ACCESS: dict[str, AccessRule] = service_rules(
         "SetAlias": needs("model.promote", lambda r: r.model_name),
         "GetAlias": needs("model.read", lambda r: r.model_name),
         "ListAliasAudit": needs("model.read", lambda r: r.model_name),
+        "SetTrafficPolicy": needs("model.promote", lambda r: r.policy.model_name),
+        "GetTrafficPolicy": needs("model.read", lambda r: r.model_name),
+        "ListTrafficPolicyAudit": needs("model.read", lambda r: r.model_name),
+        "Promote": needs("model.promote", lambda r: r.model_name),
+        "Rollback": needs("model.promote", lambda r: r.model_name),
     },
 )

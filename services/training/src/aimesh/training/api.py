@@ -15,7 +15,7 @@ from aimesh.training.spec import check_spec
 from aimesh.training.worker import RunWorker
 
 REASON_MAX_BYTES = 4096
-"""The longest alias-change reason (UTF-8 bytes) SetAlias stores in the audit."""
+"""The longest reason (UTF-8 bytes) SetAlias and the traffic-policy RPCs store in the audit."""
 
 
 def _required(value: str, name: str) -> str:
@@ -115,3 +115,51 @@ class TrainingServiceApi(training_pb2_grpc.TrainingServiceServicer):
         check_length("alias", request.alias)
         found = await self._registry.list_audit(_required(request.model_name, "model_name"), request.alias, page)
         return training_pb2.ListAliasAuditResponse(changes=found[: page.limit], page=page.response(len(found)))
+
+    async def SetTrafficPolicy(
+        self, request: training_pb2.SetTrafficPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.SetTrafficPolicyResponse:
+        _required(request.policy.model_name, "policy.model_name")
+        check_length("policy.actor", request.policy.actor)
+        check_length("policy.reason", request.policy.reason, REASON_MAX_BYTES)
+        policy = await self._registry.set_traffic_policy(
+            request.policy,
+            expected_revision=request.expected_revision if request.HasField("expected_revision") else None,
+        )
+        await self._deployer.publish_pending()
+        return training_pb2.SetTrafficPolicyResponse(policy=policy)
+
+    async def GetTrafficPolicy(
+        self, request: training_pb2.GetTrafficPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.GetTrafficPolicyResponse:
+        policy = await self._registry.get_traffic_policy(_required(request.model_name, "model_name"))
+        return training_pb2.GetTrafficPolicyResponse(policy=policy)
+
+    async def ListTrafficPolicyAudit(
+        self, request: training_pb2.ListTrafficPolicyAuditRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.ListTrafficPolicyAuditResponse:
+        page = page_of(request.page)
+        found = await self._registry.list_traffic_policy_audit(_required(request.model_name, "model_name"), page)
+        return training_pb2.ListTrafficPolicyAuditResponse(policies=found[: page.limit], page=page.response(len(found)))
+
+    async def Promote(
+        self, request: training_pb2.PromoteRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.PromoteResponse:
+        check_length("actor", request.actor)
+        check_length("reason", request.reason, REASON_MAX_BYTES)
+        change, policy = await self._registry.promote(
+            _required(request.model_name, "model_name"), actor=request.actor, reason=request.reason
+        )
+        await self._deployer.publish_pending()
+        return training_pb2.PromoteResponse(champion=change, policy=policy)
+
+    async def Rollback(
+        self, request: training_pb2.RollbackRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.RollbackResponse:
+        check_length("actor", request.actor)
+        check_length("reason", request.reason, REASON_MAX_BYTES)
+        policy = await self._registry.rollback(
+            _required(request.model_name, "model_name"), actor=request.actor, reason=request.reason
+        )
+        await self._deployer.publish_pending()
+        return training_pb2.RollbackResponse(policy=policy)

@@ -61,7 +61,7 @@ async def wire_training(settings: TrainingSettings, runtime: ServiceRuntime, pro
     runtime.probes.readiness["database"] = lambda: ping(engine)
 
     runs = RunStore(engine, topic=settings.runs_topic)
-    registry = Registry(engine, topic=settings.registry_topic)
+    registry = Registry(engine, topic=settings.registry_topic, champion_alias=settings.champion_alias)
     relay = OutboxRelay(engine, producer, interval_s=settings.outbox_interval_seconds)
     model_server = TritonModelServer(settings.triton_grpc, timeout_s=settings.triton_timeout_seconds)
     deployer = Deployer(

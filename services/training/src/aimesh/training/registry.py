@@ -1,12 +1,13 @@
-"""The model registry: versions, aliases and the alias audit log, in SQL; every change emits a ModelEvent.
+"""The model registry: versions, aliases and the alias audit log, traffic policies (each revision kept as
+their audit), in SQL; every change emits a ModelEvent.
 
 Events go through the outbox (``aimesh.training.outbox``) in the same transaction as the change, so
 they are published after the commit and never lost. Event ids are stable per change
-(``registry/<model>/version/<v>``, ``registry/<model>/alias/<alias>/<audit id>``): a re-publish
-carries the same ``ce_id`` and consumers drop it.
+(``registry/<model>/version/<v>``, ``registry/<model>/alias/<alias>/<audit id>``,
+``registry/<model>/policy/<revision>``): a re-publish carries the same ``ce_id`` and consumers drop it.
 
-Writes are serialised in-process by a lock; across processes a lost race on a version number or an
-alias row surfaces as ``FailedPrecondition`` (alias) or is retried (version).
+Writes are serialised in-process by a lock; across processes a lost race on a version number, an
+alias row or a policy revision surfaces as ``FailedPrecondition`` (alias, policy) or is retried (version).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from aimesh.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from aimesh.core.sql import insert_ignoring_duplicates
 from aimesh.training.outbox import enqueue
 from aimesh.training.paging import Page, timestamp
-from aimesh.training.schema import alias_audit, aliases, model_versions, models
+from aimesh.training.schema import alias_audit, aliases, model_versions, models, traffic_policies
+from aimesh.training.traffic_policy import check_policy, policy_event, policy_event_id, policy_message, same_split
 
 ALIAS_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
 _VERSION_RACE_RETRIES = 3
@@ -53,7 +55,7 @@ class NewVersion:
 
 @dataclass(frozen=True)
 class AliasedServing:
-    """An alias and the Triton model version that serves it."""
+    """An alias (or a traffic policy's ``canary`` / ``shadow``) and the Triton model version that serves it."""
 
     model_name: str
     alias: str
@@ -120,11 +122,13 @@ def _change_message(row: Any) -> training_pb2.AliasChange:
 
 
 class Registry:
-    """Model versions, aliases and their audit in the database behind ``engine``; events to ``topic``."""
+    """Model versions, aliases, traffic policies and their audit in the database behind ``engine``; events
+    to ``topic``. ``champion_alias`` is the alias traffic policies split from (``promote`` moves it)."""
 
-    def __init__(self, engine: AsyncEngine, *, topic: str) -> None:
+    def __init__(self, engine: AsyncEngine, *, topic: str, champion_alias: str = "champion") -> None:
         self._engine = engine
         self._topic = topic
+        self._champion_alias = champion_alias
         self._lock = asyncio.Lock()
 
     async def _aliases_of(self, conn: AsyncConnection, model_name: str, version: int) -> list[str]:
@@ -272,76 +276,82 @@ class Registry:
         async with self._lock:
             try:
                 async with self._engine.begin() as conn:
-                    target = await self._load(conn, model_name, version)
-                    current = (
-                        await conn.execute(
-                            select(aliases.c.version)
-                            .where(aliases.c.model_name == model_name, aliases.c.alias == alias)
-                            .with_for_update()
-                        )
-                    ).scalar_one_or_none()
-                    previous = int(current or 0)
-                    if expected_version is not None and expected_version != previous:
-                        raise FailedPrecondition(
-                            f"alias {model_name}@{alias} points at {previous or 'nothing'}, not {expected_version}"
-                        )
-                    now = datetime.now(UTC)
-                    if previous == version:
-                        return training_pb2.AliasChange(
-                            model_name=model_name,
-                            alias=alias,
-                            previous_version=previous,
-                            new_version=version,
-                            actor=actor,
-                            reason=reason,
-                            time=timestamp(now),
-                        )
-                    if current is None:
-                        await conn.execute(
-                            aliases.insert().values(
-                                model_name=model_name, alias=alias, version=version, update_time=now
-                            )
-                        )
-                    else:
-                        await conn.execute(
-                            aliases.update()
-                            .where(aliases.c.model_name == model_name, aliases.c.alias == alias)
-                            .values(version=version, update_time=now)
-                        )
-                    inserted = await conn.execute(
-                        alias_audit.insert()
-                        .values(
-                            model_name=model_name,
-                            alias=alias,
-                            previous_version=previous,
-                            new_version=version,
-                            actor=actor,
-                            reason=reason,
-                            time=now,
-                        )
-                        .returning(alias_audit.c.id)
+                    return await self._change_alias(
+                        conn, model_name, alias, version, actor=actor, reason=reason, expected_version=expected_version
                     )
-                    audit_id = int(inserted.scalar_one())
-                    change = training_pb2.AliasChange(
-                        model_name=model_name,
-                        alias=alias,
-                        previous_version=previous,
-                        new_version=version,
-                        actor=actor,
-                        reason=reason,
-                        time=timestamp(now),
-                    )
-                    target.aliases.append(alias)
-                    await enqueue(
-                        conn,
-                        topic=self._topic,
-                        key=model_name,
-                        message=model_event(events_pb2.MODEL_EVENT_KIND_ALIAS_CHANGED, target, change),
-                        event_id=f"registry/{model_name}/alias/{alias}/{audit_id}",
-                    )
-                    return change
             except IntegrityError as exc:
                 raise FailedPrecondition(f"alias {model_name}@{alias} was changed concurrently; retry") from exc
+
+    async def _change_alias(
+        self,
+        conn: AsyncConnection,
+        model_name: str,
+        alias: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str,
+        expected_version: int | None,
+    ) -> training_pb2.AliasChange:
+        """``set_alias`` within ``conn``'s transaction (the caller holds the lock)."""
+        target = await self._load(conn, model_name, version)
+        current = (
+            await conn.execute(
+                select(aliases.c.version)
+                .where(aliases.c.model_name == model_name, aliases.c.alias == alias)
+                .with_for_update()
+            )
+        ).scalar_one_or_none()
+        previous = int(current or 0)
+        if expected_version is not None and expected_version != previous:
+            raise FailedPrecondition(
+                f"alias {model_name}@{alias} points at {previous or 'nothing'}, not {expected_version}"
+            )
+        now = datetime.now(UTC)
+        change = training_pb2.AliasChange(
+            model_name=model_name,
+            alias=alias,
+            previous_version=previous,
+            new_version=version,
+            actor=actor,
+            reason=reason,
+            time=timestamp(now),
+        )
+        if previous == version:
+            return change
+        if current is None:
+            await conn.execute(
+                aliases.insert().values(model_name=model_name, alias=alias, version=version, update_time=now)
+            )
+        else:
+            await conn.execute(
+                aliases.update()
+                .where(aliases.c.model_name == model_name, aliases.c.alias == alias)
+                .values(version=version, update_time=now)
+            )
+        inserted = await conn.execute(
+            alias_audit.insert()
+            .values(
+                model_name=model_name,
+                alias=alias,
+                previous_version=previous,
+                new_version=version,
+                actor=actor,
+                reason=reason,
+                time=now,
+            )
+            .returning(alias_audit.c.id)
+        )
+        audit_id = int(inserted.scalar_one())
+        target.aliases.append(alias)
+        await enqueue(
+            conn,
+            topic=self._topic,
+            key=model_name,
+            message=model_event(events_pb2.MODEL_EVENT_KIND_ALIAS_CHANGED, target, change),
+            event_id=f"registry/{model_name}/alias/{alias}/{audit_id}",
+        )
+        return change
 
     async def get_alias(self, model_name: str, alias: str) -> training_pb2.ModelVersion:
         """The version ``alias`` points at; ``NotFound`` when the alias does not exist."""
@@ -393,3 +403,226 @@ class Registry:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_change_message(r) for r in rows]
+
+    async def _current_policy(
+        self, conn: AsyncConnection, model_name: str, *, lock: bool
+    ) -> training_pb2.TrafficPolicy:
+        """The newest policy revision (revision 0 when never set); ``NotFound`` for an unknown model."""
+        known = (await conn.execute(select(models.c.name).where(models.c.name == model_name))).scalar_one_or_none()
+        if known is None:
+            raise NotFound(f"model {model_name!r} does not exist")
+        query = (
+            select(traffic_policies)
+            .where(traffic_policies.c.model_name == model_name)
+            .order_by(traffic_policies.c.revision.desc())
+            .limit(1)
+        )
+        row = (await conn.execute(query.with_for_update() if lock else query)).one_or_none()
+        return training_pb2.TrafficPolicy(model_name=model_name) if row is None else policy_message(row)
+
+    async def _champion_version(self, conn: AsyncConnection, model_name: str) -> int:
+        """The version the champion alias points at; 0 when there is none."""
+        version = (
+            await conn.execute(
+                select(aliases.c.version).where(
+                    aliases.c.model_name == model_name, aliases.c.alias == self._champion_alias
+                )
+            )
+        ).scalar_one_or_none()
+        return int(version or 0)
+
+    async def _write_policy(
+        self, conn: AsyncConnection, current: training_pb2.TrafficPolicy, new: training_pb2.TrafficPolicy
+    ) -> training_pb2.TrafficPolicy:
+        """Record ``new``'s split and actor/reason as the revision after ``current``; enqueue its event."""
+        now = datetime.now(UTC)
+        recorded = training_pb2.TrafficPolicy(
+            model_name=current.model_name,
+            revision=current.revision + 1,
+            canary_version=new.canary_version,
+            canary_weight=new.canary_weight,
+            shadow_version=new.shadow_version,
+            shadow_share=new.shadow_share,
+            actor=new.actor,
+            reason=new.reason,
+            time=timestamp(now),
+        )
+        await conn.execute(
+            traffic_policies.insert().values(
+                model_name=recorded.model_name,
+                revision=recorded.revision,
+                canary_version=recorded.canary_version,
+                canary_weight=recorded.canary_weight,
+                shadow_version=recorded.shadow_version,
+                shadow_share=recorded.shadow_share,
+                actor=recorded.actor,
+                reason=recorded.reason,
+                time=now,
+            )
+        )
+        await enqueue(
+            conn,
+            topic=self._topic,
+            key=recorded.model_name,
+            message=policy_event(recorded),
+            event_id=policy_event_id(recorded),
+        )
+        return recorded
+
+    async def set_traffic_policy(
+        self, policy: training_pb2.TrafficPolicy, *, expected_revision: int | None = None
+    ) -> training_pb2.TrafficPolicy:
+        """Record ``policy`` (its split, actor and reason) as the model's next revision, announced
+        (TRAFFIC_POLICY_CHANGED) in the same transaction; returns the recorded revision.
+
+        ``InvalidArgument`` naming the field for a weight or share outside [0, 1], one above 0 without its
+        version, or a canary / shadow version equal to the champion's; ``NotFound`` for an unknown model or
+        version; ``FailedPrecondition`` naming the current revision when ``expected_revision`` (0: never
+        set) is not it. A split equal to the current one records nothing and returns the current revision.
+        """
+        check_policy(policy)
+        async with self._lock:
+            try:
+                async with self._engine.begin() as conn:
+                    current = await self._current_policy(conn, policy.model_name, lock=True)
+                    if expected_revision is not None and expected_revision != current.revision:
+                        raise FailedPrecondition(
+                            f"the traffic policy of {policy.model_name!r} is at revision {current.revision}, "
+                            f"not {expected_revision}"
+                        )
+                    if same_split(policy, current):
+                        return current
+                    champion = await self._champion_version(conn, policy.model_name)
+                    for field in ("canary_version", "shadow_version"):
+                        number = int(getattr(policy, field))
+                        if not number:
+                            continue
+                        await self._load(conn, policy.model_name, number)
+                        if number == champion:
+                            raise InvalidArgument(
+                                f"policy.{field} {number} is the {self._champion_alias} version of "
+                                f"{policy.model_name!r}; name another version"
+                            )
+                    return await self._write_policy(conn, current, policy)
+            except IntegrityError as exc:
+                raise FailedPrecondition(
+                    f"the traffic policy of {policy.model_name!r} was changed concurrently; retry"
+                ) from exc
+
+    async def get_traffic_policy(self, model_name: str) -> training_pb2.TrafficPolicy:
+        """The current policy (revision 0 with no canary or shadow when never set); ``NotFound`` for an
+        unknown model."""
+        async with self._engine.connect() as conn:
+            return await self._current_policy(conn, model_name, lock=False)
+
+    async def list_traffic_policy_audit(self, model_name: str, page: Page) -> list[training_pb2.TrafficPolicy]:
+        """Policy revisions newest first, ``page.limit + 1`` at most (none for an unknown model)."""
+        query = (
+            select(traffic_policies)
+            .where(traffic_policies.c.model_name == model_name)
+            .order_by(traffic_policies.c.revision.desc())
+            .offset(page.offset)
+            .limit(page.limit + 1)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [policy_message(r) for r in rows]
+
+    async def promote(
+        self, model_name: str, *, actor: str, reason: str
+    ) -> tuple[training_pb2.AliasChange, training_pb2.TrafficPolicy]:
+        """Point the champion alias at the canary version (an audited alias change) and record the policy
+        without the canary (the shadow kept unless it is the promoted version), in one transaction with
+        both ModelEvents (ALIAS_CHANGED, then TRAFFIC_POLICY_CHANGED).
+
+        ``FailedPrecondition`` when the policy has no canary (or it changed concurrently); ``NotFound`` for
+        an unknown model; ``InvalidArgument`` without an actor.
+        """
+        if not actor:
+            raise InvalidArgument("actor is required")
+        async with self._lock:
+            try:
+                async with self._engine.begin() as conn:
+                    current = await self._current_policy(conn, model_name, lock=True)
+                    promoted = current.canary_version
+                    if not promoted:
+                        raise FailedPrecondition(
+                            f"the traffic policy of {model_name!r} (revision {current.revision}) has no canary "
+                            "to promote"
+                        )
+                    change = await self._change_alias(
+                        conn,
+                        model_name,
+                        self._champion_alias,
+                        promoted,
+                        actor=actor,
+                        reason=reason,
+                        expected_version=None,
+                    )
+                    keep_shadow = current.shadow_version != promoted
+                    after = training_pb2.TrafficPolicy(
+                        shadow_version=current.shadow_version if keep_shadow else 0,
+                        shadow_share=current.shadow_share if keep_shadow else 0.0,
+                        actor=actor,
+                        reason=reason,
+                    )
+                    return change, await self._write_policy(conn, current, after)
+            except IntegrityError as exc:
+                raise FailedPrecondition(f"the registry of {model_name!r} was changed concurrently; retry") from exc
+
+    async def rollback(self, model_name: str, *, actor: str, reason: str) -> training_pb2.TrafficPolicy:
+        """Record the policy without canary and shadow (the champion takes all traffic) and announce it.
+
+        Nothing to clear: the current policy, unchanged (no revision, no event). ``NotFound`` for an
+        unknown model; ``InvalidArgument`` without an actor; ``FailedPrecondition`` on a concurrent change.
+        """
+        if not actor:
+            raise InvalidArgument("actor is required")
+        async with self._lock:
+            try:
+                async with self._engine.begin() as conn:
+                    current = await self._current_policy(conn, model_name, lock=True)
+                    if not current.canary_version and not current.shadow_version:
+                        return current
+                    return await self._write_policy(
+                        conn, current, training_pb2.TrafficPolicy(actor=actor, reason=reason)
+                    )
+            except IntegrityError as exc:
+                raise FailedPrecondition(
+                    f"the traffic policy of {model_name!r} was changed concurrently; retry"
+                ) from exc
+
+    async def policy_serving(self) -> list[AliasedServing]:
+        """The canary and shadow versions of every model's current policy (``alias`` ``canary`` / ``shadow``)
+        with the Triton model version behind each, ordered by (model, alias)."""
+        newest = (
+            select(traffic_policies.c.model_name, func.max(traffic_policies.c.revision).label("revision"))
+            .group_by(traffic_policies.c.model_name)
+            .subquery()
+        )
+        query = select(
+            traffic_policies.c.model_name, traffic_policies.c.canary_version, traffic_policies.c.shadow_version
+        ).join(
+            newest,
+            (newest.c.model_name == traffic_policies.c.model_name) & (newest.c.revision == traffic_policies.c.revision),
+        )
+        async with self._engine.connect() as conn:
+            wanted = [
+                (r.model_name, route, int(number))
+                for r in (await conn.execute(query)).all()
+                for route, number in (("canary", r.canary_version), ("shadow", r.shadow_version))
+                if number
+            ]
+            served = []
+            for model_name, route, number in wanted:
+                version = await self._load(conn, model_name, number)
+                served.append(
+                    AliasedServing(
+                        model_name=model_name,
+                        alias=route,
+                        version=number,
+                        triton_model_name=version.triton_model_name,
+                        triton_model_version=version.triton_model_version,
+                    )
+                )
+        return sorted(served, key=lambda s: (s.model_name, s.alias))

@@ -1,10 +1,12 @@
-"""Start-up restore: load into Triton every model that backs a registry alias.
+"""Start-up restore: load into Triton every model that backs a registry alias or a traffic policy's canary
+or shadow.
 
 Triton runs with explicit model control and starts with nothing loaded, so after a restart the
 versions the aliases point at (``credit_risk@champion`` ...) are on disk in the model repository but not
 served. ``AliasedModelLoader`` runs as a ``ServiceRuntime`` part: for each distinct Triton model behind
-an alias (all models, all aliases) it asks Triton whether the aliased versions are READY and loads the
-model when one is not (Triton's config then serves the newest versions of it). It retries with
+an alias (all models, all aliases) or a current traffic policy's canary / shadow version it asks Triton
+whether those versions are READY and loads the model when one is not (Triton's config then serves the
+newest versions of it). It retries with
 backoff while Triton (or the database) is unreachable, never raises, and stops on shutdown.
 """
 
@@ -91,7 +93,7 @@ class AliasedModelLoader:
     async def _pass(self) -> dict[str, str]:
         """One pass over every aliased Triton model; returns {model (or "registry"): error} of what failed."""
         try:
-            serving = await self._registry.aliased_serving()
+            serving = await self._registry.aliased_serving() + await self._registry.policy_serving()
         except RETRYABLE as exc:
             return {"registry": str(exc)}
         versions: dict[str, set[int]] = defaultdict(set)

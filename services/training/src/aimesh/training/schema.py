@@ -1,4 +1,5 @@
-"""The training service's tables (SQLAlchemy Core): runs, the model registry, and the event outbox.
+"""The training service's tables (SQLAlchemy Core): runs, the model registry (with traffic policies), and
+the event outbox.
 
 Migrations live in ``migrations/`` (Alembic); ``aimesh.core.sql.migrate`` applies them on start.
 """
@@ -10,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Double,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -92,6 +94,22 @@ alias_audit = Table(
     Column("time", DateTime(timezone=True), nullable=False),
     Index("ix_alias_audit_model", "model_name", "alias", "id"),
 )
+
+traffic_policies = Table(
+    "traffic_policies",
+    metadata,
+    Column("model_name", String(256), primary_key=True),
+    Column("revision", BigInteger, primary_key=True, autoincrement=False),
+    Column("canary_version", BigInteger, nullable=False),
+    Column("canary_weight", Double, nullable=False),
+    Column("shadow_version", BigInteger, nullable=False),
+    Column("shadow_share", Double, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["model_name"], ["models.name"]),
+)
+"""One row per revision of a model's traffic policy (its audit); the current policy is the newest revision."""
 
 outbox = Table(
     "outbox",
