@@ -1,5 +1,5 @@
-"""`aimesh up | down | status | logs`: the local stack without Docker; `aimesh ingest ...` / `aimesh feature ...`:
-service operations.
+"""`aimesh up | down | status | logs`: the local stack without Docker; `aimesh ingest ...` / `aimesh feature ...` /
+`aimesh model ...`: service operations.
 
 Every failure the devstack foresees is a DevstackError: it is printed as one line (cause and fix) and
 the command exits with status 1, without a traceback.
@@ -8,12 +8,14 @@ the command exits with status 1, without a traceback.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import sys
 import time
-from datetime import datetime
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from aiokafka.errors import KafkaError
@@ -40,6 +42,10 @@ feature_app = typer.Typer(
     help="Operate the feature store (apply definitions, backfill, consistency check).", no_args_is_help=True
 )
 app.add_typer(feature_app, name="feature")
+model_app = typer.Typer(
+    help="Operate the model registry's traffic policies (canary, shadow, promote, rollback).", no_args_is_help=True
+)
+app.add_typer(model_app, name="model")
 
 Only = Annotated[list[str] | None, typer.Option("--only", help="Only this part (repeatable).")]
 InfraOnly = Annotated[bool, typer.Option("--infra-only", help="Only kafka, elasticsearch, postgres, redis and triton.")]
@@ -396,6 +402,147 @@ def feature_check(
         table.add_row(m.view, m.entity_id, at, m.feature, m.online, m.offline)
     console.print(table)
     raise typer.Exit(1)
+
+
+T = TypeVar("T")
+ModelName = Annotated[str, typer.Argument(help="The registered model.")]
+Actor = Annotated[
+    str | None, typer.Option(help="Who makes the change (recorded in the audit; default the OS user name).")
+]
+Reason = Annotated[str, typer.Option(help="Why (recorded in the audit).")]
+TrainingAddress = Annotated[
+    str | None, typer.Option(help="The training service's gRPC address (default 127.0.0.1:TRAINING_GRPC_PORT).")
+]
+
+
+def _training_settings() -> Any:
+    try:
+        from aimesh.training.settings import TrainingSettings
+    except ImportError as exc:
+        raise DevstackError("training", f"aimesh-training is not installed ({exc})", "run `make setup`") from exc
+    return TrainingSettings()
+
+
+def _training_call(address: str | None, model: str, call: Callable[[str], Coroutine[Any, Any, T]]) -> T:
+    """``call(target)`` against the training service; its gRPC errors as one-line DevstackErrors."""
+    import grpc
+
+    target = address or f"127.0.0.1:{_training_settings().grpc_port}"
+    try:
+        return asyncio.run(call(target))
+    except grpc.aio.AioRpcError as exc:
+        fixes = {
+            grpc.StatusCode.INVALID_ARGUMENT: "fix the option the message names",
+            grpc.StatusCode.NOT_FOUND: f"check the model name and versions (`aimesh model policy {model}`)",
+            grpc.StatusCode.FAILED_PRECONDITION: f"see the current policy (`aimesh model policy {model}`) and run "
+            "the command again",
+            grpc.StatusCode.UNAVAILABLE: f"start training (`aimesh up --only training`) or pass --address "
+            f"(tried {target})",
+            grpc.StatusCode.DEADLINE_EXCEEDED: f"check training at {target} with `aimesh status`",
+        }
+        raise DevstackError(
+            "training", f"{exc.code().name}: {exc.details()}", fixes.get(exc.code(), "see the training service log")
+        ) from exc
+
+
+def _split(policy: Any) -> str:
+    """A policy's split in words: ``canary v2 at 10%, shadow v3 at 25%`` (``champion only``)."""
+    parts = []
+    if policy.canary_version:
+        parts.append(f"canary v{policy.canary_version} at {policy.canary_weight:.4g} of key entities")
+    if policy.shadow_version:
+        parts.append(f"shadow v{policy.shadow_version} mirroring {policy.shadow_share:.4g} of requests")
+    return ", ".join(parts) or "champion only"
+
+
+def _revision(policy: Any) -> str:
+    if not policy.revision:
+        return "revision 0 (never set)"
+    when = policy.time.ToDatetime(tzinfo=UTC).astimezone().isoformat(timespec="seconds")
+    return f"revision {policy.revision} by {policy.actor} at {when}" + (f": {policy.reason}" if policy.reason else "")
+
+
+@model_app.command("traffic")
+def model_traffic(
+    model: ModelName,
+    *,
+    canary_version: Annotated[int | None, typer.Option(help="Version that gets canary traffic (0: none).")] = None,
+    canary_weight: Annotated[float | None, typer.Option(help="Share of key entities on the canary, 0..1.")] = None,
+    shadow_version: Annotated[int | None, typer.Option(help="Version requests are mirrored to (0: none).")] = None,
+    shadow_share: Annotated[float | None, typer.Option(help="Share of requests mirrored, 0..1.")] = None,
+    actor: Actor = None,
+    reason: Reason = "",
+    address: TrainingAddress = None,
+) -> None:
+    """Change MODEL's traffic policy: options not given keep their current value (a version set to 0 drops
+    its weight or share). Refused when the policy changed since it was read; an identical split records
+    nothing."""
+    from aimesh.training.operations import SplitChange, set_traffic
+
+    change = SplitChange(canary_version, canary_weight, shadow_version, shadow_share)
+    who = actor or getpass.getuser()
+    policy, changed = _training_call(
+        address, model, lambda target: set_traffic(target, model, change, actor=who, reason=reason)
+    )
+    verb = "[bold green]set[/]" if changed else "[dim]unchanged[/]"
+    _console().print(f"{verb} {model}: {_split(policy)} ({_revision(policy)})")
+
+
+@model_app.command("policy")
+def model_policy(
+    model: ModelName,
+    limit: Annotated[int, typer.Option(help="How many revisions of the audit to show.")] = 20,
+    address: TrainingAddress = None,
+) -> None:
+    """Show MODEL's champion, its current traffic policy and the policy's revisions, newest first."""
+    from aimesh.training.operations import policy_and_audit
+
+    champion_alias = _training_settings().champion_alias
+    current, audit, champion = _training_call(
+        address,
+        model,
+        lambda target: policy_and_audit(target, model, limit=limit, champion_alias=champion_alias),
+    )
+    console = _console()
+    console.print(f"{model}@{champion_alias}: " + (f"v{champion.version}" if champion is not None else "none"))
+    console.print(f"traffic: {_split(current)} ({_revision(current)})")
+    table = Table("revision", "canary", "weight", "shadow", "share", "actor", "time", "reason", title="policy audit")
+    for p in audit:
+        table.add_row(
+            str(p.revision),
+            f"v{p.canary_version}" if p.canary_version else "-",
+            f"{p.canary_weight:.4g}",
+            f"v{p.shadow_version}" if p.shadow_version else "-",
+            f"{p.shadow_share:.4g}",
+            p.actor,
+            p.time.ToDatetime(tzinfo=UTC).astimezone().isoformat(timespec="seconds"),
+            p.reason,
+        )
+    console.print(table)
+
+
+@model_app.command("promote")
+def model_promote(model: ModelName, actor: Actor = None, reason: Reason = "", address: TrainingAddress = None) -> None:
+    """Promote MODEL's canary: the champion alias points at the canary version and the canary is cleared."""
+    from aimesh.training.operations import promote
+
+    who = actor or getpass.getuser()
+    response = _training_call(address, model, lambda target: promote(target, model, actor=who, reason=reason))
+    change = response.champion
+    _console().print(
+        f"[bold green]promoted[/] {model}@{change.alias}: v{change.previous_version} -> v{change.new_version}; "
+        f"traffic: {_split(response.policy)} ({_revision(response.policy)})"
+    )
+
+
+@model_app.command("rollback")
+def model_rollback(model: ModelName, actor: Actor = None, reason: Reason = "", address: TrainingAddress = None) -> None:
+    """Roll MODEL's canary and shadow back: the champion takes all traffic (nothing to roll back: no change)."""
+    from aimesh.training.operations import rollback
+
+    who = actor or getpass.getuser()
+    policy = _training_call(address, model, lambda target: rollback(target, model, actor=who, reason=reason))
+    _console().print(f"[bold green]rolled back[/] {model}: {_split(policy)} ({_revision(policy)})")
 
 
 def main() -> None:
