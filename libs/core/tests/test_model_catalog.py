@@ -1,10 +1,16 @@
-"""The model catalog keeps each version's signature; versions registered without one get the fallback."""
+"""The model catalog keeps each version's signature (versions registered without one get the fallback) and
+each model's latest traffic policy (replaced by newer revisions, older ones ignored, bad ones poison)."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from aimesh.api.common.v1 import common_pb2, signature_pb2
 from aimesh.api.training.v1 import events_pb2, training_pb2
-from aimesh.core.model_catalog import ModelCatalog, fallback_signature
+from aimesh.core.events import PoisonEvent
+from aimesh.core.model_catalog import ModelCatalog, TrafficPolicy, fallback_signature
 
 
 def signature() -> signature_pb2.ModelSignature:
@@ -99,3 +105,75 @@ def test_alias_event_with_a_location_registers_with_its_signature() -> None:
     found = catalog.version("m", 2)
     assert found is not None and found.signature.key_entity == "account"
     assert catalog.alias_target("m", "champion") == 2
+
+
+def policy_event(
+    revision: int, canary: int = 2, weight: float = 0.1, shadow_version: int = 0, shadow_share: float = 0.0
+) -> events_pb2.ModelEvent:
+    return events_pb2.ModelEvent(
+        kind=events_pb2.MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED,
+        model_name="m",
+        traffic_policy=training_pb2.TrafficPolicy(
+            model_name="m",
+            canary_version=canary,
+            canary_weight=weight,
+            shadow_version=shadow_version,
+            shadow_share=shadow_share,
+            revision=revision,
+        ),
+    )
+
+
+def test_traffic_policy_is_replaced_by_newer_revisions_and_keeps_unknown_versions() -> None:
+    catalog = ModelCatalog()
+    catalog.apply(registered(1))
+    assert catalog.traffic_policy("m") is None
+    catalog.apply(policy_event(1, canary=7, weight=0.1, shadow_version=8, shadow_share=0.5))
+    assert catalog.traffic_policy("m") == TrafficPolicy("m", 7, 0.1, 8, 0.5, 1), "versions not registered are kept"
+    catalog.apply(policy_event(2, canary=7, weight=0.25))
+    assert catalog.traffic_policy("m") == TrafficPolicy("m", 7, 0.25, 0, 0.0, 2), "the whole policy is replaced"
+    catalog.apply(policy_event(2, canary=7, weight=0.25))
+    assert catalog.traffic_policy("m") == TrafficPolicy("m", 7, 0.25, 0, 0.0, 2), "a redelivery changes nothing"
+    catalog.apply(policy_event(1, canary=7, weight=0.9))
+    assert catalog.traffic_policy("m") == TrafficPolicy("m", 7, 0.25, 0, 0.0, 2), "an older revision is ignored"
+    catalog.apply(policy_event(3, canary=0, weight=0.0))
+    assert catalog.traffic_policy("m") == TrafficPolicy("m", 0, 0.0, 0, 0.0, 3)
+    assert catalog.traffic_policy("other") is None
+    assert catalog.versions("m").keys() == {1} and catalog.models() == ["m"]
+
+
+def test_policy_only_model_is_not_routable_yet() -> None:
+    catalog = ModelCatalog()
+    catalog.apply(policy_event(1))
+    assert catalog.is_empty and catalog.models() == []
+    assert catalog.traffic_policy("m") is not None
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (
+            events_pb2.ModelEvent(kind=events_pb2.MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED, model_name="m"),
+            "MISSING_FIELD",
+        ),
+        (policy_event(1, weight=1.5), "INVALID_VALUE"),
+        (policy_event(1, weight=math.nan), "INVALID_VALUE"),
+        (policy_event(1, shadow_share=-0.1), "INVALID_VALUE"),
+        (policy_event(1, canary=-1), "INVALID_VALUE"),
+    ],
+)
+def test_bad_policy_is_poison_and_keeps_the_held_one(event: events_pb2.ModelEvent, reason: str) -> None:
+    catalog = ModelCatalog()
+    catalog.apply(policy_event(1, weight=0.2))
+    with pytest.raises(PoisonEvent) as raised:
+        catalog.apply(event)
+    assert raised.value.reason_code == reason
+    held = catalog.traffic_policy("m")
+    assert held is not None and held.canary_weight == 0.2
+
+
+def test_policy_of_another_model_is_poison() -> None:
+    event = policy_event(1)
+    event.traffic_policy.model_name = "other"
+    with pytest.raises(PoisonEvent, match="holds the policy of other"):
+        ModelCatalog().apply(event)

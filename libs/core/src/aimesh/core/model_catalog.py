@@ -1,4 +1,5 @@
-"""The model registry as seen from ``aimesh.registry.models.v1``: registered versions and their aliases.
+"""The model registry as seen from ``aimesh.registry.models.v1``: registered versions, their aliases and
+each model's traffic policy.
 
 Inference routes by it and monitor reads the drift reference from it; both build it by replaying the
 registry topic from the earliest offset (``ModelEvent`` records are keyed by model name, so one
@@ -9,10 +10,17 @@ signatures existed gets ``fallback_signature(features)``, what those models were
 numeric input fed 0.0 when missing, one output ``score`` (``OUTPUT__0``, one value), input tensor
 ``INPUT__0``, and no entity type or context field required (so no request check beyond the routing).
 A signature without an input tensor or without outputs gets those of the fallback.
+
+A ``TRAFFIC_POLICY_CHANGED`` event carries the model's whole new policy (canary version and weight,
+shadow version and share, revision); it replaces the one held, unless its revision is older (then it is
+ignored: a replay or a late duplicate never rolls a policy back). A policy may name a version the
+catalog has not seen registered yet: it is kept as is, and routing uses that version only once it is
+known.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -85,20 +93,73 @@ class ModelVersion:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class TrafficPolicy:
+    """One revision of a model's traffic policy (``aimesh.api.training.v1.TrafficPolicy``; see its doc).
+
+    A version of 0 means none: no canary, no shadow."""
+
+    model_name: str
+    canary_version: int
+    canary_weight: float
+    """Share of key entities routed to ``canary_version``, in [0, 1]."""
+    shadow_version: int
+    shadow_share: float
+    """Share of requests mirrored to ``shadow_version``, in [0, 1]."""
+    revision: int
+
+    @classmethod
+    def from_event(cls, event: events_pb2.ModelEvent) -> TrafficPolicy:
+        """The policy of a ``TRAFFIC_POLICY_CHANGED`` event; ``PoisonEvent`` when it carries none, names
+        another model, or holds a negative version or a share outside [0, 1]."""
+        if not event.HasField("traffic_policy"):
+            raise PoisonEvent("MISSING_FIELD", f"TRAFFIC_POLICY_CHANGED for {event.model_name} without traffic_policy")
+        policy = event.traffic_policy
+        if policy.model_name and policy.model_name != event.model_name:
+            raise PoisonEvent(
+                "INVALID_VALUE",
+                f"TRAFFIC_POLICY_CHANGED for {event.model_name} holds the policy of {policy.model_name}",
+            )
+        problems = [
+            f"{name} is {value}, expected a share in [0, 1]"
+            for name, value in (("canary_weight", policy.canary_weight), ("shadow_share", policy.shadow_share))
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0)
+        ]
+        problems += [
+            f"{name} is {value}, expected a version (0: none)"
+            for name, value in (("canary_version", policy.canary_version), ("shadow_version", policy.shadow_version))
+            if value < 0
+        ]
+        if problems:
+            raise PoisonEvent("INVALID_VALUE", f"traffic policy of {event.model_name}: {'; '.join(problems)}")
+        return cls(
+            model_name=event.model_name,
+            canary_version=policy.canary_version,
+            canary_weight=policy.canary_weight,
+            shadow_version=policy.shadow_version,
+            shadow_share=policy.shadow_share,
+            revision=policy.revision,
+        )
+
+
 class ModelCatalog:
-    """Versions and aliases per model, kept current by ``apply`` (not thread-safe; one event loop)."""
+    """Versions, aliases and traffic policies per model, kept current by ``apply`` (not thread-safe; one
+    event loop)."""
 
     def __init__(self) -> None:
         self._versions: dict[str, dict[int, ModelVersion]] = {}
         self._aliases: dict[str, dict[str, int]] = {}
+        self._policies: dict[str, TrafficPolicy] = {}
 
     def apply(self, event: events_pb2.ModelEvent) -> None:
-        """Record a registration or an alias move.
+        """Record a registration, an alias move or a traffic policy.
 
         ``ALIAS_CHANGED`` with ``new_version`` 0 removes the alias. An alias event that also carries the
         Triton location of a version not seen yet registers it (so an alias event alone is enough to
-        route); it never replaces what a ``VERSION_REGISTERED`` event recorded.
-        Raises ``PoisonEvent`` (``MISSING_FIELD``) for an event without a model name, version or alias.
+        route); it never replaces what a ``VERSION_REGISTERED`` event recorded. ``TRAFFIC_POLICY_CHANGED``
+        replaces the model's policy unless its revision is older than the one held (see the module doc).
+        Raises ``PoisonEvent`` (``MISSING_FIELD``) for an event without a model name, version, alias or
+        policy, and (``INVALID_VALUE``) for an unknown kind or a policy ``TrafficPolicy.from_event`` refuses.
         """
         if not event.model_name:
             raise PoisonEvent("MISSING_FIELD", "ModelEvent without model_name")
@@ -124,6 +185,11 @@ class ModelCatalog:
                 aliases[change.alias] = target
             else:
                 aliases.pop(change.alias, None)
+        elif kind == events_pb2.MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED:
+            policy = TrafficPolicy.from_event(event)
+            held = self._policies.get(event.model_name)
+            if held is None or policy.revision >= held.revision:
+                self._policies[event.model_name] = policy
         else:
             raise PoisonEvent("INVALID_VALUE", f"ModelEvent for {event.model_name} has unknown kind {kind}")
 
@@ -156,3 +222,7 @@ class ModelCatalog:
     def alias_target(self, model: str, alias: str) -> int | None:
         """The version ``alias`` points at, or None."""
         return self._aliases.get(model, {}).get(alias)
+
+    def traffic_policy(self, model: str) -> TrafficPolicy | None:
+        """The latest traffic policy of ``model`` (None when none was set); its versions may not be known yet."""
+        return self._policies.get(model)
