@@ -5,7 +5,8 @@ The registry topic is replayed from the earliest offset in a consumer group of t
 keeps every routed version loaded in Triton. Readiness: ``models`` (a routed version is loaded in
 Triton, ``ModelReconciler.check_ready``) and ``feature-service`` (SERVING); Kafka is only a degraded
 check (Prediction events wait for the broker, Score does not need it). On shutdown the gRPC server
-drains first, then pending Prediction acknowledgements (within the grace period), then the clients close.
+drains first, then running shadow scorings (within half the grace period, the rest cancelled), then
+pending Prediction acknowledgements (within the grace period), then the clients close.
 """
 
 from __future__ import annotations
@@ -51,7 +52,15 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
     publisher = PredictionPublisher(
         predictions, settings.predictions_topic, max_in_flight=settings.max_in_flight_predictions
     )
-    scorer = Scorer(catalog, features, runner, publisher, default_alias=settings.default_alias)
+    scorer = Scorer(
+        catalog,
+        features,
+        runner,
+        publisher,
+        default_alias=settings.default_alias,
+        max_shadow_in_flight=settings.max_shadow_in_flight,
+        shadow_timeout_s=settings.shadow_timeout_seconds,
+    )
     ranker = NextItemRanker(catalog, features, runner, publisher, default_alias=settings.default_alias)
     api = InferenceServiceApi(scorer, ranker, max_batch_rows=settings.max_batch_rows)
     runtime.add_grpc(
@@ -78,6 +87,7 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
     runtime.probes.readiness["feature-service"] = features.check_serving
 
     async def drain_predictions() -> None:
+        await scorer.drain_shadows(settings.shutdown_grace_seconds / 2)
         await publisher.drain(settings.shutdown_grace_seconds)
 
     runtime.add_cleanup(runner.close)

@@ -31,3 +31,9 @@ PREDICTIONS_SPOOLED = Counter(
     "aimesh_inference_predictions_spooled_total", "Prediction events written to the local spool while Kafka failed"
 )
 PREDICTIONS_IN_FLIGHT = Gauge("aimesh_inference_predictions_in_flight", "Prediction events awaiting acknowledgement")
+SHADOW = Counter(
+    "aimesh_inference_shadow_total",
+    "Shadow scorings of mirrored Score requests by outcome: scored (Prediction submitted), failed (logged), "
+    "skipped (too many in flight), cancelled (shutdown)",
+    ["model", "outcome"],
+)

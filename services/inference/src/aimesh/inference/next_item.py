@@ -26,7 +26,9 @@ shape) - else ``FailedPrecondition`` naming what is wrong. Then, in order:
 
 A Prediction event (``items``, ``context_items``, ``exclude_items``, ``k`` as answered; ``score`` the first
 item's score, 0 when none; ``features`` the encoded single-column inputs) goes through the same publisher
-as Score's, keyed like Score's. Raises domain errors: the above, ``NotFound``/``Unavailable`` from
+as Score's, keyed like Score's. A request naming no alias and no version is routed by the model's traffic
+policy's sticky canary like Score's (``routing.route_request``, ``ROUTE_CANARY``); its shadow is not
+mirrored by Recommend (Score only). Raises domain errors: the above, ``NotFound``/``Unavailable`` from
 routing, the feature service's errors, Triton's (``Unavailable`` when it is down, ``DeadlineExceeded``,
 ``FailedPrecondition``), ``DeadlineExceeded`` when the caller's time ran out between steps.
 """
@@ -53,7 +55,7 @@ from aimesh.core.signature import InputEncoder, Scalar, check_request
 from aimesh.inference import metrics
 from aimesh.inference.features import FeatureLookup, FeatureSource
 from aimesh.inference.predictions import PredictionPublisher, prediction_key
-from aimesh.inference.routing import resolve_request
+from aimesh.inference.routing import route_request
 from aimesh.inference.scoring import single_columns
 from aimesh.inference.timing import Deadline, duration, timestamp
 from aimesh.inference.triton import ModelRunner
@@ -197,12 +199,14 @@ class NextItemRanker:
         started = time.perf_counter()
         now = datetime.now(UTC)
         deadline = Deadline.after(time_left)
-        decision = resolve_request(
+        decision = route_request(
             self._catalog,
             request.model,
             request.alias if request.HasField("alias") else None,
             request.version if request.HasField("version") else None,
             default_alias=self._default_alias,
+            entity_ids=request.entity_ids,
+            request_id=request.request_id,
         )
         target = decision.target
         signature = target.signature

@@ -16,6 +16,19 @@ Everything model-specific comes from the routed version's signature (``ModelVers
 - Prediction events are keyed by the id of the signature's ``key_entity`` (the request id when the
   signature names none or the request lacks it).
 
+Routing (``routing.route_request``): a Score request naming no alias and no version follows the model's
+traffic policy: a sticky share of key entities goes to the canary version (``ROUTE_CANARY``), and a
+share of answered requests is mirrored to the shadow version. A mirrored request is scored again, after
+the caller's answer is built, in a background task with the same steps (its own feature lookup, within
+``shadow_timeout_s``); its Prediction has ``route`` ``ROUTE_SHADOW``, ``shadow`` true, the caller's
+request id and its own event id, and is never returned. At most ``max_shadow_in_flight`` shadow scorings
+run at once (beyond that a mirrored request is skipped); every outcome is counted in
+``aimesh_inference_shadow_total{model,outcome}`` (``scored``, ``failed``, ``skipped``, ``cancelled``) and a
+failure is logged at WARNING without a stack trace: a shadow never delays nor fails the caller.
+``drain_shadows`` waits for them on shutdown and cancels the rest. ``score_batch`` routes the whole batch
+to one version (pin, alias or the default alias's; no canary, no shadow): traffic policies apply per
+request, in Score and Recommend.
+
 ``feature_freshness_seconds`` is the request time minus the newest ``event_time`` among the online
 values fed to the model (0 when none carries one, e.g. all inline). ``Scorer.score`` takes the caller's
 remaining time; every downstream call gets what is left of it. Raises domain errors: ``InvalidArgument``
@@ -28,6 +41,8 @@ between steps.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 import uuid
@@ -46,9 +61,11 @@ from aimesh.core.validation import check_length
 from aimesh.inference import metrics
 from aimesh.inference.features import FeatureLookup, FeatureSource, OnlineFeatures
 from aimesh.inference.predictions import PredictionPublisher, prediction_key
-from aimesh.inference.routing import RouteDecision, resolve_request
+from aimesh.inference.routing import RouteDecision, resolve_request, route_request
 from aimesh.inference.timing import Deadline, duration, timestamp
 from aimesh.inference.triton import ModelRunner
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +221,16 @@ class _Encoded:
     missing: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    """A row the model scored: the checked row, its online values, its encoded input, its outputs by name."""
+
+    row: _Row
+    online: OnlineFeatures
+    encoded: _Encoded
+    outputs: dict[str, list[float]]
+
+
 class Scorer:
     """Scores requests against the catalog's routes and describes their signatures (see the module doc)."""
 
@@ -215,13 +242,18 @@ class Scorer:
         publisher: PredictionPublisher,
         *,
         default_alias: str = "champion",
+        max_shadow_in_flight: int = 64,
+        shadow_timeout_s: float = 2.0,
     ) -> None:
         self._catalog = catalog
         self._features = features
         self._runner = runner
         self._publisher = publisher
         self._default_alias = default_alias
+        self._max_shadow_in_flight = max_shadow_in_flight
+        self._shadow_timeout_s = shadow_timeout_s
         self._plans: dict[tuple[str, int], _Plan] = {}
+        self._shadows: set[asyncio.Task[None]] = set()
 
     def _resolve(self, model: str, alias: str | None, version: int | None) -> RouteDecision:
         return resolve_request(self._catalog, model, alias, version, default_alias=self._default_alias)
@@ -253,32 +285,106 @@ class Scorer:
         started = time.perf_counter()
         now = datetime.now(UTC)
         deadline = Deadline.after(time_left)
-        decision = self._resolve(
+        decision = route_request(
+            self._catalog,
             request.model,
             request.alias if request.HasField("alias") else None,
             request.version if request.HasField("version") else None,
+            default_alias=self._default_alias,
+            entity_ids=request.entity_ids,
+            request_id=request.request_id,
         )
         plan = self._plan(decision.target)
-        row = plan.prepare(request)
+        scored = await self._run(plan, request, now, deadline)
+        answer = await self._answer(
+            plan, decision=decision, scored=scored, now=now, elapsed=time.perf_counter() - started
+        )
+        metrics.SCORE_LATENCY.labels(plan.version.model_name, inference_pb2.Route.Name(decision.route)).observe(
+            time.perf_counter() - started
+        )
+        shadow = decision.shadow
+        if shadow is not None and shadow.mirrors(answer.request_id):
+            self._mirror(shadow.target, decision.alias, request, answer.request_id, now)
+        return answer
+
+    async def _run(self, plan: _Plan, fields: RowFields, now: datetime, deadline: Deadline) -> _Scored:
+        """Check, look up, encode and infer one row, then check its outputs are finite (Score's steps)."""
+        row = plan.prepare(fields)
         [online] = await self._lookup(plan, [row], now, deadline)
         encoded = plan.encode(row, online)
         [tensors] = await self._infer(plan, [encoded.values], deadline)
         outputs = plan.read_outputs(tensors)
         plan.check_finite(outputs)
-        answer = await self._answer(
-            plan,
-            decision=decision,
-            row=row,
-            encoded=encoded,
-            online=online,
-            outputs=outputs,
-            now=now,
-            elapsed=time.perf_counter() - started,
-        )
-        metrics.SCORE_LATENCY.labels(plan.version.model_name, inference_pb2.Route.Name(decision.route)).observe(
-            time.perf_counter() - started
-        )
-        return answer
+        return _Scored(row, online, encoded, outputs)
+
+    def _mirror(
+        self, target: ModelVersion, alias: str, request: inference_pb2.ScoreRequest, request_id: str, now: datetime
+    ) -> None:
+        """Start the shadow scoring of ``request`` by ``target`` in the background, or count it skipped when
+        ``max_shadow_in_flight`` already run."""
+        if len(self._shadows) >= self._max_shadow_in_flight:
+            metrics.SHADOW.labels(target.model_name, "skipped").inc()
+            return
+        task = asyncio.create_task(self._shadow(target, alias, request, request_id, now), name=f"shadow:{request_id}")
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _shadow(
+        self, target: ModelVersion, alias: str, request: inference_pb2.ScoreRequest, request_id: str, now: datetime
+    ) -> None:
+        """Score ``request`` with the shadow version ``target`` within ``shadow_timeout_s`` and submit its
+        Prediction (``ROUTE_SHADOW``, ``shadow`` true, the caller's request id); never raises: a failure is
+        counted and logged (one WARNING line, no stack trace)."""
+        started = time.perf_counter()
+        model = target.model_name
+        try:
+            plan = self._plan(target)
+            async with asyncio.timeout(self._shadow_timeout_s):
+                scored = await self._run(plan, request, now, Deadline.after(self._shadow_timeout_s))
+            prediction = _prediction(
+                plan,
+                scored,
+                request_id=request_id,
+                route=inference_pb2.ROUTE_SHADOW,
+                alias=alias,
+                now=now,
+                elapsed=time.perf_counter() - started,
+            )
+            await self._publisher.submit(
+                prediction, key=prediction_key(target.signature, request.entity_ids, request_id)
+            )
+        except asyncio.CancelledError:
+            metrics.SHADOW.labels(model, "cancelled").inc()
+            raise
+        except Exception as exc:
+            metrics.SHADOW.labels(model, "failed").inc()
+            reason = f"took longer than {self._shadow_timeout_s:g} s" if isinstance(exc, TimeoutError) else repr(exc)
+            log.warning(
+                "shadow scoring by model %r v%d failed: %s",
+                model,
+                target.version,
+                reason,
+                extra={"request.id": request_id},
+            )
+            return
+        metrics.SHADOW.labels(model, "scored").inc()
+
+    @property
+    def shadows_in_flight(self) -> int:
+        """Shadow scorings running now."""
+        return len(self._shadows)
+
+    async def drain_shadows(self, within_s: float | None = None) -> int:
+        """Wait up to ``within_s`` seconds for running shadow scorings (their Predictions are then
+        submitted), cancel the rest (counted ``cancelled``); returns how many were cancelled."""
+        if self._shadows:
+            await asyncio.wait(set(self._shadows), timeout=within_s)
+        left = list(self._shadows)
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left)
+        return len(left)
 
     async def score_batch(
         self, request: inference_pb2.ScoreBatchRequest, *, time_left: float | None, max_rows: int
@@ -318,7 +424,7 @@ class Scorer:
                 results[j] = _refused(exc)
                 continue
             response = await self._answer(
-                plan, decision=decision, row=row, encoded=done, online=found, outputs=outputs, now=now, elapsed=elapsed
+                plan, decision=decision, scored=_Scored(row, found, done, outputs), now=now, elapsed=elapsed
             )
             results[j] = inference_pb2.ScoreBatchResult(code=0, response=response)
         metrics.SCORE_BATCH_ROWS.labels(plan.version.model_name).observe(len(request.rows))
@@ -357,53 +463,59 @@ class Scorer:
         )
 
     async def _answer(
-        self,
-        plan: _Plan,
-        *,
-        decision: RouteDecision,
-        row: _Row,
-        encoded: _Encoded,
-        online: OnlineFeatures,
-        outputs: Mapping[str, list[float]],
-        now: datetime,
-        elapsed: float,
+        self, plan: _Plan, *, decision: RouteDecision, scored: _Scored, now: datetime, elapsed: float
     ) -> inference_pb2.ScoreResponse:
         """Emit the row's Prediction (submitted to the publisher) and build its ``ScoreResponse``."""
         target = plan.version
-        fields = row.fields
-        first = outputs[plan.outputs[0].name] if plan.outputs else []
-        score = first[0] if len(first) == 1 else 0.0
+        fields = scored.row.fields
         request_id = fields.request_id or str(uuid.uuid4())
-        event_id = str(uuid.uuid4())
-        freshness = online.freshness(now, row.needed)
-        prediction = events_pb2.Prediction(
-            request_id=request_id,
-            event_id=event_id,
-            model_name=target.model_name,
-            model_version=target.version,
-            score=score,
-            features=single_columns(plan.encoder, encoded.values),
-            latency=duration(elapsed),
-            time=timestamp(now),
-            route=decision.route,
-            alias=decision.alias,
-            entity_ids=dict(fields.entity_ids),
-            feature_freshness_seconds=freshness,
-            missing_features=encoded.missing,
-            tenant=current_tenant(),
+        prediction = _prediction(
+            plan, scored, request_id=request_id, route=decision.route, alias=decision.alias, now=now, elapsed=elapsed
         )
         await self._publisher.submit(prediction, key=prediction_key(target.signature, fields.entity_ids, request_id))
         return inference_pb2.ScoreResponse(
             request_id=request_id,
-            score=score,
+            score=prediction.score,
             model_name=target.model_name,
             model_version=target.version,
             route=decision.route,
-            feature_freshness_seconds=freshness,
-            missing_features=encoded.missing,
-            event_id=event_id,
-            outputs={name: inference_pb2.OutputValues(values=v) for name, v in outputs.items()},
+            feature_freshness_seconds=prediction.feature_freshness_seconds,
+            missing_features=scored.encoded.missing,
+            event_id=prediction.event_id,
+            outputs={name: inference_pb2.OutputValues(values=v) for name, v in scored.outputs.items()},
         )
+
+
+def _prediction(
+    plan: _Plan,
+    scored: _Scored,
+    *,
+    request_id: str,
+    route: inference_pb2.Route,
+    alias: str,
+    now: datetime,
+    elapsed: float,
+) -> events_pb2.Prediction:
+    """The Prediction event of a scored row (its own event id; ``shadow`` true for ``ROUTE_SHADOW``)."""
+    target = plan.version
+    first = scored.outputs[plan.outputs[0].name] if plan.outputs else []
+    return events_pb2.Prediction(
+        request_id=request_id,
+        event_id=str(uuid.uuid4()),
+        model_name=target.model_name,
+        model_version=target.version,
+        score=first[0] if len(first) == 1 else 0.0,
+        features=single_columns(plan.encoder, scored.encoded.values),
+        latency=duration(elapsed),
+        time=timestamp(now),
+        shadow=route == inference_pb2.ROUTE_SHADOW,
+        route=route,
+        alias=alias,
+        entity_ids=dict(scored.row.fields.entity_ids),
+        feature_freshness_seconds=scored.online.freshness(now, scored.row.needed),
+        missing_features=scored.encoded.missing,
+        tenant=current_tenant(),
+    )
 
 
 def _refused(exc: AimeshError) -> inference_pb2.ScoreBatchResult:

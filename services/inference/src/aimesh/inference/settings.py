@@ -34,6 +34,15 @@ class InferenceSettings(ServiceSettings):
         "the served models' Triton max_batch_size (256 for models the training service exports) and the feature "
         "service's 1,000 online rows.",
     )
+    max_shadow_in_flight: int = Field(
+        default=64,
+        ge=0,
+        description="Shadow scorings (requests a traffic policy mirrors to its shadow version) running at once; a "
+        "mirrored request beyond that is skipped and counted (aimesh_inference_shadow_total outcome skipped).",
+    )
+    shadow_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="Time one shadow scoring (feature lookup and model call) may take."
+    )
     model_reconcile_interval_seconds: float = Field(
         default=2.0,
         gt=0,
