@@ -54,6 +54,19 @@ def test_prediction_document() -> None:
     assert doc["event"]["dataset"] == "aimesh.predictions"
 
 
+def test_a_shadow_prediction_is_indexed_with_its_route_and_flag() -> None:
+    """What an operator filters shadow scores by (route ROUTE_SHADOW, shadow true), both exact-match fields."""
+    p = inference_events.Prediction(
+        request_id="r-1", event_id="e-2", model_name="m", model_version=4, route=inference_pb2.ROUTE_SHADOW, shadow=True
+    )
+    doc = index_request(event_of(p), "aim").document
+    assert (doc["route"], doc["shadow"], doc["model"]) == ("ROUTE_SHADOW", True, {"name": "m", "version": 4})
+    live = index_request(event_of(inference_events.Prediction(event_id="e-3", route=inference_pb2.ROUTE_CANARY)), "aim")
+    assert (live.document["route"], live.document["shadow"]) == ("ROUTE_CANARY", False)
+    props = index_templates("aim")["aim-predictions"]["template"]["mappings"]["properties"]
+    assert (props["route"], props["shadow"]) == ({"type": "keyword"}, {"type": "boolean"})
+
+
 def test_log_document_uses_the_event_id() -> None:
     record = monitor_events.LogRecord(
         level=monitor_events.LOG_LEVEL_ERROR,
