@@ -613,7 +613,7 @@ class Registry:
                 for route, number in (("canary", r.canary_version), ("shadow", r.shadow_version))
                 if number
             ]
-            served = []
+            served: list[AliasedServing] = []
             for model_name, route, number in wanted:
                 version = await self._load(conn, model_name, number)
                 served.append(
