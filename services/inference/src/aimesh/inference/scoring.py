@@ -266,9 +266,10 @@ class Scorer:
         return plan
 
     def signature(self, request: inference_pb2.GetModelSignatureRequest) -> inference_pb2.GetModelSignatureResponse:
-        """The signature of the version ``request`` resolves to, routed as ``score`` routes (pin, alias,
-        default alias). Raises ``InvalidArgument`` without a model, ``NotFound`` naming what exists for an
-        unknown model, version or alias, ``Unavailable`` while the routing table is empty."""
+        """The signature of the version ``request`` resolves to: pin, alias, else the default alias's version
+        (never the traffic policy's canary, which has no entity to be sticky by here). Raises
+        ``InvalidArgument`` without a model, ``NotFound`` naming what exists for an unknown model, version
+        or alias, ``Unavailable`` while the routing table is empty."""
         target = self._resolve(
             request.model,
             request.alias if request.HasField("alias") else None,
