@@ -1,4 +1,4 @@
-"""Traffic policies through the real training service (in-process, auth on) on a PostgreSQL database of its
+"""Traffic policies through the real training service (in-process, auth on) on a PostgreSQL schema of its
 own, with its ModelEvents on a (unique) real Kafka topic.
 
 What it proves: SetTrafficPolicy records revisions (compare-and-set, the proto's refusals with their
@@ -12,13 +12,15 @@ service on the same database serves the same policy.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import events_pb2, training_pb2, training_pb2_grpc
@@ -26,9 +28,10 @@ from aimesh.core.app import connect_producer
 from aimesh.core.channels import open_caller_channel, open_channel
 from aimesh.core.devauth import PLATFORM_TENANT, DevAuthority
 from aimesh.core.runner import ServiceRuntime
-from aimesh.core.sql import create_engine
+from aimesh.training import app as training_app
 from aimesh.training.app import TrainingParts, wire_training
 from aimesh.training.registry import NewVersion
+from aimesh.training.schema import traffic_policies
 from aimesh.training.settings import TrainingSettings
 from tests.integration.test_training_service import free_port, read_topic
 
@@ -36,21 +39,14 @@ pytestmark = [pytest.mark.integration]
 
 
 @pytest.fixture
-async def database_url(endpoints: Any, unique: str) -> AsyncIterator[str]:
-    """A PostgreSQL database of this test's own (the service migrates it), dropped afterwards."""
-    name = f"aimesh_it_policy_{unique}"
-    admin = create_engine(endpoints.postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OSError as exc:
-        pytest.fail(f"PostgreSQL at {endpoints.postgres_url} is not reachable ({exc}); run `aimesh up --infra-only`")
-    try:
-        yield make_url(endpoints.postgres_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        await admin.dispose()
+async def schema_engine(
+    sql_database: Callable[[str], AbstractAsyncContextManager[AsyncEngine]], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[AsyncEngine]:
+    """A PostgreSQL schema of this test's own (root conftest; dropped afterwards) as the training service's
+    database: ``wire_training`` gets its engine (it migrates it), on every start."""
+    async with sql_database("postgresql") as engine:
+        monkeypatch.setattr(training_app, "create_engine", lambda url, **options: engine)
+        yield engine
 
 
 async def start(settings: TrainingSettings) -> tuple[ServiceRuntime, asyncio.Task[None], TrainingParts]:
@@ -95,7 +91,12 @@ async def refused(call: Any) -> grpc.aio.AioRpcError:
 
 
 async def test_policies_promote_and_rollback_are_audited_and_announced_in_order(
-    endpoints: Any, make_topic: Any, unique: str, tmp_path: Path, database_url: str, dev_authority: DevAuthority
+    endpoints: Any,
+    make_topic: Any,
+    unique: str,
+    tmp_path: Path,
+    schema_engine: AsyncEngine,
+    dev_authority: DevAuthority,
 ) -> None:
     models_topic = await make_topic("registry-models")
     model = f"policy_it_{unique}"
@@ -111,7 +112,7 @@ async def test_policies_promote_and_rollback_are_audited_and_announced_in_order(
         lake_dir=tmp_path / "lake",
         model_repository=tmp_path / "models",
         triton_grpc=endpoints.triton_grpc,
-        database_url=database_url,
+        database_url=endpoints.postgres_url,
         ship_logs=False,
         shutdown_grace_seconds=3,
         outbox_interval_seconds=1,
@@ -209,6 +210,10 @@ async def test_policies_promote_and_rollback_are_audited_and_announced_in_order(
         assert [h["ce_id"] for _k, h, e in events if e.kind == policy] == [
             f"registry/{model}/policy/{n}".encode() for n in (1, 2, 3)
         ]
+
+        async with schema_engine.connect() as conn:  # the service's revisions are in this test's schema
+            stored = (await conn.execute(select(traffic_policies.c.revision).order_by("revision"))).scalars().all()
+        assert stored == [1, 2, 3]
 
         await stop(runtime, service)
         restart = settings.model_copy(update={"grpc_port": free_port(), "admin_port": free_port()})
