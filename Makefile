@@ -78,7 +78,7 @@ proto-go: setup  ## Regenerate only the Go client's code (tests/clients/go/gen) 
 docs: setup  ## Regenerate the README's settings tables from the settings classes.
 	$(PY) scripts/settings_doc.py
 
-.PHONY: bench bench-ingest bench-feature bench-recommend
+.PHONY: bench bench-ingest bench-feature bench-recommend bench-inference
 bench: bench-ingest bench-feature  ## Both benchmarks (bench/README.md); BENCH_ARGS=--quick for a smoke run.
 
 bench-ingest: up-infra  ## Ingest benchmark vs an aiokafka passthrough (bench/ingest).
@@ -89,6 +89,9 @@ bench-feature: up-infra  ## Feature store benchmark vs Feast's Python feature se
 
 bench-recommend: up-infra  ## Recommend vs a direct Triton call of the same exported model (bench/recommend).
 	$(PY) -m bench.recommend $(BENCH_ARGS)
+
+bench-inference: up-infra  ## Score and ScoreBatch vs GetOnlineFeatures + Triton by hand (bench/inference).
+	$(PY) -m bench.inference $(BENCH_ARGS)
 
 clean: down
 	rm -rf .aimesh $(VENV)

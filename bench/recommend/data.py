@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
 from bench.recommend.model import vocabulary
@@ -26,8 +23,3 @@ def histories(entities: int, vocabulary_size: int, length: int, seed: int) -> di
 def popular(vocabulary_size: int, top: int = 1000) -> list[str]:
     """The fallback list: the Zipf ranks' first ``top`` items."""
     return vocabulary(vocabulary_size)[:top]
-
-
-def write(path: Path, feature: str, by_entity: dict[str, list[str]]) -> None:
-    """The feature stub's input: ``{"feature": name, "histories": {entity: [items]}}``."""
-    path.write_text(json.dumps({"feature": feature, "histories": by_entity}))

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from bench.feature.load import Cell
 from bench.ingest.machine import Environment
-from bench.ingest.report import environment_lines
 from bench.ingest.sampling import OtherProcess
 from bench.recommend.model import ModelShape
+from bench.serving.measure import Busy
+from bench.serving.report import cells_table, environment_section, find, others_section
 
 GOAL_THROUGHPUT = 0.7
 GOAL_P50_OVERHEAD_MS = 2.0
 RECOMMEND, TRITON, LOOKUP = "Recommend", "Triton direct", "feature stub lookup"
 PROCESSES = ("inference", "Triton", "feature stub")
-
-
-@dataclass(frozen=True, slots=True)
-class Busy:
-    """Machine-wide busy CPU seconds over one cell's ``wall_s``, the load average after it, and the CPU
-    milliseconds per request (warm-up included) of each serving process (``PROCESSES``)."""
-
-    cpu_s: float
-    wall_s: float
-    load_avg: tuple[float, float, float]
-    cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def cores(self) -> float:
-        return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,26 +35,6 @@ class RecommendReport:
     others: list[OtherProcess] = field(default_factory=list)
 
 
-def _cell(report: RecommendReport, server: str, concurrency: int) -> Cell | None:
-    return next((c for c, _ in report.cells if (c.server, c.concurrency) == (server, concurrency)), None)
-
-
-def cells_table(report: RecommendReport) -> str:
-    lines = [
-        "| contender | concurrency | p50 ms | p99 ms | requests/s | CPU ms per request: "
-        + " / ".join(PROCESSES)
-        + " | machine busy (cores) |",
-        "|---|--:|--:|--:|--:|--:|--:|",
-    ]
-    for cell, busy in report.cells:
-        cpu = " / ".join(f"{busy.cpu_ms_per_request.get(name, 0.0):.2f}" for name in PROCESSES)
-        lines.append(
-            f"| {cell.server} | {cell.concurrency} | {cell.p50_ms:.2f} | {cell.p99_ms:.2f} | "
-            f"{cell.throughput:,.0f} | {cpu} | {busy.cores:.2f} of {os.cpu_count() or 1} |"
-        )
-    return "\n".join(lines)
-
-
 def ratio_table(report: RecommendReport) -> str:
     lines = [
         "| concurrency | throughput Recommend / Triton | p50 Recommend - Triton (ms) | p99 Recommend - Triton (ms) "
@@ -77,7 +42,7 @@ def ratio_table(report: RecommendReport) -> str:
         "|--:|--:|--:|--:|---|",
     ]
     for concurrency in sorted({c.concurrency for c, _ in report.cells}):
-        ours, anchor = _cell(report, RECOMMEND, concurrency), _cell(report, TRITON, concurrency)
+        ours, anchor = find(report.cells, RECOMMEND, concurrency), find(report.cells, TRITON, concurrency)
         if ours is None or anchor is None:
             continue
         ratio = ours.throughput / anchor.throughput
@@ -90,13 +55,11 @@ def ratio_table(report: RecommendReport) -> str:
 
 
 def tables(report: RecommendReport) -> str:
-    return "\n\n".join([cells_table(report), ratio_table(report)])
+    return "\n\n".join([cells_table(report.cells, PROCESSES), ratio_table(report)])
 
 
 def results_markdown(report: RecommendReport) -> str:
     s = report.shape
-    versions = ", ".join(f"{name} {value}" for name, value in sorted(report.versions.items()))
-    others = [f"- {p.cpu_s:.1f} CPU s: `{p.name}` (pid {p.pid})" for p in report.others] or ["- none above 1 CPU s"]
     return "\n".join(
         [
             "# Recommend benchmark: inference's `Recommend` vs a direct Triton call of the same model",
@@ -128,9 +91,7 @@ def results_markdown(report: RecommendReport) -> str:
             "",
             "## Environment",
             "",
-            *environment_lines(report.environment),
-            f"- {versions}",
-            f"- code measured: {report.code}",
+            *environment_section(report.environment, report.versions, report.code),
             "",
             "## What else was running",
             "",
@@ -138,7 +99,7 @@ def results_markdown(report: RecommendReport) -> str:
             "machine-wide busy cores per cell are in the table; processes other than the harness, inference and "
             "the feature stub that used at least 1 CPU s over all cells (Triton serves both contenders):",
             "",
-            *others,
+            *others_section(report.others),
             "",
         ]
     )

@@ -1,0 +1,237 @@
+"""``python -m bench.inference``: inference's Score and ScoreBatch against calling the feature service and Triton
+yourself.
+
+See bench/README.md.
+
+One run: train ``mlp_classifier`` on a seeded tabular slice and export it into the stack's Triton repository
+under a name of this run; start the feature stub with the entities' values; publish the model's registry
+events to a topic of this run and start the real inference service on it (free ports, its own predictions
+topic, the stack's auth); check that Triton, Score, the do-it-yourself path and ScoreBatch give the same
+scores for a sample of entities; then time every cell ((a) Triton direct, (c) GetOnlineFeatures + Triton,
+(d) Score, (e) ScoreBatch of ``--batch-rows`` rows; concurrency 1 and 16), one contender at a time,
+interleaved by concurrency. Prints the tables and overwrites bench/inference/results.md. Exits 1 with the
+cause when a step fails (logs kept in the temporary directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+
+from aimesh.core.bus import EventProducer
+from aimesh.devstack.paths import Paths
+from aimesh.devstack.process import read_pid
+from aimesh.devstack.triton import model_repository
+from bench.feature.data import create_topic
+from bench.feature.load import batches
+from bench.inference import model
+from bench.inference.clients import ScoreBatchClient, ScoreClient, UserClient
+from bench.inference.report import BATCH, SCORE, TRITON, USER, InferenceReport, Verification, results_markdown, tables
+from bench.ingest.machine import describe
+from bench.ingest.topics import delete_topics
+from bench.runner import run_benchmark
+from bench.serving.clients import TritonClient
+from bench.serving.measure import measure
+from bench.serving.stack import (
+    FAILURES,
+    BenchError,
+    InferenceProcess,
+    await_answer,
+    code_description,
+    serving_process,
+    start_stub,
+    triton_process,
+    triton_version,
+    unload,
+    use_stack_token,
+    versions,
+)
+
+HERE = Path(__file__).resolve().parent
+CONCURRENCIES = (1, 16)
+TOLERANCE = 1e-5
+PACKAGES = (
+    "aimesh-inference",
+    "aimesh-core",
+    "aimesh-training",
+    "grpcio",
+    "protobuf",
+    "tritonclient",
+    "torch",
+    "numpy",
+)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.inference", description=__doc__.splitlines()[0])
+    parser.add_argument("--entities", type=int, default=2_000, help="entities with feature values (default 2,000)")
+    parser.add_argument("--batch-rows", type=int, default=100, help="rows per ScoreBatch call (default 100)")
+    parser.add_argument("--train-rows", type=int, default=5_000, help="rows the model is trained on (default 5,000)")
+    parser.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell (default 10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per cell (default 2)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 3 s cells, 1 s warm-up")
+    parser.add_argument("--seed", type=int, default=42, help="data seed (default 42)")
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap (default 127.0.0.1:9092)")
+    parser.add_argument("--triton", default="127.0.0.1:8001", help="Triton gRPC (default 127.0.0.1:8001)")
+    parser.add_argument("--results", type=Path, default=HERE / "results.md", help="where to write the results")
+    parser.add_argument("--keep", action="store_true", help="keep the topics and the temporary directory")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.warmup = 3.0, 1.0
+    if not 1 <= args.batch_rows <= min(args.entities, 256):
+        parser.error("--batch-rows must be in [1, min(--entities, 256)] (INFERENCE_MAX_BATCH_ROWS defaults to 256)")
+    return args
+
+
+async def bench(args: argparse.Namespace, workdir: Path, command: str) -> InferenceReport:
+    started = datetime.now(UTC)
+    run_id = uuid.uuid4().hex[:8]
+    name = f"bench_score_{run_id}"
+    registry, predictions = f"bench.inference.{run_id}.registry", f"bench.inference.{run_id}.predictions"
+    trained = await asyncio.to_thread(model.train, args.train_rows, args.epochs, args.seed)
+    signature = model.signature(trained)
+    print(f"trained mlp_classifier on {trained.rows:,} rows ({trained.positives:,} positive)", flush=True)
+    await create_topic(args.bootstrap, registry, partitions=1)
+    await create_topic(args.bootstrap, predictions, partitions=3)
+    exported = model.export(model_repository(Paths.default()), name, trained, signature)
+    print(f"exported {name} into {exported.parent}", flush=True)
+    values = model.values(args.entities, args.seed)
+    rows = model.encoded_rows(signature, values)
+    entities = sorted(values)
+    try:
+        async with AsyncExitStack() as stack:
+            stub, stub_pidfile = start_stub(stack, workdir, model.FEATURES, values)
+            inference = InferenceProcess(
+                workdir / "inference",
+                bootstrap=args.bootstrap,
+                triton=args.triton,
+                registry=registry,
+                predictions=predictions,
+                features=stub,
+                group="bench-inference",
+            )
+            async with EventProducer(args.bootstrap, source="bench.inference") as producer:
+                for event in model.registry_events(name, name, signature):
+                    await producer.publish(registry, event, key=name)
+            inference.start()
+            stack.callback(inference.stop)
+            await asyncio.to_thread(inference.wait_ready, 180)
+            use_stack_token(inference)
+            triton = TritonClient(args.triton, name, rows, {"OUTPUT__0": 1}, name=TRITON)
+            user = UserClient(stub, args.triton, name, [i.name for i in signature.inputs], model.fills(signature), USER)
+            score = ScoreClient(inference.target, name, SCORE)
+            batch = ScoreBatchClient(inference.target, name, BATCH)
+            first = score.request(entities[0])
+            await await_answer(
+                lambda: score.answer(first), retry=(grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND)
+            )
+            sample = entities[: args.batch_rows]
+            verification = await _verify(trained, rows, values, sample, triton, user, score, batch)
+            print(
+                f"cross-checked {verification.entities} entities: Triton vs eager {verification.eager_vs_triton:.1e}, "
+                f"Score vs Triton {verification.score_vs_triton:.1e}, (c) vs Triton {verification.user_vs_triton:.1e}, "
+                f"ScoreBatch vs Score {verification.batch_vs_score:.1e}",
+                flush=True,
+            )
+            serving = {
+                "inference": serving_process(read_pid(inference.pidfile), "inference"),
+                "feature stub": serving_process(read_pid(stub_pidfile), "feature stub"),
+                "Triton": triton_process(args.triton),
+            }
+            single = batches(entities, 1, 1000, seed=args.seed)
+            many = batches(entities, args.batch_rows, 100, seed=args.seed)
+            cells, others = await measure(
+                [(triton, single), (user, single), (score, single), (batch, many)],
+                serving,
+                concurrencies=CONCURRENCIES,
+                seconds=args.seconds,
+                warmup_s=args.warmup,
+            )
+            triton_server = await triton_version(args.triton)
+    finally:
+        await unload(args.triton, name)
+        model.remove(exported)
+        if not args.keep:
+            await delete_topics(args.bootstrap, [registry, predictions])
+    return InferenceReport(
+        started=started,
+        command=command,
+        entities=args.entities,
+        batch_rows=args.batch_rows,
+        train_rows=trained.rows,
+        train_positives=trained.positives,
+        epochs=trained.epochs,
+        inputs=len(signature.inputs),
+        verification=verification,
+        seconds_per_cell=args.seconds,
+        warmup_s=args.warmup,
+        cells=cells,
+        environment=describe(),
+        versions={**versions(PACKAGES), "Triton server": triton_server},
+        code=code_description(),
+        others=others,
+    )
+
+
+async def _verify(
+    trained: model.Trained,
+    rows: Mapping[str, Sequence[float]],
+    values: Mapping[str, Sequence[float | None]],
+    sample: Sequence[str],
+    triton: TritonClient,
+    user: UserClient,
+    score: ScoreClient,
+    batch: ScoreBatchClient,
+) -> Verification:
+    """For each entity of ``sample``: Triton's score (one row per call) equals the eager module's, Score's and
+    (c)'s; one ScoreBatch of all of them answers in order, each equal to Score's. ``BenchError`` naming the
+    first entity off by more than ``TOLERANCE``."""
+    direct = [float((await triton.outputs(triton.prepare([e])))[0][0, 0]) for e in sample]
+    eager = model.eager_scores(trained, [rows[e] for e in sample])
+    scored = [(await score.answer(score.request(e))).score for e in sample]
+    mine = [await user.score(e) for e in sample]
+    ids = [f"verify-{j}" for j in range(len(sample))]
+    answer = await batch.answer(batch.request(sample, ids))
+    got_ids = [r.response.request_id for r in answer.results]
+    if got_ids != ids:
+        raise BenchError(f"ScoreBatch answered request ids {got_ids[:5]}... for {ids[:5]}...")
+    batched = [r.response.score for r in answer.results]
+    checks = {
+        "the eager module vs Triton": (eager, direct),
+        "Score vs Triton": (scored, direct),
+        "(c) vs Triton": (mine, direct),
+        "ScoreBatch vs Score": (batched, scored),
+    }
+    worst: dict[str, float] = {}
+    for what, (ours, reference) in checks.items():
+        diffs = [abs(a - b) for a, b in zip(ours, reference, strict=True)]
+        worst[what] = max(diffs)
+        if worst[what] > TOLERANCE:
+            j = diffs.index(worst[what])
+            raise BenchError(f"{what}: entity {sample[j]} scores {ours[j]} vs {reference[j]} (|diff| > {TOLERANCE})")
+    return Verification(
+        entities=len(sample),
+        with_missing=sum(any(v is None for v in values[e]) for e in sample),
+        eager_vs_triton=worst["the eager module vs Triton"],
+        score_vs_triton=worst["Score vs Triton"],
+        user_vs_triton=worst["(c) vs Triton"],
+        batch_vs_score=worst["ScoreBatch vs Score"],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    return run_benchmark("inference", argv, parse_args(argv), bench, tables, results_markdown, FAILURES)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
