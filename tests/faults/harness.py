@@ -171,22 +171,40 @@ async def pan_leaks(
             rows = lake.dataset(lake_root, source_dir.name).to_table().to_pylist()
             if found := leaked(orjson.dumps(rows, default=str), pans):
                 where.append(f"lake {source_dir.name}: {len(found)} PAN(s)")
-    for db in (stack.paths.home / "data").glob("*.db*"):
-        if found := leaked(db.read_bytes(), pans):
-            where.append(f"{db.name}: {len(found)} PAN(s)")
+    home = stack.paths.home
+    stored = [
+        *(home / "data").glob("*.db*"),  # the services' SQLite state
+        *(p for p in (home / "data" / "dead-letters").rglob("*") if p.is_file()),  # oversized dead letters
+        *(p for p in (home / "spool").rglob("*") if p.is_file()),  # the services' spools
+    ]
+    for path in stored:
+        if found := leaked(path.read_bytes(), pans):
+            where.append(f"{path.relative_to(home)}: {len(found)} PAN(s)")
     for log in stack.paths.logs.glob("*.log"):
         if found := leaked(log.read_bytes(), pans):
             where.append(f"log {log.name}: {len(found)} PAN(s)")
-    with contextlib.suppress(Exception):
-        async with AsyncElasticsearch(stack.elasticsearch.url, request_timeout=30) as es:
-            await es.indices.refresh(index="aimesh-*")
-            query = {"query": {"range": {"@timestamp": {"gte": started.isoformat()}}}}
-            hits = 0
-            async for hit in async_scan(es, index="aimesh-*", query=query, size=2000):
-                hits += 1
-                if found := leaked(orjson.dumps(hit["_source"]), pans):
-                    where.append(f"Elasticsearch {hit['_index']}/{hit['_id']}: {len(found)} PAN(s)")
+    where += await _elasticsearch_leaks(stack, started, pans)
     return where
+
+
+async def _elasticsearch_leaks(stack: FaultStack, started: datetime, pans: set[str]) -> list[str]:
+    """Documents indexed since ``started`` holding a PAN of ``pans``; a sweep that fails three times is
+    itself reported (a leak check that could not look is not a pass)."""
+    error: Exception | None = None
+    for _ in range(3):
+        where: list[str] = []
+        try:
+            async with AsyncElasticsearch(stack.elasticsearch.url, request_timeout=30) as es:
+                await es.indices.refresh(index="aimesh-*")
+                query = {"query": {"range": {"@timestamp": {"gte": started.isoformat()}}}}
+                async for hit in async_scan(es, index="aimesh-*", query=query, size=2000):
+                    if found := leaked(orjson.dumps(hit["_source"]), pans):
+                        where.append(f"Elasticsearch {hit['_index']}/{hit['_id']}: {len(found)} PAN(s)")
+            return where
+        except Exception as exc:  # any failure of the sweep: retried, then reported
+            error = exc
+            await asyncio.sleep(2.0)
+    return [f"Elasticsearch not swept: {error!r}"]
 
 
 @dataclass
