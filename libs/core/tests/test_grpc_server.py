@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+import sqlalchemy.exc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -31,6 +32,8 @@ class FakeScoring(inference_pb2_grpc.InferenceServiceServicer):
             await asyncio.sleep(5)
         if request.request_id == "boom":
             raise RuntimeError("secret internals")
+        if request.request_id == "db-down":
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, ConnectionRefusedError("secret host:5432"))
         if request.request_id.startswith("echo:"):
             raise InvalidArgument(f"request_id {request.request_id!r} is not allowed")
         return inference_pb2.ScoreResponse(request_id=request.request_id, score=0.25)
@@ -72,6 +75,18 @@ async def test_unexpected_errors_are_internal_without_leaking_details(channel: g
     assert err.value.code() == grpc.StatusCode.INTERNAL
     assert "secret" not in (err.value.details() or "")
     assert "trace id" in (err.value.details() or "")
+
+
+async def test_a_dependency_that_is_down_is_unavailable_not_internal(
+    channel: grpc.aio.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await score(channel, "db-down")
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    details = err.value.details() or ""
+    assert "is unavailable (OperationalError); retry (trace id" in details
+    assert "secret" not in details
+    assert not any(r.exc_info for r in caplog.records), "no stack trace for a dependency being down"
 
 
 async def test_deadline_is_honoured(channel: grpc.aio.Channel) -> None:

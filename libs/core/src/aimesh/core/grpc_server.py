@@ -36,6 +36,7 @@ from opentelemetry import trace
 from aimesh.core import metrics
 from aimesh.core.auth import AccessRule, Authorizer, Principal, bind_principal, build_authorizer, reset_principal
 from aimesh.core.errors import AimeshError, InvalidArgument
+from aimesh.core.failures import ErrorClassifier, FailureKind
 from aimesh.core.settings import ServiceSettings
 from aimesh.core.tracing import extract_context
 from aimesh.core.validation import check_message
@@ -76,6 +77,11 @@ async def _fail(context: grpc.aio.ServicerContext, method: str, exc: BaseExcepti
         code, message = exc.code, exc.message
     elif isinstance(exc, TimeoutError):
         code, message = grpc.StatusCode.DEADLINE_EXCEEDED, f"{method} did not finish within the deadline"
+    elif (failure := _CLASSIFIER.classify(exc)).kind is FailureKind.TRANSIENT:
+        trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
+        _UNAVAILABLE_WARNING.warn(method, "%s: a dependency is unavailable: %s", method, failure.message)
+        code = grpc.StatusCode.UNAVAILABLE
+        message = f"a dependency of {method} is unavailable ({type(exc).__name__}); retry (trace id {trace_id})"
     else:
         trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
         log.error("unhandled error in %s", method, exc_info=exc)
@@ -100,6 +106,12 @@ class _RateLimitedWarning:
         held = self._held.pop(key, 0)
         self._last[key] = now
         log.warning(message + " (%d more since the last warning)", *args, held)
+
+
+_CLASSIFIER = ErrorClassifier()
+_UNAVAILABLE_WARNING = _RateLimitedWarning(10.0)
+"""A handler error the classifier calls transient (database, Redis, Elasticsearch, broker or a peer
+unavailable) is UNAVAILABLE, logged as one rate-limited WARNING per method without a stack trace."""
 
 
 def _message_name(deserializer: Deserializer | None) -> str:

@@ -21,6 +21,7 @@ from aimesh.api.monitor.v1 import events_pb2 as monitor_events
 from aimesh.api.monitor.v1 import monitor_pb2
 from aimesh.core.bus import EventSender
 from aimesh.core.errors import AimeshError, FailedPrecondition, NotFound
+from aimesh.core.failures import describe
 from aimesh.core.model_catalog import ModelCatalog, ModelVersion
 from aimesh.monitor import metrics
 from aimesh.monitor.documents import alert_document, drift_document, drift_report
@@ -149,12 +150,16 @@ class DriftMonitor:
         return reports
 
     async def run(self) -> None:
-        """Evaluate every ``interval_s`` until ``stop()``; a failed round is logged and retried next time."""
+        """Evaluate every ``interval_s`` until ``stop()``; a failed round (a domain error, or any other, e.g.
+        an alert Kafka did not acknowledge during a broker outage) is logged as one WARNING line and retried
+        next time: it never ends the part (and with it the process)."""
         while not self._stopping.is_set():
             try:
                 await self.evaluate_all()
             except AimeshError as exc:
                 log.warning("drift evaluation failed: %s", exc)
+            except Exception as exc:  # the next round retries; the alert id dedupes what was half done
+                log.warning("drift evaluation failed: %s", describe(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.policy.interval_s)
 
