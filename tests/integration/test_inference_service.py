@@ -12,8 +12,8 @@ a feature-service INVALID_ARGUMENT comes back as is, a slow feature service give
 version Triton does not serve gives UNAVAILABLE. ScoreBatch of 50 rows and a refused one is one feature
 request and one Triton execution (Triton's own statistics), each score what the model computes, the
 refused row its own INVALID_ARGUMENT, and 257 rows are refused naming the limit. It also measures Score
-latency over 500 sequential calls. A second test runs inference against a PRIVATE Triton (own ports and repository) and a fake
-feature service it restarts: the model reconciler loads the champion, and loads it again after a
+latency over 500 sequential calls. A second test runs inference against a PRIVATE Triton (own ports and
+repository) and a fake feature service it restarts: the model reconciler loads the champion, and loads it again after a
 kill -9 and restart of that Triton; readiness names what is missing meanwhile; the numbers are printed.
 Uses a uniquely named python-backend model (the linear_scorer sample with a second, vector output;
 loaded, then unloaded) and unique topics and groups.
