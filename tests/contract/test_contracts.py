@@ -75,6 +75,7 @@ SERVICES: dict[str, dict[str, tuple[str, str, bool]]] = {
         "Score": ("ScoreRequest", "ScoreResponse", False),
         "GetModelSignature": ("GetModelSignatureRequest", "GetModelSignatureResponse", False),
         "Recommend": ("RecommendRequest", "RecommendResponse", False),
+        "ScoreBatch": ("ScoreBatchRequest", "ScoreBatchResponse", False),
     },
     "aimesh.api.monitor.v1.MonitorService": {
         "GetDriftReport": ("GetDriftReportRequest", "GetDriftReportResponse", False),
