@@ -70,6 +70,11 @@ SERVICES: dict[str, dict[str, tuple[str, str, bool]]] = {
         "SetAlias": ("SetAliasRequest", "SetAliasResponse", False),
         "GetAlias": ("GetAliasRequest", "GetAliasResponse", False),
         "ListAliasAudit": ("ListAliasAuditRequest", "ListAliasAuditResponse", False),
+        "SetTrafficPolicy": ("SetTrafficPolicyRequest", "SetTrafficPolicyResponse", False),
+        "GetTrafficPolicy": ("GetTrafficPolicyRequest", "GetTrafficPolicyResponse", False),
+        "ListTrafficPolicyAudit": ("ListTrafficPolicyAuditRequest", "ListTrafficPolicyAuditResponse", False),
+        "Promote": ("PromoteRequest", "PromoteResponse", False),
+        "Rollback": ("RollbackRequest", "RollbackResponse", False),
     },
     "aimesh.api.inference.v1.InferenceService": {
         "Score": ("ScoreRequest", "ScoreResponse", False),
