@@ -34,12 +34,24 @@ from bench.feature.data import create_topic
 from bench.feature.load import batches
 from bench.inference import model
 from bench.inference.clients import ScoreBatchClient, ScoreClient, UserClient
-from bench.inference.report import BATCH, SCORE, TRITON, USER, InferenceReport, Verification, results_markdown, tables
+from bench.inference.deliveries import DeliveryWatch, await_drained
+from bench.inference.report import (
+    BATCH,
+    SCORE,
+    TRITON,
+    USER,
+    InferenceReport,
+    ProfileSummary,
+    Verification,
+    results_markdown,
+    tables,
+)
 from bench.ingest.machine import describe
 from bench.ingest.topics import delete_topics
 from bench.runner import run_benchmark
 from bench.serving.clients import TritonClient
 from bench.serving.measure import measure
+from bench.serving.profile import cumulative_seconds, profile_inference
 from bench.serving.stack import (
     FAILURES,
     BenchError,
@@ -58,6 +70,10 @@ from bench.serving.stack import (
 HERE = Path(__file__).resolve().parent
 CONCURRENCIES = (1, 16)
 TOLERANCE = 1e-5
+LOOP, POLL = ("base_events.py", "_run_once"), ("~", "<method 'poll' of 'select.epoll' objects>")
+SCORING, DELIVER = "scoring.py", ("predictions.py", "_deliver")
+"""The event loop's iterations and its waits for I/O, the handler in ``aimesh.inference.scoring``, the
+Prediction deliveries (cProfile's names)."""
 PACKAGES = (
     "aimesh-inference",
     "aimesh-core",
@@ -84,6 +100,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--triton", default="127.0.0.1:8001", help="Triton gRPC (default 127.0.0.1:8001)")
     parser.add_argument("--results", type=Path, default=HERE / "results.md", help="where to write the results")
     parser.add_argument("--keep", action="store_true", help="keep the topics and the temporary directory")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run Score and ScoreBatch at concurrency 16 under cProfile -> bench/inference/profile.txt",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.warmup = 3.0, 1.0
@@ -110,15 +131,7 @@ async def bench(args: argparse.Namespace, workdir: Path, command: str) -> Infere
     try:
         async with AsyncExitStack() as stack:
             stub, stub_pidfile = start_stub(stack, workdir, model.FEATURES, values)
-            inference = InferenceProcess(
-                workdir / "inference",
-                bootstrap=args.bootstrap,
-                triton=args.triton,
-                registry=registry,
-                predictions=predictions,
-                features=stub,
-                group="bench-inference",
-            )
+            inference = _inference(workdir / "inference", args, registry, predictions, stub)
             async with EventProducer(args.bootstrap, source="bench.inference") as producer:
                 for event in model.registry_events(name, name, signature):
                     await producer.publish(registry, event, key=name)
@@ -130,10 +143,7 @@ async def bench(args: argparse.Namespace, workdir: Path, command: str) -> Infere
             user = UserClient(stub, args.triton, name, [i.name for i in signature.inputs], model.fills(signature), USER)
             score = ScoreClient(inference.target, name, SCORE)
             batch = ScoreBatchClient(inference.target, name, BATCH)
-            first = score.request(entities[0])
-            await await_answer(
-                lambda: score.answer(first), retry=(grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND)
-            )
+            await _first_score(inference.target, name, entities[0])
             sample = entities[: args.batch_rows]
             verification = await _verify(trained, rows, values, sample, triton, user, score, batch)
             print(
@@ -149,13 +159,19 @@ async def bench(args: argparse.Namespace, workdir: Path, command: str) -> Infere
             }
             single = batches(entities, 1, 1000, seed=args.seed)
             many = batches(entities, args.batch_rows, 100, seed=args.seed)
+            deliveries = DeliveryWatch(inference.admin_url)
             cells, others = await measure(
                 [(triton, single), (user, single), (score, single), (batch, many)],
                 serving,
                 concurrencies=CONCURRENCIES,
                 seconds=args.seconds,
                 warmup_s=args.warmup,
+                hook=deliveries,
             )
+            profiled: list[ProfileSummary] = []
+            if args.profile:
+                await asyncio.to_thread(inference.stop)
+                profiled = await _profile(args, inference.paths.home, registry, predictions, stub, name, single, many)
             triton_server = await triton_version(args.triton)
     finally:
         await unload(args.triton, name)
@@ -179,7 +195,79 @@ async def bench(args: argparse.Namespace, workdir: Path, command: str) -> Infere
         versions={**versions(PACKAGES), "Triton server": triton_server},
         code=code_description(),
         others=others,
+        deliveries=deliveries.cells,
+        profiles=profiled,
     )
+
+
+def _inference(
+    home: Path, args: argparse.Namespace, registry: str, predictions: str, stub: str, profile_to: Path | None = None
+) -> InferenceProcess:
+    return InferenceProcess(
+        home,
+        bootstrap=args.bootstrap,
+        triton=args.triton,
+        registry=registry,
+        predictions=predictions,
+        features=stub,
+        group="bench-inference",
+        profile_to=profile_to,
+    )
+
+
+async def _first_score(target: str, name: str, entity: str) -> None:
+    """Return when Score answers for ``entity`` (registry replayed, model loaded in Triton)."""
+    client = ScoreClient(target, name)
+    try:
+        request = client.request(entity)
+        await await_answer(
+            lambda: client.answer(request), retry=(grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND)
+        )
+    finally:
+        await client.close()
+
+
+async def _profile(
+    args: argparse.Namespace,
+    home: Path,
+    registry: str,
+    predictions: str,
+    stub: str,
+    name: str,
+    single: Sequence[Sequence[str]],
+    many: Sequence[Sequence[str]],
+) -> list[ProfileSummary]:
+    """Inference again under cProfile (``home`` the timed one's, stopped), once for Score and once for
+    ScoreBatch at concurrency 16 for ``--seconds`` each (untimed for the tables); both profiles go to
+    bench/inference/profile.txt. Each waits for its Prediction deliveries before it is stopped (so the
+    profile holds them). Returns where each one's main thread spent its time."""
+    parts, summaries = [], []
+    for contender, handler, make, picks in (
+        (SCORE, "score", lambda target: ScoreClient(target, name, SCORE), single),
+        (BATCH, "score_batch", lambda target: ScoreBatchClient(target, name, BATCH), many),
+    ):
+        stats = home / f"inference-{handler}.prof"
+        profiled = _inference(home, args, registry, predictions, stub, profile_to=stats)
+        parts.append(
+            await profile_inference(
+                profiled,
+                lambda target: _first_score(target, name, single[0][0]),
+                make,
+                picks,
+                concurrency=16,
+                seconds=args.seconds,
+                settle=lambda process: await_drained(process.admin_url),
+            )
+        )
+        spent = cumulative_seconds(stats, [LOOP, POLL, (SCORING, handler), DELIVER])
+        summaries.append(
+            ProfileSummary(
+                contender, 16, spent[LOOP] - spent[POLL], spent[(SCORING, handler)], spent[DELIVER], spent[POLL]
+            )
+        )
+    (HERE / "profile.txt").write_text("\n\n".join(parts))
+    print(f"profile written to {HERE / 'profile.txt'}", flush=True)
+    return summaries
 
 
 async def _verify(

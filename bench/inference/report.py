@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bench.feature.load import Cell
+from bench.inference.deliveries import Deliveries
 from bench.ingest.machine import Environment
 from bench.ingest.sampling import OtherProcess
 from bench.serving.measure import Busy
@@ -29,6 +30,21 @@ class Verification:
     score_vs_triton: float
     user_vs_triton: float
     batch_vs_score: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSummary:
+    """``--profile``: seconds of inference's main thread (cProfile, cumulative) over one profiled run of
+    ``contender`` at ``concurrency``: running event-loop iterations (their waits for I/O, ``idle_s``,
+    excluded), in the scoring handler (``Scorer.score`` or ``score_batch``, awaits excluded), and in
+    Prediction deliveries (``PredictionPublisher._deliver``: the Kafka sends behind the answers)."""
+
+    contender: str
+    concurrency: int
+    loop_s: float
+    handler_s: float
+    deliver_s: float
+    idle_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +74,8 @@ class InferenceReport:
     versions: dict[str, str]
     code: str
     others: list[OtherProcess] = field(default_factory=list)
+    deliveries: list[Deliveries] = field(default_factory=list)
+    profiles: list[ProfileSummary] = field(default_factory=list)
 
 
 def _rows_per_s(cell: Cell) -> float:
@@ -140,6 +158,54 @@ def verdict(report: InferenceReport) -> str:
     return f"Goals: {len(judged) - len(missed)} of {len(judged)} met; missed: " + "; ".join(missed) + "."
 
 
+def delivery_lines(report: InferenceReport) -> list[str]:
+    shown = [d for d in report.deliveries if d.published or d.in_flight_at_end or d.spooled or d.failed]
+    if not shown:
+        return []
+    lines = [
+        "## Prediction events behind the answers",
+        "",
+        "Score and ScoreBatch answer before Kafka acknowledges a row's Prediction (delivered in the background). "
+        "After each cell the harness waits (untimed, at most 180 s) until inference has none in flight, so the "
+        "next cell starts on a caught-up service; from inference's `/metrics`, from the cell's start (warm-up "
+        "included) to then:",
+        "",
+        "| contender | concurrency | in flight at the cell's end | drain after the cell s | acknowledged | "
+        "acknowledged per s (cell + drain) | spooled | lost |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for d in shown:
+        drain = f"{d.drain_s:.1f}" if d.drained else f"> {d.drain_s:.0f} (not drained)"
+        lines.append(
+            f"| {d.server} | {d.concurrency} | {d.in_flight_at_end:,} | {drain} | {d.published:,} | "
+            f"{d.published_per_s:,.0f} | {d.spooled:,} | {d.failed:,} |"
+        )
+    return [*lines, ""]
+
+
+def profile_lines(report: InferenceReport) -> list[str]:
+    if not report.profiles:
+        return []
+    lines = [
+        "## Where inference's main thread spends its time (`--profile`)",
+        "",
+        "The service again under cProfile (its main thread: the event loop), each contender at its concurrency "
+        "for the cell's seconds, untimed for the tables; top functions in `profile.txt`. Seconds over the "
+        "process's life (start-up, and the Prediction deliveries it drains at SIGTERM, included), a coroutine's "
+        "own steps only (its awaits excluded):",
+        "",
+        "| contender | concurrency | event loop running s | of which the scoring handler s | of which Prediction "
+        "deliveries s | event loop waiting for I/O s |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for p in report.profiles:
+        lines.append(
+            f"| {p.contender} | {p.concurrency} | {p.loop_s:.2f} | {p.handler_s:.2f} | {p.deliver_s:.2f} | "
+            f"{p.idle_s:.2f} |"
+        )
+    return [*lines, ""]
+
+
 def tables(report: InferenceReport) -> str:
     return "\n\n".join(
         [cells_table(report.cells, PROCESSES, rows=True), ratio_table(report), goals_table(report), verdict(report)]
@@ -207,6 +273,8 @@ def results_markdown(report: InferenceReport) -> str:
             "",
             "Each must be within 1e-5 or the run fails.",
             "",
+            *delivery_lines(report),
+            *profile_lines(report),
             "## Environment",
             "",
             *environment_section(report.environment, report.versions, report.code),

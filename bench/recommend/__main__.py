@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
-import pstats
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -33,7 +31,7 @@ from aimesh.devstack.paths import Paths
 from aimesh.devstack.process import read_pid
 from aimesh.devstack.triton import model_repository
 from bench.feature.data import create_topic
-from bench.feature.load import batches, run_cell
+from bench.feature.load import batches
 from bench.ingest.machine import describe
 from bench.ingest.topics import delete_topics
 from bench.recommend import data, model
@@ -42,6 +40,7 @@ from bench.recommend.report import RecommendReport, results_markdown, tables
 from bench.runner import run_benchmark
 from bench.serving.clients import LookupClient, TritonClient
 from bench.serving.measure import Contender, measure
+from bench.serving.profile import profile_inference
 from bench.serving.stack import (
     FAILURES,
     BenchError,
@@ -227,28 +226,15 @@ async def _profile(
     """The inference process again (``home`` the timed one's, stopped: same credentials) under cProfile,
     Recommend at concurrency 16 for ``--seconds`` (untimed for the tables); its main thread's hot spots go to
     bench/recommend/profile.txt."""
-    stats = home / "inference.prof"
-    profiled = _inference(home, args, registry, predictions, stub, profile_to=stats)
-    profiled.start()
-    try:
-        await asyncio.to_thread(profiled.wait_ready, 180)
-        await _await_route(profiled.target, _request(triton_name, entities[0], args.k))
-        client = RecommendClient(profiled.target, triton_name, args.k)
-        picks = batches(entities, 1, 1000, seed=args.seed)
-        cell = await run_cell(client, picks, concurrency=16, seconds=args.seconds, warmup_s=0)
-        await client.close()
-    finally:
-        await asyncio.to_thread(profiled.stop)
-    text = io.StringIO()
-    text.write(
-        f"cProfile of the inference service's main thread, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: Recommend at "
-        f"concurrency 16 for {args.seconds:.0f} s under the profiler: {cell.requests:,} requests, p50 "
-        f"{cell.p50_ms:.2f} ms\n"
+    text = await profile_inference(
+        _inference(home, args, registry, predictions, stub, profile_to=home / "inference.prof"),
+        lambda target: _await_route(target, _request(triton_name, entities[0], args.k)),
+        lambda target: RecommendClient(target, triton_name, args.k),
+        batches(entities, 1, 1000, seed=args.seed),
+        concurrency=16,
+        seconds=args.seconds,
     )
-    for order in ("tottime", "cumulative"):
-        text.write(f"\n=== top 40 by {order} ===\n")
-        pstats.Stats(str(stats), stream=text).strip_dirs().sort_stats(order).print_stats(40)
-    (HERE / "profile.txt").write_text(text.getvalue())
+    (HERE / "profile.txt").write_text(text)
     print(f"profile written to {HERE / 'profile.txt'}", flush=True)
 
 

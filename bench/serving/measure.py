@@ -30,6 +30,15 @@ class Contender(Protocol):
     async def close(self) -> None: ...
 
 
+class CellHook(Protocol):
+    """Called around each cell, outside its timing and CPU accounting: ``before`` just before it starts,
+    ``after`` once it is done (e.g. to wait until the service has caught up)."""
+
+    async def before(self) -> None: ...
+
+    async def after(self, cell: Cell) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Busy:
     """Machine-wide busy CPU seconds over one cell's ``wall_s``, the load average after it, and the CPU
@@ -52,17 +61,20 @@ async def measure(
     concurrencies: Sequence[int],
     seconds: float,
     warmup_s: float,
+    hook: CellHook | None = None,
 ) -> tuple[list[tuple[Cell, Busy]], list[OtherProcess]]:
     """Every (contender, its picks: the entity batches its requests cycle through) at every concurrency (see
     the module doc); returns the cells with their CPU, and the processes other than the harness and
-    ``serving`` (Triton excepted: it is shared) that used at least 1 CPU s over all cells. Closes the
-    contenders."""
+    ``serving`` (Triton excepted: it is shared) that used at least 1 CPU s over all cells. ``hook`` runs
+    around each cell. Closes the contenders."""
     ours = {os.getpid(), *(p.pid for name, p in serving.items() if name != "Triton")}
     overall = SystemWatch(exclude=set(ours))
     overall.start()
     cells: list[tuple[Cell, Busy]] = []
     for concurrency in concurrencies:
         for client, picks in contenders:
+            if hook is not None:
+                await hook.before()
             watch = SystemWatch(exclude=set(ours))
             calls, before = client.calls, {name: tree_cpu_s(p) for name, p in serving.items()}
             watch.start()
@@ -77,6 +89,8 @@ async def measure(
                 f"{cell.throughput:8,.0f} req/s{rows}  (machine busy {watch.busy_cpu_s / watch.wall_s:.2f} cores)",
                 flush=True,
             )
+            if hook is not None:
+                await hook.after(cell)
     overall.stop()
     for client, _ in contenders:
         await client.close()
