@@ -380,7 +380,7 @@ class ListAliasAuditResponse(_message.Message):
     def __init__(self, changes: _Optional[_Iterable[_Union[AliasChange, _Mapping]]] = ..., page: _Optional[_Union[_common_pb2.PageResponse, _Mapping]] = ...) -> None: ...
 
 class TrafficPolicy(_message.Message):
-    __slots__ = ("model_name", "canary_version", "canary_weight", "shadow_version", "shadow_share", "actor", "reason", "time", "revision")
+    __slots__ = ("model_name", "canary_version", "canary_weight", "shadow_version", "shadow_share", "actor", "reason", "time", "revision", "fallback")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     CANARY_VERSION_FIELD_NUMBER: _ClassVar[int]
     CANARY_WEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -390,6 +390,7 @@ class TrafficPolicy(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     canary_version: int
     canary_weight: float
@@ -399,7 +400,14 @@ class TrafficPolicy(_message.Message):
     reason: str
     time: _timestamp_pb2.Timestamp
     revision: int
-    def __init__(self, model_name: _Optional[str] = ..., canary_version: _Optional[int] = ..., canary_weight: _Optional[float] = ..., shadow_version: _Optional[int] = ..., shadow_share: _Optional[float] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+    fallback: Fallback
+    def __init__(self, model_name: _Optional[str] = ..., canary_version: _Optional[int] = ..., canary_weight: _Optional[float] = ..., shadow_version: _Optional[int] = ..., shadow_share: _Optional[float] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ...) -> None: ...
+
+class Fallback(_message.Message):
+    __slots__ = ("constant_score",)
+    CONSTANT_SCORE_FIELD_NUMBER: _ClassVar[int]
+    constant_score: float
+    def __init__(self, constant_score: _Optional[float] = ...) -> None: ...
 
 class SetTrafficPolicyRequest(_message.Message):
     __slots__ = ("policy", "expected_revision")

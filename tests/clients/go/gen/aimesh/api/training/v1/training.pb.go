@@ -2059,7 +2059,10 @@ type TrafficPolicy struct {
 	// When this revision was set.
 	Time *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
 	// 1 for the first revision, +1 per change; 0: never set.
-	Revision      int64 `protobuf:"varint,9,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision int64 `protobuf:"varint,9,opt,name=revision,proto3" json:"revision,omitempty"`
+	// What Score answers when the routed version cannot be called in time; unset: no fallback (such
+	// calls answer UNAVAILABLE within their deadline).
+	Fallback      *Fallback `protobuf:"bytes,10,opt,name=fallback,proto3" json:"fallback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2157,11 +2160,90 @@ func (x *TrafficPolicy) GetRevision() int64 {
 	return 0
 }
 
+func (x *TrafficPolicy) GetFallback() *Fallback {
+	if x != nil {
+		return x.Fallback
+	}
+	return nil
+}
+
+// A model's fallback: used by Score (route ROUTE_FALLBACK in the response and the Prediction) when the
+// feature service or Triton is unavailable, failing, too slow for the caller's deadline, or its circuit
+// breaker is open.
+type Fallback struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The kind of fallback.
+	//
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Fallback_ConstantScore
+	Kind          isFallback_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fallback) Reset() {
+	*x = Fallback{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fallback) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fallback) ProtoMessage() {}
+
+func (x *Fallback) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fallback.ProtoReflect.Descriptor instead.
+func (*Fallback) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *Fallback) GetKind() isFallback_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *Fallback) GetConstantScore() float64 {
+	if x != nil {
+		if x, ok := x.Kind.(*Fallback_ConstantScore); ok {
+			return x.ConstantScore
+		}
+	}
+	return 0
+}
+
+type isFallback_Kind interface {
+	isFallback_Kind()
+}
+
+type Fallback_ConstantScore struct {
+	// A constant score: ScoreResponse.score, and outputs["score"] = [constant_score]. Must be finite.
+	ConstantScore float64 `protobuf:"fixed64,1,opt,name=constant_score,json=constantScore,proto3,oneof"`
+}
+
+func (*Fallback_ConstantScore) isFallback_Kind() {}
+
 // Request of TrainingService.SetTrafficPolicy.
 type SetTrafficPolicyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The policy to set: model_name, canary_version, canary_weight, shadow_version, shadow_share, actor,
-	// reason (time and revision are the registry's).
+	// The policy to set: model_name, canary_version, canary_weight, shadow_version, shadow_share,
+	// fallback, actor, reason (time and revision are the registry's).
 	Policy *TrafficPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
 	// Compare-and-set: when present, the current revision must be this one (0: never set).
 	ExpectedRevision *int64 `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
@@ -2171,7 +2253,7 @@ type SetTrafficPolicyRequest struct {
 
 func (x *SetTrafficPolicyRequest) Reset() {
 	*x = SetTrafficPolicyRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[27]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2265,7 @@ func (x *SetTrafficPolicyRequest) String() string {
 func (*SetTrafficPolicyRequest) ProtoMessage() {}
 
 func (x *SetTrafficPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[27]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2278,7 @@ func (x *SetTrafficPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTrafficPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetTrafficPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{27}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetTrafficPolicyRequest) GetPolicy() *TrafficPolicy {
@@ -2224,7 +2306,7 @@ type SetTrafficPolicyResponse struct {
 
 func (x *SetTrafficPolicyResponse) Reset() {
 	*x = SetTrafficPolicyResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[28]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2236,7 +2318,7 @@ func (x *SetTrafficPolicyResponse) String() string {
 func (*SetTrafficPolicyResponse) ProtoMessage() {}
 
 func (x *SetTrafficPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[28]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2249,7 +2331,7 @@ func (x *SetTrafficPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTrafficPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetTrafficPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{28}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SetTrafficPolicyResponse) GetPolicy() *TrafficPolicy {
@@ -2270,7 +2352,7 @@ type GetTrafficPolicyRequest struct {
 
 func (x *GetTrafficPolicyRequest) Reset() {
 	*x = GetTrafficPolicyRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[29]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2282,7 +2364,7 @@ func (x *GetTrafficPolicyRequest) String() string {
 func (*GetTrafficPolicyRequest) ProtoMessage() {}
 
 func (x *GetTrafficPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[29]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2295,7 +2377,7 @@ func (x *GetTrafficPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrafficPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetTrafficPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{29}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetTrafficPolicyRequest) GetModelName() string {
@@ -2316,7 +2398,7 @@ type GetTrafficPolicyResponse struct {
 
 func (x *GetTrafficPolicyResponse) Reset() {
 	*x = GetTrafficPolicyResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[30]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2410,7 @@ func (x *GetTrafficPolicyResponse) String() string {
 func (*GetTrafficPolicyResponse) ProtoMessage() {}
 
 func (x *GetTrafficPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[30]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2423,7 @@ func (x *GetTrafficPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrafficPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetTrafficPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{30}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetTrafficPolicyResponse) GetPolicy() *TrafficPolicy {
@@ -2364,7 +2446,7 @@ type ListTrafficPolicyAuditRequest struct {
 
 func (x *ListTrafficPolicyAuditRequest) Reset() {
 	*x = ListTrafficPolicyAuditRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[31]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2376,7 +2458,7 @@ func (x *ListTrafficPolicyAuditRequest) String() string {
 func (*ListTrafficPolicyAuditRequest) ProtoMessage() {}
 
 func (x *ListTrafficPolicyAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[31]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2389,7 +2471,7 @@ func (x *ListTrafficPolicyAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTrafficPolicyAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListTrafficPolicyAuditRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{31}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListTrafficPolicyAuditRequest) GetModelName() string {
@@ -2419,7 +2501,7 @@ type ListTrafficPolicyAuditResponse struct {
 
 func (x *ListTrafficPolicyAuditResponse) Reset() {
 	*x = ListTrafficPolicyAuditResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[32]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2431,7 +2513,7 @@ func (x *ListTrafficPolicyAuditResponse) String() string {
 func (*ListTrafficPolicyAuditResponse) ProtoMessage() {}
 
 func (x *ListTrafficPolicyAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[32]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2444,7 +2526,7 @@ func (x *ListTrafficPolicyAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTrafficPolicyAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListTrafficPolicyAuditResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{32}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListTrafficPolicyAuditResponse) GetPolicies() []*TrafficPolicy {
@@ -2476,7 +2558,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[33]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2488,7 +2570,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[33]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2501,7 +2583,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{33}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PromoteRequest) GetModelName() string {
@@ -2538,7 +2620,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[34]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2550,7 +2632,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[34]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2563,7 +2645,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{34}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PromoteResponse) GetChampion() *AliasChange {
@@ -2595,7 +2677,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[35]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2607,7 +2689,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[35]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2620,7 +2702,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{35}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RollbackRequest) GetModelName() string {
@@ -2655,7 +2737,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[36]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2667,7 +2749,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[36]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2680,7 +2762,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{36}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RollbackResponse) GetPolicy() *TrafficPolicy {
@@ -2851,7 +2933,7 @@ const file_aimesh_api_training_v1_training_proto_rawDesc = "" +
 	"\x04page\x18\x03 \x01(\v2!.aimesh.api.common.v1.PageRequestR\x04page\"\x8f\x01\n" +
 	"\x16ListAliasAuditResponse\x12=\n" +
 	"\achanges\x18\x01 \x03(\v2#.aimesh.api.training.v1.AliasChangeR\achanges\x126\n" +
-	"\x04page\x18\x02 \x01(\v2\".aimesh.api.common.v1.PageResponseR\x04page\"\xbe\x02\n" +
+	"\x04page\x18\x02 \x01(\v2\".aimesh.api.common.v1.PageResponseR\x04page\"\xfc\x02\n" +
 	"\rTrafficPolicy\x12\x1d\n" +
 	"\n" +
 	"model_name\x18\x01 \x01(\tR\tmodelName\x12%\n" +
@@ -2862,7 +2944,12 @@ const file_aimesh_api_training_v1_training_proto_rawDesc = "" +
 	"\x05actor\x18\x06 \x01(\tR\x05actor\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12.\n" +
 	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
-	"\brevision\x18\t \x01(\x03R\brevision\"\xa0\x01\n" +
+	"\brevision\x18\t \x01(\x03R\brevision\x12<\n" +
+	"\bfallback\x18\n" +
+	" \x01(\v2 .aimesh.api.training.v1.FallbackR\bfallback\";\n" +
+	"\bFallback\x12'\n" +
+	"\x0econstant_score\x18\x01 \x01(\x01H\x00R\rconstantScoreB\x06\n" +
+	"\x04kind\"\xa0\x01\n" +
 	"\x17SetTrafficPolicyRequest\x12=\n" +
 	"\x06policy\x18\x01 \x01(\v2%.aimesh.api.training.v1.TrafficPolicyR\x06policy\x120\n" +
 	"\x11expected_revision\x18\x02 \x01(\x03H\x00R\x10expectedRevision\x88\x01\x01B\x14\n" +
@@ -2942,7 +3029,7 @@ func file_aimesh_api_training_v1_training_proto_rawDescGZIP() []byte {
 }
 
 var file_aimesh_api_training_v1_training_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_aimesh_api_training_v1_training_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_aimesh_api_training_v1_training_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_aimesh_api_training_v1_training_proto_goTypes = []any{
 	(RunStatus)(0),                         // 0: aimesh.api.training.v1.RunStatus
 	(LabelKind)(0),                         // 1: aimesh.api.training.v1.LabelKind
@@ -2974,110 +3061,112 @@ var file_aimesh_api_training_v1_training_proto_goTypes = []any{
 	(*ListAliasAuditRequest)(nil),          // 27: aimesh.api.training.v1.ListAliasAuditRequest
 	(*ListAliasAuditResponse)(nil),         // 28: aimesh.api.training.v1.ListAliasAuditResponse
 	(*TrafficPolicy)(nil),                  // 29: aimesh.api.training.v1.TrafficPolicy
-	(*SetTrafficPolicyRequest)(nil),        // 30: aimesh.api.training.v1.SetTrafficPolicyRequest
-	(*SetTrafficPolicyResponse)(nil),       // 31: aimesh.api.training.v1.SetTrafficPolicyResponse
-	(*GetTrafficPolicyRequest)(nil),        // 32: aimesh.api.training.v1.GetTrafficPolicyRequest
-	(*GetTrafficPolicyResponse)(nil),       // 33: aimesh.api.training.v1.GetTrafficPolicyResponse
-	(*ListTrafficPolicyAuditRequest)(nil),  // 34: aimesh.api.training.v1.ListTrafficPolicyAuditRequest
-	(*ListTrafficPolicyAuditResponse)(nil), // 35: aimesh.api.training.v1.ListTrafficPolicyAuditResponse
-	(*PromoteRequest)(nil),                 // 36: aimesh.api.training.v1.PromoteRequest
-	(*PromoteResponse)(nil),                // 37: aimesh.api.training.v1.PromoteResponse
-	(*RollbackRequest)(nil),                // 38: aimesh.api.training.v1.RollbackRequest
-	(*RollbackResponse)(nil),               // 39: aimesh.api.training.v1.RollbackResponse
-	nil,                                    // 40: aimesh.api.training.v1.RunSpec.ParamsEntry
-	nil,                                    // 41: aimesh.api.training.v1.TrainingRows.EntityFieldsEntry
-	nil,                                    // 42: aimesh.api.training.v1.TrainingRows.FilterEntry
-	nil,                                    // 43: aimesh.api.training.v1.Run.MetricsEntry
-	nil,                                    // 44: aimesh.api.training.v1.ModelVersion.MetricsEntry
-	(*timestamppb.Timestamp)(nil),          // 45: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),            // 46: google.protobuf.Duration
-	(*v1.ModelSignature)(nil),              // 47: aimesh.api.common.v1.ModelSignature
-	(*v1.PageRequest)(nil),                 // 48: aimesh.api.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                // 49: aimesh.api.common.v1.PageResponse
+	(*Fallback)(nil),                       // 30: aimesh.api.training.v1.Fallback
+	(*SetTrafficPolicyRequest)(nil),        // 31: aimesh.api.training.v1.SetTrafficPolicyRequest
+	(*SetTrafficPolicyResponse)(nil),       // 32: aimesh.api.training.v1.SetTrafficPolicyResponse
+	(*GetTrafficPolicyRequest)(nil),        // 33: aimesh.api.training.v1.GetTrafficPolicyRequest
+	(*GetTrafficPolicyResponse)(nil),       // 34: aimesh.api.training.v1.GetTrafficPolicyResponse
+	(*ListTrafficPolicyAuditRequest)(nil),  // 35: aimesh.api.training.v1.ListTrafficPolicyAuditRequest
+	(*ListTrafficPolicyAuditResponse)(nil), // 36: aimesh.api.training.v1.ListTrafficPolicyAuditResponse
+	(*PromoteRequest)(nil),                 // 37: aimesh.api.training.v1.PromoteRequest
+	(*PromoteResponse)(nil),                // 38: aimesh.api.training.v1.PromoteResponse
+	(*RollbackRequest)(nil),                // 39: aimesh.api.training.v1.RollbackRequest
+	(*RollbackResponse)(nil),               // 40: aimesh.api.training.v1.RollbackResponse
+	nil,                                    // 41: aimesh.api.training.v1.RunSpec.ParamsEntry
+	nil,                                    // 42: aimesh.api.training.v1.TrainingRows.EntityFieldsEntry
+	nil,                                    // 43: aimesh.api.training.v1.TrainingRows.FilterEntry
+	nil,                                    // 44: aimesh.api.training.v1.Run.MetricsEntry
+	nil,                                    // 45: aimesh.api.training.v1.ModelVersion.MetricsEntry
+	(*timestamppb.Timestamp)(nil),          // 46: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 47: google.protobuf.Duration
+	(*v1.ModelSignature)(nil),              // 48: aimesh.api.common.v1.ModelSignature
+	(*v1.PageRequest)(nil),                 // 49: aimesh.api.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                // 50: aimesh.api.common.v1.PageResponse
 }
 var file_aimesh_api_training_v1_training_proto_depIdxs = []int32{
-	45, // 0: aimesh.api.training.v1.RunSpec.train_start:type_name -> google.protobuf.Timestamp
-	45, // 1: aimesh.api.training.v1.RunSpec.train_end:type_name -> google.protobuf.Timestamp
-	40, // 2: aimesh.api.training.v1.RunSpec.params:type_name -> aimesh.api.training.v1.RunSpec.ParamsEntry
+	46, // 0: aimesh.api.training.v1.RunSpec.train_start:type_name -> google.protobuf.Timestamp
+	46, // 1: aimesh.api.training.v1.RunSpec.train_end:type_name -> google.protobuf.Timestamp
+	41, // 2: aimesh.api.training.v1.RunSpec.params:type_name -> aimesh.api.training.v1.RunSpec.ParamsEntry
 	4,  // 3: aimesh.api.training.v1.RunSpec.rows:type_name -> aimesh.api.training.v1.TrainingRows
 	5,  // 4: aimesh.api.training.v1.RunSpec.label:type_name -> aimesh.api.training.v1.LabelSpec
 	6,  // 5: aimesh.api.training.v1.RunSpec.split:type_name -> aimesh.api.training.v1.SplitSpec
-	41, // 6: aimesh.api.training.v1.TrainingRows.entity_fields:type_name -> aimesh.api.training.v1.TrainingRows.EntityFieldsEntry
-	42, // 7: aimesh.api.training.v1.TrainingRows.filter:type_name -> aimesh.api.training.v1.TrainingRows.FilterEntry
+	42, // 6: aimesh.api.training.v1.TrainingRows.entity_fields:type_name -> aimesh.api.training.v1.TrainingRows.EntityFieldsEntry
+	43, // 7: aimesh.api.training.v1.TrainingRows.filter:type_name -> aimesh.api.training.v1.TrainingRows.FilterEntry
 	1,  // 8: aimesh.api.training.v1.LabelSpec.kind:type_name -> aimesh.api.training.v1.LabelKind
-	46, // 9: aimesh.api.training.v1.LabelSpec.maturity:type_name -> google.protobuf.Duration
+	47, // 9: aimesh.api.training.v1.LabelSpec.maturity:type_name -> google.protobuf.Duration
 	2,  // 10: aimesh.api.training.v1.SplitSpec.kind:type_name -> aimesh.api.training.v1.SplitKind
 	3,  // 11: aimesh.api.training.v1.Run.spec:type_name -> aimesh.api.training.v1.RunSpec
 	0,  // 12: aimesh.api.training.v1.Run.status:type_name -> aimesh.api.training.v1.RunStatus
-	43, // 13: aimesh.api.training.v1.Run.metrics:type_name -> aimesh.api.training.v1.Run.MetricsEntry
-	45, // 14: aimesh.api.training.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	45, // 15: aimesh.api.training.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	45, // 16: aimesh.api.training.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	44, // 17: aimesh.api.training.v1.ModelVersion.metrics:type_name -> aimesh.api.training.v1.ModelVersion.MetricsEntry
-	45, // 18: aimesh.api.training.v1.ModelVersion.create_time:type_name -> google.protobuf.Timestamp
+	44, // 13: aimesh.api.training.v1.Run.metrics:type_name -> aimesh.api.training.v1.Run.MetricsEntry
+	46, // 14: aimesh.api.training.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	46, // 15: aimesh.api.training.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	46, // 16: aimesh.api.training.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	45, // 17: aimesh.api.training.v1.ModelVersion.metrics:type_name -> aimesh.api.training.v1.ModelVersion.MetricsEntry
+	46, // 18: aimesh.api.training.v1.ModelVersion.create_time:type_name -> google.protobuf.Timestamp
 	9,  // 19: aimesh.api.training.v1.ModelVersion.reference_profile:type_name -> aimesh.api.training.v1.ScoreProfile
-	47, // 20: aimesh.api.training.v1.ModelVersion.signature:type_name -> aimesh.api.common.v1.ModelSignature
-	45, // 21: aimesh.api.training.v1.AliasChange.time:type_name -> google.protobuf.Timestamp
+	48, // 20: aimesh.api.training.v1.ModelVersion.signature:type_name -> aimesh.api.common.v1.ModelSignature
+	46, // 21: aimesh.api.training.v1.AliasChange.time:type_name -> google.protobuf.Timestamp
 	3,  // 22: aimesh.api.training.v1.StartRunRequest.spec:type_name -> aimesh.api.training.v1.RunSpec
 	7,  // 23: aimesh.api.training.v1.StartRunResponse.run:type_name -> aimesh.api.training.v1.Run
 	7,  // 24: aimesh.api.training.v1.GetRunResponse.run:type_name -> aimesh.api.training.v1.Run
 	0,  // 25: aimesh.api.training.v1.ListRunsRequest.status:type_name -> aimesh.api.training.v1.RunStatus
-	48, // 26: aimesh.api.training.v1.ListRunsRequest.page:type_name -> aimesh.api.common.v1.PageRequest
+	49, // 26: aimesh.api.training.v1.ListRunsRequest.page:type_name -> aimesh.api.common.v1.PageRequest
 	7,  // 27: aimesh.api.training.v1.ListRunsResponse.runs:type_name -> aimesh.api.training.v1.Run
-	49, // 28: aimesh.api.training.v1.ListRunsResponse.page:type_name -> aimesh.api.common.v1.PageResponse
+	50, // 28: aimesh.api.training.v1.ListRunsResponse.page:type_name -> aimesh.api.common.v1.PageResponse
 	8,  // 29: aimesh.api.training.v1.RegisterModelResponse.model_version:type_name -> aimesh.api.training.v1.ModelVersion
 	8,  // 30: aimesh.api.training.v1.GetModelVersionResponse.model_version:type_name -> aimesh.api.training.v1.ModelVersion
-	48, // 31: aimesh.api.training.v1.ListModelVersionsRequest.page:type_name -> aimesh.api.common.v1.PageRequest
+	49, // 31: aimesh.api.training.v1.ListModelVersionsRequest.page:type_name -> aimesh.api.common.v1.PageRequest
 	8,  // 32: aimesh.api.training.v1.ListModelVersionsResponse.model_versions:type_name -> aimesh.api.training.v1.ModelVersion
-	49, // 33: aimesh.api.training.v1.ListModelVersionsResponse.page:type_name -> aimesh.api.common.v1.PageResponse
+	50, // 33: aimesh.api.training.v1.ListModelVersionsResponse.page:type_name -> aimesh.api.common.v1.PageResponse
 	10, // 34: aimesh.api.training.v1.SetAliasResponse.change:type_name -> aimesh.api.training.v1.AliasChange
 	8,  // 35: aimesh.api.training.v1.GetAliasResponse.model_version:type_name -> aimesh.api.training.v1.ModelVersion
-	48, // 36: aimesh.api.training.v1.ListAliasAuditRequest.page:type_name -> aimesh.api.common.v1.PageRequest
+	49, // 36: aimesh.api.training.v1.ListAliasAuditRequest.page:type_name -> aimesh.api.common.v1.PageRequest
 	10, // 37: aimesh.api.training.v1.ListAliasAuditResponse.changes:type_name -> aimesh.api.training.v1.AliasChange
-	49, // 38: aimesh.api.training.v1.ListAliasAuditResponse.page:type_name -> aimesh.api.common.v1.PageResponse
-	45, // 39: aimesh.api.training.v1.TrafficPolicy.time:type_name -> google.protobuf.Timestamp
-	29, // 40: aimesh.api.training.v1.SetTrafficPolicyRequest.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
-	29, // 41: aimesh.api.training.v1.SetTrafficPolicyResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
-	29, // 42: aimesh.api.training.v1.GetTrafficPolicyResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
-	48, // 43: aimesh.api.training.v1.ListTrafficPolicyAuditRequest.page:type_name -> aimesh.api.common.v1.PageRequest
-	29, // 44: aimesh.api.training.v1.ListTrafficPolicyAuditResponse.policies:type_name -> aimesh.api.training.v1.TrafficPolicy
-	49, // 45: aimesh.api.training.v1.ListTrafficPolicyAuditResponse.page:type_name -> aimesh.api.common.v1.PageResponse
-	10, // 46: aimesh.api.training.v1.PromoteResponse.champion:type_name -> aimesh.api.training.v1.AliasChange
-	29, // 47: aimesh.api.training.v1.PromoteResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
-	29, // 48: aimesh.api.training.v1.RollbackResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
-	11, // 49: aimesh.api.training.v1.TrainingService.StartRun:input_type -> aimesh.api.training.v1.StartRunRequest
-	13, // 50: aimesh.api.training.v1.TrainingService.GetRun:input_type -> aimesh.api.training.v1.GetRunRequest
-	15, // 51: aimesh.api.training.v1.TrainingService.ListRuns:input_type -> aimesh.api.training.v1.ListRunsRequest
-	17, // 52: aimesh.api.training.v1.TrainingService.RegisterModel:input_type -> aimesh.api.training.v1.RegisterModelRequest
-	19, // 53: aimesh.api.training.v1.TrainingService.GetModelVersion:input_type -> aimesh.api.training.v1.GetModelVersionRequest
-	21, // 54: aimesh.api.training.v1.TrainingService.ListModelVersions:input_type -> aimesh.api.training.v1.ListModelVersionsRequest
-	23, // 55: aimesh.api.training.v1.TrainingService.SetAlias:input_type -> aimesh.api.training.v1.SetAliasRequest
-	25, // 56: aimesh.api.training.v1.TrainingService.GetAlias:input_type -> aimesh.api.training.v1.GetAliasRequest
-	27, // 57: aimesh.api.training.v1.TrainingService.ListAliasAudit:input_type -> aimesh.api.training.v1.ListAliasAuditRequest
-	30, // 58: aimesh.api.training.v1.TrainingService.SetTrafficPolicy:input_type -> aimesh.api.training.v1.SetTrafficPolicyRequest
-	32, // 59: aimesh.api.training.v1.TrainingService.GetTrafficPolicy:input_type -> aimesh.api.training.v1.GetTrafficPolicyRequest
-	34, // 60: aimesh.api.training.v1.TrainingService.ListTrafficPolicyAudit:input_type -> aimesh.api.training.v1.ListTrafficPolicyAuditRequest
-	36, // 61: aimesh.api.training.v1.TrainingService.Promote:input_type -> aimesh.api.training.v1.PromoteRequest
-	38, // 62: aimesh.api.training.v1.TrainingService.Rollback:input_type -> aimesh.api.training.v1.RollbackRequest
-	12, // 63: aimesh.api.training.v1.TrainingService.StartRun:output_type -> aimesh.api.training.v1.StartRunResponse
-	14, // 64: aimesh.api.training.v1.TrainingService.GetRun:output_type -> aimesh.api.training.v1.GetRunResponse
-	16, // 65: aimesh.api.training.v1.TrainingService.ListRuns:output_type -> aimesh.api.training.v1.ListRunsResponse
-	18, // 66: aimesh.api.training.v1.TrainingService.RegisterModel:output_type -> aimesh.api.training.v1.RegisterModelResponse
-	20, // 67: aimesh.api.training.v1.TrainingService.GetModelVersion:output_type -> aimesh.api.training.v1.GetModelVersionResponse
-	22, // 68: aimesh.api.training.v1.TrainingService.ListModelVersions:output_type -> aimesh.api.training.v1.ListModelVersionsResponse
-	24, // 69: aimesh.api.training.v1.TrainingService.SetAlias:output_type -> aimesh.api.training.v1.SetAliasResponse
-	26, // 70: aimesh.api.training.v1.TrainingService.GetAlias:output_type -> aimesh.api.training.v1.GetAliasResponse
-	28, // 71: aimesh.api.training.v1.TrainingService.ListAliasAudit:output_type -> aimesh.api.training.v1.ListAliasAuditResponse
-	31, // 72: aimesh.api.training.v1.TrainingService.SetTrafficPolicy:output_type -> aimesh.api.training.v1.SetTrafficPolicyResponse
-	33, // 73: aimesh.api.training.v1.TrainingService.GetTrafficPolicy:output_type -> aimesh.api.training.v1.GetTrafficPolicyResponse
-	35, // 74: aimesh.api.training.v1.TrainingService.ListTrafficPolicyAudit:output_type -> aimesh.api.training.v1.ListTrafficPolicyAuditResponse
-	37, // 75: aimesh.api.training.v1.TrainingService.Promote:output_type -> aimesh.api.training.v1.PromoteResponse
-	39, // 76: aimesh.api.training.v1.TrainingService.Rollback:output_type -> aimesh.api.training.v1.RollbackResponse
-	63, // [63:77] is the sub-list for method output_type
-	49, // [49:63] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	50, // 38: aimesh.api.training.v1.ListAliasAuditResponse.page:type_name -> aimesh.api.common.v1.PageResponse
+	46, // 39: aimesh.api.training.v1.TrafficPolicy.time:type_name -> google.protobuf.Timestamp
+	30, // 40: aimesh.api.training.v1.TrafficPolicy.fallback:type_name -> aimesh.api.training.v1.Fallback
+	29, // 41: aimesh.api.training.v1.SetTrafficPolicyRequest.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	29, // 42: aimesh.api.training.v1.SetTrafficPolicyResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	29, // 43: aimesh.api.training.v1.GetTrafficPolicyResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	49, // 44: aimesh.api.training.v1.ListTrafficPolicyAuditRequest.page:type_name -> aimesh.api.common.v1.PageRequest
+	29, // 45: aimesh.api.training.v1.ListTrafficPolicyAuditResponse.policies:type_name -> aimesh.api.training.v1.TrafficPolicy
+	50, // 46: aimesh.api.training.v1.ListTrafficPolicyAuditResponse.page:type_name -> aimesh.api.common.v1.PageResponse
+	10, // 47: aimesh.api.training.v1.PromoteResponse.champion:type_name -> aimesh.api.training.v1.AliasChange
+	29, // 48: aimesh.api.training.v1.PromoteResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	29, // 49: aimesh.api.training.v1.RollbackResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	11, // 50: aimesh.api.training.v1.TrainingService.StartRun:input_type -> aimesh.api.training.v1.StartRunRequest
+	13, // 51: aimesh.api.training.v1.TrainingService.GetRun:input_type -> aimesh.api.training.v1.GetRunRequest
+	15, // 52: aimesh.api.training.v1.TrainingService.ListRuns:input_type -> aimesh.api.training.v1.ListRunsRequest
+	17, // 53: aimesh.api.training.v1.TrainingService.RegisterModel:input_type -> aimesh.api.training.v1.RegisterModelRequest
+	19, // 54: aimesh.api.training.v1.TrainingService.GetModelVersion:input_type -> aimesh.api.training.v1.GetModelVersionRequest
+	21, // 55: aimesh.api.training.v1.TrainingService.ListModelVersions:input_type -> aimesh.api.training.v1.ListModelVersionsRequest
+	23, // 56: aimesh.api.training.v1.TrainingService.SetAlias:input_type -> aimesh.api.training.v1.SetAliasRequest
+	25, // 57: aimesh.api.training.v1.TrainingService.GetAlias:input_type -> aimesh.api.training.v1.GetAliasRequest
+	27, // 58: aimesh.api.training.v1.TrainingService.ListAliasAudit:input_type -> aimesh.api.training.v1.ListAliasAuditRequest
+	31, // 59: aimesh.api.training.v1.TrainingService.SetTrafficPolicy:input_type -> aimesh.api.training.v1.SetTrafficPolicyRequest
+	33, // 60: aimesh.api.training.v1.TrainingService.GetTrafficPolicy:input_type -> aimesh.api.training.v1.GetTrafficPolicyRequest
+	35, // 61: aimesh.api.training.v1.TrainingService.ListTrafficPolicyAudit:input_type -> aimesh.api.training.v1.ListTrafficPolicyAuditRequest
+	37, // 62: aimesh.api.training.v1.TrainingService.Promote:input_type -> aimesh.api.training.v1.PromoteRequest
+	39, // 63: aimesh.api.training.v1.TrainingService.Rollback:input_type -> aimesh.api.training.v1.RollbackRequest
+	12, // 64: aimesh.api.training.v1.TrainingService.StartRun:output_type -> aimesh.api.training.v1.StartRunResponse
+	14, // 65: aimesh.api.training.v1.TrainingService.GetRun:output_type -> aimesh.api.training.v1.GetRunResponse
+	16, // 66: aimesh.api.training.v1.TrainingService.ListRuns:output_type -> aimesh.api.training.v1.ListRunsResponse
+	18, // 67: aimesh.api.training.v1.TrainingService.RegisterModel:output_type -> aimesh.api.training.v1.RegisterModelResponse
+	20, // 68: aimesh.api.training.v1.TrainingService.GetModelVersion:output_type -> aimesh.api.training.v1.GetModelVersionResponse
+	22, // 69: aimesh.api.training.v1.TrainingService.ListModelVersions:output_type -> aimesh.api.training.v1.ListModelVersionsResponse
+	24, // 70: aimesh.api.training.v1.TrainingService.SetAlias:output_type -> aimesh.api.training.v1.SetAliasResponse
+	26, // 71: aimesh.api.training.v1.TrainingService.GetAlias:output_type -> aimesh.api.training.v1.GetAliasResponse
+	28, // 72: aimesh.api.training.v1.TrainingService.ListAliasAudit:output_type -> aimesh.api.training.v1.ListAliasAuditResponse
+	32, // 73: aimesh.api.training.v1.TrainingService.SetTrafficPolicy:output_type -> aimesh.api.training.v1.SetTrafficPolicyResponse
+	34, // 74: aimesh.api.training.v1.TrainingService.GetTrafficPolicy:output_type -> aimesh.api.training.v1.GetTrafficPolicyResponse
+	36, // 75: aimesh.api.training.v1.TrainingService.ListTrafficPolicyAudit:output_type -> aimesh.api.training.v1.ListTrafficPolicyAuditResponse
+	38, // 76: aimesh.api.training.v1.TrainingService.Promote:output_type -> aimesh.api.training.v1.PromoteResponse
+	40, // 77: aimesh.api.training.v1.TrainingService.Rollback:output_type -> aimesh.api.training.v1.RollbackResponse
+	64, // [64:78] is the sub-list for method output_type
+	50, // [50:64] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_aimesh_api_training_v1_training_proto_init() }
@@ -3086,14 +3175,17 @@ func file_aimesh_api_training_v1_training_proto_init() {
 		return
 	}
 	file_aimesh_api_training_v1_training_proto_msgTypes[20].OneofWrappers = []any{}
-	file_aimesh_api_training_v1_training_proto_msgTypes[27].OneofWrappers = []any{}
+	file_aimesh_api_training_v1_training_proto_msgTypes[27].OneofWrappers = []any{
+		(*Fallback_ConstantScore)(nil),
+	}
+	file_aimesh_api_training_v1_training_proto_msgTypes[28].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_aimesh_api_training_v1_training_proto_rawDesc), len(file_aimesh_api_training_v1_training_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   42,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
