@@ -125,6 +125,30 @@ async def test_an_ack_that_never_comes_is_spooled_after_the_timeout(tmp_path: Pa
     await spool.close()
 
 
+async def test_records_awaiting_acknowledgement_at_shutdown_are_spooled_in_order(tmp_path: Path) -> None:
+    class Silent(RecordingSender):
+        def __init__(self) -> None:
+            super().__init__()
+            self.acks: list[asyncio.Future[Any]] = []
+
+        async def send_raw(self, topic: str, value: bytes, *, key: Any, headers: Any) -> asyncio.Future[Any]:
+            self.acks.append(asyncio.get_running_loop().create_future())
+            return self.acks[-1]
+
+    spool = await Spool.open(tmp_path / "s.db", name="t8")
+    kafka = Silent()
+    sender = SpoolingSender(kafka, spool, spool_after_s=60.0, source="test")
+    outcomes = [await sender.send_raw("p", f"r{i}".encode(), key=None, headers=()) for i in range(5)]
+    kafka.acks[1].set_result(None)
+    await asyncio.sleep(0.01)
+    assert await sender.spool_unacknowledged() == 4
+    assert [await o for o in outcomes] == [Delivery.SPOOLED, Delivery.ACKNOWLEDGED, *[Delivery.SPOOLED] * 3]
+    assert [r.value for _, r in await spool.head(10)] == [b"r0", b"r2", b"r3", b"r4"]
+    assert all(a.cancelled() for i, a in enumerate(kafka.acks) if i != 1)
+    assert await sender.spool_unacknowledged() == 0
+    await spool.close()
+
+
 async def test_full_spool_and_record_errors_reach_the_caller(tmp_path: Path) -> None:
     class TooLarge(RecordingSender):
         async def send_raw(self, topic: str, value: bytes, *, key: Any, headers: Any) -> asyncio.Future[Any]:

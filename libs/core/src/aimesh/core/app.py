@@ -109,7 +109,9 @@ async def open_spooling_sender(
     """A ``SpoolingSender`` over ``producer`` with the spool file ``<spool_path()>/<stream>.db``.
 
     Its drain runs as the part ``spool:<stream>``; the file is closed after the parts stopped (before the
-    producer closes). Records still spooled at exit stay in the file and drain at the next start.
+    producer closes), once the records still waiting for Kafka's acknowledgement were written to it
+    (``SpoolingSender.spool_unacknowledged``). Records still spooled at exit stay in the file and drain at
+    the next start.
     Raises ``sqlite3.Error`` when the file cannot be opened (held by another process, corrupt).
     """
     spool = await Spool.open(
@@ -121,7 +123,16 @@ async def open_spooling_sender(
     )
     sender = SpoolingSender(producer, spool, source=settings.service_name, spool_after_s=settings.spool_after_seconds)
     runtime.add_part(f"spool:{stream}", sender.run, sender.stop)
-    runtime.add_cleanup(spool.close)
+
+    async def close() -> None:
+        taken = await sender.spool_unacknowledged()
+        if taken:
+            logging.getLogger(__name__).info(
+                "spooled %d records Kafka had not acknowledged at shutdown", taken, extra={"spool.name": spool.name}
+            )
+        await spool.close()
+
+    runtime.add_cleanup(close)
     return sender
 
 

@@ -372,6 +372,9 @@ class SpoolingSender:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._acking: dict[asyncio.Task[Any], tuple[SpooledRecord, asyncio.Future[Any], asyncio.Future[Any]]] = {}
+        """Tasks waiting for Kafka's acknowledgement -> (record, outcome, ack): what ``spool_unacknowledged``
+        takes over."""
         self.acknowledged = 0
         self.spooled = 0
 
@@ -435,9 +438,13 @@ class SpoolingSender:
         task.add_done_callback(self._tasks.discard)
 
     async def _await_ack(self, record: SpooledRecord, ack: asyncio.Future[Any], outcome: asyncio.Future[Any]) -> None:
+        me = asyncio.current_task()
+        assert me is not None  # started by _track: always a task
+        self._acking[me] = (record, outcome, ack)
         try:
             await asyncio.wait_for(asyncio.shield(ack), timeout=self._spool_after_s)
         except Exception as exc:
+            self._acking.pop(me, None)
             if is_record_error(exc):
                 if not outcome.done():
                     outcome.set_exception(exc)
@@ -446,9 +453,31 @@ class SpoolingSender:
             self._begin_spooling(exc)
             await self._spool_record(record, outcome)
             return
+        self._acking.pop(me, None)
         self.acknowledged += 1
         if not outcome.done():
             outcome.set_result(Delivery.ACKNOWLEDGED)
+
+    async def spool_unacknowledged(self) -> int:
+        """Write every record still waiting for Kafka's acknowledgement to the spool now, in send order, and
+        resolve its future to ``Delivery.SPOOLED``; returns how many. Called at shutdown before the spool
+        closes (the producer is about to close: those records would otherwise be lost). Such a record may
+        still reach Kafka from the producer's last flush too: a duplicate with the same event id."""
+        pending = list(self._acking.items())
+        self._acking.clear()
+        for task, _ in pending:
+            task.cancel()
+        taken = 0
+        for task, (record, outcome, ack) in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if outcome.done():
+                continue
+            ack.cancel()
+            self._begin_spooling(None)
+            await self._spool_record(record, outcome)
+            taken += 1
+        return taken
 
     async def _spool_record(self, record: SpooledRecord, outcome: asyncio.Future[Any]) -> None:
         try:
