@@ -302,3 +302,68 @@ async def test_rollback_clears_canary_and_shadow_once_then_is_a_no_op(engine: As
     kinds = [e.kind for e, _h in model_events(publisher)]
     policies = [e.traffic_policy.revision for e, _h in model_events(publisher) if e.HasField("traffic_policy")]
     assert kinds.count(events_pb2.MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED) == 2 and policies == [1, 2]
+
+
+def with_fallback(score: float, **split: float) -> training_pb2.TrafficPolicy:
+    recorded = policy(**split)
+    recorded.fallback.constant_score = score
+    return recorded
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), float("-inf")])
+async def test_a_fallback_score_that_is_not_finite_is_invalid_argument_naming_the_field(
+    engine: AsyncEngine, score: float
+) -> None:
+    registry = await three_versions_champion_1(engine)
+    with pytest.raises(InvalidArgument, match=r"policy\.fallback\.constant_score must be finite"):
+        await registry.set_traffic_policy(with_fallback(score, canary_version=2, canary_weight=0.1))
+    assert (await registry.get_traffic_policy("fraud")).revision == 0
+
+
+async def test_the_fallback_is_stored_read_back_announced_and_part_of_the_no_op_comparison(
+    engine: AsyncEngine,
+) -> None:
+    registry = await three_versions_champion_1(engine)
+    publisher = FakePublisher()
+    relay = OutboxRelay(engine, publisher)
+    first = await registry.set_traffic_policy(with_fallback(0.25, canary_version=2, canary_weight=0.1))
+    assert (first.revision, first.fallback.WhichOneof("kind"), first.fallback.constant_score) == (
+        1,
+        "constant_score",
+        0.25,
+    )
+    assert await registry.get_traffic_policy("fraud") == first
+    assert (await registry.set_traffic_policy(with_fallback(0.25, canary_version=2, canary_weight=0.1))) == first
+
+    zero = await registry.set_traffic_policy(with_fallback(0.0, canary_version=2, canary_weight=0.1))
+    assert zero.revision == 2 and zero.HasField("fallback") and zero.fallback.HasField("constant_score")
+    assert (await registry.get_traffic_policy("fraud")).fallback.HasField("constant_score")  # 0.0 is not "none"
+    dropped = await registry.set_traffic_policy(policy(canary_version=2, canary_weight=0.1))
+    assert dropped.revision == 3 and not dropped.HasField("fallback")
+    assert await registry.get_traffic_policy("fraud") == dropped
+    empty_kind = policy(canary_version=2, canary_weight=0.1)
+    empty_kind.fallback.SetInParent()  # a Fallback without a kind is no fallback: the same policy
+    assert await registry.set_traffic_policy(empty_kind) == dropped
+
+    audit = await registry.list_traffic_policy_audit("fraud", Page(0, 10))
+    assert [(p.revision, p.fallback.constant_score if p.HasField("fallback") else None) for p in audit] == [
+        (3, None),
+        (2, 0.0),
+        (1, 0.25),
+    ]
+    await relay.flush()
+    events = [e.traffic_policy for e, _h in model_events(publisher) if e.HasField("traffic_policy")]
+    assert events == [first, zero, dropped]
+
+
+async def test_promote_and_rollback_keep_the_fallback(engine: AsyncEngine) -> None:
+    registry = await three_versions_champion_1(engine)
+    await registry.set_traffic_policy(
+        with_fallback(-1.5, canary_version=2, canary_weight=0.1, shadow_version=3, shadow_share=0.5)
+    )
+    _change, promoted = await registry.promote("fraud", actor="carol", reason="v2 wins")
+    assert (promoted.revision, promoted.canary_version, promoted.fallback.constant_score) == (2, 0, -1.5)
+    rolled = await registry.rollback("fraud", actor="dave", reason="v3 errors")
+    assert (rolled.revision, rolled.shadow_version, rolled.fallback.constant_score) == (3, 0, -1.5)
+    assert await registry.rollback("fraud", actor="dave", reason="again") == rolled  # a fallback alone stays
+    assert await registry.get_traffic_policy("fraud") == rolled

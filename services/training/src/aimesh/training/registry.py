@@ -30,7 +30,15 @@ from aimesh.core.sql import insert_ignoring_duplicates
 from aimesh.training.outbox import enqueue
 from aimesh.training.paging import Page, timestamp
 from aimesh.training.schema import alias_audit, aliases, model_versions, models, traffic_policies
-from aimesh.training.traffic_policy import check_policy, policy_event, policy_event_id, policy_message, same_split
+from aimesh.training.traffic_policy import (
+    check_policy,
+    fallback_message,
+    fallback_score,
+    policy_event,
+    policy_event_id,
+    policy_message,
+    same_policy,
+)
 
 ALIAS_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
 _VERSION_RACE_RETRIES = 3
@@ -434,8 +442,10 @@ class Registry:
     async def _write_policy(
         self, conn: AsyncConnection, current: training_pb2.TrafficPolicy, new: training_pb2.TrafficPolicy
     ) -> training_pb2.TrafficPolicy:
-        """Record ``new``'s split and actor/reason as the revision after ``current``; enqueue its event."""
+        """Record ``new``'s split, fallback and actor/reason as the revision after ``current``; enqueue its
+        event."""
         now = datetime.now(UTC)
+        fallback = fallback_score(new)
         recorded = training_pb2.TrafficPolicy(
             model_name=current.model_name,
             revision=current.revision + 1,
@@ -443,6 +453,7 @@ class Registry:
             canary_weight=new.canary_weight,
             shadow_version=new.shadow_version,
             shadow_share=new.shadow_share,
+            fallback=fallback_message(fallback),
             actor=new.actor,
             reason=new.reason,
             time=timestamp(now),
@@ -455,6 +466,7 @@ class Registry:
                 canary_weight=recorded.canary_weight,
                 shadow_version=recorded.shadow_version,
                 shadow_share=recorded.shadow_share,
+                fallback_constant_score=fallback,
                 actor=recorded.actor,
                 reason=recorded.reason,
                 time=now,
@@ -472,13 +484,14 @@ class Registry:
     async def set_traffic_policy(
         self, policy: training_pb2.TrafficPolicy, *, expected_revision: int | None = None
     ) -> training_pb2.TrafficPolicy:
-        """Record ``policy`` (its split, actor and reason) as the model's next revision, announced
+        """Record ``policy`` (its split, fallback, actor and reason) as the model's next revision, announced
         (TRAFFIC_POLICY_CHANGED) in the same transaction; returns the recorded revision.
 
         ``InvalidArgument`` naming the field for a weight or share outside [0, 1], one above 0 without its
-        version, or a canary / shadow version equal to the champion's; ``NotFound`` for an unknown model or
-        version; ``FailedPrecondition`` naming the current revision when ``expected_revision`` (0: never
-        set) is not it. A split equal to the current one records nothing and returns the current revision.
+        version, a canary / shadow version equal to the champion's, or a fallback constant score that is
+        not finite; ``NotFound`` for an unknown model or version; ``FailedPrecondition`` naming the current
+        revision when ``expected_revision`` (0: never set) is not it. A split and fallback equal to the
+        current ones record nothing and return the current revision.
         """
         check_policy(policy)
         async with self._lock:
@@ -490,7 +503,7 @@ class Registry:
                             f"the traffic policy of {policy.model_name!r} is at revision {current.revision}, "
                             f"not {expected_revision}"
                         )
-                    if same_split(policy, current):
+                    if same_policy(policy, current):
                         return current
                     champion = await self._champion_version(conn, policy.model_name)
                     for field in ("canary_version", "shadow_version"):
@@ -532,8 +545,8 @@ class Registry:
         self, model_name: str, *, actor: str, reason: str
     ) -> tuple[training_pb2.AliasChange, training_pb2.TrafficPolicy]:
         """Point the champion alias at the canary version (an audited alias change) and record the policy
-        without the canary (the shadow kept unless it is the promoted version), in one transaction with
-        both ModelEvents (ALIAS_CHANGED, then TRAFFIC_POLICY_CHANGED).
+        without the canary (the shadow kept unless it is the promoted version; the fallback kept), in one
+        transaction with both ModelEvents (ALIAS_CHANGED, then TRAFFIC_POLICY_CHANGED).
 
         ``FailedPrecondition`` when the policy has no canary (or it changed concurrently); ``NotFound`` for
         an unknown model; ``InvalidArgument`` without an actor.
@@ -563,6 +576,7 @@ class Registry:
                     after = training_pb2.TrafficPolicy(
                         shadow_version=current.shadow_version if keep_shadow else 0,
                         shadow_share=current.shadow_share if keep_shadow else 0.0,
+                        fallback=fallback_message(fallback_score(current)),
                         actor=actor,
                         reason=reason,
                     )
@@ -571,10 +585,12 @@ class Registry:
                 raise FailedPrecondition(f"the registry of {model_name!r} was changed concurrently; retry") from exc
 
     async def rollback(self, model_name: str, *, actor: str, reason: str) -> training_pb2.TrafficPolicy:
-        """Record the policy without canary and shadow (the champion takes all traffic) and announce it.
+        """Record the policy without canary and shadow (the champion takes all traffic; the fallback kept)
+        and announce it.
 
-        Nothing to clear: the current policy, unchanged (no revision, no event). ``NotFound`` for an
-        unknown model; ``InvalidArgument`` without an actor; ``FailedPrecondition`` on a concurrent change.
+        Nothing to clear (no canary, no shadow; a fallback alone stays): the current policy, unchanged (no
+        revision, no event). ``NotFound`` for an unknown model; ``InvalidArgument`` without an actor;
+        ``FailedPrecondition`` on a concurrent change.
         """
         if not actor:
             raise InvalidArgument("actor is required")
@@ -584,9 +600,10 @@ class Registry:
                     current = await self._current_policy(conn, model_name, lock=True)
                     if not current.canary_version and not current.shadow_version:
                         return current
-                    return await self._write_policy(
-                        conn, current, training_pb2.TrafficPolicy(actor=actor, reason=reason)
+                    kept = training_pb2.TrafficPolicy(
+                        fallback=fallback_message(fallback_score(current)), actor=actor, reason=reason
                     )
+                    return await self._write_policy(conn, current, kept)
             except IntegrityError as exc:
                 raise FailedPrecondition(
                     f"the traffic policy of {model_name!r} was changed concurrently; retry"

@@ -104,12 +104,14 @@ traffic_policies = Table(
     Column("canary_weight", Double, nullable=False),
     Column("shadow_version", BigInteger, nullable=False),
     Column("shadow_share", Double, nullable=False),
+    Column("fallback_constant_score", Double, nullable=True),
     Column("actor", String(256), nullable=False),
     Column("reason", Text, nullable=False),
     Column("time", DateTime(timezone=True), nullable=False),
     ForeignKeyConstraint(["model_name"], ["models.name"]),
 )
-"""One row per revision of a model's traffic policy (its audit); the current policy is the newest revision."""
+"""One row per revision of a model's traffic policy (its audit); the current policy is the newest revision.
+``fallback_constant_score`` is the revision's ``Fallback.constant_score``; NULL: no fallback."""
 
 outbox = Table(
     "outbox",

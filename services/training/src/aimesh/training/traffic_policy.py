@@ -2,8 +2,10 @@
 ``TrafficPolicy`` of a stored revision, and the ModelEvent that announces one.
 
 A policy splits a model's traffic beyond its champion alias (see ``TrafficPolicy`` in training.proto):
-a sticky canary (version + weight) and an asynchronous shadow (version + share). Revisions are numbered
-per model from 1; revision 0 is the policy of a model that never had one (champion only).
+a sticky canary (version + weight) and an asynchronous shadow (version + share), plus an optional
+fallback (a constant score Score answers when the routed version cannot be called in time). Revisions are
+numbered per model from 1; revision 0 is the policy of a model that never had one (champion only, no
+fallback). A ``Fallback`` without a kind is no fallback.
 """
 
 from __future__ import annotations
@@ -27,22 +29,40 @@ def _check_share(policy: training_pb2.TrafficPolicy, share: str, version: str) -
         raise InvalidArgument(f"policy.{share} is {value} but policy.{version} is not set")
 
 
+def fallback_score(policy: training_pb2.TrafficPolicy) -> float | None:
+    """``policy``'s fallback constant score; None when it has no fallback (unset, or a kind not set)."""
+    if policy.HasField("fallback") and policy.fallback.HasField("constant_score"):
+        return float(policy.fallback.constant_score)
+    return None
+
+
+def fallback_message(score: float | None) -> training_pb2.Fallback | None:
+    """The ``Fallback`` of a constant ``score``; None (no fallback) for None."""
+    return None if score is None else training_pb2.Fallback(constant_score=score)
+
+
 def check_policy(policy: training_pb2.TrafficPolicy) -> None:
     """``InvalidArgument`` naming the field when a weight or share is outside [0, 1] (or not finite), a
-    version is negative, a weight or share above 0 has no version, or the actor is missing."""
+    version is negative, a weight or share above 0 has no version, the fallback's constant score is not
+    finite, or the actor is missing."""
     _check_share(policy, "canary_weight", "canary_version")
     _check_share(policy, "shadow_share", "shadow_version")
+    score = fallback_score(policy)
+    if score is not None and not math.isfinite(score):
+        raise InvalidArgument(f"policy.fallback.constant_score must be finite, not {score}")
     if not policy.actor:
         raise InvalidArgument("policy.actor is required")
 
 
-def same_split(a: training_pb2.TrafficPolicy, b: training_pb2.TrafficPolicy) -> bool:
-    """Whether ``a`` and ``b`` route alike (same canary and shadow versions, weight and share)."""
-    return (a.canary_version, a.canary_weight, a.shadow_version, a.shadow_share) == (
+def same_policy(a: training_pb2.TrafficPolicy, b: training_pb2.TrafficPolicy) -> bool:
+    """Whether ``a`` and ``b`` are the same policy: they route alike (same canary and shadow versions,
+    weight and share) and have the same fallback (or both none)."""
+    return (a.canary_version, a.canary_weight, a.shadow_version, a.shadow_share, fallback_score(a)) == (
         b.canary_version,
         b.canary_weight,
         b.shadow_version,
         b.shadow_share,
+        fallback_score(b),
     )
 
 
@@ -55,6 +75,7 @@ def policy_message(row: Any) -> training_pb2.TrafficPolicy:
         canary_weight=row.canary_weight,
         shadow_version=row.shadow_version,
         shadow_share=row.shadow_share,
+        fallback=fallback_message(row.fallback_constant_score),
         actor=row.actor,
         reason=row.reason,
         time=timestamp(row.time),
