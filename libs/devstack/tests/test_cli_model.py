@@ -1,7 +1,7 @@
 """`aimesh model traffic | policy | promote | rollback` against an in-process TrainingService (gRPC on
 127.0.0.1 in a thread of its own, SQLite registry with three versions of ``m``, champion v1, no Kafka):
-what each command prints, that options not given keep the current split, and one-line errors for a
-refused policy, nothing to promote, an unknown model and an unreachable service."""
+what each command prints, that options not given keep the current split and fallback, and one-line errors
+for a refused policy, nothing to promote, an unknown model and an unreachable service."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def test_traffic_policy_promote_and_rollback_print_what_they_recorded(training_a
 
     code, out, _ = model("policy", "m", *at)
     assert code == 0 and out.startswith("m@champion: v1 traffic: canary v2 at 0.1 of key entities, shadow v3"), out
-    assert "│ 2 │ v2 │ 0.1 │ v3 │ 0.5 │" in out and "│ 1 │ v2 │ 0.1 │ - │ 0 │ ann │" in out, out
+    assert "│ 2 │ v2 │ 0.1 │ v3 │ 0.5 │ - │" in out and "│ 1 │ v2 │ 0.1 │ - │ 0 │ - │ ann │" in out, out
 
     code, out, _ = model("promote", "m", "--actor", "cat", "--reason", "v2 wins", *at)
     assert code == 0 and out.startswith("promoted m@champion: v1 -> v2; traffic: shadow v3 mirroring 0.5"), out
@@ -138,3 +138,26 @@ def test_refusals_and_a_missing_service_are_one_line_errors(training_address: st
         closed = sock.getsockname()[1]
     _, _, down = model("rollback", "m", "--address", f"127.0.0.1:{closed}")
     assert isinstance(down, DevstackError) and "UNAVAILABLE" in str(down) and "aimesh up --only training" in str(down)
+
+
+def test_fallback_score_is_set_kept_shown_and_dropped(training_address: str) -> None:
+    at = ("--address", training_address)
+    code, out, _ = model(
+        "traffic", "m", "--canary-version", "2", "--canary-weight", "0.1", "--fallback-score", "0.5", *at
+    )
+    assert code == 0 and out.startswith("set m: canary v2 at 0.1 of key entities, fallback score 0.5 (revision 1"), out
+    code, out, _ = model("traffic", "m", "--canary-weight", "0.2", *at)
+    assert code == 0 and out.startswith("set m: canary v2 at 0.2 of key entities, fallback score 0.5 (revision 2"), out
+    code, out, _ = model("traffic", "m", "--fallback-score", "0.5", *at)
+    assert code == 0 and out.startswith("unchanged m:"), out
+    code, out, _ = model("traffic", "m", "--no-fallback", *at)
+    assert code == 0 and out.startswith("set m: canary v2 at 0.2 of key entities (revision 3"), out
+
+    code, out, _ = model("policy", "m", *at)
+    assert code == 0 and out.startswith("m@champion: v1 traffic: canary v2 at 0.2 of key entities (revision 3"), out
+    assert "│ 3 │ v2 │ 0.2 │ - │ 0 │ - │" in out and "│ 2 │ v2 │ 0.2 │ - │ 0 │ 0.5 │" in out, out
+
+    _, _, refused = model("traffic", "m", "--fallback-score", "nan", *at)
+    assert isinstance(refused, DevstackError) and "INVALID_ARGUMENT: policy.fallback.constant_score" in str(refused)
+    _, _, both = model("traffic", "m", "--fallback-score", "1", "--no-fallback", *at)
+    assert isinstance(both, DevstackError) and "contradict" in str(both)

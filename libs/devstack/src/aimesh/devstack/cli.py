@@ -445,14 +445,25 @@ def _training_call(address: str | None, model: str, call: Callable[[str], Corout
         ) from exc
 
 
+def _fallback(policy: Any) -> str:
+    """A policy's fallback for the audit table: its constant score, or ``-`` for none."""
+    from aimesh.training.traffic_policy import fallback_score
+
+    score = fallback_score(policy)
+    return "-" if score is None else f"{score:.4g}"
+
+
 def _split(policy: Any) -> str:
-    """A policy's split in words: ``canary v2 at 10%, shadow v3 at 25%`` (``champion only``)."""
+    """A policy's split and fallback in words: ``canary v2 at 0.1 of key entities, shadow v3 mirroring
+    0.25 of requests, fallback score 0.5`` (``champion only`` without canary and shadow)."""
     parts = []
     if policy.canary_version:
         parts.append(f"canary v{policy.canary_version} at {policy.canary_weight:.4g} of key entities")
     if policy.shadow_version:
         parts.append(f"shadow v{policy.shadow_version} mirroring {policy.shadow_share:.4g} of requests")
-    return ", ".join(parts) or "champion only"
+    words = ", ".join(parts) or "champion only"
+    fallback = _fallback(policy)
+    return words if fallback == "-" else f"{words}, fallback score {fallback}"
 
 
 def _revision(policy: Any) -> str:
@@ -470,16 +481,22 @@ def model_traffic(
     canary_weight: Annotated[float | None, typer.Option(help="Share of key entities on the canary, 0..1.")] = None,
     shadow_version: Annotated[int | None, typer.Option(help="Version requests are mirrored to (0: none).")] = None,
     shadow_share: Annotated[float | None, typer.Option(help="Share of requests mirrored, 0..1.")] = None,
+    fallback_score: Annotated[
+        float | None, typer.Option(help="Constant score Score answers when the model cannot be called in time.")
+    ] = None,
+    no_fallback: Annotated[bool, typer.Option("--no-fallback", help="Drop the fallback.")] = False,
     actor: Actor = None,
     reason: Reason = "",
     address: TrainingAddress = None,
 ) -> None:
     """Change MODEL's traffic policy: options not given keep their current value (a version set to 0 drops
-    its weight or share). Refused when the policy changed since it was read; an identical split records
+    its weight or share). Refused when the policy changed since it was read; an identical policy records
     nothing."""
     from aimesh.training.operations import SplitChange, set_traffic
 
-    change = SplitChange(canary_version, canary_weight, shadow_version, shadow_share)
+    if no_fallback and fallback_score is not None:
+        raise DevstackError("training", "--fallback-score and --no-fallback contradict", "pass one of them")
+    change = SplitChange(canary_version, canary_weight, shadow_version, shadow_share, fallback_score, no_fallback)
     who = actor or getpass.getuser()
     policy, changed = _training_call(
         address, model, lambda target: set_traffic(target, model, change, actor=who, reason=reason)
@@ -506,7 +523,9 @@ def model_policy(
     console = _console()
     console.print(f"{model}@{champion_alias}: " + (f"v{champion.version}" if champion is not None else "none"))
     console.print(f"traffic: {_split(current)} ({_revision(current)})")
-    table = Table("revision", "canary", "weight", "shadow", "share", "actor", "time", "reason", title="policy audit")
+    table = Table(
+        "revision", "canary", "weight", "shadow", "share", "fallback", "actor", "time", "reason", title="policy audit"
+    )
     for p in audit:
         table.add_row(
             str(p.revision),
@@ -514,6 +533,7 @@ def model_policy(
             f"{p.canary_weight:.4g}",
             f"v{p.shadow_version}" if p.shadow_version else "-",
             f"{p.shadow_share:.4g}",
+            _fallback(p),
             p.actor,
             p.time.ToDatetime(tzinfo=UTC).astimezone().isoformat(timespec="seconds"),
             p.reason,

@@ -13,18 +13,22 @@ import grpc
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
 from aimesh.core.channels import open_caller_channel
+from aimesh.training.traffic_policy import fallback_message, fallback_score
 
 DEFAULT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
 class SplitChange:
-    """What to change in a policy; None keeps the current value."""
+    """What to change in a policy; None keeps the current value. ``clear_fallback`` drops the fallback
+    (``fallback_score`` must then be None)."""
 
     canary_version: int | None = None
     canary_weight: float | None = None
     shadow_version: int | None = None
     shadow_share: float | None = None
+    fallback_score: float | None = None
+    clear_fallback: bool = False
 
 
 def _pair(version: int | None, share: float | None, current_version: int, current_share: float) -> tuple[int, float]:
@@ -42,12 +46,16 @@ def changed_policy(
     """``current`` with ``change`` applied, as a SetTrafficPolicy request's policy."""
     canary = _pair(change.canary_version, change.canary_weight, current.canary_version, current.canary_weight)
     shadow = _pair(change.shadow_version, change.shadow_share, current.shadow_version, current.shadow_share)
+    fallback = None if change.clear_fallback else change.fallback_score
+    if fallback is None and not change.clear_fallback:
+        fallback = fallback_score(current)
     return training_pb2.TrafficPolicy(
         model_name=current.model_name,
         canary_version=canary[0],
         canary_weight=canary[1],
         shadow_version=shadow[0],
         shadow_share=shadow[1],
+        fallback=fallback_message(fallback),
         actor=actor,
         reason=reason,
     )
