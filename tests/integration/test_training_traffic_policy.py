@@ -2,11 +2,12 @@
 own, with its ModelEvents on a (unique) real Kafka topic.
 
 What it proves: SetTrafficPolicy records revisions (compare-and-set, the proto's refusals with their
-status codes, an identical split recorded once), Promote moves the champion alias (audited) and clears
-the canary in one call, Rollback clears canary and shadow once; every change is one ModelEvent keyed by
-the model, in order (VERSION_REGISTERED x3, ALIAS_CHANGED, TRAFFIC_POLICY_CHANGED, ALIAS_CHANGED,
-TRAFFIC_POLICY_CHANGED x2) with stable ids; a tenant without ``model.promote`` is refused; a fresh
-service on the same database serves the same policy.
+status codes, an identical split and fallback recorded once), Promote moves the champion alias (audited)
+and clears the canary in one call, Rollback clears canary and shadow once, both keep the fallback; every
+change is one ModelEvent keyed by the model, in order (VERSION_REGISTERED x3, ALIAS_CHANGED,
+TRAFFIC_POLICY_CHANGED, ALIAS_CHANGED, TRAFFIC_POLICY_CHANGED x2) with stable ids, each policy with its
+fallback; a tenant without ``model.promote`` is refused; a fresh service on the same database serves the
+same policy.
 """
 
 from __future__ import annotations
@@ -141,11 +142,16 @@ async def test_policies_promote_and_rollback_are_audited_and_announced_in_order(
                 request.expected_revision = expected
             return stub.SetTrafficPolicy(request, timeout=5)
 
-        first = (await set_policy(0, canary_version=2, canary_weight=0.2, shadow_version=3, shadow_share=0.5)).policy
+        split: dict[str, Any] = {"canary_version": 2, "canary_weight": 0.2, "shadow_version": 3, "shadow_share": 0.5}
+        fallback = training_pb2.Fallback(constant_score=0.125)
+        first = (await set_policy(0, **split, fallback=fallback)).policy
         assert (first.revision, first.canary_version, first.canary_weight, first.shadow_version) == (1, 2, 0.2, 3)
-        assert (
-            await set_policy(canary_version=2, canary_weight=0.2, shadow_version=3, shadow_share=0.5)
-        ).policy == first
+        assert first.fallback == fallback
+        assert (await set_policy(**split, fallback=fallback)).policy == first
+        not_finite = await refused(set_policy(**split, fallback=training_pb2.Fallback(constant_score=float("inf"))))
+        assert not_finite.code() == grpc.StatusCode.INVALID_ARGUMENT and "policy.fallback.constant_score" in (
+            not_finite.details() or ""
+        )
 
         stale = await refused(set_policy(0, canary_version=3, canary_weight=0.1))
         assert stale.code() == grpc.StatusCode.FAILED_PRECONDITION and "revision 1" in (stale.details() or "")
@@ -173,10 +179,12 @@ async def test_policies_promote_and_rollback_are_audited_and_announced_in_order(
         )
         assert (promoted.champion.previous_version, promoted.champion.new_version) == (1, 2)
         assert (promoted.policy.revision, promoted.policy.canary_version, promoted.policy.shadow_version) == (2, 0, 3)
+        assert promoted.policy.fallback == fallback
         no_canary = await refused(stub.Promote(training_pb2.PromoteRequest(model_name=model, actor="bob"), timeout=5))
         assert no_canary.code() == grpc.StatusCode.FAILED_PRECONDITION
         rolled = (await stub.Rollback(training_pb2.RollbackRequest(model_name=model, actor="cat"), timeout=5)).policy
         assert (rolled.revision, rolled.canary_version, rolled.shadow_version, rolled.actor) == (3, 0, 0, "cat")
+        assert rolled.fallback == fallback
         again = (await stub.Rollback(training_pb2.RollbackRequest(model_name=model, actor="cat"), timeout=5)).policy
         assert again == rolled
 
@@ -206,14 +214,19 @@ async def test_policies_promote_and_rollback_are_audited_and_announced_in_order(
             (policy, 0, 3),
         ]
         assert events[4][2].traffic_policy == first and events[6][2].traffic_policy == promoted.policy
+        assert [e.traffic_policy.fallback.constant_score for _k, _h, e in events if e.kind == policy] == [0.125] * 3
         assert events[5][2].alias_change == promoted.champion
         assert [h["ce_id"] for _k, h, e in events if e.kind == policy] == [
             f"registry/{model}/policy/{n}".encode() for n in (1, 2, 3)
         ]
 
         async with schema_engine.connect() as conn:  # the service's revisions are in this test's schema
-            stored = (await conn.execute(select(traffic_policies.c.revision).order_by("revision"))).scalars().all()
-        assert stored == [1, 2, 3]
+            stored = (
+                await conn.execute(
+                    select(traffic_policies.c.revision, traffic_policies.c.fallback_constant_score).order_by("revision")
+                )
+            ).all()
+        assert [tuple(row) for row in stored] == [(1, 0.125), (2, 0.125), (3, 0.125)]
 
         await stop(runtime, service)
         restart = settings.model_copy(update={"grpc_port": free_port(), "admin_port": free_port()})
