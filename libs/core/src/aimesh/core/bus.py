@@ -81,6 +81,11 @@ Handler = Callable[[Event], Awaitable[None]]
 TRANSACTION_TIMEOUT_MS = 30_000
 """Default transaction timeout: the broker aborts a transaction left open longer (a replica that vanished
 mid-batch), so ``read_committed`` readers of its output are held back at most this long."""
+MAX_BATCH_BYTES = 512 * 1024
+"""The producer's batch size per partition (aiokafka's default is 16 KiB). A send into a full batch waits
+for that batch to drain, and every waiting send wakes at each drain: with thousands of small events in
+flight (inference's Predictions under ScoreBatch) the default made delivery, not scoring, the bottleneck.
+Larger batches need less waiting; ``linger_ms`` still bounds how long a record waits to be sent."""
 TOPIC_DISCOVERY_MS = 5000
 """How often a consumer refreshes cluster metadata: a subscribed topic created after the consumer started
 (e.g. by the first producer) is picked up within this time, from its earliest offset."""
@@ -178,6 +183,7 @@ class EventProducer:
             "acks": "all",
             "enable_idempotence": True,
             "linger_ms": linger_ms,
+            "max_batch_size": MAX_BATCH_BYTES,
             "partitioner": key_partitioner,
             "request_timeout_ms": REQUEST_TIMEOUT_MS,
             **kafka_options,
