@@ -108,9 +108,14 @@ def test_alias_event_with_a_location_registers_with_its_signature() -> None:
 
 
 def policy_event(
-    revision: int, canary: int = 2, weight: float = 0.1, shadow_version: int = 0, shadow_share: float = 0.0
+    revision: int,
+    canary: int = 2,
+    weight: float = 0.1,
+    shadow_version: int = 0,
+    shadow_share: float = 0.0,
+    fallback: float | None = None,
 ) -> events_pb2.ModelEvent:
-    return events_pb2.ModelEvent(
+    event = events_pb2.ModelEvent(
         kind=events_pb2.MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED,
         model_name="m",
         traffic_policy=training_pb2.TrafficPolicy(
@@ -122,6 +127,9 @@ def policy_event(
             revision=revision,
         ),
     )
+    if fallback is not None:
+        event.traffic_policy.fallback.constant_score = fallback
+    return event
 
 
 def test_traffic_policy_is_replaced_by_newer_revisions_and_keeps_unknown_versions() -> None:
@@ -142,6 +150,18 @@ def test_traffic_policy_is_replaced_by_newer_revisions_and_keeps_unknown_version
     assert catalog.versions("m").keys() == {1} and catalog.models() == ["m"]
 
 
+def test_constant_fallback_is_kept_with_the_policy_and_replaced_with_it() -> None:
+    catalog = ModelCatalog()
+    catalog.apply(policy_event(1, fallback=0.0))
+    assert catalog.traffic_policy("m") == TrafficPolicy("m", 2, 0.1, 0, 0.0, 1, fallback_score=0.0), "0.0 is a score"
+    catalog.apply(policy_event(2, fallback=0.75))
+    held = catalog.traffic_policy("m")
+    assert held is not None and held.fallback_score == 0.75
+    catalog.apply(policy_event(3))
+    held = catalog.traffic_policy("m")
+    assert held is not None and held.fallback_score is None, "a policy without a fallback removes it"
+
+
 def test_policy_only_model_is_not_routable_yet() -> None:
     catalog = ModelCatalog()
     catalog.apply(policy_event(1))
@@ -160,6 +180,8 @@ def test_policy_only_model_is_not_routable_yet() -> None:
         (policy_event(1, weight=math.nan), "INVALID_VALUE"),
         (policy_event(1, shadow_share=-0.1), "INVALID_VALUE"),
         (policy_event(1, canary=-1), "INVALID_VALUE"),
+        (policy_event(1, fallback=math.inf), "INVALID_VALUE"),
+        (policy_event(1, fallback=math.nan), "INVALID_VALUE"),
     ],
 )
 def test_bad_policy_is_poison_and_keeps_the_held_one(event: events_pb2.ModelEvent, reason: str) -> None:

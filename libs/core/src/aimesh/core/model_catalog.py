@@ -12,7 +12,7 @@ numeric input fed 0.0 when missing, one output ``score`` (``OUTPUT__0``, one val
 A signature without an input tensor or without outputs gets those of the fallback.
 
 A ``TRAFFIC_POLICY_CHANGED`` event carries the model's whole new policy (canary version and weight,
-shadow version and share, revision); it replaces the one held, unless its revision is older (then it is
+shadow version and share, fallback, revision); it replaces the one held, unless its revision is older (then it is
 ignored: a replay or a late duplicate never rolls a policy back). A policy may name a version the
 catalog has not seen registered yet: it is kept as is, and routing uses that version only once it is
 known.
@@ -107,11 +107,15 @@ class TrafficPolicy:
     shadow_share: float
     """Share of requests mirrored to ``shadow_version``, in [0, 1]."""
     revision: int
+    fallback_score: float | None = None
+    """The constant score Score answers with (``ROUTE_FALLBACK``) when the routed version cannot be called in
+    time (``Fallback.constant_score``); None: no fallback."""
 
     @classmethod
     def from_event(cls, event: events_pb2.ModelEvent) -> TrafficPolicy:
         """The policy of a ``TRAFFIC_POLICY_CHANGED`` event; ``PoisonEvent`` when it carries none, names
-        another model, or holds a negative version or a share outside [0, 1]."""
+        another model, or holds a negative version, a share outside [0, 1] or a non-finite constant
+        fallback score. A ``fallback`` of no kind is no fallback."""
         if not event.HasField("traffic_policy"):
             raise PoisonEvent("MISSING_FIELD", f"TRAFFIC_POLICY_CHANGED for {event.model_name} without traffic_policy")
         policy = event.traffic_policy
@@ -130,6 +134,9 @@ class TrafficPolicy:
             for name, value in (("canary_version", policy.canary_version), ("shadow_version", policy.shadow_version))
             if value < 0
         ]
+        constant = policy.fallback.constant_score if policy.fallback.WhichOneof("kind") == "constant_score" else None
+        if constant is not None and not math.isfinite(constant):
+            problems.append(f"fallback.constant_score is {constant}, expected a finite number")
         if problems:
             raise PoisonEvent("INVALID_VALUE", f"traffic policy of {event.model_name}: {'; '.join(problems)}")
         return cls(
@@ -139,6 +146,7 @@ class TrafficPolicy:
             shadow_version=policy.shadow_version,
             shadow_share=policy.shadow_share,
             revision=policy.revision,
+            fallback_score=constant,
         )
 
 
