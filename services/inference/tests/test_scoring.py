@@ -19,7 +19,7 @@ from aimesh.api.inference.v1 import events_pb2 as inference_events
 from aimesh.api.inference.v1 import inference_pb2
 from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.auth import Principal, bind_principal, reset_principal
-from aimesh.core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
+from aimesh.core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from aimesh.core.model_catalog import ModelCatalog, fallback_signature
 from aimesh.core.spool import Spool, SpoolingSender
 from aimesh.core.testing import RecordingSender
@@ -223,10 +223,11 @@ async def test_no_entity_ids_and_missing_inline_features_is_invalid() -> None:
         await scorer.score(inference_pb2.ScoreRequest(model="risk", features={"v:a": 1}), time_left=None)
 
 
-async def test_deadline_spent_in_feature_lookup_is_deadline_exceeded() -> None:
-    scorer, *_ = scorer_of(catalog(), FakeFeatures(OnlineFeatures({"v:a": 1.0}), delay=0.05))
-    with pytest.raises(DeadlineExceeded, match="before the model call"):
-        await scorer.score(inference_pb2.ScoreRequest(model="risk", entity_ids={"account": "a"}), time_left=0.01)
+async def test_deadline_spent_in_feature_lookup_is_unavailable_naming_it_without_a_fallback() -> None:
+    scorer, *_ = scorer_of(catalog(), FakeFeatures(OnlineFeatures({"v:a": 1.0}), delay=0.5))
+    with pytest.raises(Unavailable, match="feature service did not answer within") as raised:
+        await scorer.score(inference_pb2.ScoreRequest(model="risk", entity_ids={"account": "a"}), time_left=0.05)
+    assert isinstance(raised.value.__cause__, DeadlineExceeded)
 
 
 async def test_signature_routes_tensors_fills_and_keys_the_prediction_by_its_key_entity() -> None:

@@ -24,6 +24,7 @@ from aimesh.core.model_catalog import ModelCatalog
 from aimesh.core.runner import ServiceRuntime
 from aimesh.inference.access import ACCESS
 from aimesh.inference.api import SERVICE_NAME, InferenceServiceApi
+from aimesh.inference.breaker import CircuitBreaker
 from aimesh.inference.features import ServiceFeatureSource
 from aimesh.inference.next_item import NextItemRanker
 from aimesh.inference.predictions import PredictionPublisher
@@ -60,6 +61,13 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
         default_alias=settings.default_alias,
         max_shadow_in_flight=settings.max_shadow_in_flight,
         shadow_timeout_s=settings.shadow_timeout_seconds,
+        fallback_reserve_s=settings.fallback_reserve_seconds,
+        feature_breaker=CircuitBreaker(
+            "the feature service", failures=settings.breaker_failures, cooldown_s=settings.breaker_cooldown_seconds
+        ),
+        triton_breaker=CircuitBreaker(
+            "Triton", failures=settings.breaker_failures, cooldown_s=settings.breaker_cooldown_seconds
+        ),
     )
     ranker = NextItemRanker(catalog, features, runner, publisher, default_alias=settings.default_alias)
     api = InferenceServiceApi(scorer, ranker, max_batch_rows=settings.max_batch_rows)

@@ -37,3 +37,19 @@ SHADOW = Counter(
     "skipped (too many in flight), cancelled (shutdown)",
     ["model", "outcome"],
 )
+BREAKER_STATE = Gauge(
+    "aimesh_inference_breaker_state",
+    "Circuit breaker state per dependency of Score: 0 closed, 1 half-open (a probe call), 2 open (calls skip it)",
+    ["dependency"],
+)
+BREAKER_TRANSITIONS = Counter(
+    "aimesh_inference_breaker_transitions_total",
+    "Circuit breaker transitions per dependency, by the state entered (closed, half_open, open)",
+    ["dependency", "state"],
+)
+FALLBACK = Counter(
+    "aimesh_inference_fallback_total",
+    "Score answers (ScoreBatch: rows) given by the model's fallback, by the cause: unavailable (the dependency "
+    "failed or its circuit is open) or deadline (it did not answer in the time left)",
+    ["model", "cause"],
+)

@@ -29,14 +29,27 @@ failure is logged at WARNING without a stack trace: a shadow never delays nor fa
 to one version (pin, alias or the default alias's; no canary, no shadow): traffic policies apply per
 request, in Score and Recommend.
 
+Outages (``breaker.CircuitBreaker``, one for the feature service and one for Triton): the feature
+lookup and the model call get the caller's remaining time minus ``fallback_reserve_s`` and are
+abandoned when they take longer. When either fails with ``Unavailable`` or ``DeadlineExceeded`` (down,
+failing, too slow, no time left for it, or its circuit open) and the model's traffic policy has a
+constant fallback (``TrafficPolicy.fallback_score``), Score answers ``score`` = the constant,
+``outputs["score"]`` = [the constant], ``route`` ``ROUTE_FALLBACK`` and the routed version's name and
+number, and submits its Prediction (``ROUTE_FALLBACK``, its own event id, no features), for any route
+(alias, pin, canary); no shadow is mirrored. Without a fallback it raises ``Unavailable`` naming the
+dependency. The reserve keeps either answer ahead of the caller's deadline. A request the signature or
+the feature service refuses (``InvalidArgument``, ``NotFound``) or a model answer that does not fit
+(``FailedPrecondition``) is never replaced by the fallback. ScoreBatch falls back the same way, every
+accepted row at once, when its one lookup or its one model call fails.
+
 ``feature_freshness_seconds`` is the request time minus the newest ``event_time`` among the online
 values fed to the model (0 when none carries one, e.g. all inline). ``Scorer.score`` takes the caller's
-remaining time; every downstream call gets what is left of it. Raises domain errors: ``InvalidArgument``
-(no model, a request the signature refuses, an inline key matching no input, inputs needing the feature
-service and no entity ids), ``NotFound``/``Unavailable`` from routing, the feature service's errors,
-Triton's (``Unavailable``, ``DeadlineExceeded``, ``FailedPrecondition``), ``FailedPrecondition`` for an
-output whose size disagrees with its signature shape, and ``DeadlineExceeded`` when the time ran out
-between steps.
+remaining time; every downstream call gets what is left of it (less the reserve). Raises domain
+errors: ``InvalidArgument`` (no model, a request the signature refuses, an inline key matching no input,
+inputs needing the feature service and no entity ids), ``NotFound``/``Unavailable`` from routing, the
+feature service's request errors, ``FailedPrecondition`` (Triton refused the input, or an output whose
+size disagrees with its signature shape or is not finite), and, without a fallback, ``Unavailable``
+for a dependency that could not answer in time (see above).
 """
 
 from __future__ import annotations
@@ -46,19 +59,20 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from aimesh.api.common.v1 import common_pb2, signature_pb2
 from aimesh.api.inference.v1 import events_pb2, inference_pb2
 from aimesh.core.auth import current_tenant
-from aimesh.core.errors import AimeshError, FailedPrecondition, InvalidArgument
+from aimesh.core.errors import AimeshError, DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
 from aimesh.core.model_catalog import ModelCatalog, ModelVersion
 from aimesh.core.signature import InputEncoder, Scalar, check_request
 from aimesh.core.validation import check_length
 from aimesh.inference import metrics
+from aimesh.inference.breaker import CircuitBreaker
 from aimesh.inference.features import FeatureLookup, FeatureSource, OnlineFeatures
 from aimesh.inference.predictions import PredictionPublisher, prediction_key
 from aimesh.inference.routing import RouteDecision, resolve_request, route_request
@@ -66,6 +80,11 @@ from aimesh.inference.timing import Deadline, duration, timestamp
 from aimesh.inference.triton import ModelRunner
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_OUTAGE = (Unavailable, DeadlineExceeded)
+"""The errors of a dependency that is down or too slow: the ones a fallback answers for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +263,9 @@ class Scorer:
         default_alias: str = "champion",
         max_shadow_in_flight: int = 64,
         shadow_timeout_s: float = 2.0,
+        fallback_reserve_s: float = 0.02,
+        feature_breaker: CircuitBreaker | None = None,
+        triton_breaker: CircuitBreaker | None = None,
     ) -> None:
         self._catalog = catalog
         self._features = features
@@ -252,6 +274,9 @@ class Scorer:
         self._default_alias = default_alias
         self._max_shadow_in_flight = max_shadow_in_flight
         self._shadow_timeout_s = shadow_timeout_s
+        self._reserve_s = fallback_reserve_s
+        self.feature_breaker = feature_breaker or CircuitBreaker("the feature service")
+        self.triton_breaker = triton_breaker or CircuitBreaker("Triton")
         self._plans: dict[tuple[str, int], _Plan] = {}
         self._shadows: set[asyncio.Task[None]] = set()
 
@@ -285,7 +310,7 @@ class Scorer:
         """Score one request within ``time_left`` seconds (None: no deadline); see the module doc."""
         started = time.perf_counter()
         now = datetime.now(UTC)
-        deadline = Deadline.after(time_left)
+        deadline = self._deadline(time_left)
         decision = route_request(
             self._catalog,
             request.model,
@@ -296,7 +321,17 @@ class Scorer:
             request_id=request.request_id,
         )
         plan = self._plan(decision.target)
-        scored = await self._run(plan, request, now, deadline)
+        try:
+            scored = await self._run(plan, request, now, deadline)
+        except _OUTAGE as exc:
+            constant = self._fallback_of(plan, exc)
+            answer = await self._fall_back(
+                plan, decision.alias, request, constant, now=now, elapsed=time.perf_counter() - started
+            )
+            metrics.SCORE_LATENCY.labels(plan.version.model_name, "ROUTE_FALLBACK").observe(
+                time.perf_counter() - started
+            )
+            return answer
         answer = await self._answer(
             plan, decision=decision, scored=scored, now=now, elapsed=time.perf_counter() - started
         )
@@ -307,6 +342,52 @@ class Scorer:
         if shadow is not None and shadow.mirrors(answer.request_id):
             self._mirror(shadow.target, decision.alias, request, answer.request_id, now)
         return answer
+
+    def _deadline(self, time_left: float | None) -> Deadline:
+        """The deadline of the downstream calls: ``time_left`` less the fallback reserve."""
+        return Deadline.after(None if time_left is None else max(time_left - self._reserve_s, 0.0))
+
+    def _fallback_of(self, plan: _Plan, exc: AimeshError) -> float:
+        """The model's constant fallback score for the outage ``exc`` (counted); ``Unavailable`` naming
+        the dependency when the model has none."""
+        policy = self._catalog.traffic_policy(plan.version.model_name)
+        constant = policy.fallback_score if policy is not None else None
+        if constant is None:
+            raise Unavailable(f"{plan.label} cannot be scored now: {exc.message} (the model has no fallback)") from exc
+        cause = "deadline" if isinstance(exc, DeadlineExceeded) else "unavailable"
+        metrics.FALLBACK.labels(plan.version.model_name, cause).inc()
+        return constant
+
+    async def _fall_back(
+        self, plan: _Plan, alias: str, fields: RowFields, constant: float, *, now: datetime, elapsed: float
+    ) -> inference_pb2.ScoreResponse:
+        """Submit the ``ROUTE_FALLBACK`` Prediction of a row answered by the constant ``constant`` and build
+        its ``ScoreResponse``."""
+        target = plan.version
+        request_id = fields.request_id or str(uuid.uuid4())
+        prediction = events_pb2.Prediction(
+            request_id=request_id,
+            event_id=str(uuid.uuid4()),
+            model_name=target.model_name,
+            model_version=target.version,
+            score=constant,
+            latency=duration(elapsed),
+            time=timestamp(now),
+            route=inference_pb2.ROUTE_FALLBACK,
+            alias=alias,
+            entity_ids=dict(fields.entity_ids),
+            tenant=current_tenant(),
+        )
+        await self._publisher.submit(prediction, key=prediction_key(target.signature, fields.entity_ids, request_id))
+        return inference_pb2.ScoreResponse(
+            request_id=request_id,
+            score=constant,
+            model_name=target.model_name,
+            model_version=target.version,
+            route=inference_pb2.ROUTE_FALLBACK,
+            event_id=prediction.event_id,
+            outputs={"score": inference_pb2.OutputValues(values=[constant])},
+        )
 
     async def _run(self, plan: _Plan, fields: RowFields, now: datetime, deadline: Deadline) -> _Scored:
         """Check, look up, encode and infer one row, then check its outputs are finite (Score's steps)."""
@@ -392,11 +473,13 @@ class Scorer:
     ) -> inference_pb2.ScoreBatchResponse:
         """Score ``request.rows`` with one routed version, one feature lookup and one model call within
         ``time_left`` seconds. A row the signature refuses or whose output is not finite gets its status in
-        its result; routing, feature service, model and deadline errors fail the call (``InvalidArgument``
-        for no rows or more than ``max_rows``)."""
+        its result; routing and request errors fail the call (``InvalidArgument`` for no rows or more than
+        ``max_rows``); an outage of the feature service or Triton gives every accepted row the model's
+        fallback (the response's route ``ROUTE_FALLBACK``), or fails the call with ``Unavailable`` without
+        one (see the module doc)."""
         started = time.perf_counter()
         now = datetime.now(UTC)
-        deadline = Deadline.after(time_left)
+        deadline = self._deadline(time_left)
         if not 0 < len(request.rows) <= max_rows:
             raise InvalidArgument(f"rows holds {len(request.rows)} rows; a batch holds 1 to {max_rows}")
         decision = self._resolve(
@@ -413,9 +496,23 @@ class Scorer:
             except InvalidArgument as exc:
                 results[j] = _refused(exc)
         rows = [row for _, row in accepted]
-        online = await self._lookup(plan, rows, now, deadline)
-        encoded = [plan.encode(row, found) for row, found in zip(rows, online, strict=True)]
-        tensors = await self._infer(plan, [e.values for e in encoded], deadline) if encoded else []
+        try:
+            online = await self._lookup(plan, rows, now, deadline)
+            encoded = [plan.encode(row, found) for row, found in zip(rows, online, strict=True)]
+            tensors = await self._infer(plan, [e.values for e in encoded], deadline) if encoded else []
+        except _OUTAGE as exc:
+            constant = self._fallback_of(plan, exc)
+            elapsed = time.perf_counter() - started
+            for j, row in accepted:
+                response = await self._fall_back(plan, decision.alias, row.fields, constant, now=now, elapsed=elapsed)
+                results[j] = inference_pb2.ScoreBatchResult(code=0, response=response)
+            metrics.SCORE_BATCH_ROWS.labels(plan.version.model_name).observe(len(request.rows))
+            return inference_pb2.ScoreBatchResponse(
+                model_name=plan.version.model_name,
+                model_version=plan.version.version,
+                route=inference_pb2.ROUTE_FALLBACK,
+                results=results,
+            )
         elapsed = time.perf_counter() - started
         for (j, row), found, done, row_tensors in zip(accepted, online, encoded, tensors, strict=True):
             outputs = plan.read_outputs(row_tensors)
@@ -446,7 +543,10 @@ class Scorer:
             return [OnlineFeatures() for _ in rows]
         service = plan.version.feature_service or plan.version.model_name
         lookups = [FeatureLookup(service, row.fields.entity_ids, row.fields.context, as_of=now) for row in asked]
-        found = iter(await self._features.online_features(lookups, time_left=deadline.left("the feature lookup")))
+        left = deadline.left("the feature lookup")
+        found = iter(
+            await _guarded(self.feature_breaker, left, lambda: self._features.online_features(lookups, time_left=left))
+        )
         return [next(found) if row.needed else OnlineFeatures() for row in rows]
 
     async def _infer(
@@ -454,13 +554,18 @@ class Scorer:
     ) -> list[dict[str, list[float]]]:
         """The model's output tensors per encoded row, from one call."""
         target = plan.version
-        return await self._runner.infer(
-            target.triton_model_name,
-            target.triton_model_version,
-            rows,
-            input_tensor=target.signature.input_tensor,
-            outputs=[o.tensor for o in plan.outputs],
-            time_left=deadline.left("the model call"),
+        left = deadline.left("the model call")
+        return await _guarded(
+            self.triton_breaker,
+            left,
+            lambda: self._runner.infer(
+                target.triton_model_name,
+                target.triton_model_version,
+                rows,
+                input_tensor=target.signature.input_tensor,
+                outputs=[o.tensor for o in plan.outputs],
+                time_left=left,
+            ),
         )
 
     async def _answer(
@@ -517,6 +622,22 @@ def _prediction(
         missing_features=scored.encoded.missing,
         tenant=current_tenant(),
     )
+
+
+async def _guarded(breaker: CircuitBreaker, time_left: float | None, call: Callable[[], Awaitable[T]]) -> T:
+    """``call()`` through ``breaker``, abandoned after ``time_left`` seconds (None: never) with
+    ``DeadlineExceeded`` naming the dependency (a failure to the breaker)."""
+
+    async def bounded() -> T:
+        if time_left is None:
+            return await call()
+        try:
+            async with asyncio.timeout(time_left):
+                return await call()
+        except TimeoutError:
+            raise DeadlineExceeded(f"{breaker.dependency} did not answer within {time_left:.3f} s") from None
+
+    return await breaker.call(bounded)
 
 
 def _refused(exc: AimeshError) -> inference_pb2.ScoreBatchResult:

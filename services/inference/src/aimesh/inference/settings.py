@@ -43,6 +43,24 @@ class InferenceSettings(ServiceSettings):
     shadow_timeout_seconds: float = Field(
         default=2.0, gt=0, description="Time one shadow scoring (feature lookup and model call) may take."
     )
+    fallback_reserve_seconds: float = Field(
+        default=0.02,
+        ge=0,
+        description="Part of a Score caller's deadline kept back from the feature lookup and the model call, so that "
+        "the model's fallback (or UNAVAILABLE without one) is answered before the deadline when they are too slow.",
+    )
+    breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Consecutive failures (UNAVAILABLE or too slow) of the feature service, or of Triton, after "
+        "which its circuit breaker opens: Score stops calling it and answers with the fallback or UNAVAILABLE.",
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How long an open circuit breaker skips its dependency before one probe call is let through "
+        "(its success closes the breaker).",
+    )
     model_reconcile_interval_seconds: float = Field(
         default=2.0,
         gt=0,
