@@ -8,7 +8,8 @@ tensor by its signature name (a vector one too), the values' freshness, and a Pr
 same event id keyed by the signature's key entity reaches the predictions topic; requests the signature
 refuses (missing entity, mistyped context, unknown inline key) are INVALID_ARGUMENT naming the field; a
 version registered without a signature is scored by the fallback one; unknown alias/model is NOT_FOUND,
-a feature-service INVALID_ARGUMENT comes back as is, a slow feature service gives DEADLINE_EXCEEDED, a
+a feature-service INVALID_ARGUMENT comes back as is, a slow feature service gives UNAVAILABLE naming it
+before the caller's deadline (the model has no fallback), a
 version Triton does not serve gives UNAVAILABLE. ScoreBatch of 50 rows and a refused one is one feature
 request and one Triton execution (Triton's own statistics), each score what the model computes, the
 refused row its own INVALID_ARGUMENT, and 257 rows are refused naming the limit. It also measures Score
@@ -396,7 +397,13 @@ async def test_score_end_to_end(
             grpc.StatusCode.INVALID_ARGUMENT,
             "feature service: entity account 'missing' has no history",
         )
-        await _expect(stub, score_request("slow", model=model), grpc.StatusCode.DEADLINE_EXCEEDED, "", timeout=0.3)
+        await _expect(
+            stub,
+            score_request("slow", model=model),
+            grpc.StatusCode.UNAVAILABLE,
+            "the feature service did not answer within",
+            timeout=0.3,
+        )
 
         await producer.publish(registry, registered(model, 2, f"not_loaded_{unique}", None), key=model)
         await producer.publish(registry, registered(model, 3, triton_model.name, None), key=model)

@@ -177,8 +177,13 @@ async def test_the_producer_alone_heals_and_resends_in_order_after_its_batches_e
     await admin.start()
     await admin.create_topics([NewTopic(TOPIC, num_partitions=PARTITIONS, replication_factor=1)])
     await admin.close()
-    producer = EventProducer(
-        bootstrap, source="heal-test", request_timeout_ms=5000, retry_backoff_ms=200, delivery_timeout_s=180.0
+    producer = EventProducer(  # aiokafka's default 16 KiB batches: many batches in flight per partition expire
+        bootstrap,
+        source="heal-test",
+        request_timeout_ms=5000,
+        retry_backoff_ms=200,
+        delivery_timeout_s=180.0,
+        max_batch_size=16_384,
     )
     await producer.start()
     futures: list[asyncio.Future[object]] = []
