@@ -328,19 +328,16 @@ class Scorer:
             answer = await self._fall_back(
                 plan, decision.alias, request, constant, now=now, elapsed=time.perf_counter() - started
             )
-            metrics.SCORE_LATENCY.labels(plan.version.model_name, "ROUTE_FALLBACK").observe(
-                time.perf_counter() - started
+        else:
+            answer = await self._answer(
+                plan, decision=decision, scored=scored, now=now, elapsed=time.perf_counter() - started
             )
-            return answer
-        answer = await self._answer(
-            plan, decision=decision, scored=scored, now=now, elapsed=time.perf_counter() - started
-        )
-        metrics.SCORE_LATENCY.labels(plan.version.model_name, inference_pb2.Route.Name(decision.route)).observe(
+            shadow = decision.shadow
+            if shadow is not None and shadow.mirrors(answer.request_id):
+                self._mirror(shadow.target, decision.alias, request, answer.request_id, now)
+        metrics.SCORE_LATENCY.labels(plan.version.model_name, inference_pb2.Route.Name(answer.route)).observe(
             time.perf_counter() - started
         )
-        shadow = decision.shadow
-        if shadow is not None and shadow.mirrors(answer.request_id):
-            self._mirror(shadow.target, decision.alias, request, answer.request_id, now)
         return answer
 
     def _deadline(self, time_left: float | None) -> Deadline:
@@ -496,41 +493,34 @@ class Scorer:
             except InvalidArgument as exc:
                 results[j] = _refused(exc)
         rows = [row for _, row in accepted]
+        route = decision.route
         try:
             online = await self._lookup(plan, rows, now, deadline)
             encoded = [plan.encode(row, found) for row, found in zip(rows, online, strict=True)]
             tensors = await self._infer(plan, [e.values for e in encoded], deadline) if encoded else []
         except _OUTAGE as exc:
             constant = self._fallback_of(plan, exc)
+            route = inference_pb2.ROUTE_FALLBACK
             elapsed = time.perf_counter() - started
             for j, row in accepted:
                 response = await self._fall_back(plan, decision.alias, row.fields, constant, now=now, elapsed=elapsed)
                 results[j] = inference_pb2.ScoreBatchResult(code=0, response=response)
-            metrics.SCORE_BATCH_ROWS.labels(plan.version.model_name).observe(len(request.rows))
-            return inference_pb2.ScoreBatchResponse(
-                model_name=plan.version.model_name,
-                model_version=plan.version.version,
-                route=inference_pb2.ROUTE_FALLBACK,
-                results=results,
-            )
-        elapsed = time.perf_counter() - started
-        for (j, row), found, done, row_tensors in zip(accepted, online, encoded, tensors, strict=True):
-            outputs = plan.read_outputs(row_tensors)
-            try:
-                plan.check_finite(outputs)
-            except FailedPrecondition as exc:
-                results[j] = _refused(exc)
-                continue
-            response = await self._answer(
-                plan, decision=decision, scored=_Scored(row, found, done, outputs), now=now, elapsed=elapsed
-            )
-            results[j] = inference_pb2.ScoreBatchResult(code=0, response=response)
+        else:
+            elapsed = time.perf_counter() - started
+            for (j, row), found, done, row_tensors in zip(accepted, online, encoded, tensors, strict=True):
+                outputs = plan.read_outputs(row_tensors)
+                try:
+                    plan.check_finite(outputs)
+                except FailedPrecondition as exc:
+                    results[j] = _refused(exc)
+                    continue
+                response = await self._answer(
+                    plan, decision=decision, scored=_Scored(row, found, done, outputs), now=now, elapsed=elapsed
+                )
+                results[j] = inference_pb2.ScoreBatchResult(code=0, response=response)
         metrics.SCORE_BATCH_ROWS.labels(plan.version.model_name).observe(len(request.rows))
         return inference_pb2.ScoreBatchResponse(
-            model_name=plan.version.model_name,
-            model_version=plan.version.version,
-            route=decision.route,
-            results=results,
+            model_name=plan.version.model_name, model_version=plan.version.version, route=route, results=results
         )
 
     async def _lookup(
