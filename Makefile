@@ -78,7 +78,7 @@ proto-go: setup  ## Regenerate only the Go client's code (tests/clients/go/gen) 
 docs: setup  ## Regenerate the README's settings tables from the settings classes.
 	$(PY) scripts/settings_doc.py
 
-.PHONY: bench bench-ingest bench-feature bench-recommend bench-inference
+.PHONY: bench bench-ingest bench-feature bench-recommend bench-inference bench-tools
 bench: bench-ingest bench-feature  ## Both benchmarks (bench/README.md); BENCH_ARGS=--quick for a smoke run.
 
 bench-ingest: up-infra  ## Ingest benchmark vs an aiokafka passthrough (bench/ingest).
@@ -90,8 +90,18 @@ bench-feature: up-infra  ## Feature store benchmark vs Feast's Python feature se
 bench-recommend: up-infra  ## Recommend vs a direct Triton call of the same exported model (bench/recommend).
 	$(PY) -m bench.recommend $(BENCH_ARGS)
 
-bench-inference: up-infra  ## Score and ScoreBatch vs GetOnlineFeatures + Triton by hand (bench/inference).
+bench-inference: up-infra  ## Score and ScoreBatch vs Triton direct, perf_analyzer and GetOnlineFeatures + Triton by hand (bench/inference).
 	$(PY) -m bench.inference $(BENCH_ARGS)
+
+bench-tools:  ## Triton's perf_analyzer for bench/inference in .aimesh/tools/perf_analyzer (tritonclient 2.50.0's binary, its own venv; apt-get libb64-0d).
+	PYTHON=$(PYTHON) bash bench/tools/install_perf_analyzer.sh
+
+.PHONY: bench-monitor-tools bench-monitor-drift
+bench-monitor-tools: setup  ## Evidently's own virtualenv (.aimesh/tools/evidently-venv, pinned by bench/monitor/drift-evidently-requirements.txt).
+	$(PY) -m bench.monitor.drift_evidently_env
+
+bench-monitor-drift: bench-monitor-tools  ## Monitor's drift math vs Evidently's DataDriftPreset, and the streaming rate (bench/monitor/drift.py).
+	$(PY) -m bench.monitor.drift $(BENCH_ARGS)
 
 clean: down
 	rm -rf .aimesh $(VENV)

@@ -3,14 +3,17 @@ yourself.
 
 See bench/README.md.
 
-One run: train ``mlp_classifier`` on a seeded tabular slice and export it into the stack's Triton repository
-under a name of this run; start the feature stub with the entities' values; publish the model's registry
+One run, for the two use cases of ``bench.inference.cases`` (card fraud: ``mlp_classifier`` over 10 stored
+aggregates; machine failure: ``logistic_regression`` over 2 stored aggregates and 3 context inputs, one
+categorical): train each model on a seeded tabular slice and export it into the stack's Triton repository
+under a name of this run; start the feature stub with both feature services; publish both models' registry
 events to a topic of this run and start the real inference service on it (free ports, its own predictions
-topic, the stack's auth); check that Triton, Score, the do-it-yourself path and ScoreBatch give the same
-scores for a sample of entities; then time every cell ((a) Triton direct, (c) GetOnlineFeatures + Triton,
-(d) Score, (e) ScoreBatch of ``--batch-rows`` rows; concurrency 1 and 16), one contender at a time,
-interleaved by concurrency. Prints the tables and overwrites bench/inference/results.md. Exits 1 with the
-cause when a step fails (logs kept in the temporary directory).
+topic, the stack's auth); then per model: check that Triton, Score, the do-it-yourself path and ScoreBatch
+give the same scores for a sample of entities; time every cell ((a) Triton direct, (c) GetOnlineFeatures +
+Triton, (d) Score, (e) ScoreBatch of ``--batch-rows`` rows; concurrency 1 and 16), one contender at a
+time, interleaved by concurrency; then (b) Triton's ``perf_analyzer`` at 1 and 16 when it is installed
+(``make bench-tools``; without it the run says so and goes on). Prints the tables and overwrites
+bench/inference/results.md. Exits 1 with the cause when a step fails (logs kept in the temporary directory).
 """
 
 from __future__ import annotations
@@ -21,32 +24,40 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+import psutil
 
+from aimesh.api.common.v1 import common_pb2, signature_pb2
 from aimesh.core.bus import EventProducer
+from aimesh.core.signature import Scalar
 from aimesh.devstack.paths import Paths
 from aimesh.devstack.process import read_pid
 from aimesh.devstack.triton import model_repository
 from bench.feature.data import create_topic
 from bench.feature.load import batches
-from bench.inference import model
+from bench.inference import model, perf_analyzer
+from bench.inference.cases import CASES, Case
 from bench.inference.clients import ScoreBatchClient, ScoreClient, UserClient
 from bench.inference.deliveries import DeliveryWatch, await_drained
 from bench.inference.report import (
     BATCH,
+    PERF,
     SCORE,
     TRITON,
     USER,
     InferenceReport,
+    ModelRun,
     ProfileSummary,
     Verification,
     results_markdown,
     tables,
 )
 from bench.ingest.machine import describe
+from bench.ingest.sampling import OtherProcess
 from bench.ingest.topics import delete_topics
 from bench.runner import run_benchmark
 from bench.serving.clients import TritonClient
@@ -113,69 +124,88 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One use case ready to serve: its model trained and its signature, the run's Triton name, each entity's
+    values, encoded row and request context."""
+
+    case: Case
+    name: str
+    trained: model.Trained
+    signature: signature_pb2.ModelSignature
+    values: dict[str, list[Scalar]]
+    rows: dict[str, list[float]]
+    contexts: dict[str, dict[str, common_pb2.Value]]
+
+    @property
+    def entities(self) -> list[str]:
+        return sorted(self.values)
+
+
+def prepare(case: Case, args: argparse.Namespace, run_id: str) -> Prepared:
+    trained = model.train(case, args.train_rows, args.epochs, args.seed)
+    signature = model.signature(trained)
+    values = model.values(case, args.entities, args.seed)
+    print(
+        f"trained {case.trainer.name} for {case.title} on {trained.rows:,} rows ({trained.positives:,} positive)",
+        flush=True,
+    )
+    return Prepared(
+        case,
+        f"bench_{case.key}_{run_id}",
+        trained,
+        signature,
+        values,
+        model.encoded_rows(signature, values),
+        model.contexts(case, values),
+    )
+
+
 async def bench(args: argparse.Namespace, workdir: Path, command: str) -> InferenceReport:
     started = datetime.now(UTC)
     run_id = uuid.uuid4().hex[:8]
-    name = f"bench_score_{run_id}"
     registry, predictions = f"bench.inference.{run_id}.registry", f"bench.inference.{run_id}.predictions"
-    trained = await asyncio.to_thread(model.train, args.train_rows, args.epochs, args.seed)
-    signature = model.signature(trained)
-    print(f"trained mlp_classifier on {trained.rows:,} rows ({trained.positives:,} positive)", flush=True)
+    located = perf_analyzer.locate()
+    print(located.note, flush=True)
+    prepared = [await asyncio.to_thread(prepare, case, args, run_id) for case in CASES]
     await create_topic(args.bootstrap, registry, partitions=1)
     await create_topic(args.bootstrap, predictions, partitions=3)
-    exported = model.export(model_repository(Paths.default()), name, trained, signature)
-    print(f"exported {name} into {exported.parent}", flush=True)
-    values = model.values(args.entities, args.seed)
-    rows = model.encoded_rows(signature, values)
-    entities = sorted(values)
+    exported = []
+    for p in prepared:
+        exported.append(model.export(model_repository(Paths.default()), p.name, p.trained, p.signature))
+        print(f"exported {p.name} into {exported[-1].parent}", flush=True)
     try:
         async with AsyncExitStack() as stack:
-            stub, stub_pidfile = start_stub(stack, workdir, model.FEATURES, values)
+            services = {p.case.feature_service: model.stub_service(p.case, p.values) for p in prepared}
+            stub, stub_pidfile = start_stub(stack, workdir, services)
             inference = _inference(workdir / "inference", args, registry, predictions, stub)
             async with EventProducer(args.bootstrap, source="bench.inference") as producer:
-                for event in model.registry_events(name, name, signature):
-                    await producer.publish(registry, event, key=name)
+                for p in prepared:
+                    for event in model.registry_events(p.case, p.name, p.name, p.signature):
+                        await producer.publish(registry, event, key=p.name)
             inference.start()
             stack.callback(inference.stop)
             await asyncio.to_thread(inference.wait_ready, 180)
             use_stack_token(inference)
-            triton = TritonClient(args.triton, name, rows, {"OUTPUT__0": 1}, name=TRITON)
-            user = UserClient(stub, args.triton, name, [i.name for i in signature.inputs], model.fills(signature), USER)
-            score = ScoreClient(inference.target, name, SCORE)
-            batch = ScoreBatchClient(inference.target, name, BATCH)
-            await _first_score(inference.target, name, entities[0])
-            sample = entities[: args.batch_rows]
-            verification = await _verify(trained, rows, values, sample, triton, user, score, batch)
-            print(
-                f"cross-checked {verification.entities} entities: Triton vs eager {verification.eager_vs_triton:.1e}, "
-                f"Score vs Triton {verification.score_vs_triton:.1e}, (c) vs Triton {verification.user_vs_triton:.1e}, "
-                f"ScoreBatch vs Score {verification.batch_vs_score:.1e}",
-                flush=True,
-            )
             serving = {
                 "inference": serving_process(read_pid(inference.pidfile), "inference"),
                 "feature stub": serving_process(read_pid(stub_pidfile), "feature stub"),
                 "Triton": triton_process(args.triton),
             }
-            single = batches(entities, 1, 1000, seed=args.seed)
-            many = batches(entities, args.batch_rows, 100, seed=args.seed)
-            deliveries = DeliveryWatch(inference.admin_url)
-            cells, others = await measure(
-                [(triton, single), (user, single), (score, single), (batch, many)],
-                serving,
-                concurrencies=CONCURRENCIES,
-                seconds=args.seconds,
-                warmup_s=args.warmup,
-                hook=deliveries,
-            )
+            runs, others = [], []
+            for p in prepared:
+                run, seen = await _bench_model(args, workdir, p, inference, stub, serving, located.binary)
+                runs.append(run)
+                others.extend(seen)
             profiled: list[ProfileSummary] = []
             if args.profile:
                 await asyncio.to_thread(inference.stop)
-                profiled = await _profile(args, inference.paths.home, registry, predictions, stub, name, single, many)
+                profiled = await _profile(args, inference.paths.home, registry, predictions, stub, prepared[0])
             triton_server = await triton_version(args.triton)
     finally:
-        await unload(args.triton, name)
-        model.remove(exported)
+        for p, directory in zip(prepared, exported, strict=False):
+            await unload(args.triton, p.name)
+            model.remove(directory)
         if not args.keep:
             await delete_topics(args.bootstrap, [registry, predictions])
     return InferenceReport(
@@ -183,21 +213,100 @@ async def bench(args: argparse.Namespace, workdir: Path, command: str) -> Infere
         command=command,
         entities=args.entities,
         batch_rows=args.batch_rows,
-        train_rows=trained.rows,
-        train_positives=trained.positives,
-        epochs=trained.epochs,
-        inputs=len(signature.inputs),
-        verification=verification,
         seconds_per_cell=args.seconds,
         warmup_s=args.warmup,
-        cells=cells,
+        models=runs,
+        perf_analyzer=located.note,
         environment=describe(),
         versions={**versions(PACKAGES), "Triton server": triton_server},
         code=code_description(),
-        others=others,
-        deliveries=deliveries.cells,
+        others=_merged(others),
         profiles=profiled,
     )
+
+
+async def _bench_model(
+    args: argparse.Namespace,
+    workdir: Path,
+    p: Prepared,
+    inference: InferenceProcess,
+    stub: str,
+    serving: Mapping[str, psutil.Process],
+    perf_binary: Path | None,
+) -> tuple[ModelRun, list[OtherProcess]]:
+    """Cross-check one model's contenders, then time (a), (c), (d), (e) interleaved by concurrency, then (b)
+    at each concurrency when perf_analyzer is installed."""
+    case, name, entities = p.case, p.name, p.entities
+    print(f"-- {case.title}: {name}", flush=True)
+    triton = TritonClient(args.triton, name, p.rows, {"OUTPUT__0": 1}, name=TRITON)
+    user = UserClient(stub, args.triton, name, case.feature_service, case.entity, p.signature.inputs, p.contexts, USER)
+    score = ScoreClient(inference.target, name, case.entity, p.contexts, SCORE)
+    batch = ScoreBatchClient(inference.target, name, case.entity, p.contexts, BATCH)
+    await _first_score(inference.target, p, entities[0])
+    verification = await _verify(p, entities[: args.batch_rows], triton, user, score, batch)
+    print(
+        f"cross-checked {verification.entities} entities: Triton vs eager {verification.eager_vs_triton:.1e}, "
+        f"Score vs Triton {verification.score_vs_triton:.1e}, (c) vs Triton {verification.user_vs_triton:.1e}, "
+        f"ScoreBatch vs Score {verification.batch_vs_score:.1e}",
+        flush=True,
+    )
+    single = batches(entities, 1, 1000, seed=args.seed)
+    many = batches(entities, args.batch_rows, 100, seed=args.seed)
+    deliveries = DeliveryWatch(inference.admin_url)
+    cells, others = await measure(
+        [(triton, single), (user, single), (score, single), (batch, many)],
+        serving,
+        concurrencies=CONCURRENCIES,
+        seconds=args.seconds,
+        warmup_s=args.warmup,
+        hook=deliveries,
+    )
+    perf_cpu: dict[int, float] = {}
+    if perf_binary is not None:
+        data = perf_analyzer.write_input_data(workdir / f"perf-{name}.json", [p.rows[e] for e in entities])
+        for concurrency in CONCURRENCIES:
+            cell, busy, own_ms = await perf_analyzer.run(
+                perf_binary,
+                url=args.triton,
+                model=name,
+                concurrency=concurrency,
+                seconds=args.seconds,
+                input_data=data,
+                workdir=workdir,
+                triton=serving["Triton"],
+                name=PERF,
+            )
+            cells.append((cell, busy))
+            perf_cpu[concurrency] = own_ms
+            print(
+                f"{PERF:22} c={concurrency:<2}: p50 {cell.p50_ms:7.2f} ms  p99 {cell.p99_ms:7.2f} ms  "
+                f"{cell.throughput:8,.0f} req/s  (machine busy {busy.cores:.2f} cores)",
+                flush=True,
+            )
+    run = ModelRun(
+        title=case.title,
+        model=name,
+        trainer=case.trainer.name,
+        summary=case.summary,
+        inputs=len(p.signature.inputs),
+        context_fields=len(p.signature.context_fields),
+        train_rows=p.trained.rows,
+        train_positives=p.trained.positives,
+        epochs=p.trained.epochs,
+        verification=verification,
+        cells=cells,
+        deliveries=deliveries.cells,
+        perf_cpu_ms=perf_cpu,
+    )
+    return run, others
+
+
+def _merged(others: Sequence[OtherProcess]) -> list[OtherProcess]:
+    """One entry per process over both models' cells, busiest first."""
+    total: dict[tuple[int, str], float] = {}
+    for o in others:
+        total[(o.pid, o.name)] = total.get((o.pid, o.name), 0.0) + o.cpu_s
+    return sorted((OtherProcess(pid, name, cpu) for (pid, name), cpu in total.items()), key=lambda o: -o.cpu_s)
 
 
 def _inference(
@@ -215,9 +324,9 @@ def _inference(
     )
 
 
-async def _first_score(target: str, name: str, entity: str) -> None:
+async def _first_score(target: str, p: Prepared, entity: str) -> None:
     """Return when Score answers for ``entity`` (registry replayed, model loaded in Triton)."""
-    client = ScoreClient(target, name)
+    client = ScoreClient(target, p.name, p.case.entity, p.contexts)
     try:
         request = client.request(entity)
         await await_answer(
@@ -228,30 +337,26 @@ async def _first_score(target: str, name: str, entity: str) -> None:
 
 
 async def _profile(
-    args: argparse.Namespace,
-    home: Path,
-    registry: str,
-    predictions: str,
-    stub: str,
-    name: str,
-    single: Sequence[Sequence[str]],
-    many: Sequence[Sequence[str]],
+    args: argparse.Namespace, home: Path, registry: str, predictions: str, stub: str, p: Prepared
 ) -> list[ProfileSummary]:
     """Inference again under cProfile (``home`` the timed one's, stopped), once for Score and once for
-    ScoreBatch at concurrency 16 for ``--seconds`` each (untimed for the tables); both profiles go to
-    bench/inference/profile.txt. Each waits for its Prediction deliveries before it is stopped (so the
-    profile holds them). Returns where each one's main thread spent its time."""
+    ScoreBatch of ``p``'s model at concurrency 16 for ``--seconds`` each (untimed for the tables); both
+    profiles go to bench/inference/profile.txt. Each waits for its Prediction deliveries before it is stopped
+    (so the profile holds them). Returns where each one's main thread spent its time."""
+    single = batches(p.entities, 1, 1000, seed=args.seed)
+    many = batches(p.entities, args.batch_rows, 100, seed=args.seed)
+    entity = p.case.entity
     parts, summaries = [], []
     for contender, handler, make, picks in (
-        (SCORE, "score", lambda target: ScoreClient(target, name, SCORE), single),
-        (BATCH, "score_batch", lambda target: ScoreBatchClient(target, name, BATCH), many),
+        (SCORE, "score", lambda target: ScoreClient(target, p.name, entity, p.contexts, SCORE), single),
+        (BATCH, "score_batch", lambda target: ScoreBatchClient(target, p.name, entity, p.contexts, BATCH), many),
     ):
         stats = home / f"inference-{handler}.prof"
         profiled = _inference(home, args, registry, predictions, stub, profile_to=stats)
         parts.append(
             await profile_inference(
                 profiled,
-                lambda target: _first_score(target, name, single[0][0]),
+                lambda target: _first_score(target, p, single[0][0]),
                 make,
                 picks,
                 concurrency=16,
@@ -271,9 +376,7 @@ async def _profile(
 
 
 async def _verify(
-    trained: model.Trained,
-    rows: Mapping[str, Sequence[float]],
-    values: Mapping[str, Sequence[float | None]],
+    p: Prepared,
     sample: Sequence[str],
     triton: TritonClient,
     user: UserClient,
@@ -284,7 +387,7 @@ async def _verify(
     (c)'s; one ScoreBatch of all of them answers in order, each equal to Score's. ``BenchError`` naming the
     first entity off by more than ``TOLERANCE``."""
     direct = [float((await triton.outputs(triton.prepare([e])))[0][0, 0]) for e in sample]
-    eager = model.eager_scores(trained, [rows[e] for e in sample])
+    eager = model.eager_scores(p.trained, [p.rows[e] for e in sample])
     scored = [(await score.answer(score.request(e))).score for e in sample]
     mine = [await user.score(e) for e in sample]
     ids = [f"verify-{j}" for j in range(len(sample))]
@@ -305,10 +408,12 @@ async def _verify(
         worst[what] = max(diffs)
         if worst[what] > TOLERANCE:
             j = diffs.index(worst[what])
-            raise BenchError(f"{what}: entity {sample[j]} scores {ours[j]} vs {reference[j]} (|diff| > {TOLERANCE})")
+            raise BenchError(
+                f"{p.case.title}, {what}: entity {sample[j]} scores {ours[j]} vs {reference[j]} (|diff| > {TOLERANCE})"
+            )
     return Verification(
         entities=len(sample),
-        with_missing=sum(any(v is None for v in values[e]) for e in sample),
+        with_missing=sum(any(v is None for v in p.values[e]) for e in sample),
         eager_vs_triton=worst["the eager module vs Triton"],
         score_vs_triton=worst["Score vs Triton"],
         user_vs_triton=worst["(c) vs Triton"],

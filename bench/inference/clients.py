@@ -1,53 +1,78 @@
 """The contenders as load clients (``bench.feature.load.Client``); ``calls`` counts the requests sent (warm-up
 included). (a), the anchor, is ``bench.serving.clients.TritonClient`` (the row inference builds, encoded
-beforehand; ``OUTPUT__0`` ``[1, 1]`` read back).
+beforehand; ``OUTPUT__0`` ``[1, 1]`` read back); (b) is ``bench.inference.perf_analyzer``. Every client
+takes the use case's entity type and each entity's request context (empty for a model without context
+fields).
 
 - ``UserClient`` (c): what a caller does without aimesh, from the benchmark process: the feature stub's
-  ``GetOnlineFeatures`` for the entity (one entity row, the time of the call), its values put in the model's
-  input order (MISSING -> the model's fill), a ``tritonclient.grpc.aio`` ``infer`` of ``[1, 10]`` FP32 and
-  ``OUTPUT__0`` read back.
-- ``ScoreClient`` (d): ``InferenceService.Score`` for the entity over one ``grpc.aio`` channel (the stack's
-  demo token); a fallback route or a non-finite score is a ``LoadError``.
-- ``ScoreBatchClient`` (e): ``InferenceService.ScoreBatch`` with one row per picked entity (100); a result
-  count other than the rows' or a row not OK is a ``LoadError``.
+  ``GetOnlineFeatures`` for the entity (one entity row, the time of the call, the request context for the
+  on-demand features), its values put in the model's input order and encoded as the model wants them (a
+  number as itself, a category as its vocabulary index + 1, MISSING -> the model's fill), a
+  ``tritonclient.grpc.aio`` ``infer`` of ``[1, width]`` FP32 and ``OUTPUT__0`` read back.
+- ``ScoreClient`` (d): ``InferenceService.Score`` for the entity with its context over one ``grpc.aio``
+  channel (the stack's demo token); a fallback route or a non-finite score is a ``LoadError``.
+- ``ScoreBatchClient`` (e): ``InferenceService.ScoreBatch`` with one row per picked entity (100), each with
+  its context; a result count other than the rows' or a row not OK is a ``LoadError``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 
+from aimesh.api.common.v1 import common_pb2, signature_pb2
 from aimesh.api.feature.v1 import feature_pb2, feature_pb2_grpc
 from aimesh.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from aimesh.core.channels import open_caller_channel, open_channel
 from bench.feature.load import LoadError
-from bench.inference.model import ENTITY, FEATURE_SERVICE
 from bench.serving.clients import INPUT_TENSOR
 
 OUTPUT = "OUTPUT__0"
+Contexts = Mapping[str, Mapping[str, common_pb2.Value]]
+"""Entity id -> the request context its requests carry."""
+
+
+class _Column:
+    """How (c) encodes one model input from a feature value: its fill when MISSING, its vocabulary."""
+
+    def __init__(self, spec: signature_pb2.SignatureInput) -> None:
+        self.fill = float(spec.missing_value) if spec.kind == signature_pb2.INPUT_KIND_NUMERIC else 0.0
+        self.index = {v: k + 1 for k, v in enumerate(spec.vocabulary)}
+
+    def encode(self, value: feature_pb2.FeatureValue) -> float:
+        if value.status != feature_pb2.FEATURE_STATUS_PRESENT:
+            return self.fill
+        if value.value.WhichOneof("kind") == "string_value":
+            return float(self.index.get(value.value.string_value, 0))
+        return value.value.double_value
 
 
 class UserClient:
-    """(c): ``GetOnlineFeatures`` then Triton; ``inputs`` are the model's input names in tensor order and
-    ``fills`` their values when MISSING."""
+    """(c): ``GetOnlineFeatures`` of ``feature_service`` then Triton; ``inputs`` are the model's signature
+    inputs in tensor order (one column each)."""
 
     def __init__(
         self,
         features: str,
         triton: str,
         model: str,
-        inputs: Sequence[str],
-        fills: Sequence[float],
+        feature_service: str,
+        entity: str,
+        inputs: Sequence[signature_pb2.SignatureInput],
+        contexts: Contexts,
         name: str = "GetOnlineFeatures + Triton",
     ) -> None:
         self.name = name
         self._model = model
-        self._inputs = tuple(inputs)
-        self._fills = list(fills)
+        self._feature_service = feature_service
+        self._entity = entity
+        self._names = tuple(i.name for i in inputs)
+        self._columns = [_Column(i) for i in inputs]
+        self._contexts = contexts
         self._order: tuple[tuple[str, ...], list[int]] = ((), [])
         self._channel = open_channel(features)
         self._features = feature_pb2_grpc.FeatureServiceStub(self._channel)
@@ -67,21 +92,24 @@ class UserClient:
         """Response column of each model input (worked out once per ``feature_names``)."""
         key = tuple(names)
         if self._order[0] != key:
-            self._order = (key, [key.index(name) for name in self._inputs])
+            self._order = (key, [key.index(name) for name in self._names])
         return self._order[1]
 
     async def score(self, entity: str) -> float:
-        lookup = feature_pb2.GetOnlineFeaturesRequest(feature_service=FEATURE_SERVICE)
-        lookup.entity_rows.add(entity_ids={ENTITY: entity}).timestamp.GetCurrentTime()
+        lookup = feature_pb2.GetOnlineFeaturesRequest(feature_service=self._feature_service)
+        row = lookup.entity_rows.add(entity_ids={self._entity: entity})
+        row.timestamp.GetCurrentTime()
+        for field, value in self._contexts.get(entity, {}).items():
+            row.request_context[field].CopyFrom(value)
         found = await self._features.GetOnlineFeatures(lookup, timeout=30)
         if len(found.rows) != 1:
             raise LoadError(f"{self.name}: {len(found.rows)} feature rows for one entity")
         values = found.rows[0].values
-        row = [
-            values[k].value.double_value if values[k].status == feature_pb2.FEATURE_STATUS_PRESENT else fill
-            for k, fill in zip(self._positions(found.feature_names), self._fills, strict=True)
+        encoded = [
+            column.encode(values[k])
+            for k, column in zip(self._positions(found.feature_names), self._columns, strict=True)
         ]
-        x = np.asarray([row], dtype=np.float32)
+        x = np.asarray([encoded], dtype=np.float32)
         tensor = InferInput(INPUT_TENSOR, list(x.shape), "FP32")
         tensor.set_data_from_numpy(x)
         result = await self._triton.infer(
@@ -98,11 +126,13 @@ class UserClient:
 
 
 class ScoreClient:
-    """(d): ``Score`` of ``model`` (alias champion) for one entity per request."""
+    """(d): ``Score`` of ``model`` (alias champion) for one ``entity`` per request, with its context."""
 
-    def __init__(self, target: str, model: str, name: str = "Score") -> None:
+    def __init__(self, target: str, model: str, entity: str, contexts: Contexts, name: str = "Score") -> None:
         self.name = name
         self._model = model
+        self._entity = entity
+        self._contexts = contexts
         self._channel = open_caller_channel(target)
         self._stub = inference_pb2_grpc.InferenceServiceStub(self._channel)
         self.calls = 0
@@ -111,7 +141,9 @@ class ScoreClient:
         return self.request(entities[0])
 
     def request(self, entity: str) -> inference_pb2.ScoreRequest:
-        return inference_pb2.ScoreRequest(model=self._model, entity_ids={ENTITY: entity})
+        return inference_pb2.ScoreRequest(
+            model=self._model, entity_ids={self._entity: entity}, context=self._contexts.get(entity, {})
+        )
 
     async def call(self, request: object) -> None:
         assert isinstance(request, inference_pb2.ScoreRequest)
@@ -132,11 +164,13 @@ class ScoreClient:
 
 
 class ScoreBatchClient:
-    """(e): ``ScoreBatch`` of ``model`` (alias champion), one row per picked entity."""
+    """(e): ``ScoreBatch`` of ``model`` (alias champion), one row per picked ``entity``, with its context."""
 
-    def __init__(self, target: str, model: str, name: str = "ScoreBatch") -> None:
+    def __init__(self, target: str, model: str, entity: str, contexts: Contexts, name: str = "ScoreBatch") -> None:
         self.name = name
         self._model = model
+        self._entity = entity
+        self._contexts = contexts
         self._channel = open_caller_channel(target)
         self._stub = inference_pb2_grpc.InferenceServiceStub(self._channel)
         self.calls = 0
@@ -151,7 +185,9 @@ class ScoreBatchClient:
         return inference_pb2.ScoreBatchRequest(
             model=self._model,
             rows=[
-                inference_pb2.ScoreBatchRow(request_id=i, entity_ids={ENTITY: e})
+                inference_pb2.ScoreBatchRow(
+                    request_id=i, entity_ids={self._entity: e}, context=self._contexts.get(e, {})
+                )
                 for i, e in zip(ids, entities, strict=True)
             ],
         )

@@ -1,16 +1,16 @@
-"""The benchmark's model and data: a tabular binary classifier trained and exported the way the training
-service does it, over ten numeric activity aggregates of an ``account`` entity.
+"""A use case's model and data (``bench.inference.cases``): a tabular binary classifier trained and exported
+the way the training service does it.
 
-- ``values``: seeded per-entity feature values (log-normal amounts, Poisson counts, shares; a few MISSING),
-  what the feature stub serves;
-- ``train``: a seeded training slice from the same distribution with a label that depends on the values
-  (about 5 % positive); ``aimesh.core.signature.infer_inputs`` makes the signature inputs of it (numeric,
-  the missing value the present values' mean) and ``InputEncoder.matrix`` its matrix, as the pipeline
-  does; ``mlp_classifier``'s own ``TRAINER.fit`` (``TabularEncoder`` standardising the columns, ReLU layers
-  32, 16, a sigmoid) trains it for a few epochs;
+- ``values``: seeded per-entity values of every feature (a few of the stored ones MISSING); the stored ones
+  are what the feature stub serves, the on-demand ones the context each request sends;
+- ``train``: a seeded training slice from the same distribution with the case's label;
+  ``aimesh.core.signature.infer_inputs`` makes the signature inputs of it (numeric, the missing value the
+  present values' mean; categorical for strings, their vocabulary) and ``InputEncoder.matrix`` its matrix, as
+  the pipeline does; the case's trainer's own ``TRAINER.fit`` (its defaults but ``epochs``, one thread)
+  trains it;
 - ``export``: ``save_torchscript`` + ``export_version`` into the stack's Triton repository under a name of
   the run (python backend, ``max_batch_size`` 256, dynamic batching, one CPU instance), and the signature
-  the pipeline registers (``signature_of``'s fields);
+  the pipeline registers (``signature_of``'s fields, the context fields with their types);
 - ``registry_events``: version 1 registered with that signature and alias ``champion`` -> 1.
 """
 
@@ -23,77 +23,58 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
 from torch import nn
 
-from aimesh.api.common.v1 import signature_pb2
+from aimesh.api.common.v1 import common_pb2, signature_pb2
 from aimesh.api.training.v1 import events_pb2, training_pb2
-from aimesh.core.signature import InputEncoder, infer_inputs
+from aimesh.core.signature import InputEncoder, Scalar, infer_inputs
 from aimesh.training import model as training_model
 from aimesh.training.deploy import output_widths
 from aimesh.training.export import export_version
 from aimesh.training.trainers.base import Dataset
-from aimesh.training.trainers.mlp_classifier import TRAINER
+from bench.inference.cases import Case, Columns, context_value, stored
+from bench.serving.feature_stub import StubService, StubValue
 
-ENTITY = "account"
-FEATURE_SERVICE = "bench_score"
-VIEW = "bench_activity"
-FEATURES = tuple(
-    f"{VIEW}:{name}"
-    for name in (
-        "count_1h",
-        "sum_1h",
-        "mean_24h",
-        "max_24h",
-        "count_7d",
-        "sum_7d",
-        "mean_30d",
-        "std_30d",
-        "days_since_first",
-        "night_share_30d",
-    )
-)
 MISSING_SHARE = 0.02
-"""Share of values the stub serves as MISSING (inference feeds the signature's fill)."""
+"""Share of stored values the stub serves as MISSING (inference feeds the signature's fill)."""
 
 
-def _columns(rng: np.random.Generator, n: int) -> NDArray[np.float64]:
-    """``[n, 10]`` values in ``FEATURES``' order."""
-    count_1h = rng.poisson(0.5, n)
-    mean_24h = rng.lognormal(3.5, 1.0, n)
-    count_7d = count_1h + rng.poisson(12.0, n)
-    mean_30d = mean_24h * rng.lognormal(0.0, 0.3, n)
-    return np.column_stack(
-        [
-            count_1h,
-            count_1h * mean_24h * rng.lognormal(0.0, 0.5, n),
-            mean_24h,
-            mean_24h * rng.lognormal(0.7, 0.4, n),
-            count_7d,
-            count_7d * mean_30d,
-            mean_30d,
-            mean_30d * rng.uniform(0.2, 1.5, n),
-            rng.uniform(0.0, 900.0, n).round(),
-            rng.beta(1.5, 8.0, n),
-        ]
-    ).astype(np.float64)
+def _with_missing(case: Case, columns: Columns, rng: np.random.Generator) -> Columns:
+    rows = len(columns[0])
+    out = [list(c) for c in columns]
+    for j in stored(case):
+        gone = rng.random(rows) < MISSING_SHARE
+        out[j] = [None if g else v for g, v in zip(gone, out[j], strict=True)]
+    return out
 
 
-def values(entities: int, seed: int) -> dict[str, list[float | None]]:
-    """Entity id -> one value per feature (None: MISSING), seeded."""
+def values(case: Case, entities: int, seed: int) -> dict[str, list[Scalar]]:
+    """Entity id -> one value per feature of ``case`` (None: MISSING), seeded."""
     rng = np.random.default_rng(seed)
-    x = _columns(rng, entities)
-    missing = rng.random(x.shape) < MISSING_SHARE
-    return {
-        f"acct-{e:05d}": [None if missing[e, j] else float(x[e, j]) for j in range(len(FEATURES))]
-        for e in range(entities)
+    columns = _with_missing(case, case.columns(rng, entities), rng)
+    return {f"{case.id_prefix}-{e:05d}": [c[e] for c in columns] for e in range(entities)}
+
+
+def contexts(case: Case, by_entity: Mapping[str, Sequence[Scalar]]) -> dict[str, dict[str, common_pb2.Value]]:
+    """Entity id -> the request context its requests send (the on-demand features' fields)."""
+    positions = [(case.features.index(name), field) for name, (field, _) in case.context.items()]
+    return {e: {field: context_value(vals[j]) for j, field in positions} for e, vals in by_entity.items()}
+
+
+def stub_service(case: Case, by_entity: Mapping[str, Sequence[Scalar]]) -> StubService:
+    """What the feature stub serves for ``case``: the stored values, the on-demand features from the context."""
+    rows: dict[str, list[StubValue]] = {
+        e: [float(v) if isinstance(v, int | float) else v if isinstance(v, str) else None for v in vals]
+        for e, vals in by_entity.items()
     }
+    return StubService(case.features, rows, {name: field for name, (field, _) in case.context.items()})
 
 
 @dataclass(frozen=True)
 class Trained:
     """The fitted module, its signature inputs and outputs, and the training slice's size and positives."""
 
+    case: Case
     module: nn.Module
     inputs: tuple[signature_pb2.SignatureInput, ...]
     outputs: tuple[signature_pb2.SignatureOutput, ...]
@@ -102,44 +83,35 @@ class Trained:
     epochs: int
 
 
-def train(rows: int, epochs: int, seed: int) -> Trained:
-    """Fit ``mlp_classifier`` (its defaults but ``epochs``, one thread) on ``rows`` seeded rows (see the
+def train(case: Case, rows: int, epochs: int, seed: int) -> Trained:
+    """Fit the case's trainer (its defaults but ``epochs``, one thread) on ``rows`` seeded rows (see the
     module doc)."""
     rng = np.random.default_rng(seed + 1)
-    x = _columns(rng, rows)
-    z = (
-        0.9 * np.log1p(x[:, 1])
-        + 0.6 * x[:, 0]
-        - 0.5 * np.log1p(x[:, 6])
-        + 4.0 * x[:, 9]
-        - 0.002 * x[:, 8]
-        + rng.normal(0, 0.5, rows)
-    )
-    y = (z > np.quantile(z, 0.95)).astype(np.float32)
-    missing = rng.random(x.shape) < MISSING_SHARE
-    columns: list[list[float | None]] = [
-        [None if missing[r, j] else float(x[r, j]) for r in range(rows)] for j in range(len(FEATURES))
-    ]
-    inputs = infer_inputs(FEATURES, columns)
+    raw = case.columns(rng, rows)
+    y = case.label(raw, rng)
+    columns = _with_missing(case, raw, rng)
+    inputs = infer_inputs(case.features, columns)
     matrix = InputEncoder(inputs).matrix(columns)
     cut = int(rows * 0.9)
     data = Dataset(tuple(inputs), matrix[:cut], y[:cut], matrix[cut:], y[cut:])
-    params = {**TRAINER.defaults, "epochs": str(epochs)}
-    TRAINER.check(params)
-    fitted = TRAINER.fit(data, params, threads=1, progress=lambda epoch, loss: None)
-    return Trained(fitted.module, tuple(inputs), fitted.outputs, rows, int(y.sum()), epochs)
+    params = {**case.trainer.defaults, "epochs": str(epochs)}
+    case.trainer.check(params)
+    fitted = case.trainer.fit(data, params, threads=1, progress=lambda epoch, loss: None)
+    return Trained(case, fitted.module, tuple(inputs), fitted.outputs, rows, int(y.sum()), epochs)
 
 
 def signature(trained: Trained) -> signature_pb2.ModelSignature:
-    """What the pipeline registers for a run over ``FEATURES`` keyed by ``ENTITY`` (no context fields)."""
+    """What the pipeline registers for a run over the case's features keyed by its entity."""
+    case = trained.case
     return signature_pb2.ModelSignature(
         inputs=trained.inputs,
         outputs=trained.outputs,
-        entity_types=[ENTITY],
-        key_entity=ENTITY,
-        task=TRAINER.task,
+        entity_types=[case.entity],
+        key_entity=case.entity,
+        context_fields=[signature_pb2.ContextField(name=f, type=t) for f, t in case.context.values()],
+        task=case.trainer.task,
         input_tensor="INPUT__0",
-        trainer=TRAINER.name,
+        trainer=case.trainer.name,
     )
 
 
@@ -170,20 +142,15 @@ def eager_scores(trained: Trained, rows: Sequence[Sequence[float]]) -> list[floa
 
 
 def encoded_rows(
-    sig: signature_pb2.ModelSignature, by_entity: Mapping[str, Sequence[float | None]]
+    sig: signature_pb2.ModelSignature, by_entity: Mapping[str, Sequence[Scalar]]
 ) -> dict[str, list[float]]:
     """Entity id -> the input row inference builds of its values (``InputEncoder``: MISSING -> the fill)."""
     encoder = InputEncoder(sig.inputs)
     return {entity: encoder.row(list(vals)) for entity, vals in by_entity.items()}
 
 
-def fills(sig: signature_pb2.ModelSignature) -> list[float]:
-    """The value each input takes when MISSING (what a caller of Triton itself must know of the model)."""
-    return [float(i.missing_value) for i in sig.inputs]
-
-
 def registry_events(
-    name: str, triton_name: str, sig: signature_pb2.ModelSignature
+    case: Case, name: str, triton_name: str, sig: signature_pb2.ModelSignature
 ) -> tuple[events_pb2.ModelEvent, events_pb2.ModelEvent]:
     """Version 1 registered with ``sig``, and alias ``champion`` -> 1."""
     registered = events_pb2.ModelEvent(
@@ -192,8 +159,8 @@ def registry_events(
         version=1,
         triton_model_name=triton_name,
         triton_model_version=1,
-        features=FEATURES,
-        feature_service=FEATURE_SERVICE,
+        features=case.features,
+        feature_service=case.feature_service,
         signature=sig,
     )
     champion = events_pb2.ModelEvent(

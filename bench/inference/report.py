@@ -12,7 +12,13 @@ from bench.ingest.sampling import OtherProcess
 from bench.serving.measure import Busy
 from bench.serving.report import cells_table, environment_section, find, others_section
 
-TRITON, USER, SCORE, BATCH = "(a) Triton direct", "(c) GetOnlineFeatures + Triton", "(d) Score", "(e) ScoreBatch"
+TRITON, PERF, USER, SCORE, BATCH = (
+    "(a) Triton direct",
+    "(b) perf_analyzer",
+    "(c) GetOnlineFeatures + Triton",
+    "(d) Score",
+    "(e) ScoreBatch",
+)
 PROCESSES = ("inference", "Triton", "feature stub")
 GOAL_THROUGHPUT, GOAL_THROUGHPUT_AT = 0.8, 16
 GOAL_P50_MS, GOAL_P50_AT = 1.0, 1
@@ -57,24 +63,40 @@ class Goal:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelRun:
+    """One use case's model and its cells: ``perf_cpu_ms`` is perf_analyzer's own CPU ms per request by
+    concurrency (empty when (b) did not run)."""
+
+    title: str
+    model: str
+    trainer: str
+    summary: str
+    inputs: int
+    context_fields: int
+    train_rows: int
+    train_positives: int
+    epochs: int
+    verification: Verification
+    cells: list[tuple[Cell, Busy]]
+    deliveries: list[Deliveries] = field(default_factory=list)
+    perf_cpu_ms: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class InferenceReport:
     started: datetime
     command: str
     entities: int
     batch_rows: int
-    train_rows: int
-    train_positives: int
-    epochs: int
-    inputs: int
-    verification: Verification
     seconds_per_cell: float
     warmup_s: float
-    cells: list[tuple[Cell, Busy]]
+    models: list[ModelRun]
+    perf_analyzer: str
+    """Which perf_analyzer ran (b), or why (b) did not run and how to install it."""
     environment: Environment
     versions: dict[str, str]
     code: str
     others: list[OtherProcess] = field(default_factory=list)
-    deliveries: list[Deliveries] = field(default_factory=list)
     profiles: list[ProfileSummary] = field(default_factory=list)
 
 
@@ -82,10 +104,10 @@ def _rows_per_s(cell: Cell) -> float:
     return cell.throughput * cell.entities
 
 
-def goals(report: InferenceReport) -> list[Goal]:
-    """The issue's goals that this run's cells allow to judge."""
+def goals(run: ModelRun, batch_rows: int) -> list[Goal]:
+    """The issue's goals that one model's cells allow to judge."""
     found: list[Goal] = []
-    ours, theirs = find(report.cells, SCORE, GOAL_THROUGHPUT_AT), find(report.cells, USER, GOAL_THROUGHPUT_AT)
+    ours, theirs = find(run.cells, SCORE, GOAL_THROUGHPUT_AT), find(run.cells, USER, GOAL_THROUGHPUT_AT)
     if ours is not None and theirs is not None:
         ratio = ours.throughput / theirs.throughput
         found.append(
@@ -97,20 +119,20 @@ def goals(report: InferenceReport) -> list[Goal]:
                 ratio >= GOAL_THROUGHPUT,
             )
         )
-    ours, theirs = find(report.cells, SCORE, GOAL_P50_AT), find(report.cells, USER, GOAL_P50_AT)
+    ours, theirs = find(run.cells, SCORE, GOAL_P50_AT), find(run.cells, USER, GOAL_P50_AT)
     if ours is not None and theirs is not None:
         gap = ours.p50_ms - theirs.p50_ms
         found.append(
             Goal("Score p50 - (c) p50", GOAL_P50_AT, f"{gap:+.2f} ms", f"≤ +{GOAL_P50_MS:.0f} ms", gap <= GOAL_P50_MS)
         )
-    for concurrency in sorted({c.concurrency for c, _ in report.cells}):
-        batch, single = find(report.cells, BATCH, concurrency), find(report.cells, SCORE, concurrency)
+    for concurrency in sorted({c.concurrency for c, _ in run.cells}):
+        batch, single = find(run.cells, BATCH, concurrency), find(run.cells, SCORE, concurrency)
         if batch is None or single is None:
             continue
         ratio = _rows_per_s(batch) / _rows_per_s(single)
         found.append(
             Goal(
-                f"ScoreBatch rows/s / Score rows/s ({report.batch_rows} rows per call)",
+                f"ScoreBatch rows/s / Score rows/s ({batch_rows} rows per call)",
                 concurrency,
                 f"{ratio:.1f}x",
                 f"≥ {GOAL_BATCH:.0f}x",
@@ -120,9 +142,9 @@ def goals(report: InferenceReport) -> list[Goal]:
     return found
 
 
-def goals_table(report: InferenceReport) -> str:
+def goals_table(run: ModelRun, batch_rows: int) -> str:
     lines = ["| goal | concurrency | measured | wanted | verdict |", "|---|--:|--:|--:|---|"]
-    for goal in goals(report):
+    for goal in goals(run, batch_rows):
         lines.append(
             f"| {goal.what} | {goal.concurrency} | **{goal.measured}** | {goal.wanted} | "
             f"{'met' if goal.met else '**MISSED**'} |"
@@ -130,28 +152,38 @@ def goals_table(report: InferenceReport) -> str:
     return "\n".join(lines)
 
 
-def ratio_table(report: InferenceReport) -> str:
-    """Score against (c) and against (a) at every concurrency (the goals judge two of these cells)."""
+def _versus(cell: Cell | None, against: Cell | None) -> str:
+    """``cell``'s throughput over ``against``'s, or a dash when either is missing."""
+    if cell is None or against is None or against.throughput <= 0:
+        return "-"
+    return f"{cell.throughput / against.throughput:.2f}x"
+
+
+def ratio_table(run: ModelRun) -> str:
+    """Score against (c), (a) and (b), and (a) against (b), at every concurrency (the goals judge two of these
+    cells); a dash where a contender did not run."""
     lines = [
         "| concurrency | Score / (c) throughput | Score - (c) p50 ms | Score - (c) p99 ms | Score / (a) throughput "
-        "| Score - (a) p50 ms | ScoreBatch / Score rows/s |",
-        "|--:|--:|--:|--:|--:|--:|--:|",
+        "| Score - (a) p50 ms | Score / (b) throughput | (a) / (b) throughput | ScoreBatch / Score rows/s |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for concurrency in sorted({c.concurrency for c, _ in report.cells}):
-        score, user = find(report.cells, SCORE, concurrency), find(report.cells, USER, concurrency)
-        triton, batch = find(report.cells, TRITON, concurrency), find(report.cells, BATCH, concurrency)
+    for concurrency in sorted({c.concurrency for c, _ in run.cells}):
+        score, user = find(run.cells, SCORE, concurrency), find(run.cells, USER, concurrency)
+        triton, batch = find(run.cells, TRITON, concurrency), find(run.cells, BATCH, concurrency)
+        perf = find(run.cells, PERF, concurrency)
         if score is None or user is None or triton is None or batch is None:
             continue
         lines.append(
-            f"| {concurrency} | {score.throughput / user.throughput:.2f}x | {score.p50_ms - user.p50_ms:+.2f} | "
-            f"{score.p99_ms - user.p99_ms:+.2f} | {score.throughput / triton.throughput:.2f}x | "
-            f"{score.p50_ms - triton.p50_ms:+.2f} | {_rows_per_s(batch) / _rows_per_s(score):.1f}x |"
+            f"| {concurrency} | {_versus(score, user)} | {score.p50_ms - user.p50_ms:+.2f} | "
+            f"{score.p99_ms - user.p99_ms:+.2f} | {_versus(score, triton)} | "
+            f"{score.p50_ms - triton.p50_ms:+.2f} | {_versus(score, perf)} | {_versus(triton, perf)} | "
+            f"{_rows_per_s(batch) / _rows_per_s(score):.1f}x |"
         )
     return "\n".join(lines)
 
 
-def verdict(report: InferenceReport) -> str:
-    judged = goals(report)
+def verdict(run: ModelRun, batch_rows: int) -> str:
+    judged = goals(run, batch_rows)
     missed = [f"{g.what} at concurrency {g.concurrency} ({g.measured}, wanted {g.wanted})" for g in judged if not g.met]
     if not missed:
         return f"Goals: all {len(judged)} met."
@@ -159,8 +191,11 @@ def verdict(report: InferenceReport) -> str:
 
 
 def delivery_lines(report: InferenceReport) -> list[str]:
-    shown = [d for d in report.deliveries if d.published or d.in_flight_at_end or d.spooled or d.failed]
-    if not shown:
+    runs = [
+        (run, [d for d in run.deliveries if d.published or d.in_flight_at_end or d.spooled or d.failed])
+        for run in report.models
+    ]
+    if not any(shown for _, shown in runs):
         return []
     lines = [
         "## Prediction events behind the answers",
@@ -170,16 +205,17 @@ def delivery_lines(report: InferenceReport) -> list[str]:
         "next cell starts on a caught-up service; from inference's `/metrics`, from the cell's start (warm-up "
         "included) to then:",
         "",
-        "| contender | concurrency | in flight at the cell's end | drain after the cell s | acknowledged | "
+        "| model | contender | concurrency | in flight at the cell's end | drain after the cell s | acknowledged | "
         "acknowledged per s (cell + drain) | spooled | lost |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for d in shown:
-        drain = f"{d.drain_s:.1f}" if d.drained else f"> {d.drain_s:.0f} (not drained)"
-        lines.append(
-            f"| {d.server} | {d.concurrency} | {d.in_flight_at_end:,} | {drain} | {d.published:,} | "
-            f"{d.published_per_s:,.0f} | {d.spooled:,} | {d.failed:,} |"
-        )
+    for run, shown in runs:
+        for d in shown:
+            drain = f"{d.drain_s:.1f}" if d.drained else f"> {d.drain_s:.0f} (not drained)"
+            lines.append(
+                f"| {run.title} | {d.server} | {d.concurrency} | {d.in_flight_at_end:,} | {drain} | {d.published:,} | "
+                f"{d.published_per_s:,.0f} | {d.spooled:,} | {d.failed:,} |"
+            )
     return [*lines, ""]
 
 
@@ -189,7 +225,8 @@ def profile_lines(report: InferenceReport) -> list[str]:
     lines = [
         "## Where inference's main thread spends its time (`--profile`)",
         "",
-        "The service again under cProfile (its main thread: the event loop), each contender at its concurrency "
+        f"The service again under cProfile (its main thread: the event loop), serving the {report.models[0].title} "
+        "model, each contender at its concurrency "
         "for the cell's seconds, untimed for the tables; top functions in `profile.txt`. Seconds over the "
         "process's life (start-up, and the Prediction deliveries it drains at SIGTERM, included), a coroutine's "
         "own steps only (its awaits excluded):",
@@ -206,14 +243,83 @@ def profile_lines(report: InferenceReport) -> list[str]:
     return [*lines, ""]
 
 
-def tables(report: InferenceReport) -> str:
+def _ordered(run: ModelRun) -> list[tuple[Cell, Busy]]:
+    """The cells by concurrency, then contender ((a) ... (e))."""
+    return sorted(run.cells, key=lambda cell: (cell[0].concurrency, cell[0].server))
+
+
+def _perf_note(run: ModelRun) -> list[str]:
+    if not run.perf_cpu_ms:
+        return []
+    spent = ", ".join(f"{ms:.2f} CPU ms per request at concurrency {c}" for c, ms in sorted(run.perf_cpu_ms.items()))
+    return [
+        "",
+        f"(b)'s client, perf_analyzer itself, used {spent} (the CPU columns leave out the other contenders' "
+        "client, the harness's Python process).",
+    ]
+
+
+def model_tables(run: ModelRun, batch_rows: int) -> str:
+    """One model's cells, ratios, goals and verdict."""
     return "\n\n".join(
-        [cells_table(report.cells, PROCESSES, rows=True), ratio_table(report), goals_table(report), verdict(report)]
+        [
+            cells_table(_ordered(run), PROCESSES, rows=True) + "\n".join(["", *_perf_note(run)]).rstrip(),
+            ratio_table(run),
+            goals_table(run, batch_rows),
+            verdict(run, batch_rows),
+        ]
     )
 
 
+def tables(report: InferenceReport) -> str:
+    return "\n\n".join(f"{run.title} ({run.model})\n\n{model_tables(run, report.batch_rows)}" for run in report.models)
+
+
+def _model_line(run: ModelRun) -> str:
+    context = f", {run.context_fields} of them from the request's context" if run.context_fields else ""
+    return (
+        f"- **{run.title}**: `{run.trainer}` over {run.summary}; {run.inputs} inputs{context}; trained for "
+        f"{run.epochs} epochs on {run.train_rows:,} seeded rows ({run.train_positives:,} positive)."
+    )
+
+
+def _model_section(run: ModelRun, batch_rows: int) -> list[str]:
+    v = run.verification
+    return [
+        f"## {run.title}: `{run.trainer}`, {run.inputs} inputs",
+        "",
+        cells_table(_ordered(run), PROCESSES, rows=True),
+        *_perf_note(run),
+        "",
+        "### Ratios",
+        "",
+        ratio_table(run),
+        "",
+        "### Goals (issue: Score ≥ 0.8x (c)'s throughput at c=16, p50 at most 1 ms above (c)'s at c=1; "
+        "ScoreBatch rows/s ≥ 20x Score's)",
+        "",
+        goals_table(run, batch_rows),
+        "",
+        verdict(run, batch_rows),
+        "",
+        "### Cross-checks before timing",
+        "",
+        f"For {v.entities} entities ({v.with_missing} of them with a MISSING value, fed the signature's fill), "
+        "largest absolute score difference:",
+        "",
+        f"- Triton direct vs the fitted module in PyTorch (eager): {v.eager_vs_triton:.2e}",
+        f"- Score vs Triton direct: {v.score_vs_triton:.2e}",
+        f"- (c) GetOnlineFeatures + Triton vs Triton direct: {v.user_vs_triton:.2e}",
+        f"- ScoreBatch of those {v.entities} rows in one call (answers in request order) vs Score: "
+        f"{v.batch_vs_score:.2e}",
+        "",
+        "Each must be within 1e-5 or the run fails.",
+        "",
+    ]
+
+
 def results_markdown(report: InferenceReport) -> str:
-    v = report.verification
+    sections = [line for run in report.models for line in _model_section(run, report.batch_rows)]
     return "\n".join(
         [
             "# Inference benchmark: `Score` and `ScoreBatch` vs calling the feature service and Triton yourself",
@@ -221,58 +327,38 @@ def results_markdown(report: InferenceReport) -> str:
             f"Run `{report.command}` on {report.started:%Y-%m-%d %H:%M} UTC ({report.code}).",
             "Overwritten by every run; how it is measured: bench/README.md.",
             "",
-            f"The model: `mlp_classifier` (the training service's trainer: `TabularEncoder` standardising "
-            f"{report.inputs} numeric inputs, ReLU layers 32 and 16, a sigmoid) trained for {report.epochs} epochs on "
-            f"{report.train_rows:,} seeded rows ({report.train_positives:,} positive), exported by the training "
-            "service's export code (TorchScript in the python backend, `max_batch_size` 256, dynamic batching, one "
-            "CPU instance) into the shared Triton, with the signature the pipeline registers. Every request scores "
-            f"one of {report.entities:,} `account` entities whose {report.inputs} feature values (2 % MISSING) a "
-            "feature-service stand-in serves from memory (`bench/serving/feature_stub.py`), so the feature store's "
-            "own cost is not in these numbers (bench/feature measures it).",
+            f"Two models of two use cases in the same run, each trained by the training service's trainer and "
+            "exported by its export code (TorchScript in the python backend, `max_batch_size` 256, dynamic batching, "
+            "one CPU instance) into the shared Triton, with the signature the pipeline registers, served by one "
+            f"inference process. Every request scores one of {report.entities:,} entities whose stored feature "
+            "values (2 % MISSING) a feature-service stand-in serves from memory (`bench/serving/feature_stub.py`; "
+            "it echoes the request's context for on-demand features), so the feature store's own cost is not in "
+            "these numbers (bench/feature measures it).",
+            "",
+            *[_model_line(run) for run in report.models],
+            "",
+            "The contenders, for each model:",
             "",
             "- **(a) Triton direct**: `tritonclient.grpc.aio` `infer` of the row inference builds for the entity "
-            "(encoded beforehand), the anchor of what Triton alone costs;",
+            "(encoded beforehand), from the harness's Python process;",
+            "- **(b) perf_analyzer**: Triton's own C++ load generator (`-i grpc -b 1`, `--concurrency-range C:C`) "
+            "sending the same encoded rows (`--input-data`), three measurement windows of a third of the cell's "
+            f"seconds, run after the other contenders (the model warm); {report.perf_analyzer};",
             "- **(c) GetOnlineFeatures + Triton**: what a caller does without aimesh, from the benchmark process: the "
-            "stub's `GetOnlineFeatures` for the entity, the values in the model's input order (MISSING -> the "
-            "model's fill), then `infer` as (a);",
+            "stub's `GetOnlineFeatures` for the entity (with the request context), the values in the model's input "
+            "order and encoded (MISSING -> the model's fill, a category -> its index), then `infer` as (a);",
             "- **(d) Score**: `InferenceService.Score` of the real inference service (routing, the stack's JWT "
             "verified, request checks, the same lookup, encoding, the Triton call, a Prediction event to Kafka);",
             f"- **(e) ScoreBatch**: `InferenceService.ScoreBatch` with {report.batch_rows} rows (distinct entities) "
-            "per "
-            "call: one lookup of all rows, one Triton call, a Prediction per row. Its rows/s = calls/s x "
+            "per call: one lookup of all rows, one Triton call, a Prediction per row. Its rows/s = calls/s x "
             f"{report.batch_rows}; its latency is per call.",
             "",
-            f"Each cell: {report.warmup_s:.0f} s warm-up, then {report.seconds_per_cell:.0f} s measured, clients back "
-            "to back (closed loop); one contender loaded at a time, the cells interleaved by concurrency. CPU ms per "
-            "request are per call (for ScoreBatch per call of "
-            f"{report.batch_rows} rows), warm-up included.",
+            f"Each cell of (a), (c), (d), (e): {report.warmup_s:g} s warm-up, then {report.seconds_per_cell:g} s "
+            "measured, clients back to back (closed loop); one contender loaded at a time, the cells interleaved by "
+            "concurrency, one model after the other. CPU ms per request are per call (for ScoreBatch per call of "
+            f"{report.batch_rows} rows), warm-up included (for (b): over its whole run).",
             "",
-            cells_table(report.cells, PROCESSES, rows=True),
-            "",
-            "## Ratios",
-            "",
-            ratio_table(report),
-            "",
-            "## Goals (issue: Score ≥ 0.8x (c)'s throughput at c=16, p50 at most 1 ms above (c)'s at c=1; "
-            "ScoreBatch rows/s ≥ 20x Score's)",
-            "",
-            goals_table(report),
-            "",
-            verdict(report),
-            "",
-            "## Cross-checks before timing",
-            "",
-            f"For {v.entities} entities ({v.with_missing} of them with a MISSING value, fed the signature's fill), "
-            "largest absolute score difference:",
-            "",
-            f"- Triton direct vs the fitted module in PyTorch (eager): {v.eager_vs_triton:.2e}",
-            f"- Score vs Triton direct: {v.score_vs_triton:.2e}",
-            f"- (c) GetOnlineFeatures + Triton vs Triton direct: {v.user_vs_triton:.2e}",
-            f"- ScoreBatch of those {v.entities} rows in one call (answers in request order) vs Score: "
-            f"{v.batch_vs_score:.2e}",
-            "",
-            "Each must be within 1e-5 or the run fails.",
-            "",
+            *sections,
             *delivery_lines(report),
             *profile_lines(report),
             "## Environment",
@@ -282,8 +368,9 @@ def results_markdown(report: InferenceReport) -> str:
             "## What else was running",
             "",
             "The machine is shared (Kafka, Elasticsearch, PostgreSQL, the shared Triton and other engineers' work): "
-            "machine-wide busy cores per cell are in the table; processes other than the harness, inference and "
-            "the feature stub that used at least 1 CPU s over all cells (Triton serves every contender):",
+            "machine-wide busy cores per cell are in the tables; processes other than the harness, inference and "
+            "the feature stub that used at least 1 CPU s over all cells of (a), (c), (d), (e) (Triton serves every "
+            "contender):",
             "",
             *others_section(report.others),
             "",

@@ -39,6 +39,7 @@ from bench.recommend.clients import RecommendClient
 from bench.recommend.report import RecommendReport, results_markdown, tables
 from bench.runner import run_benchmark
 from bench.serving.clients import LookupClient, TritonClient
+from bench.serving.feature_stub import ANY_SERVICE, StubService
 from bench.serving.measure import Contender, measure
 from bench.serving.profile import profile_inference
 from bench.serving.stack import (
@@ -104,9 +105,8 @@ async def bench(args: argparse.Namespace, workdir: Path, command: str) -> Recomm
     rows = {entity: encoder.row([tuple(items)]) for entity, items in histories.items()}
     try:
         async with AsyncExitStack() as stack:
-            stub, stub_pidfile = start_stub(
-                stack, workdir, [model.SEQUENCE_INPUT], {entity: [items] for entity, items in histories.items()}
-            )
+            known = StubService([model.SEQUENCE_INPUT], {entity: [items] for entity, items in histories.items()})
+            stub, stub_pidfile = start_stub(stack, workdir, {ANY_SERVICE: known})
             inference = _inference(workdir / "inference", args, registry, predictions, stub)
             async with EventProducer(args.bootstrap, source="bench.recommend") as producer:
                 for event in model.registry_events(triton_name, triton_name, signature):

@@ -36,7 +36,7 @@ from bench.feature.load import LoadError
 from bench.ingest.code import _git
 from bench.ingest.contenders import free_port
 from bench.serving import feature_stub
-from bench.serving.feature_stub import StubValue
+from bench.serving.feature_stub import StubService
 
 
 class BenchError(RuntimeError):
@@ -97,13 +97,11 @@ def use_stack_token(inference: InferenceProcess) -> None:
         os.environ[TOKEN_FILE_ENV] = str(credentials.auth_directory(inference.paths) / "demo.token")
 
 
-def start_stub(
-    stack: AsyncExitStack, workdir: Path, features: Sequence[str], rows: Mapping[str, Sequence[StubValue]]
-) -> tuple[str, Path]:
-    """Start the feature stub serving ``rows`` (stopped with ``stack``); returns its address and pidfile.
+def start_stub(stack: AsyncExitStack, workdir: Path, services: Mapping[str, StubService]) -> tuple[str, Path]:
+    """Start the feature stub serving ``services`` (stopped with ``stack``); returns its address and pidfile.
     ``BenchError`` when it does not listen within 30 s."""
     source = workdir / "stub-rows.json"
-    feature_stub.write(source, features, rows)
+    feature_stub.write(source, services)
     port = free_port()
     pidfile, logfile = workdir / "stub.pid", workdir / "stub.log"
     spawn(

@@ -85,6 +85,9 @@ SERVICES: dict[str, dict[str, tuple[str, str, bool]]] = {
     "aimesh.api.monitor.v1.MonitorService": {
         "GetDriftReport": ("GetDriftReportRequest", "GetDriftReportResponse", False),
         "ListAlerts": ("ListAlertsRequest", "ListAlertsResponse", False),
+        "GetDrift": ("GetDriftRequest", "GetDriftResponse", False),
+        "AcknowledgeAlert": ("AcknowledgeAlertRequest", "AcknowledgeAlertResponse", False),
+        "GetServiceLevels": ("GetServiceLevelsRequest", "GetServiceLevelsResponse", False),
     },
 }
 

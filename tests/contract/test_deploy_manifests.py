@@ -3,7 +3,8 @@ the Kubernetes manifests (deploy/k8s).
 
 Every service must be deployable the same hardened way: gRPC health probes on its gRPC port,
 resource requests and limits, non-root, read-only root filesystem with an emptyDir for /tmp, and
-settings from a ConfigMap whose keys carry the service's env prefix.
+settings from a ConfigMap whose keys carry the service's env prefix. Triton (deploy/k8s/triton) is the
+NGC image on a GPU, serving the native variant the training service exports into the shared repository.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ PORTS: dict[str, tuple[int, int]] = {  # service -> (gRPC port, admin port)
     "monitor": (50055, 8085),
 }
 SERVICES = sorted(PORTS)
+TRITON_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 
 _UNITS = {"": 1, "m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
 
@@ -75,7 +77,8 @@ def test_root_kustomization_lists_every_service() -> None:
     root = _load(K8S / "kustomization.yaml")[0]
     assert set(SERVICES) <= set(root["resources"])
     deployments = {o["metadata"]["name"] for o in _kustomization_resources(K8S) if o["kind"] == "Deployment"}
-    assert deployments == {f"aimesh-{s}" for s in SERVICES}
+    assert deployments == {f"aimesh-{s}" for s in SERVICES} | {"aimesh-triton"}
+    assert "triton" in root["resources"]
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -196,3 +199,74 @@ def test_the_image_defaults_match_the_settings_and_the_manifests(service: str) -
     assert (fields["grpc_port"].default, fields["admin_port"].default) == PORTS[service]
     image = _container(_objects(service)["Deployment"], service)["image"]
     assert image.startswith(f"aimesh/{service}:"), image
+
+
+def _triton() -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    objects = _objects("triton")
+    return objects, _container(objects["Deployment"], "triton")
+
+
+def test_triton_runs_the_pinned_ngc_image_on_one_gpu() -> None:
+    _, container = _triton()
+    match = re.fullmatch(r"nvcr\.io/nvidia/tritonserver:(\d{2}\.\d{2})-py3", container["image"])
+    assert match, f"the NGC Triton image with a pinned release tag, not {container['image']!r}"
+    resources = container["resources"]
+    assert int(resources["limits"]["nvidia.com/gpu"]) == 1
+    assert int(resources["requests"].get("nvidia.com/gpu", 1)) == 1, "GPU requests must equal limits"
+    for resource in ("cpu", "memory"):
+        assert _quantity(resources["requests"][resource]) <= _quantity(resources["limits"][resource])
+
+
+def test_triton_serves_the_shared_model_repository_in_explicit_mode_with_complete_configs() -> None:
+    objects, container = _triton()
+    args = container["args"]
+    assert "--model-control-mode=explicit" in args and "--disable-auto-complete-config" in args
+    repository = next(a.split("=", 1)[1] for a in args if a.startswith("--model-repository="))
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts[repository].get("readOnly") is True
+    volumes = {v["name"]: v for v in objects["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    claim = volumes[mounts[repository]["name"]]["persistentVolumeClaim"]["claimName"]
+    assert objects["PersistentVolumeClaim"]["metadata"]["name"] == claim
+    assert "ReadWriteMany" in objects["PersistentVolumeClaim"]["spec"]["accessModes"], "training writes it too"
+    training = _objects("training")
+    training_pod = training["Deployment"]["spec"]["template"]["spec"]
+    training_mounts = {
+        m["name"]: m["mountPath"] for m in _container(training["Deployment"], "training")["volumeMounts"]
+    }
+    name = next(
+        v["name"] for v in training_pod["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim
+    )
+    assert training["ConfigMap"]["data"]["TRAINING_MODEL_REPOSITORY"] == training_mounts[name]
+
+
+def test_triton_exposes_http_grpc_and_metrics_and_is_ready_by_v2_health_ready() -> None:
+    objects, container = _triton()
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == TRITON_PORTS
+    ready = container["readinessProbe"]["httpGet"]
+    assert (ready["path"], ready["port"]) == ("/v2/health/ready", TRITON_PORTS["http"])
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    service_ports = {p["name"]: (p["port"], p["targetPort"]) for p in objects["Service"]["spec"]["ports"]}
+    assert service_ports == {name: (port, name) for name, port in TRITON_PORTS.items()}
+    pod_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert objects["Service"]["spec"]["selector"].items() <= pod_labels.items()
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True and security["allowPrivilegeEscalation"] is False
+
+
+def test_training_exports_a_native_gpu_variant_for_that_triton() -> None:
+    from aimesh.training.settings import TrainingSettings
+    from aimesh.training.triton_config import NATIVE_VARIANTS
+
+    data = _objects("training")["ConfigMap"]["data"]
+    assert data["TRAINING_TRITON_VARIANT"] in NATIVE_VARIANTS
+    settings = TrainingSettings.model_validate(
+        {
+            "triton_variant": data["TRAINING_TRITON_VARIANT"],
+            "triton_gpu_instances": data["TRAINING_TRITON_GPU_INSTANCES"],
+        }
+    )
+    assert settings.triton_gpu_instances >= 1
+    service = _objects("triton")["Service"]["metadata"]["name"]
+    grpc = f"{service}:{TRITON_PORTS['grpc']}"
+    assert data["TRAINING_TRITON_GRPC"] == grpc
+    assert _objects("inference")["ConfigMap"]["data"]["INFERENCE_TRITON_URL"] == grpc

@@ -131,11 +131,13 @@ def running_mesh(
     streams: Mapping[Any, str],
     model_prefix: str,
     postgres_services: Iterable[str] = (),
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[MeshUnderTest]:
     """Start the five services with their data under ``home``, yield the mesh, then stop them and clean up.
 
     ``streams`` maps a pack's stream enum to a topic key (``MeshAddress.topics``, what the banking
     scenario publishes to). The test's clients send the stack's demo token while the mesh runs.
+    ``extra_env`` is added to every service's environment (e.g. ``AIMESH_OTLP_ENDPOINT``).
     """
     unique = uuid.uuid4().hex[:8]
     paths = Paths(home=home, repo=Paths.default().repo)
@@ -153,7 +155,7 @@ def running_mesh(
             grpc_port=grpc_ports[name],
             admin_port=admin_ports[name],
             kafka_bootstrap=KAFKA,
-            extra_env=env[name],
+            extra_env={**env[name], **(extra_env or {})},
         )
         for name in SERVICE_NAMES
     ]

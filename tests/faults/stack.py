@@ -10,6 +10,7 @@ home, so PostgreSQL and Redis are not needed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -20,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
+import tritonclient.grpc
+import tritonclient.utils
 from rich.console import Console
 
 from aimesh.devstack.elasticsearch import Elasticsearch
@@ -149,6 +152,28 @@ class FaultStack:
 
     def kill_triton(self) -> None:
         stop(self.triton.pidfile, sig=signal.SIGKILL, grace=5)
+
+    def triton_ready_models(self) -> set[str]:
+        """The models Triton serves now (state READY in its repository index)."""
+        client = tritonclient.grpc.InferenceServerClient(url=self.triton.grpc_target)
+        try:
+            index = client.get_model_repository_index(as_json=True)
+        finally:
+            client.close()
+        return {m["name"] for m in index.get("models", []) if m.get("state") == "READY"}
+
+    def wait_triton_models(self, names: set[str], timeout: float) -> None:
+        """Wait until Triton serves every model of ``names`` again (loaded by inference's reconciler, not by
+        the harness); ``TimeoutError`` naming the missing ones after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        missing = set(names)
+        while time.monotonic() < deadline:
+            with contextlib.suppress(tritonclient.utils.InferenceServerException):
+                missing = names - self.triton_ready_models()
+                if not missing:
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"Triton does not serve {sorted(missing)} again {timeout:.0f} s after its restart")
 
     def start_triton(self) -> None:
         self.triton.start()

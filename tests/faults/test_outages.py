@@ -44,7 +44,15 @@ def test_broker_down_30s(fault_stack: FaultStack) -> None:
 
 
 def test_triton_killed_and_restarted(fault_stack: FaultStack) -> None:
-    fault = outage(fault_stack.kill_triton, fault_stack.start_triton, 2, "triton")
+    served = fault_stack.triton_ready_models()
+    assert served, "Triton serves no model before the fault"
+    killed = outage(fault_stack.kill_triton, fault_stack.start_triton, 2, "triton")
+
+    async def fault(mark: Callable[[str], None]) -> None:
+        await killed(mark)
+        await asyncio.to_thread(fault_stack.wait_triton_models, served, 120)
+        mark(f"back: {', '.join(sorted(served))} reloaded into Triton by inference")
+
     report = asyncio.run(
         run_scenario(
             fault_stack, "triton", fault, rate=RATE, score_rate=SCORE_RATE, recover_s=SCORE_RECOVERY_S, after_s=25

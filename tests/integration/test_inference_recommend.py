@@ -7,11 +7,14 @@ top-k inside the model, ``OUTPUT__0`` indexes, ``OUTPUT__1`` scores) and registe
 top-k for the entity's online history followed by the context items (right-aligned vocabulary indexes), item
 ids from the vocabulary, exclusions dropped, the first k (default 10), with the scores within 1e-6; unknown
 context items are listed; an entity without history (MISSING) or with an empty one gets the popular items
-(ROUTE_FALLBACK, fallback, the shares as scores); a Prediction event with the items, context items,
-exclusions and k reaches the predictions topic keyed by the entity. Statuses: k above max_k INVALID_ARGUMENT
-naming k and the range, a model of another task and an empty vocabulary FAILED_PRECONDITION, an unknown
-model NOT_FOUND, a version Triton does not serve UNAVAILABLE. It also measures Recommend latency over 300
-sequential calls. The Triton model is uniquely named (loaded, then unloaded and removed).
+(ROUTE_FALLBACK, fallback, the shares as scores); a Prediction event with the items, context items, exclusions
+and k reaches the predictions topic keyed by the entity. Statuses: k above max_k INVALID_ARGUMENT naming k and
+the range, a model of another task and an empty vocabulary FAILED_PRECONDITION, an unknown model NOT_FOUND; a
+version Triton does not serve answers the popular items (ROUTE_FALLBACK). It also measures Recommend latency
+over 300 sequential calls. Then a traffic policy mirroring every request to version 3 (the same Triton model):
+the answers stay version 1's, and a request's shadow Prediction (ROUTE_SHADOW, shadow true, version 3, the
+same request id, its own event id, the same items) reaches the predictions topic. The Triton model is uniquely
+named (loaded, then unloaded and removed).
 """
 
 from __future__ import annotations
@@ -298,12 +301,11 @@ async def test_recommend_end_to_end(
         await _expect(
             stub, inference_pb2.RecommendRequest(model=f"nope_{unique}"), grpc.StatusCode.NOT_FOUND, "not registered"
         )
-        await _expect(
-            stub,
-            inference_pb2.RecommendRequest(model=model, version=2, entity_ids={"member": "m-1"}),
-            grpc.StatusCode.UNAVAILABLE,
-            "not_loaded",
+        unserved = await stub.Recommend(
+            inference_pb2.RecommendRequest(model=model, version=2, entity_ids={"member": "m-1"}, k=3), timeout=5
         )
+        assert (unserved.model_version, unserved.route, unserved.fallback) == (2, inference_pb2.ROUTE_FALLBACK, True)
+        assert [i.item_id for i in unserved.items] == POPULAR[:3], "Triton cannot serve it: the popular items"
         await _expect(
             stub,
             inference_pb2.RecommendRequest(model=model, entity_ids={"other": "x"}),
@@ -322,6 +324,14 @@ async def test_recommend_end_to_end(
         print(f"Recommend latency over 300 sequential calls: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
         record_property("recommend_p50_ms", round(p50, 2))
         record_property("recommend_p99_ms", round(p99, 2))
+
+        await producer.publish(registry, registered(model, 3, triton_name, next_item_signature()), key=model)
+        await producer.publish(registry, shadow_policy(model, version=3), key=model)
+        live, mirror = await _mirrored(stub, model, endpoints.kafka_bootstrap, predictions, unique)
+        assert (live.route, live.model_version, live.shadow) == (inference_pb2.ROUTE_CHAMPION, 1, False)
+        assert (mirror.route, mirror.model_version, mirror.shadow) == (inference_pb2.ROUTE_SHADOW, 3, True)
+        assert mirror.request_id == live.request_id and mirror.event_id != live.event_id
+        assert list(mirror.items) == list(live.items), "version 3 is the same Triton model"
     finally:
         await channel.close()
         runtime.request_stop()
@@ -354,6 +364,49 @@ async def _expect(
         await stub.Recommend(request, timeout=5)
     assert failure.value.code() == code, failure.value.details()
     assert text in (failure.value.details() or "")
+
+
+def shadow_policy(model: str, *, version: int) -> events_pb2.ModelEvent:
+    """The traffic policy mirroring every request of ``model`` to ``version``."""
+    return events_pb2.ModelEvent(
+        kind=events_pb2.MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED,
+        model_name=model,
+        traffic_policy=training_pb2.TrafficPolicy(
+            model_name=model, shadow_version=version, shadow_share=1.0, revision=1, actor="it", reason="shadow"
+        ),
+    )
+
+
+async def _mirrored(
+    stub: inference_pb2_grpc.InferenceServiceStub, model: str, bootstrap: str, topic: str, unique: str
+) -> tuple[inference_events.Prediction, inference_events.Prediction]:
+    """Recommend under fresh request ids until one of them has a shadow Prediction on ``topic`` (the policy
+    applied), 60 s at most; that request's live and shadow Predictions."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    seen: dict[tuple[str, bool], inference_events.Prediction] = {}
+    try:
+        deadline = time.monotonic() + 60
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            request_id = f"shadow-{unique}-{n}"
+            answer = await stub.Recommend(
+                inference_pb2.RecommendRequest(request_id=request_id, model=model, entity_ids={"member": "m-1"}),
+                timeout=5,
+            )
+            assert answer.model_version == 1, "a shadow never answers"
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                for record in records:
+                    prediction = inference_events.Prediction.FromString(record.value)
+                    if prediction.request_id.startswith(f"shadow-{unique}-"):
+                        seen[(prediction.request_id, prediction.shadow)] = prediction
+            done = [rid for rid, shadow in seen if shadow and (rid, False) in seen]
+            if done:
+                return seen[(done[0], False)], seen[(done[0], True)]
+        pytest.fail(f"no shadow Prediction of model {model!r} on {topic} within 60 s")
+    finally:
+        await consumer.stop()
 
 
 async def _find_prediction(

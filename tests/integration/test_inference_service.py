@@ -338,6 +338,7 @@ async def test_score_end_to_end(
         assert list(response.outputs["head"].values) == pytest.approx(triton_model.head(row), abs=1e-5)
         assert (response.model_name, response.model_version) == (model, 1)
         assert response.route == inference_pb2.ROUTE_CHAMPION
+        assert response.prediction_delivery == inference_pb2.PREDICTION_DELIVERY_PENDING, "the default: background"
         assert 59.0 <= response.feature_freshness_seconds < 70.0
         assert list(response.missing_features) == []
         sent = fake.requests[-1]
@@ -387,6 +388,28 @@ async def test_score_end_to_end(
             "aliases: champion -> 1",
         )
         await _expect(stub, score_request(model="nope"), grpc.StatusCode.NOT_FOUND, model)
+        crowded = score_request(model=model)
+        for i in range(65):
+            crowded.context[f"extra_{i}"].double_value = 1.0
+        await _expect(stub, crowded, grpc.StatusCode.INVALID_ARGUMENT, "context holds 66 entries; the limit is 64")
+        await _expect(
+            stub,
+            score_request(model=model, request_id="r" * 257),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "request_id is 257 bytes long; the limit is 256 bytes",
+        )
+        long_id = score_request(model=model)
+        long_id.entity_ids["account"] = "a" * 257
+        await _expect(
+            stub, long_id, grpc.StatusCode.INVALID_ARGUMENT, "entity_ids['account'] is 257 bytes long; the limit is 256"
+        )
+        inf_feature = score_request(model=model, features={"account_stats:f1": float("inf")})
+        await _expect(
+            stub,
+            inf_feature,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "features['account_stats:f1'] is inf, expected a finite number",
+        )
         with pytest.raises(grpc.aio.AioRpcError) as unknown:
             await stub.GetModelSignature(inference_pb2.GetModelSignatureRequest(model=model, version=7), timeout=5)
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND

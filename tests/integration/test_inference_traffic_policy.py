@@ -1,18 +1,18 @@
-"""Traffic policies on the real stack: real Kafka, the real Triton, real Elasticsearch (monitor in-process),
-an in-process fake FeatureService.
+"""Traffic policies on the real stack: real Kafka, the real Triton, real Elasticsearch (monitor in-process), an
+in-process fake FeatureService.
 
-What it proves: with two registered versions (two Triton models with different weights), champion -> 1
-and a TRAFFIC_POLICY_CHANGED event (canary version 2 at 10 %, shadow version 2 at 100 %) on the
-registry topic, Score of 5,000 distinct key entities sends 10 % +- 2 % of them to version 2
-(ROUTE_CANARY), each answer equal to its version's model maths (numpy, 1e-5); a second request of a
-sample of entities, under another request id, gets the same version; every request answered by the
-champion is mirrored to version 2 once: its shadow Prediction (ROUTE_SHADOW, shadow true, the same
-request id, its own event id, version 2's maths) is on the predictions topic, none for the canaried
-ones (the shadow is the version that answered them), nothing failed or skipped; the monitor, which
-replays the same registry topic (so it takes the policy event too), indexes the shadow predictions in
-Elasticsearch with route ROUTE_SHADOW and shadow true, and the canaried ones with ROUTE_CANARY. The
-throughput of the 5,000 calls is printed. Unique topics, groups, Triton models and index prefix, all
-removed afterwards.
+What it proves: with two registered versions (two Triton models with different weights), champion -> 1 and a
+TRAFFIC_POLICY_CHANGED event (canary version 2 at 10 %, shadow version 2 at 100 %) on the registry topic,
+Score of 5,000 distinct key entities sends 10 % +- 2 % of them to version 2 (ROUTE_CANARY), each answer equal
+to its version's model maths (numpy, 1e-5); a second request of a sample of entities, under another request
+id, gets the same version; ScoreBatch of the same 5,000 entities (batches of 50) routes each row to the
+version Score gave its entity, with its version's maths; every request and every batch row answered by the
+champion is mirrored to version 2 once: its shadow Prediction (ROUTE_SHADOW, shadow true, the same request id,
+its own event id, version 2's maths) is on the predictions topic, none for the canaried ones (the shadow is
+the version that answered them), nothing failed or skipped; the monitor, which replays the same registry topic
+(so it takes the policy event too), indexes the shadow predictions in Elasticsearch with route ROUTE_SHADOW
+and shadow true, and the canaried ones with ROUTE_CANARY. The throughput of the 5,000 calls is printed. Unique
+topics, groups, Triton models and index prefix, all removed afterwards.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ from aimesh.inference.app import wire_inference
 from aimesh.inference.routing import bucket
 from aimesh.inference.settings import InferenceSettings
 from aimesh.monitor.app import wire_monitor
-from aimesh.monitor.documents import index_names, index_templates
+from aimesh.monitor.documents import index_names
 from aimesh.monitor.settings import MonitorSettings
+from tests.integration.elastic_indices import drop_monitor_indices
 from tests.integration.test_inference_service import (
     FEATURES,
     SEGMENTS,
@@ -65,6 +66,7 @@ ENTITIES = 5_000
 CONCURRENCY = 16
 CANARY_WEIGHT = 0.1
 STICKY_SAMPLE = 300
+BATCH_ROWS = 50
 
 
 def online_values(account: str) -> tuple[float, str, float, float]:
@@ -123,10 +125,7 @@ async def es(endpoints: Any, unique: str) -> AsyncIterator[AsyncElasticsearch]:
     try:
         yield client
     finally:
-        prefix = f"it-policy-{unique}"
-        await client.indices.delete(index=list(index_names(prefix).values()), ignore_unavailable=True)
-        for name in index_templates(prefix):
-            await client.options(ignore_status=404).indices.delete_index_template(name=name)
+        await drop_monitor_indices(client, f"it-policy-{unique}")
         await client.close()
 
 
@@ -245,19 +244,49 @@ async def test_sticky_canary_and_async_shadow(
         again = await asyncio.gather(*(score(n, f"{unique}-again-{n}") for n in sample))
         assert [a.model_version for a in again] == [versions[n] for n in sample], "each entity keeps its version"
 
+        async def score_batch(numbers: range) -> inference_pb2.ScoreBatchResponse:
+            rows = []
+            for n in numbers:
+                single = score_request(f"a-{n}", model=model, request_id=f"{unique}-batch-{n}")
+                rows.append(
+                    inference_pb2.ScoreBatchRow(
+                        request_id=single.request_id, entity_ids=single.entity_ids, context=single.context
+                    )
+                )
+            async with slots:
+                answer: inference_pb2.ScoreBatchResponse = await stub.ScoreBatch(
+                    inference_pb2.ScoreBatchRequest(model=model, rows=rows), timeout=30
+                )
+                return answer
+
+        batches = await asyncio.gather(
+            *(score_batch(range(at, min(at + BATCH_ROWS, ENTITIES))) for at in range(0, ENTITIES, BATCH_ROWS))
+        )
+        batched = [result.response for batch in batches for result in batch.results]
+        assert [a.model_version for a in batched] == [versions[n] for n in range(ENTITIES)], "sticky across RPCs"
+        for n, answer in enumerate(batched):
+            served = champion_model if answer.model_version == 1 else canary_model
+            route = inference_pb2.ROUTE_CHAMPION if answer.model_version == 1 else inference_pb2.ROUTE_CANARY
+            assert (answer.route, answer.request_id) == (route, f"{unique}-batch-{n}")
+            assert answer.score == pytest.approx(served.expected(encoded(f"a-{n}")), abs=1e-5)
+        assert {(b.model_version, b.route) for b in batches} == {(1, inference_pb2.ROUTE_CHAMPION)}
+
         mirrored = {f"{unique}-{n}" for n, v in versions.items() if v == 1}
         mirrored |= {f"{unique}-again-{n}" for n in sample if versions[n] == 1}
+        mirrored |= {f"{unique}-batch-{n}" for n, v in versions.items() if v == 1}
         shadows, canary_live = await _shadow_predictions(endpoints.kafka_bootstrap, predictions, unique, mirrored)
         assert set(shadows) == mirrored, "every champion-answered request is mirrored once, no canaried one"
-        live_ids = {a.event_id for a in (*answers, *again)}
+        live_ids = {a.event_id for a in (*answers, *again, *batched)}
         for request_id, prediction in shadows.items():
             n = int(request_id.rpartition("-")[2])
             assert (prediction.model_name, prediction.model_version) == (model, 2)
             assert (prediction.route, prediction.shadow) == (inference_pb2.ROUTE_SHADOW, True)
             assert prediction.event_id not in live_ids
             assert prediction.score == pytest.approx(canary_model.expected(encoded(f"a-{n}")), abs=1e-5)
-        assert canary_live == {f"{unique}-{n}" for n, v in versions.items() if v == 2} | {
-            f"{unique}-again-{n}" for n in sample if versions[n] == 2
+        assert canary_live == {
+            *(f"{unique}-{n}" for n, v in versions.items() if v == 2),
+            *(f"{unique}-again-{n}" for n in sample if versions[n] == 2),
+            *(f"{unique}-batch-{n}" for n, v in versions.items() if v == 2),
         }
         assert shadow_total(model, "scored") - scored_before == len(mirrored)
         assert shadow_total(model, "failed") == shadow_total(model, "skipped") == 0

@@ -1,8 +1,9 @@
 """Monitor on the real Kafka and Elasticsearch: one bad document never stalls its partition.
 
 A batch holds good predictions, one whose request id is 1 MiB (its document is too large, and its dead
-letter would exceed the producer's 1 MiB record limit) and one with 10,000 entity ids (over
-Elasticsearch's field limit when maps are not bounded). The good ones are indexed by id, each bad one
+letter would exceed the producer's 1 MiB record limit), one whose feature name nests deeper than
+Elasticsearch's mapping depth limit, and one with 10,000 entity ids (indexed: the template maps the
+entity map as one flattened field, however many keys). The good ones are indexed by id, each bad one
 is dead-lettered once onto the monitor DLQ with its reason (the oversized one as a stored reference),
 and the consumer's committed offset moves past the batch.
 """
@@ -26,9 +27,15 @@ from aimesh.core.scan import TopicScan
 from aimesh.core.testing import run_until
 from aimesh.monitor.elastic import ElasticStore
 from aimesh.monitor.indexing import EventIndexer
+from tests.integration.elastic_indices import drop_monitor_indices
+
+DEEP_FEATURE = ".".join(["level"] * 25)
+"""A feature name Elasticsearch expands into 25 nested objects: over its mapping depth limit (20)."""
 
 
-def prediction(event_id: str, *, request_id: str = "r", entities: int = 1) -> inference_events.Prediction:
+def prediction(
+    event_id: str, *, request_id: str = "r", entities: int = 1, feature: str = "f"
+) -> inference_events.Prediction:
     p = inference_events.Prediction(
         event_id=event_id,
         request_id=request_id,
@@ -36,6 +43,7 @@ def prediction(event_id: str, *, request_id: str = "r", entities: int = 1) -> in
         model_version=1,
         score=0.5,
         entity_ids={f"e{i:05d}": f"id-{i}" for i in range(entities)},
+        features={feature: 1.0},
     )
     p.time.GetCurrentTime()
     return p
@@ -50,8 +58,8 @@ async def test_bad_documents_are_dead_lettered_once_and_the_partition_moves_on( 
     es = AsyncElasticsearch(endpoints.elasticsearch_url)
     await store.ensure_templates()
     huge = prediction("huge", request_id="x" * (1024 * 1024))
-    batch = [prediction("good-1"), huge, prediction("good-2"), prediction("fields", entities=10_000)]
-    batch.append(prediction("good-3"))
+    batch = [prediction("good-1"), huge, prediction("good-2"), prediction("fields", feature=DEEP_FEATURE)]
+    batch += [prediction("good-3"), prediction("wide", entities=10_000)]
     # the upstream producer may send up to 16 MiB uncompressed: gzip keeps the batch under the broker's limit
     async with EventProducer(
         endpoints.kafka_bootstrap, source="inference", compression_type="gzip", max_request_size=16 * 1024 * 1024
@@ -63,7 +71,7 @@ async def test_bad_documents_are_dead_lettered_once_and_the_partition_moves_on( 
     try:
         async with EventProducer(endpoints.kafka_bootstrap, source="monitor") as producer:  # default 1 MiB limit
             dead_letters = DeadLetterPublisher(producer, "monitor", DeadLetterBounds(PayloadStore(tmp_path)), topic=dlq)
-            # maps unbounded here, so Elasticsearch's own field limit refuses the 10,000-entity document
+            # maps unbounded here: the 10,000-entity document reaches Elasticsearch whole
             indexer = EventIndexer(store, dead_letters, max_map_entries=100_000)
 
             async def handle(events: Sequence[Event]) -> None:
@@ -84,13 +92,15 @@ async def test_bad_documents_are_dead_lettered_once_and_the_partition_moves_on( 
         assert committed[TopicPartition(topic, 0)].offset == len(batch), "the offset moved past the batch"
 
         await store.refresh()
-        found = await es.mget(index=store.indices["predictions"], ids=["good-1", "good-2", "good-3", "huge", "fields"])
+        ids = ["good-1", "good-2", "good-3", "huge", "fields", "wide"]
+        found = await es.mget(index=store.indices["predictions"], ids=ids)
         assert {d["_id"]: d["found"] for d in found["docs"]} == {
             "good-1": True,
             "good-2": True,
             "good-3": True,
             "huge": False,
             "fields": False,
+            "wide": True,
         }
 
         async with TopicScan(endpoints.kafka_bootstrap, dlq) as scan:
@@ -123,8 +133,6 @@ async def test_bad_documents_are_dead_lettered_once_and_the_partition_moves_on( 
         doc = (await es.get(index=store.indices["predictions"], id="fields-bounded"))["_source"]
         assert len(doc["entity"]) == 100 and doc["truncated"] == ["entity"] and doc["truncated_count"] == 9_900
     finally:
-        await es.indices.delete(index=list(store.indices.values()), ignore_unavailable=True)
-        for name in store.indices.values():
-            await es.options(ignore_status=404).indices.delete_index_template(name=name)
+        await drop_monitor_indices(es, store.prefix)
         await es.close()
         await store.close()

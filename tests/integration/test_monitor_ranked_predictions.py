@@ -23,6 +23,7 @@ from aimesh.core.events import Event, cloudevent_headers
 from aimesh.monitor.documents import index_names, index_templates
 from aimesh.monitor.elastic import ElasticStore
 from aimesh.monitor.indexing import index_request
+from tests.integration.elastic_indices import drop_monitor_indices
 
 pytestmark = [pytest.mark.integration]
 
@@ -35,14 +36,7 @@ async def es(endpoints: Any, unique: str) -> AsyncIterator[AsyncElasticsearch]:
     try:
         yield client
     finally:
-        prefix = f"it-ranked-{unique}"
-        await client.indices.delete(
-            index=[*index_names(prefix).values(), f"{prefix}-predictions-2"],
-            ignore_unavailable=True,
-            allow_no_indices=True,
-        )
-        for name in index_templates(prefix):
-            await client.options(ignore_status=404).indices.delete_index_template(name=name)
+        await drop_monitor_indices(client, f"it-ranked-{unique}")
         await client.close()
 
 

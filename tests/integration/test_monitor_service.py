@@ -3,8 +3,9 @@
 What it proves: Prediction events (some published twice) and log records (shipped by ``LogShipper``,
 plus raw duplicates) on unique topics end up in Elasticsearch exactly once each, findable by
 request_id; with a reference profile from a ModelEvent, GetDriftReport returns the PSI computed by
-hand from the same scores, the report is indexed into ``<prefix>-drift``, a DRIFT alert reaches the
-alerts topic and ListAlerts returns it. Measures the end-to-end indexing rate and the raw bulk rate.
+hand from the same scores; the drift window of those predictions (duplicates counted once) is judged,
+its score report indexed into ``<prefix>-drift``, a DRIFT alert reaches the alerts topic and ListAlerts
+returns it. Measures the end-to-end indexing rate and the raw bulk rate.
 Every index and template is named by a unique prefix and deleted afterwards.
 """
 
@@ -30,13 +31,15 @@ from aimesh.api.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.app import connect_producer
 from aimesh.core.channels import open_caller_channel
+from aimesh.core.distribution import bin_counts, compare, score_profile
 from aimesh.core.logship import LogShipper
 from aimesh.core.runner import ServiceRuntime
 from aimesh.monitor.app import wire_monitor
-from aimesh.monitor.documents import index_names, index_templates
-from aimesh.monitor.drift import bin_counts, psi
-from aimesh.monitor.elastic import ElasticStore, IndexRequest
+from aimesh.monitor.bulk import IndexRequest
+from aimesh.monitor.documents import index_names
+from aimesh.monitor.elastic import ElasticStore
 from aimesh.monitor.settings import MonitorSettings
+from tests.integration.elastic_indices import drop_monitor_indices
 
 pytestmark = [pytest.mark.integration]
 
@@ -59,11 +62,7 @@ async def es(endpoints: Any, unique: str) -> AsyncIterator[AsyncElasticsearch]:
     try:
         yield client
     finally:
-        prefix = f"it-{unique}"
-        names = [*index_names(prefix).values(), f"{prefix}-predictions-bulk"]
-        await client.indices.delete(index=names, ignore_unavailable=True, allow_no_indices=True)
-        for name in index_templates(prefix):
-            await client.options(ignore_status=404).indices.delete_index_template(name=name)
+        await drop_monitor_indices(client, f"it-{unique}")
         await client.close()
 
 
@@ -105,6 +104,7 @@ async def test_index_dedupe_and_drift(
         alerts_topic=alerts_topic,
         index_prefix=prefix,
         drift_interval_seconds=1.0,
+        drift_window_count=N_PREDICTIONS,
         drift_min_samples=N_PREDICTIONS,
         shutdown_grace_seconds=2.0,
         ship_logs=False,
@@ -182,18 +182,16 @@ async def test_index_dedupe_and_drift(
         assert logs["hits"]["total"]["value"] == 1
         assert logs["hits"]["hits"][0]["_source"]["log"]["level"] == "warning"
 
-        expected = psi(EDGES, REFERENCE, bin_counts(EDGES, scores), epsilon=settings.psi_epsilon)
+        reference = score_profile(training_pb2.ScoreProfile(bin_edges=EDGES, fractions=REFERENCE, count=1000))
+        expected = compare(reference, bin_counts(reference, np.asarray(scores)), epsilon=settings.psi_epsilon)
         reply = await _drift_when_known(stub, model)
         assert reply.report.sample_count == N_PREDICTIONS
         assert reply.report.psi == pytest.approx(expected.psi, rel=1e-9)
         assert reply.report.psi > settings.psi_threshold
-        assert [b.current_fraction for b in reply.report.bins] == pytest.approx(
-            [b.current_fraction for b in expected.bins]
-        )
+        assert [b.current_fraction for b in reply.report.bins] == pytest.approx(list(expected.current_fractions))
 
-        await es.indices.refresh(index=indices["drift"])
+        await _wait_for_count(es, indices["drift"], 1)  # the one window that closed: the score's report
         drift_docs = await es.search(index=indices["drift"], query={"term": {"model.name": model}})
-        assert drift_docs["hits"]["total"]["value"] >= 1
         assert drift_docs["hits"]["hits"][0]["_source"]["psi"] == pytest.approx(expected.psi, rel=1e-6)
 
         alert = await _first_alert(endpoints.kafka_bootstrap, alerts_topic)

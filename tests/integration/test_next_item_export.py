@@ -1,7 +1,8 @@
 """A ``sequence_next_item`` model exported into the real Triton: the two-output python-backend model loads,
 its parity check against the TorchScript module passes (``Deployer.serve``, as a run does it), and its
 outputs are the top-k items (vocabulary indexes, never 0, best first) with descending softmax scores, for a
-batch and for concurrent single-row requests (dynamic batching).
+batch and for concurrent single-row requests (dynamic batching). The export writes the native variants'
+files beside it (``configs/*.pbtxt``, ``model.onnx``), which the local Triton ignores.
 
 Needs the local Triton (`aimesh up --infra-only`); fails, never skips, when it is not there. The model
 directory is unique per run and removed at the end.
@@ -26,10 +27,11 @@ from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import training_pb2
 from aimesh.core.signature import InputEncoder
 from aimesh.training.deploy import Deployer, output_tensors, output_widths
-from aimesh.training.export import export_version
+from aimesh.training.export import CONFIGS_DIR, export_version
 from aimesh.training.model import load_torchscript, predict_outputs, save_torchscript
 from aimesh.training.trainers.sequence_next_item import TRAINER
 from aimesh.training.triton import TritonModelServer
+from aimesh.training.triton_config import VARIANTS
 
 pytestmark = [pytest.mark.integration]
 
@@ -80,6 +82,8 @@ async def test_a_next_item_model_serves_its_top_k_in_triton_like_torchscript(
         n_inputs=InputEncoder(signature.inputs).width,
         output_widths=output_widths(signature),
     )
+    assert sorted(p.name for p in (repo / name / CONFIGS_DIR).iterdir()) == sorted(f"{v}.pbtxt" for v in VARIANTS)
+    assert {"model.pt", "model.py", "model.onnx"} <= {p.name for p in (repo / name / "1").iterdir()}
     server = TritonModelServer(endpoints.triton_grpc)
     deployer = Deployer(runs=None, registry=None, relay=None, model_server=server, model_repository=repo)  # type: ignore[arg-type]
     version = training_pb2.ModelVersion(
@@ -114,6 +118,7 @@ async def test_a_next_item_model_serves_its_top_k_in_triton_like_torchscript(
         assert empty_history[0, :25].min() >= 1  # padding is never an answer
         config = (await triton.get_model_config(name, as_json=True, client_timeout=5.0))["config"]
         assert [o["name"] for o in config["output"]] == ["OUTPUT__0", "OUTPUT__1"]
+        assert config["backend"] == "python" and config["instance_group"][0]["kind"] == "KIND_CPU"
     finally:
         try:
             await triton.unload_model(name, client_timeout=60)

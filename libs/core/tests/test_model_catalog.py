@@ -53,6 +53,18 @@ def test_version_carries_its_own_copy_of_the_signature() -> None:
     assert found.features == ("v:a", "v:b")
 
 
+def test_version_carries_its_own_copies_of_the_input_profiles() -> None:
+    catalog = ModelCatalog()
+    event = registered(1, signature())
+    event.input_profiles.add(feature="v:a", kind=signature_pb2.INPUT_KIND_NUMERIC, bin_edges=[0, 1], fractions=[1])
+    catalog.apply(event)
+    event.input_profiles[0].feature = "changed"
+    found, old = catalog.version("m", 1), ModelCatalog()
+    assert found is not None and [p.feature for p in found.input_profiles] == ["v:a"]
+    old.apply(registered(2, signature()))
+    assert (version := old.version("m", 2)) is not None and version.input_profiles == ()
+
+
 def test_version_without_a_signature_gets_the_fallback() -> None:
     catalog = ModelCatalog()
     catalog.apply(registered(1))
@@ -153,13 +165,34 @@ def test_traffic_policy_is_replaced_by_newer_revisions_and_keeps_unknown_version
 def test_constant_fallback_is_kept_with_the_policy_and_replaced_with_it() -> None:
     catalog = ModelCatalog()
     catalog.apply(policy_event(1, fallback=0.0))
-    assert catalog.traffic_policy("m") == TrafficPolicy("m", 2, 0.1, 0, 0.0, 1, fallback_score=0.0), "0.0 is a score"
+    expected = TrafficPolicy("m", 2, 0.1, 0, 0.0, 1, fallback=training_pb2.Fallback(constant_score=0.0))
+    assert catalog.traffic_policy("m") == expected, "0.0 is a score"
     catalog.apply(policy_event(2, fallback=0.75))
     held = catalog.traffic_policy("m")
-    assert held is not None and held.fallback_score == 0.75
+    assert held is not None and held.fallback == training_pb2.Fallback(constant_score=0.75)
     catalog.apply(policy_event(3))
     held = catalog.traffic_policy("m")
-    assert held is not None and held.fallback_score is None, "a policy without a fallback removes it"
+    assert held is not None and held.fallback is None, "a policy without a fallback removes it"
+
+
+def test_rule_and_previous_version_fallbacks_are_kept_and_bad_ones_are_poison() -> None:
+    catalog = ModelCatalog()
+    event = policy_event(1)
+    rule = event.traffic_policy.fallback.rule
+    rule.default_score = 0.1
+    rule.conditions.add(field="context.amount", op=training_pb2.FallbackCondition.OP_GT, number=10.0, score=0.9)
+    catalog.apply(event)
+    held = catalog.traffic_policy("m")
+    assert held is not None and held.fallback is not None and held.fallback.rule == rule
+    event = policy_event(2)
+    event.traffic_policy.fallback.previous_version.version = 1
+    catalog.apply(event)
+    held = catalog.traffic_policy("m")
+    assert held is not None and held.fallback is not None and held.fallback.previous_version.version == 1
+    bad = policy_event(3)
+    bad.traffic_policy.fallback.rule.conditions.add(field="amount", op=training_pb2.FallbackCondition.OP_GT, number=1)
+    with pytest.raises(PoisonEvent, match=r"conditions\[0\]\.field"):
+        catalog.apply(bad)
 
 
 def test_policy_only_model_is_not_routable_yet() -> None:

@@ -98,7 +98,7 @@ def test_only_fields_that_can_hold_a_checked_value_are_walked() -> None:
     assert _plan(ingest_pb2.PublishRequest.DESCRIPTOR) == frozenset(), "the hot path costs one lookup"
     assert _plan(inference_pb2.ScoreRequest.DESCRIPTOR) == frozenset()
     assert _plan(feature_pb2.ApplyDefinitionsRequest.DESCRIPTOR) == {"entities", "feature_views"}
-    assert _plan(monitor_pb2.ListAlertsRequest.DESCRIPTOR) == {"kind", "min_severity", "since"}
+    assert _plan(monitor_pb2.ListAlertsRequest.DESCRIPTOR) == {"kind", "min_severity", "since", "state"}
 
 
 def test_check_length_names_the_field_and_the_limit_in_utf8_bytes() -> None:

@@ -145,9 +145,13 @@ def test_fallback_score_is_set_kept_shown_and_dropped(training_address: str) -> 
     code, out, _ = model(
         "traffic", "m", "--canary-version", "2", "--canary-weight", "0.1", "--fallback-score", "0.5", *at
     )
-    assert code == 0 and out.startswith("set m: canary v2 at 0.1 of key entities, fallback score 0.5 (revision 1"), out
+    assert code == 0 and out.startswith("set m: canary v2 at 0.1 of key entities, fallback constant 0.5 (revision 1"), (
+        out
+    )
     code, out, _ = model("traffic", "m", "--canary-weight", "0.2", *at)
-    assert code == 0 and out.startswith("set m: canary v2 at 0.2 of key entities, fallback score 0.5 (revision 2"), out
+    assert code == 0 and out.startswith("set m: canary v2 at 0.2 of key entities, fallback constant 0.5 (revision 2"), (
+        out
+    )
     code, out, _ = model("traffic", "m", "--fallback-score", "0.5", *at)
     assert code == 0 and out.startswith("unchanged m:"), out
     code, out, _ = model("traffic", "m", "--no-fallback", *at)
@@ -155,9 +159,37 @@ def test_fallback_score_is_set_kept_shown_and_dropped(training_address: str) -> 
 
     code, out, _ = model("policy", "m", *at)
     assert code == 0 and out.startswith("m@champion: v1 traffic: canary v2 at 0.2 of key entities (revision 3"), out
-    assert "│ 3 │ v2 │ 0.2 │ - │ 0 │ - │" in out and "│ 2 │ v2 │ 0.2 │ - │ 0 │ 0.5 │" in out, out
+    assert "│ 3 │ v2 │ 0.2 │ - │ 0 │ - │" in out and "│ 2 │ v2 │ 0.2 │ - │ 0 │ constant 0.5 │" in out, out
 
     _, _, refused = model("traffic", "m", "--fallback-score", "nan", *at)
     assert isinstance(refused, DevstackError) and "INVALID_ARGUMENT: policy.fallback.constant_score" in str(refused)
     _, _, both = model("traffic", "m", "--fallback-score", "1", "--no-fallback", *at)
     assert isinstance(both, DevstackError) and "contradict" in str(both)
+    _, _, two = model("traffic", "m", "--fallback-score", "1", "--fallback-version", "2", *at)
+    assert isinstance(two, DevstackError) and "--fallback-score and --fallback-version contradict" in str(two)
+
+
+def test_rule_and_version_fallbacks_are_set_and_shown(training_address: str, tmp_path: Path) -> None:
+    at = ("--address", training_address)
+    rule = (
+        '{"conditions": [{"field": "context.amount", "op": "OP_GT", "number": 1000, "score": 0.9}], '
+        '"default_score": 0.1}'
+    )
+    code, out, _ = model("traffic", "m", "--fallback-rule", rule, *at)
+    assert code == 0 and out.startswith(
+        "set m: champion only, fallback rule: context.amount > 1000 -> 0.9; else 0.1"
+    ), out
+    spec = tmp_path / "rule.json"
+    spec.write_text('{"default_score": 0.2}', encoding="utf-8")
+    code, out, _ = model("traffic", "m", "--fallback-rule", f"@{spec}", *at)
+    assert code == 0 and "fallback rule: else 0.2 (revision" in out, out
+    code, out, _ = model("traffic", "m", "--fallback-version", "2", *at)
+    assert code == 0 and "fallback previous version 2 (revision" in out, out
+    _, _, champion = model("traffic", "m", "--fallback-version", "1", *at)
+    assert isinstance(champion, DevstackError) and "policy.fallback.previous_version.version 1 is the champion" in str(
+        champion
+    )
+    _, _, bad = model("traffic", "m", "--fallback-rule", '{"conditions": "x"}', *at)
+    assert isinstance(bad, DevstackError) and "--fallback-rule is not a FallbackRule" in str(bad)
+    _, _, op = model("traffic", "m", "--fallback-rule", '{"conditions": [{"field": "context.a", "number": 1}]}', *at)
+    assert isinstance(op, DevstackError) and "policy.fallback.rule.conditions[0].op is OP_UNSPECIFIED" in str(op)

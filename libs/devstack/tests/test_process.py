@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from aimesh.devstack.errors import DevstackError
-from aimesh.devstack.process import ensure_port_free, read_pid, run, spawn, stop
+from aimesh.devstack.process import EPOCH_START, ensure_port_free, read_pid, run, spawn, started_since_boot, stop
 
 
 def test_spawn_records_pid_and_is_idempotent(tmp_path: Path) -> None:
@@ -27,12 +27,33 @@ def test_spawn_records_pid_and_is_idempotent(tmp_path: Path) -> None:
     assert stop(pidfile) is False
 
 
-def test_stale_pidfile_is_ignored_and_removed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("epoch", [False, True], ids=["since-boot", "epoch"])
+def test_stale_pidfile_is_ignored_and_removed(tmp_path: Path, epoch: bool) -> None:
     pidfile = tmp_path / "x.pid"
     me = psutil.Process()
-    pidfile.write_text(f"{me.pid} {me.create_time() - 1000}\n")  # our pid, but another start time
+    started = me.create_time() if epoch else started_since_boot(me)
+    pidfile.write_text(f"{me.pid} {started - 1000}\n")  # our pid, but another start time
     assert read_pid(pidfile) is None
     assert not pidfile.exists()
+
+
+def test_a_pidfile_of_the_older_epoch_format_still_names_its_live_process(tmp_path: Path) -> None:
+    pidfile = tmp_path / "old.pid"
+    me = psutil.Process()
+    pidfile.write_text(f"{me.pid} {me.create_time()}\n")
+    assert read_pid(pidfile) == me
+
+
+def test_a_recorded_start_is_seconds_since_boot(tmp_path: Path) -> None:
+    pidfile = tmp_path / "sleep.pid"
+    proc = spawn(["sleep", "60"], pidfile=pidfile, logfile=tmp_path / "sleep.log")
+    try:
+        recorded = float(pidfile.read_text().split()[1])
+        assert recorded < EPOCH_START
+        assert recorded == pytest.approx(proc.create_time() - psutil.boot_time(), abs=1.0)
+        assert read_pid(pidfile) == proc
+    finally:
+        stop(pidfile, grace=5)
 
 
 def test_stop_kills_children_that_left_the_process_group(tmp_path: Path) -> None:

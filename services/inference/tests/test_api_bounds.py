@@ -4,13 +4,14 @@ item lists are bounded in count and in each id's length."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 
 import pytest
 
 from aimesh.api.inference.v1 import inference_pb2
 from aimesh.core.errors import InvalidArgument
-from aimesh.inference.api import InferenceServiceApi
+from aimesh.inference.api import InferenceServiceApi, RequestLimits
 
 HUGE = "r" * (1 << 20)
 
@@ -127,3 +128,54 @@ async def test_score_batch_passes_the_configured_row_limit() -> None:
     api = InferenceServiceApi(cast(Any, scorer), cast(Any, scorer), max_batch_rows=3)
     await api.ScoreBatch(inference_pb2.ScoreBatchRequest(model="m"), cast(Any, Context()))
     assert scorer.seen == [("batch", 3)]
+
+
+def limited(fake: RecordingScorer) -> InferenceServiceApi:
+    return InferenceServiceApi(
+        cast(Any, fake), cast(Any, fake), limits=RequestLimits(id_bytes=32, map_entries=3, request_items=2)
+    )
+
+
+def score_request(entries: int = 0, **fields: Any) -> inference_pb2.ScoreRequest:
+    request = inference_pb2.ScoreRequest(model="m", **fields)
+    for i in range(entries):
+        request.context[f"c{i}"].double_value = 1.0
+    return request
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (score_request(4), "context holds 4 entries; the limit is 3"),
+        (score_request(features={f"f{i}": 1.0 for i in range(4)}), "features holds 4 entries; the limit is 3"),
+        (score_request(entity_ids={f"e{i}": "x" for i in range(4)}), "entity_ids holds 4 entries; the limit is 3"),
+        (score_request(entity_ids={"account": "x" * 33}), "entity_ids['account'] is 33 bytes long; the limit is 32"),
+        (score_request(entity_ids={"k" * 33: "x"}), "entity_ids key is 33 bytes long; the limit is 32"),
+        (score_request(request_id="r" * 33), "request_id is 33 bytes long; the limit is 32"),
+    ],
+)
+async def test_the_configured_limits_name_the_field_and_the_limit(
+    request_: inference_pb2.ScoreRequest, message: str
+) -> None:
+    scorer = RecordingScorer()
+    with pytest.raises(InvalidArgument, match=f"^{re.escape(message)}"):
+        await limited(scorer).Score(request_, cast(Any, Context()))
+    assert scorer.seen == []
+    assert (await limited(scorer).Score(score_request(3), cast(Any, Context()))).score == 0.5, "3 entries pass"
+
+
+async def test_batch_rows_and_recommend_items_are_held_to_the_limits() -> None:
+    scorer = RecordingScorer()
+    api = limited(scorer)
+    rows = [inference_pb2.ScoreBatchRow(), inference_pb2.ScoreBatchRow(features={f"f{i}": 1.0 for i in range(4)})]
+    with pytest.raises(InvalidArgument, match=r"^rows\[1\]\.features holds 4 entries; the limit is 3"):
+        await api.ScoreBatch(inference_pb2.ScoreBatchRequest(model="m", rows=rows), cast(Any, Context()))
+    with pytest.raises(InvalidArgument, match=r"^exclude_items holds 3 ids; the limit is 2"):
+        await api.Recommend(
+            inference_pb2.RecommendRequest(model="m", exclude_items=["a", "b", "c"]), cast(Any, Context())
+        )
+    with pytest.raises(InvalidArgument, match=r"^entity_ids\['user'\] is 33 bytes long"):
+        await api.Recommend(
+            inference_pb2.RecommendRequest(model="m", entity_ids={"user": "u" * 33}), cast(Any, Context())
+        )
+    assert scorer.seen == []

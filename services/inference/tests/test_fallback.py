@@ -194,3 +194,116 @@ async def test_score_batch_without_a_fallback_is_unavailable() -> None:
         await s.score_batch(
             inference_pb2.ScoreBatchRequest(model="risk", rows=[batch_row("a-1")]), time_left=1.0, max_rows=10
         )
+
+
+def with_policy_fallback(fallback: training_pb2.Fallback) -> ModelCatalog:
+    """v3 champion (Triton version 1) and v2 (Triton version 2), the policy's fallback ``fallback``."""
+    c = ModelCatalog()
+    previous = registered(2, signature())
+    previous.triton_model_version = 2
+    for event in (previous, registered(3, signature()), alias(3)):
+        c.apply(event)
+    policy = training_pb2.TrafficPolicy(model_name="risk", revision=1, fallback=fallback)
+    c.apply(
+        events_pb2.ModelEvent(
+            kind=events_pb2.MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED, model_name="risk", traffic_policy=policy
+        )
+    )
+    return c
+
+
+RULE = training_pb2.FallbackRule(
+    conditions=[
+        training_pb2.FallbackCondition(
+            field="context.amount", op=training_pb2.FallbackCondition.OP_GT, number=100.0, score=0.9
+        ),
+        training_pb2.FallbackCondition(
+            field="context.channel", op=training_pb2.FallbackCondition.OP_EQ, text="web", score=0.6
+        ),
+    ],
+    default_score=0.1,
+)
+
+
+class FailingVersion(FakeRunner):
+    """Fails every call of Triton model version ``failing`` with ``Unavailable``; answers the others."""
+
+    def __init__(self, failing: int) -> None:
+        super().__init__()
+        self.failing = failing
+
+    async def infer(self, model: str, version: int, rows: Sequence[Sequence[float]], **kw: Any) -> Any:
+        if version == self.failing:
+            self.calls.append({"model": model, "version": version})
+            raise Unavailable(f"Triton model {model!r} v{version}: failed")
+        return await super().infer(model, version, rows, **kw)
+
+
+@pytest.mark.parametrize(("features", "runner"), OUTAGES)
+async def test_a_rule_fallback_scores_the_request_fields_within_the_deadline(
+    features: FakeFeatures | None, runner: FakeRunner | None
+) -> None:
+    s, producer = scorer(with_policy_fallback(training_pb2.Fallback(rule=RULE)), features, runner)
+    big = valid_request(request_id="r-big")
+    big.context["amount"].double_value = 500.0
+    started = time.perf_counter()
+    answers = [await s.score(r, time_left=0.3) for r in (big, valid_request(request_id="r-web"))]
+    assert time.perf_counter() - started < 2 * 0.3
+    assert [(a.route, a.score) for a in answers] == [
+        (inference_pb2.ROUTE_FALLBACK, 0.9),
+        (inference_pb2.ROUTE_FALLBACK, 0.6),
+    ]
+    other = valid_request(request_id="r-app")
+    other.context["channel"].string_value = "app"
+    assert (await s.score(other, time_left=0.3)).score == 0.1, "no condition holds: the default score"
+    assert [sent[1].score for sent in await producer()] == [0.9, 0.6, 0.1]
+
+
+async def test_a_previous_version_fallback_answers_with_that_version_when_the_routed_one_fails() -> None:
+    fallback = training_pb2.Fallback(previous_version=training_pb2.PreviousVersionFallback(version=2))
+    runner = FailingVersion(failing=1)
+    s, producer = scorer(with_policy_fallback(fallback), runner=runner)
+    answer = await s.score(valid_request(request_id="r-1"), time_left=1.0)
+    assert (answer.route, answer.model_version) == (inference_pb2.ROUTE_FALLBACK, 2)
+    assert [c["version"] for c in runner.calls] == [1, 2], "the champion's model, then the previous version's"
+    [(_, prediction, _, _)] = await producer()
+    assert (prediction.route, prediction.model_version, prediction.event_id) == (
+        inference_pb2.ROUTE_FALLBACK,
+        2,
+        answer.event_id,
+    )
+    assert prediction.features, "a previous version's Prediction carries the features it scored"
+
+    batch = await s.score_batch(
+        inference_pb2.ScoreBatchRequest(model="risk", rows=[batch_row("a-1"), batch_row("a-2")]),
+        time_left=1.0,
+        max_rows=10,
+    )
+    assert (batch.route, batch.model_version) == (inference_pb2.ROUTE_FALLBACK, 2)
+    assert [r.code for r in batch.results] == [0, 0]
+
+
+async def test_a_previous_version_that_fails_too_is_unavailable_naming_both() -> None:
+    fallback = training_pb2.Fallback(previous_version=training_pb2.PreviousVersionFallback(version=2))
+    s, producer = scorer(with_policy_fallback(fallback), runner=BadRunner(Unavailable("Triton: connection refused")))
+    with pytest.raises(Unavailable, match=r"v3 cannot be scored now: .*nor can its fallback model 'risk' v2"):
+        await s.score(valid_request(), time_left=1.0)
+    assert not await producer()
+    unknown = training_pb2.Fallback(previous_version=training_pb2.PreviousVersionFallback(version=7))
+    s, _ = scorer(with_policy_fallback(unknown), runner=FailingVersion(failing=1))
+    with pytest.raises(Unavailable, match=r"its fallback v7 is not registered"):
+        await s.score(valid_request(), time_left=1.0)
+
+
+async def test_waiting_for_delivery_answers_acknowledged_or_failed_without_an_event_id() -> None:
+    producer = RecordingSender()
+    publisher = PredictionPublisher(producer, "p", wait_for_delivery=True)
+    s = Scorer(with_fallback(None), FakeFeatures(OnlineFeatures()), FakeRunner(), publisher)
+    answer = await s.score(valid_request(), time_left=1.0)
+    assert answer.prediction_delivery == inference_pb2.PREDICTION_DELIVERY_ACKNOWLEDGED and answer.event_id
+    producer.fail = True
+    lost = await s.score(valid_request(), time_left=1.0)
+    assert lost.prediction_delivery == inference_pb2.PREDICTION_DELIVERY_FAILED and lost.event_id == ""
+    background, _ = scorer(with_fallback(None))
+    pending = await background.score(valid_request(), time_left=1.0)
+    assert pending.prediction_delivery == inference_pb2.PREDICTION_DELIVERY_PENDING and pending.event_id

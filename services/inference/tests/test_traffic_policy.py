@@ -1,8 +1,9 @@
-"""Routing by the model's traffic policy with the in-memory fakes of ``test_scoring``: a sticky canary share of
-key entities (the same in a second Scorer), weights 0 and 1, explicit alias or version bypassing it, a
-canary version not registered yet; shadow mirroring in Score (same response, a ROUTE_SHADOW Prediction, a
-failing, slow or saturated shadow never failing nor delaying the caller, counted), Recommend's canary,
-ScoreBatch staying on the champion, and the routed versions the reconciler keeps loaded."""
+"""Routing by the model's traffic policy with the in-memory fakes of ``test_scoring``: a sticky canary share of key
+entities (the same in a second Scorer), weights 0 and 1, explicit alias or version bypassing it, a canary
+version not registered yet; shadow mirroring in Score (same response, a ROUTE_SHADOW Prediction, a failing, slow
+or saturated shadow never failing nor delaying the caller, counted), Recommend's canary and shadow, ScoreBatch
+routing each row as Score would (one model call per version, its shadow in one background call, fallbacks per
+version, nothing emitted by a failed call), and the routed versions the reconciler keeps loaded."""
 
 from __future__ import annotations
 
@@ -20,10 +21,13 @@ from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.errors import Unavailable
 from aimesh.core.model_catalog import ModelCatalog
 from aimesh.core.testing import RecordingSender
+from aimesh.inference.breaker import BreakerState, CircuitBreaker
 from aimesh.inference.features import OnlineFeatures
+from aimesh.inference.next_item import NextItemRanker
 from aimesh.inference.predictions import PredictionPublisher
 from aimesh.inference.routing import RouteDecision, bucket, route_request, routed_versions
 from aimesh.inference.scoring import Scorer
+from aimesh.inference.shadows import ShadowTasks
 
 from . import test_next_item
 from .test_scoring import FakeFeatures, FakeRunner, alias, catalog, registered, signature, valid_request
@@ -274,13 +278,13 @@ async def test_failing_shadow_is_counted_and_logged_never_raised(caplog: pytest.
     s, runner, producer, publisher = scorer(policy_catalog(policy(shadow=2, share=1.0)))
     runner.errors["risk_v2"] = Unavailable("shadow model is down")
     before = shadow_count("failed")
-    with caplog.at_level(logging.WARNING, logger="aimesh.inference.scoring"):
+    with caplog.at_level(logging.WARNING, logger="aimesh.inference.shadows"):
         answer = await s.score(entity_request(1), time_left=1.0)
         await s.drain_shadows()
     await publisher.drain()
     assert answer.model_version == 1
     assert shadow_count("failed") == before + 1
-    [record] = [r for r in caplog.records if r.name == "aimesh.inference.scoring"]
+    [record] = [r for r in caplog.records if r.name == "aimesh.inference.shadows"]
     assert record.levelno == logging.WARNING and record.exc_info is None
     assert "shadow model is down" in record.getMessage()
     assert [p.route for p in predictions(producer)] == [inference_pb2.ROUTE_CHAMPION]
@@ -324,17 +328,110 @@ async def test_saturated_shadows_are_skipped_and_drain_cancels() -> None:
     assert [p.route for p in predictions(producer)] == [inference_pb2.ROUTE_CHAMPION] * 5
 
 
-async def test_score_batch_stays_on_the_default_alias() -> None:
-    s, runner, _, publisher = scorer(policy_catalog(policy(canary=2, weight=1.0, shadow=2, share=1.0)))
-    rows = [
-        inference_pb2.ScoreBatchRow(entity_ids=r.entity_ids, context=r.context) for r in map(entity_request, range(5))
-    ]
-    response = await s.score_batch(
-        inference_pb2.ScoreBatchRequest(model="risk", rows=rows), time_left=None, max_rows=10
+def batch_rows(numbers: Sequence[int], prefix: str = "") -> list[inference_pb2.ScoreBatchRow]:
+    """The ScoreBatch rows of ``entity_request(n)`` for each of ``numbers`` (request id ``<prefix><n>`` when
+    ``prefix`` is given)."""
+    rows = []
+    for n in numbers:
+        request = entity_request(n, request_id=f"{prefix}{n}" if prefix else "")
+        rows.append(inference_pb2.ScoreBatchRow(request_id=request.request_id, entity_ids=request.entity_ids))
+        for key, value in request.context.items():
+            rows[-1].context[key].CopyFrom(value)
+    return rows
+
+
+async def score_batch(
+    s: Scorer, rows: Sequence[inference_pb2.ScoreBatchRow], **request: object
+) -> inference_pb2.ScoreBatchResponse:
+    return await s.score_batch(
+        inference_pb2.ScoreBatchRequest(model="risk", rows=rows, **request),  # type: ignore[arg-type]
+        time_left=None,
+        max_rows=1000,
     )
+
+
+async def test_score_batch_routes_each_row_as_score_would_in_one_call_per_version() -> None:
+    c = policy_catalog(policy(canary=2, weight=0.3))
+    s, runner, producer, publisher = scorer(c)
+    numbers = range(400)
+    response = await score_batch(s, batch_rows(numbers, "r-"))
     await publisher.drain()
+    assert sorted(call["model"] for call in runner.calls) == ["risk_v1", "risk_v2"], "one model call per version"
+    alone, *_ = scorer(c)
+    expected = [await alone.score(entity_request(n, request_id=f"r-{n}"), time_left=None) for n in numbers]
+    answered = [result.response for result in response.results]
+    assert [(a.model_version, a.route) for a in answered] == [(e.model_version, e.route) for e in expected]
+    assert [a.score for a in answered] == pytest.approx([e.score for e in expected])
+    assert [a.request_id for a in answered] == [f"r-{n}" for n in numbers]
+    share = sum(a.model_version == 2 for a in answered) / len(answered)
+    assert 0.2 <= share <= 0.4
     assert (response.model_version, response.route) == (1, inference_pb2.ROUTE_CHAMPION)
-    assert s.shadows_in_flight == 0 and [call["model"] for call in runner.calls] == ["risk_v1"]
+    assert sorted((p.request_id, p.route) for p in predictions(producer)) == sorted(
+        (a.request_id, a.route) for a in answered
+    )
+
+
+async def test_score_batch_all_canaried_names_the_canary() -> None:
+    s, runner, _, publisher = scorer(policy_catalog(policy(canary=2, weight=1.0, shadow=2, share=1.0)))
+    response = await score_batch(s, batch_rows(range(5)))
+    await publisher.drain()
+    assert (response.model_version, response.route) == (2, inference_pb2.ROUTE_CANARY)
+    assert {r.response.route for r in response.results} == {inference_pb2.ROUTE_CANARY}
+    assert s.shadows_in_flight == 0 and [call["model"] for call in runner.calls] == ["risk_v2"]
+
+
+async def test_score_batch_naming_an_alias_or_a_version_bypasses_the_policy() -> None:
+    s, runner, _, publisher = scorer(policy_catalog(policy(canary=2, weight=1.0, shadow=2, share=1.0)))
+    by_alias = await score_batch(s, batch_rows(range(5)), alias="champion")
+    pinned = await score_batch(s, batch_rows(range(5)), version=1)
+    await publisher.drain()
+    assert (by_alias.model_version, by_alias.route) == (1, inference_pb2.ROUTE_CHAMPION)
+    assert (pinned.model_version, pinned.route) == (1, inference_pb2.ROUTE_PINNED)
+    assert s.shadows_in_flight == 0 and [call["model"] for call in runner.calls] == ["risk_v1", "risk_v1"]
+
+
+async def test_score_batch_mirrors_its_rows_to_the_shadow_in_one_background_call() -> None:
+    s, runner, producer, publisher = scorer(policy_catalog(policy(shadow=2, share=1.0)))
+    runner.delays["risk_v2"] = 0.3
+    before = shadow_count("scored")
+    started = time.perf_counter()
+    response = await score_batch(s, batch_rows(range(6), "b-"))
+    assert time.perf_counter() - started < 0.2, "the batch waited for its shadow"
+    assert {r.response.route for r in response.results} == {inference_pb2.ROUTE_CHAMPION}
+    assert s.shadows_in_flight == 1
+    await s.drain_shadows()
+    await publisher.drain()
+    assert [call["model"] for call in runner.calls] == ["risk_v1", "risk_v2"]
+    assert shadow_count("scored") == before + 6
+    sent = predictions(producer)
+    live = [p for p in sent if not p.shadow]
+    mirrors = [p for p in sent if p.shadow]
+    assert [p.request_id for p in mirrors] == [p.request_id for p in live] == [f"b-{n}" for n in range(6)]
+    assert {(p.route, p.model_version) for p in mirrors} == {(inference_pb2.ROUTE_SHADOW, 2)}
+    assert not {p.event_id for p in mirrors} & {r.response.event_id for r in response.results}
+
+
+async def test_score_batch_with_a_failing_version_and_no_fallback_emits_nothing() -> None:
+    s, runner, producer, publisher = scorer(policy_catalog(policy(canary=2, weight=0.5)))
+    runner.errors["risk_v2"] = Unavailable("canary model is down")
+    with pytest.raises(Unavailable, match="canary model is down"):
+        await score_batch(s, batch_rows(range(40)))
+    await publisher.drain()
+    assert producer.sent == [], "no Prediction of the version that did answer: the call failed"
+
+
+async def test_score_batch_falls_back_per_version() -> None:
+    fallback = policy(canary=2, weight=0.5)
+    fallback.traffic_policy.fallback.constant_score = 0.25
+    s, runner, _, publisher = scorer(policy_catalog(fallback))
+    runner.errors["risk_v2"] = Unavailable("canary model is down")
+    response = await score_batch(s, batch_rows(range(40)))
+    await publisher.drain()
+    answered = [r.response for r in response.results]
+    fell_back = [a for a in answered if a.route == inference_pb2.ROUTE_FALLBACK]
+    assert fell_back and {(a.model_version, a.score) for a in fell_back} == {(2, 0.25)}
+    assert {a.route for a in answered if a not in fell_back} == {inference_pb2.ROUTE_CHAMPION}
+    assert (response.model_version, response.route) == (1, inference_pb2.ROUTE_CHAMPION)
 
 
 async def test_recommend_follows_the_canary() -> None:
@@ -347,3 +444,89 @@ async def test_recommend_follows_the_canary() -> None:
     assert (canary.model_version, canary.route) == (2, inference_pb2.ROUTE_CANARY)
     assert (pinned.model_version, pinned.route) == (1, inference_pb2.ROUTE_PINNED)
     assert [call["version"] for call in runner.calls] == [2, 1]
+
+
+async def test_recommend_mirrors_to_its_shadow_without_changing_the_answer() -> None:
+    signature = test_next_item.next_item_signature()
+    shadowed = test_next_item.catalog(signature, signature)
+    shadowed.apply(policy(shadow=2, share=1.0, model="next"))
+    runner = test_next_item.FakeRunner()
+    producer = RecordingSender()
+    publisher = PredictionPublisher(producer, "preds")
+    shadows = ShadowTasks()
+    features = test_next_item.FakeFeatures(test_next_item.online(("i1", "i2")))
+    ranker = NextItemRanker(shadowed, features, runner, publisher, shadows=shadows)
+    plain, *_ = test_next_item.ranker_of(test_next_item.catalog(signature, signature))
+    before = shadow_count("scored", model="next")
+    expected = await plain.rank(test_next_item.request(request_id="r-1"), time_left=1.0)
+    answer = await ranker.rank(test_next_item.request(request_id="r-1"), time_left=1.0)
+    assert answer.event_id != expected.event_id
+    answer.event_id = expected.event_id
+    assert answer == expected
+    assert shadows.in_flight == 1
+    assert await shadows.drain(2.0) == 0
+    await publisher.drain()
+    assert shadow_count("scored", model="next") == before + 1
+    live, mirror = predictions(producer)
+    assert (live.route, live.shadow, live.model_version) == (inference_pb2.ROUTE_CHAMPION, False, 1)
+    assert (mirror.route, mirror.shadow, mirror.model_version) == (inference_pb2.ROUTE_SHADOW, True, 2)
+    assert mirror.request_id == live.request_id == "r-1" and mirror.event_id != live.event_id
+    assert list(mirror.items) == list(live.items) and mirror.alias == "champion"
+    assert [call["version"] for call in runner.calls] == [1, 2]
+
+
+async def test_recommend_without_shadow_tasks_mirrors_nothing() -> None:
+    c = test_next_item.catalog(test_next_item.next_item_signature(), test_next_item.next_item_signature())
+    c.apply(policy(shadow=2, share=1.0, model="next"))
+    ranker, _, runner, producer, publisher = test_next_item.ranker_of(c)
+    await ranker.rank(test_next_item.request(), time_left=None)
+    await publisher.drain()
+    assert [p.route for p in predictions(producer)] == [inference_pb2.ROUTE_CHAMPION]
+    assert [call["version"] for call in runner.calls] == [1]
+
+
+async def test_a_failing_shadow_never_opens_the_live_breakers() -> None:
+    runner = ModelRunner()
+    runner.errors["risk_v2"] = Unavailable("shadow model is down")
+    publisher = PredictionPublisher(RecordingSender(), "preds")
+    features = FakeFeatures(OnlineFeatures({"v:a": 1.0, "v:b": 2.0, "v:c": 3.0}))
+    live = CircuitBreaker("Triton", failures=1)
+    shadows = ShadowTasks(breaker_failures=1)
+    s = Scorer(
+        policy_catalog(policy(shadow=2, share=1.0)), features, runner, publisher, shadows=shadows, triton_breaker=live
+    )
+    for n in range(4):
+        answer = await s.score(entity_request(n), time_left=1.0)
+        await s.drain_shadows()
+        assert answer.route == inference_pb2.ROUTE_CHAMPION, "one shared failure would have opened the live breaker"
+    await publisher.drain()
+    assert live.state is BreakerState.CLOSED
+    assert shadows.triton_breaker.state is BreakerState.OPEN
+    assert [call["model"] for call in runner.calls] == ["risk_v1"] * 4
+
+
+async def test_recommend_answering_the_popular_items_mirrors_nothing() -> None:
+    signature = test_next_item.next_item_signature()
+    c = test_next_item.catalog(signature, signature)
+    c.apply(policy(shadow=2, share=1.0, model="next"))
+    runner = test_next_item.FakeRunner(error=Unavailable("Triton is down"))
+    publisher = PredictionPublisher(RecordingSender(), "preds")
+    shadows = ShadowTasks()
+    features = test_next_item.FakeFeatures(test_next_item.online(("i1", "i2")))
+    ranker = NextItemRanker(c, features, runner, publisher, shadows=shadows)
+    answer = await ranker.rank(test_next_item.request(), time_left=1.0)
+    await publisher.drain()
+    assert answer.fallback and shadows.in_flight == 0, "an outage's answer is not mirrored to the failing dependency"
+
+
+async def test_a_slow_shadow_dependency_fails_on_its_breaker_before_the_task_times_out() -> None:
+    runner = ModelRunner()
+    runner.delays["risk_v2"] = 1.0
+    publisher = PredictionPublisher(RecordingSender(), "preds")
+    features = FakeFeatures(OnlineFeatures({"v:a": 1.0, "v:b": 2.0, "v:c": 3.0}))
+    shadows = ShadowTasks(timeout_s=0.2, breaker_failures=1)
+    s = Scorer(policy_catalog(policy(shadow=2, share=1.0)), features, runner, publisher, shadows=shadows)
+    await s.score(entity_request(1), time_left=1.0)
+    await s.drain_shadows()
+    await publisher.drain()
+    assert shadows.triton_breaker.state is BreakerState.OPEN, "the too-slow call is a failure to the shadow breaker"

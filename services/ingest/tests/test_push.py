@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
 from aimesh.api.common.v1 import deadletter_pb2
 from aimesh.api.ingest.v1 import ingest_pb2
@@ -181,3 +182,17 @@ async def test_publish_rpc_counts_and_per_record_results(catalog: SourceCatalog)
         bad.status == ingest_pb2.RECORD_STATUS_REJECTED and bad.reason_code == deadletter_pb2.REASON_CODE_TYPE_MISMATCH
     )
     assert bad.field == "amount" and bad.index == 1 and "amount must be a number" in bad.message
+
+
+async def test_a_record_carries_the_calls_trace_context_unless_it_has_its_own(catalog: SourceCatalog) -> None:
+    sender = RecordingSender()
+    own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    records = [PushRecord(payment("t1")), PushRecord(payment("t2"), headers={"traceparent": own})]
+    with TracerProvider().get_tracer(__name__).start_as_current_span("Publish") as call:
+        await intake(catalog, sender).publish("card_transactions", records)
+    parents = [dict(r.headers).get("traceparent", b"").decode() for r in sender.raw]
+    assert parents[0].split("-")[1:3] == [
+        format(call.get_span_context().trace_id, "032x"),
+        format(call.get_span_context().span_id, "016x"),
+    ]
+    assert parents[1] == own

@@ -117,11 +117,18 @@ def test_alert_round_trips_through_its_document() -> None:
 
 def test_templates_cover_every_index_with_ecs_fields() -> None:
     templates = index_templates("aim")
-    assert set(templates) == {"aim-predictions", "aim-logs", "aim-drift", "aim-alerts", "aim-deadletters"}
+    assert set(templates) == {
+        "aim-predictions",
+        "aim-logs",
+        "aim-drift",
+        "aim-alerts",
+        "aim-deadletters",
+    }
     for name, body in templates.items():
         assert body["index_patterns"] == [f"{name}*"]
         props = body["template"]["mappings"]["properties"]
         assert props["@timestamp"] == {"type": "date"}
+        assert props["ecs"] == {"properties": {"version": {"type": "keyword"}}}
         assert props["service"]["properties"]["name"]["type"] == "keyword"
     assert templates["aim-predictions"]["template"]["mappings"]["properties"]["request_id"] == {"type": "keyword"}
 

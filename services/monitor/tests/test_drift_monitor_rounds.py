@@ -19,7 +19,7 @@ class FailingRounds(DriftMonitor):
     """A DriftMonitor whose rounds raise ``errors`` in turn, then succeed; counts the rounds."""
 
     def __init__(self, errors: list[BaseException]) -> None:
-        super().__init__(ModelCatalog(), cast(Any, None), cast(Any, None), "alerts", DriftPolicy(interval_s=0.01))
+        super().__init__(ModelCatalog(), cast(Any, None), cast(Any, None), DriftPolicy(interval_s=0.01))
         self.errors = errors
         self.rounds = 0
 

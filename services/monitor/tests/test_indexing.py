@@ -11,8 +11,8 @@ from aimesh.api.inference.v1 import events_pb2 as inference_events
 from aimesh.core.deadletter import build_dead_letter
 from aimesh.core.errors import Unavailable
 from aimesh.core.events import Event, cloudevent_headers
+from aimesh.monitor.bulk import IndexRequest, Rejected, classify_rejection, encode_source
 from aimesh.monitor.documents import dead_letter_document, prediction_document
-from aimesh.monitor.elastic import IndexRequest, Rejected, classify_rejection
 from aimesh.monitor.indexing import EventIndexer
 
 
@@ -130,16 +130,22 @@ async def test_bad_documents_are_dead_lettered_with_their_reason_and_the_rest_in
     for offset, event in enumerate(events):
         object.__setattr__(event, "offset", offset)
     store, dlq = FakeStore({"fields": "TOO_MANY_FIELDS"}), FakeDeadLetters()
-    await EventIndexer(store, dlq).handle_batch(events)  # type: ignore[arg-type]
+    observed: list[list[str]] = []
+    indexer = EventIndexer(store, dlq, observer=lambda ps: observed.append([p.event_id for p in ps]))  # type: ignore[arg-type]
+    await indexer.handle_batch(events)
     assert store.indexed == ["good-1", "good-2"]
     assert dlq.sent == [(1, "DECODE_ERROR"), (2, "DOCUMENT_TOO_LARGE"), (3, "TOO_MANY_FIELDS")]
+    assert observed == [["good-1", "good-2"]]  # only the indexed predictions feed the drift windows
 
 
 async def test_an_unavailable_elasticsearch_raises_and_dead_letters_nothing() -> None:
     store, dlq = FakeStore(down=True), FakeDeadLetters()
+    observed: list[object] = []
     with pytest.raises(Unavailable):
-        await EventIndexer(store, dlq).handle_batch([_prediction("good-1"), _prediction("fields")])  # type: ignore[arg-type]
-    assert dlq.sent == []
+        await EventIndexer(store, dlq, observer=observed.append).handle_batch(  # type: ignore[arg-type]
+            [_prediction("good-1"), _prediction("fields")]
+        )
+    assert dlq.sent == [] and observed == []  # the retried batch is observed once, when indexed
 
 
 async def test_a_refused_dead_letter_document_is_not_dead_lettered_again() -> None:
@@ -148,3 +154,25 @@ async def test_a_refused_dead_letter_document_is_not_dead_lettered_again() -> No
     store, dlq = FakeStore({"dlq:t/0/1": "DOCUMENT_REJECTED"}), FakeDeadLetters()
     await EventIndexer(store, dlq).handle_batch([event])  # type: ignore[arg-type]
     assert dlq.sent == []
+
+
+async def test_an_observer_error_never_fails_the_indexed_batch(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(predictions: Sequence[inference_events.Prediction]) -> None:
+        raise ValueError("bad profile")
+
+    store = FakeStore()
+    await EventIndexer(store, FakeDeadLetters(), observer=broken).handle_batch([_prediction("good-1")])  # type: ignore[arg-type]
+    assert store.indexed == ["good-1"] and "bad profile" in caplog.text
+
+
+async def test_each_document_is_encoded_once_and_sent_with_the_bytes_it_was_sized_by() -> None:
+    sent: list[IndexRequest] = []
+
+    class Recording(FakeStore):
+        async def bulk_index(self, requests: Sequence[IndexRequest]) -> list[Rejected]:
+            sent.extend(requests)
+            return await super().bulk_index(requests)
+
+    await EventIndexer(Recording(), FakeDeadLetters()).handle_batch([_prediction("good-1")])  # type: ignore[arg-type]
+    assert [r.doc_id for r in sent] == ["good-1"]
+    assert sent[0].encoded == encode_source(sent[0].document)

@@ -141,6 +141,14 @@ async def test_a_run_trains_registers_exports_and_promotes(service: Service) -> 
     assert signature.outputs[0].name == "score" and signature.trainer == "mlp_classifier"
     assert sum(champion.reference_profile.fractions) == pytest.approx(1.0)
     assert len(champion.reference_profile.bin_edges) == 11
+    profiles = {p.feature: p for p in champion.input_profiles}
+    assert list(profiles) == synthetic.FEATURE_NAMES  # every input is numeric or categorical
+    assert profiles[category.name].kind == signature_pb2.INPUT_KIND_CATEGORICAL
+    assert set(profiles[category.name].categories) <= set(category.vocabulary)
+    numeric = profiles[signature.inputs[0].name]
+    assert numeric.kind == signature_pb2.INPUT_KIND_NUMERIC and len(numeric.bin_edges) >= 2
+    for profile in profiles.values():
+        assert sum(profile.fractions) == pytest.approx(1.0) and 0 < profile.count <= done.metrics["eval_rows"]
 
     version_dir = service.repo / "toy" / "1"
     assert (version_dir / "model.pt").is_file() and (version_dir / "model.py").is_file()

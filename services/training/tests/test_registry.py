@@ -37,6 +37,15 @@ def new_version(run_id: str, model: str = "fraud") -> NewVersion:
         reference_profile=training_pb2.ScoreProfile(bin_edges=[0.0, 0.5, 1.0], fractions=[0.75, 0.25], count=4),
         signature=signature_pb2.ModelSignature(key_entity="card"),
         triton_model_name="fraud_mlp",
+        input_profiles=[
+            training_pb2.FeatureProfile(
+                feature="payment:amount",
+                kind=signature_pb2.INPUT_KIND_NUMERIC,
+                bin_edges=[0.0, 10.0, 20.0],
+                fractions=[0.5, 0.5],
+                count=4,
+            )
+        ],
     )
 
 
@@ -64,6 +73,8 @@ async def test_versions_are_numbered_per_model_and_idempotent_per_run(engine: As
     assert v2.triton_model_version == 2 and v2.artifact_uri == "file:///repo/fraud_mlp/2/model.pt"
     assert list(v2.features) == ["card:card_txn_count_1h", "payment:amount"]
     assert v2.metrics["auc"] == pytest.approx(0.91) and v2.reference_profile.count == 4
+    assert [(p.feature, list(p.bin_edges)) for p in v2.input_profiles] == [("payment:amount", [0.0, 10.0, 20.0])]
+    assert list((await registry.get_version("fraud", 2)).input_profiles) == list(v2.input_profiles)
     listed = await registry.list_versions("fraud", Page(0, 1))
     assert [v.version for v in listed] == [2, 1]  # limit + 1: a next page exists
     with pytest.raises(NotFound):
@@ -128,6 +139,7 @@ async def test_every_change_publishes_one_model_event_after_commit(engine: Async
         assert list(event.features) == ["card:card_txn_count_1h", "payment:amount"]
         assert event.feature_service == "fraud_v1" and event.signature.key_entity == "card"
         assert list(event.reference_profile.fractions) == [0.75, 0.25]
+        assert [p.feature for p in event.input_profiles] == ["payment:amount"]
     assert (changed.alias_change.alias, changed.alias_change.previous_version, changed.alias_change.new_version) == (
         "champion",
         0,
@@ -315,7 +327,9 @@ async def test_a_fallback_score_that_is_not_finite_is_invalid_argument_naming_th
     engine: AsyncEngine, score: float
 ) -> None:
     registry = await three_versions_champion_1(engine)
-    with pytest.raises(InvalidArgument, match=r"policy\.fallback\.constant_score must be finite"):
+    with pytest.raises(
+        InvalidArgument, match=r"policy\.fallback\.constant_score is (nan|inf|-inf), expected a finite number"
+    ):
         await registry.set_traffic_policy(with_fallback(score, canary_version=2, canary_weight=0.1))
     assert (await registry.get_traffic_policy("fraud")).revision == 0
 
@@ -367,3 +381,47 @@ async def test_promote_and_rollback_keep_the_fallback(engine: AsyncEngine) -> No
     assert (rolled.revision, rolled.shadow_version, rolled.fallback.constant_score) == (3, 0, -1.5)
     assert await registry.rollback("fraud", actor="dave", reason="again") == rolled  # a fallback alone stays
     assert await registry.get_traffic_policy("fraud") == rolled
+
+
+async def test_rule_and_previous_version_fallbacks_are_stored_read_back_and_checked(engine: AsyncEngine) -> None:
+    registry = await three_versions_champion_1(engine)
+    ruled = policy(canary_version=2, canary_weight=0.1)
+    condition = ruled.fallback.rule.conditions.add(field="context.amount", number=1000.0, score=0.9)
+    condition.op = training_pb2.FallbackCondition.OP_GT
+    ruled.fallback.rule.default_score = 0.05
+    first = await registry.set_traffic_policy(ruled)
+    assert first.fallback.rule == ruled.fallback.rule and await registry.get_traffic_policy("fraud") == first
+    assert await registry.set_traffic_policy(ruled) == first, "the same rule is the same policy"
+
+    bad = policy(canary_version=2, canary_weight=0.1)
+    bad.fallback.rule.conditions.add(field="amount", op=training_pb2.FallbackCondition.OP_GT, number=1.0)
+    with pytest.raises(InvalidArgument, match=r"policy\.fallback\.rule\.conditions\[0\]\.field is 'amount'"):
+        await registry.set_traffic_policy(bad)
+
+    previous = policy(canary_version=2, canary_weight=0.1)
+    previous.fallback.previous_version.version = 3
+    second = await registry.set_traffic_policy(previous)
+    assert (second.revision, second.fallback.previous_version.version) == (2, 3)
+    audit = await registry.list_traffic_policy_audit("fraud", Page(0, 10))
+    assert [p.fallback.WhichOneof("kind") for p in audit] == ["previous_version", "rule"]
+
+    previous.fallback.previous_version.version = 1
+    with pytest.raises(InvalidArgument, match=r"policy\.fallback\.previous_version\.version 1 is the champion"):
+        await registry.set_traffic_policy(previous)
+    previous.fallback.previous_version.version = 9
+    with pytest.raises(NotFound):
+        await registry.set_traffic_policy(previous)
+
+
+async def test_promoting_the_fallback_version_makes_the_former_champion_the_fallback(engine: AsyncEngine) -> None:
+    registry = await three_versions_champion_1(engine)
+    chosen = policy(canary_version=2, canary_weight=0.1)
+    chosen.fallback.previous_version.version = 2
+    await registry.set_traffic_policy(chosen)
+    _change, promoted = await registry.promote("fraud", actor="carol", reason="v2 wins")
+    assert promoted.fallback.previous_version.version == 1, "v2 is champion now: its fallback is the former one"
+    kept = policy(canary_version=3, canary_weight=0.1)
+    kept.fallback.previous_version.version = 1
+    await registry.set_traffic_policy(kept)
+    _change, again = await registry.promote("fraud", actor="carol", reason="v3 wins")
+    assert again.fallback.previous_version.version == 1, "a fallback naming another version is kept"

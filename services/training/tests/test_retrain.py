@@ -1,4 +1,5 @@
-"""The retrain policy: DRIFT alerts for enabled models start one run per alert, everything else is ignored."""
+"""The retrain policy: open CRITICAL DRIFT alerts for enabled models start one run per alert, everything else is
+ignored."""
 
 from __future__ import annotations
 
@@ -32,8 +33,22 @@ class FakeSpecs:
         return SPEC if model_name == "fraud" else None
 
 
-def alert_event(kind: int = monitor_events.ALERT_KIND_DRIFT, model: str = "fraud", alert_id: str = "a1") -> Event:
-    alert = monitor_events.Alert(alert_id=alert_id, kind=kind, model_name=model)  # type: ignore[arg-type]
+def alert_event(
+    kind: int = monitor_events.ALERT_KIND_DRIFT,
+    model: str = "fraud",
+    alert_id: str = "a1",
+    severity: int = monitor_events.SEVERITY_CRITICAL,
+    state: int = monitor_events.ALERT_STATE_FIRING,
+    feature: str = "",
+) -> Event:
+    alert = monitor_events.Alert(
+        alert_id=alert_id,
+        kind=kind,  # type: ignore[arg-type]
+        model_name=model,
+        severity=severity,  # type: ignore[arg-type]
+        state=state,  # type: ignore[arg-type]
+        feature=feature,
+    )
     return Event("alerts", 0, 1, b"fraud", alert.SerializeToString(), (), 0)
 
 
@@ -52,6 +67,7 @@ async def test_other_alerts_and_models_without_policy_do_nothing() -> None:
     await policy.handle(alert_event(model="churn"))
     await policy.handle(alert_event(model="never_trained"))
     await RetrainPolicy([], starter=starter, specs=FakeSpecs()).handle(alert_event())  # policy off by default
+    await policy.handle(alert_event(feature="v:amount", alert_id="f1"))  # an input's drift names it only
     assert starter.started == {}
 
 
@@ -65,3 +81,22 @@ async def test_bad_alerts_are_dead_lettered() -> None:
     starter.reject = True
     with pytest.raises(PoisonEvent, match="cannot retrain fraud"):
         await policy.handle(alert_event())
+
+
+async def test_each_change_of_one_alert_starts_one_run_and_only_when_critical_and_open() -> None:
+    starter = FakeStarter()
+    policy = RetrainPolicy(["fraud"], starter=starter, specs=FakeSpecs())
+    await policy.handle(alert_event(alert_id="w", severity=monitor_events.SEVERITY_WARNING))
+    assert starter.started == {}, "a WARNING drift alert starts nothing"
+    for state in (
+        monitor_events.ALERT_STATE_FIRING,  # escalated to CRITICAL
+        monitor_events.ALERT_STATE_FIRING,  # updated
+        monitor_events.ALERT_STATE_ACKNOWLEDGED,
+        monitor_events.ALERT_STATE_RESOLVED,
+    ):
+        await policy.handle(alert_event(alert_id="w", state=state))
+    assert list(starter.started) == ["retrain:w"]
+    await policy.handle(alert_event(alert_id="r", state=monitor_events.ALERT_STATE_RESOLVED))
+    assert "retrain:r" not in starter.started, "a resolved alert starts nothing"
+    await policy.handle(alert_event(alert_id="old", state=monitor_events.ALERT_STATE_UNSPECIFIED))
+    assert "retrain:old" in starter.started, "alerts of publishers without states still count"

@@ -32,7 +32,7 @@ def run_main(settings_type: type[S], serve: Callable[[S], Coroutine[Any, Any, No
     """
     settings = settings_type()
     configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
-    provider = configure_tracing(settings.service_name, settings.otlp_endpoint)
+    provider = configure_tracing(settings.service_name, settings.otlp_endpoint, settings.trace_sample_ratio)
     logging.getLogger(__name__).info(
         "starting", extra={"grpc.port": settings.grpc_port, "admin.port": settings.admin_port}
     )

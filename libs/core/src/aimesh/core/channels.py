@@ -15,6 +15,10 @@ is built from ``channel_options()``, so they all recover the same way when their
   ``KEEPALIVE_TIMEOUT_MS``. No pings on idle channels: gRPC servers (and Triton) refuse frequent pings
   without calls by default (GOAWAY "too_many_pings").
 
+**Trace context.** Every call carries the current W3C ``traceparent`` in its metadata
+(``aimesh.core.tracing``), and each unary call runs in a CLIENT span named after its method, so the
+callee's server span continues the caller's trace.
+
 Calls do not wait for a connection (no ``wait_for_ready``): while the peer is down they fail at once
 with UNAVAILABLE, and the first call after the reconnect succeeds.
 
@@ -35,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from aimesh.core.tracing import inject_headers, tracer
 
 TOKEN_FILE_ENV = "AIMESH_AUTH_TOKEN_FILE"  # noqa: S105 (the name of a variable)
 
@@ -127,6 +134,67 @@ class _BearerStreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):  # t
     intercept_stream_stream = _Bearer._call
 
 
+_tracer = tracer(__name__)
+
+
+def _with_trace_context(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    """``details`` with the current context's ``traceparent``/``tracestate`` added to its metadata."""
+    entries = inject_headers()
+    if not entries:
+        return details
+    metadata = grpc.aio.Metadata(*(details.metadata or ()))
+    for key, value in entries.items():
+        metadata.add(key, value)
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+def _method_name(details: grpc.aio.ClientCallDetails) -> str:
+    method = details.method
+    return method.decode() if isinstance(method, bytes) else str(method)
+
+
+class _TracedUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Runs each unary call in a CLIENT span (its status code recorded) and propagates the span's context."""
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        method = _method_name(details)
+        with _tracer.start_as_current_span(
+            method, kind=SpanKind.CLIENT, attributes={"rpc.system": "grpc", "rpc.method": method}
+        ) as span:
+            call = await continuation(_with_trace_context(details), request)
+            try:
+                await call
+            except grpc.aio.AioRpcError as exc:
+                span.set_attribute("rpc.grpc.status_code", exc.code().value[0])
+                span.set_status(Status(StatusCode.ERROR, exc.code().name))
+            else:
+                span.set_attribute("rpc.grpc.status_code", grpc.StatusCode.OK.value[0])
+            return call
+
+
+class _TracedStream:
+    """Propagates the current context on a streaming call (no span of its own: the caller's covers it)."""
+
+    async def _call(self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any) -> Any:
+        return await continuation(_with_trace_context(details), request)
+
+
+class _TracedUnaryStream(_TracedStream, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    intercept_unary_stream = _TracedStream._call
+
+
+class _TracedStreamUnary(_TracedStream, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    intercept_stream_unary = _TracedStream._call
+
+
+class _TracedStreamStream(_TracedStream, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    intercept_stream_stream = _TracedStream._call
+
+
 def caller_token_file() -> Path | None:
     """``$AIMESH_AUTH_TOKEN_FILE`` as a path, None when unset or empty (read when called, never at import)."""
     value = os.environ.get(TOKEN_FILE_ENV)
@@ -137,16 +205,16 @@ def open_channel(
     address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, token_file: Path | None = None
 ) -> grpc.aio.Channel:
     """A ``grpc.aio`` channel to ``address`` (``host:port``) with ``channel_options``; connects lazily.
-    With ``token_file`` every call carries its bearer token (see the module doc); the file must be
-    readable now (``OSError``) and not empty (``ValueError``).
+    Every call carries the current trace context; with ``token_file`` also its bearer token (see the
+    module doc), the file must then be readable now (``OSError``) and not empty (``ValueError``).
 
     Must be called on the event loop that will use it; the caller closes it (``await channel.close()``).
     """
-    interceptors: list[Any] | None = None
+    interceptors: list[Any] = [_TracedUnaryUnary(), _TracedUnaryStream(), _TracedStreamUnary(), _TracedStreamStream()]
     if token_file is not None:
         token = BearerToken(token_file)
         kinds = (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamUnary, _BearerStreamStream)
-        interceptors = [kind(token) for kind in kinds]
+        interceptors += [kind(token) for kind in kinds]
     return grpc.aio.insecure_channel(
         address, options=channel_options(max_message_bytes=max_message_bytes), interceptors=interceptors
     )

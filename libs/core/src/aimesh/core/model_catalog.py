@@ -25,8 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aimesh.api.common.v1 import common_pb2, signature_pb2
-from aimesh.api.training.v1 import events_pb2
+from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.events import Event, PoisonEvent
+from aimesh.core.fallback import fallback_problems, kind_of
 
 DEFAULT_INPUT_TENSOR = "INPUT__0"
 DEFAULT_OUTPUT_TENSOR = "OUTPUT__0"
@@ -63,6 +64,9 @@ class ModelVersion:
     reference_count: int
     signature: signature_pb2.ModelSignature = field(hash=False)
     """What the version reads and returns; treat as read-only (``from_event`` gives each version its own copy)."""
+    input_profiles: tuple[training_pb2.FeatureProfile, ...] = field(default=(), hash=False)
+    """The reference profile of each numeric and categorical input (signature order; none for a version
+    registered before profiles existed); read-only, each version has its own copies."""
 
     @property
     def has_reference(self) -> bool:
@@ -90,7 +94,14 @@ class ModelVersion:
             reference_fractions=tuple(profile.fractions),
             reference_count=profile.count,
             signature=signature,
+            input_profiles=tuple(_copy(profile) for profile in event.input_profiles),
         )
+
+
+def _copy(profile: training_pb2.FeatureProfile) -> training_pb2.FeatureProfile:
+    copy = training_pb2.FeatureProfile()
+    copy.CopyFrom(profile)
+    return copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,15 +118,15 @@ class TrafficPolicy:
     shadow_share: float
     """Share of requests mirrored to ``shadow_version``, in [0, 1]."""
     revision: int
-    fallback_score: float | None = None
-    """The constant score Score answers with (``ROUTE_FALLBACK``) when the routed version cannot be called in
-    time (``Fallback.constant_score``); None: no fallback."""
+    fallback: training_pb2.Fallback | None = None
+    """What Score answers with (``ROUTE_FALLBACK``) when the routed version cannot be called in time (see
+    ``aimesh.core.fallback``); None: no fallback (a ``Fallback`` of no kind is stored as None)."""
 
     @classmethod
     def from_event(cls, event: events_pb2.ModelEvent) -> TrafficPolicy:
         """The policy of a ``TRAFFIC_POLICY_CHANGED`` event; ``PoisonEvent`` when it carries none, names
-        another model, or holds a negative version, a share outside [0, 1] or a non-finite constant
-        fallback score. A ``fallback`` of no kind is no fallback."""
+        another model, or holds a negative version, a share outside [0, 1] or a fallback
+        ``aimesh.core.fallback.fallback_problems`` refuses. A ``fallback`` of no kind is no fallback."""
         if not event.HasField("traffic_policy"):
             raise PoisonEvent("MISSING_FIELD", f"TRAFFIC_POLICY_CHANGED for {event.model_name} without traffic_policy")
         policy = event.traffic_policy
@@ -134,9 +145,7 @@ class TrafficPolicy:
             for name, value in (("canary_version", policy.canary_version), ("shadow_version", policy.shadow_version))
             if value < 0
         ]
-        constant = policy.fallback.constant_score if policy.fallback.WhichOneof("kind") == "constant_score" else None
-        if constant is not None and not math.isfinite(constant):
-            problems.append(f"fallback.constant_score is {constant}, expected a finite number")
+        problems += fallback_problems(policy.fallback)
         if problems:
             raise PoisonEvent("INVALID_VALUE", f"traffic policy of {event.model_name}: {'; '.join(problems)}")
         return cls(
@@ -146,7 +155,7 @@ class TrafficPolicy:
             shadow_version=policy.shadow_version,
             shadow_share=policy.shadow_share,
             revision=policy.revision,
-            fallback_score=constant,
+            fallback=policy.fallback if kind_of(policy.fallback) else None,
         )
 
 

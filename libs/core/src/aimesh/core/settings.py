@@ -3,7 +3,8 @@
 Settings are built once in ``main()`` and passed down; nothing reads the environment at import time.
 Values come from (highest first): constructor arguments, ``<PREFIX>_<FIELD>`` environment variables,
 a ``.env`` file in the working directory, then the defaults below. The cluster-wide variables
-``AIMESH_KAFKA_BOOTSTRAP``, ``AIMESH_OTLP_ENDPOINT`` and ``AIMESH_AUTH_*`` act as defaults for every service.
+``AIMESH_KAFKA_BOOTSTRAP``, ``AIMESH_OTLP_ENDPOINT``, ``AIMESH_TRACE_SAMPLE_RATIO`` and ``AIMESH_AUTH_*``
+act as defaults for every service.
 """
 
 from __future__ import annotations
@@ -86,6 +87,13 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = Field(
         default_factory=lambda: _env_default("AIMESH_OTLP_ENDPOINT", None),
         description="OTLP/gRPC collector endpoint (default $AIMESH_OTLP_ENDPOINT); no export when unset.",
+    )
+    trace_sample_ratio: float = Field(
+        default_factory=lambda: float(_env_default("AIMESH_TRACE_SAMPLE_RATIO", "1.0") or "1.0"),
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces sampled (default $AIMESH_TRACE_SAMPLE_RATIO or 1.0); a continued trace "
+        "follows its caller's decision.",
     )
     data_dir: Path = Field(default=Path(".aimesh/data"), description="Local data: SQLite file, lake.")
     database_url: str | None = Field(

@@ -1,5 +1,5 @@
 """`aimesh up | down | status | logs`: the local stack without Docker; `aimesh ingest ...` / `aimesh feature ...` /
-`aimesh model ...`: service operations.
+`aimesh model ...`: service operations; `aimesh kibana import`: the saved objects into a Kibana.
 
 Every failure the devstack foresees is a DevstackError: it is printed as one line (cause and fix) and
 the command exits with status 1, without a traceback.
@@ -25,7 +25,8 @@ from rich.table import Table
 
 from aimesh.devstack import credentials
 from aimesh.devstack.errors import DevstackError
-from aimesh.devstack.paths import Paths
+from aimesh.devstack.kibana import import_saved_objects
+from aimesh.devstack.paths import Paths, repo_root
 from aimesh.devstack.server import log_tail
 from aimesh.devstack.stack import Stack
 
@@ -46,9 +47,13 @@ model_app = typer.Typer(
     help="Operate the model registry's traffic policies (canary, shadow, promote, rollback).", no_args_is_help=True
 )
 app.add_typer(model_app, name="model")
+kibana_app = typer.Typer(help="Kibana: import the saved objects of deploy/kibana.", no_args_is_help=True)
+app.add_typer(kibana_app, name="kibana")
 
 Only = Annotated[list[str] | None, typer.Option("--only", help="Only this part (repeatable).")]
-InfraOnly = Annotated[bool, typer.Option("--infra-only", help="Only kafka, elasticsearch, postgres, redis and triton.")]
+InfraOnly = Annotated[
+    bool, typer.Option("--infra-only", help="Only kafka, elasticsearch, otelcol, postgres, redis and triton.")
+]
 
 
 def _console() -> Console:
@@ -446,11 +451,43 @@ def _training_call(address: str | None, model: str, call: Callable[[str], Corout
 
 
 def _fallback(policy: Any) -> str:
-    """A policy's fallback for the audit table: its constant score, or ``-`` for none."""
-    from aimesh.training.traffic_policy import fallback_score
+    """A policy's fallback for the audit table (``aimesh.core.fallback.describe``), ``-`` for none."""
+    from aimesh.core.fallback import describe
+    from aimesh.training.traffic_policy import fallback_of
 
-    score = fallback_score(policy)
-    return "-" if score is None else f"{score:.4g}"
+    fallback = fallback_of(policy)
+    return "-" if fallback is None else describe(fallback)
+
+
+def _fallback_option(score: float | None, version: int | None, rule: str | None) -> Any:
+    """The ``Fallback`` one of ``--fallback-score``, ``--fallback-version`` or ``--fallback-rule`` asks for
+    (None when none is given); ``DevstackError`` when several are, or the rule is not a FallbackRule in
+    protobuf JSON (inline, or ``@FILE``)."""
+    from google.protobuf import json_format
+
+    from aimesh.api.training.v1 import training_pb2
+
+    given = [name for name, value in (("score", score), ("version", version), ("rule", rule)) if value is not None]
+    if len(given) > 1:
+        raise DevstackError(
+            "training", f"--fallback-{given[0]} and --fallback-{given[1]} contradict", "pass one fallback kind"
+        )
+    if score is not None:
+        return training_pb2.Fallback(constant_score=score)
+    if version is not None:
+        return training_pb2.Fallback(previous_version=training_pb2.PreviousVersionFallback(version=version))
+    if rule is None:
+        return None
+    text = Path(rule[1:]).read_text(encoding="utf-8") if rule.startswith("@") else rule
+    try:
+        return training_pb2.Fallback(rule=json_format.Parse(text, training_pb2.FallbackRule()))
+    except json_format.ParseError as exc:
+        raise DevstackError(
+            "training",
+            f"--fallback-rule is not a FallbackRule: {exc}",
+            'pass e.g. \'{"conditions": [{"field": "context.amount", "op": "OP_GT", "number": 1000, "score": 0.9}], '
+            '"default_score": 0.05}\' or @rule.json',
+        ) from exc
 
 
 def _split(policy: Any) -> str:
@@ -463,7 +500,7 @@ def _split(policy: Any) -> str:
         parts.append(f"shadow v{policy.shadow_version} mirroring {policy.shadow_share:.4g} of requests")
     words = ", ".join(parts) or "champion only"
     fallback = _fallback(policy)
-    return words if fallback == "-" else f"{words}, fallback score {fallback}"
+    return words if fallback == "-" else f"{words}, fallback {fallback}"
 
 
 def _revision(policy: Any) -> str:
@@ -484,6 +521,16 @@ def model_traffic(
     fallback_score: Annotated[
         float | None, typer.Option(help="Constant score Score answers when the model cannot be called in time.")
     ] = None,
+    fallback_version: Annotated[
+        int | None, typer.Option(help="Version scored instead when the routed one cannot be called in time.")
+    ] = None,
+    fallback_rule: Annotated[
+        str | None,
+        typer.Option(
+            help="A rule over request fields scored instead (FallbackRule in protobuf JSON, or @FILE): the first "
+            "condition that holds gives the score, else default_score."
+        ),
+    ] = None,
     no_fallback: Annotated[bool, typer.Option("--no-fallback", help="Drop the fallback.")] = False,
     actor: Actor = None,
     reason: Reason = "",
@@ -494,9 +541,10 @@ def model_traffic(
     nothing."""
     from aimesh.training.operations import SplitChange, set_traffic
 
-    if no_fallback and fallback_score is not None:
-        raise DevstackError("training", "--fallback-score and --no-fallback contradict", "pass one of them")
-    change = SplitChange(canary_version, canary_weight, shadow_version, shadow_share, fallback_score, no_fallback)
+    fallback = _fallback_option(fallback_score, fallback_version, fallback_rule)
+    if no_fallback and fallback is not None:
+        raise DevstackError("training", "a --fallback-... option and --no-fallback contradict", "pass one of them")
+    change = SplitChange(canary_version, canary_weight, shadow_version, shadow_share, fallback, no_fallback)
     who = actor or getpass.getuser()
     policy, changed = _training_call(
         address, model, lambda target: set_traffic(target, model, change, actor=who, reason=reason)
@@ -563,6 +611,27 @@ def model_rollback(model: ModelName, actor: Actor = None, reason: Reason = "", a
     who = actor or getpass.getuser()
     policy = _training_call(address, model, lambda target: rollback(target, model, actor=who, reason=reason))
     _console().print(f"[bold green]rolled back[/] {model}: {_split(policy)} ({_revision(policy)})")
+
+
+@kibana_app.command("import")
+def kibana_import(
+    *,
+    url: Annotated[str, typer.Option("--url", help="Kibana base URL, e.g. http://127.0.0.1:5601.")],
+    space: Annotated[str | None, typer.Option("--space", help="Kibana space id (default: the default space).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace objects that already exist.")] = False,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="NDJSON file (default: deploy/kibana/aimesh-saved-objects.ndjson).")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="KIBANA_API_KEY", help="Kibana API key.")] = None,
+    username: Annotated[str | None, typer.Option(envvar="KIBANA_USERNAME", help="Basic-auth user.")] = None,
+    password: Annotated[str | None, typer.Option(envvar="KIBANA_PASSWORD", help="Basic-auth password.")] = None,
+) -> None:
+    """Import the data views, saved searches, Lens charts and dashboards with Kibana's saved-objects import API."""
+    ndjson = file or repo_root() / "deploy" / "kibana" / "aimesh-saved-objects.ndjson"
+    headers = {"Authorization": f"ApiKey {api_key}"} if api_key else {}
+    auth = (username, password or "") if username else None
+    result = import_saved_objects(url, ndjson, space=space, overwrite=overwrite, headers=headers, auth=auth)
+    _console().print(f"[bold green]imported[/] {result.success_count} saved object(s) from {ndjson} into {url}")
 
 
 def main() -> None:

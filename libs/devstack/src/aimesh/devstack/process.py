@@ -1,7 +1,8 @@
 """Start and stop background processes that the CLI owns, tracked by PID files.
 
-`down` stops only what `up` started: a PID file records the PID and the process start time, so a
-recycled PID that now belongs to someone else is never signalled.
+`down` stops only what `up` started: a PID file records the PID and the process start time (seconds
+since boot, see ``started_since_boot``), so a recycled PID that now belongs to someone else is never
+signalled.
 """
 
 from __future__ import annotations
@@ -50,12 +51,26 @@ def ensure_port_free(component: str, port: int) -> None:
     )
 
 
+EPOCH_START = 1e9
+"""A recorded start above this is epoch seconds (PID files written before ``started_since_boot``)."""
+
+
+def started_since_boot(proc: psutil.Process) -> float:
+    """When ``proc`` started, in seconds since the machine booted: its creation time less the boot time,
+    both read now. The creation time alone (epoch seconds) is computed from the boot time the kernel
+    reports when it is read, which moves whenever the wall clock is stepped (NTP, a VM's clock sync): a
+    PID file holding it could make a live server look stale minutes later, and be started a second time."""
+    return float(proc.create_time() - psutil.boot_time())
+
+
 def read_pid(pidfile: Path) -> psutil.Process | None:
     """The live process recorded in ``pidfile``, or None (the file is removed when stale)."""
     try:
-        pid_s, created_s = pidfile.read_text().split()
+        pid_s, started_s = pidfile.read_text().split()
         proc = psutil.Process(int(pid_s))
-        if abs(proc.create_time() - float(created_s)) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
+        started = float(started_s)
+        now = proc.create_time() if started > EPOCH_START else started_since_boot(proc)
+        if abs(now - started) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
             raise psutil.NoSuchProcess(int(pid_s))
         return proc
     except (FileNotFoundError, ValueError):
@@ -141,7 +156,7 @@ def spawn(
             **_child_options(env, user),
         )
     proc = psutil.Process(popen.pid)
-    pidfile.write_text(f"{proc.pid} {proc.create_time()}\n")
+    pidfile.write_text(f"{proc.pid} {started_since_boot(proc)}\n")
     return proc
 
 

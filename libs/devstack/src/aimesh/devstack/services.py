@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Mapping
 
@@ -163,8 +164,12 @@ class Service(Server):
             return False
 
 
-def services(paths: Paths, *, kafka_bootstrap: str, console: Console | None = None) -> list[Service]:
-    """The five services in start order, gRPC ports 50051.. and admin ports 8081.. in that order."""
+def services(
+    paths: Paths, *, kafka_bootstrap: str, otlp_endpoint: str | None = None, console: Console | None = None
+) -> list[Service]:
+    """The five services in start order, gRPC ports 50051.. and admin ports 8081.. in that order; with
+    ``otlp_endpoint`` they export spans there (``AIMESH_OTLP_ENDPOINT``, unless the environment sets it)."""
+    tracing = {"AIMESH_OTLP_ENDPOINT": os.environ.get("AIMESH_OTLP_ENDPOINT", otlp_endpoint)} if otlp_endpoint else {}
     return [
         Service(
             paths,
@@ -173,6 +178,7 @@ def services(paths: Paths, *, kafka_bootstrap: str, console: Console | None = No
             admin_port=FIRST_ADMIN_PORT + i,
             kafka_bootstrap=kafka_bootstrap,
             console=console,
+            extra_env=tracing,
         )
         for i, name in enumerate(SERVICE_NAMES)
     ]

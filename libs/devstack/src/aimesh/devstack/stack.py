@@ -12,6 +12,7 @@ from aimesh.devstack.component import Component, Health
 from aimesh.devstack.elasticsearch import Elasticsearch
 from aimesh.devstack.errors import DevstackError
 from aimesh.devstack.kafka import Kafka
+from aimesh.devstack.otelcol import OtelCollector
 from aimesh.devstack.paths import Paths
 from aimesh.devstack.postgres import Postgres
 from aimesh.devstack.process import read_pid
@@ -22,7 +23,8 @@ from aimesh.devstack.triton import Triton
 
 @dataclass(frozen=True)
 class Stack:
-    """The infrastructure (start order: kafka, elasticsearch, postgres, redis, triton) and the five services."""
+    """The infrastructure (start order: kafka, elasticsearch, otelcol, postgres, redis, triton) and the five
+    services, which export their spans to the collector."""
 
     infra: tuple[Component, ...]
     services: tuple[Component, ...]
@@ -31,14 +33,17 @@ class Stack:
     @classmethod
     def build(cls, paths: Paths, console: Console) -> Stack:
         kafka = Kafka(paths, console=console)
+        collector = OtelCollector(paths, console=console)
         infra: tuple[Component, ...] = (
             kafka,
             Elasticsearch(paths, console=console),
+            collector,
             Postgres(paths, console=console),
             RedisServer(paths, console=console),
             Triton(paths, console=console),
         )
-        return cls(infra, tuple(services(paths, kafka_bootstrap=kafka.bootstrap, console=console)), console)
+        parts = services(paths, kafka_bootstrap=kafka.bootstrap, otlp_endpoint=collector.endpoint, console=console)
+        return cls(infra, tuple(parts), console)
 
     @property
     def names(self) -> list[str]:
@@ -62,10 +67,11 @@ class Stack:
 
         Infrastructure first, then services; within each group every part is started before the first
         wait, so slow starters overlap. Parts already running are left alone (and only checked).
-        ``timeout`` bounds the whole call. Raises DevstackError on the first part that fails; the parts
-        already started keep running (`aimesh down` stops them).
+        ``timeout`` bounds the waits, from the end of the first installs (a first build, the collector's,
+        takes minutes and shows its own progress). Raises DevstackError on the first part that fails;
+        the parts already started keep running (`aimesh down` stops them).
         """
-        deadline = time.monotonic() + timeout
+        deadline: float | None = None
         infra = [c for c in parts if c in self.infra]
         for group in (infra, [c for c in parts if c not in infra]):
             for part in group:
@@ -77,6 +83,8 @@ class Stack:
                 part.install()
                 part.start()
                 self.console.print(f"{part.name}: started (installed/checked in {time.monotonic() - t0:.1f}s)")
+            if deadline is None:
+                deadline = time.monotonic() + timeout
             for part in group:
                 t0 = time.monotonic()
                 with self.console.status(f"[bold]{part.name}[/]: waiting until ready"):

@@ -1,4 +1,4 @@
-"""inference wiring: the InferenceService API (Score, Recommend), the routing table, Triton, features, the publisher.
+"""inference wiring: the InferenceService API (Score, ScoreBatch, Recommend), routing, Triton, features, predictions.
 
 The registry topic is replayed from the earliest offset in a consumer group of this instance alone
 (``<group>-routing-<uuid>``), so every replica builds the full routing table; the model reconciler
@@ -23,7 +23,7 @@ from aimesh.core.grpc_server import GrpcServer
 from aimesh.core.model_catalog import ModelCatalog
 from aimesh.core.runner import ServiceRuntime
 from aimesh.inference.access import ACCESS
-from aimesh.inference.api import SERVICE_NAME, InferenceServiceApi
+from aimesh.inference.api import SERVICE_NAME, InferenceServiceApi, RequestLimits
 from aimesh.inference.breaker import CircuitBreaker
 from aimesh.inference.features import ServiceFeatureSource
 from aimesh.inference.next_item import NextItemRanker
@@ -31,6 +31,7 @@ from aimesh.inference.predictions import PredictionPublisher
 from aimesh.inference.reconciler import ModelReconciler
 from aimesh.inference.scoring import Scorer
 from aimesh.inference.settings import InferenceSettings
+from aimesh.inference.shadows import ShadowTasks
 from aimesh.inference.triton import TritonRunner
 
 
@@ -51,7 +52,16 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
         runtime, producer, settings, "predictions", max_bytes=settings.spool_max_bytes
     )
     publisher = PredictionPublisher(
-        predictions, settings.predictions_topic, max_in_flight=settings.max_in_flight_predictions
+        predictions,
+        settings.predictions_topic,
+        max_in_flight=settings.max_in_flight_predictions,
+        wait_for_delivery=settings.prediction_delivery == "before_answer",
+    )
+    shadows = ShadowTasks(
+        max_in_flight=settings.max_shadow_in_flight,
+        timeout_s=settings.shadow_timeout_seconds,
+        breaker_failures=settings.breaker_failures,
+        breaker_cooldown_s=settings.breaker_cooldown_seconds,
     )
     scorer = Scorer(
         catalog,
@@ -59,8 +69,7 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
         runner,
         publisher,
         default_alias=settings.default_alias,
-        max_shadow_in_flight=settings.max_shadow_in_flight,
-        shadow_timeout_s=settings.shadow_timeout_seconds,
+        shadows=shadows,
         fallback_reserve_s=settings.fallback_reserve_seconds,
         feature_breaker=CircuitBreaker(
             "the feature service", failures=settings.breaker_failures, cooldown_s=settings.breaker_cooldown_seconds
@@ -69,8 +78,23 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
             "Triton", failures=settings.breaker_failures, cooldown_s=settings.breaker_cooldown_seconds
         ),
     )
-    ranker = NextItemRanker(catalog, features, runner, publisher, default_alias=settings.default_alias)
-    api = InferenceServiceApi(scorer, ranker, max_batch_rows=settings.max_batch_rows)
+    ranker = NextItemRanker(
+        catalog,
+        features,
+        runner,
+        publisher,
+        default_alias=settings.default_alias,
+        shadows=shadows,
+        fallback_reserve_s=settings.fallback_reserve_seconds,
+        feature_breaker=scorer.feature_breaker,
+        triton_breaker=scorer.triton_breaker,
+    )
+    limits = RequestLimits(
+        id_bytes=settings.max_id_bytes,
+        map_entries=settings.max_map_entries,
+        request_items=settings.max_request_items,
+    )
+    api = InferenceServiceApi(scorer, ranker, max_batch_rows=settings.max_batch_rows, limits=limits)
     runtime.add_grpc(
         GrpcServer(
             settings,
@@ -95,7 +119,7 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
     runtime.probes.readiness["feature-service"] = features.check_serving
 
     async def drain_predictions() -> None:
-        await scorer.drain_shadows(settings.shutdown_grace_seconds / 2)
+        await shadows.drain(settings.shutdown_grace_seconds / 2)
         await publisher.drain(settings.shutdown_grace_seconds)
 
     runtime.add_cleanup(runner.close)

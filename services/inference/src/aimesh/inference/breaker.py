@@ -27,6 +27,16 @@ from aimesh.inference import metrics
 T = TypeVar("T")
 
 
+OUTAGE = (Unavailable, DeadlineExceeded)
+"""The errors of a dependency that is down or too slow: the ones a breaker counts and a fallback answers for."""
+
+
+def outage_cause(exc: Exception) -> str:
+    """The ``cause`` label of an outage: ``deadline`` (the dependency did not answer in time) or
+    ``unavailable`` (it failed, or its circuit is open)."""
+    return "deadline" if isinstance(exc, DeadlineExceeded) else "unavailable"
+
+
 class BreakerState(Enum):
     """A breaker's state; the value is its gauge reading."""
 
@@ -119,3 +129,19 @@ class CircuitBreaker:
             raise
         self.succeeded()
         return result
+
+
+async def guarded(breaker: CircuitBreaker, time_left: float | None, call: Callable[[], Awaitable[T]]) -> T:
+    """``call()`` through ``breaker``, abandoned after ``time_left`` seconds (None: never) with
+    ``DeadlineExceeded`` naming the dependency (a failure to the breaker)."""
+
+    async def bounded() -> T:
+        if time_left is None:
+            return await call()
+        try:
+            async with asyncio.timeout(time_left):
+                return await call()
+        except TimeoutError:
+            raise DeadlineExceeded(f"{breaker.dependency} did not answer within {time_left:.3f} s") from None
+
+    return await breaker.call(bounded)

@@ -33,8 +33,8 @@ PREDICTIONS_SPOOLED = Counter(
 PREDICTIONS_IN_FLIGHT = Gauge("aimesh_inference_predictions_in_flight", "Prediction events awaiting acknowledgement")
 SHADOW = Counter(
     "aimesh_inference_shadow_total",
-    "Shadow scorings of mirrored Score requests by outcome: scored (Prediction submitted), failed (logged), "
-    "skipped (too many in flight), cancelled (shutdown)",
+    "Mirrored Score, ScoreBatch and Recommend requests by the outcome of their shadow scoring: scored "
+    "(Prediction submitted), failed (logged), skipped (too many in flight), cancelled (shutdown)",
     ["model", "outcome"],
 )
 BREAKER_STATE = Gauge(
@@ -49,7 +49,8 @@ BREAKER_TRANSITIONS = Counter(
 )
 FALLBACK = Counter(
     "aimesh_inference_fallback_total",
-    "Score answers (ScoreBatch: rows) given by the model's fallback, by the cause: unavailable (the dependency "
-    "failed or its circuit is open) or deadline (it did not answer in the time left)",
+    "Score answers (ScoreBatch: each routed version of a call) given by the model's fallback and Recommend "
+    "answers given by the popular items because of an outage, by the cause: unavailable (the dependency failed "
+    "or its circuit is open) or deadline (it did not answer in the time left)",
     ["model", "cause"],
 )

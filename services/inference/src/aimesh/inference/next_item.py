@@ -24,17 +24,27 @@ shape) - else ``FailedPrecondition`` naming what is wrong. Then, in order:
   disagrees with its signature), excluded items dropped, the first ``k`` answered (fewer only when
   exclusions leave fewer).
 
+Outages (the same ``breaker.CircuitBreaker`` per dependency as Score's): the feature lookup and the model
+call get the caller's remaining time minus ``fallback_reserve_s``; when either fails with ``Unavailable``
+or ``DeadlineExceeded`` (down, too slow, its circuit open) the answer is the popular items as above
+(``ROUTE_FALLBACK``, ``fallback`` true, a Prediction with no online values; counted in
+``aimesh_inference_fallback_total``), ahead of the caller's deadline; ``Unavailable`` naming the cause when
+the signature lists no popular items. A shadow's outage is the shadow's failure, never a fallback.
+
 A Prediction event (``items``, ``context_items``, ``exclude_items``, ``k`` as answered; ``score`` the first
-item's score, 0 when none; ``features`` the encoded single-column inputs) goes through the same publisher
-as Score's, keyed like Score's. A request naming no alias and no version is routed by the model's traffic
-policy's sticky canary like Score's (``routing.route_request``, ``ROUTE_CANARY``); its shadow is not
-mirrored by Recommend (Score only). Raises domain errors: the above, ``NotFound``/``Unavailable`` from
-routing, the feature service's errors, Triton's (``Unavailable`` when it is down, ``DeadlineExceeded``,
-``FailedPrecondition``), ``DeadlineExceeded`` when the caller's time ran out between steps.
+item's score, 0 when none; ``features`` the encoded single-column inputs) goes through the same publisher as
+Score's, keyed like Score's. A request naming no alias and no version is routed by the model's traffic
+policy like Score's (``routing.route_request``): its sticky canary (``ROUTE_CANARY``) and its shadow (the
+answered request is answered again by the shadow version in the background, ``shadows.ShadowTasks``: a
+Prediction with ``ROUTE_SHADOW`` and ``shadow`` true, the caller's request id, never returned; a popular-items
+answer is not mirrored). Raises
+domain errors: the above, ``NotFound``/``Unavailable`` from routing, the feature service's request errors,
+Triton's ``FailedPrecondition``, and the outages above without popular items.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import uuid
@@ -49,14 +59,16 @@ from numpy.typing import NDArray
 from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.inference.v1 import events_pb2, inference_pb2
 from aimesh.core.auth import current_tenant
-from aimesh.core.errors import FailedPrecondition, InvalidArgument
+from aimesh.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from aimesh.core.model_catalog import ModelCatalog, ModelVersion
 from aimesh.core.signature import InputEncoder, Scalar, check_request
 from aimesh.inference import metrics
-from aimesh.inference.features import FeatureLookup, FeatureSource
-from aimesh.inference.predictions import PredictionPublisher, prediction_key
+from aimesh.inference.breaker import OUTAGE, CircuitBreaker, guarded, outage_cause
+from aimesh.inference.features import FeatureLookup, FeatureSource, OnlineFeatures
+from aimesh.inference.predictions import PredictionPublisher, answered_event_id, prediction_key
 from aimesh.inference.routing import route_request
 from aimesh.inference.scoring import single_columns
+from aimesh.inference.shadows import ShadowTasks
 from aimesh.inference.timing import Deadline, duration, timestamp
 from aimesh.inference.triton import ModelRunner
 
@@ -166,6 +178,18 @@ def _label(version: ModelVersion) -> str:
     return f"model {version.model_name!r} v{version.version}"
 
 
+def _encode(
+    plan: _Plan, request: inference_pb2.RecommendRequest, online: OnlineFeatures
+) -> tuple[list[float], list[str]]:
+    """The model's input row (the online history followed by the context items, the other inputs' online
+    values) and the inputs fed their fill."""
+    history = online.values.get(plan.names[plan.sequence])
+    values: list[Scalar] = [online.values.get(name) for name in plan.names]
+    values[plan.sequence] = (*(history if isinstance(history, tuple) else ()), *request.context_items)
+    missing = [name for j, name in enumerate(plan.names) if plan.encoder.is_missing(j, online.values.get(name))]
+    return plan.encoder.row(values), missing
+
+
 class NextItemRanker:
     """Answers Recommend requests against the catalog's routes (see the module doc)."""
 
@@ -177,8 +201,17 @@ class NextItemRanker:
         publisher: PredictionPublisher,
         *,
         default_alias: str = "champion",
+        shadows: ShadowTasks | None = None,
+        fallback_reserve_s: float = 0.02,
+        feature_breaker: CircuitBreaker | None = None,
+        triton_breaker: CircuitBreaker | None = None,
     ) -> None:
         self._catalog = catalog
+        self._shadows = shadows
+        """Where mirrored requests are answered again; None: the traffic policy's shadow is not mirrored."""
+        self._reserve_s = fallback_reserve_s
+        self.feature_breaker = feature_breaker or CircuitBreaker("the feature service")
+        self.triton_breaker = triton_breaker or CircuitBreaker("Triton")
         self._features = features
         self._runner = runner
         self._publisher = publisher
@@ -198,7 +231,6 @@ class NextItemRanker:
         """Answer one request within ``time_left`` seconds (None: no deadline); see the module doc."""
         started = time.perf_counter()
         now = datetime.now(UTC)
-        deadline = Deadline.after(time_left)
         decision = route_request(
             self._catalog,
             request.model,
@@ -208,7 +240,105 @@ class NextItemRanker:
             entity_ids=request.entity_ids,
             request_id=request.request_id,
         )
-        target = decision.target
+        answer = await self._recommend(
+            decision.target,
+            decision.route,
+            decision.alias,
+            request,
+            request_id=request.request_id or str(uuid.uuid4()),
+            now=now,
+            started=started,
+            deadline=Deadline.reserving(time_left, self._reserve_s),
+        )
+        metrics.NEXT_ITEM_LATENCY.labels(answer.model_name, inference_pb2.Route.Name(answer.route)).observe(
+            time.perf_counter() - started
+        )
+        shadow = decision.shadow
+        if (
+            shadow is not None
+            and self._shadows is not None
+            and answer.route != inference_pb2.ROUTE_FALLBACK
+            and shadow.mirrors(answer.request_id)
+        ):
+            self._shadows.start(
+                shadow.target,
+                1,
+                functools.partial(self._shadow, shadow.target, decision.alias, request, answer.request_id, now),
+                request_id=answer.request_id,
+            )
+        return answer
+
+    async def _shadow(
+        self,
+        target: ModelVersion,
+        alias: str,
+        request: inference_pb2.RecommendRequest,
+        request_id: str,
+        now: datetime,
+    ) -> list[str]:
+        """Answer ``request`` again with the shadow version ``target`` and submit its Prediction
+        (``ROUTE_SHADOW``, ``shadow`` true, the caller's request id); raises what ``_recommend`` raises."""
+        assert self._shadows is not None
+        await self._recommend(
+            target,
+            inference_pb2.ROUTE_SHADOW,
+            alias,
+            request,
+            request_id=request_id,
+            now=now,
+            started=time.perf_counter(),
+            deadline=Deadline.after(self._shadows.calls_s),
+        )
+        return []
+
+    async def _lookup(
+        self,
+        target: ModelVersion,
+        request: inference_pb2.RecommendRequest,
+        now: datetime,
+        deadline: Deadline,
+        breaker: CircuitBreaker,
+    ) -> OnlineFeatures:
+        """The entity's online values, through ``breaker`` within the time left."""
+        lookup = FeatureLookup(target.feature_service or target.model_name, request.entity_ids, {}, as_of=now)
+        left = deadline.left("the feature lookup")
+        [online] = await guarded(breaker, left, lambda: self._features.online_features([lookup], time_left=left))
+        return online
+
+    async def _ranked(
+        self, plan: _Plan, row: list[float], deadline: Deadline, breaker: CircuitBreaker
+    ) -> list[tuple[str, float]]:
+        """The model's (item, score) pairs for ``row``, through ``breaker`` within the time left."""
+        target = plan.version
+        left = deadline.left("the model call")
+        [tensors] = await guarded(
+            breaker,
+            left,
+            lambda: self._runner.infer(
+                target.triton_model_name,
+                target.triton_model_version,
+                [row],
+                input_tensor=target.signature.input_tensor,
+                outputs=[plan.items_tensor, plan.scores_tensor],
+                time_left=left,
+            ),
+        )
+        return plan.ranked(tensors)
+
+    async def _recommend(
+        self,
+        target: ModelVersion,
+        route: inference_pb2.Route,
+        alias: str,
+        request: inference_pb2.RecommendRequest,
+        *,
+        request_id: str,
+        now: datetime,
+        started: float,
+        deadline: Deadline,
+    ) -> inference_pb2.RecommendResponse:
+        """``request`` answered by ``target`` on ``route`` (``ROUTE_FALLBACK`` instead for the popular items,
+        but a shadow's stays ``ROUTE_SHADOW``), its Prediction submitted (see the module doc)."""
         signature = target.signature
         plan = self._plan(target)
         k = plan.k_of(request.k)
@@ -217,47 +347,44 @@ class NextItemRanker:
         check_request(signature, request.entity_ids, {})
         if not request.entity_ids:
             raise InvalidArgument("entity_ids is empty: Recommend reads the entity's history from the feature service")
-        lookup = FeatureLookup(target.feature_service or target.model_name, request.entity_ids, {}, as_of=now)
-        [online] = await self._features.online_features([lookup], time_left=deadline.left("the feature lookup"))
-        sequence_name = plan.names[plan.sequence]
-        history = online.values.get(sequence_name)
-        values: list[Scalar] = [online.values.get(name) for name in plan.names]
-        values[plan.sequence] = (*(history if isinstance(history, tuple) else ()), *request.context_items)
-        row = plan.encoder.row(values)
-        missing = [name for j, name in enumerate(plan.names) if plan.encoder.is_missing(j, online.values.get(name))]
+        live = (self.feature_breaker, self.triton_breaker)
+        feature_breaker, triton_breaker = self._shadows.breakers(route, live) if self._shadows else live
+        try:
+            online = await self._lookup(target, request, now, deadline, feature_breaker)
+            row, missing = _encode(plan, request, online)
+            fallback = not any(row[plan.encoder.spans[plan.sequence]])
+            candidates: Sequence[tuple[str, float]] = (
+                plan.popular if fallback else await self._ranked(plan, row, deadline, triton_breaker)
+            )
+        except OUTAGE as exc:
+            if route == inference_pb2.ROUTE_SHADOW:
+                raise
+            if not plan.popular:
+                raise Unavailable(
+                    f"{_label(target)} cannot answer now: {exc.message} (its signature lists no popular items to "
+                    "fall back on)"
+                ) from exc
+            metrics.FALLBACK.labels(target.model_name, outage_cause(exc)).inc()
+            online = OnlineFeatures()
+            row, missing = _encode(plan, request, online)
+            fallback, candidates = True, plan.popular
         unknown = [item for item in dict.fromkeys(request.context_items) if item not in plan.known]
         excluded = frozenset(request.exclude_items)
-        fallback = not any(row[plan.encoder.spans[plan.sequence]])
-        if fallback:
+        if fallback and route != inference_pb2.ROUTE_SHADOW:
             route = inference_pb2.ROUTE_FALLBACK
-            candidates: Sequence[tuple[str, float]] = plan.popular
-        else:
-            route = decision.route
-            [tensors] = await self._runner.infer(
-                target.triton_model_name,
-                target.triton_model_version,
-                [row],
-                input_tensor=signature.input_tensor,
-                outputs=[plan.items_tensor, plan.scores_tensor],
-                time_left=deadline.left("the model call"),
-            )
-            candidates = plan.ranked(tensors)
         answer = list(islice(((item, score) for item, score in candidates if item not in excluded), k))
-        request_id = request.request_id or str(uuid.uuid4())
-        event_id = str(uuid.uuid4())
-        elapsed = time.perf_counter() - started
-        metrics.NEXT_ITEM_LATENCY.labels(target.model_name, inference_pb2.Route.Name(route)).observe(elapsed)
         prediction = events_pb2.Prediction(
             request_id=request_id,
-            event_id=event_id,
+            event_id=str(uuid.uuid4()),
             model_name=target.model_name,
             model_version=target.version,
             score=answer[0][1] if answer else 0.0,
             features=single_columns(plan.encoder, row),
-            latency=duration(elapsed),
+            latency=duration(time.perf_counter() - started),
             time=timestamp(now),
+            shadow=route == inference_pb2.ROUTE_SHADOW,
             route=route,
-            alias=decision.alias,
+            alias=alias,
             entity_ids=dict(request.entity_ids),
             feature_freshness_seconds=online.freshness(now, plan.names),
             missing_features=missing,
@@ -267,7 +394,9 @@ class NextItemRanker:
             exclude_items=list(request.exclude_items),
             k=k,
         )
-        await self._publisher.submit(prediction, key=prediction_key(signature, request.entity_ids, request_id))
+        delivery = await self._publisher.submit(
+            prediction, key=prediction_key(signature, request.entity_ids, request_id)
+        )
         return inference_pb2.RecommendResponse(
             request_id=request_id,
             model_name=target.model_name,
@@ -277,5 +406,6 @@ class NextItemRanker:
             fallback=fallback,
             unknown_items=unknown,
             max_k=plan.max_k,
-            event_id=event_id,
+            event_id=answered_event_id(prediction, delivery),
+            prediction_delivery=delivery,
         )

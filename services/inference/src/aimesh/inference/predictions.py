@@ -10,6 +10,16 @@ sequence errors. An event is lost only when the spool rejects it (full, with the
 policy), the spool file cannot be written, or the record itself is invalid (too large): then it is
 logged with its event id and counted (``aimesh_inference_predictions_failed_total``). ``drain`` waits
 for every pending delivery (called on shutdown, before the producer closes).
+
+``submit`` answers what had become of the event when it returned (``PredictionDelivery``, copied into
+the response): ``PENDING`` when the publisher does not wait for outcomes (``wait_for_delivery`` false,
+the service's ``INFERENCE_PREDICTION_DELIVERY=background``); with ``wait_for_delivery`` it waits for the
+outcome and answers ``ACKNOWLEDGED``, ``SPOOLED`` or ``FAILED`` (a response then names no event id:
+``answered_event_id``).
+
+Each delivery runs in a PRODUCER span ``<topic> publish`` of the ``Score`` that submitted it (the task
+inherits the caller's context), ending with the outcome; the event's ``traceparent`` names that span, so
+monitor's indexing, and the prediction document's ``trace.id``, continue the ``Score``'s trace.
 """
 
 from __future__ import annotations
@@ -18,13 +28,17 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
+from opentelemetry.trace import SpanKind
+
 from aimesh.api.common.v1 import signature_pb2
-from aimesh.api.inference.v1 import events_pb2
+from aimesh.api.inference.v1 import events_pb2, inference_pb2
 from aimesh.core.bus import EventSender
 from aimesh.core.spool import Delivery
+from aimesh.core.tracing import tracer
 from aimesh.inference import metrics
 
 log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
 
 
 def prediction_key(signature: signature_pb2.ModelSignature, entity_ids: Mapping[str, str], request_id: str) -> str:
@@ -37,11 +51,14 @@ def prediction_key(signature: signature_pb2.ModelSignature, entity_ids: Mapping[
 class PredictionPublisher:
     """Background, acknowledged-or-spooled delivery of Prediction events (see the module doc)."""
 
-    def __init__(self, producer: EventSender, topic: str, *, max_in_flight: int = 10_000) -> None:
+    def __init__(
+        self, producer: EventSender, topic: str, *, max_in_flight: int = 10_000, wait_for_delivery: bool = False
+    ) -> None:
         self._producer = producer
         self.topic = topic
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._wait = wait_for_delivery
+        self._tasks: set[asyncio.Task[inference_pb2.PredictionDelivery]] = set()
         self.published = 0
         """Events Kafka acknowledged directly."""
         self.spooled = 0
@@ -53,20 +70,35 @@ class PredictionPublisher:
     def in_flight(self) -> int:
         return len(self._tasks)
 
-    async def submit(self, prediction: events_pb2.Prediction, key: str) -> None:
-        """Start delivering ``prediction`` (event id = ``prediction.event_id``); waits only when full."""
+    async def submit(self, prediction: events_pb2.Prediction, key: str) -> inference_pb2.PredictionDelivery:
+        """Start delivering ``prediction`` (event id = ``prediction.event_id``); waits when full, and for the
+        outcome with ``wait_for_delivery`` (a cancelled caller does not cancel the delivery). Returns the
+        event's delivery state then (see the module doc)."""
         await self._slots.acquire()
         task = asyncio.create_task(self._deliver(prediction, key), name=f"prediction:{prediction.event_id}")
         self._tasks.add(task)
         metrics.PREDICTIONS_IN_FLIGHT.set(len(self._tasks))
         task.add_done_callback(self._finished)
+        if not self._wait:
+            return inference_pb2.PREDICTION_DELIVERY_PENDING
+        return await asyncio.shield(task)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Task[inference_pb2.PredictionDelivery]) -> None:
         self._tasks.remove(task)  # added in submit, finished once
         self._slots.release()
         metrics.PREDICTIONS_IN_FLIGHT.set(len(self._tasks))
 
-    async def _deliver(self, prediction: events_pb2.Prediction, key: str) -> None:
+    async def _deliver(self, prediction: events_pb2.Prediction, key: str) -> inference_pb2.PredictionDelivery:
+        with _tracer.start_as_current_span(
+            f"{self.topic} publish",
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": self.topic},
+        ) as span:
+            delivery = await self._send(prediction, key)
+            span.set_attribute("aimesh.prediction.delivery", inference_pb2.PredictionDelivery.Name(delivery))
+            return delivery
+
+    async def _send(self, prediction: events_pb2.Prediction, key: str) -> inference_pb2.PredictionDelivery:
         try:
             ack = await self._producer.send_event(self.topic, prediction, key=key, event_id=prediction.event_id)
             outcome = await ack
@@ -78,16 +110,22 @@ class PredictionPublisher:
                 exc,
                 extra={"event.id": prediction.event_id, "request.id": prediction.request_id},
             )
-            return
+            return inference_pb2.PREDICTION_DELIVERY_FAILED
         if outcome == Delivery.SPOOLED:
             self.spooled += 1
             metrics.PREDICTIONS_SPOOLED.inc()
-            return
+            return inference_pb2.PREDICTION_DELIVERY_SPOOLED
         self.published += 1
         metrics.PREDICTIONS_PUBLISHED.inc()
+        return inference_pb2.PREDICTION_DELIVERY_ACKNOWLEDGED
 
     async def drain(self, within_s: float | None = None) -> int:
         """Wait up to ``within_s`` seconds for pending deliveries; returns how many are still pending."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=within_s)
         return len(self._tasks)
+
+
+def answered_event_id(prediction: events_pb2.Prediction, delivery: inference_pb2.PredictionDelivery) -> str:
+    """The event id a response names for ``prediction``: none (empty) when its delivery ``FAILED``."""
+    return "" if delivery == inference_pb2.PREDICTION_DELIVERY_FAILED else prediction.event_id

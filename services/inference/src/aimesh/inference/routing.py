@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aimesh.api.inference.v1 import inference_pb2
@@ -162,17 +162,50 @@ def route_request(
 ) -> RouteDecision:
     """``resolve_request``, then, for a request naming no alias and no version, the model's traffic policy
     (canary and shadow, see the module doc); raises what ``resolve_request`` raises."""
+    [decision] = route_rows(
+        catalog, model, alias, version, default_alias=default_alias, rows=[(entity_ids, request_id)]
+    )
+    return decision
+
+
+def route_rows(
+    catalog: ModelCatalog,
+    model: str,
+    alias: str | None,
+    version: int | None,
+    *,
+    default_alias: str,
+    rows: Sequence[tuple[Mapping[str, str], str]],
+) -> list[RouteDecision]:
+    """``route_request`` for each of ``rows`` (its entity ids and request id) of one request naming
+    ``model``, ``alias`` and ``version``: resolved once, then each row its own canary bucket (ScoreBatch
+    routes every row as Score would route it alone); raises what ``resolve_request`` raises."""
     decision = resolve_request(catalog, model, alias, version, default_alias=default_alias)
     policy = catalog.traffic_policy(model)
     if alias is not None or version is not None or policy is None:
-        return decision
-    route, target = decision.route, decision.target
+        return [decision] * len(rows)
     canary = catalog.version(model, policy.canary_version) if policy.canary_weight > 0 else None
-    if canary is not None and canary.version != target.version:
-        key = prediction_key(target.signature, entity_ids, request_id)
-        if bucket(model, key or uuid.uuid4().hex) < policy.canary_weight:
-            route, target = inference_pb2.ROUTE_CANARY, canary
+    if canary is not None and canary.version == decision.target.version:
+        canary = None
     shadow = catalog.version(model, policy.shadow_version) if policy.shadow_share > 0 else None
+    champion = _decision(decision.target, decision.route, decision.alias, shadow, policy.shadow_share)
+    if canary is None:
+        return [champion] * len(rows)
+    canaried = _decision(canary, inference_pb2.ROUTE_CANARY, decision.alias, shadow, policy.shadow_share)
+    signature = decision.target.signature
+    return [
+        canaried
+        if bucket(model, prediction_key(signature, entity_ids, request_id) or uuid.uuid4().hex) < policy.canary_weight
+        else champion
+        for entity_ids, request_id in rows
+    ]
+
+
+def _decision(
+    target: ModelVersion, route: inference_pb2.Route, alias: str, shadow: ModelVersion | None, share: float
+) -> RouteDecision:
+    """The decision for ``target``, mirroring ``share`` of its requests to ``shadow`` when that is registered
+    and is not ``target`` itself."""
     if shadow is not None and shadow.version != target.version:
-        return RouteDecision(target, route, decision.alias, Shadow(shadow, policy.shadow_share))
-    return RouteDecision(target, route, decision.alias)
+        return RouteDecision(target, route, alias, Shadow(shadow, share))
+    return RouteDecision(target, route, alias)

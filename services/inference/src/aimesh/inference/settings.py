@@ -1,5 +1,7 @@
 """inference settings: environment variables prefixed ``INFERENCE_`` (e.g. ``INFERENCE_GRPC_PORT``)."""
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -34,26 +36,57 @@ class InferenceSettings(ServiceSettings):
         "the served models' Triton max_batch_size (256 for models the training service exports) and the feature "
         "service's 1,000 online rows.",
     )
+    max_id_bytes: int = Field(
+        default=256,
+        ge=16,
+        le=4096,
+        description="Longest request_id, model, alias, entity type and entity id (UTF-8 bytes) a request may carry "
+        "(INVALID_ARGUMENT naming the field and the limit above it).",
+    )
+    max_map_entries: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Most entries a request's entity_ids, features or context map may hold (each; per row in "
+        "ScoreBatch), INVALID_ARGUMENT naming the field and the limit above it.",
+    )
+    max_request_items: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Most ids a Recommend request's context_items or exclude_items may hold (each).",
+    )
+    prediction_delivery: Literal["background", "before_answer"] = Field(
+        default="background",
+        description="background: answer as soon as the Prediction event is handed to the publisher "
+        "(prediction_delivery PENDING; Kafka acknowledges it or it is spooled later); before_answer: wait for "
+        "Kafka's acknowledgement or the spool write first (ACKNOWLEDGED / SPOOLED; FAILED with no event_id).",
+    )
     max_shadow_in_flight: int = Field(
         default=64,
         ge=0,
-        description="Shadow scorings (requests a traffic policy mirrors to its shadow version) running at once; a "
-        "mirrored request beyond that is skipped and counted (aimesh_inference_shadow_total outcome skipped).",
+        description="Shadow scorings running at once (one per Score or Recommend request a traffic policy mirrors "
+        "to its shadow version, one per ScoreBatch's mirrored rows); the mirrored requests beyond that are skipped "
+        "and counted (aimesh_inference_shadow_total outcome skipped).",
     )
     shadow_timeout_seconds: float = Field(
-        default=2.0, gt=0, description="Time one shadow scoring (feature lookup and model call) may take."
+        default=2.0,
+        gt=0,
+        description="Time one shadow scoring may take in all (feature lookup, model call, handing its Predictions on).",
     )
     fallback_reserve_seconds: float = Field(
         default=0.02,
         ge=0,
-        description="Part of a Score caller's deadline kept back from the feature lookup and the model call, so that "
-        "the model's fallback (or UNAVAILABLE without one) is answered before the deadline when they are too slow.",
+        description="Part of a Score, ScoreBatch or Recommend caller's deadline kept back from the feature lookup and "
+        "the model call, so that the fallback (the model's, Recommend's popular items, or UNAVAILABLE without one) is "
+        "answered before the deadline when they are too slow.",
     )
     breaker_failures: int = Field(
         default=5,
         ge=1,
         description="Consecutive failures (UNAVAILABLE or too slow) of the feature service, or of Triton, after "
-        "which its circuit breaker opens: Score stops calling it and answers with the fallback or UNAVAILABLE.",
+        "which its circuit breaker opens: Score, ScoreBatch and Recommend stop calling it and answer with the "
+        "fallback or UNAVAILABLE (shadow calls have breakers of their own).",
     )
     breaker_cooldown_seconds: float = Field(
         default=1.0,

@@ -23,6 +23,12 @@ class Deadline:
         """The deadline ``time_left`` seconds from now (None: none). Call inside the event loop."""
         return cls(None if time_left is None else asyncio.get_running_loop().time() + time_left)
 
+    @classmethod
+    def reserving(cls, time_left: float | None, reserve_s: float) -> Deadline:
+        """The deadline of a caller's downstream calls: ``time_left`` less ``reserve_s`` (kept back so that a
+        fallback is answered before the caller's own deadline; never below now), or none."""
+        return cls.after(None if time_left is None else max(time_left - reserve_s, 0.0))
+
     def left(self, step: str) -> float | None:
         """Seconds left for ``step`` (None: no deadline); raises ``DeadlineExceeded`` naming it when none are."""
         if self.at is None:

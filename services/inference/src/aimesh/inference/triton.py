@@ -10,6 +10,8 @@ The client's channel takes ``aimesh.core.channels.channel_options`` (reconnect w
 of a restarted Triton's return, keepalive while calls run). ``TritonRunner`` is also the reconciler's
 ``ModelControl``: ``is_model_ready`` and ``load_model`` (Triton runs in explicit model-control mode, so
 a model is served only after a load request; a restarted Triton serves nothing until then).
+Each ``infer`` runs in a CLIENT span ``triton infer <model>`` whose W3C context travels in the request's
+headers (a Triton started with OpenTelemetry tracing continues it).
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
+from opentelemetry.trace import SpanKind
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from aimesh.core.channels import channel_options
 from aimesh.core.errors import DeadlineExceeded, FailedPrecondition, Unavailable
+from aimesh.core.tracing import inject_headers, tracer
+
+_tracer = tracer(__name__)
 
 
 class ModelRunner(Protocol):
@@ -68,16 +74,28 @@ class TritonRunner:
         infer_input = InferInput(input_tensor, list(x.shape), "FP32")
         infer_input.set_data_from_numpy(x)
         tensors = list(dict.fromkeys(outputs))
-        try:
-            result = await self._client.infer(
-                model,
-                [infer_input],
-                model_version=str(version) if version > 0 else "",
-                outputs=self._requested(tuple(tensors)),
-                client_timeout=time_left,
-            )
-        except InferenceServerException as exc:
-            raise _domain_error(model, exc) from exc
+        with _tracer.start_as_current_span(
+            f"triton infer {model}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "rpc.system": "grpc",
+                "rpc.method": "/inference.GRPCInferenceService/ModelInfer",
+                "aimesh.model.name": model,
+                "aimesh.model.version": version,
+                "aimesh.model.rows": len(x),
+            },
+        ):
+            try:
+                result = await self._client.infer(
+                    model,
+                    [infer_input],
+                    model_version=str(version) if version > 0 else "",
+                    outputs=self._requested(tuple(tensors)),
+                    client_timeout=time_left,
+                    headers=inject_headers(),
+                )
+            except InferenceServerException as exc:
+                raise _domain_error(model, exc) from exc
         per_row: list[dict[str, list[float]]] = [{} for _ in range(len(x))]
         for name in tensors:
             out = result.as_numpy(name)

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from opentelemetry.trace import Span, SpanKind
 
 from aimesh.core import lake
 from aimesh.core import metrics as core_metrics
@@ -71,6 +72,7 @@ from aimesh.core.bus import EventSender
 from aimesh.core.deadletter import DeadLetterBounds, build_dead_letter, dead_letter_event_id
 from aimesh.core.events import Event
 from aimesh.core.pan import PanMasker
+from aimesh.core.tracing import child_span, record_spans, tracer
 from aimesh.ingest import metrics
 from aimesh.ingest.canonical import canonical_record
 from aimesh.ingest.catalog import SourceCatalog
@@ -80,6 +82,7 @@ from aimesh.ingest.sources import SourceDefinition
 from aimesh.ingest.validation import Rejection, ValidRecord, headers_note, masked_headers
 
 log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
 SERVICE = "ingest"
 
 
@@ -145,6 +148,12 @@ class IngestPipeline:
         """
         if not events:
             return BatchResult(0, 0, 0)
+        with record_spans(_tracer, f"ingest {events[0].topic}", events) as spans:
+            return await self._handle_batch(events, {e.offset: span for e, span in zip(events, spans, strict=True)})
+
+    async def _handle_batch(self, events: Sequence[Event], spans: dict[int, Span]) -> BatchResult:
+        """``handle_batch`` with each event's CONSUMER span (by offset): validation and the canonical
+        record's publishing run in it, so the record carries the upstream event's trace on."""
         started = time.perf_counter()
         first = events[0]
         source = self._catalog.for_topic(first.topic)
@@ -155,7 +164,10 @@ class IngestPipeline:
         valid: list[tuple[Event, ValidRecord]] = []
         rejects: list[tuple[Event, Rejection]] = []
         for event in events:
-            outcome = source.validator.validate_event(event)
+            with child_span(_tracer, spans[event.offset], "validate") as validating:
+                outcome = source.validator.validate_event(event)
+                verdict = outcome.reason if isinstance(outcome, Rejection) else "valid"
+                validating.set_attribute("aimesh.ingest.outcome", verdict)
             if isinstance(outcome, Rejection):
                 rejects.append((event, outcome))
             else:
@@ -188,7 +200,8 @@ class IngestPipeline:
             for event, record in accepted:
                 position = (event.topic, event.partition, event.offset)
                 message = canonical_record(record, definition, ingest_time_us=ingest_time, upstream=position)
-                acks.append(await send(records_topic, message, key=record.entity_key, event_id=record.event_id))
+                with child_span(_tracer, spans[event.offset], f"{records_topic} publish", SpanKind.PRODUCER):
+                    acks.append(await send(records_topic, message, key=record.entity_key, event_id=record.event_id))
             await asyncio.gather(*acks)
         except Exception:
             with contextlib.suppress(Exception):

@@ -12,6 +12,9 @@ Kafka path uses) and then
   source and payload, so a retried call repeats it);
 - returns only after Kafka acknowledged all of them (``acks=all``).
 
+A record sent without a ``traceparent`` header of its own carries the call's trace context (the
+``Publish`` server span) onto the intake topic, so the ingest consumer continues the caller's trace.
+
 Raises (the gRPC interceptor maps them): ``InvalidArgument`` for an empty source name or too many
 records, ``NotFound`` for an unknown source, ``ResourceExhausted`` for a record over the size limit
 (nothing is sent for such calls), ``Unavailable`` when Kafka did not acknowledge everything within
@@ -33,6 +36,7 @@ from aimesh.core import metrics as core_metrics
 from aimesh.core.bus import EventSender
 from aimesh.core.deadletter import DeadLetterBounds, build_dead_letter
 from aimesh.core.errors import InvalidArgument, ResourceExhausted, Unavailable
+from aimesh.core.tracing import inject_headers
 from aimesh.ingest import metrics
 from aimesh.ingest.catalog import ActiveSource, SourceCatalog
 from aimesh.ingest.validation import (
@@ -156,9 +160,10 @@ class PushIntake:
         result = active.validator.validate(record.payload, masked=masked)
         if isinstance(result, ValidRecord) and record.event_id and record.event_id != result.event_id:
             result = self._mismatch(active, record, result, masked)
-        headers, pan_headers = masked_headers(
-            active.validator.masker, [(k, v.encode()) for k, v in record.headers.items()]
-        )
+        own = [(k, v.encode()) for k, v in record.headers.items()]
+        if not any(k.lower() == "traceparent" for k, _ in own):
+            own.extend((k, v.encode()) for k, v in inject_headers().items())
+        headers, pan_headers = masked_headers(active.validator.masker, own)
         if pan_headers:
             metrics.PANS_MASKED.labels(active.definition.name, "push_header").inc(len(pan_headers))
         if isinstance(result, ValidRecord):

@@ -1,5 +1,7 @@
 """What each ``MonitorService`` method needs from the caller's tenant (``aimesh.core.auth``):
-``model.read`` on the named model (``ListAlerts`` without a model filter: on every model)."""
+``model.read`` on the named model (``ListAlerts`` without a model filter: on every model);
+``AcknowledgeAlert`` changes an alert's state, an operator's action on a model like a promotion, so it
+needs ``model.promote``, and since its request names only the alert, on every model (a grant on ``*``)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ ACCESS: dict[str, AccessRule] = service_rules(
     SERVICE_NAME,
     {
         "GetDriftReport": needs("model.read", lambda r: r.model_name),
+        "GetDrift": needs("model.read", lambda r: r.model_name),
         "ListAlerts": needs("model.read", lambda r: r.model_name),
+        "AcknowledgeAlert": needs("model.promote"),
+        "GetServiceLevels": needs("model.read", lambda r: r.model_name),
     },
 )

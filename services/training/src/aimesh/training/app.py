@@ -70,6 +70,8 @@ async def wire_training(settings: TrainingSettings, runtime: ServiceRuntime, pro
         relay=relay,
         model_server=model_server,
         model_repository=settings.model_repository,
+        triton_variant=settings.triton_variant,
+        gpu_instances=settings.triton_gpu_instances,
     )
     restorer = AliasedModelLoader(registry, model_server, settings.model_repository)
     features = FeatureServiceClient(

@@ -23,6 +23,7 @@ from aimesh.training.outbox import OutboxRelay
 from aimesh.training.registry import NewVersion, Registry
 from aimesh.training.runs import RunStore, TrainedArtifact
 from aimesh.training.triton import OUTPUT_NAME, ModelServer
+from aimesh.training.triton_config import TritonVariant
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ class ServingCheck:
 
 
 class Deployer:
-    """Registers run artifacts as versions, exports them to ``model_repository`` and serves them in Triton."""
+    """Registers run artifacts as versions, exports them to ``model_repository`` (``config.pbtxt`` of
+    ``triton_variant``, native variants with ``gpu_instances`` per GPU) and serves them in Triton."""
 
     def __init__(
         self,
@@ -91,12 +93,16 @@ class Deployer:
         relay: OutboxRelay,
         model_server: ModelServer,
         model_repository: Path,
+        triton_variant: TritonVariant = "python",
+        gpu_instances: int = 1,
     ) -> None:
         self._runs = runs
         self._registry = registry
         self._relay = relay
         self._server = model_server
         self._repository = model_repository
+        self._variant: TritonVariant = triton_variant
+        self._gpu_instances = gpu_instances
 
     async def register(
         self, model_name: str, run_id: str, *, feature_service: str, triton_model_name: str
@@ -123,6 +129,8 @@ class Deployer:
                 model_name=model_name,
                 n_inputs=InputEncoder(trained.signature.inputs).width,
                 output_widths=output_widths(trained.signature),
+                variant=self._variant,
+                gpu_instances=self._gpu_instances,
             )
             return exported.resolve().as_uri()
 
@@ -136,6 +144,7 @@ class Deployer:
                 reference_profile=trained.reference_profile,
                 triton_model_name=triton_model_name,
                 signature=trained.signature,
+                input_profiles=trained.input_profiles,
             ),
             export,
         )

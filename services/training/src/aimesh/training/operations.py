@@ -13,7 +13,7 @@ import grpc
 from aimesh.api.common.v1 import common_pb2
 from aimesh.api.training.v1 import training_pb2, training_pb2_grpc
 from aimesh.core.channels import open_caller_channel
-from aimesh.training.traffic_policy import fallback_message, fallback_score
+from aimesh.training.traffic_policy import fallback_of
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -21,13 +21,13 @@ DEFAULT_TIMEOUT_S = 30.0
 @dataclass(frozen=True, slots=True)
 class SplitChange:
     """What to change in a policy; None keeps the current value. ``clear_fallback`` drops the fallback
-    (``fallback_score`` must then be None)."""
+    (``fallback`` must then be None)."""
 
     canary_version: int | None = None
     canary_weight: float | None = None
     shadow_version: int | None = None
     shadow_share: float | None = None
-    fallback_score: float | None = None
+    fallback: training_pb2.Fallback | None = None
     clear_fallback: bool = False
 
 
@@ -46,16 +46,14 @@ def changed_policy(
     """``current`` with ``change`` applied, as a SetTrafficPolicy request's policy."""
     canary = _pair(change.canary_version, change.canary_weight, current.canary_version, current.canary_weight)
     shadow = _pair(change.shadow_version, change.shadow_share, current.shadow_version, current.shadow_share)
-    fallback = None if change.clear_fallback else change.fallback_score
-    if fallback is None and not change.clear_fallback:
-        fallback = fallback_score(current)
+    fallback = None if change.clear_fallback else change.fallback or fallback_of(current)
     return training_pb2.TrafficPolicy(
         model_name=current.model_name,
         canary_version=canary[0],
         canary_weight=canary[1],
         shadow_version=shadow[0],
         shadow_share=shadow[1],
-        fallback=fallback_message(fallback),
+        fallback=fallback,
         actor=actor,
         reason=reason,
     )

@@ -22,7 +22,7 @@ from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import training_pb2
 from aimesh.core.errors import FailedPrecondition
 from aimesh.core.signature import InputEncoder, infer_inputs
-from aimesh.training import dataset, evaluation, model, next_item
+from aimesh.training import dataset, evaluation, input_profiles, model, next_item
 from aimesh.training.deploy import Deployer
 from aimesh.training.features import FeatureClient, check_feature_service, entity_rows
 from aimesh.training.runs import RunStore, TrainedArtifact
@@ -141,6 +141,8 @@ class TrainingPipeline:
             next_item.refuse_sequences(inputs, plan.trainer.name)
             y = rows.labels
         x = InputEncoder(inputs).matrix(columns)
+        eval_columns = [[v for v, keep in zip(column, train_mask, strict=True) if not keep] for column in columns]
+        profiles = await asyncio.to_thread(input_profiles.input_profiles, inputs, eval_columns, x[~train_mask])
         data = Dataset(tuple(inputs), x[train_mask], y[train_mask], x[~train_mask], y[~train_mask])
         if plan.binary:
             for name, labels in (("train", data.y_train), ("eval", data.y_eval)):
@@ -185,7 +187,12 @@ class TrainingPipeline:
         await self._runs.save_artifact(
             run.run_id,
             TrainedArtifact(
-                path=path, features=values.names, metrics=metrics, reference_profile=profile, signature=signature
+                path=path,
+                features=values.names,
+                metrics=metrics,
+                reference_profile=profile,
+                signature=signature,
+                input_profiles=tuple(profiles),
             ),
         )
         if not spec.register_model:

@@ -26,14 +26,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from aimesh.core.fallback import kind_of
 from aimesh.core.sql import insert_ignoring_duplicates
+from aimesh.training import input_profiles
 from aimesh.training.outbox import enqueue
 from aimesh.training.paging import Page, timestamp
 from aimesh.training.schema import alias_audit, aliases, model_versions, models, traffic_policies
 from aimesh.training.traffic_policy import (
     check_policy,
-    fallback_message,
-    fallback_score,
+    fallback_columns,
+    fallback_of,
     policy_event,
     policy_event_id,
     policy_message,
@@ -59,6 +61,7 @@ class NewVersion:
     reference_profile: training_pb2.ScoreProfile
     triton_model_name: str
     signature: signature_pb2.ModelSignature
+    input_profiles: Sequence[training_pb2.FeatureProfile] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ def model_event(
         feature_service=version.feature_service,
         reference_profile=version.reference_profile,
         signature=version.signature,
+        input_profiles=version.input_profiles,
         time=change.time if change is not None else version.create_time,
     )
     if change is not None:
@@ -114,6 +118,7 @@ def _version_message(row: Any, alias_names: Sequence[str]) -> training_pb2.Model
         aliases=sorted(alias_names),
         reference_profile=profile,
         signature=signature,
+        input_profiles=input_profiles.from_bytes(row.input_profiles),
     )
 
 
@@ -206,6 +211,7 @@ class Registry:
                                 triton_model_version=number,
                                 create_time=now,
                                 signature=new.signature.SerializeToString(),
+                                input_profiles=input_profiles.to_bytes(new.input_profiles),
                             )
                         )
                         version = await self._load(conn, new.model_name, number)
@@ -445,7 +451,7 @@ class Registry:
         """Record ``new``'s split, fallback and actor/reason as the revision after ``current``; enqueue its
         event."""
         now = datetime.now(UTC)
-        fallback = fallback_score(new)
+        fallback = fallback_of(new)
         recorded = training_pb2.TrafficPolicy(
             model_name=current.model_name,
             revision=current.revision + 1,
@@ -453,7 +459,7 @@ class Registry:
             canary_weight=new.canary_weight,
             shadow_version=new.shadow_version,
             shadow_share=new.shadow_share,
-            fallback=fallback_message(fallback),
+            fallback=fallback,
             actor=new.actor,
             reason=new.reason,
             time=timestamp(now),
@@ -466,7 +472,7 @@ class Registry:
                 canary_weight=recorded.canary_weight,
                 shadow_version=recorded.shadow_version,
                 shadow_share=recorded.shadow_share,
-                fallback_constant_score=fallback,
+                **fallback_columns(fallback),
                 actor=recorded.actor,
                 reason=recorded.reason,
                 time=now,
@@ -488,10 +494,10 @@ class Registry:
         (TRAFFIC_POLICY_CHANGED) in the same transaction; returns the recorded revision.
 
         ``InvalidArgument`` naming the field for a weight or share outside [0, 1], one above 0 without its
-        version, a canary / shadow version equal to the champion's, or a fallback constant score that is
-        not finite; ``NotFound`` for an unknown model or version; ``FailedPrecondition`` naming the current
-        revision when ``expected_revision`` (0: never set) is not it. A split and fallback equal to the
-        current ones record nothing and return the current revision.
+        version, a canary / shadow / fallback version equal to the champion's, or a fallback
+        ``aimesh.core.fallback.fallback_problems`` refuses; ``NotFound`` for an unknown model or version;
+        ``FailedPrecondition`` naming the current revision when ``expected_revision`` (0: never set) is not
+        it. A split and fallback equal to the current ones record nothing and return the current revision.
         """
         check_policy(policy)
         async with self._lock:
@@ -506,8 +512,10 @@ class Registry:
                     if same_policy(policy, current):
                         return current
                     champion = await self._champion_version(conn, policy.model_name)
-                    for field in ("canary_version", "shadow_version"):
-                        number = int(getattr(policy, field))
+                    named = {"canary_version": policy.canary_version, "shadow_version": policy.shadow_version}
+                    if kind_of(policy.fallback) == "previous_version":
+                        named["fallback.previous_version.version"] = policy.fallback.previous_version.version
+                    for field, number in named.items():
                         if not number:
                             continue
                         await self._load(conn, policy.model_name, number)
@@ -545,7 +553,8 @@ class Registry:
         self, model_name: str, *, actor: str, reason: str
     ) -> tuple[training_pb2.AliasChange, training_pb2.TrafficPolicy]:
         """Point the champion alias at the canary version (an audited alias change) and record the policy
-        without the canary (the shadow kept unless it is the promoted version; the fallback kept), in one
+        without the canary (the shadow kept unless it is the promoted version; the fallback kept, except a
+        previous-version fallback naming the promoted version: it then names the former champion), in one
         transaction with both ModelEvents (ALIAS_CHANGED, then TRAFFIC_POLICY_CHANGED).
 
         ``FailedPrecondition`` when the policy has no canary (or it changed concurrently); ``NotFound`` for
@@ -576,7 +585,7 @@ class Registry:
                     after = training_pb2.TrafficPolicy(
                         shadow_version=current.shadow_version if keep_shadow else 0,
                         shadow_share=current.shadow_share if keep_shadow else 0.0,
-                        fallback=fallback_message(fallback_score(current)),
+                        fallback=_fallback_after_promotion(fallback_of(current), promoted, change.previous_version),
                         actor=actor,
                         reason=reason,
                     )
@@ -600,9 +609,7 @@ class Registry:
                     current = await self._current_policy(conn, model_name, lock=True)
                     if not current.canary_version and not current.shadow_version:
                         return current
-                    kept = training_pb2.TrafficPolicy(
-                        fallback=fallback_message(fallback_score(current)), actor=actor, reason=reason
-                    )
+                    kept = training_pb2.TrafficPolicy(fallback=fallback_of(current), actor=actor, reason=reason)
                     return await self._write_policy(conn, current, kept)
             except IntegrityError as exc:
                 raise FailedPrecondition(
@@ -643,3 +650,15 @@ class Registry:
                     )
                 )
         return sorted(served, key=lambda s: (s.model_name, s.alias))
+
+
+def _fallback_after_promotion(
+    fallback: training_pb2.Fallback | None, promoted: int, former: int
+) -> training_pb2.Fallback | None:
+    """The fallback a promotion of ``promoted`` (champion before: ``former``, 0 for none) leaves: the same,
+    except a previous-version fallback naming ``promoted``, which then names ``former`` (none without one)."""
+    if fallback is None or kind_of(fallback) != "previous_version" or fallback.previous_version.version != promoted:
+        return fallback
+    if not former:
+        return None
+    return training_pb2.Fallback(previous_version=training_pb2.PreviousVersionFallback(version=former))

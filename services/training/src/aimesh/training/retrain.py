@@ -1,8 +1,14 @@
-"""Retrain policy: a DRIFT alert for a model whose policy is on starts a run repeating its last successful spec.
+"""Retrain policy: a CRITICAL score DRIFT alert for a model whose policy is on starts a run repeating its
+last successful spec.
 
-``RetrainPolicy.handle`` is the transport-free handler of ``aimesh.monitor.alerts.v1``. It is
-idempotent: the run's idempotency key is derived from the alert id, so a redelivered alert returns
-the run it started the first time. Alerts of other kinds or other models are acknowledged without effect.
+``RetrainPolicy.handle`` is the transport-free handler of ``aimesh.monitor.alerts.v1``. Monitor publishes
+each change of an alert (raised, updated, escalated, acknowledged, resolved) under the same alert id; the
+policy acts on the ones that are open (FIRING or ACKNOWLEDGED; unset for publishers older than alert
+states) and CRITICAL, and the run's idempotency key is derived from the alert id, so one alert starts one
+run however many of its changes (or redeliveries) arrive: a WARNING drift alert escalated to CRITICAL
+starts it then. Per-input drift alerts (``feature`` set) name what drifted and start nothing (several
+inputs drifting at once would start several runs); the score's alert is the trigger. RESOLVED alerts,
+other severities, other kinds and other models are acknowledged without effect.
 """
 
 from __future__ import annotations
@@ -42,6 +48,10 @@ class RetrainPolicy:
         """Handle one alert event. Raises ``PoisonEvent`` for an undecodable alert or an unrunnable spec."""
         alert = event.parse(monitor_events.Alert)
         if alert.kind != monitor_events.ALERT_KIND_DRIFT or alert.model_name not in self._enabled:
+            return
+        if alert.severity != monitor_events.SEVERITY_CRITICAL or alert.state == monitor_events.ALERT_STATE_RESOLVED:
+            return
+        if alert.feature:
             return
         if not alert.alert_id:
             raise PoisonEvent("MISSING_FIELD", "DRIFT alert without alert_id")

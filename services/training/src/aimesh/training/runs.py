@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from aimesh.api.common.v1 import signature_pb2
 from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.errors import NotFound
+from aimesh.training import input_profiles
 from aimesh.training.outbox import enqueue
 from aimesh.training.paging import Page, timestamp
 from aimesh.training.schema import runs
@@ -37,6 +38,7 @@ class TrainedArtifact:
     metrics: dict[str, float]
     reference_profile: training_pb2.ScoreProfile
     signature: signature_pb2.ModelSignature
+    input_profiles: tuple[training_pb2.FeatureProfile, ...] = ()
 
 
 def _run_message(row: Any) -> training_pb2.Run:
@@ -181,6 +183,7 @@ class RunStore:
                     metrics=dict(artifact.metrics),
                     reference_profile=artifact.reference_profile.SerializeToString(),
                     signature=artifact.signature.SerializeToString(),
+                    input_profiles=input_profiles.to_bytes(artifact.input_profiles),
                 )
             )
 
@@ -202,6 +205,7 @@ class RunStore:
             metrics={str(k): float(v) for k, v in row.metrics.items()},
             reference_profile=profile,
             signature=signature,
+            input_profiles=tuple(input_profiles.from_bytes(row.input_profiles)),
         )
 
     async def recover(self) -> list[str]:

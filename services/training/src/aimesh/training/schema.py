@@ -43,6 +43,7 @@ runs = Table(
     Column("features", JSON, nullable=True),
     Column("reference_profile", LargeBinary, nullable=True),
     Column("signature", LargeBinary, nullable=True),
+    Column("input_profiles", LargeBinary, nullable=True),
 )
 
 models = Table(
@@ -67,6 +68,7 @@ model_versions = Table(
     Column("triton_model_version", BigInteger, nullable=False),
     Column("create_time", DateTime(timezone=True), nullable=False),
     Column("signature", LargeBinary, nullable=True),
+    Column("input_profiles", LargeBinary, nullable=True),
     ForeignKeyConstraint(["model_name"], ["models.name"]),
     Index("uq_model_versions_run", "model_name", "run_id", unique=True),
 )
@@ -105,13 +107,17 @@ traffic_policies = Table(
     Column("shadow_version", BigInteger, nullable=False),
     Column("shadow_share", Double, nullable=False),
     Column("fallback_constant_score", Double, nullable=True),
+    Column("fallback_rule", LargeBinary, nullable=True),
+    Column("fallback_version", BigInteger, nullable=True),
     Column("actor", String(256), nullable=False),
     Column("reason", Text, nullable=False),
     Column("time", DateTime(timezone=True), nullable=False),
     ForeignKeyConstraint(["model_name"], ["models.name"]),
 )
 """One row per revision of a model's traffic policy (its audit); the current policy is the newest revision.
-``fallback_constant_score`` is the revision's ``Fallback.constant_score``; NULL: no fallback."""
+The revision's fallback is in the column of its kind, the others NULL (all NULL: no fallback):
+``fallback_constant_score`` (``Fallback.constant_score``), ``fallback_rule`` (the serialized
+``FallbackRule``), ``fallback_version`` (``PreviousVersionFallback.version``)."""
 
 outbox = Table(
     "outbox",

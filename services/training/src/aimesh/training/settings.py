@@ -7,6 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from aimesh.core.settings import ServiceSettings
 from aimesh.core.topics import MONITOR_ALERTS, REGISTRY_MODELS, TRAINING_RUNS
+from aimesh.training.triton_config import TritonVariant
 
 
 class TrainingSettings(ServiceSettings):
@@ -30,6 +31,18 @@ class TrainingSettings(ServiceSettings):
     )
     triton_grpc: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint (model control, checks).")
     triton_timeout_seconds: float = Field(default=180.0, description="Limit for loading a model into Triton.")
+    triton_variant: TritonVariant = Field(
+        default="python",
+        description=(
+            "Which backend an exported model's config.pbtxt names: python (model.py loads model.pt with torch; "
+            "the local Triton has only this backend), pytorch_libtorch (model.pt) or onnxruntime (model.onnx), "
+            "the native backends of NGC Triton images, on KIND_GPU instances. Every export writes all three "
+            "configs under <model>/configs/ (Triton's --model-config-name) and model.pt, model.py, model.onnx."
+        ),
+    )
+    triton_gpu_instances: int = Field(
+        default=1, ge=1, le=16, description="Instances per GPU of the native variants (their instance_group count)."
+    )
     feature_grpc: str = Field(default="127.0.0.1:50052", description="FeatureService gRPC endpoint (training sets).")
     feature_timeout_seconds: float = Field(default=120.0, description="Deadline of one GetHistoricalFeatures batch.")
     feature_batch_rows: int = Field(default=2000, ge=1, le=100_000, description="Entity rows per feature request.")
@@ -39,7 +52,8 @@ class TrainingSettings(ServiceSettings):
     )
     retrain_models: list[str] = Field(
         default_factory=list,
-        description="Models whose retrain policy is on: a DRIFT alert for them starts a run (default: none).",
+        description="Models whose retrain policy is on: an open CRITICAL score DRIFT alert for them starts one run per "
+        "alert (default: none; per-input drift alerts start nothing).",
     )
     outbox_interval_seconds: float = Field(default=5.0, description="How often unpublished events are retried.")
     torch_threads: int = Field(default=1, ge=1, description="CPU threads for training (the machine is shared).")

@@ -3,7 +3,8 @@
 
 A policy splits a model's traffic beyond its champion alias (see ``TrafficPolicy`` in training.proto):
 a sticky canary (version + weight) and an asynchronous shadow (version + share), plus an optional
-fallback (a constant score Score answers when the routed version cannot be called in time). Revisions are
+fallback (a constant score, a rule over request fields or another version: what Score answers when the
+routed version cannot be called in time, see ``aimesh.core.fallback``). Revisions are
 numbered per model from 1; revision 0 is the policy of a model that never had one (champion only, no
 fallback). A ``Fallback`` without a kind is no fallback.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.errors import InvalidArgument
+from aimesh.core.fallback import fallback_problems, kind_of
 from aimesh.training.paging import timestamp
 
 
@@ -29,27 +31,43 @@ def _check_share(policy: training_pb2.TrafficPolicy, share: str, version: str) -
         raise InvalidArgument(f"policy.{share} is {value} but policy.{version} is not set")
 
 
-def fallback_score(policy: training_pb2.TrafficPolicy) -> float | None:
-    """``policy``'s fallback constant score; None when it has no fallback (unset, or a kind not set)."""
-    if policy.HasField("fallback") and policy.fallback.HasField("constant_score"):
-        return float(policy.fallback.constant_score)
+def fallback_of(policy: training_pb2.TrafficPolicy) -> training_pb2.Fallback | None:
+    """``policy``'s fallback; None when it has none (unset, or a kind not set)."""
+    return policy.fallback if policy.HasField("fallback") and kind_of(policy.fallback) else None
+
+
+def fallback_columns(fallback: training_pb2.Fallback | None) -> dict[str, Any]:
+    """The ``traffic_policies`` columns of ``fallback`` (all NULL for none): one per kind."""
+    kind = kind_of(fallback)
+    return {
+        "fallback_constant_score": fallback.constant_score if fallback and kind == "constant_score" else None,
+        "fallback_rule": fallback.rule.SerializeToString(deterministic=True) if fallback and kind == "rule" else None,
+        "fallback_version": fallback.previous_version.version if fallback and kind == "previous_version" else None,
+    }
+
+
+def fallback_of_row(row: Any) -> training_pb2.Fallback | None:
+    """The ``Fallback`` a ``traffic_policies`` row records (None: no fallback)."""
+    if row.fallback_constant_score is not None:
+        return training_pb2.Fallback(constant_score=row.fallback_constant_score)
+    if row.fallback_rule is not None:
+        return training_pb2.Fallback(rule=training_pb2.FallbackRule.FromString(row.fallback_rule))
+    if row.fallback_version is not None:
+        return training_pb2.Fallback(
+            previous_version=training_pb2.PreviousVersionFallback(version=row.fallback_version)
+        )
     return None
-
-
-def fallback_message(score: float | None) -> training_pb2.Fallback | None:
-    """The ``Fallback`` of a constant ``score``; None (no fallback) for None."""
-    return None if score is None else training_pb2.Fallback(constant_score=score)
 
 
 def check_policy(policy: training_pb2.TrafficPolicy) -> None:
     """``InvalidArgument`` naming the field when a weight or share is outside [0, 1] (or not finite), a
-    version is negative, a weight or share above 0 has no version, the fallback's constant score is not
-    finite, or the actor is missing."""
+    version is negative, a weight or share above 0 has no version, the fallback is one
+    ``aimesh.core.fallback.fallback_problems`` refuses, or the actor is missing."""
     _check_share(policy, "canary_weight", "canary_version")
     _check_share(policy, "shadow_share", "shadow_version")
-    score = fallback_score(policy)
-    if score is not None and not math.isfinite(score):
-        raise InvalidArgument(f"policy.fallback.constant_score must be finite, not {score}")
+    problems = fallback_problems(policy.fallback)
+    if problems:
+        raise InvalidArgument("; ".join(f"policy.{p}" for p in problems))
     if not policy.actor:
         raise InvalidArgument("policy.actor is required")
 
@@ -57,12 +75,12 @@ def check_policy(policy: training_pb2.TrafficPolicy) -> None:
 def same_policy(a: training_pb2.TrafficPolicy, b: training_pb2.TrafficPolicy) -> bool:
     """Whether ``a`` and ``b`` are the same policy: they route alike (same canary and shadow versions,
     weight and share) and have the same fallback (or both none)."""
-    return (a.canary_version, a.canary_weight, a.shadow_version, a.shadow_share, fallback_score(a)) == (
+    return (a.canary_version, a.canary_weight, a.shadow_version, a.shadow_share, fallback_of(a)) == (
         b.canary_version,
         b.canary_weight,
         b.shadow_version,
         b.shadow_share,
-        fallback_score(b),
+        fallback_of(b),
     )
 
 
@@ -75,7 +93,7 @@ def policy_message(row: Any) -> training_pb2.TrafficPolicy:
         canary_weight=row.canary_weight,
         shadow_version=row.shadow_version,
         shadow_share=row.shadow_share,
-        fallback=fallback_message(row.fallback_constant_score),
+        fallback=fallback_of_row(row),
         actor=row.actor,
         reason=row.reason,
         time=timestamp(row.time),

@@ -7,6 +7,9 @@ without a view's entity id, are dead-lettered (acknowledged) before the effects 
 view events and the partition's next offset are committed in one database transaction. Kafka's own
 offset commit comes after the handler returns and only saves redelivery work: the stored offset is
 what guarantees that nothing is counted twice.
+
+Each record is traced by a CONSUMER span ``feature update <topic>`` continuing the record's trace (the
+upstream event's, carried on by ingest); it ends when the batch is committed.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from collections.abc import Sequence
 
 from aimesh.core.bus import DeadLetterSink, dead_letter
 from aimesh.core.events import Event, PoisonEvent
+from aimesh.core.tracing import record_spans, tracer
 from aimesh.feature import metrics
 from aimesh.feature.definitions.registry import Registry, RegistryHolder
 from aimesh.feature.online.protocol import ApplyResult, OnlineStateStore
 from aimesh.feature.records import ViewEvent, record_from_event, view_event
+
+_tracer = tracer(__name__)
 
 
 class OnlineUpdater:
@@ -50,13 +56,15 @@ class OnlineUpdater:
             return ApplyResult(0, 0)
         registry = self.registry.current
         topic, partition = events[0].topic, events[0].partition
-        stored = await self.store.next_offset(topic, partition)
-        records: list[tuple[int, Sequence[ViewEvent] | None]] = []
-        for event in events:
-            projected = await self._project(event, registry) if event.offset >= stored else None
-            records.append((event.offset, projected))
-        retention = {v.name: v.retention_us for v in registry.views.values()}
-        result = await self.store.apply(topic, partition, records, retention)
+        with record_spans(_tracer, f"feature update {topic}", events) as spans:
+            stored = await self.store.next_offset(topic, partition)
+            records: list[tuple[int, Sequence[ViewEvent] | None]] = []
+            for event, span in zip(events, spans, strict=True):
+                projected = await self._project(event, registry) if event.offset >= stored else None
+                span.set_attribute("aimesh.feature.views", [v.view for v in projected or ()])
+                records.append((event.offset, projected))
+            retention = {v.name: v.retention_us for v in registry.views.values()}
+            result = await self.store.apply(topic, partition, records, retention)
         metrics.RECORDS_APPLIED.labels(topic).inc(result.applied)
         metrics.RECORDS_SKIPPED_REDELIVERED.labels(topic).inc(result.skipped)
         metrics.EVENTS_LATE.labels(topic).inc(result.late)

@@ -26,7 +26,7 @@ from aimesh.api.common.v1 import common_pb2 as aimesh_dot_api_dot_common_dot_v1_
 from aimesh.api.common.v1 import signature_pb2 as aimesh_dot_api_dot_common_dot_v1_dot_signature__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'aimesh/api/inference/v1/inference.proto\x12\x17\x61imesh.api.inference.v1\x1a!aimesh/api/common/v1/common.proto\x1a$aimesh/api/common/v1/signature.proto\"\xf7\x03\n\x0cScoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\x05\x61lias\x18\x03 \x01(\tH\x00\x88\x01\x01\x12H\n\nentity_ids\x18\x04 \x03(\x0b\x32\x34.aimesh.api.inference.v1.ScoreRequest.EntityIdsEntry\x12\x45\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32\x33.aimesh.api.inference.v1.ScoreRequest.FeaturesEntry\x12\x14\n\x07version\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12\x43\n\x07\x63ontext\x18\t \x03(\x0b\x32\x32.aimesh.api.inference.v1.ScoreRequest.ContextEntry\x1a\x30\n\x0e\x45ntityIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aK\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.aimesh.api.common.v1.Value:\x02\x38\x01\x42\x08\n\x06_aliasB\n\n\x08_version\"\xf8\x02\n\rScoreResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\x03\x12-\n\x05route\x18\x05 \x01(\x0e\x32\x1e.aimesh.api.inference.v1.Route\x12!\n\x19\x66\x65\x61ture_freshness_seconds\x18\x06 \x01(\x01\x12\x18\n\x10missing_features\x18\x07 \x03(\t\x12\x10\n\x08\x65vent_id\x18\x08 \x01(\t\x12\x44\n\x07outputs\x18\t \x03(\x0b\x32\x33.aimesh.api.inference.v1.ScoreResponse.OutputsEntry\x1aU\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x34\n\x05value\x18\x02 \x01(\x0b\x32%.aimesh.api.inference.v1.OutputValues:\x02\x38\x01\"\x1e\n\x0cOutputValues\x12\x0e\n\x06values\x18\x01 \x03(\x01\"i\n\x18GetModelSignatureRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\x05\x61lias\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07version\x18\x03 \x01(\x03H\x01\x88\x01\x01\x42\x08\n\x06_aliasB\n\n\x08_version\"\x7f\n\x19GetModelSignatureResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x37\n\tsignature\x18\x03 \x01(\x0b\x32$.aimesh.api.common.v1.ModelSignature\"\xae\x02\n\x10RecommendRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\x05\x61lias\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07version\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12L\n\nentity_ids\x18\x05 \x03(\x0b\x32\x38.aimesh.api.inference.v1.RecommendRequest.EntityIdsEntry\x12\x15\n\rcontext_items\x18\x06 \x03(\t\x12\t\n\x01k\x18\x07 \x01(\x05\x12\x15\n\rexclude_items\x18\x08 \x03(\t\x1a\x30\n\x0e\x45ntityIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06_aliasB\n\n\x08_version\"1\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"\x84\x02\n\x11RecommendResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\x12-\n\x05route\x18\x04 \x01(\x0e\x32\x1e.aimesh.api.inference.v1.Route\x12\x37\n\x05items\x18\x05 \x03(\x0b\x32(.aimesh.api.inference.v1.RecommendedItem\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\x08\x12\x15\n\runknown_items\x18\x07 \x03(\t\x12\r\n\x05max_k\x18\x08 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\t \x01(\t\"\x98\x01\n\x11ScoreBatchRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\x05\x61lias\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07version\x18\x03 \x01(\x03H\x01\x88\x01\x01\x12\x34\n\x04rows\x18\x04 \x03(\x0b\x32&.aimesh.api.inference.v1.ScoreBatchRowB\x08\n\x06_aliasB\n\n\x08_version\"\xac\x03\n\rScoreBatchRow\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12I\n\nentity_ids\x18\x02 \x03(\x0b\x32\x35.aimesh.api.inference.v1.ScoreBatchRow.EntityIdsEntry\x12\x46\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32\x34.aimesh.api.inference.v1.ScoreBatchRow.FeaturesEntry\x12\x44\n\x07\x63ontext\x18\x04 \x03(\x0b\x32\x33.aimesh.api.inference.v1.ScoreBatchRow.ContextEntry\x1a\x30\n\x0e\x45ntityIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aK\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.aimesh.api.common.v1.Value:\x02\x38\x01\"k\n\x10ScoreBatchResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x38\n\x08response\x18\x03 \x01(\x0b\x32&.aimesh.api.inference.v1.ScoreResponse\"\xaa\x01\n\x12ScoreBatchResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12-\n\x05route\x18\x03 \x01(\x0e\x32\x1e.aimesh.api.inference.v1.Route\x12:\n\x07results\x18\x04 \x03(\x0b\x32).aimesh.api.inference.v1.ScoreBatchResult*|\n\x05Route\x12\x15\n\x11ROUTE_UNSPECIFIED\x10\x00\x12\x12\n\x0eROUTE_CHAMPION\x10\x01\x12\x10\n\x0cROUTE_CANARY\x10\x02\x12\x10\n\x0cROUTE_PINNED\x10\x03\x12\x12\n\x0eROUTE_FALLBACK\x10\x04\x12\x10\n\x0cROUTE_SHADOW\x10\x05\x32\xb1\x03\n\x10InferenceService\x12V\n\x05Score\x12%.aimesh.api.inference.v1.ScoreRequest\x1a&.aimesh.api.inference.v1.ScoreResponse\x12z\n\x11GetModelSignature\x12\x31.aimesh.api.inference.v1.GetModelSignatureRequest\x1a\x32.aimesh.api.inference.v1.GetModelSignatureResponse\x12\x62\n\tRecommend\x12).aimesh.api.inference.v1.RecommendRequest\x1a*.aimesh.api.inference.v1.RecommendResponse\x12\x65\n\nScoreBatch\x12*.aimesh.api.inference.v1.ScoreBatchRequest\x1a+.aimesh.api.inference.v1.ScoreBatchResponseBSZQgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/inference/v1;inferencev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'aimesh/api/inference/v1/inference.proto\x12\x17\x61imesh.api.inference.v1\x1a!aimesh/api/common/v1/common.proto\x1a$aimesh/api/common/v1/signature.proto\"\xf7\x03\n\x0cScoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\x05\x61lias\x18\x03 \x01(\tH\x00\x88\x01\x01\x12H\n\nentity_ids\x18\x04 \x03(\x0b\x32\x34.aimesh.api.inference.v1.ScoreRequest.EntityIdsEntry\x12\x45\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32\x33.aimesh.api.inference.v1.ScoreRequest.FeaturesEntry\x12\x14\n\x07version\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12\x43\n\x07\x63ontext\x18\t \x03(\x0b\x32\x32.aimesh.api.inference.v1.ScoreRequest.ContextEntry\x1a\x30\n\x0e\x45ntityIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aK\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.aimesh.api.common.v1.Value:\x02\x38\x01\x42\x08\n\x06_aliasB\n\n\x08_version\"\xc2\x03\n\rScoreResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\x03\x12-\n\x05route\x18\x05 \x01(\x0e\x32\x1e.aimesh.api.inference.v1.Route\x12!\n\x19\x66\x65\x61ture_freshness_seconds\x18\x06 \x01(\x01\x12\x18\n\x10missing_features\x18\x07 \x03(\t\x12\x10\n\x08\x65vent_id\x18\x08 \x01(\t\x12\x44\n\x07outputs\x18\t \x03(\x0b\x32\x33.aimesh.api.inference.v1.ScoreResponse.OutputsEntry\x12H\n\x13prediction_delivery\x18\n \x01(\x0e\x32+.aimesh.api.inference.v1.PredictionDelivery\x1aU\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x34\n\x05value\x18\x02 \x01(\x0b\x32%.aimesh.api.inference.v1.OutputValues:\x02\x38\x01\"\x1e\n\x0cOutputValues\x12\x0e\n\x06values\x18\x01 \x03(\x01\"i\n\x18GetModelSignatureRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\x05\x61lias\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07version\x18\x03 \x01(\x03H\x01\x88\x01\x01\x42\x08\n\x06_aliasB\n\n\x08_version\"\x7f\n\x19GetModelSignatureResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x37\n\tsignature\x18\x03 \x01(\x0b\x32$.aimesh.api.common.v1.ModelSignature\"\xae\x02\n\x10RecommendRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\x05\x61lias\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07version\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12L\n\nentity_ids\x18\x05 \x03(\x0b\x32\x38.aimesh.api.inference.v1.RecommendRequest.EntityIdsEntry\x12\x15\n\rcontext_items\x18\x06 \x03(\t\x12\t\n\x01k\x18\x07 \x01(\x05\x12\x15\n\rexclude_items\x18\x08 \x03(\t\x1a\x30\n\x0e\x45ntityIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06_aliasB\n\n\x08_version\"1\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"\xce\x02\n\x11RecommendResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\x12-\n\x05route\x18\x04 \x01(\x0e\x32\x1e.aimesh.api.inference.v1.Route\x12\x37\n\x05items\x18\x05 \x03(\x0b\x32(.aimesh.api.inference.v1.RecommendedItem\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\x08\x12\x15\n\runknown_items\x18\x07 \x03(\t\x12\r\n\x05max_k\x18\x08 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\t \x01(\t\x12H\n\x13prediction_delivery\x18\n \x01(\x0e\x32+.aimesh.api.inference.v1.PredictionDelivery\"\x98\x01\n\x11ScoreBatchRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\x05\x61lias\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07version\x18\x03 \x01(\x03H\x01\x88\x01\x01\x12\x34\n\x04rows\x18\x04 \x03(\x0b\x32&.aimesh.api.inference.v1.ScoreBatchRowB\x08\n\x06_aliasB\n\n\x08_version\"\xac\x03\n\rScoreBatchRow\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12I\n\nentity_ids\x18\x02 \x03(\x0b\x32\x35.aimesh.api.inference.v1.ScoreBatchRow.EntityIdsEntry\x12\x46\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32\x34.aimesh.api.inference.v1.ScoreBatchRow.FeaturesEntry\x12\x44\n\x07\x63ontext\x18\x04 \x03(\x0b\x32\x33.aimesh.api.inference.v1.ScoreBatchRow.ContextEntry\x1a\x30\n\x0e\x45ntityIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aK\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.aimesh.api.common.v1.Value:\x02\x38\x01\"k\n\x10ScoreBatchResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x38\n\x08response\x18\x03 \x01(\x0b\x32&.aimesh.api.inference.v1.ScoreResponse\"\xaa\x01\n\x12ScoreBatchResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12-\n\x05route\x18\x03 \x01(\x0e\x32\x1e.aimesh.api.inference.v1.Route\x12:\n\x07results\x18\x04 \x03(\x0b\x32).aimesh.api.inference.v1.ScoreBatchResult*|\n\x05Route\x12\x15\n\x11ROUTE_UNSPECIFIED\x10\x00\x12\x12\n\x0eROUTE_CHAMPION\x10\x01\x12\x10\n\x0cROUTE_CANARY\x10\x02\x12\x10\n\x0cROUTE_PINNED\x10\x03\x12\x12\n\x0eROUTE_FALLBACK\x10\x04\x12\x10\n\x0cROUTE_SHADOW\x10\x05*\xc1\x01\n\x12PredictionDelivery\x12#\n\x1fPREDICTION_DELIVERY_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPREDICTION_DELIVERY_PENDING\x10\x01\x12$\n PREDICTION_DELIVERY_ACKNOWLEDGED\x10\x02\x12\x1f\n\x1bPREDICTION_DELIVERY_SPOOLED\x10\x03\x12\x1e\n\x1aPREDICTION_DELIVERY_FAILED\x10\x04\x32\xb1\x03\n\x10InferenceService\x12V\n\x05Score\x12%.aimesh.api.inference.v1.ScoreRequest\x1a&.aimesh.api.inference.v1.ScoreResponse\x12z\n\x11GetModelSignature\x12\x31.aimesh.api.inference.v1.GetModelSignatureRequest\x1a\x32.aimesh.api.inference.v1.GetModelSignatureResponse\x12\x62\n\tRecommend\x12).aimesh.api.inference.v1.RecommendRequest\x1a*.aimesh.api.inference.v1.RecommendResponse\x12\x65\n\nScoreBatch\x12*.aimesh.api.inference.v1.ScoreBatchRequest\x1a+.aimesh.api.inference.v1.ScoreBatchResponseBSZQgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/inference/v1;inferencev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,8 +50,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREBATCHROW_FEATURESENTRY']._serialized_options = b'8\001'
   _globals['_SCOREBATCHROW_CONTEXTENTRY']._loaded_options = None
   _globals['_SCOREBATCHROW_CONTEXTENTRY']._serialized_options = b'8\001'
-  _globals['_ROUTE']._serialized_start=2781
-  _globals['_ROUTE']._serialized_end=2905
+  _globals['_ROUTE']._serialized_start=2929
+  _globals['_ROUTE']._serialized_end=3053
+  _globals['_PREDICTIONDELIVERY']._serialized_start=3056
+  _globals['_PREDICTIONDELIVERY']._serialized_end=3249
   _globals['_SCOREREQUEST']._serialized_start=142
   _globals['_SCOREREQUEST']._serialized_end=645
   _globals['_SCOREREQUEST_ENTITYIDSENTRY']._serialized_start=449
@@ -61,37 +63,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREREQUEST_CONTEXTENTRY']._serialized_start=548
   _globals['_SCOREREQUEST_CONTEXTENTRY']._serialized_end=623
   _globals['_SCORERESPONSE']._serialized_start=648
-  _globals['_SCORERESPONSE']._serialized_end=1024
-  _globals['_SCORERESPONSE_OUTPUTSENTRY']._serialized_start=939
-  _globals['_SCORERESPONSE_OUTPUTSENTRY']._serialized_end=1024
-  _globals['_OUTPUTVALUES']._serialized_start=1026
-  _globals['_OUTPUTVALUES']._serialized_end=1056
-  _globals['_GETMODELSIGNATUREREQUEST']._serialized_start=1058
-  _globals['_GETMODELSIGNATUREREQUEST']._serialized_end=1163
-  _globals['_GETMODELSIGNATURERESPONSE']._serialized_start=1165
-  _globals['_GETMODELSIGNATURERESPONSE']._serialized_end=1292
-  _globals['_RECOMMENDREQUEST']._serialized_start=1295
-  _globals['_RECOMMENDREQUEST']._serialized_end=1597
+  _globals['_SCORERESPONSE']._serialized_end=1098
+  _globals['_SCORERESPONSE_OUTPUTSENTRY']._serialized_start=1013
+  _globals['_SCORERESPONSE_OUTPUTSENTRY']._serialized_end=1098
+  _globals['_OUTPUTVALUES']._serialized_start=1100
+  _globals['_OUTPUTVALUES']._serialized_end=1130
+  _globals['_GETMODELSIGNATUREREQUEST']._serialized_start=1132
+  _globals['_GETMODELSIGNATUREREQUEST']._serialized_end=1237
+  _globals['_GETMODELSIGNATURERESPONSE']._serialized_start=1239
+  _globals['_GETMODELSIGNATURERESPONSE']._serialized_end=1366
+  _globals['_RECOMMENDREQUEST']._serialized_start=1369
+  _globals['_RECOMMENDREQUEST']._serialized_end=1671
   _globals['_RECOMMENDREQUEST_ENTITYIDSENTRY']._serialized_start=449
   _globals['_RECOMMENDREQUEST_ENTITYIDSENTRY']._serialized_end=497
-  _globals['_RECOMMENDEDITEM']._serialized_start=1599
-  _globals['_RECOMMENDEDITEM']._serialized_end=1648
-  _globals['_RECOMMENDRESPONSE']._serialized_start=1651
-  _globals['_RECOMMENDRESPONSE']._serialized_end=1911
-  _globals['_SCOREBATCHREQUEST']._serialized_start=1914
-  _globals['_SCOREBATCHREQUEST']._serialized_end=2066
-  _globals['_SCOREBATCHROW']._serialized_start=2069
-  _globals['_SCOREBATCHROW']._serialized_end=2497
+  _globals['_RECOMMENDEDITEM']._serialized_start=1673
+  _globals['_RECOMMENDEDITEM']._serialized_end=1722
+  _globals['_RECOMMENDRESPONSE']._serialized_start=1725
+  _globals['_RECOMMENDRESPONSE']._serialized_end=2059
+  _globals['_SCOREBATCHREQUEST']._serialized_start=2062
+  _globals['_SCOREBATCHREQUEST']._serialized_end=2214
+  _globals['_SCOREBATCHROW']._serialized_start=2217
+  _globals['_SCOREBATCHROW']._serialized_end=2645
   _globals['_SCOREBATCHROW_ENTITYIDSENTRY']._serialized_start=449
   _globals['_SCOREBATCHROW_ENTITYIDSENTRY']._serialized_end=497
   _globals['_SCOREBATCHROW_FEATURESENTRY']._serialized_start=499
   _globals['_SCOREBATCHROW_FEATURESENTRY']._serialized_end=546
   _globals['_SCOREBATCHROW_CONTEXTENTRY']._serialized_start=548
   _globals['_SCOREBATCHROW_CONTEXTENTRY']._serialized_end=623
-  _globals['_SCOREBATCHRESULT']._serialized_start=2499
-  _globals['_SCOREBATCHRESULT']._serialized_end=2606
-  _globals['_SCOREBATCHRESPONSE']._serialized_start=2609
-  _globals['_SCOREBATCHRESPONSE']._serialized_end=2779
-  _globals['_INFERENCESERVICE']._serialized_start=2908
-  _globals['_INFERENCESERVICE']._serialized_end=3341
+  _globals['_SCOREBATCHRESULT']._serialized_start=2647
+  _globals['_SCOREBATCHRESULT']._serialized_end=2754
+  _globals['_SCOREBATCHRESPONSE']._serialized_start=2757
+  _globals['_SCOREBATCHRESPONSE']._serialized_end=2927
+  _globals['_INFERENCESERVICE']._serialized_start=3252
+  _globals['_INFERENCESERVICE']._serialized_end=3685
 # @@protoc_insertion_point(module_scope)

@@ -17,12 +17,25 @@ class Route(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROUTE_PINNED: _ClassVar[Route]
     ROUTE_FALLBACK: _ClassVar[Route]
     ROUTE_SHADOW: _ClassVar[Route]
+
+class PredictionDelivery(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PREDICTION_DELIVERY_UNSPECIFIED: _ClassVar[PredictionDelivery]
+    PREDICTION_DELIVERY_PENDING: _ClassVar[PredictionDelivery]
+    PREDICTION_DELIVERY_ACKNOWLEDGED: _ClassVar[PredictionDelivery]
+    PREDICTION_DELIVERY_SPOOLED: _ClassVar[PredictionDelivery]
+    PREDICTION_DELIVERY_FAILED: _ClassVar[PredictionDelivery]
 ROUTE_UNSPECIFIED: Route
 ROUTE_CHAMPION: Route
 ROUTE_CANARY: Route
 ROUTE_PINNED: Route
 ROUTE_FALLBACK: Route
 ROUTE_SHADOW: Route
+PREDICTION_DELIVERY_UNSPECIFIED: PredictionDelivery
+PREDICTION_DELIVERY_PENDING: PredictionDelivery
+PREDICTION_DELIVERY_ACKNOWLEDGED: PredictionDelivery
+PREDICTION_DELIVERY_SPOOLED: PredictionDelivery
+PREDICTION_DELIVERY_FAILED: PredictionDelivery
 
 class ScoreRequest(_message.Message):
     __slots__ = ("request_id", "model", "alias", "entity_ids", "features", "version", "context")
@@ -64,7 +77,7 @@ class ScoreRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., alias: _Optional[str] = ..., entity_ids: _Optional[_Mapping[str, str]] = ..., features: _Optional[_Mapping[str, float]] = ..., version: _Optional[int] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("request_id", "score", "model_name", "model_version", "route", "feature_freshness_seconds", "missing_features", "event_id", "outputs")
+    __slots__ = ("request_id", "score", "model_name", "model_version", "route", "feature_freshness_seconds", "missing_features", "event_id", "outputs", "prediction_delivery")
     class OutputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +94,7 @@ class ScoreResponse(_message.Message):
     MISSING_FEATURES_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_DELIVERY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     score: float
     model_name: str
@@ -90,7 +104,8 @@ class ScoreResponse(_message.Message):
     missing_features: _containers.RepeatedScalarFieldContainer[str]
     event_id: str
     outputs: _containers.MessageMap[str, OutputValues]
-    def __init__(self, request_id: _Optional[str] = ..., score: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., route: _Optional[_Union[Route, str]] = ..., feature_freshness_seconds: _Optional[float] = ..., missing_features: _Optional[_Iterable[str]] = ..., event_id: _Optional[str] = ..., outputs: _Optional[_Mapping[str, OutputValues]] = ...) -> None: ...
+    prediction_delivery: PredictionDelivery
+    def __init__(self, request_id: _Optional[str] = ..., score: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., route: _Optional[_Union[Route, str]] = ..., feature_freshness_seconds: _Optional[float] = ..., missing_features: _Optional[_Iterable[str]] = ..., event_id: _Optional[str] = ..., outputs: _Optional[_Mapping[str, OutputValues]] = ..., prediction_delivery: _Optional[_Union[PredictionDelivery, str]] = ...) -> None: ...
 
 class OutputValues(_message.Message):
     __slots__ = ("values",)
@@ -154,7 +169,7 @@ class RecommendedItem(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("request_id", "model_name", "model_version", "route", "items", "fallback", "unknown_items", "max_k", "event_id")
+    __slots__ = ("request_id", "model_name", "model_version", "route", "items", "fallback", "unknown_items", "max_k", "event_id", "prediction_delivery")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +179,7 @@ class RecommendResponse(_message.Message):
     UNKNOWN_ITEMS_FIELD_NUMBER: _ClassVar[int]
     MAX_K_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_DELIVERY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model_name: str
     model_version: int
@@ -173,7 +189,8 @@ class RecommendResponse(_message.Message):
     unknown_items: _containers.RepeatedScalarFieldContainer[str]
     max_k: int
     event_id: str
-    def __init__(self, request_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., route: _Optional[_Union[Route, str]] = ..., items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., fallback: _Optional[bool] = ..., unknown_items: _Optional[_Iterable[str]] = ..., max_k: _Optional[int] = ..., event_id: _Optional[str] = ...) -> None: ...
+    prediction_delivery: PredictionDelivery
+    def __init__(self, request_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., route: _Optional[_Union[Route, str]] = ..., items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., fallback: _Optional[bool] = ..., unknown_items: _Optional[_Iterable[str]] = ..., max_k: _Optional[int] = ..., event_id: _Optional[str] = ..., prediction_delivery: _Optional[_Union[PredictionDelivery, str]] = ...) -> None: ...
 
 class ScoreBatchRequest(_message.Message):
     __slots__ = ("model", "alias", "version", "rows")

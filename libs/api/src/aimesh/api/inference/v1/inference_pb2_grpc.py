@@ -27,6 +27,13 @@ if _version_not_supported:
 
 class InferenceServiceStub:
     """Scores entities with the model version an alias routes to (champion/canary, optional shadow).
+
+    Request limits (service settings; a request beyond one is INVALID_ARGUMENT naming the field and the
+    limit, before any lookup): request_id, model, alias, and every key and value of entity_ids at most
+    INFERENCE_MAX_ID_BYTES (default 256) UTF-8 bytes; entity_ids, features and context at most
+    INFERENCE_MAX_MAP_ENTRIES (default 64) entries each (per row in ScoreBatch); Recommend's
+    context_items and exclude_items at most INFERENCE_MAX_REQUEST_ITEMS (default 1000) ids each; ScoreBatch
+    at most INFERENCE_MAX_BATCH_ROWS rows; a request that cannot be decoded: INVALID_ARGUMENT.
     """
 
     def __init__(self, channel):
@@ -59,6 +66,13 @@ class InferenceServiceStub:
 
 class InferenceServiceServicer:
     """Scores entities with the model version an alias routes to (champion/canary, optional shadow).
+
+    Request limits (service settings; a request beyond one is INVALID_ARGUMENT naming the field and the
+    limit, before any lookup): request_id, model, alias, and every key and value of entity_ids at most
+    INFERENCE_MAX_ID_BYTES (default 256) UTF-8 bytes; entity_ids, features and context at most
+    INFERENCE_MAX_MAP_ENTRIES (default 64) entries each (per row in ScoreBatch); Recommend's
+    context_items and exclude_items at most INFERENCE_MAX_REQUEST_ITEMS (default 1000) ids each; ScoreBatch
+    at most INFERENCE_MAX_BATCH_ROWS rows; a request that cannot be decoded: INVALID_ARGUMENT.
     """
 
     def Score(self, request, context):
@@ -66,7 +80,7 @@ class InferenceServiceServicer:
         Prediction event. Honours the gRPC deadline (DEADLINE_EXCEEDED). Unknown model or alias:
         NOT_FOUND; a request missing an entity id or a context field the model's signature names, or with
         a value of the wrong type or a NaN/Inf number: INVALID_ARGUMENT naming the field and the expected
-        type; request_id, model and alias longer than 256 bytes: INVALID_ARGUMENT; a model output that is
+        type; a request beyond the limits above: INVALID_ARGUMENT; a model output that is
         NaN or infinite (never returned as a score): FAILED_PRECONDITION naming the output; Triton down with
         no fallback configured: UNAVAILABLE.
         """
@@ -89,18 +103,22 @@ class InferenceServiceServicer:
         a Prediction event (items and route) is emitted. An entity with no known history and no known context
         item gets the model's popular items (fallback = true, route ROUTE_FALLBACK). Unknown model or alias:
         NOT_FOUND; a model that is not TASK_NEXT_ITEM: FAILED_PRECONDITION; k outside [1, max_k]:
-        INVALID_ARGUMENT naming both; a model whose item vocabulary is empty: FAILED_PRECONDITION; Triton
-        down: UNAVAILABLE. Context items outside the vocabulary are ignored and listed in unknown_items.
+        INVALID_ARGUMENT naming both; a model whose item vocabulary is empty: FAILED_PRECONDITION. The feature
+        service or Triton down or too slow for the deadline (or its circuit open): the popular items too
+        (fallback = true, ROUTE_FALLBACK), answered before the deadline; UNAVAILABLE when the model lists no
+        popular items. Context items outside the vocabulary are ignored and listed in unknown_items.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ScoreBatch(self, request, context):
-        """Scores many rows with one model version in one call: one feature lookup for every row that needs
-        online values, one Triton call for all rows, a Prediction event per scored row. The version is
-        routed once for the whole batch (pin, alias, default alias) and errors of the call as a whole are
-        the call's status (unknown model or alias: NOT_FOUND; no rows, or more than the service's
+        """Scores many rows in one call: one feature lookup for every row that needs online values and one
+        Triton call for all rows of each routed version, a Prediction event per scored row. A pin or an
+        alias routes the whole batch; without either each row is routed as Score would route it alone (the
+        traffic policy's sticky canary takes its share of rows, scored in their own lookup and Triton call at
+        the same time, and its shadow is sent the mirrored rows in one background call); no Prediction is
+        emitted when the call fails. Errors of the call as a whole are the call's status (unknown model or alias: NOT_FOUND; no rows, or more than the service's
         INFERENCE_MAX_BATCH_ROWS (default 256, the exported models' Triton max_batch_size): INVALID_ARGUMENT
         naming the count and the limit; feature service or Triton down: UNAVAILABLE; the deadline:
         DEADLINE_EXCEEDED). A row the signature refuses (missing entity id or context field, wrong type,
@@ -144,6 +162,13 @@ def add_InferenceServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class InferenceService:
     """Scores entities with the model version an alias routes to (champion/canary, optional shadow).
+
+    Request limits (service settings; a request beyond one is INVALID_ARGUMENT naming the field and the
+    limit, before any lookup): request_id, model, alias, and every key and value of entity_ids at most
+    INFERENCE_MAX_ID_BYTES (default 256) UTF-8 bytes; entity_ids, features and context at most
+    INFERENCE_MAX_MAP_ENTRIES (default 64) entries each (per row in ScoreBatch); Recommend's
+    context_items and exclude_items at most INFERENCE_MAX_REQUEST_ITEMS (default 1000) ids each; ScoreBatch
+    at most INFERENCE_MAX_BATCH_ROWS rows; a request that cannot be decoded: INVALID_ARGUMENT.
     """
 
     @staticmethod

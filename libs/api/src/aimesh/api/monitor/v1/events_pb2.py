@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"aimesh/api/monitor/v1/events.proto\x12\x15\x61imesh.api.monitor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x03\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .aimesh.api.monitor.v1.AlertKind\x12\x31\n\x08severity\x18\x03 \x01(\x0e\x32\x1f.aimesh.api.monitor.v1.Severity\x12\x12\n\nmodel_name\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\x03\x12\x0f\n\x07message\x18\x06 \x01(\t\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05value\x18\x08 \x01(\x01\x12\x11\n\tthreshold\x18\t \x01(\x01\x12\x0f\n\x07\x66\x65\x61ture\x18\n \x01(\t\x12\x0f\n\x07service\x18\x0b \x01(\t\x12\x38\n\x06labels\x18\x0c \x03(\x0b\x32(.aimesh.api.monitor.v1.Alert.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x03\n\tLogRecord\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x05level\x18\x02 \x01(\x0e\x32\x1f.aimesh.api.monitor.v1.LogLevel\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08trace_id\x18\x05 \x01(\t\x12\x0f\n\x07span_id\x18\x06 \x01(\t\x12\x0e\n\x06logger\x18\x07 \x01(\t\x12:\n\x05\x65xtra\x18\x08 \x03(\x0b\x32+.aimesh.api.monitor.v1.LogRecord.ExtraEntry\x12\x12\n\nerror_type\x18\t \x01(\t\x12\x15\n\rerror_message\x18\n \x01(\t\x12\x19\n\x11\x65rror_stack_trace\x18\x0b \x01(\t\x12\x0c\n\x04host\x18\x0c \x01(\t\x12\x0e\n\x06tenant\x18\r \x01(\t\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x9f\x01\n\tAlertKind\x12\x1a\n\x16\x41LERT_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41LERT_KIND_DRIFT\x10\x01\x12\x12\n\x0e\x41LERT_KIND_SLO\x10\x02\x12\x19\n\x15\x41LERT_KIND_ERROR_RATE\x10\x03\x12\x17\n\x13\x41LERT_KIND_DLQ_RATE\x10\x04\x12\x18\n\x14\x41LERT_KIND_FRESHNESS\x10\x05*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03*\x92\x01\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n\x0eLOG_LEVEL_INFO\x10\x02\x12\x15\n\x11LOG_LEVEL_WARNING\x10\x03\x12\x13\n\x0fLOG_LEVEL_ERROR\x10\x04\x12\x16\n\x12LOG_LEVEL_CRITICAL\x10\x05\x42OZMgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/monitor/v1;monitorv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"aimesh/api/monitor/v1/events.proto\x12\x15\x61imesh.api.monitor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x04\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .aimesh.api.monitor.v1.AlertKind\x12\x31\n\x08severity\x18\x03 \x01(\x0e\x32\x1f.aimesh.api.monitor.v1.Severity\x12\x12\n\nmodel_name\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\x03\x12\x0f\n\x07message\x18\x06 \x01(\t\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05value\x18\x08 \x01(\x01\x12\x11\n\tthreshold\x18\t \x01(\x01\x12\x0f\n\x07\x66\x65\x61ture\x18\n \x01(\t\x12\x0f\n\x07service\x18\x0b \x01(\t\x12\x38\n\x06labels\x18\x0c \x03(\x0b\x32(.aimesh.api.monitor.v1.Alert.LabelsEntry\x12\x30\n\x05state\x18\r \x01(\x0e\x32!.aimesh.api.monitor.v1.AlertState\x12\x0c\n\x04rule\x18\x0e \x01(\t\x12\x10\n\x08trace_id\x18\x0f \x01(\t\x12\x31\n\rresolved_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61\x63knowledged_by\x18\x11 \x01(\t\x12\x35\n\x11\x61\x63knowledged_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x03\n\tLogRecord\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x05level\x18\x02 \x01(\x0e\x32\x1f.aimesh.api.monitor.v1.LogLevel\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08trace_id\x18\x05 \x01(\t\x12\x0f\n\x07span_id\x18\x06 \x01(\t\x12\x0e\n\x06logger\x18\x07 \x01(\t\x12:\n\x05\x65xtra\x18\x08 \x03(\x0b\x32+.aimesh.api.monitor.v1.LogRecord.ExtraEntry\x12\x12\n\nerror_type\x18\t \x01(\t\x12\x15\n\rerror_message\x18\n \x01(\t\x12\x19\n\x11\x65rror_stack_trace\x18\x0b \x01(\t\x12\x0c\n\x04host\x18\x0c \x01(\t\x12\x0e\n\x06tenant\x18\r \x01(\t\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x9f\x01\n\tAlertKind\x12\x1a\n\x16\x41LERT_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41LERT_KIND_DRIFT\x10\x01\x12\x12\n\x0e\x41LERT_KIND_SLO\x10\x02\x12\x19\n\x15\x41LERT_KIND_ERROR_RATE\x10\x03\x12\x17\n\x13\x41LERT_KIND_DLQ_RATE\x10\x04\x12\x18\n\x14\x41LERT_KIND_FRESHNESS\x10\x05*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03*y\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41LERT_STATE_FIRING\x10\x01\x12\x1c\n\x18\x41LERT_STATE_ACKNOWLEDGED\x10\x02\x12\x18\n\x14\x41LERT_STATE_RESOLVED\x10\x03*\x92\x01\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n\x0eLOG_LEVEL_INFO\x10\x02\x12\x15\n\x11LOG_LEVEL_WARNING\x10\x03\x12\x13\n\x0fLOG_LEVEL_ERROR\x10\x04\x12\x16\n\x12LOG_LEVEL_CRITICAL\x10\x05\x42OZMgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/monitor/v1;monitorv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,18 +37,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ALERT_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_LOGRECORD_EXTRAENTRY']._loaded_options = None
   _globals['_LOGRECORD_EXTRAENTRY']._serialized_options = b'8\001'
-  _globals['_ALERTKIND']._serialized_start=897
-  _globals['_ALERTKIND']._serialized_end=1056
-  _globals['_SEVERITY']._serialized_start=1058
-  _globals['_SEVERITY']._serialized_end=1158
-  _globals['_LOGLEVEL']._serialized_start=1161
-  _globals['_LOGLEVEL']._serialized_end=1307
+  _globals['_ALERTKIND']._serialized_start=1110
+  _globals['_ALERTKIND']._serialized_end=1269
+  _globals['_SEVERITY']._serialized_start=1271
+  _globals['_SEVERITY']._serialized_end=1371
+  _globals['_ALERTSTATE']._serialized_start=1373
+  _globals['_ALERTSTATE']._serialized_end=1494
+  _globals['_LOGLEVEL']._serialized_start=1497
+  _globals['_LOGLEVEL']._serialized_end=1643
   _globals['_ALERT']._serialized_start=95
-  _globals['_ALERT']._serialized_end=494
-  _globals['_ALERT_LABELSENTRY']._serialized_start=449
-  _globals['_ALERT_LABELSENTRY']._serialized_end=494
-  _globals['_LOGRECORD']._serialized_start=497
-  _globals['_LOGRECORD']._serialized_end=894
-  _globals['_LOGRECORD_EXTRAENTRY']._serialized_start=850
-  _globals['_LOGRECORD_EXTRAENTRY']._serialized_end=894
+  _globals['_ALERT']._serialized_end=707
+  _globals['_ALERT_LABELSENTRY']._serialized_start=662
+  _globals['_ALERT_LABELSENTRY']._serialized_end=707
+  _globals['_LOGRECORD']._serialized_start=710
+  _globals['_LOGRECORD']._serialized_end=1107
+  _globals['_LOGRECORD_EXTRAENTRY']._serialized_start=1063
+  _globals['_LOGRECORD_EXTRAENTRY']._serialized_end=1107
 # @@protoc_insertion_point(module_scope)

@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from aimesh.api.common.v1 import common_pb2 as aimesh_dot_api_dot_common_dot_v1_dot_common__pb2
+from aimesh.api.common.v1 import signature_pb2 as aimesh_dot_api_dot_common_dot_v1_dot_signature__pb2
 from aimesh.api.monitor.v1 import events_pb2 as aimesh_dot_api_dot_monitor_dot_v1_dot_events__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#aimesh/api/monitor/v1/monitor.proto\x12\x15\x61imesh.api.monitor.v1\x1a!aimesh/api/common/v1/common.proto\x1a\"aimesh/api/monitor/v1/events.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n\x08\x44riftBin\x12\r\n\x05lower\x18\x01 \x01(\x01\x12\r\n\x05upper\x18\x02 \x01(\x01\x12\x1a\n\x12reference_fraction\x18\x03 \x01(\x01\x12\x18\n\x10\x63urrent_fraction\x18\x04 \x01(\x01\"\x96\x02\n\x0b\x44riftReport\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0f\n\x07\x66\x65\x61ture\x18\x03 \x01(\t\x12\x0b\n\x03psi\x18\x04 \x01(\x01\x12-\n\x04\x62ins\x18\x05 \x03(\x0b\x32\x1f.aimesh.api.monitor.v1.DriftBin\x12\x30\n\x0cwindow_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nwindow_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0csample_count\x18\x08 \x01(\x03\x12\x17\n\x0freference_count\x18\t \x01(\x03\"\xae\x01\n\x15GetDriftReportRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0f\n\x07\x66\x65\x61ture\x18\x03 \x01(\t\x12)\n\x06window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nwindow_end\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x16GetDriftReportResponse\x12\x32\n\x06report\x18\x01 \x01(\x0b\x32\".aimesh.api.monitor.v1.DriftReport\"\xea\x01\n\x11ListAlertsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .aimesh.api.monitor.v1.AlertKind\x12\x35\n\x0cmin_severity\x18\x03 \x01(\x0e\x32\x1f.aimesh.api.monitor.v1.Severity\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x04page\x18\x05 \x01(\x0b\x32!.aimesh.api.common.v1.PageRequest\"t\n\x12ListAlertsResponse\x12,\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x1c.aimesh.api.monitor.v1.Alert\x12\x30\n\x04page\x18\x02 \x01(\x0b\x32\".aimesh.api.common.v1.PageResponse2\xe2\x01\n\x0eMonitorService\x12m\n\x0eGetDriftReport\x12,.aimesh.api.monitor.v1.GetDriftReportRequest\x1a-.aimesh.api.monitor.v1.GetDriftReportResponse\x12\x61\n\nListAlerts\x12(.aimesh.api.monitor.v1.ListAlertsRequest\x1a).aimesh.api.monitor.v1.ListAlertsResponseBOZMgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/monitor/v1;monitorv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#aimesh/api/monitor/v1/monitor.proto\x12\x15\x61imesh.api.monitor.v1\x1a!aimesh/api/common/v1/common.proto\x1a$aimesh/api/common/v1/signature.proto\x1a\"aimesh/api/monitor/v1/events.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"p\n\x08\x44riftBin\x12\r\n\x05lower\x18\x01 \x01(\x01\x12\r\n\x05upper\x18\x02 \x01(\x01\x12\x1a\n\x12reference_fraction\x18\x03 \x01(\x01\x12\x18\n\x10\x63urrent_fraction\x18\x04 \x01(\x01\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\"\xd3\x03\n\x0b\x44riftReport\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0f\n\x07\x66\x65\x61ture\x18\x03 \x01(\t\x12\x0b\n\x03psi\x18\x04 \x01(\x01\x12-\n\x04\x62ins\x18\x05 \x03(\x0b\x32\x1f.aimesh.api.monitor.v1.DriftBin\x12\x30\n\x0cwindow_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nwindow_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0csample_count\x18\x08 \x01(\x03\x12\x17\n\x0freference_count\x18\t \x01(\x03\x12\x13\n\x0bjs_distance\x18\n \x01(\x01\x12\x13\n\x0bwasserstein\x18\x0b \x01(\x01\x12\x0f\n\x07\x64rifted\x18\x0c \x01(\x08\x12:\n\nthresholds\x18\r \x01(\x0b\x32&.aimesh.api.monitor.v1.DriftThresholds\x12\x15\n\rmissing_count\x18\x0e \x01(\x03\x12-\n\x04kind\x18\x0f \x01(\x0e\x32\x1f.aimesh.api.common.v1.InputKind\"P\n\x0f\x44riftThresholds\x12\x0b\n\x03psi\x18\x01 \x01(\x01\x12\x13\n\x0bjs_distance\x18\x02 \x01(\x01\x12\x1b\n\x13wasserstein_stddevs\x18\x03 \x01(\x01\"<\n\x0fGetDriftRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\"a\n\x10GetDriftResponse\x12\x33\n\x07reports\x18\x01 \x03(\x0b\x32\".aimesh.api.monitor.v1.DriftReport\x12\x18\n\x10\x64rifted_features\x18\x02 \x03(\t\":\n\x17\x41\x63knowledgeAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\"G\n\x18\x41\x63knowledgeAlertResponse\x12+\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x1c.aimesh.api.monitor.v1.Alert\"X\n\x17GetServiceLevelsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x99\x02\n\rServiceLevels\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x30\n\x0cwindow_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nwindow_end\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08requests\x18\x04 \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p99_ms\x18\x06 \x01(\x01\x12\x12\n\nerror_rate\x18\x07 \x01(\x01\x12\x15\n\rfallback_rate\x18\x08 \x01(\x01\x12%\n\x1d\x66\x65\x61ture_freshness_p50_seconds\x18\t \x01(\x01\"P\n\x18GetServiceLevelsResponse\x12\x34\n\x06levels\x18\x01 \x01(\x0b\x32$.aimesh.api.monitor.v1.ServiceLevels\"\xae\x01\n\x15GetDriftReportRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0f\n\x07\x66\x65\x61ture\x18\x03 \x01(\t\x12)\n\x06window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nwindow_end\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x16GetDriftReportResponse\x12\x32\n\x06report\x18\x01 \x01(\x0b\x32\".aimesh.api.monitor.v1.DriftReport\"\xad\x02\n\x11ListAlertsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .aimesh.api.monitor.v1.AlertKind\x12\x35\n\x0cmin_severity\x18\x03 \x01(\x0e\x32\x1f.aimesh.api.monitor.v1.Severity\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x04page\x18\x05 \x01(\x0b\x32!.aimesh.api.common.v1.PageRequest\x12\x30\n\x05state\x18\x06 \x01(\x0e\x32!.aimesh.api.monitor.v1.AlertState\x12\x0f\n\x07\x66\x65\x61ture\x18\x07 \x01(\t\"t\n\x12ListAlertsResponse\x12,\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x1c.aimesh.api.monitor.v1.Alert\x12\x30\n\x04page\x18\x02 \x01(\x0b\x32\".aimesh.api.common.v1.PageResponse2\xa9\x04\n\x0eMonitorService\x12m\n\x0eGetDriftReport\x12,.aimesh.api.monitor.v1.GetDriftReportRequest\x1a-.aimesh.api.monitor.v1.GetDriftReportResponse\x12\x61\n\nListAlerts\x12(.aimesh.api.monitor.v1.ListAlertsRequest\x1a).aimesh.api.monitor.v1.ListAlertsResponse\x12[\n\x08GetDrift\x12&.aimesh.api.monitor.v1.GetDriftRequest\x1a\'.aimesh.api.monitor.v1.GetDriftResponse\x12s\n\x10\x41\x63knowledgeAlert\x12..aimesh.api.monitor.v1.AcknowledgeAlertRequest\x1a/.aimesh.api.monitor.v1.AcknowledgeAlertResponse\x12s\n\x10GetServiceLevels\x12..aimesh.api.monitor.v1.GetServiceLevelsRequest\x1a/.aimesh.api.monitor.v1.GetServiceLevelsResponseBOZMgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/monitor/v1;monitorv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,18 +37,34 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aimesh.api.monitor.v1.monit
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZMgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/monitor/v1;monitorv1'
-  _globals['_DRIFTBIN']._serialized_start=198
-  _globals['_DRIFTBIN']._serialized_end=292
-  _globals['_DRIFTREPORT']._serialized_start=295
-  _globals['_DRIFTREPORT']._serialized_end=573
-  _globals['_GETDRIFTREPORTREQUEST']._serialized_start=576
-  _globals['_GETDRIFTREPORTREQUEST']._serialized_end=750
-  _globals['_GETDRIFTREPORTRESPONSE']._serialized_start=752
-  _globals['_GETDRIFTREPORTRESPONSE']._serialized_end=828
-  _globals['_LISTALERTSREQUEST']._serialized_start=831
-  _globals['_LISTALERTSREQUEST']._serialized_end=1065
-  _globals['_LISTALERTSRESPONSE']._serialized_start=1067
-  _globals['_LISTALERTSRESPONSE']._serialized_end=1183
-  _globals['_MONITORSERVICE']._serialized_start=1186
-  _globals['_MONITORSERVICE']._serialized_end=1412
+  _globals['_DRIFTBIN']._serialized_start=236
+  _globals['_DRIFTBIN']._serialized_end=348
+  _globals['_DRIFTREPORT']._serialized_start=351
+  _globals['_DRIFTREPORT']._serialized_end=818
+  _globals['_DRIFTTHRESHOLDS']._serialized_start=820
+  _globals['_DRIFTTHRESHOLDS']._serialized_end=900
+  _globals['_GETDRIFTREQUEST']._serialized_start=902
+  _globals['_GETDRIFTREQUEST']._serialized_end=962
+  _globals['_GETDRIFTRESPONSE']._serialized_start=964
+  _globals['_GETDRIFTRESPONSE']._serialized_end=1061
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=1063
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=1121
+  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_start=1123
+  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_end=1194
+  _globals['_GETSERVICELEVELSREQUEST']._serialized_start=1196
+  _globals['_GETSERVICELEVELSREQUEST']._serialized_end=1284
+  _globals['_SERVICELEVELS']._serialized_start=1287
+  _globals['_SERVICELEVELS']._serialized_end=1568
+  _globals['_GETSERVICELEVELSRESPONSE']._serialized_start=1570
+  _globals['_GETSERVICELEVELSRESPONSE']._serialized_end=1650
+  _globals['_GETDRIFTREPORTREQUEST']._serialized_start=1653
+  _globals['_GETDRIFTREPORTREQUEST']._serialized_end=1827
+  _globals['_GETDRIFTREPORTRESPONSE']._serialized_start=1829
+  _globals['_GETDRIFTREPORTRESPONSE']._serialized_end=1905
+  _globals['_LISTALERTSREQUEST']._serialized_start=1908
+  _globals['_LISTALERTSREQUEST']._serialized_end=2209
+  _globals['_LISTALERTSRESPONSE']._serialized_start=2211
+  _globals['_LISTALERTSRESPONSE']._serialized_end=2327
+  _globals['_MONITORSERVICE']._serialized_start=2330
+  _globals['_MONITORSERVICE']._serialized_end=2883
 # @@protoc_insertion_point(module_scope)

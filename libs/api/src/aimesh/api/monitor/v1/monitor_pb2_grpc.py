@@ -45,6 +45,21 @@ class MonitorServiceStub:
                 request_serializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.ListAlertsRequest.SerializeToString,
                 response_deserializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.ListAlertsResponse.FromString,
                 _registered_method=True)
+        self.GetDrift = channel.unary_unary(
+                '/aimesh.api.monitor.v1.MonitorService/GetDrift',
+                request_serializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.GetDriftRequest.SerializeToString,
+                response_deserializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.GetDriftResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeAlert = channel.unary_unary(
+                '/aimesh.api.monitor.v1.MonitorService/AcknowledgeAlert',
+                request_serializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.AcknowledgeAlertRequest.SerializeToString,
+                response_deserializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.AcknowledgeAlertResponse.FromString,
+                _registered_method=True)
+        self.GetServiceLevels = channel.unary_unary(
+                '/aimesh.api.monitor.v1.MonitorService/GetServiceLevels',
+                request_serializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.GetServiceLevelsRequest.SerializeToString,
+                response_deserializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.GetServiceLevelsResponse.FromString,
+                _registered_method=True)
 
 
 class MonitorServiceServicer:
@@ -60,7 +75,32 @@ class MonitorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListAlerts(self, request, context):
-        """Lists raised alerts, newest first.
+        """Lists raised alerts, newest first, filtered by the request's fields.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDrift(self, request, context):
+        """The newest drift verdict of every profiled input and of the score of a model version: one report
+        each (PSI, Jensen-Shannon distance, Wasserstein distance for numeric inputs) and the drifted ones.
+        Unknown model or version: NOT_FOUND; a version without input profiles: FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeAlert(self, request, context):
+        """Acknowledges an alert (it stays firing until its rule resolves it, but is marked as seen).
+        Unknown alert: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServiceLevels(self, request, context):
+        """A model's service levels over a rolling window: latency p50/p99, error rate, fallback rate and
+        feature freshness, from its predictions. Unknown model: NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,6 +118,21 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.ListAlerts,
                     request_deserializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.ListAlertsRequest.FromString,
                     response_serializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'GetDrift': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDrift,
+                    request_deserializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.GetDriftRequest.FromString,
+                    response_serializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.GetDriftResponse.SerializeToString,
+            ),
+            'AcknowledgeAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeAlert,
+                    request_deserializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.AcknowledgeAlertRequest.FromString,
+                    response_serializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.AcknowledgeAlertResponse.SerializeToString,
+            ),
+            'GetServiceLevels': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServiceLevels,
+                    request_deserializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.GetServiceLevelsRequest.FromString,
+                    response_serializer=aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.GetServiceLevelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +190,87 @@ class MonitorService:
             '/aimesh.api.monitor.v1.MonitorService/ListAlerts',
             aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.ListAlertsRequest.SerializeToString,
             aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDrift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimesh.api.monitor.v1.MonitorService/GetDrift',
+            aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.GetDriftRequest.SerializeToString,
+            aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.GetDriftResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimesh.api.monitor.v1.MonitorService/AcknowledgeAlert',
+            aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.AcknowledgeAlertRequest.SerializeToString,
+            aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.AcknowledgeAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServiceLevels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimesh.api.monitor.v1.MonitorService/GetServiceLevels',
+            aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.GetServiceLevelsRequest.SerializeToString,
+            aimesh_dot_api_dot_monitor_dot_v1_dot_monitor__pb2.GetServiceLevelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

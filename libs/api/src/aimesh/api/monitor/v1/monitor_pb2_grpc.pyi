@@ -38,7 +38,20 @@ class MonitorServiceStub:
     Unknown model: NOT_FOUND; no reference or no data in the window: FAILED_PRECONDITION.
     """
     ListAlerts: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.ListAlertsRequest, _monitor_pb2.ListAlertsResponse]
-    """Lists raised alerts, newest first."""
+    """Lists raised alerts, newest first, filtered by the request's fields."""
+    GetDrift: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.GetDriftRequest, _monitor_pb2.GetDriftResponse]
+    """The newest drift verdict of every profiled input and of the score of a model version: one report
+    each (PSI, Jensen-Shannon distance, Wasserstein distance for numeric inputs) and the drifted ones.
+    Unknown model or version: NOT_FOUND; a version without input profiles: FAILED_PRECONDITION.
+    """
+    AcknowledgeAlert: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.AcknowledgeAlertRequest, _monitor_pb2.AcknowledgeAlertResponse]
+    """Acknowledges an alert (it stays firing until its rule resolves it, but is marked as seen).
+    Unknown alert: NOT_FOUND.
+    """
+    GetServiceLevels: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.GetServiceLevelsRequest, _monitor_pb2.GetServiceLevelsResponse]
+    """A model's service levels over a rolling window: latency p50/p99, error rate, fallback rate and
+    feature freshness, from its predictions. Unknown model: NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class MonitorServiceAsyncStub(MonitorServiceStub):
@@ -50,7 +63,20 @@ class MonitorServiceAsyncStub(MonitorServiceStub):
     Unknown model: NOT_FOUND; no reference or no data in the window: FAILED_PRECONDITION.
     """
     ListAlerts: _aio.UnaryUnaryMultiCallable[_monitor_pb2.ListAlertsRequest, _monitor_pb2.ListAlertsResponse]  # type: ignore[assignment]
-    """Lists raised alerts, newest first."""
+    """Lists raised alerts, newest first, filtered by the request's fields."""
+    GetDrift: _aio.UnaryUnaryMultiCallable[_monitor_pb2.GetDriftRequest, _monitor_pb2.GetDriftResponse]  # type: ignore[assignment]
+    """The newest drift verdict of every profiled input and of the score of a model version: one report
+    each (PSI, Jensen-Shannon distance, Wasserstein distance for numeric inputs) and the drifted ones.
+    Unknown model or version: NOT_FOUND; a version without input profiles: FAILED_PRECONDITION.
+    """
+    AcknowledgeAlert: _aio.UnaryUnaryMultiCallable[_monitor_pb2.AcknowledgeAlertRequest, _monitor_pb2.AcknowledgeAlertResponse]  # type: ignore[assignment]
+    """Acknowledges an alert (it stays firing until its rule resolves it, but is marked as seen).
+    Unknown alert: NOT_FOUND.
+    """
+    GetServiceLevels: _aio.UnaryUnaryMultiCallable[_monitor_pb2.GetServiceLevelsRequest, _monitor_pb2.GetServiceLevelsResponse]  # type: ignore[assignment]
+    """A model's service levels over a rolling window: latency p50/p99, error rate, fallback rate and
+    feature freshness, from its predictions. Unknown model: NOT_FOUND.
+    """
 
 class MonitorServiceServicer(metaclass=_abc_1.ABCMeta):
     """Read access to monitoring results computed from predictions, logs and run events."""
@@ -71,6 +97,37 @@ class MonitorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _monitor_pb2.ListAlertsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_monitor_pb2.ListAlertsResponse, _abc.Awaitable[_monitor_pb2.ListAlertsResponse]]:
-        """Lists raised alerts, newest first."""
+        """Lists raised alerts, newest first, filtered by the request's fields."""
+
+    @_abc_1.abstractmethod
+    def GetDrift(
+        self,
+        request: _monitor_pb2.GetDriftRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitor_pb2.GetDriftResponse, _abc.Awaitable[_monitor_pb2.GetDriftResponse]]:
+        """The newest drift verdict of every profiled input and of the score of a model version: one report
+        each (PSI, Jensen-Shannon distance, Wasserstein distance for numeric inputs) and the drifted ones.
+        Unknown model or version: NOT_FOUND; a version without input profiles: FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def AcknowledgeAlert(
+        self,
+        request: _monitor_pb2.AcknowledgeAlertRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitor_pb2.AcknowledgeAlertResponse, _abc.Awaitable[_monitor_pb2.AcknowledgeAlertResponse]]:
+        """Acknowledges an alert (it stays firing until its rule resolves it, but is marked as seen).
+        Unknown alert: NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def GetServiceLevels(
+        self,
+        request: _monitor_pb2.GetServiceLevelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitor_pb2.GetServiceLevelsResponse, _abc.Awaitable[_monitor_pb2.GetServiceLevelsResponse]]:
+        """A model's service levels over a rolling window: latency p50/p99, error rate, fallback rate and
+        feature freshness, from its predictions. Unknown model: NOT_FOUND.
+        """
 
 def add_MonitorServiceServicer_to_server(servicer: MonitorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -51,7 +51,7 @@ class RunEvent(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., model_name: _Optional[str] = ..., status: _Optional[_Union[_training_pb2.RunStatus, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., model_version: _Optional[int] = ..., trigger: _Optional[str] = ...) -> None: ...
 
 class ModelEvent(_message.Message):
-    __slots__ = ("kind", "model_name", "version", "alias_change", "triton_model_name", "triton_model_version", "features", "feature_service", "time", "reference_profile", "signature", "traffic_policy")
+    __slots__ = ("kind", "model_name", "version", "alias_change", "triton_model_name", "triton_model_version", "features", "feature_service", "time", "reference_profile", "signature", "traffic_policy", "input_profiles")
     KIND_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,7 @@ class ModelEvent(_message.Message):
     REFERENCE_PROFILE_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     TRAFFIC_POLICY_FIELD_NUMBER: _ClassVar[int]
+    INPUT_PROFILES_FIELD_NUMBER: _ClassVar[int]
     kind: ModelEventKind
     model_name: str
     version: int
@@ -76,4 +77,5 @@ class ModelEvent(_message.Message):
     reference_profile: _training_pb2.ScoreProfile
     signature: _signature_pb2.ModelSignature
     traffic_policy: _training_pb2.TrafficPolicy
-    def __init__(self, kind: _Optional[_Union[ModelEventKind, str]] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., alias_change: _Optional[_Union[_training_pb2.AliasChange, _Mapping]] = ..., triton_model_name: _Optional[str] = ..., triton_model_version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reference_profile: _Optional[_Union[_training_pb2.ScoreProfile, _Mapping]] = ..., signature: _Optional[_Union[_signature_pb2.ModelSignature, _Mapping]] = ..., traffic_policy: _Optional[_Union[_training_pb2.TrafficPolicy, _Mapping]] = ...) -> None: ...
+    input_profiles: _containers.RepeatedCompositeFieldContainer[_training_pb2.FeatureProfile]
+    def __init__(self, kind: _Optional[_Union[ModelEventKind, str]] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., alias_change: _Optional[_Union[_training_pb2.AliasChange, _Mapping]] = ..., triton_model_name: _Optional[str] = ..., triton_model_version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reference_profile: _Optional[_Union[_training_pb2.ScoreProfile, _Mapping]] = ..., signature: _Optional[_Union[_signature_pb2.ModelSignature, _Mapping]] = ..., traffic_policy: _Optional[_Union[_training_pb2.TrafficPolicy, _Mapping]] = ..., input_profiles: _Optional[_Iterable[_Union[_training_pb2.FeatureProfile, _Mapping]]] = ...) -> None: ...

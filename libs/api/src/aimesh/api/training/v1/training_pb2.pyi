@@ -171,7 +171,7 @@ class Run(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., spec: _Optional[_Union[RunSpec, _Mapping]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_message: _Optional[str] = ..., model_version: _Optional[int] = ..., trigger: _Optional[str] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("model_name", "version", "run_id", "features", "feature_service", "triton_model_name", "triton_model_version", "artifact_uri", "metrics", "create_time", "aliases", "reference_profile", "signature")
+    __slots__ = ("model_name", "version", "run_id", "features", "feature_service", "triton_model_name", "triton_model_version", "artifact_uri", "metrics", "create_time", "aliases", "reference_profile", "signature", "input_profiles")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +192,7 @@ class ModelVersion(_message.Message):
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_PROFILE_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_PROFILES_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     version: int
     run_id: str
@@ -205,7 +206,8 @@ class ModelVersion(_message.Message):
     aliases: _containers.RepeatedScalarFieldContainer[str]
     reference_profile: ScoreProfile
     signature: _signature_pb2.ModelSignature
-    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., run_id: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., triton_model_name: _Optional[str] = ..., triton_model_version: _Optional[int] = ..., artifact_uri: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., aliases: _Optional[_Iterable[str]] = ..., reference_profile: _Optional[_Union[ScoreProfile, _Mapping]] = ..., signature: _Optional[_Union[_signature_pb2.ModelSignature, _Mapping]] = ...) -> None: ...
+    input_profiles: _containers.RepeatedCompositeFieldContainer[FeatureProfile]
+    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., run_id: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., triton_model_name: _Optional[str] = ..., triton_model_version: _Optional[int] = ..., artifact_uri: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., aliases: _Optional[_Iterable[str]] = ..., reference_profile: _Optional[_Union[ScoreProfile, _Mapping]] = ..., signature: _Optional[_Union[_signature_pb2.ModelSignature, _Mapping]] = ..., input_profiles: _Optional[_Iterable[_Union[FeatureProfile, _Mapping]]] = ...) -> None: ...
 
 class ScoreProfile(_message.Message):
     __slots__ = ("bin_edges", "fractions", "count")
@@ -216,6 +218,24 @@ class ScoreProfile(_message.Message):
     fractions: _containers.RepeatedScalarFieldContainer[float]
     count: int
     def __init__(self, bin_edges: _Optional[_Iterable[float]] = ..., fractions: _Optional[_Iterable[float]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class FeatureProfile(_message.Message):
+    __slots__ = ("feature", "kind", "bin_edges", "categories", "fractions", "count", "missing_fraction")
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BIN_EDGES_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    FRACTIONS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    feature: str
+    kind: _signature_pb2.InputKind
+    bin_edges: _containers.RepeatedScalarFieldContainer[float]
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    fractions: _containers.RepeatedScalarFieldContainer[float]
+    count: int
+    missing_fraction: float
+    def __init__(self, feature: _Optional[str] = ..., kind: _Optional[_Union[_signature_pb2.InputKind, str]] = ..., bin_edges: _Optional[_Iterable[float]] = ..., categories: _Optional[_Iterable[str]] = ..., fractions: _Optional[_Iterable[float]] = ..., count: _Optional[int] = ..., missing_fraction: _Optional[float] = ...) -> None: ...
 
 class AliasChange(_message.Message):
     __slots__ = ("model_name", "alias", "previous_version", "new_version", "actor", "reason", "time")
@@ -404,10 +424,58 @@ class TrafficPolicy(_message.Message):
     def __init__(self, model_name: _Optional[str] = ..., canary_version: _Optional[int] = ..., canary_weight: _Optional[float] = ..., shadow_version: _Optional[int] = ..., shadow_share: _Optional[float] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ...) -> None: ...
 
 class Fallback(_message.Message):
-    __slots__ = ("constant_score",)
+    __slots__ = ("constant_score", "rule", "previous_version")
     CONSTANT_SCORE_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
     constant_score: float
-    def __init__(self, constant_score: _Optional[float] = ...) -> None: ...
+    rule: FallbackRule
+    previous_version: PreviousVersionFallback
+    def __init__(self, constant_score: _Optional[float] = ..., rule: _Optional[_Union[FallbackRule, _Mapping]] = ..., previous_version: _Optional[_Union[PreviousVersionFallback, _Mapping]] = ...) -> None: ...
+
+class FallbackRule(_message.Message):
+    __slots__ = ("conditions", "default_score")
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_SCORE_FIELD_NUMBER: _ClassVar[int]
+    conditions: _containers.RepeatedCompositeFieldContainer[FallbackCondition]
+    default_score: float
+    def __init__(self, conditions: _Optional[_Iterable[_Union[FallbackCondition, _Mapping]]] = ..., default_score: _Optional[float] = ...) -> None: ...
+
+class FallbackCondition(_message.Message):
+    __slots__ = ("field", "op", "number", "text", "score")
+    class Op(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        OP_UNSPECIFIED: _ClassVar[FallbackCondition.Op]
+        OP_LT: _ClassVar[FallbackCondition.Op]
+        OP_LE: _ClassVar[FallbackCondition.Op]
+        OP_GT: _ClassVar[FallbackCondition.Op]
+        OP_GE: _ClassVar[FallbackCondition.Op]
+        OP_EQ: _ClassVar[FallbackCondition.Op]
+        OP_NE: _ClassVar[FallbackCondition.Op]
+    OP_UNSPECIFIED: FallbackCondition.Op
+    OP_LT: FallbackCondition.Op
+    OP_LE: FallbackCondition.Op
+    OP_GT: FallbackCondition.Op
+    OP_GE: FallbackCondition.Op
+    OP_EQ: FallbackCondition.Op
+    OP_NE: FallbackCondition.Op
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    op: FallbackCondition.Op
+    number: float
+    text: str
+    score: float
+    def __init__(self, field: _Optional[str] = ..., op: _Optional[_Union[FallbackCondition.Op, str]] = ..., number: _Optional[float] = ..., text: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class PreviousVersionFallback(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    def __init__(self, version: _Optional[int] = ...) -> None: ...
 
 class SetTrafficPolicyRequest(_message.Message):
     __slots__ = ("policy", "expected_revision")

@@ -90,6 +90,71 @@ func (Route) EnumDescriptor() ([]byte, []int) {
 	return file_aimesh_api_inference_v1_inference_proto_rawDescGZIP(), []int{0}
 }
 
+// What had become of a response's Prediction event when the response was sent. With the service's
+// INFERENCE_PREDICTION_DELIVERY=background (the default) responses are PENDING; with before_answer the
+// service waits for the outcome and answers ACKNOWLEDGED or SPOOLED, or FAILED with an empty event_id.
+type PredictionDelivery int32
+
+const (
+	// Not set.
+	PredictionDelivery_PREDICTION_DELIVERY_UNSPECIFIED PredictionDelivery = 0
+	// Handed to the service's publisher, not yet acknowledged: Kafka acknowledges it, or it is written to
+	// the service's local spool (drained to Kafka later); it is lost only if the spool is full or unwritable.
+	PredictionDelivery_PREDICTION_DELIVERY_PENDING PredictionDelivery = 1
+	// Kafka acknowledged it (acks=all) before the response was sent.
+	PredictionDelivery_PREDICTION_DELIVERY_ACKNOWLEDGED PredictionDelivery = 2
+	// Kafka did not acknowledge it in time; it was written to the service's local spool, which drains to
+	// Kafka when the broker is back.
+	PredictionDelivery_PREDICTION_DELIVERY_SPOOLED PredictionDelivery = 3
+	// It could not be delivered nor spooled (logged and counted by the service); event_id is empty.
+	PredictionDelivery_PREDICTION_DELIVERY_FAILED PredictionDelivery = 4
+)
+
+// Enum value maps for PredictionDelivery.
+var (
+	PredictionDelivery_name = map[int32]string{
+		0: "PREDICTION_DELIVERY_UNSPECIFIED",
+		1: "PREDICTION_DELIVERY_PENDING",
+		2: "PREDICTION_DELIVERY_ACKNOWLEDGED",
+		3: "PREDICTION_DELIVERY_SPOOLED",
+		4: "PREDICTION_DELIVERY_FAILED",
+	}
+	PredictionDelivery_value = map[string]int32{
+		"PREDICTION_DELIVERY_UNSPECIFIED":  0,
+		"PREDICTION_DELIVERY_PENDING":      1,
+		"PREDICTION_DELIVERY_ACKNOWLEDGED": 2,
+		"PREDICTION_DELIVERY_SPOOLED":      3,
+		"PREDICTION_DELIVERY_FAILED":       4,
+	}
+)
+
+func (x PredictionDelivery) Enum() *PredictionDelivery {
+	p := new(PredictionDelivery)
+	*p = x
+	return p
+}
+
+func (x PredictionDelivery) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PredictionDelivery) Descriptor() protoreflect.EnumDescriptor {
+	return file_aimesh_api_inference_v1_inference_proto_enumTypes[1].Descriptor()
+}
+
+func (PredictionDelivery) Type() protoreflect.EnumType {
+	return &file_aimesh_api_inference_v1_inference_proto_enumTypes[1]
+}
+
+func (x PredictionDelivery) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PredictionDelivery.Descriptor instead.
+func (PredictionDelivery) EnumDescriptor() ([]byte, []int) {
+	return file_aimesh_api_inference_v1_inference_proto_rawDescGZIP(), []int{1}
+}
+
 // Request of InferenceService.Score.
 type ScoreRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -214,9 +279,11 @@ type ScoreResponse struct {
 	// Id of the Prediction event emitted for this score.
 	EventId string `protobuf:"bytes,8,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	// Every output of the model by its signature name (vectors for vector outputs).
-	Outputs       map[string]*OutputValues `protobuf:"bytes,9,rep,name=outputs,proto3" json:"outputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Outputs map[string]*OutputValues `protobuf:"bytes,9,rep,name=outputs,proto3" json:"outputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// What had become of the Prediction event named by event_id when this response was sent.
+	PredictionDelivery PredictionDelivery `protobuf:"varint,10,opt,name=prediction_delivery,json=predictionDelivery,proto3,enum=aimesh.api.inference.v1.PredictionDelivery" json:"prediction_delivery,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ScoreResponse) Reset() {
@@ -310,6 +377,13 @@ func (x *ScoreResponse) GetOutputs() map[string]*OutputValues {
 		return x.Outputs
 	}
 	return nil
+}
+
+func (x *ScoreResponse) GetPredictionDelivery() PredictionDelivery {
+	if x != nil {
+		return x.PredictionDelivery
+	}
+	return PredictionDelivery_PREDICTION_DELIVERY_UNSPECIFIED
 }
 
 // The values of one model output for one request.
@@ -670,9 +744,11 @@ type RecommendResponse struct {
 	// The largest k this model version answers (the k its export takes inside the model).
 	MaxK int32 `protobuf:"varint,8,opt,name=max_k,json=maxK,proto3" json:"max_k,omitempty"`
 	// Id of the Prediction event emitted for this request.
-	EventId       string `protobuf:"bytes,9,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EventId string `protobuf:"bytes,9,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// What had become of that Prediction event when this response was sent.
+	PredictionDelivery PredictionDelivery `protobuf:"varint,10,opt,name=prediction_delivery,json=predictionDelivery,proto3,enum=aimesh.api.inference.v1.PredictionDelivery" json:"prediction_delivery,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *RecommendResponse) Reset() {
@@ -766,6 +842,13 @@ func (x *RecommendResponse) GetEventId() string {
 		return x.EventId
 	}
 	return ""
+}
+
+func (x *RecommendResponse) GetPredictionDelivery() PredictionDelivery {
+	if x != nil {
+		return x.PredictionDelivery
+	}
+	return PredictionDelivery_PREDICTION_DELIVERY_UNSPECIFIED
 }
 
 // Request of InferenceService.ScoreBatch.
@@ -984,9 +1067,10 @@ type ScoreBatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Model name.
 	ModelName string `protobuf:"bytes,1,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
-	// The version every row was scored with.
+	// The version the rows the canary did not take were scored with (the canary's when it took every
+	// row); each row's own version is in its response.
 	ModelVersion int64 `protobuf:"varint,2,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
-	// Route taken (the same for every row).
+	// Route of those rows (ROUTE_FALLBACK when their version fell back); each row's own is in its response.
 	Route Route `protobuf:"varint,3,opt,name=route,proto3,enum=aimesh.api.inference.v1.Route" json:"route,omitempty"`
 	// One result per request row, in request order.
 	Results       []*ScoreBatchResult `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
@@ -1078,7 +1162,7 @@ const file_aimesh_api_inference_v1_inference_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x1b.aimesh.api.common.v1.ValueR\x05value:\x028\x01B\b\n" +
 	"\x06_aliasB\n" +
 	"\n" +
-	"\b_version\"\xf2\x03\n" +
+	"\b_version\"\xd0\x04\n" +
 	"\rScoreResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x14\n" +
@@ -1090,7 +1174,9 @@ const file_aimesh_api_inference_v1_inference_proto_rawDesc = "" +
 	"\x19feature_freshness_seconds\x18\x06 \x01(\x01R\x17featureFreshnessSeconds\x12)\n" +
 	"\x10missing_features\x18\a \x03(\tR\x0fmissingFeatures\x12\x19\n" +
 	"\bevent_id\x18\b \x01(\tR\aeventId\x12M\n" +
-	"\aoutputs\x18\t \x03(\v23.aimesh.api.inference.v1.ScoreResponse.OutputsEntryR\aoutputs\x1aa\n" +
+	"\aoutputs\x18\t \x03(\v23.aimesh.api.inference.v1.ScoreResponse.OutputsEntryR\aoutputs\x12\\\n" +
+	"\x13prediction_delivery\x18\n" +
+	" \x01(\x0e2+.aimesh.api.inference.v1.PredictionDeliveryR\x12predictionDelivery\x1aa\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12;\n" +
 	"\x05value\x18\x02 \x01(\v2%.aimesh.api.inference.v1.OutputValuesR\x05value:\x028\x01\"&\n" +
@@ -1127,7 +1213,7 @@ const file_aimesh_api_inference_v1_inference_proto_rawDesc = "" +
 	"\b_version\"@\n" +
 	"\x0fRecommendedItem\x12\x17\n" +
 	"\aitem_id\x18\x01 \x01(\tR\x06itemId\x12\x14\n" +
-	"\x05score\x18\x02 \x01(\x01R\x05score\"\xdd\x02\n" +
+	"\x05score\x18\x02 \x01(\x01R\x05score\"\xbb\x03\n" +
 	"\x11RecommendResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -1139,7 +1225,9 @@ const file_aimesh_api_inference_v1_inference_proto_rawDesc = "" +
 	"\bfallback\x18\x06 \x01(\bR\bfallback\x12#\n" +
 	"\runknown_items\x18\a \x03(\tR\funknownItems\x12\x13\n" +
 	"\x05max_k\x18\b \x01(\x05R\x04maxK\x12\x19\n" +
-	"\bevent_id\x18\t \x01(\tR\aeventId\"\xb5\x01\n" +
+	"\bevent_id\x18\t \x01(\tR\aeventId\x12\\\n" +
+	"\x13prediction_delivery\x18\n" +
+	" \x01(\x0e2+.aimesh.api.inference.v1.PredictionDeliveryR\x12predictionDelivery\"\xb5\x01\n" +
 	"\x11ScoreBatchRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x19\n" +
 	"\x05alias\x18\x02 \x01(\tH\x00R\x05alias\x88\x01\x01\x12\x1d\n" +
@@ -1180,7 +1268,13 @@ const file_aimesh_api_inference_v1_inference_proto_rawDesc = "" +
 	"\fROUTE_CANARY\x10\x02\x12\x10\n" +
 	"\fROUTE_PINNED\x10\x03\x12\x12\n" +
 	"\x0eROUTE_FALLBACK\x10\x04\x12\x10\n" +
-	"\fROUTE_SHADOW\x10\x052\xb1\x03\n" +
+	"\fROUTE_SHADOW\x10\x05*\xc1\x01\n" +
+	"\x12PredictionDelivery\x12#\n" +
+	"\x1fPREDICTION_DELIVERY_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bPREDICTION_DELIVERY_PENDING\x10\x01\x12$\n" +
+	" PREDICTION_DELIVERY_ACKNOWLEDGED\x10\x02\x12\x1f\n" +
+	"\x1bPREDICTION_DELIVERY_SPOOLED\x10\x03\x12\x1e\n" +
+	"\x1aPREDICTION_DELIVERY_FAILED\x10\x042\xb1\x03\n" +
 	"\x10InferenceService\x12V\n" +
 	"\x05Score\x12%.aimesh.api.inference.v1.ScoreRequest\x1a&.aimesh.api.inference.v1.ScoreResponse\x12z\n" +
 	"\x11GetModelSignature\x121.aimesh.api.inference.v1.GetModelSignatureRequest\x1a2.aimesh.api.inference.v1.GetModelSignatureResponse\x12b\n" +
@@ -1200,66 +1294,69 @@ func file_aimesh_api_inference_v1_inference_proto_rawDescGZIP() []byte {
 	return file_aimesh_api_inference_v1_inference_proto_rawDescData
 }
 
-var file_aimesh_api_inference_v1_inference_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_aimesh_api_inference_v1_inference_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_aimesh_api_inference_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_aimesh_api_inference_v1_inference_proto_goTypes = []any{
 	(Route)(0),                        // 0: aimesh.api.inference.v1.Route
-	(*ScoreRequest)(nil),              // 1: aimesh.api.inference.v1.ScoreRequest
-	(*ScoreResponse)(nil),             // 2: aimesh.api.inference.v1.ScoreResponse
-	(*OutputValues)(nil),              // 3: aimesh.api.inference.v1.OutputValues
-	(*GetModelSignatureRequest)(nil),  // 4: aimesh.api.inference.v1.GetModelSignatureRequest
-	(*GetModelSignatureResponse)(nil), // 5: aimesh.api.inference.v1.GetModelSignatureResponse
-	(*RecommendRequest)(nil),          // 6: aimesh.api.inference.v1.RecommendRequest
-	(*RecommendedItem)(nil),           // 7: aimesh.api.inference.v1.RecommendedItem
-	(*RecommendResponse)(nil),         // 8: aimesh.api.inference.v1.RecommendResponse
-	(*ScoreBatchRequest)(nil),         // 9: aimesh.api.inference.v1.ScoreBatchRequest
-	(*ScoreBatchRow)(nil),             // 10: aimesh.api.inference.v1.ScoreBatchRow
-	(*ScoreBatchResult)(nil),          // 11: aimesh.api.inference.v1.ScoreBatchResult
-	(*ScoreBatchResponse)(nil),        // 12: aimesh.api.inference.v1.ScoreBatchResponse
-	nil,                               // 13: aimesh.api.inference.v1.ScoreRequest.EntityIdsEntry
-	nil,                               // 14: aimesh.api.inference.v1.ScoreRequest.FeaturesEntry
-	nil,                               // 15: aimesh.api.inference.v1.ScoreRequest.ContextEntry
-	nil,                               // 16: aimesh.api.inference.v1.ScoreResponse.OutputsEntry
-	nil,                               // 17: aimesh.api.inference.v1.RecommendRequest.EntityIdsEntry
-	nil,                               // 18: aimesh.api.inference.v1.ScoreBatchRow.EntityIdsEntry
-	nil,                               // 19: aimesh.api.inference.v1.ScoreBatchRow.FeaturesEntry
-	nil,                               // 20: aimesh.api.inference.v1.ScoreBatchRow.ContextEntry
-	(*v1.ModelSignature)(nil),         // 21: aimesh.api.common.v1.ModelSignature
-	(*v1.Value)(nil),                  // 22: aimesh.api.common.v1.Value
+	(PredictionDelivery)(0),           // 1: aimesh.api.inference.v1.PredictionDelivery
+	(*ScoreRequest)(nil),              // 2: aimesh.api.inference.v1.ScoreRequest
+	(*ScoreResponse)(nil),             // 3: aimesh.api.inference.v1.ScoreResponse
+	(*OutputValues)(nil),              // 4: aimesh.api.inference.v1.OutputValues
+	(*GetModelSignatureRequest)(nil),  // 5: aimesh.api.inference.v1.GetModelSignatureRequest
+	(*GetModelSignatureResponse)(nil), // 6: aimesh.api.inference.v1.GetModelSignatureResponse
+	(*RecommendRequest)(nil),          // 7: aimesh.api.inference.v1.RecommendRequest
+	(*RecommendedItem)(nil),           // 8: aimesh.api.inference.v1.RecommendedItem
+	(*RecommendResponse)(nil),         // 9: aimesh.api.inference.v1.RecommendResponse
+	(*ScoreBatchRequest)(nil),         // 10: aimesh.api.inference.v1.ScoreBatchRequest
+	(*ScoreBatchRow)(nil),             // 11: aimesh.api.inference.v1.ScoreBatchRow
+	(*ScoreBatchResult)(nil),          // 12: aimesh.api.inference.v1.ScoreBatchResult
+	(*ScoreBatchResponse)(nil),        // 13: aimesh.api.inference.v1.ScoreBatchResponse
+	nil,                               // 14: aimesh.api.inference.v1.ScoreRequest.EntityIdsEntry
+	nil,                               // 15: aimesh.api.inference.v1.ScoreRequest.FeaturesEntry
+	nil,                               // 16: aimesh.api.inference.v1.ScoreRequest.ContextEntry
+	nil,                               // 17: aimesh.api.inference.v1.ScoreResponse.OutputsEntry
+	nil,                               // 18: aimesh.api.inference.v1.RecommendRequest.EntityIdsEntry
+	nil,                               // 19: aimesh.api.inference.v1.ScoreBatchRow.EntityIdsEntry
+	nil,                               // 20: aimesh.api.inference.v1.ScoreBatchRow.FeaturesEntry
+	nil,                               // 21: aimesh.api.inference.v1.ScoreBatchRow.ContextEntry
+	(*v1.ModelSignature)(nil),         // 22: aimesh.api.common.v1.ModelSignature
+	(*v1.Value)(nil),                  // 23: aimesh.api.common.v1.Value
 }
 var file_aimesh_api_inference_v1_inference_proto_depIdxs = []int32{
-	13, // 0: aimesh.api.inference.v1.ScoreRequest.entity_ids:type_name -> aimesh.api.inference.v1.ScoreRequest.EntityIdsEntry
-	14, // 1: aimesh.api.inference.v1.ScoreRequest.features:type_name -> aimesh.api.inference.v1.ScoreRequest.FeaturesEntry
-	15, // 2: aimesh.api.inference.v1.ScoreRequest.context:type_name -> aimesh.api.inference.v1.ScoreRequest.ContextEntry
+	14, // 0: aimesh.api.inference.v1.ScoreRequest.entity_ids:type_name -> aimesh.api.inference.v1.ScoreRequest.EntityIdsEntry
+	15, // 1: aimesh.api.inference.v1.ScoreRequest.features:type_name -> aimesh.api.inference.v1.ScoreRequest.FeaturesEntry
+	16, // 2: aimesh.api.inference.v1.ScoreRequest.context:type_name -> aimesh.api.inference.v1.ScoreRequest.ContextEntry
 	0,  // 3: aimesh.api.inference.v1.ScoreResponse.route:type_name -> aimesh.api.inference.v1.Route
-	16, // 4: aimesh.api.inference.v1.ScoreResponse.outputs:type_name -> aimesh.api.inference.v1.ScoreResponse.OutputsEntry
-	21, // 5: aimesh.api.inference.v1.GetModelSignatureResponse.signature:type_name -> aimesh.api.common.v1.ModelSignature
-	17, // 6: aimesh.api.inference.v1.RecommendRequest.entity_ids:type_name -> aimesh.api.inference.v1.RecommendRequest.EntityIdsEntry
-	0,  // 7: aimesh.api.inference.v1.RecommendResponse.route:type_name -> aimesh.api.inference.v1.Route
-	7,  // 8: aimesh.api.inference.v1.RecommendResponse.items:type_name -> aimesh.api.inference.v1.RecommendedItem
-	10, // 9: aimesh.api.inference.v1.ScoreBatchRequest.rows:type_name -> aimesh.api.inference.v1.ScoreBatchRow
-	18, // 10: aimesh.api.inference.v1.ScoreBatchRow.entity_ids:type_name -> aimesh.api.inference.v1.ScoreBatchRow.EntityIdsEntry
-	19, // 11: aimesh.api.inference.v1.ScoreBatchRow.features:type_name -> aimesh.api.inference.v1.ScoreBatchRow.FeaturesEntry
-	20, // 12: aimesh.api.inference.v1.ScoreBatchRow.context:type_name -> aimesh.api.inference.v1.ScoreBatchRow.ContextEntry
-	2,  // 13: aimesh.api.inference.v1.ScoreBatchResult.response:type_name -> aimesh.api.inference.v1.ScoreResponse
-	0,  // 14: aimesh.api.inference.v1.ScoreBatchResponse.route:type_name -> aimesh.api.inference.v1.Route
-	11, // 15: aimesh.api.inference.v1.ScoreBatchResponse.results:type_name -> aimesh.api.inference.v1.ScoreBatchResult
-	22, // 16: aimesh.api.inference.v1.ScoreRequest.ContextEntry.value:type_name -> aimesh.api.common.v1.Value
-	3,  // 17: aimesh.api.inference.v1.ScoreResponse.OutputsEntry.value:type_name -> aimesh.api.inference.v1.OutputValues
-	22, // 18: aimesh.api.inference.v1.ScoreBatchRow.ContextEntry.value:type_name -> aimesh.api.common.v1.Value
-	1,  // 19: aimesh.api.inference.v1.InferenceService.Score:input_type -> aimesh.api.inference.v1.ScoreRequest
-	4,  // 20: aimesh.api.inference.v1.InferenceService.GetModelSignature:input_type -> aimesh.api.inference.v1.GetModelSignatureRequest
-	6,  // 21: aimesh.api.inference.v1.InferenceService.Recommend:input_type -> aimesh.api.inference.v1.RecommendRequest
-	9,  // 22: aimesh.api.inference.v1.InferenceService.ScoreBatch:input_type -> aimesh.api.inference.v1.ScoreBatchRequest
-	2,  // 23: aimesh.api.inference.v1.InferenceService.Score:output_type -> aimesh.api.inference.v1.ScoreResponse
-	5,  // 24: aimesh.api.inference.v1.InferenceService.GetModelSignature:output_type -> aimesh.api.inference.v1.GetModelSignatureResponse
-	8,  // 25: aimesh.api.inference.v1.InferenceService.Recommend:output_type -> aimesh.api.inference.v1.RecommendResponse
-	12, // 26: aimesh.api.inference.v1.InferenceService.ScoreBatch:output_type -> aimesh.api.inference.v1.ScoreBatchResponse
-	23, // [23:27] is the sub-list for method output_type
-	19, // [19:23] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	17, // 4: aimesh.api.inference.v1.ScoreResponse.outputs:type_name -> aimesh.api.inference.v1.ScoreResponse.OutputsEntry
+	1,  // 5: aimesh.api.inference.v1.ScoreResponse.prediction_delivery:type_name -> aimesh.api.inference.v1.PredictionDelivery
+	22, // 6: aimesh.api.inference.v1.GetModelSignatureResponse.signature:type_name -> aimesh.api.common.v1.ModelSignature
+	18, // 7: aimesh.api.inference.v1.RecommendRequest.entity_ids:type_name -> aimesh.api.inference.v1.RecommendRequest.EntityIdsEntry
+	0,  // 8: aimesh.api.inference.v1.RecommendResponse.route:type_name -> aimesh.api.inference.v1.Route
+	8,  // 9: aimesh.api.inference.v1.RecommendResponse.items:type_name -> aimesh.api.inference.v1.RecommendedItem
+	1,  // 10: aimesh.api.inference.v1.RecommendResponse.prediction_delivery:type_name -> aimesh.api.inference.v1.PredictionDelivery
+	11, // 11: aimesh.api.inference.v1.ScoreBatchRequest.rows:type_name -> aimesh.api.inference.v1.ScoreBatchRow
+	19, // 12: aimesh.api.inference.v1.ScoreBatchRow.entity_ids:type_name -> aimesh.api.inference.v1.ScoreBatchRow.EntityIdsEntry
+	20, // 13: aimesh.api.inference.v1.ScoreBatchRow.features:type_name -> aimesh.api.inference.v1.ScoreBatchRow.FeaturesEntry
+	21, // 14: aimesh.api.inference.v1.ScoreBatchRow.context:type_name -> aimesh.api.inference.v1.ScoreBatchRow.ContextEntry
+	3,  // 15: aimesh.api.inference.v1.ScoreBatchResult.response:type_name -> aimesh.api.inference.v1.ScoreResponse
+	0,  // 16: aimesh.api.inference.v1.ScoreBatchResponse.route:type_name -> aimesh.api.inference.v1.Route
+	12, // 17: aimesh.api.inference.v1.ScoreBatchResponse.results:type_name -> aimesh.api.inference.v1.ScoreBatchResult
+	23, // 18: aimesh.api.inference.v1.ScoreRequest.ContextEntry.value:type_name -> aimesh.api.common.v1.Value
+	4,  // 19: aimesh.api.inference.v1.ScoreResponse.OutputsEntry.value:type_name -> aimesh.api.inference.v1.OutputValues
+	23, // 20: aimesh.api.inference.v1.ScoreBatchRow.ContextEntry.value:type_name -> aimesh.api.common.v1.Value
+	2,  // 21: aimesh.api.inference.v1.InferenceService.Score:input_type -> aimesh.api.inference.v1.ScoreRequest
+	5,  // 22: aimesh.api.inference.v1.InferenceService.GetModelSignature:input_type -> aimesh.api.inference.v1.GetModelSignatureRequest
+	7,  // 23: aimesh.api.inference.v1.InferenceService.Recommend:input_type -> aimesh.api.inference.v1.RecommendRequest
+	10, // 24: aimesh.api.inference.v1.InferenceService.ScoreBatch:input_type -> aimesh.api.inference.v1.ScoreBatchRequest
+	3,  // 25: aimesh.api.inference.v1.InferenceService.Score:output_type -> aimesh.api.inference.v1.ScoreResponse
+	6,  // 26: aimesh.api.inference.v1.InferenceService.GetModelSignature:output_type -> aimesh.api.inference.v1.GetModelSignatureResponse
+	9,  // 27: aimesh.api.inference.v1.InferenceService.Recommend:output_type -> aimesh.api.inference.v1.RecommendResponse
+	13, // 28: aimesh.api.inference.v1.InferenceService.ScoreBatch:output_type -> aimesh.api.inference.v1.ScoreBatchResponse
+	25, // [25:29] is the sub-list for method output_type
+	21, // [21:25] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_aimesh_api_inference_v1_inference_proto_init() }
@@ -1276,7 +1373,7 @@ func file_aimesh_api_inference_v1_inference_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_aimesh_api_inference_v1_inference_proto_rawDesc), len(file_aimesh_api_inference_v1_inference_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -146,6 +146,64 @@ func (Severity) EnumDescriptor() ([]byte, []int) {
 	return file_aimesh_api_monitor_v1_events_proto_rawDescGZIP(), []int{1}
 }
 
+// Where an alert stands. An alert is raised FIRING once per rule and subject (model, feature) until
+// its rule resolves it; re-evaluations while it fires update it instead of raising another.
+type AlertState int32
+
+const (
+	// Not set.
+	AlertState_ALERT_STATE_UNSPECIFIED AlertState = 0
+	// The condition holds.
+	AlertState_ALERT_STATE_FIRING AlertState = 1
+	// The condition held, and an operator acknowledged it.
+	AlertState_ALERT_STATE_ACKNOWLEDGED AlertState = 2
+	// The condition no longer holds.
+	AlertState_ALERT_STATE_RESOLVED AlertState = 3
+)
+
+// Enum value maps for AlertState.
+var (
+	AlertState_name = map[int32]string{
+		0: "ALERT_STATE_UNSPECIFIED",
+		1: "ALERT_STATE_FIRING",
+		2: "ALERT_STATE_ACKNOWLEDGED",
+		3: "ALERT_STATE_RESOLVED",
+	}
+	AlertState_value = map[string]int32{
+		"ALERT_STATE_UNSPECIFIED":  0,
+		"ALERT_STATE_FIRING":       1,
+		"ALERT_STATE_ACKNOWLEDGED": 2,
+		"ALERT_STATE_RESOLVED":     3,
+	}
+)
+
+func (x AlertState) Enum() *AlertState {
+	p := new(AlertState)
+	*p = x
+	return p
+}
+
+func (x AlertState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AlertState) Descriptor() protoreflect.EnumDescriptor {
+	return file_aimesh_api_monitor_v1_events_proto_enumTypes[2].Descriptor()
+}
+
+func (AlertState) Type() protoreflect.EnumType {
+	return &file_aimesh_api_monitor_v1_events_proto_enumTypes[2]
+}
+
+func (x AlertState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AlertState.Descriptor instead.
+func (AlertState) EnumDescriptor() ([]byte, []int) {
+	return file_aimesh_api_monitor_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
 // Log level.
 type LogLevel int32
 
@@ -195,11 +253,11 @@ func (x LogLevel) String() string {
 }
 
 func (LogLevel) Descriptor() protoreflect.EnumDescriptor {
-	return file_aimesh_api_monitor_v1_events_proto_enumTypes[2].Descriptor()
+	return file_aimesh_api_monitor_v1_events_proto_enumTypes[3].Descriptor()
 }
 
 func (LogLevel) Type() protoreflect.EnumType {
-	return &file_aimesh_api_monitor_v1_events_proto_enumTypes[2]
+	return &file_aimesh_api_monitor_v1_events_proto_enumTypes[3]
 }
 
 func (x LogLevel) Number() protoreflect.EnumNumber {
@@ -208,7 +266,7 @@ func (x LogLevel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogLevel.Descriptor instead.
 func (LogLevel) EnumDescriptor() ([]byte, []int) {
-	return file_aimesh_api_monitor_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_aimesh_api_monitor_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
 // A raised alert.
@@ -238,9 +296,22 @@ type Alert struct {
 	// Service concerned (SLO, error rate...).
 	Service string `protobuf:"bytes,11,opt,name=service,proto3" json:"service,omitempty"`
 	// Extra labels.
-	Labels        map[string]string `protobuf:"bytes,12,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Labels map[string]string `protobuf:"bytes,12,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Where the alert stands.
+	State AlertState `protobuf:"varint,13,opt,name=state,proto3,enum=aimesh.api.monitor.v1.AlertState" json:"state,omitempty"`
+	// The rule that raised it (e.g. "drift", "latency_p99", "error_rate_burn").
+	Rule string `protobuf:"bytes,14,opt,name=rule,proto3" json:"rule,omitempty"`
+	// W3C trace id of a decision that contributed to it (e.g. the newest prediction of the window); empty
+	// when none is known.
+	TraceId string `protobuf:"bytes,15,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// When it was resolved (state RESOLVED).
+	ResolvedTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=resolved_time,json=resolvedTime,proto3" json:"resolved_time,omitempty"`
+	// Who acknowledged it; empty until acknowledged.
+	AcknowledgedBy string `protobuf:"bytes,17,opt,name=acknowledged_by,json=acknowledgedBy,proto3" json:"acknowledged_by,omitempty"`
+	// When it was acknowledged.
+	AcknowledgedTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=acknowledged_time,json=acknowledgedTime,proto3" json:"acknowledged_time,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Alert) Reset() {
@@ -353,6 +424,48 @@ func (x *Alert) GetService() string {
 func (x *Alert) GetLabels() map[string]string {
 	if x != nil {
 		return x.Labels
+	}
+	return nil
+}
+
+func (x *Alert) GetState() AlertState {
+	if x != nil {
+		return x.State
+	}
+	return AlertState_ALERT_STATE_UNSPECIFIED
+}
+
+func (x *Alert) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *Alert) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
+func (x *Alert) GetResolvedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolvedTime
+	}
+	return nil
+}
+
+func (x *Alert) GetAcknowledgedBy() string {
+	if x != nil {
+		return x.AcknowledgedBy
+	}
+	return ""
+}
+
+func (x *Alert) GetAcknowledgedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgedTime
 	}
 	return nil
 }
@@ -517,7 +630,7 @@ var File_aimesh_api_monitor_v1_events_proto protoreflect.FileDescriptor
 
 const file_aimesh_api_monitor_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\"aimesh/api/monitor/v1/events.proto\x12\x15aimesh.api.monitor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x04\n" +
+	"\"aimesh/api/monitor/v1/events.proto\x12\x15aimesh.api.monitor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x06\n" +
 	"\x05Alert\x12\x19\n" +
 	"\balert_id\x18\x01 \x01(\tR\aalertId\x124\n" +
 	"\x04kind\x18\x02 \x01(\x0e2 .aimesh.api.monitor.v1.AlertKindR\x04kind\x12;\n" +
@@ -532,7 +645,13 @@ const file_aimesh_api_monitor_v1_events_proto_rawDesc = "" +
 	"\afeature\x18\n" +
 	" \x01(\tR\afeature\x12\x18\n" +
 	"\aservice\x18\v \x01(\tR\aservice\x12@\n" +
-	"\x06labels\x18\f \x03(\v2(.aimesh.api.monitor.v1.Alert.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\f \x03(\v2(.aimesh.api.monitor.v1.Alert.LabelsEntryR\x06labels\x127\n" +
+	"\x05state\x18\r \x01(\x0e2!.aimesh.api.monitor.v1.AlertStateR\x05state\x12\x12\n" +
+	"\x04rule\x18\x0e \x01(\tR\x04rule\x12\x19\n" +
+	"\btrace_id\x18\x0f \x01(\tR\atraceId\x12?\n" +
+	"\rresolved_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\fresolvedTime\x12'\n" +
+	"\x0facknowledged_by\x18\x11 \x01(\tR\x0eacknowledgedBy\x12G\n" +
+	"\x11acknowledged_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x10acknowledgedTime\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x04\n" +
@@ -567,7 +686,13 @@ const file_aimesh_api_monitor_v1_events_proto_rawDesc = "" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSEVERITY_INFO\x10\x01\x12\x14\n" +
 	"\x10SEVERITY_WARNING\x10\x02\x12\x15\n" +
-	"\x11SEVERITY_CRITICAL\x10\x03*\x92\x01\n" +
+	"\x11SEVERITY_CRITICAL\x10\x03*y\n" +
+	"\n" +
+	"AlertState\x12\x1b\n" +
+	"\x17ALERT_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ALERT_STATE_FIRING\x10\x01\x12\x1c\n" +
+	"\x18ALERT_STATE_ACKNOWLEDGED\x10\x02\x12\x18\n" +
+	"\x14ALERT_STATE_RESOLVED\x10\x03*\x92\x01\n" +
 	"\bLogLevel\x12\x19\n" +
 	"\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n" +
@@ -588,31 +713,35 @@ func file_aimesh_api_monitor_v1_events_proto_rawDescGZIP() []byte {
 	return file_aimesh_api_monitor_v1_events_proto_rawDescData
 }
 
-var file_aimesh_api_monitor_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_aimesh_api_monitor_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_aimesh_api_monitor_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_aimesh_api_monitor_v1_events_proto_goTypes = []any{
 	(AlertKind)(0),                // 0: aimesh.api.monitor.v1.AlertKind
 	(Severity)(0),                 // 1: aimesh.api.monitor.v1.Severity
-	(LogLevel)(0),                 // 2: aimesh.api.monitor.v1.LogLevel
-	(*Alert)(nil),                 // 3: aimesh.api.monitor.v1.Alert
-	(*LogRecord)(nil),             // 4: aimesh.api.monitor.v1.LogRecord
-	nil,                           // 5: aimesh.api.monitor.v1.Alert.LabelsEntry
-	nil,                           // 6: aimesh.api.monitor.v1.LogRecord.ExtraEntry
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(AlertState)(0),               // 2: aimesh.api.monitor.v1.AlertState
+	(LogLevel)(0),                 // 3: aimesh.api.monitor.v1.LogLevel
+	(*Alert)(nil),                 // 4: aimesh.api.monitor.v1.Alert
+	(*LogRecord)(nil),             // 5: aimesh.api.monitor.v1.LogRecord
+	nil,                           // 6: aimesh.api.monitor.v1.Alert.LabelsEntry
+	nil,                           // 7: aimesh.api.monitor.v1.LogRecord.ExtraEntry
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_aimesh_api_monitor_v1_events_proto_depIdxs = []int32{
-	0, // 0: aimesh.api.monitor.v1.Alert.kind:type_name -> aimesh.api.monitor.v1.AlertKind
-	1, // 1: aimesh.api.monitor.v1.Alert.severity:type_name -> aimesh.api.monitor.v1.Severity
-	7, // 2: aimesh.api.monitor.v1.Alert.time:type_name -> google.protobuf.Timestamp
-	5, // 3: aimesh.api.monitor.v1.Alert.labels:type_name -> aimesh.api.monitor.v1.Alert.LabelsEntry
-	7, // 4: aimesh.api.monitor.v1.LogRecord.timestamp:type_name -> google.protobuf.Timestamp
-	2, // 5: aimesh.api.monitor.v1.LogRecord.level:type_name -> aimesh.api.monitor.v1.LogLevel
-	6, // 6: aimesh.api.monitor.v1.LogRecord.extra:type_name -> aimesh.api.monitor.v1.LogRecord.ExtraEntry
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	0,  // 0: aimesh.api.monitor.v1.Alert.kind:type_name -> aimesh.api.monitor.v1.AlertKind
+	1,  // 1: aimesh.api.monitor.v1.Alert.severity:type_name -> aimesh.api.monitor.v1.Severity
+	8,  // 2: aimesh.api.monitor.v1.Alert.time:type_name -> google.protobuf.Timestamp
+	6,  // 3: aimesh.api.monitor.v1.Alert.labels:type_name -> aimesh.api.monitor.v1.Alert.LabelsEntry
+	2,  // 4: aimesh.api.monitor.v1.Alert.state:type_name -> aimesh.api.monitor.v1.AlertState
+	8,  // 5: aimesh.api.monitor.v1.Alert.resolved_time:type_name -> google.protobuf.Timestamp
+	8,  // 6: aimesh.api.monitor.v1.Alert.acknowledged_time:type_name -> google.protobuf.Timestamp
+	8,  // 7: aimesh.api.monitor.v1.LogRecord.timestamp:type_name -> google.protobuf.Timestamp
+	3,  // 8: aimesh.api.monitor.v1.LogRecord.level:type_name -> aimesh.api.monitor.v1.LogLevel
+	7,  // 9: aimesh.api.monitor.v1.LogRecord.extra:type_name -> aimesh.api.monitor.v1.LogRecord.ExtraEntry
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_aimesh_api_monitor_v1_events_proto_init() }
@@ -625,7 +754,7 @@ func file_aimesh_api_monitor_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_aimesh_api_monitor_v1_events_proto_rawDesc), len(file_aimesh_api_monitor_v1_events_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,

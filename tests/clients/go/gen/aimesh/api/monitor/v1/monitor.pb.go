@@ -37,8 +37,10 @@ type DriftBin struct {
 	ReferenceFraction float64 `protobuf:"fixed64,3,opt,name=reference_fraction,json=referenceFraction,proto3" json:"reference_fraction,omitempty"`
 	// Share of current-window samples in the bin.
 	CurrentFraction float64 `protobuf:"fixed64,4,opt,name=current_fraction,json=currentFraction,proto3" json:"current_fraction,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Categorical bins: the value ("" for the bin of every other value); empty for numeric bins.
+	Category      string `protobuf:"bytes,5,opt,name=category,proto3" json:"category,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DriftBin) Reset() {
@@ -99,6 +101,13 @@ func (x *DriftBin) GetCurrentFraction() float64 {
 	return 0
 }
 
+func (x *DriftBin) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
 // Population stability of one feature or of the score.
 type DriftReport struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -120,8 +129,21 @@ type DriftReport struct {
 	SampleCount int64 `protobuf:"varint,8,opt,name=sample_count,json=sampleCount,proto3" json:"sample_count,omitempty"`
 	// Number of samples in the reference.
 	ReferenceCount int64 `protobuf:"varint,9,opt,name=reference_count,json=referenceCount,proto3" json:"reference_count,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Jensen-Shannon distance (base 2, in [0, 1]) between the reference and current bin shares.
+	JsDistance float64 `protobuf:"fixed64,10,opt,name=js_distance,json=jsDistance,proto3" json:"js_distance,omitempty"`
+	// Wasserstein-1 distance between the binned reference and current distributions, in the feature's
+	// units (bin midpoints; the open outer bins at their inner edge); 0 for categorical features.
+	Wasserstein float64 `protobuf:"fixed64,11,opt,name=wasserstein,proto3" json:"wasserstein,omitempty"`
+	// The verdict: a metric reached its threshold for this model (see thresholds).
+	Drifted bool `protobuf:"varint,12,opt,name=drifted,proto3" json:"drifted,omitempty"`
+	// The thresholds the verdict used.
+	Thresholds *DriftThresholds `protobuf:"bytes,13,opt,name=thresholds,proto3" json:"thresholds,omitempty"`
+	// Current-window samples where the feature was missing (not counted in the bins).
+	MissingCount int64 `protobuf:"varint,14,opt,name=missing_count,json=missingCount,proto3" json:"missing_count,omitempty"`
+	// Input kind (numeric or categorical); unset for the score.
+	Kind          v1.InputKind `protobuf:"varint,15,opt,name=kind,proto3,enum=aimesh.api.common.v1.InputKind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DriftReport) Reset() {
@@ -217,6 +239,542 @@ func (x *DriftReport) GetReferenceCount() int64 {
 	return 0
 }
 
+func (x *DriftReport) GetJsDistance() float64 {
+	if x != nil {
+		return x.JsDistance
+	}
+	return 0
+}
+
+func (x *DriftReport) GetWasserstein() float64 {
+	if x != nil {
+		return x.Wasserstein
+	}
+	return 0
+}
+
+func (x *DriftReport) GetDrifted() bool {
+	if x != nil {
+		return x.Drifted
+	}
+	return false
+}
+
+func (x *DriftReport) GetThresholds() *DriftThresholds {
+	if x != nil {
+		return x.Thresholds
+	}
+	return nil
+}
+
+func (x *DriftReport) GetMissingCount() int64 {
+	if x != nil {
+		return x.MissingCount
+	}
+	return 0
+}
+
+func (x *DriftReport) GetKind() v1.InputKind {
+	if x != nil {
+		return x.Kind
+	}
+	return v1.InputKind(0)
+}
+
+// When a feature counts as drifted: any metric at or above its threshold (0: metric not used).
+type DriftThresholds struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// PSI threshold (default 0.2).
+	Psi float64 `protobuf:"fixed64,1,opt,name=psi,proto3" json:"psi,omitempty"`
+	// Jensen-Shannon distance threshold (default 0.1).
+	JsDistance float64 `protobuf:"fixed64,2,opt,name=js_distance,json=jsDistance,proto3" json:"js_distance,omitempty"`
+	// Wasserstein distance threshold in units of the reference's standard deviation (0: not used).
+	WassersteinStddevs float64 `protobuf:"fixed64,3,opt,name=wasserstein_stddevs,json=wassersteinStddevs,proto3" json:"wasserstein_stddevs,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *DriftThresholds) Reset() {
+	*x = DriftThresholds{}
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DriftThresholds) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DriftThresholds) ProtoMessage() {}
+
+func (x *DriftThresholds) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DriftThresholds.ProtoReflect.Descriptor instead.
+func (*DriftThresholds) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DriftThresholds) GetPsi() float64 {
+	if x != nil {
+		return x.Psi
+	}
+	return 0
+}
+
+func (x *DriftThresholds) GetJsDistance() float64 {
+	if x != nil {
+		return x.JsDistance
+	}
+	return 0
+}
+
+func (x *DriftThresholds) GetWassersteinStddevs() float64 {
+	if x != nil {
+		return x.WassersteinStddevs
+	}
+	return 0
+}
+
+// Request of MonitorService.GetDrift.
+type GetDriftRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Model name.
+	ModelName string `protobuf:"bytes,1,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	// Model version; 0 means the champion.
+	ModelVersion  int64 `protobuf:"varint,2,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDriftRequest) Reset() {
+	*x = GetDriftRequest{}
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDriftRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDriftRequest) ProtoMessage() {}
+
+func (x *GetDriftRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDriftRequest.ProtoReflect.Descriptor instead.
+func (*GetDriftRequest) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetDriftRequest) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *GetDriftRequest) GetModelVersion() int64 {
+	if x != nil {
+		return x.ModelVersion
+	}
+	return 0
+}
+
+// Response of MonitorService.GetDrift.
+type GetDriftResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One report per profiled input (signature order), then the score's (feature empty).
+	Reports []*DriftReport `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	// The inputs whose report is drifted.
+	DriftedFeatures []string `protobuf:"bytes,2,rep,name=drifted_features,json=driftedFeatures,proto3" json:"drifted_features,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *GetDriftResponse) Reset() {
+	*x = GetDriftResponse{}
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDriftResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDriftResponse) ProtoMessage() {}
+
+func (x *GetDriftResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDriftResponse.ProtoReflect.Descriptor instead.
+func (*GetDriftResponse) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetDriftResponse) GetReports() []*DriftReport {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
+func (x *GetDriftResponse) GetDriftedFeatures() []string {
+	if x != nil {
+		return x.DriftedFeatures
+	}
+	return nil
+}
+
+// Request of MonitorService.AcknowledgeAlert.
+type AcknowledgeAlertRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alert's id.
+	AlertId string `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	// Who acknowledges it.
+	Actor         string `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeAlertRequest) Reset() {
+	*x = AcknowledgeAlertRequest{}
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeAlertRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeAlertRequest) ProtoMessage() {}
+
+func (x *AcknowledgeAlertRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeAlertRequest.ProtoReflect.Descriptor instead.
+func (*AcknowledgeAlertRequest) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AcknowledgeAlertRequest) GetAlertId() string {
+	if x != nil {
+		return x.AlertId
+	}
+	return ""
+}
+
+func (x *AcknowledgeAlertRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+// Response of MonitorService.AcknowledgeAlert.
+type AcknowledgeAlertResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alert, acknowledged.
+	Alert         *Alert `protobuf:"bytes,1,opt,name=alert,proto3" json:"alert,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeAlertResponse) Reset() {
+	*x = AcknowledgeAlertResponse{}
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeAlertResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeAlertResponse) ProtoMessage() {}
+
+func (x *AcknowledgeAlertResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeAlertResponse.ProtoReflect.Descriptor instead.
+func (*AcknowledgeAlertResponse) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AcknowledgeAlertResponse) GetAlert() *Alert {
+	if x != nil {
+		return x.Alert
+	}
+	return nil
+}
+
+// Request of MonitorService.GetServiceLevels.
+type GetServiceLevelsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Model name.
+	ModelName string `protobuf:"bytes,1,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	// Window length; unset means 5 minutes.
+	Window        *durationpb.Duration `protobuf:"bytes,2,opt,name=window,proto3" json:"window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetServiceLevelsRequest) Reset() {
+	*x = GetServiceLevelsRequest{}
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServiceLevelsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServiceLevelsRequest) ProtoMessage() {}
+
+func (x *GetServiceLevelsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServiceLevelsRequest.ProtoReflect.Descriptor instead.
+func (*GetServiceLevelsRequest) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetServiceLevelsRequest) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *GetServiceLevelsRequest) GetWindow() *durationpb.Duration {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+// A model's service levels over one window.
+type ServiceLevels struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Model name.
+	ModelName string `protobuf:"bytes,1,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	// Start of the window.
+	WindowStart *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
+	// End of the window.
+	WindowEnd *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"`
+	// Answered requests (predictions, shadow ones excluded).
+	Requests int64 `protobuf:"varint,4,opt,name=requests,proto3" json:"requests,omitempty"`
+	// Median latency, ms.
+	LatencyP50Ms float64 `protobuf:"fixed64,5,opt,name=latency_p50_ms,json=latencyP50Ms,proto3" json:"latency_p50_ms,omitempty"`
+	// 99th percentile latency, ms.
+	LatencyP99Ms float64 `protobuf:"fixed64,6,opt,name=latency_p99_ms,json=latencyP99Ms,proto3" json:"latency_p99_ms,omitempty"`
+	// Share of calls that failed (the service's error counts over calls).
+	ErrorRate float64 `protobuf:"fixed64,7,opt,name=error_rate,json=errorRate,proto3" json:"error_rate,omitempty"`
+	// Share of answers with route ROUTE_FALLBACK.
+	FallbackRate float64 `protobuf:"fixed64,8,opt,name=fallback_rate,json=fallbackRate,proto3" json:"fallback_rate,omitempty"`
+	// Median feature freshness of the answers, seconds.
+	FeatureFreshnessP50Seconds float64 `protobuf:"fixed64,9,opt,name=feature_freshness_p50_seconds,json=featureFreshnessP50Seconds,proto3" json:"feature_freshness_p50_seconds,omitempty"`
+	unknownFields              protoimpl.UnknownFields
+	sizeCache                  protoimpl.SizeCache
+}
+
+func (x *ServiceLevels) Reset() {
+	*x = ServiceLevels{}
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceLevels) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceLevels) ProtoMessage() {}
+
+func (x *ServiceLevels) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceLevels.ProtoReflect.Descriptor instead.
+func (*ServiceLevels) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ServiceLevels) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *ServiceLevels) GetWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowStart
+	}
+	return nil
+}
+
+func (x *ServiceLevels) GetWindowEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowEnd
+	}
+	return nil
+}
+
+func (x *ServiceLevels) GetRequests() int64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *ServiceLevels) GetLatencyP50Ms() float64 {
+	if x != nil {
+		return x.LatencyP50Ms
+	}
+	return 0
+}
+
+func (x *ServiceLevels) GetLatencyP99Ms() float64 {
+	if x != nil {
+		return x.LatencyP99Ms
+	}
+	return 0
+}
+
+func (x *ServiceLevels) GetErrorRate() float64 {
+	if x != nil {
+		return x.ErrorRate
+	}
+	return 0
+}
+
+func (x *ServiceLevels) GetFallbackRate() float64 {
+	if x != nil {
+		return x.FallbackRate
+	}
+	return 0
+}
+
+func (x *ServiceLevels) GetFeatureFreshnessP50Seconds() float64 {
+	if x != nil {
+		return x.FeatureFreshnessP50Seconds
+	}
+	return 0
+}
+
+// Response of MonitorService.GetServiceLevels.
+type GetServiceLevelsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The levels.
+	Levels        *ServiceLevels `protobuf:"bytes,1,opt,name=levels,proto3" json:"levels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetServiceLevelsResponse) Reset() {
+	*x = GetServiceLevelsResponse{}
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServiceLevelsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServiceLevelsResponse) ProtoMessage() {}
+
+func (x *GetServiceLevelsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServiceLevelsResponse.ProtoReflect.Descriptor instead.
+func (*GetServiceLevelsResponse) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetServiceLevelsResponse) GetLevels() *ServiceLevels {
+	if x != nil {
+		return x.Levels
+	}
+	return nil
+}
+
 // Request of MonitorService.GetDriftReport.
 type GetDriftReportRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -236,7 +794,7 @@ type GetDriftReportRequest struct {
 
 func (x *GetDriftReportRequest) Reset() {
 	*x = GetDriftReportRequest{}
-	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[2]
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -248,7 +806,7 @@ func (x *GetDriftReportRequest) String() string {
 func (*GetDriftReportRequest) ProtoMessage() {}
 
 func (x *GetDriftReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[2]
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -261,7 +819,7 @@ func (x *GetDriftReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDriftReportRequest.ProtoReflect.Descriptor instead.
 func (*GetDriftReportRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{2}
+	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetDriftReportRequest) GetModelName() string {
@@ -310,7 +868,7 @@ type GetDriftReportResponse struct {
 
 func (x *GetDriftReportResponse) Reset() {
 	*x = GetDriftReportResponse{}
-	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[3]
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +880,7 @@ func (x *GetDriftReportResponse) String() string {
 func (*GetDriftReportResponse) ProtoMessage() {}
 
 func (x *GetDriftReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[3]
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +893,7 @@ func (x *GetDriftReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDriftReportResponse.ProtoReflect.Descriptor instead.
 func (*GetDriftReportResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{3}
+	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetDriftReportResponse) GetReport() *DriftReport {
@@ -357,14 +915,18 @@ type ListAlertsRequest struct {
 	// Only alerts raised at or after this time, when set.
 	Since *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
 	// Pagination.
-	Page          *v1.PageRequest `protobuf:"bytes,5,opt,name=page,proto3" json:"page,omitempty"`
+	Page *v1.PageRequest `protobuf:"bytes,5,opt,name=page,proto3" json:"page,omitempty"`
+	// Only alerts in this state, when set.
+	State AlertState `protobuf:"varint,6,opt,name=state,proto3,enum=aimesh.api.monitor.v1.AlertState" json:"state,omitempty"`
+	// Only alerts about this feature, when set.
+	Feature       string `protobuf:"bytes,7,opt,name=feature,proto3" json:"feature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListAlertsRequest) Reset() {
 	*x = ListAlertsRequest{}
-	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[4]
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -376,7 +938,7 @@ func (x *ListAlertsRequest) String() string {
 func (*ListAlertsRequest) ProtoMessage() {}
 
 func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[4]
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -389,7 +951,7 @@ func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertsRequest.ProtoReflect.Descriptor instead.
 func (*ListAlertsRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{4}
+	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListAlertsRequest) GetModelName() string {
@@ -427,6 +989,20 @@ func (x *ListAlertsRequest) GetPage() *v1.PageRequest {
 	return nil
 }
 
+func (x *ListAlertsRequest) GetState() AlertState {
+	if x != nil {
+		return x.State
+	}
+	return AlertState_ALERT_STATE_UNSPECIFIED
+}
+
+func (x *ListAlertsRequest) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
 // Response of MonitorService.ListAlerts.
 type ListAlertsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -440,7 +1016,7 @@ type ListAlertsResponse struct {
 
 func (x *ListAlertsResponse) Reset() {
 	*x = ListAlertsResponse{}
-	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[5]
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +1028,7 @@ func (x *ListAlertsResponse) String() string {
 func (*ListAlertsResponse) ProtoMessage() {}
 
 func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[5]
+	mi := &file_aimesh_api_monitor_v1_monitor_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +1041,7 @@ func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertsResponse.ProtoReflect.Descriptor instead.
 func (*ListAlertsResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{5}
+	return file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListAlertsResponse) GetAlerts() []*Alert {
@@ -486,12 +1062,13 @@ var File_aimesh_api_monitor_v1_monitor_proto protoreflect.FileDescriptor
 
 const file_aimesh_api_monitor_v1_monitor_proto_rawDesc = "" +
 	"\n" +
-	"#aimesh/api/monitor/v1/monitor.proto\x12\x15aimesh.api.monitor.v1\x1a!aimesh/api/common/v1/common.proto\x1a\"aimesh/api/monitor/v1/events.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x01\n" +
+	"#aimesh/api/monitor/v1/monitor.proto\x12\x15aimesh.api.monitor.v1\x1a!aimesh/api/common/v1/common.proto\x1a$aimesh/api/common/v1/signature.proto\x1a\"aimesh/api/monitor/v1/events.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x01\n" +
 	"\bDriftBin\x12\x14\n" +
 	"\x05lower\x18\x01 \x01(\x01R\x05lower\x12\x14\n" +
 	"\x05upper\x18\x02 \x01(\x01R\x05upper\x12-\n" +
 	"\x12reference_fraction\x18\x03 \x01(\x01R\x11referenceFraction\x12)\n" +
-	"\x10current_fraction\x18\x04 \x01(\x01R\x0fcurrentFraction\"\xf8\x02\n" +
+	"\x10current_fraction\x18\x04 \x01(\x01R\x0fcurrentFraction\x12\x1a\n" +
+	"\bcategory\x18\x05 \x01(\tR\bcategory\"\xf7\x04\n" +
 	"\vDriftReport\x12\x1d\n" +
 	"\n" +
 	"model_name\x18\x01 \x01(\tR\tmodelName\x12#\n" +
@@ -503,7 +1080,53 @@ const file_aimesh_api_monitor_v1_monitor_proto_rawDesc = "" +
 	"\n" +
 	"window_end\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\x12!\n" +
 	"\fsample_count\x18\b \x01(\x03R\vsampleCount\x12'\n" +
-	"\x0freference_count\x18\t \x01(\x03R\x0ereferenceCount\"\xe3\x01\n" +
+	"\x0freference_count\x18\t \x01(\x03R\x0ereferenceCount\x12\x1f\n" +
+	"\vjs_distance\x18\n" +
+	" \x01(\x01R\n" +
+	"jsDistance\x12 \n" +
+	"\vwasserstein\x18\v \x01(\x01R\vwasserstein\x12\x18\n" +
+	"\adrifted\x18\f \x01(\bR\adrifted\x12F\n" +
+	"\n" +
+	"thresholds\x18\r \x01(\v2&.aimesh.api.monitor.v1.DriftThresholdsR\n" +
+	"thresholds\x12#\n" +
+	"\rmissing_count\x18\x0e \x01(\x03R\fmissingCount\x123\n" +
+	"\x04kind\x18\x0f \x01(\x0e2\x1f.aimesh.api.common.v1.InputKindR\x04kind\"u\n" +
+	"\x0fDriftThresholds\x12\x10\n" +
+	"\x03psi\x18\x01 \x01(\x01R\x03psi\x12\x1f\n" +
+	"\vjs_distance\x18\x02 \x01(\x01R\n" +
+	"jsDistance\x12/\n" +
+	"\x13wasserstein_stddevs\x18\x03 \x01(\x01R\x12wassersteinStddevs\"U\n" +
+	"\x0fGetDriftRequest\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x01 \x01(\tR\tmodelName\x12#\n" +
+	"\rmodel_version\x18\x02 \x01(\x03R\fmodelVersion\"{\n" +
+	"\x10GetDriftResponse\x12<\n" +
+	"\areports\x18\x01 \x03(\v2\".aimesh.api.monitor.v1.DriftReportR\areports\x12)\n" +
+	"\x10drifted_features\x18\x02 \x03(\tR\x0fdriftedFeatures\"J\n" +
+	"\x17AcknowledgeAlertRequest\x12\x19\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x14\n" +
+	"\x05actor\x18\x02 \x01(\tR\x05actor\"N\n" +
+	"\x18AcknowledgeAlertResponse\x122\n" +
+	"\x05alert\x18\x01 \x01(\v2\x1c.aimesh.api.monitor.v1.AlertR\x05alert\"k\n" +
+	"\x17GetServiceLevelsRequest\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x01 \x01(\tR\tmodelName\x121\n" +
+	"\x06window\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06window\"\x97\x03\n" +
+	"\rServiceLevels\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x01 \x01(\tR\tmodelName\x12=\n" +
+	"\fwindow_start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vwindowStart\x129\n" +
+	"\n" +
+	"window_end\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\x12\x1a\n" +
+	"\brequests\x18\x04 \x01(\x03R\brequests\x12$\n" +
+	"\x0elatency_p50_ms\x18\x05 \x01(\x01R\flatencyP50Ms\x12$\n" +
+	"\x0elatency_p99_ms\x18\x06 \x01(\x01R\flatencyP99Ms\x12\x1d\n" +
+	"\n" +
+	"error_rate\x18\a \x01(\x01R\terrorRate\x12#\n" +
+	"\rfallback_rate\x18\b \x01(\x01R\ffallbackRate\x12A\n" +
+	"\x1dfeature_freshness_p50_seconds\x18\t \x01(\x01R\x1afeatureFreshnessP50Seconds\"X\n" +
+	"\x18GetServiceLevelsResponse\x12<\n" +
+	"\x06levels\x18\x01 \x01(\v2$.aimesh.api.monitor.v1.ServiceLevelsR\x06levels\"\xe3\x01\n" +
 	"\x15GetDriftReportRequest\x12\x1d\n" +
 	"\n" +
 	"model_name\x18\x01 \x01(\tR\tmodelName\x12#\n" +
@@ -513,21 +1136,26 @@ const file_aimesh_api_monitor_v1_monitor_proto_rawDesc = "" +
 	"\n" +
 	"window_end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\"T\n" +
 	"\x16GetDriftReportResponse\x12:\n" +
-	"\x06report\x18\x01 \x01(\v2\".aimesh.api.monitor.v1.DriftReportR\x06report\"\x95\x02\n" +
+	"\x06report\x18\x01 \x01(\v2\".aimesh.api.monitor.v1.DriftReportR\x06report\"\xe8\x02\n" +
 	"\x11ListAlertsRequest\x12\x1d\n" +
 	"\n" +
 	"model_name\x18\x01 \x01(\tR\tmodelName\x124\n" +
 	"\x04kind\x18\x02 \x01(\x0e2 .aimesh.api.monitor.v1.AlertKindR\x04kind\x12B\n" +
 	"\fmin_severity\x18\x03 \x01(\x0e2\x1f.aimesh.api.monitor.v1.SeverityR\vminSeverity\x120\n" +
 	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x125\n" +
-	"\x04page\x18\x05 \x01(\v2!.aimesh.api.common.v1.PageRequestR\x04page\"\x82\x01\n" +
+	"\x04page\x18\x05 \x01(\v2!.aimesh.api.common.v1.PageRequestR\x04page\x127\n" +
+	"\x05state\x18\x06 \x01(\x0e2!.aimesh.api.monitor.v1.AlertStateR\x05state\x12\x18\n" +
+	"\afeature\x18\a \x01(\tR\afeature\"\x82\x01\n" +
 	"\x12ListAlertsResponse\x124\n" +
 	"\x06alerts\x18\x01 \x03(\v2\x1c.aimesh.api.monitor.v1.AlertR\x06alerts\x126\n" +
-	"\x04page\x18\x02 \x01(\v2\".aimesh.api.common.v1.PageResponseR\x04page2\xe2\x01\n" +
+	"\x04page\x18\x02 \x01(\v2\".aimesh.api.common.v1.PageResponseR\x04page2\xa9\x04\n" +
 	"\x0eMonitorService\x12m\n" +
 	"\x0eGetDriftReport\x12,.aimesh.api.monitor.v1.GetDriftReportRequest\x1a-.aimesh.api.monitor.v1.GetDriftReportResponse\x12a\n" +
 	"\n" +
-	"ListAlerts\x12(.aimesh.api.monitor.v1.ListAlertsRequest\x1a).aimesh.api.monitor.v1.ListAlertsResponseBOZMgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/monitor/v1;monitorv1b\x06proto3"
+	"ListAlerts\x12(.aimesh.api.monitor.v1.ListAlertsRequest\x1a).aimesh.api.monitor.v1.ListAlertsResponse\x12[\n" +
+	"\bGetDrift\x12&.aimesh.api.monitor.v1.GetDriftRequest\x1a'.aimesh.api.monitor.v1.GetDriftResponse\x12s\n" +
+	"\x10AcknowledgeAlert\x12..aimesh.api.monitor.v1.AcknowledgeAlertRequest\x1a/.aimesh.api.monitor.v1.AcknowledgeAlertResponse\x12s\n" +
+	"\x10GetServiceLevels\x12..aimesh.api.monitor.v1.GetServiceLevelsRequest\x1a/.aimesh.api.monitor.v1.GetServiceLevelsResponseBOZMgithub.com/aimesh/aimesh/tests/clients/go/gen/aimesh/api/monitor/v1;monitorv1b\x06proto3"
 
 var (
 	file_aimesh_api_monitor_v1_monitor_proto_rawDescOnce sync.Once
@@ -541,44 +1169,69 @@ func file_aimesh_api_monitor_v1_monitor_proto_rawDescGZIP() []byte {
 	return file_aimesh_api_monitor_v1_monitor_proto_rawDescData
 }
 
-var file_aimesh_api_monitor_v1_monitor_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_aimesh_api_monitor_v1_monitor_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_aimesh_api_monitor_v1_monitor_proto_goTypes = []any{
-	(*DriftBin)(nil),               // 0: aimesh.api.monitor.v1.DriftBin
-	(*DriftReport)(nil),            // 1: aimesh.api.monitor.v1.DriftReport
-	(*GetDriftReportRequest)(nil),  // 2: aimesh.api.monitor.v1.GetDriftReportRequest
-	(*GetDriftReportResponse)(nil), // 3: aimesh.api.monitor.v1.GetDriftReportResponse
-	(*ListAlertsRequest)(nil),      // 4: aimesh.api.monitor.v1.ListAlertsRequest
-	(*ListAlertsResponse)(nil),     // 5: aimesh.api.monitor.v1.ListAlertsResponse
-	(*timestamppb.Timestamp)(nil),  // 6: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 7: google.protobuf.Duration
-	(AlertKind)(0),                 // 8: aimesh.api.monitor.v1.AlertKind
-	(Severity)(0),                  // 9: aimesh.api.monitor.v1.Severity
-	(*v1.PageRequest)(nil),         // 10: aimesh.api.common.v1.PageRequest
-	(*Alert)(nil),                  // 11: aimesh.api.monitor.v1.Alert
-	(*v1.PageResponse)(nil),        // 12: aimesh.api.common.v1.PageResponse
+	(*DriftBin)(nil),                 // 0: aimesh.api.monitor.v1.DriftBin
+	(*DriftReport)(nil),              // 1: aimesh.api.monitor.v1.DriftReport
+	(*DriftThresholds)(nil),          // 2: aimesh.api.monitor.v1.DriftThresholds
+	(*GetDriftRequest)(nil),          // 3: aimesh.api.monitor.v1.GetDriftRequest
+	(*GetDriftResponse)(nil),         // 4: aimesh.api.monitor.v1.GetDriftResponse
+	(*AcknowledgeAlertRequest)(nil),  // 5: aimesh.api.monitor.v1.AcknowledgeAlertRequest
+	(*AcknowledgeAlertResponse)(nil), // 6: aimesh.api.monitor.v1.AcknowledgeAlertResponse
+	(*GetServiceLevelsRequest)(nil),  // 7: aimesh.api.monitor.v1.GetServiceLevelsRequest
+	(*ServiceLevels)(nil),            // 8: aimesh.api.monitor.v1.ServiceLevels
+	(*GetServiceLevelsResponse)(nil), // 9: aimesh.api.monitor.v1.GetServiceLevelsResponse
+	(*GetDriftReportRequest)(nil),    // 10: aimesh.api.monitor.v1.GetDriftReportRequest
+	(*GetDriftReportResponse)(nil),   // 11: aimesh.api.monitor.v1.GetDriftReportResponse
+	(*ListAlertsRequest)(nil),        // 12: aimesh.api.monitor.v1.ListAlertsRequest
+	(*ListAlertsResponse)(nil),       // 13: aimesh.api.monitor.v1.ListAlertsResponse
+	(*timestamppb.Timestamp)(nil),    // 14: google.protobuf.Timestamp
+	(v1.InputKind)(0),                // 15: aimesh.api.common.v1.InputKind
+	(*Alert)(nil),                    // 16: aimesh.api.monitor.v1.Alert
+	(*durationpb.Duration)(nil),      // 17: google.protobuf.Duration
+	(AlertKind)(0),                   // 18: aimesh.api.monitor.v1.AlertKind
+	(Severity)(0),                    // 19: aimesh.api.monitor.v1.Severity
+	(*v1.PageRequest)(nil),           // 20: aimesh.api.common.v1.PageRequest
+	(AlertState)(0),                  // 21: aimesh.api.monitor.v1.AlertState
+	(*v1.PageResponse)(nil),          // 22: aimesh.api.common.v1.PageResponse
 }
 var file_aimesh_api_monitor_v1_monitor_proto_depIdxs = []int32{
 	0,  // 0: aimesh.api.monitor.v1.DriftReport.bins:type_name -> aimesh.api.monitor.v1.DriftBin
-	6,  // 1: aimesh.api.monitor.v1.DriftReport.window_start:type_name -> google.protobuf.Timestamp
-	6,  // 2: aimesh.api.monitor.v1.DriftReport.window_end:type_name -> google.protobuf.Timestamp
-	7,  // 3: aimesh.api.monitor.v1.GetDriftReportRequest.window:type_name -> google.protobuf.Duration
-	6,  // 4: aimesh.api.monitor.v1.GetDriftReportRequest.window_end:type_name -> google.protobuf.Timestamp
-	1,  // 5: aimesh.api.monitor.v1.GetDriftReportResponse.report:type_name -> aimesh.api.monitor.v1.DriftReport
-	8,  // 6: aimesh.api.monitor.v1.ListAlertsRequest.kind:type_name -> aimesh.api.monitor.v1.AlertKind
-	9,  // 7: aimesh.api.monitor.v1.ListAlertsRequest.min_severity:type_name -> aimesh.api.monitor.v1.Severity
-	6,  // 8: aimesh.api.monitor.v1.ListAlertsRequest.since:type_name -> google.protobuf.Timestamp
-	10, // 9: aimesh.api.monitor.v1.ListAlertsRequest.page:type_name -> aimesh.api.common.v1.PageRequest
-	11, // 10: aimesh.api.monitor.v1.ListAlertsResponse.alerts:type_name -> aimesh.api.monitor.v1.Alert
-	12, // 11: aimesh.api.monitor.v1.ListAlertsResponse.page:type_name -> aimesh.api.common.v1.PageResponse
-	2,  // 12: aimesh.api.monitor.v1.MonitorService.GetDriftReport:input_type -> aimesh.api.monitor.v1.GetDriftReportRequest
-	4,  // 13: aimesh.api.monitor.v1.MonitorService.ListAlerts:input_type -> aimesh.api.monitor.v1.ListAlertsRequest
-	3,  // 14: aimesh.api.monitor.v1.MonitorService.GetDriftReport:output_type -> aimesh.api.monitor.v1.GetDriftReportResponse
-	5,  // 15: aimesh.api.monitor.v1.MonitorService.ListAlerts:output_type -> aimesh.api.monitor.v1.ListAlertsResponse
-	14, // [14:16] is the sub-list for method output_type
-	12, // [12:14] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	14, // 1: aimesh.api.monitor.v1.DriftReport.window_start:type_name -> google.protobuf.Timestamp
+	14, // 2: aimesh.api.monitor.v1.DriftReport.window_end:type_name -> google.protobuf.Timestamp
+	2,  // 3: aimesh.api.monitor.v1.DriftReport.thresholds:type_name -> aimesh.api.monitor.v1.DriftThresholds
+	15, // 4: aimesh.api.monitor.v1.DriftReport.kind:type_name -> aimesh.api.common.v1.InputKind
+	1,  // 5: aimesh.api.monitor.v1.GetDriftResponse.reports:type_name -> aimesh.api.monitor.v1.DriftReport
+	16, // 6: aimesh.api.monitor.v1.AcknowledgeAlertResponse.alert:type_name -> aimesh.api.monitor.v1.Alert
+	17, // 7: aimesh.api.monitor.v1.GetServiceLevelsRequest.window:type_name -> google.protobuf.Duration
+	14, // 8: aimesh.api.monitor.v1.ServiceLevels.window_start:type_name -> google.protobuf.Timestamp
+	14, // 9: aimesh.api.monitor.v1.ServiceLevels.window_end:type_name -> google.protobuf.Timestamp
+	8,  // 10: aimesh.api.monitor.v1.GetServiceLevelsResponse.levels:type_name -> aimesh.api.monitor.v1.ServiceLevels
+	17, // 11: aimesh.api.monitor.v1.GetDriftReportRequest.window:type_name -> google.protobuf.Duration
+	14, // 12: aimesh.api.monitor.v1.GetDriftReportRequest.window_end:type_name -> google.protobuf.Timestamp
+	1,  // 13: aimesh.api.monitor.v1.GetDriftReportResponse.report:type_name -> aimesh.api.monitor.v1.DriftReport
+	18, // 14: aimesh.api.monitor.v1.ListAlertsRequest.kind:type_name -> aimesh.api.monitor.v1.AlertKind
+	19, // 15: aimesh.api.monitor.v1.ListAlertsRequest.min_severity:type_name -> aimesh.api.monitor.v1.Severity
+	14, // 16: aimesh.api.monitor.v1.ListAlertsRequest.since:type_name -> google.protobuf.Timestamp
+	20, // 17: aimesh.api.monitor.v1.ListAlertsRequest.page:type_name -> aimesh.api.common.v1.PageRequest
+	21, // 18: aimesh.api.monitor.v1.ListAlertsRequest.state:type_name -> aimesh.api.monitor.v1.AlertState
+	16, // 19: aimesh.api.monitor.v1.ListAlertsResponse.alerts:type_name -> aimesh.api.monitor.v1.Alert
+	22, // 20: aimesh.api.monitor.v1.ListAlertsResponse.page:type_name -> aimesh.api.common.v1.PageResponse
+	10, // 21: aimesh.api.monitor.v1.MonitorService.GetDriftReport:input_type -> aimesh.api.monitor.v1.GetDriftReportRequest
+	12, // 22: aimesh.api.monitor.v1.MonitorService.ListAlerts:input_type -> aimesh.api.monitor.v1.ListAlertsRequest
+	3,  // 23: aimesh.api.monitor.v1.MonitorService.GetDrift:input_type -> aimesh.api.monitor.v1.GetDriftRequest
+	5,  // 24: aimesh.api.monitor.v1.MonitorService.AcknowledgeAlert:input_type -> aimesh.api.monitor.v1.AcknowledgeAlertRequest
+	7,  // 25: aimesh.api.monitor.v1.MonitorService.GetServiceLevels:input_type -> aimesh.api.monitor.v1.GetServiceLevelsRequest
+	11, // 26: aimesh.api.monitor.v1.MonitorService.GetDriftReport:output_type -> aimesh.api.monitor.v1.GetDriftReportResponse
+	13, // 27: aimesh.api.monitor.v1.MonitorService.ListAlerts:output_type -> aimesh.api.monitor.v1.ListAlertsResponse
+	4,  // 28: aimesh.api.monitor.v1.MonitorService.GetDrift:output_type -> aimesh.api.monitor.v1.GetDriftResponse
+	6,  // 29: aimesh.api.monitor.v1.MonitorService.AcknowledgeAlert:output_type -> aimesh.api.monitor.v1.AcknowledgeAlertResponse
+	9,  // 30: aimesh.api.monitor.v1.MonitorService.GetServiceLevels:output_type -> aimesh.api.monitor.v1.GetServiceLevelsResponse
+	26, // [26:31] is the sub-list for method output_type
+	21, // [21:26] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_aimesh_api_monitor_v1_monitor_proto_init() }
@@ -593,7 +1246,7 @@ func file_aimesh_api_monitor_v1_monitor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_aimesh_api_monitor_v1_monitor_proto_rawDesc), len(file_aimesh_api_monitor_v1_monitor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,8 +21,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MonitorService_GetDriftReport_FullMethodName = "/aimesh.api.monitor.v1.MonitorService/GetDriftReport"
-	MonitorService_ListAlerts_FullMethodName     = "/aimesh.api.monitor.v1.MonitorService/ListAlerts"
+	MonitorService_GetDriftReport_FullMethodName   = "/aimesh.api.monitor.v1.MonitorService/GetDriftReport"
+	MonitorService_ListAlerts_FullMethodName       = "/aimesh.api.monitor.v1.MonitorService/ListAlerts"
+	MonitorService_GetDrift_FullMethodName         = "/aimesh.api.monitor.v1.MonitorService/GetDrift"
+	MonitorService_AcknowledgeAlert_FullMethodName = "/aimesh.api.monitor.v1.MonitorService/AcknowledgeAlert"
+	MonitorService_GetServiceLevels_FullMethodName = "/aimesh.api.monitor.v1.MonitorService/GetServiceLevels"
 )
 
 // MonitorServiceClient is the client API for MonitorService service.
@@ -34,8 +37,18 @@ type MonitorServiceClient interface {
 	// PSI of a feature (or the score) over a window against the model's reference distribution.
 	// Unknown model: NOT_FOUND; no reference or no data in the window: FAILED_PRECONDITION.
 	GetDriftReport(ctx context.Context, in *GetDriftReportRequest, opts ...grpc.CallOption) (*GetDriftReportResponse, error)
-	// Lists raised alerts, newest first.
+	// Lists raised alerts, newest first, filtered by the request's fields.
 	ListAlerts(ctx context.Context, in *ListAlertsRequest, opts ...grpc.CallOption) (*ListAlertsResponse, error)
+	// The newest drift verdict of every profiled input and of the score of a model version: one report
+	// each (PSI, Jensen-Shannon distance, Wasserstein distance for numeric inputs) and the drifted ones.
+	// Unknown model or version: NOT_FOUND; a version without input profiles: FAILED_PRECONDITION.
+	GetDrift(ctx context.Context, in *GetDriftRequest, opts ...grpc.CallOption) (*GetDriftResponse, error)
+	// Acknowledges an alert (it stays firing until its rule resolves it, but is marked as seen).
+	// Unknown alert: NOT_FOUND.
+	AcknowledgeAlert(ctx context.Context, in *AcknowledgeAlertRequest, opts ...grpc.CallOption) (*AcknowledgeAlertResponse, error)
+	// A model's service levels over a rolling window: latency p50/p99, error rate, fallback rate and
+	// feature freshness, from its predictions. Unknown model: NOT_FOUND.
+	GetServiceLevels(ctx context.Context, in *GetServiceLevelsRequest, opts ...grpc.CallOption) (*GetServiceLevelsResponse, error)
 }
 
 type monitorServiceClient struct {
@@ -66,6 +79,36 @@ func (c *monitorServiceClient) ListAlerts(ctx context.Context, in *ListAlertsReq
 	return out, nil
 }
 
+func (c *monitorServiceClient) GetDrift(ctx context.Context, in *GetDriftRequest, opts ...grpc.CallOption) (*GetDriftResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDriftResponse)
+	err := c.cc.Invoke(ctx, MonitorService_GetDrift_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *monitorServiceClient) AcknowledgeAlert(ctx context.Context, in *AcknowledgeAlertRequest, opts ...grpc.CallOption) (*AcknowledgeAlertResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AcknowledgeAlertResponse)
+	err := c.cc.Invoke(ctx, MonitorService_AcknowledgeAlert_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *monitorServiceClient) GetServiceLevels(ctx context.Context, in *GetServiceLevelsRequest, opts ...grpc.CallOption) (*GetServiceLevelsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetServiceLevelsResponse)
+	err := c.cc.Invoke(ctx, MonitorService_GetServiceLevels_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MonitorServiceServer is the server API for MonitorService service.
 // All implementations must embed UnimplementedMonitorServiceServer
 // for forward compatibility.
@@ -75,8 +118,18 @@ type MonitorServiceServer interface {
 	// PSI of a feature (or the score) over a window against the model's reference distribution.
 	// Unknown model: NOT_FOUND; no reference or no data in the window: FAILED_PRECONDITION.
 	GetDriftReport(context.Context, *GetDriftReportRequest) (*GetDriftReportResponse, error)
-	// Lists raised alerts, newest first.
+	// Lists raised alerts, newest first, filtered by the request's fields.
 	ListAlerts(context.Context, *ListAlertsRequest) (*ListAlertsResponse, error)
+	// The newest drift verdict of every profiled input and of the score of a model version: one report
+	// each (PSI, Jensen-Shannon distance, Wasserstein distance for numeric inputs) and the drifted ones.
+	// Unknown model or version: NOT_FOUND; a version without input profiles: FAILED_PRECONDITION.
+	GetDrift(context.Context, *GetDriftRequest) (*GetDriftResponse, error)
+	// Acknowledges an alert (it stays firing until its rule resolves it, but is marked as seen).
+	// Unknown alert: NOT_FOUND.
+	AcknowledgeAlert(context.Context, *AcknowledgeAlertRequest) (*AcknowledgeAlertResponse, error)
+	// A model's service levels over a rolling window: latency p50/p99, error rate, fallback rate and
+	// feature freshness, from its predictions. Unknown model: NOT_FOUND.
+	GetServiceLevels(context.Context, *GetServiceLevelsRequest) (*GetServiceLevelsResponse, error)
 	mustEmbedUnimplementedMonitorServiceServer()
 }
 
@@ -92,6 +145,15 @@ func (UnimplementedMonitorServiceServer) GetDriftReport(context.Context, *GetDri
 }
 func (UnimplementedMonitorServiceServer) ListAlerts(context.Context, *ListAlertsRequest) (*ListAlertsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAlerts not implemented")
+}
+func (UnimplementedMonitorServiceServer) GetDrift(context.Context, *GetDriftRequest) (*GetDriftResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDrift not implemented")
+}
+func (UnimplementedMonitorServiceServer) AcknowledgeAlert(context.Context, *AcknowledgeAlertRequest) (*AcknowledgeAlertResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AcknowledgeAlert not implemented")
+}
+func (UnimplementedMonitorServiceServer) GetServiceLevels(context.Context, *GetServiceLevelsRequest) (*GetServiceLevelsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetServiceLevels not implemented")
 }
 func (UnimplementedMonitorServiceServer) mustEmbedUnimplementedMonitorServiceServer() {}
 func (UnimplementedMonitorServiceServer) testEmbeddedByValue()                        {}
@@ -150,6 +212,60 @@ func _MonitorService_ListAlerts_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MonitorService_GetDrift_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDriftRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MonitorServiceServer).GetDrift(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MonitorService_GetDrift_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MonitorServiceServer).GetDrift(ctx, req.(*GetDriftRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MonitorService_AcknowledgeAlert_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcknowledgeAlertRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MonitorServiceServer).AcknowledgeAlert(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MonitorService_AcknowledgeAlert_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MonitorServiceServer).AcknowledgeAlert(ctx, req.(*AcknowledgeAlertRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MonitorService_GetServiceLevels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetServiceLevelsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MonitorServiceServer).GetServiceLevels(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MonitorService_GetServiceLevels_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MonitorServiceServer).GetServiceLevels(ctx, req.(*GetServiceLevelsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MonitorService_ServiceDesc is the grpc.ServiceDesc for MonitorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -164,6 +280,18 @@ var MonitorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAlerts",
 			Handler:    _MonitorService_ListAlerts_Handler,
+		},
+		{
+			MethodName: "GetDrift",
+			Handler:    _MonitorService_GetDrift_Handler,
+		},
+		{
+			MethodName: "AcknowledgeAlert",
+			Handler:    _MonitorService_AcknowledgeAlert_Handler,
+		},
+		{
+			MethodName: "GetServiceLevels",
+			Handler:    _MonitorService_GetServiceLevels_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

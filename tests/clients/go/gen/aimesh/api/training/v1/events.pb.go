@@ -220,6 +220,9 @@ type ModelEvent struct {
 	Signature *v1.ModelSignature `protobuf:"bytes,11,opt,name=signature,proto3" json:"signature,omitempty"`
 	// The new policy; set only for MODEL_EVENT_KIND_TRAFFIC_POLICY_CHANGED (version is then 0).
 	TrafficPolicy *TrafficPolicy `protobuf:"bytes,12,opt,name=traffic_policy,json=trafficPolicy,proto3" json:"traffic_policy,omitempty"`
+	// The version's reference distribution per numeric and categorical input (set for VERSION_REGISTERED
+	// by versions trained since per-feature drift exists).
+	InputProfiles []*FeatureProfile `protobuf:"bytes,13,rep,name=input_profiles,json=inputProfiles,proto3" json:"input_profiles,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -338,6 +341,13 @@ func (x *ModelEvent) GetTrafficPolicy() *TrafficPolicy {
 	return nil
 }
 
+func (x *ModelEvent) GetInputProfiles() []*FeatureProfile {
+	if x != nil {
+		return x.InputProfiles
+	}
+	return nil
+}
+
 var File_aimesh_api_training_v1_events_proto protoreflect.FileDescriptor
 
 const file_aimesh_api_training_v1_events_proto_rawDesc = "" +
@@ -355,7 +365,7 @@ const file_aimesh_api_training_v1_events_proto_rawDesc = "" +
 	"\atrigger\x18\b \x01(\tR\atrigger\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x81\x05\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xd0\x05\n" +
 	"\n" +
 	"ModelEvent\x12:\n" +
 	"\x04kind\x18\x01 \x01(\x0e2&.aimesh.api.training.v1.ModelEventKindR\x04kind\x12\x1d\n" +
@@ -371,7 +381,8 @@ const file_aimesh_api_training_v1_events_proto_rawDesc = "" +
 	"\x11reference_profile\x18\n" +
 	" \x01(\v2$.aimesh.api.training.v1.ScoreProfileR\x10referenceProfile\x12B\n" +
 	"\tsignature\x18\v \x01(\v2$.aimesh.api.common.v1.ModelSignatureR\tsignature\x12L\n" +
-	"\x0etraffic_policy\x18\f \x01(\v2%.aimesh.api.training.v1.TrafficPolicyR\rtrafficPolicy*\xac\x01\n" +
+	"\x0etraffic_policy\x18\f \x01(\v2%.aimesh.api.training.v1.TrafficPolicyR\rtrafficPolicy\x12M\n" +
+	"\x0einput_profiles\x18\r \x03(\v2&.aimesh.api.training.v1.FeatureProfileR\rinputProfiles*\xac\x01\n" +
 	"\x0eModelEventKind\x12 \n" +
 	"\x1cMODEL_EVENT_KIND_UNSPECIFIED\x10\x00\x12'\n" +
 	"#MODEL_EVENT_KIND_VERSION_REGISTERED\x10\x01\x12\"\n" +
@@ -403,22 +414,24 @@ var file_aimesh_api_training_v1_events_proto_goTypes = []any{
 	(*ScoreProfile)(nil),          // 7: aimesh.api.training.v1.ScoreProfile
 	(*v1.ModelSignature)(nil),     // 8: aimesh.api.common.v1.ModelSignature
 	(*TrafficPolicy)(nil),         // 9: aimesh.api.training.v1.TrafficPolicy
+	(*FeatureProfile)(nil),        // 10: aimesh.api.training.v1.FeatureProfile
 }
 var file_aimesh_api_training_v1_events_proto_depIdxs = []int32{
-	4, // 0: aimesh.api.training.v1.RunEvent.status:type_name -> aimesh.api.training.v1.RunStatus
-	3, // 1: aimesh.api.training.v1.RunEvent.metrics:type_name -> aimesh.api.training.v1.RunEvent.MetricsEntry
-	5, // 2: aimesh.api.training.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	0, // 3: aimesh.api.training.v1.ModelEvent.kind:type_name -> aimesh.api.training.v1.ModelEventKind
-	6, // 4: aimesh.api.training.v1.ModelEvent.alias_change:type_name -> aimesh.api.training.v1.AliasChange
-	5, // 5: aimesh.api.training.v1.ModelEvent.time:type_name -> google.protobuf.Timestamp
-	7, // 6: aimesh.api.training.v1.ModelEvent.reference_profile:type_name -> aimesh.api.training.v1.ScoreProfile
-	8, // 7: aimesh.api.training.v1.ModelEvent.signature:type_name -> aimesh.api.common.v1.ModelSignature
-	9, // 8: aimesh.api.training.v1.ModelEvent.traffic_policy:type_name -> aimesh.api.training.v1.TrafficPolicy
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	4,  // 0: aimesh.api.training.v1.RunEvent.status:type_name -> aimesh.api.training.v1.RunStatus
+	3,  // 1: aimesh.api.training.v1.RunEvent.metrics:type_name -> aimesh.api.training.v1.RunEvent.MetricsEntry
+	5,  // 2: aimesh.api.training.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	0,  // 3: aimesh.api.training.v1.ModelEvent.kind:type_name -> aimesh.api.training.v1.ModelEventKind
+	6,  // 4: aimesh.api.training.v1.ModelEvent.alias_change:type_name -> aimesh.api.training.v1.AliasChange
+	5,  // 5: aimesh.api.training.v1.ModelEvent.time:type_name -> google.protobuf.Timestamp
+	7,  // 6: aimesh.api.training.v1.ModelEvent.reference_profile:type_name -> aimesh.api.training.v1.ScoreProfile
+	8,  // 7: aimesh.api.training.v1.ModelEvent.signature:type_name -> aimesh.api.common.v1.ModelSignature
+	9,  // 8: aimesh.api.training.v1.ModelEvent.traffic_policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	10, // 9: aimesh.api.training.v1.ModelEvent.input_profiles:type_name -> aimesh.api.training.v1.FeatureProfile
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_aimesh_api_training_v1_events_proto_init() }

@@ -206,6 +206,75 @@ func (SplitKind) EnumDescriptor() ([]byte, []int) {
 	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{2}
 }
 
+// Comparison operators.
+type FallbackCondition_Op int32
+
+const (
+	// Not set (invalid).
+	FallbackCondition_OP_UNSPECIFIED FallbackCondition_Op = 0
+	// field < value.
+	FallbackCondition_OP_LT FallbackCondition_Op = 1
+	// field <= value.
+	FallbackCondition_OP_LE FallbackCondition_Op = 2
+	// field > value.
+	FallbackCondition_OP_GT FallbackCondition_Op = 3
+	// field >= value.
+	FallbackCondition_OP_GE FallbackCondition_Op = 4
+	// field == value.
+	FallbackCondition_OP_EQ FallbackCondition_Op = 5
+	// field != value.
+	FallbackCondition_OP_NE FallbackCondition_Op = 6
+)
+
+// Enum value maps for FallbackCondition_Op.
+var (
+	FallbackCondition_Op_name = map[int32]string{
+		0: "OP_UNSPECIFIED",
+		1: "OP_LT",
+		2: "OP_LE",
+		3: "OP_GT",
+		4: "OP_GE",
+		5: "OP_EQ",
+		6: "OP_NE",
+	}
+	FallbackCondition_Op_value = map[string]int32{
+		"OP_UNSPECIFIED": 0,
+		"OP_LT":          1,
+		"OP_LE":          2,
+		"OP_GT":          3,
+		"OP_GE":          4,
+		"OP_EQ":          5,
+		"OP_NE":          6,
+	}
+)
+
+func (x FallbackCondition_Op) Enum() *FallbackCondition_Op {
+	p := new(FallbackCondition_Op)
+	*p = x
+	return p
+}
+
+func (x FallbackCondition_Op) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FallbackCondition_Op) Descriptor() protoreflect.EnumDescriptor {
+	return file_aimesh_api_training_v1_training_proto_enumTypes[3].Descriptor()
+}
+
+func (FallbackCondition_Op) Type() protoreflect.EnumType {
+	return &file_aimesh_api_training_v1_training_proto_enumTypes[3]
+}
+
+func (x FallbackCondition_Op) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FallbackCondition_Op.Descriptor instead.
+func (FallbackCondition_Op) EnumDescriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{30, 0}
+}
+
 // What to train: the rows, the label, the features, the trainer and the split (see
 // docs/bring-your-own-use-case.md for a worked example).
 type RunSpec struct {
@@ -754,7 +823,9 @@ type ModelVersion struct {
 	// Distribution of the model's scores on its evaluation slice: the drift (PSI) reference.
 	ReferenceProfile *ScoreProfile `protobuf:"bytes,12,opt,name=reference_profile,json=referenceProfile,proto3" json:"reference_profile,omitempty"`
 	// What the version reads and returns.
-	Signature     *v1.ModelSignature `protobuf:"bytes,13,opt,name=signature,proto3" json:"signature,omitempty"`
+	Signature *v1.ModelSignature `protobuf:"bytes,13,opt,name=signature,proto3" json:"signature,omitempty"`
+	// The reference distribution of each numeric and categorical input (the per-feature drift reference).
+	InputProfiles []*FeatureProfile `protobuf:"bytes,14,rep,name=input_profiles,json=inputProfiles,proto3" json:"input_profiles,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -880,6 +951,13 @@ func (x *ModelVersion) GetSignature() *v1.ModelSignature {
 	return nil
 }
 
+func (x *ModelVersion) GetInputProfiles() []*FeatureProfile {
+	if x != nil {
+		return x.InputProfiles
+	}
+	return nil
+}
+
 // A histogram of model scores: the reference that monitor compares live scores with.
 type ScoreProfile struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -944,6 +1022,109 @@ func (x *ScoreProfile) GetCount() int64 {
 	return 0
 }
 
+// The reference distribution of one model input, recorded by the training run on the version's
+// evaluation slice: what monitor compares the inputs of live predictions with.
+type FeatureProfile struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signature input's name ("<view>:<feature>").
+	Feature string `protobuf:"bytes,1,opt,name=feature,proto3" json:"feature,omitempty"`
+	// The input's kind (numeric or categorical; sequence inputs have no profile).
+	Kind v1.InputKind `protobuf:"varint,2,opt,name=kind,proto3,enum=aimesh.api.common.v1.InputKind" json:"kind,omitempty"`
+	// Numeric: fixed quantile bin edges, ascending, len(fractions) + 1 of them (monitor opens the outer
+	// bins: a live value below the first edge counts in the first bin, above the last in the last).
+	BinEdges []float64 `protobuf:"fixed64,3,rep,packed,name=bin_edges,json=binEdges,proto3" json:"bin_edges,omitempty"`
+	// Categorical: the most frequent values, one bin each in this order, then one last bin for every other
+	// value (fractions has len(categories) + 1 entries).
+	Categories []string `protobuf:"bytes,4,rep,name=categories,proto3" json:"categories,omitempty"`
+	// Share of the profiled (present) reference values per bin; they sum to 1.
+	Fractions []float64 `protobuf:"fixed64,5,rep,packed,name=fractions,proto3" json:"fractions,omitempty"`
+	// Number of present values the profile was built from.
+	Count int64 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	// Share of reference rows where the input was missing (fed its fill or "unknown").
+	MissingFraction float64 `protobuf:"fixed64,7,opt,name=missing_fraction,json=missingFraction,proto3" json:"missing_fraction,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FeatureProfile) Reset() {
+	*x = FeatureProfile{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeatureProfile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeatureProfile) ProtoMessage() {}
+
+func (x *FeatureProfile) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeatureProfile.ProtoReflect.Descriptor instead.
+func (*FeatureProfile) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *FeatureProfile) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *FeatureProfile) GetKind() v1.InputKind {
+	if x != nil {
+		return x.Kind
+	}
+	return v1.InputKind(0)
+}
+
+func (x *FeatureProfile) GetBinEdges() []float64 {
+	if x != nil {
+		return x.BinEdges
+	}
+	return nil
+}
+
+func (x *FeatureProfile) GetCategories() []string {
+	if x != nil {
+		return x.Categories
+	}
+	return nil
+}
+
+func (x *FeatureProfile) GetFractions() []float64 {
+	if x != nil {
+		return x.Fractions
+	}
+	return nil
+}
+
+func (x *FeatureProfile) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *FeatureProfile) GetMissingFraction() float64 {
+	if x != nil {
+		return x.MissingFraction
+	}
+	return 0
+}
+
 // One alias change, as kept in the audit log.
 type AliasChange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -967,7 +1148,7 @@ type AliasChange struct {
 
 func (x *AliasChange) Reset() {
 	*x = AliasChange{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[7]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1160,7 @@ func (x *AliasChange) String() string {
 func (*AliasChange) ProtoMessage() {}
 
 func (x *AliasChange) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[7]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1173,7 @@ func (x *AliasChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AliasChange.ProtoReflect.Descriptor instead.
 func (*AliasChange) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{7}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AliasChange) GetModelName() string {
@@ -1059,7 +1240,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[8]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1252,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[8]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1265,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{8}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StartRunRequest) GetSpec() *RunSpec {
@@ -1119,7 +1300,7 @@ type StartRunResponse struct {
 
 func (x *StartRunResponse) Reset() {
 	*x = StartRunResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[9]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1312,7 @@ func (x *StartRunResponse) String() string {
 func (*StartRunResponse) ProtoMessage() {}
 
 func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[9]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1325,7 @@ func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunResponse.ProtoReflect.Descriptor instead.
 func (*StartRunResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{9}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StartRunResponse) GetRun() *Run {
@@ -1165,7 +1346,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[10]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1358,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[10]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1371,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{10}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1211,7 +1392,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[11]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1404,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[11]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1417,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{11}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1261,7 +1442,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[12]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1454,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[12]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1467,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{12}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListRunsRequest) GetModelName() string {
@@ -1323,7 +1504,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[13]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1516,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[13]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1529,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{13}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1378,7 +1559,7 @@ type RegisterModelRequest struct {
 
 func (x *RegisterModelRequest) Reset() {
 	*x = RegisterModelRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[14]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1571,7 @@ func (x *RegisterModelRequest) String() string {
 func (*RegisterModelRequest) ProtoMessage() {}
 
 func (x *RegisterModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[14]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1584,7 @@ func (x *RegisterModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterModelRequest.ProtoReflect.Descriptor instead.
 func (*RegisterModelRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{14}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RegisterModelRequest) GetModelName() string {
@@ -1431,7 +1612,7 @@ type RegisterModelResponse struct {
 
 func (x *RegisterModelResponse) Reset() {
 	*x = RegisterModelResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[15]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1624,7 @@ func (x *RegisterModelResponse) String() string {
 func (*RegisterModelResponse) ProtoMessage() {}
 
 func (x *RegisterModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[15]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1637,7 @@ func (x *RegisterModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterModelResponse.ProtoReflect.Descriptor instead.
 func (*RegisterModelResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{15}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RegisterModelResponse) GetModelVersion() *ModelVersion {
@@ -1479,7 +1660,7 @@ type GetModelVersionRequest struct {
 
 func (x *GetModelVersionRequest) Reset() {
 	*x = GetModelVersionRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[16]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1672,7 @@ func (x *GetModelVersionRequest) String() string {
 func (*GetModelVersionRequest) ProtoMessage() {}
 
 func (x *GetModelVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[16]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1685,7 @@ func (x *GetModelVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelVersionRequest.ProtoReflect.Descriptor instead.
 func (*GetModelVersionRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{16}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetModelVersionRequest) GetModelName() string {
@@ -1532,7 +1713,7 @@ type GetModelVersionResponse struct {
 
 func (x *GetModelVersionResponse) Reset() {
 	*x = GetModelVersionResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[17]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1725,7 @@ func (x *GetModelVersionResponse) String() string {
 func (*GetModelVersionResponse) ProtoMessage() {}
 
 func (x *GetModelVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[17]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1738,7 @@ func (x *GetModelVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelVersionResponse.ProtoReflect.Descriptor instead.
 func (*GetModelVersionResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{17}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetModelVersionResponse) GetModelVersion() *ModelVersion {
@@ -1580,7 +1761,7 @@ type ListModelVersionsRequest struct {
 
 func (x *ListModelVersionsRequest) Reset() {
 	*x = ListModelVersionsRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[18]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1773,7 @@ func (x *ListModelVersionsRequest) String() string {
 func (*ListModelVersionsRequest) ProtoMessage() {}
 
 func (x *ListModelVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[18]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1786,7 @@ func (x *ListModelVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{18}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListModelVersionsRequest) GetModelName() string {
@@ -1635,7 +1816,7 @@ type ListModelVersionsResponse struct {
 
 func (x *ListModelVersionsResponse) Reset() {
 	*x = ListModelVersionsResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[19]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1828,7 @@ func (x *ListModelVersionsResponse) String() string {
 func (*ListModelVersionsResponse) ProtoMessage() {}
 
 func (x *ListModelVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[19]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1841,7 @@ func (x *ListModelVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{19}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListModelVersionsResponse) GetModelVersions() []*ModelVersion {
@@ -1698,7 +1879,7 @@ type SetAliasRequest struct {
 
 func (x *SetAliasRequest) Reset() {
 	*x = SetAliasRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[20]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1891,7 @@ func (x *SetAliasRequest) String() string {
 func (*SetAliasRequest) ProtoMessage() {}
 
 func (x *SetAliasRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[20]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1904,7 @@ func (x *SetAliasRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAliasRequest.ProtoReflect.Descriptor instead.
 func (*SetAliasRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{20}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetAliasRequest) GetModelName() string {
@@ -1779,7 +1960,7 @@ type SetAliasResponse struct {
 
 func (x *SetAliasResponse) Reset() {
 	*x = SetAliasResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[21]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1972,7 @@ func (x *SetAliasResponse) String() string {
 func (*SetAliasResponse) ProtoMessage() {}
 
 func (x *SetAliasResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[21]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1985,7 @@ func (x *SetAliasResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAliasResponse.ProtoReflect.Descriptor instead.
 func (*SetAliasResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{21}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetAliasResponse) GetChange() *AliasChange {
@@ -1827,7 +2008,7 @@ type GetAliasRequest struct {
 
 func (x *GetAliasRequest) Reset() {
 	*x = GetAliasRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[22]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +2020,7 @@ func (x *GetAliasRequest) String() string {
 func (*GetAliasRequest) ProtoMessage() {}
 
 func (x *GetAliasRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[22]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +2033,7 @@ func (x *GetAliasRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAliasRequest.ProtoReflect.Descriptor instead.
 func (*GetAliasRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{22}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetAliasRequest) GetModelName() string {
@@ -1880,7 +2061,7 @@ type GetAliasResponse struct {
 
 func (x *GetAliasResponse) Reset() {
 	*x = GetAliasResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[23]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1892,7 +2073,7 @@ func (x *GetAliasResponse) String() string {
 func (*GetAliasResponse) ProtoMessage() {}
 
 func (x *GetAliasResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[23]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1905,7 +2086,7 @@ func (x *GetAliasResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAliasResponse.ProtoReflect.Descriptor instead.
 func (*GetAliasResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{23}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetAliasResponse) GetModelVersion() *ModelVersion {
@@ -1930,7 +2111,7 @@ type ListAliasAuditRequest struct {
 
 func (x *ListAliasAuditRequest) Reset() {
 	*x = ListAliasAuditRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[24]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2123,7 @@ func (x *ListAliasAuditRequest) String() string {
 func (*ListAliasAuditRequest) ProtoMessage() {}
 
 func (x *ListAliasAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[24]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2136,7 @@ func (x *ListAliasAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAliasAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAliasAuditRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{24}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListAliasAuditRequest) GetModelName() string {
@@ -1992,7 +2173,7 @@ type ListAliasAuditResponse struct {
 
 func (x *ListAliasAuditResponse) Reset() {
 	*x = ListAliasAuditResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[25]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +2185,7 @@ func (x *ListAliasAuditResponse) String() string {
 func (*ListAliasAuditResponse) ProtoMessage() {}
 
 func (x *ListAliasAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[25]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +2198,7 @@ func (x *ListAliasAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAliasAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAliasAuditResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{25}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListAliasAuditResponse) GetChanges() []*AliasChange {
@@ -2069,7 +2250,7 @@ type TrafficPolicy struct {
 
 func (x *TrafficPolicy) Reset() {
 	*x = TrafficPolicy{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[26]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2262,7 @@ func (x *TrafficPolicy) String() string {
 func (*TrafficPolicy) ProtoMessage() {}
 
 func (x *TrafficPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[26]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2275,7 @@ func (x *TrafficPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficPolicy.ProtoReflect.Descriptor instead.
 func (*TrafficPolicy) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{26}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TrafficPolicy) GetModelName() string {
@@ -2177,6 +2358,8 @@ type Fallback struct {
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*Fallback_ConstantScore
+	//	*Fallback_Rule
+	//	*Fallback_PreviousVersion
 	Kind          isFallback_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2184,7 +2367,7 @@ type Fallback struct {
 
 func (x *Fallback) Reset() {
 	*x = Fallback{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[27]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2379,7 @@ func (x *Fallback) String() string {
 func (*Fallback) ProtoMessage() {}
 
 func (x *Fallback) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[27]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2392,7 @@ func (x *Fallback) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fallback.ProtoReflect.Descriptor instead.
 func (*Fallback) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{27}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Fallback) GetKind() isFallback_Kind {
@@ -2228,6 +2411,24 @@ func (x *Fallback) GetConstantScore() float64 {
 	return 0
 }
 
+func (x *Fallback) GetRule() *FallbackRule {
+	if x != nil {
+		if x, ok := x.Kind.(*Fallback_Rule); ok {
+			return x.Rule
+		}
+	}
+	return nil
+}
+
+func (x *Fallback) GetPreviousVersion() *PreviousVersionFallback {
+	if x != nil {
+		if x, ok := x.Kind.(*Fallback_PreviousVersion); ok {
+			return x.PreviousVersion
+		}
+	}
+	return nil
+}
+
 type isFallback_Kind interface {
 	isFallback_Kind()
 }
@@ -2237,7 +2438,241 @@ type Fallback_ConstantScore struct {
 	ConstantScore float64 `protobuf:"fixed64,1,opt,name=constant_score,json=constantScore,proto3,oneof"`
 }
 
+type Fallback_Rule struct {
+	// A score computed from the request's own fields (no feature service, no Triton call).
+	Rule *FallbackRule `protobuf:"bytes,2,opt,name=rule,proto3,oneof"`
+}
+
+type Fallback_PreviousVersion struct {
+	// Another version of the same model (typically the champion before the last promotion), scored
+	// when the routed version's call fails or its breaker is open; when that version cannot be scored
+	// in time either, the call answers UNAVAILABLE.
+	PreviousVersion *PreviousVersionFallback `protobuf:"bytes,3,opt,name=previous_version,json=previousVersion,proto3,oneof"`
+}
+
 func (*Fallback_ConstantScore) isFallback_Kind() {}
+
+func (*Fallback_Rule) isFallback_Kind() {}
+
+func (*Fallback_PreviousVersion) isFallback_Kind() {}
+
+// A rule over request fields: the first condition that holds gives the score, none: default_score.
+// At most 32 conditions; every score must be finite.
+type FallbackRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Evaluated in order.
+	Conditions []*FallbackCondition `protobuf:"bytes,1,rep,name=conditions,proto3" json:"conditions,omitempty"`
+	// The score when no condition holds (or a condition's field is absent from the request).
+	DefaultScore  float64 `protobuf:"fixed64,2,opt,name=default_score,json=defaultScore,proto3" json:"default_score,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FallbackRule) Reset() {
+	*x = FallbackRule{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FallbackRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FallbackRule) ProtoMessage() {}
+
+func (x *FallbackRule) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FallbackRule.ProtoReflect.Descriptor instead.
+func (*FallbackRule) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *FallbackRule) GetConditions() []*FallbackCondition {
+	if x != nil {
+		return x.Conditions
+	}
+	return nil
+}
+
+func (x *FallbackRule) GetDefaultScore() float64 {
+	if x != nil {
+		return x.DefaultScore
+	}
+	return 0
+}
+
+// One condition of a FallbackRule: `field op value` -> score.
+type FallbackCondition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A request field: "context.<name>" (a ScoreRequest.context value) or "features.<name>" (an inline
+	// ScoreRequest.features value). A condition whose field the request lacks, or whose field has the
+	// other type than `value` (a number against text), does not hold.
+	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	// The comparison; text values support OP_EQ and OP_NE only.
+	Op FallbackCondition_Op `protobuf:"varint,2,opt,name=op,proto3,enum=aimesh.api.training.v1.FallbackCondition_Op" json:"op,omitempty"`
+	// What the field is compared with.
+	//
+	// Types that are valid to be assigned to Value:
+	//
+	//	*FallbackCondition_Number
+	//	*FallbackCondition_Text
+	Value isFallbackCondition_Value `protobuf_oneof:"value"`
+	// The score when the condition holds; must be finite.
+	Score         float64 `protobuf:"fixed64,5,opt,name=score,proto3" json:"score,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FallbackCondition) Reset() {
+	*x = FallbackCondition{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FallbackCondition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FallbackCondition) ProtoMessage() {}
+
+func (x *FallbackCondition) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FallbackCondition.ProtoReflect.Descriptor instead.
+func (*FallbackCondition) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *FallbackCondition) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *FallbackCondition) GetOp() FallbackCondition_Op {
+	if x != nil {
+		return x.Op
+	}
+	return FallbackCondition_OP_UNSPECIFIED
+}
+
+func (x *FallbackCondition) GetValue() isFallbackCondition_Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *FallbackCondition) GetNumber() float64 {
+	if x != nil {
+		if x, ok := x.Value.(*FallbackCondition_Number); ok {
+			return x.Number
+		}
+	}
+	return 0
+}
+
+func (x *FallbackCondition) GetText() string {
+	if x != nil {
+		if x, ok := x.Value.(*FallbackCondition_Text); ok {
+			return x.Text
+		}
+	}
+	return ""
+}
+
+func (x *FallbackCondition) GetScore() float64 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+type isFallbackCondition_Value interface {
+	isFallbackCondition_Value()
+}
+
+type FallbackCondition_Number struct {
+	// A number (context number values and inline features); must be finite.
+	Number float64 `protobuf:"fixed64,3,opt,name=number,proto3,oneof"`
+}
+
+type FallbackCondition_Text struct {
+	// A text (context string values).
+	Text string `protobuf:"bytes,4,opt,name=text,proto3,oneof"`
+}
+
+func (*FallbackCondition_Number) isFallbackCondition_Value() {}
+
+func (*FallbackCondition_Text) isFallbackCondition_Value() {}
+
+// A fallback to another version of the model.
+type PreviousVersionFallback struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The version scored instead; must be registered, and differ from the champion it stands in for.
+	Version       int64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviousVersionFallback) Reset() {
+	*x = PreviousVersionFallback{}
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviousVersionFallback) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviousVersionFallback) ProtoMessage() {}
+
+func (x *PreviousVersionFallback) ProtoReflect() protoreflect.Message {
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviousVersionFallback.ProtoReflect.Descriptor instead.
+func (*PreviousVersionFallback) Descriptor() ([]byte, []int) {
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PreviousVersionFallback) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
 
 // Request of TrainingService.SetTrafficPolicy.
 type SetTrafficPolicyRequest struct {
@@ -2253,7 +2688,7 @@ type SetTrafficPolicyRequest struct {
 
 func (x *SetTrafficPolicyRequest) Reset() {
 	*x = SetTrafficPolicyRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[28]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2265,7 +2700,7 @@ func (x *SetTrafficPolicyRequest) String() string {
 func (*SetTrafficPolicyRequest) ProtoMessage() {}
 
 func (x *SetTrafficPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[28]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2278,7 +2713,7 @@ func (x *SetTrafficPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTrafficPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetTrafficPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{28}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SetTrafficPolicyRequest) GetPolicy() *TrafficPolicy {
@@ -2306,7 +2741,7 @@ type SetTrafficPolicyResponse struct {
 
 func (x *SetTrafficPolicyResponse) Reset() {
 	*x = SetTrafficPolicyResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[29]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2318,7 +2753,7 @@ func (x *SetTrafficPolicyResponse) String() string {
 func (*SetTrafficPolicyResponse) ProtoMessage() {}
 
 func (x *SetTrafficPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[29]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2331,7 +2766,7 @@ func (x *SetTrafficPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTrafficPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetTrafficPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{29}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetTrafficPolicyResponse) GetPolicy() *TrafficPolicy {
@@ -2352,7 +2787,7 @@ type GetTrafficPolicyRequest struct {
 
 func (x *GetTrafficPolicyRequest) Reset() {
 	*x = GetTrafficPolicyRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[30]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +2799,7 @@ func (x *GetTrafficPolicyRequest) String() string {
 func (*GetTrafficPolicyRequest) ProtoMessage() {}
 
 func (x *GetTrafficPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[30]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +2812,7 @@ func (x *GetTrafficPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrafficPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetTrafficPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{30}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetTrafficPolicyRequest) GetModelName() string {
@@ -2398,7 +2833,7 @@ type GetTrafficPolicyResponse struct {
 
 func (x *GetTrafficPolicyResponse) Reset() {
 	*x = GetTrafficPolicyResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[31]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +2845,7 @@ func (x *GetTrafficPolicyResponse) String() string {
 func (*GetTrafficPolicyResponse) ProtoMessage() {}
 
 func (x *GetTrafficPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[31]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +2858,7 @@ func (x *GetTrafficPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrafficPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetTrafficPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{31}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetTrafficPolicyResponse) GetPolicy() *TrafficPolicy {
@@ -2446,7 +2881,7 @@ type ListTrafficPolicyAuditRequest struct {
 
 func (x *ListTrafficPolicyAuditRequest) Reset() {
 	*x = ListTrafficPolicyAuditRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[32]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2458,7 +2893,7 @@ func (x *ListTrafficPolicyAuditRequest) String() string {
 func (*ListTrafficPolicyAuditRequest) ProtoMessage() {}
 
 func (x *ListTrafficPolicyAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[32]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2471,7 +2906,7 @@ func (x *ListTrafficPolicyAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTrafficPolicyAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListTrafficPolicyAuditRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{32}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListTrafficPolicyAuditRequest) GetModelName() string {
@@ -2501,7 +2936,7 @@ type ListTrafficPolicyAuditResponse struct {
 
 func (x *ListTrafficPolicyAuditResponse) Reset() {
 	*x = ListTrafficPolicyAuditResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[33]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2513,7 +2948,7 @@ func (x *ListTrafficPolicyAuditResponse) String() string {
 func (*ListTrafficPolicyAuditResponse) ProtoMessage() {}
 
 func (x *ListTrafficPolicyAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[33]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2526,7 +2961,7 @@ func (x *ListTrafficPolicyAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTrafficPolicyAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListTrafficPolicyAuditResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{33}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListTrafficPolicyAuditResponse) GetPolicies() []*TrafficPolicy {
@@ -2558,7 +2993,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[34]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2570,7 +3005,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[34]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2583,7 +3018,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{34}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PromoteRequest) GetModelName() string {
@@ -2620,7 +3055,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[35]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +3067,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[35]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +3080,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{35}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PromoteResponse) GetChampion() *AliasChange {
@@ -2677,7 +3112,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[36]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +3124,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[36]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +3137,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{36}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RollbackRequest) GetModelName() string {
@@ -2737,7 +3172,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[37]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +3184,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[37]
+	mi := &file_aimesh_api_training_v1_training_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +3197,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{37}
+	return file_aimesh_api_training_v1_training_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RollbackResponse) GetPolicy() *TrafficPolicy {
@@ -2837,7 +3272,7 @@ const file_aimesh_api_training_v1_training_proto_rawDesc = "" +
 	" \x01(\tR\atrigger\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x9b\x05\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xea\x05\n" +
 	"\fModelVersion\x12\x1d\n" +
 	"\n" +
 	"model_name\x18\x01 \x01(\tR\tmodelName\x12\x18\n" +
@@ -2854,14 +3289,25 @@ const file_aimesh_api_training_v1_training_proto_rawDesc = "" +
 	"createTime\x12\x18\n" +
 	"\aaliases\x18\v \x03(\tR\aaliases\x12Q\n" +
 	"\x11reference_profile\x18\f \x01(\v2$.aimesh.api.training.v1.ScoreProfileR\x10referenceProfile\x12B\n" +
-	"\tsignature\x18\r \x01(\v2$.aimesh.api.common.v1.ModelSignatureR\tsignature\x1a:\n" +
+	"\tsignature\x18\r \x01(\v2$.aimesh.api.common.v1.ModelSignatureR\tsignature\x12M\n" +
+	"\x0einput_profiles\x18\x0e \x03(\v2&.aimesh.api.training.v1.FeatureProfileR\rinputProfiles\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"_\n" +
 	"\fScoreProfile\x12\x1b\n" +
 	"\tbin_edges\x18\x01 \x03(\x01R\bbinEdges\x12\x1c\n" +
 	"\tfractions\x18\x02 \x03(\x01R\tfractions\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\x03R\x05count\"\xec\x01\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count\"\xfb\x01\n" +
+	"\x0eFeatureProfile\x12\x18\n" +
+	"\afeature\x18\x01 \x01(\tR\afeature\x123\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1f.aimesh.api.common.v1.InputKindR\x04kind\x12\x1b\n" +
+	"\tbin_edges\x18\x03 \x03(\x01R\bbinEdges\x12\x1e\n" +
+	"\n" +
+	"categories\x18\x04 \x03(\tR\n" +
+	"categories\x12\x1c\n" +
+	"\tfractions\x18\x05 \x03(\x01R\tfractions\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\x03R\x05count\x12)\n" +
+	"\x10missing_fraction\x18\a \x01(\x01R\x0fmissingFraction\"\xec\x01\n" +
 	"\vAliasChange\x12\x1d\n" +
 	"\n" +
 	"model_name\x18\x01 \x01(\tR\tmodelName\x12\x14\n" +
@@ -2946,10 +3392,34 @@ const file_aimesh_api_training_v1_training_proto_rawDesc = "" +
 	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
 	"\brevision\x18\t \x01(\x03R\brevision\x12<\n" +
 	"\bfallback\x18\n" +
-	" \x01(\v2 .aimesh.api.training.v1.FallbackR\bfallback\";\n" +
+	" \x01(\v2 .aimesh.api.training.v1.FallbackR\bfallback\"\xd5\x01\n" +
 	"\bFallback\x12'\n" +
-	"\x0econstant_score\x18\x01 \x01(\x01H\x00R\rconstantScoreB\x06\n" +
-	"\x04kind\"\xa0\x01\n" +
+	"\x0econstant_score\x18\x01 \x01(\x01H\x00R\rconstantScore\x12:\n" +
+	"\x04rule\x18\x02 \x01(\v2$.aimesh.api.training.v1.FallbackRuleH\x00R\x04rule\x12\\\n" +
+	"\x10previous_version\x18\x03 \x01(\v2/.aimesh.api.training.v1.PreviousVersionFallbackH\x00R\x0fpreviousVersionB\x06\n" +
+	"\x04kind\"~\n" +
+	"\fFallbackRule\x12I\n" +
+	"\n" +
+	"conditions\x18\x01 \x03(\v2).aimesh.api.training.v1.FallbackConditionR\n" +
+	"conditions\x12#\n" +
+	"\rdefault_score\x18\x02 \x01(\x01R\fdefaultScore\"\x92\x02\n" +
+	"\x11FallbackCondition\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12<\n" +
+	"\x02op\x18\x02 \x01(\x0e2,.aimesh.api.training.v1.FallbackCondition.OpR\x02op\x12\x18\n" +
+	"\x06number\x18\x03 \x01(\x01H\x00R\x06number\x12\x14\n" +
+	"\x04text\x18\x04 \x01(\tH\x00R\x04text\x12\x14\n" +
+	"\x05score\x18\x05 \x01(\x01R\x05score\"Z\n" +
+	"\x02Op\x12\x12\n" +
+	"\x0eOP_UNSPECIFIED\x10\x00\x12\t\n" +
+	"\x05OP_LT\x10\x01\x12\t\n" +
+	"\x05OP_LE\x10\x02\x12\t\n" +
+	"\x05OP_GT\x10\x03\x12\t\n" +
+	"\x05OP_GE\x10\x04\x12\t\n" +
+	"\x05OP_EQ\x10\x05\x12\t\n" +
+	"\x05OP_NE\x10\x06B\a\n" +
+	"\x05value\"3\n" +
+	"\x17PreviousVersionFallback\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\"\xa0\x01\n" +
 	"\x17SetTrafficPolicyRequest\x12=\n" +
 	"\x06policy\x18\x01 \x01(\v2%.aimesh.api.training.v1.TrafficPolicyR\x06policy\x120\n" +
 	"\x11expected_revision\x18\x02 \x01(\x03H\x00R\x10expectedRevision\x88\x01\x01B\x14\n" +
@@ -3028,145 +3498,157 @@ func file_aimesh_api_training_v1_training_proto_rawDescGZIP() []byte {
 	return file_aimesh_api_training_v1_training_proto_rawDescData
 }
 
-var file_aimesh_api_training_v1_training_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_aimesh_api_training_v1_training_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_aimesh_api_training_v1_training_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_aimesh_api_training_v1_training_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_aimesh_api_training_v1_training_proto_goTypes = []any{
 	(RunStatus)(0),                         // 0: aimesh.api.training.v1.RunStatus
 	(LabelKind)(0),                         // 1: aimesh.api.training.v1.LabelKind
 	(SplitKind)(0),                         // 2: aimesh.api.training.v1.SplitKind
-	(*RunSpec)(nil),                        // 3: aimesh.api.training.v1.RunSpec
-	(*TrainingRows)(nil),                   // 4: aimesh.api.training.v1.TrainingRows
-	(*LabelSpec)(nil),                      // 5: aimesh.api.training.v1.LabelSpec
-	(*SplitSpec)(nil),                      // 6: aimesh.api.training.v1.SplitSpec
-	(*Run)(nil),                            // 7: aimesh.api.training.v1.Run
-	(*ModelVersion)(nil),                   // 8: aimesh.api.training.v1.ModelVersion
-	(*ScoreProfile)(nil),                   // 9: aimesh.api.training.v1.ScoreProfile
-	(*AliasChange)(nil),                    // 10: aimesh.api.training.v1.AliasChange
-	(*StartRunRequest)(nil),                // 11: aimesh.api.training.v1.StartRunRequest
-	(*StartRunResponse)(nil),               // 12: aimesh.api.training.v1.StartRunResponse
-	(*GetRunRequest)(nil),                  // 13: aimesh.api.training.v1.GetRunRequest
-	(*GetRunResponse)(nil),                 // 14: aimesh.api.training.v1.GetRunResponse
-	(*ListRunsRequest)(nil),                // 15: aimesh.api.training.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),               // 16: aimesh.api.training.v1.ListRunsResponse
-	(*RegisterModelRequest)(nil),           // 17: aimesh.api.training.v1.RegisterModelRequest
-	(*RegisterModelResponse)(nil),          // 18: aimesh.api.training.v1.RegisterModelResponse
-	(*GetModelVersionRequest)(nil),         // 19: aimesh.api.training.v1.GetModelVersionRequest
-	(*GetModelVersionResponse)(nil),        // 20: aimesh.api.training.v1.GetModelVersionResponse
-	(*ListModelVersionsRequest)(nil),       // 21: aimesh.api.training.v1.ListModelVersionsRequest
-	(*ListModelVersionsResponse)(nil),      // 22: aimesh.api.training.v1.ListModelVersionsResponse
-	(*SetAliasRequest)(nil),                // 23: aimesh.api.training.v1.SetAliasRequest
-	(*SetAliasResponse)(nil),               // 24: aimesh.api.training.v1.SetAliasResponse
-	(*GetAliasRequest)(nil),                // 25: aimesh.api.training.v1.GetAliasRequest
-	(*GetAliasResponse)(nil),               // 26: aimesh.api.training.v1.GetAliasResponse
-	(*ListAliasAuditRequest)(nil),          // 27: aimesh.api.training.v1.ListAliasAuditRequest
-	(*ListAliasAuditResponse)(nil),         // 28: aimesh.api.training.v1.ListAliasAuditResponse
-	(*TrafficPolicy)(nil),                  // 29: aimesh.api.training.v1.TrafficPolicy
-	(*Fallback)(nil),                       // 30: aimesh.api.training.v1.Fallback
-	(*SetTrafficPolicyRequest)(nil),        // 31: aimesh.api.training.v1.SetTrafficPolicyRequest
-	(*SetTrafficPolicyResponse)(nil),       // 32: aimesh.api.training.v1.SetTrafficPolicyResponse
-	(*GetTrafficPolicyRequest)(nil),        // 33: aimesh.api.training.v1.GetTrafficPolicyRequest
-	(*GetTrafficPolicyResponse)(nil),       // 34: aimesh.api.training.v1.GetTrafficPolicyResponse
-	(*ListTrafficPolicyAuditRequest)(nil),  // 35: aimesh.api.training.v1.ListTrafficPolicyAuditRequest
-	(*ListTrafficPolicyAuditResponse)(nil), // 36: aimesh.api.training.v1.ListTrafficPolicyAuditResponse
-	(*PromoteRequest)(nil),                 // 37: aimesh.api.training.v1.PromoteRequest
-	(*PromoteResponse)(nil),                // 38: aimesh.api.training.v1.PromoteResponse
-	(*RollbackRequest)(nil),                // 39: aimesh.api.training.v1.RollbackRequest
-	(*RollbackResponse)(nil),               // 40: aimesh.api.training.v1.RollbackResponse
-	nil,                                    // 41: aimesh.api.training.v1.RunSpec.ParamsEntry
-	nil,                                    // 42: aimesh.api.training.v1.TrainingRows.EntityFieldsEntry
-	nil,                                    // 43: aimesh.api.training.v1.TrainingRows.FilterEntry
-	nil,                                    // 44: aimesh.api.training.v1.Run.MetricsEntry
-	nil,                                    // 45: aimesh.api.training.v1.ModelVersion.MetricsEntry
-	(*timestamppb.Timestamp)(nil),          // 46: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),            // 47: google.protobuf.Duration
-	(*v1.ModelSignature)(nil),              // 48: aimesh.api.common.v1.ModelSignature
-	(*v1.PageRequest)(nil),                 // 49: aimesh.api.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                // 50: aimesh.api.common.v1.PageResponse
+	(FallbackCondition_Op)(0),              // 3: aimesh.api.training.v1.FallbackCondition.Op
+	(*RunSpec)(nil),                        // 4: aimesh.api.training.v1.RunSpec
+	(*TrainingRows)(nil),                   // 5: aimesh.api.training.v1.TrainingRows
+	(*LabelSpec)(nil),                      // 6: aimesh.api.training.v1.LabelSpec
+	(*SplitSpec)(nil),                      // 7: aimesh.api.training.v1.SplitSpec
+	(*Run)(nil),                            // 8: aimesh.api.training.v1.Run
+	(*ModelVersion)(nil),                   // 9: aimesh.api.training.v1.ModelVersion
+	(*ScoreProfile)(nil),                   // 10: aimesh.api.training.v1.ScoreProfile
+	(*FeatureProfile)(nil),                 // 11: aimesh.api.training.v1.FeatureProfile
+	(*AliasChange)(nil),                    // 12: aimesh.api.training.v1.AliasChange
+	(*StartRunRequest)(nil),                // 13: aimesh.api.training.v1.StartRunRequest
+	(*StartRunResponse)(nil),               // 14: aimesh.api.training.v1.StartRunResponse
+	(*GetRunRequest)(nil),                  // 15: aimesh.api.training.v1.GetRunRequest
+	(*GetRunResponse)(nil),                 // 16: aimesh.api.training.v1.GetRunResponse
+	(*ListRunsRequest)(nil),                // 17: aimesh.api.training.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),               // 18: aimesh.api.training.v1.ListRunsResponse
+	(*RegisterModelRequest)(nil),           // 19: aimesh.api.training.v1.RegisterModelRequest
+	(*RegisterModelResponse)(nil),          // 20: aimesh.api.training.v1.RegisterModelResponse
+	(*GetModelVersionRequest)(nil),         // 21: aimesh.api.training.v1.GetModelVersionRequest
+	(*GetModelVersionResponse)(nil),        // 22: aimesh.api.training.v1.GetModelVersionResponse
+	(*ListModelVersionsRequest)(nil),       // 23: aimesh.api.training.v1.ListModelVersionsRequest
+	(*ListModelVersionsResponse)(nil),      // 24: aimesh.api.training.v1.ListModelVersionsResponse
+	(*SetAliasRequest)(nil),                // 25: aimesh.api.training.v1.SetAliasRequest
+	(*SetAliasResponse)(nil),               // 26: aimesh.api.training.v1.SetAliasResponse
+	(*GetAliasRequest)(nil),                // 27: aimesh.api.training.v1.GetAliasRequest
+	(*GetAliasResponse)(nil),               // 28: aimesh.api.training.v1.GetAliasResponse
+	(*ListAliasAuditRequest)(nil),          // 29: aimesh.api.training.v1.ListAliasAuditRequest
+	(*ListAliasAuditResponse)(nil),         // 30: aimesh.api.training.v1.ListAliasAuditResponse
+	(*TrafficPolicy)(nil),                  // 31: aimesh.api.training.v1.TrafficPolicy
+	(*Fallback)(nil),                       // 32: aimesh.api.training.v1.Fallback
+	(*FallbackRule)(nil),                   // 33: aimesh.api.training.v1.FallbackRule
+	(*FallbackCondition)(nil),              // 34: aimesh.api.training.v1.FallbackCondition
+	(*PreviousVersionFallback)(nil),        // 35: aimesh.api.training.v1.PreviousVersionFallback
+	(*SetTrafficPolicyRequest)(nil),        // 36: aimesh.api.training.v1.SetTrafficPolicyRequest
+	(*SetTrafficPolicyResponse)(nil),       // 37: aimesh.api.training.v1.SetTrafficPolicyResponse
+	(*GetTrafficPolicyRequest)(nil),        // 38: aimesh.api.training.v1.GetTrafficPolicyRequest
+	(*GetTrafficPolicyResponse)(nil),       // 39: aimesh.api.training.v1.GetTrafficPolicyResponse
+	(*ListTrafficPolicyAuditRequest)(nil),  // 40: aimesh.api.training.v1.ListTrafficPolicyAuditRequest
+	(*ListTrafficPolicyAuditResponse)(nil), // 41: aimesh.api.training.v1.ListTrafficPolicyAuditResponse
+	(*PromoteRequest)(nil),                 // 42: aimesh.api.training.v1.PromoteRequest
+	(*PromoteResponse)(nil),                // 43: aimesh.api.training.v1.PromoteResponse
+	(*RollbackRequest)(nil),                // 44: aimesh.api.training.v1.RollbackRequest
+	(*RollbackResponse)(nil),               // 45: aimesh.api.training.v1.RollbackResponse
+	nil,                                    // 46: aimesh.api.training.v1.RunSpec.ParamsEntry
+	nil,                                    // 47: aimesh.api.training.v1.TrainingRows.EntityFieldsEntry
+	nil,                                    // 48: aimesh.api.training.v1.TrainingRows.FilterEntry
+	nil,                                    // 49: aimesh.api.training.v1.Run.MetricsEntry
+	nil,                                    // 50: aimesh.api.training.v1.ModelVersion.MetricsEntry
+	(*timestamppb.Timestamp)(nil),          // 51: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 52: google.protobuf.Duration
+	(*v1.ModelSignature)(nil),              // 53: aimesh.api.common.v1.ModelSignature
+	(v1.InputKind)(0),                      // 54: aimesh.api.common.v1.InputKind
+	(*v1.PageRequest)(nil),                 // 55: aimesh.api.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                // 56: aimesh.api.common.v1.PageResponse
 }
 var file_aimesh_api_training_v1_training_proto_depIdxs = []int32{
-	46, // 0: aimesh.api.training.v1.RunSpec.train_start:type_name -> google.protobuf.Timestamp
-	46, // 1: aimesh.api.training.v1.RunSpec.train_end:type_name -> google.protobuf.Timestamp
-	41, // 2: aimesh.api.training.v1.RunSpec.params:type_name -> aimesh.api.training.v1.RunSpec.ParamsEntry
-	4,  // 3: aimesh.api.training.v1.RunSpec.rows:type_name -> aimesh.api.training.v1.TrainingRows
-	5,  // 4: aimesh.api.training.v1.RunSpec.label:type_name -> aimesh.api.training.v1.LabelSpec
-	6,  // 5: aimesh.api.training.v1.RunSpec.split:type_name -> aimesh.api.training.v1.SplitSpec
-	42, // 6: aimesh.api.training.v1.TrainingRows.entity_fields:type_name -> aimesh.api.training.v1.TrainingRows.EntityFieldsEntry
-	43, // 7: aimesh.api.training.v1.TrainingRows.filter:type_name -> aimesh.api.training.v1.TrainingRows.FilterEntry
+	51, // 0: aimesh.api.training.v1.RunSpec.train_start:type_name -> google.protobuf.Timestamp
+	51, // 1: aimesh.api.training.v1.RunSpec.train_end:type_name -> google.protobuf.Timestamp
+	46, // 2: aimesh.api.training.v1.RunSpec.params:type_name -> aimesh.api.training.v1.RunSpec.ParamsEntry
+	5,  // 3: aimesh.api.training.v1.RunSpec.rows:type_name -> aimesh.api.training.v1.TrainingRows
+	6,  // 4: aimesh.api.training.v1.RunSpec.label:type_name -> aimesh.api.training.v1.LabelSpec
+	7,  // 5: aimesh.api.training.v1.RunSpec.split:type_name -> aimesh.api.training.v1.SplitSpec
+	47, // 6: aimesh.api.training.v1.TrainingRows.entity_fields:type_name -> aimesh.api.training.v1.TrainingRows.EntityFieldsEntry
+	48, // 7: aimesh.api.training.v1.TrainingRows.filter:type_name -> aimesh.api.training.v1.TrainingRows.FilterEntry
 	1,  // 8: aimesh.api.training.v1.LabelSpec.kind:type_name -> aimesh.api.training.v1.LabelKind
-	47, // 9: aimesh.api.training.v1.LabelSpec.maturity:type_name -> google.protobuf.Duration
+	52, // 9: aimesh.api.training.v1.LabelSpec.maturity:type_name -> google.protobuf.Duration
 	2,  // 10: aimesh.api.training.v1.SplitSpec.kind:type_name -> aimesh.api.training.v1.SplitKind
-	3,  // 11: aimesh.api.training.v1.Run.spec:type_name -> aimesh.api.training.v1.RunSpec
+	4,  // 11: aimesh.api.training.v1.Run.spec:type_name -> aimesh.api.training.v1.RunSpec
 	0,  // 12: aimesh.api.training.v1.Run.status:type_name -> aimesh.api.training.v1.RunStatus
-	44, // 13: aimesh.api.training.v1.Run.metrics:type_name -> aimesh.api.training.v1.Run.MetricsEntry
-	46, // 14: aimesh.api.training.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	46, // 15: aimesh.api.training.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	46, // 16: aimesh.api.training.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	45, // 17: aimesh.api.training.v1.ModelVersion.metrics:type_name -> aimesh.api.training.v1.ModelVersion.MetricsEntry
-	46, // 18: aimesh.api.training.v1.ModelVersion.create_time:type_name -> google.protobuf.Timestamp
-	9,  // 19: aimesh.api.training.v1.ModelVersion.reference_profile:type_name -> aimesh.api.training.v1.ScoreProfile
-	48, // 20: aimesh.api.training.v1.ModelVersion.signature:type_name -> aimesh.api.common.v1.ModelSignature
-	46, // 21: aimesh.api.training.v1.AliasChange.time:type_name -> google.protobuf.Timestamp
-	3,  // 22: aimesh.api.training.v1.StartRunRequest.spec:type_name -> aimesh.api.training.v1.RunSpec
-	7,  // 23: aimesh.api.training.v1.StartRunResponse.run:type_name -> aimesh.api.training.v1.Run
-	7,  // 24: aimesh.api.training.v1.GetRunResponse.run:type_name -> aimesh.api.training.v1.Run
-	0,  // 25: aimesh.api.training.v1.ListRunsRequest.status:type_name -> aimesh.api.training.v1.RunStatus
-	49, // 26: aimesh.api.training.v1.ListRunsRequest.page:type_name -> aimesh.api.common.v1.PageRequest
-	7,  // 27: aimesh.api.training.v1.ListRunsResponse.runs:type_name -> aimesh.api.training.v1.Run
-	50, // 28: aimesh.api.training.v1.ListRunsResponse.page:type_name -> aimesh.api.common.v1.PageResponse
-	8,  // 29: aimesh.api.training.v1.RegisterModelResponse.model_version:type_name -> aimesh.api.training.v1.ModelVersion
-	8,  // 30: aimesh.api.training.v1.GetModelVersionResponse.model_version:type_name -> aimesh.api.training.v1.ModelVersion
-	49, // 31: aimesh.api.training.v1.ListModelVersionsRequest.page:type_name -> aimesh.api.common.v1.PageRequest
-	8,  // 32: aimesh.api.training.v1.ListModelVersionsResponse.model_versions:type_name -> aimesh.api.training.v1.ModelVersion
-	50, // 33: aimesh.api.training.v1.ListModelVersionsResponse.page:type_name -> aimesh.api.common.v1.PageResponse
-	10, // 34: aimesh.api.training.v1.SetAliasResponse.change:type_name -> aimesh.api.training.v1.AliasChange
-	8,  // 35: aimesh.api.training.v1.GetAliasResponse.model_version:type_name -> aimesh.api.training.v1.ModelVersion
-	49, // 36: aimesh.api.training.v1.ListAliasAuditRequest.page:type_name -> aimesh.api.common.v1.PageRequest
-	10, // 37: aimesh.api.training.v1.ListAliasAuditResponse.changes:type_name -> aimesh.api.training.v1.AliasChange
-	50, // 38: aimesh.api.training.v1.ListAliasAuditResponse.page:type_name -> aimesh.api.common.v1.PageResponse
-	46, // 39: aimesh.api.training.v1.TrafficPolicy.time:type_name -> google.protobuf.Timestamp
-	30, // 40: aimesh.api.training.v1.TrafficPolicy.fallback:type_name -> aimesh.api.training.v1.Fallback
-	29, // 41: aimesh.api.training.v1.SetTrafficPolicyRequest.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
-	29, // 42: aimesh.api.training.v1.SetTrafficPolicyResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
-	29, // 43: aimesh.api.training.v1.GetTrafficPolicyResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
-	49, // 44: aimesh.api.training.v1.ListTrafficPolicyAuditRequest.page:type_name -> aimesh.api.common.v1.PageRequest
-	29, // 45: aimesh.api.training.v1.ListTrafficPolicyAuditResponse.policies:type_name -> aimesh.api.training.v1.TrafficPolicy
-	50, // 46: aimesh.api.training.v1.ListTrafficPolicyAuditResponse.page:type_name -> aimesh.api.common.v1.PageResponse
-	10, // 47: aimesh.api.training.v1.PromoteResponse.champion:type_name -> aimesh.api.training.v1.AliasChange
-	29, // 48: aimesh.api.training.v1.PromoteResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
-	29, // 49: aimesh.api.training.v1.RollbackResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
-	11, // 50: aimesh.api.training.v1.TrainingService.StartRun:input_type -> aimesh.api.training.v1.StartRunRequest
-	13, // 51: aimesh.api.training.v1.TrainingService.GetRun:input_type -> aimesh.api.training.v1.GetRunRequest
-	15, // 52: aimesh.api.training.v1.TrainingService.ListRuns:input_type -> aimesh.api.training.v1.ListRunsRequest
-	17, // 53: aimesh.api.training.v1.TrainingService.RegisterModel:input_type -> aimesh.api.training.v1.RegisterModelRequest
-	19, // 54: aimesh.api.training.v1.TrainingService.GetModelVersion:input_type -> aimesh.api.training.v1.GetModelVersionRequest
-	21, // 55: aimesh.api.training.v1.TrainingService.ListModelVersions:input_type -> aimesh.api.training.v1.ListModelVersionsRequest
-	23, // 56: aimesh.api.training.v1.TrainingService.SetAlias:input_type -> aimesh.api.training.v1.SetAliasRequest
-	25, // 57: aimesh.api.training.v1.TrainingService.GetAlias:input_type -> aimesh.api.training.v1.GetAliasRequest
-	27, // 58: aimesh.api.training.v1.TrainingService.ListAliasAudit:input_type -> aimesh.api.training.v1.ListAliasAuditRequest
-	31, // 59: aimesh.api.training.v1.TrainingService.SetTrafficPolicy:input_type -> aimesh.api.training.v1.SetTrafficPolicyRequest
-	33, // 60: aimesh.api.training.v1.TrainingService.GetTrafficPolicy:input_type -> aimesh.api.training.v1.GetTrafficPolicyRequest
-	35, // 61: aimesh.api.training.v1.TrainingService.ListTrafficPolicyAudit:input_type -> aimesh.api.training.v1.ListTrafficPolicyAuditRequest
-	37, // 62: aimesh.api.training.v1.TrainingService.Promote:input_type -> aimesh.api.training.v1.PromoteRequest
-	39, // 63: aimesh.api.training.v1.TrainingService.Rollback:input_type -> aimesh.api.training.v1.RollbackRequest
-	12, // 64: aimesh.api.training.v1.TrainingService.StartRun:output_type -> aimesh.api.training.v1.StartRunResponse
-	14, // 65: aimesh.api.training.v1.TrainingService.GetRun:output_type -> aimesh.api.training.v1.GetRunResponse
-	16, // 66: aimesh.api.training.v1.TrainingService.ListRuns:output_type -> aimesh.api.training.v1.ListRunsResponse
-	18, // 67: aimesh.api.training.v1.TrainingService.RegisterModel:output_type -> aimesh.api.training.v1.RegisterModelResponse
-	20, // 68: aimesh.api.training.v1.TrainingService.GetModelVersion:output_type -> aimesh.api.training.v1.GetModelVersionResponse
-	22, // 69: aimesh.api.training.v1.TrainingService.ListModelVersions:output_type -> aimesh.api.training.v1.ListModelVersionsResponse
-	24, // 70: aimesh.api.training.v1.TrainingService.SetAlias:output_type -> aimesh.api.training.v1.SetAliasResponse
-	26, // 71: aimesh.api.training.v1.TrainingService.GetAlias:output_type -> aimesh.api.training.v1.GetAliasResponse
-	28, // 72: aimesh.api.training.v1.TrainingService.ListAliasAudit:output_type -> aimesh.api.training.v1.ListAliasAuditResponse
-	32, // 73: aimesh.api.training.v1.TrainingService.SetTrafficPolicy:output_type -> aimesh.api.training.v1.SetTrafficPolicyResponse
-	34, // 74: aimesh.api.training.v1.TrainingService.GetTrafficPolicy:output_type -> aimesh.api.training.v1.GetTrafficPolicyResponse
-	36, // 75: aimesh.api.training.v1.TrainingService.ListTrafficPolicyAudit:output_type -> aimesh.api.training.v1.ListTrafficPolicyAuditResponse
-	38, // 76: aimesh.api.training.v1.TrainingService.Promote:output_type -> aimesh.api.training.v1.PromoteResponse
-	40, // 77: aimesh.api.training.v1.TrainingService.Rollback:output_type -> aimesh.api.training.v1.RollbackResponse
-	64, // [64:78] is the sub-list for method output_type
-	50, // [50:64] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	49, // 13: aimesh.api.training.v1.Run.metrics:type_name -> aimesh.api.training.v1.Run.MetricsEntry
+	51, // 14: aimesh.api.training.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	51, // 15: aimesh.api.training.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	51, // 16: aimesh.api.training.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	50, // 17: aimesh.api.training.v1.ModelVersion.metrics:type_name -> aimesh.api.training.v1.ModelVersion.MetricsEntry
+	51, // 18: aimesh.api.training.v1.ModelVersion.create_time:type_name -> google.protobuf.Timestamp
+	10, // 19: aimesh.api.training.v1.ModelVersion.reference_profile:type_name -> aimesh.api.training.v1.ScoreProfile
+	53, // 20: aimesh.api.training.v1.ModelVersion.signature:type_name -> aimesh.api.common.v1.ModelSignature
+	11, // 21: aimesh.api.training.v1.ModelVersion.input_profiles:type_name -> aimesh.api.training.v1.FeatureProfile
+	54, // 22: aimesh.api.training.v1.FeatureProfile.kind:type_name -> aimesh.api.common.v1.InputKind
+	51, // 23: aimesh.api.training.v1.AliasChange.time:type_name -> google.protobuf.Timestamp
+	4,  // 24: aimesh.api.training.v1.StartRunRequest.spec:type_name -> aimesh.api.training.v1.RunSpec
+	8,  // 25: aimesh.api.training.v1.StartRunResponse.run:type_name -> aimesh.api.training.v1.Run
+	8,  // 26: aimesh.api.training.v1.GetRunResponse.run:type_name -> aimesh.api.training.v1.Run
+	0,  // 27: aimesh.api.training.v1.ListRunsRequest.status:type_name -> aimesh.api.training.v1.RunStatus
+	55, // 28: aimesh.api.training.v1.ListRunsRequest.page:type_name -> aimesh.api.common.v1.PageRequest
+	8,  // 29: aimesh.api.training.v1.ListRunsResponse.runs:type_name -> aimesh.api.training.v1.Run
+	56, // 30: aimesh.api.training.v1.ListRunsResponse.page:type_name -> aimesh.api.common.v1.PageResponse
+	9,  // 31: aimesh.api.training.v1.RegisterModelResponse.model_version:type_name -> aimesh.api.training.v1.ModelVersion
+	9,  // 32: aimesh.api.training.v1.GetModelVersionResponse.model_version:type_name -> aimesh.api.training.v1.ModelVersion
+	55, // 33: aimesh.api.training.v1.ListModelVersionsRequest.page:type_name -> aimesh.api.common.v1.PageRequest
+	9,  // 34: aimesh.api.training.v1.ListModelVersionsResponse.model_versions:type_name -> aimesh.api.training.v1.ModelVersion
+	56, // 35: aimesh.api.training.v1.ListModelVersionsResponse.page:type_name -> aimesh.api.common.v1.PageResponse
+	12, // 36: aimesh.api.training.v1.SetAliasResponse.change:type_name -> aimesh.api.training.v1.AliasChange
+	9,  // 37: aimesh.api.training.v1.GetAliasResponse.model_version:type_name -> aimesh.api.training.v1.ModelVersion
+	55, // 38: aimesh.api.training.v1.ListAliasAuditRequest.page:type_name -> aimesh.api.common.v1.PageRequest
+	12, // 39: aimesh.api.training.v1.ListAliasAuditResponse.changes:type_name -> aimesh.api.training.v1.AliasChange
+	56, // 40: aimesh.api.training.v1.ListAliasAuditResponse.page:type_name -> aimesh.api.common.v1.PageResponse
+	51, // 41: aimesh.api.training.v1.TrafficPolicy.time:type_name -> google.protobuf.Timestamp
+	32, // 42: aimesh.api.training.v1.TrafficPolicy.fallback:type_name -> aimesh.api.training.v1.Fallback
+	33, // 43: aimesh.api.training.v1.Fallback.rule:type_name -> aimesh.api.training.v1.FallbackRule
+	35, // 44: aimesh.api.training.v1.Fallback.previous_version:type_name -> aimesh.api.training.v1.PreviousVersionFallback
+	34, // 45: aimesh.api.training.v1.FallbackRule.conditions:type_name -> aimesh.api.training.v1.FallbackCondition
+	3,  // 46: aimesh.api.training.v1.FallbackCondition.op:type_name -> aimesh.api.training.v1.FallbackCondition.Op
+	31, // 47: aimesh.api.training.v1.SetTrafficPolicyRequest.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	31, // 48: aimesh.api.training.v1.SetTrafficPolicyResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	31, // 49: aimesh.api.training.v1.GetTrafficPolicyResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	55, // 50: aimesh.api.training.v1.ListTrafficPolicyAuditRequest.page:type_name -> aimesh.api.common.v1.PageRequest
+	31, // 51: aimesh.api.training.v1.ListTrafficPolicyAuditResponse.policies:type_name -> aimesh.api.training.v1.TrafficPolicy
+	56, // 52: aimesh.api.training.v1.ListTrafficPolicyAuditResponse.page:type_name -> aimesh.api.common.v1.PageResponse
+	12, // 53: aimesh.api.training.v1.PromoteResponse.champion:type_name -> aimesh.api.training.v1.AliasChange
+	31, // 54: aimesh.api.training.v1.PromoteResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	31, // 55: aimesh.api.training.v1.RollbackResponse.policy:type_name -> aimesh.api.training.v1.TrafficPolicy
+	13, // 56: aimesh.api.training.v1.TrainingService.StartRun:input_type -> aimesh.api.training.v1.StartRunRequest
+	15, // 57: aimesh.api.training.v1.TrainingService.GetRun:input_type -> aimesh.api.training.v1.GetRunRequest
+	17, // 58: aimesh.api.training.v1.TrainingService.ListRuns:input_type -> aimesh.api.training.v1.ListRunsRequest
+	19, // 59: aimesh.api.training.v1.TrainingService.RegisterModel:input_type -> aimesh.api.training.v1.RegisterModelRequest
+	21, // 60: aimesh.api.training.v1.TrainingService.GetModelVersion:input_type -> aimesh.api.training.v1.GetModelVersionRequest
+	23, // 61: aimesh.api.training.v1.TrainingService.ListModelVersions:input_type -> aimesh.api.training.v1.ListModelVersionsRequest
+	25, // 62: aimesh.api.training.v1.TrainingService.SetAlias:input_type -> aimesh.api.training.v1.SetAliasRequest
+	27, // 63: aimesh.api.training.v1.TrainingService.GetAlias:input_type -> aimesh.api.training.v1.GetAliasRequest
+	29, // 64: aimesh.api.training.v1.TrainingService.ListAliasAudit:input_type -> aimesh.api.training.v1.ListAliasAuditRequest
+	36, // 65: aimesh.api.training.v1.TrainingService.SetTrafficPolicy:input_type -> aimesh.api.training.v1.SetTrafficPolicyRequest
+	38, // 66: aimesh.api.training.v1.TrainingService.GetTrafficPolicy:input_type -> aimesh.api.training.v1.GetTrafficPolicyRequest
+	40, // 67: aimesh.api.training.v1.TrainingService.ListTrafficPolicyAudit:input_type -> aimesh.api.training.v1.ListTrafficPolicyAuditRequest
+	42, // 68: aimesh.api.training.v1.TrainingService.Promote:input_type -> aimesh.api.training.v1.PromoteRequest
+	44, // 69: aimesh.api.training.v1.TrainingService.Rollback:input_type -> aimesh.api.training.v1.RollbackRequest
+	14, // 70: aimesh.api.training.v1.TrainingService.StartRun:output_type -> aimesh.api.training.v1.StartRunResponse
+	16, // 71: aimesh.api.training.v1.TrainingService.GetRun:output_type -> aimesh.api.training.v1.GetRunResponse
+	18, // 72: aimesh.api.training.v1.TrainingService.ListRuns:output_type -> aimesh.api.training.v1.ListRunsResponse
+	20, // 73: aimesh.api.training.v1.TrainingService.RegisterModel:output_type -> aimesh.api.training.v1.RegisterModelResponse
+	22, // 74: aimesh.api.training.v1.TrainingService.GetModelVersion:output_type -> aimesh.api.training.v1.GetModelVersionResponse
+	24, // 75: aimesh.api.training.v1.TrainingService.ListModelVersions:output_type -> aimesh.api.training.v1.ListModelVersionsResponse
+	26, // 76: aimesh.api.training.v1.TrainingService.SetAlias:output_type -> aimesh.api.training.v1.SetAliasResponse
+	28, // 77: aimesh.api.training.v1.TrainingService.GetAlias:output_type -> aimesh.api.training.v1.GetAliasResponse
+	30, // 78: aimesh.api.training.v1.TrainingService.ListAliasAudit:output_type -> aimesh.api.training.v1.ListAliasAuditResponse
+	37, // 79: aimesh.api.training.v1.TrainingService.SetTrafficPolicy:output_type -> aimesh.api.training.v1.SetTrafficPolicyResponse
+	39, // 80: aimesh.api.training.v1.TrainingService.GetTrafficPolicy:output_type -> aimesh.api.training.v1.GetTrafficPolicyResponse
+	41, // 81: aimesh.api.training.v1.TrainingService.ListTrafficPolicyAudit:output_type -> aimesh.api.training.v1.ListTrafficPolicyAuditResponse
+	43, // 82: aimesh.api.training.v1.TrainingService.Promote:output_type -> aimesh.api.training.v1.PromoteResponse
+	45, // 83: aimesh.api.training.v1.TrainingService.Rollback:output_type -> aimesh.api.training.v1.RollbackResponse
+	70, // [70:84] is the sub-list for method output_type
+	56, // [56:70] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_aimesh_api_training_v1_training_proto_init() }
@@ -3174,18 +3656,24 @@ func file_aimesh_api_training_v1_training_proto_init() {
 	if File_aimesh_api_training_v1_training_proto != nil {
 		return
 	}
-	file_aimesh_api_training_v1_training_proto_msgTypes[20].OneofWrappers = []any{}
-	file_aimesh_api_training_v1_training_proto_msgTypes[27].OneofWrappers = []any{
+	file_aimesh_api_training_v1_training_proto_msgTypes[21].OneofWrappers = []any{}
+	file_aimesh_api_training_v1_training_proto_msgTypes[28].OneofWrappers = []any{
 		(*Fallback_ConstantScore)(nil),
+		(*Fallback_Rule)(nil),
+		(*Fallback_PreviousVersion)(nil),
 	}
-	file_aimesh_api_training_v1_training_proto_msgTypes[28].OneofWrappers = []any{}
+	file_aimesh_api_training_v1_training_proto_msgTypes[30].OneofWrappers = []any{
+		(*FallbackCondition_Number)(nil),
+		(*FallbackCondition_Text)(nil),
+	}
+	file_aimesh_api_training_v1_training_proto_msgTypes[32].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_aimesh_api_training_v1_training_proto_rawDesc), len(file_aimesh_api_training_v1_training_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   43,
+			NumEnums:      4,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
