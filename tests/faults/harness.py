@@ -33,8 +33,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_scan
 
@@ -233,9 +235,71 @@ class Report:
         print("\n".join(lines), flush=True)
 
     def assert_held(self) -> None:
+        """Fails with every failure, the timeline, the counts and the diagnostics (a CI log may show only
+        the assertion)."""
         assert not self.failures, (
-            f"{self.name}: " + "; ".join(self.failures) + "; newest service warnings: " + " | ".join(self.diagnostics)
+            f"{self.name}: "
+            + "; ".join(self.failures)
+            + "; timeline: "
+            + ", ".join(f"{label} @{t:.1f}s" for t, label in self.timeline)
+            + "; counts: "
+            + "; ".join(f"{k}: {v}" for k, v in self.counts.items())
+            + "; diagnostics: "
+            + " | ".join(self.diagnostics)
         )
+
+
+async def group_lags(bootstrap: str) -> list[str]:
+    """Per consumer group: its committed offsets' lag behind the end of each topic it committed on
+    (summed over partitions), e.g. ``aimesh-ingest bank.card-transactions lag 0``; what a stuck consumer
+    looks like from the broker's side."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        out: list[str] = []
+        for group, _ in sorted(await admin.list_consumer_groups()):
+            committed = await admin.list_consumer_group_offsets(group)
+            ends = await consumer.end_offsets(list(committed)) if committed else {}
+            lag: Counter[str] = Counter()
+            for tp, meta in committed.items():
+                lag[tp.topic] += max(ends.get(tp, 0) - meta.offset, 0)
+            out.extend(f"group {group} {topic} lag {n}" for topic, n in sorted(lag.items()))
+        return out
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+CONSUMER_GAUGES = (
+    "aimesh_consumer_lag",
+    "aimesh_consumer_partition_stalled_seconds",
+    "aimesh_consumer_retry_attempts",
+    "aimesh_consumer_waiting_on_dependency",
+)
+
+
+async def consumer_states(stack: FaultStack) -> list[str]:
+    """Per service: its readiness body and the nonzero consumer gauges of its ``/metrics`` (lag, stall,
+    retries): what a stuck consumer looks like from the service's side."""
+    out: list[str] = []
+    async with httpx.AsyncClient(timeout=5) as client:
+        for name in sorted(stack.services):
+            admin = stack.admin(name)
+            try:
+                ready = await client.get(f"{admin}/readyz")
+                metrics = await client.get(f"{admin}/metrics")
+            except httpx.HTTPError as exc:
+                out.append(f"{name}: admin not answering: {exc!r}")
+                continue
+            gauges = [
+                line
+                for line in metrics.text.splitlines()
+                if line.startswith(CONSUMER_GAUGES) and not line.rstrip().endswith((" 0.0", " 0"))
+            ]
+            out.append(f"{name}: ready {ready.status_code} {ready.text[:200]}; " + (", ".join(gauges[:12]) or "no lag"))
+    return out
 
 
 def service_warnings(stack: FaultStack, since: datetime, *, per_service: int = 3, width: int = 240) -> list[str]:
@@ -332,6 +396,11 @@ async def run_scenario(
     report.check(not leaks, f"raw card numbers leaked: {leaks[:5]}")
     if report.failures:
         report.diagnostics = service_warnings(stack, started)
+        for snapshot in (group_lags(stack.bootstrap), consumer_states(stack)):
+            try:
+                report.diagnostics.extend(await asyncio.wait_for(snapshot, timeout=30))
+            except Exception as exc:
+                report.diagnostics.append(f"diagnostic not read: {exc!r}")
     report.print()
     return report
 

@@ -301,3 +301,38 @@ async def test_transaction_markers_at_the_end_of_a_partition_are_not_records_to_
         consumer.stop()
         await task
     assert seen == [b"committed-0", b"committed-1", b"committed-2"]
+
+
+async def test_consumer_recovers_when_aiokafkas_fetch_task_ends(endpoints, make_topic, unique) -> None:  # type: ignore[no-untyped-def]
+    """aiokafka's fetch task can end silently (it swallows a CancelledError, aio-libs/aiokafka#983); the
+    consumer then fetches nothing again. ``EventConsumer`` replaces its aiokafka consumer and goes on."""
+    topic = await make_topic("fetchend")
+    await publish_predictions(endpoints.kafka_bootstrap, topic, 50)
+    seen: list[Event] = []
+
+    async def handle(event: Event) -> None:
+        seen.append(event)
+
+    consumer = EventConsumer(
+        endpoints.kafka_bootstrap, group_id=f"g-{unique}", topics=[topic], handler=handle, service="t"
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(60):
+            while len(seen) < 50:
+                await asyncio.sleep(0.1)
+        consumer._consumer._fetcher._fetch_task.cancel()  # what aiokafka#983 saw: the task ends, no error
+        await asyncio.sleep(1.0)
+        async with EventProducer(endpoints.kafka_bootstrap, source="bus-test") as producer:
+            futures = [
+                await producer.send_event(topic, prediction(i), key=f"k{i}", event_id=f"late-{i}") for i in range(20)
+            ]
+            await asyncio.gather(*futures)
+        async with asyncio.timeout(60):
+            while sum(e.id.startswith("late-") for e in seen) < 20:
+                await asyncio.sleep(0.1)
+    finally:
+        consumer.stop()
+        await task
+    assert Counter(e.id for e in seen if e.id.startswith("late-")) == {f"late-{i}": 1 for i in range(20)}
+    assert consumer.replacements == 1

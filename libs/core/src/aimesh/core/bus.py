@@ -51,6 +51,11 @@ Delivery contract:
   with no transaction open, so the revocation it causes has nothing in hand; partitions of a topic the
   group never committed start at ``auto_offset_reset`` (earliest by default). While the set is empty
   the consumer holds no subscription and only keeps its liveness signal moving.
+- When one of aiokafka's own background tasks (fetching, group coordination) has ended, which aiokafka
+  does silently on a stray cancellation (aio-libs/aiokafka#983) and which would leave the consumer
+  fetching nothing forever, the consumer commits what it handled and replaces its aiokafka consumer
+  with a new one of the same options (``replacements``, ``aimesh_consumer_replacements_total``); the new
+  assignment starts at the committed offsets.
 - ``stop()`` (SIGTERM) lets the batch in hand finish, commits, and leaves the group.
 """
 
@@ -452,15 +457,19 @@ class EventConsumer:
         self._poll_timeout_ms = poll_timeout_ms
         self.retry_backoff_s = retry_backoff_s
         self.max_retry_backoff_s = max_retry_backoff_s
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=group_id,
-            client_id=f"aimesh-{service}",
-            enable_auto_commit=False,
-            auto_offset_reset=auto_offset_reset,
-            isolation_level="read_committed",
-            **{"metadata_max_age_ms": TOPIC_DISCOVERY_MS, **kafka_options},
-        )
+        self._consumer_options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "group_id": group_id,
+            "client_id": f"aimesh-{service}",
+            "enable_auto_commit": False,
+            "auto_offset_reset": auto_offset_reset,
+            "isolation_level": "read_committed",
+            "metadata_max_age_ms": TOPIC_DISCOVERY_MS,
+            **kafka_options,
+        }
+        self._consumer = AIOKafkaConsumer(**self._consumer_options)
+        self.replacements = 0
+        """How often the aiokafka consumer was replaced because one of its own tasks had ended."""
         self._pending: dict[TopicPartition, int] = {}
         self._commit_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -546,11 +555,64 @@ class EventConsumer:
                     if self._stopping.is_set():
                         break
                 await self._commit_pending()
+                if (ended := self._ended_client_task()) is not None:
+                    await self._replace_consumer(ended)
         finally:
             self._running = False
             self._step = None
             await self._commit_pending()
             await self._consumer.stop()
+
+    def _ended_client_task(self) -> str | None:
+        """Which of aiokafka's own background tasks (fetching, group coordination) has ended, if one has.
+
+        They run for the consumer's life; one that ended means nothing is fetched again, and without an
+        error: aiokafka's fetch routine swallows a ``CancelledError`` and ends (aio-libs/aiokafka#983).
+        """
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        for what, task in (
+            ("fetch", getattr(fetcher, "_fetch_task", None)),
+            ("group coordination", getattr(coordinator, "_coordination_task", None)),
+        ):
+            if isinstance(task, asyncio.Future) and task.done():
+                return what
+        return None
+
+    async def _replace_consumer(self, ended: str) -> None:
+        """Replace the aiokafka consumer whose ``ended`` task is gone by a new one of the same options.
+
+        The handled offsets were committed just before; the old consumer is closed (leaving the group),
+        the new one starts (retried with backoff while Kafka is unreachable) and subscribes again at the
+        next loop turn, and its assignment starts at the committed offsets, so nothing is skipped (what
+        was polled but not handled is redelivered).
+        """
+        log.warning(
+            "aiokafka's %s task has ended; replacing the Kafka consumer",
+            ended,
+            extra={"group": self._group_id},
+        )
+        with contextlib.suppress(Exception):
+            await self._consumer.stop()
+        self._rebalances += 1
+        self._subscribed = frozenset()
+        delay = self.retry_backoff_s
+        while not self._stopping.is_set():
+            consumer = AIOKafkaConsumer(**self._consumer_options)
+            try:
+                await consumer.start()
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                log.warning("the replacement Kafka consumer did not start, retrying in %.1fs: %r", delay, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                delay = min(delay * 2, self.max_retry_backoff_s)
+                continue
+            self._consumer = consumer
+            self.replacements += 1
+            metrics.CONSUMER_REPLACEMENTS.labels(self.service).inc()
+            return
 
     def _wanted_topics(self) -> frozenset[str]:
         if self._topics_provider is None:

@@ -38,6 +38,11 @@ CONSUMER_WAITING_ON_DEPENDENCY = Gauge(
     "1 while the partition's last failure was transient (a dependency unavailable), else 0",
     ["service", "topic", "partition"],
 )
+CONSUMER_REPLACEMENTS = Counter(
+    "aimesh_consumer_replacements_total",
+    "aiokafka consumers replaced because one of aiokafka's own tasks (fetch, group coordination) had ended",
+    ["service"],
+)
 CONSUMER_ERRORS = Counter(
     "aimesh_consumer_errors_total",
     "Failed handler attempts by error class (transient, permanent, unclassified)",
