@@ -86,6 +86,8 @@ Handler = Callable[[Event], Awaitable[None]]
 TRANSACTION_TIMEOUT_MS = 30_000
 """Default transaction timeout: the broker aborts a transaction left open longer (a replica that vanished
 mid-batch), so ``read_committed`` readers of its output are held back at most this long."""
+REPLACED_STOP_TIMEOUT_S = 30.0
+"""How long a replaced aiokafka consumer may take to leave the group and close before it is abandoned."""
 MAX_BATCH_BYTES = 512 * 1024
 """The producer's batch size per partition (aiokafka's default is 16 KiB). A send into a full batch waits
 for that batch to drain, and every waiting send wakes at each drain: with thousands of small events in
@@ -593,7 +595,8 @@ class EventConsumer:
             extra={"group": self._group_id},
         )
         with contextlib.suppress(Exception):
-            await self._consumer.stop()
+            async with asyncio.timeout(REPLACED_STOP_TIMEOUT_S):
+                await self._consumer.stop()
         self._rebalances += 1
         self._subscribed = frozenset()
         delay = self.retry_backoff_s
