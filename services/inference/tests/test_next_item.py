@@ -404,10 +404,10 @@ async def test_a_feature_service_too_slow_for_the_deadline_answers_the_popular_i
 async def test_triton_failing_opens_the_breaker_and_recommend_stops_calling_it() -> None:
     runner = FakeRunner(error=Unavailable("Triton model 'next_tr': connection refused"))
     ranker, _, _, _, publisher = ranker_of(runner=runner)
-    answers = [await ranker.rank(request(), time_left=1.0) for _ in range(ranker.triton_breaker.failures + 3)]
+    answers = [await ranker.rank(request(), time_left=1.0) for _ in range(ranker.triton_breakers.failures + 3)]
     await publisher.drain()
     assert all(a.fallback for a in answers)
-    assert len(runner.calls) == ranker.triton_breaker.failures, "an open breaker is not called"
+    assert len(runner.calls) == ranker.triton_breakers.failures, "an open breaker is not called"
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.errors import Unavailable
 from aimesh.core.model_catalog import ModelCatalog
 from aimesh.core.testing import RecordingSender
-from aimesh.inference.breaker import BreakerState, CircuitBreaker
+from aimesh.inference.breaker import BreakerBank, BreakerState
 from aimesh.inference.features import OnlineFeatures
 from aimesh.inference.next_item import NextItemRanker
 from aimesh.inference.predictions import PredictionPublisher
@@ -490,19 +490,40 @@ async def test_a_failing_shadow_never_opens_the_live_breakers() -> None:
     runner.errors["risk_v2"] = Unavailable("shadow model is down")
     publisher = PredictionPublisher(RecordingSender(), "preds")
     features = FakeFeatures(OnlineFeatures({"v:a": 1.0, "v:b": 2.0, "v:c": 3.0}))
-    live = CircuitBreaker("Triton", failures=1)
+    live = BreakerBank("Triton", failures=1)
     shadows = ShadowTasks(breaker_failures=1)
     s = Scorer(
-        policy_catalog(policy(shadow=2, share=1.0)), features, runner, publisher, shadows=shadows, triton_breaker=live
+        policy_catalog(policy(shadow=2, share=1.0)), features, runner, publisher, shadows=shadows, triton_breakers=live
     )
     for n in range(4):
         answer = await s.score(entity_request(n), time_left=1.0)
         await s.drain_shadows()
         assert answer.route == inference_pb2.ROUTE_CHAMPION, "one shared failure would have opened the live breaker"
     await publisher.drain()
-    assert live.state is BreakerState.CLOSED
-    assert shadows.triton_breaker.state is BreakerState.OPEN
+    assert {key: b.state for key, b in live.breakers.items()} == {("risk_v1", 1): BreakerState.CLOSED}
+    assert {key: b.state for key, b in shadows.triton_breakers.breakers.items()} == {("risk_v2", 1): BreakerState.OPEN}
     assert [call["model"] for call in runner.calls] == ["risk_v1"] * 4
+
+
+async def test_a_pinned_version_triton_cannot_serve_opens_its_own_breaker_only() -> None:
+    runner = ModelRunner()
+    runner.errors["risk_v2"] = Unavailable("Triton model 'risk_v2': Request for unknown model: 'risk_v2' is not found")
+    publisher = PredictionPublisher(RecordingSender(), "preds")
+    features = FakeFeatures(OnlineFeatures({"v:a": 1.0, "v:b": 2.0, "v:c": 3.0}))
+    s = Scorer(policy_catalog(), features, runner, publisher, triton_breakers=BreakerBank("Triton", failures=2))
+    pinned: list[str] = []
+    for n in range(4):
+        with pytest.raises(Unavailable) as raised:
+            await s.score(entity_request(n, version=2), time_left=1.0)
+        pinned.append(str(raised.value))
+    answers = [await s.score(entity_request(n), time_left=1.0) for n in range(5)]
+    await publisher.drain()
+    assert ["unknown model" in m for m in pinned] == [True, True, False, False]
+    assert all("circuit open: Triton model 'risk_v2' version 1 failed 2 times" in m for m in pinned[2:]), pinned
+    assert [a.route for a in answers] == [inference_pb2.ROUTE_CHAMPION] * 5, "the champion's calls go on"
+    assert [call["model"] for call in runner.calls] == ["risk_v1"] * 5
+    states = {key: b.state for key, b in s.triton_breakers.breakers.items()}
+    assert states == {("risk_v2", 1): BreakerState.OPEN, ("risk_v1", 1): BreakerState.CLOSED}
 
 
 async def test_recommend_answering_the_popular_items_mirrors_nothing() -> None:
@@ -529,4 +550,5 @@ async def test_a_slow_shadow_dependency_fails_on_its_breaker_before_the_task_tim
     await s.score(entity_request(1), time_left=1.0)
     await s.drain_shadows()
     await publisher.drain()
-    assert shadows.triton_breaker.state is BreakerState.OPEN, "the too-slow call is a failure to the shadow breaker"
+    [breaker] = shadows.triton_breakers.breakers.values()
+    assert breaker.state is BreakerState.OPEN, "the too-slow call is a failure to the shadow breaker"

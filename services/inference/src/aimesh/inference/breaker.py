@@ -1,4 +1,4 @@
-"""A circuit breaker per dependency (the feature service, Triton) of the scorer.
+"""Circuit breakers of the scorer: one for the feature service, one per Triton model version (``BreakerBank``).
 
 ``CircuitBreaker.call`` runs one call to the dependency. The breaker is ``closed`` while calls succeed;
 ``failures`` consecutive failures (``Unavailable`` or ``DeadlineExceeded``: the dependency is down or too
@@ -9,15 +9,22 @@ the next call is let through as a probe (``half_open``; the other calls meanwhil
 outcome of a call (an answer, or an error the dependency answered with, such as ``InvalidArgument``)
 is a success; a cancelled call is neither (a cancelled probe lets the next call probe).
 
+``BreakerBank`` keeps one breaker per model version of a dependency, made on its first call with the
+bank's settings: Triton failing one version (not loaded, say, for a call pinned to a version it does not
+serve) opens that version's breaker only; the other models' calls and a previous-version fallback (its
+own breaker) go on. A Triton that is down opens each version's breaker after that version's own
+``failures`` calls.
+
 State and transitions are metrics (``aimesh_inference_breaker_state{dependency}``: 0 closed, 1 half-open,
-2 open; ``aimesh_inference_breaker_transitions_total{dependency,state}``). Not thread-safe: one event loop.
+2 open; ``aimesh_inference_breaker_transitions_total{dependency,state}``; a bank's breakers are named
+``<dependency> model '<name>' version <n>``). Not thread-safe: one event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
 from typing import TypeVar
 
@@ -49,6 +56,11 @@ class CircuitOpen(Unavailable):
     """The dependency's breaker is open: the call was not made."""
 
 
+def _check_settings(failures: int, cooldown_s: float) -> None:
+    if failures < 1 or cooldown_s <= 0:
+        raise ValueError(f"failures must be >= 1 and cooldown_s > 0, got {failures} and {cooldown_s}")
+
+
 class CircuitBreaker:
     """Counts a dependency's consecutive failures and stops calling it for a cool-down (see the module doc)."""
 
@@ -60,8 +72,7 @@ class CircuitBreaker:
         cooldown_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if failures < 1 or cooldown_s <= 0:
-            raise ValueError(f"failures must be >= 1 and cooldown_s > 0, got {failures} and {cooldown_s}")
+        _check_settings(failures, cooldown_s)
         self.dependency = dependency
         self.failures = failures
         self.cooldown_s = cooldown_s
@@ -129,6 +140,42 @@ class CircuitBreaker:
             raise
         self.succeeded()
         return result
+
+
+class BreakerBank:
+    """One ``CircuitBreaker`` per model version of ``dependency``, each made on first use (see the module doc)."""
+
+    def __init__(
+        self,
+        dependency: str,
+        *,
+        failures: int = 5,
+        cooldown_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        _check_settings(failures, cooldown_s)
+        self.dependency = dependency
+        self.failures = failures
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._breakers: dict[tuple[str, int], CircuitBreaker] = {}
+
+    def for_model(self, model: str, version: int) -> CircuitBreaker:
+        """The breaker of the calls for ``model`` at ``version``."""
+        breaker = self._breakers.get((model, version))
+        if breaker is None:
+            breaker = self._breakers[(model, version)] = CircuitBreaker(
+                f"{self.dependency} model {model!r} version {version}",
+                failures=self.failures,
+                cooldown_s=self.cooldown_s,
+                clock=self._clock,
+            )
+        return breaker
+
+    @property
+    def breakers(self) -> Mapping[tuple[str, int], CircuitBreaker]:
+        """The breakers made so far, by (model, version) (read-only use)."""
+        return self._breakers
 
 
 async def guarded(breaker: CircuitBreaker, time_left: float | None, call: Callable[[], Awaitable[T]]) -> T:

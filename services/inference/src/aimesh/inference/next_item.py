@@ -24,12 +24,12 @@ shape) - else ``FailedPrecondition`` naming what is wrong. Then, in order:
   disagrees with its signature), excluded items dropped, the first ``k`` answered (fewer only when
   exclusions leave fewer).
 
-Outages (the same ``breaker.CircuitBreaker`` per dependency as Score's): the feature lookup and the model
-call get the caller's remaining time minus ``fallback_reserve_s``; when either fails with ``Unavailable``
-or ``DeadlineExceeded`` (down, too slow, its circuit open) the answer is the popular items as above
-(``ROUTE_FALLBACK``, ``fallback`` true, a Prediction with no online values; counted in
-``aimesh_inference_fallback_total``), ahead of the caller's deadline; ``Unavailable`` naming the cause when
-the signature lists no popular items. A shadow's outage is the shadow's failure, never a fallback.
+Outages (Score's circuit breakers: the feature service's, one per Triton model version): the feature
+lookup and the model call get the caller's remaining time minus ``fallback_reserve_s``; when either
+fails with ``Unavailable`` or ``DeadlineExceeded`` (down, too slow, its circuit open) the answer is the
+popular items as above (``ROUTE_FALLBACK``, ``fallback`` true, a Prediction with no online values;
+counted in ``aimesh_inference_fallback_total``), ahead of the caller's deadline; ``Unavailable`` naming the
+cause when the signature lists no popular items. A shadow's outage is the shadow's failure, never a fallback.
 
 A Prediction event (``items``, ``context_items``, ``exclude_items``, ``k`` as answered; ``score`` the first
 item's score, 0 when none; ``features`` the encoded single-column inputs) goes through the same publisher as
@@ -63,7 +63,7 @@ from aimesh.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from aimesh.core.model_catalog import ModelCatalog, ModelVersion
 from aimesh.core.signature import InputEncoder, Scalar, check_request
 from aimesh.inference import metrics
-from aimesh.inference.breaker import OUTAGE, CircuitBreaker, guarded, outage_cause
+from aimesh.inference.breaker import OUTAGE, BreakerBank, CircuitBreaker, guarded, outage_cause
 from aimesh.inference.features import FeatureLookup, FeatureSource, OnlineFeatures
 from aimesh.inference.predictions import PredictionPublisher, answered_event_id, prediction_key
 from aimesh.inference.routing import route_request
@@ -204,14 +204,14 @@ class NextItemRanker:
         shadows: ShadowTasks | None = None,
         fallback_reserve_s: float = 0.02,
         feature_breaker: CircuitBreaker | None = None,
-        triton_breaker: CircuitBreaker | None = None,
+        triton_breakers: BreakerBank | None = None,
     ) -> None:
         self._catalog = catalog
         self._shadows = shadows
         """Where mirrored requests are answered again; None: the traffic policy's shadow is not mirrored."""
         self._reserve_s = fallback_reserve_s
         self.feature_breaker = feature_breaker or CircuitBreaker("the feature service")
-        self.triton_breaker = triton_breaker or CircuitBreaker("Triton")
+        self.triton_breakers = triton_breakers or BreakerBank("Triton")
         self._features = features
         self._runner = runner
         self._publisher = publisher
@@ -306,13 +306,14 @@ class NextItemRanker:
         return online
 
     async def _ranked(
-        self, plan: _Plan, row: list[float], deadline: Deadline, breaker: CircuitBreaker
+        self, plan: _Plan, row: list[float], deadline: Deadline, breakers: BreakerBank
     ) -> list[tuple[str, float]]:
-        """The model's (item, score) pairs for ``row``, through ``breaker`` within the time left."""
+        """The model's (item, score) pairs for ``row``, through its Triton model version's breaker, within
+        the time left."""
         target = plan.version
         left = deadline.left("the model call")
         [tensors] = await guarded(
-            breaker,
+            breakers.for_model(target.triton_model_name, target.triton_model_version),
             left,
             lambda: self._runner.infer(
                 target.triton_model_name,
@@ -347,14 +348,14 @@ class NextItemRanker:
         check_request(signature, request.entity_ids, {})
         if not request.entity_ids:
             raise InvalidArgument("entity_ids is empty: Recommend reads the entity's history from the feature service")
-        live = (self.feature_breaker, self.triton_breaker)
-        feature_breaker, triton_breaker = self._shadows.breakers(route, live) if self._shadows else live
+        live = (self.feature_breaker, self.triton_breakers)
+        feature_breaker, triton_breakers = self._shadows.breakers(route, live) if self._shadows else live
         try:
             online = await self._lookup(target, request, now, deadline, feature_breaker)
             row, missing = _encode(plan, request, online)
             fallback = not any(row[plan.encoder.spans[plan.sequence]])
             candidates: Sequence[tuple[str, float]] = (
-                plan.popular if fallback else await self._ranked(plan, row, deadline, triton_breaker)
+                plan.popular if fallback else await self._ranked(plan, row, deadline, triton_breakers)
             )
         except OUTAGE as exc:
             if route == inference_pb2.ROUTE_SHADOW:

@@ -27,7 +27,7 @@ route it alone (``routing.route_rows``): the rows the canary takes are scored by
 their own lookup and model call, at the same time as the others, and the mirrored rows of a batch go to
 the shadow in one background task (one lookup, one model call).
 
-Outages (``breaker.CircuitBreaker``, one for the feature service and one for Triton): the feature
+Outages (``breaker.CircuitBreaker``, one for the feature service and one per Triton model version): the feature
 lookup and the model call get the caller's remaining time minus ``fallback_reserve_s`` and are
 abandoned when they take longer. When either fails with ``Unavailable`` or ``DeadlineExceeded`` (down,
 failing, too slow, no time left for it, or its circuit open), Score answers with the model's fallback
@@ -38,8 +38,9 @@ failing, too slow, no time left for it, or its circuit open), Score answers with
   ``outputs["score"]`` = that score, the routed version's name and number, and a ``ROUTE_FALLBACK``
   Prediction (its own event id, no features);
 - a previous version: the request is scored again by that version with what is left of the deadline
-  (the same breakers: an open Triton breaker fails it at once), answered with its number and outputs and
-  a ``ROUTE_FALLBACK`` Prediction with its features; when it fails too, ``Unavailable`` naming both.
+  (through its own version's breaker, which the routed version's open breaker does not stop), answered
+  with its number and outputs and a ``ROUTE_FALLBACK`` Prediction with its features; when it fails too,
+  ``Unavailable`` naming both.
 
 Without a fallback it raises ``Unavailable`` naming the dependency. The reserve keeps either answer ahead
 of the caller's deadline. A request the signature or the feature service refuses (``InvalidArgument``,
@@ -82,7 +83,7 @@ from aimesh.core.fallback import kind_of, rule_score
 from aimesh.core.model_catalog import ModelCatalog, ModelVersion
 from aimesh.core.signature import InputEncoder, Scalar, check_request
 from aimesh.inference import metrics
-from aimesh.inference.breaker import OUTAGE, CircuitBreaker, guarded, outage_cause
+from aimesh.inference.breaker import OUTAGE, BreakerBank, CircuitBreaker, guarded, outage_cause
 from aimesh.inference.features import FeatureLookup, FeatureSource, OnlineFeatures
 from aimesh.inference.predictions import PredictionPublisher, answered_event_id, prediction_key
 from aimesh.inference.routing import RouteDecision, resolve_request, route_request, route_rows
@@ -295,7 +296,7 @@ class Scorer:
         shadow_timeout_s: float = 2.0,
         fallback_reserve_s: float = 0.02,
         feature_breaker: CircuitBreaker | None = None,
-        triton_breaker: CircuitBreaker | None = None,
+        triton_breakers: BreakerBank | None = None,
     ) -> None:
         self._catalog = catalog
         self._features = features
@@ -307,7 +308,7 @@ class Scorer:
         the scorer's own when none is given)."""
         self._reserve_s = fallback_reserve_s
         self.feature_breaker = feature_breaker or CircuitBreaker("the feature service")
-        self.triton_breaker = triton_breaker or CircuitBreaker("Triton")
+        self.triton_breakers = triton_breakers or BreakerBank("Triton")
         self._plans: dict[tuple[str, int], _Plan] = {}
 
     def _resolve(self, model: str, alias: str | None, version: int | None) -> RouteDecision:
@@ -457,7 +458,7 @@ class Scorer:
         row = plan.prepare(fields)
         [online] = await self._lookup(plan, [row], now, deadline, self.feature_breaker)
         encoded = plan.encode(row, online)
-        [tensors] = await self._infer(plan, [encoded.values], deadline, self.triton_breaker)
+        [tensors] = await self._infer(plan, [encoded.values], deadline, self.triton_breakers)
         outputs = plan.read_outputs(tensors)
         plan.check_finite(outputs)
         return _Scored(row, online, encoded, outputs)
@@ -608,12 +609,12 @@ class Scorer:
             except InvalidArgument as exc:
                 batch.results[j] = _refused(exc)
         prepared = [row for _, row in accepted]
-        feature_breaker, triton_breaker = self.shadows.breakers(
-            decision.route, (self.feature_breaker, self.triton_breaker)
+        feature_breaker, triton_breakers = self.shadows.breakers(
+            decision.route, (self.feature_breaker, self.triton_breakers)
         )
         online = await self._lookup(plan, prepared, now, deadline, feature_breaker)
         encoded = [plan.encode(row, found) for row, found in zip(prepared, online, strict=True)]
-        tensors = await self._infer(plan, [e.values for e in encoded], deadline, triton_breaker) if encoded else []
+        tensors = await self._infer(plan, [e.values for e in encoded], deadline, triton_breakers) if encoded else []
         elapsed = time.perf_counter() - started
         for (j, row), found, done, row_tensors in zip(accepted, online, encoded, tensors, strict=True):
             outputs = plan.read_outputs(row_tensors)
@@ -682,13 +683,13 @@ class Scorer:
         return [next(found) if row.needed else OnlineFeatures() for row in rows]
 
     async def _infer(
-        self, plan: _Plan, rows: Sequence[list[float]], deadline: Deadline, breaker: CircuitBreaker
+        self, plan: _Plan, rows: Sequence[list[float]], deadline: Deadline, breakers: BreakerBank
     ) -> list[dict[str, list[float]]]:
-        """The model's output tensors per encoded row, from one call through ``breaker``."""
+        """The model's output tensors per encoded row, from one call through its Triton model version's breaker."""
         target = plan.version
         left = deadline.left("the model call")
         return await guarded(
-            breaker,
+            breakers.for_model(target.triton_model_name, target.triton_model_version),
             left,
             lambda: self._runner.infer(
                 target.triton_model_name,

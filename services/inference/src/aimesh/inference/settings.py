@@ -84,9 +84,9 @@ class InferenceSettings(ServiceSettings):
     breaker_failures: int = Field(
         default=5,
         ge=1,
-        description="Consecutive failures (UNAVAILABLE or too slow) of the feature service, or of Triton, after "
-        "which its circuit breaker opens: Score, ScoreBatch and Recommend stop calling it and answer with the "
-        "fallback or UNAVAILABLE (shadow calls have breakers of their own).",
+        description="Consecutive failures (UNAVAILABLE or too slow) of the feature service, or of one Triton "
+        "model version, after which its circuit breaker opens: Score, ScoreBatch and Recommend stop calling it "
+        "and answer with the fallback or UNAVAILABLE (shadow calls have breakers of their own).",
     )
     breaker_cooldown_seconds: float = Field(
         default=1.0,

@@ -9,7 +9,7 @@ mirrored request's outcome is counted in ``aimesh_inference_shadow_total{model,o
 ``failed``, ``skipped``, ``cancelled``) and a failure is logged at WARNING without a stack trace. A
 shadow never raises into the caller and never delays its answer. ``drain`` waits for the running ones and
 cancels the rest. Shadow calls go through their own circuit breakers (``feature_breaker``,
-``triton_breaker``), never the live calls' ones.
+``triton_breakers``, one per Triton model version), never the live calls' ones.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aimesh.api.inference.v1 import inference_pb2
 from aimesh.core.model_catalog import ModelVersion
 from aimesh.inference import metrics
-from aimesh.inference.breaker import CircuitBreaker
+from aimesh.inference.breaker import BreakerBank, CircuitBreaker
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class ShadowTasks:
         )
         """The breakers shadow calls go through: their own, so a failing shadow version never opens the
         ones live calls go through, and a dependency that is down or too slow stops the shadows at once."""
-        self.triton_breaker = CircuitBreaker(
+        self.triton_breakers = BreakerBank(
             "Triton (shadow calls)", failures=breaker_failures, cooldown_s=breaker_cooldown_s
         )
 
@@ -90,13 +90,11 @@ class ShadowTasks:
             metrics.SHADOW.labels(model, "failed").inc(len(refused))
             _log_failure(target, len(refused), requests, refused[0], request_id)
 
-    def breakers(
-        self, route: int, live: tuple[CircuitBreaker, CircuitBreaker]
-    ) -> tuple[CircuitBreaker, CircuitBreaker]:
-        """The (feature service, Triton) breakers of a call on ``route``: the shadows' own for
+    def breakers(self, route: int, live: tuple[CircuitBreaker, BreakerBank]) -> tuple[CircuitBreaker, BreakerBank]:
+        """The (feature service, Triton models) breakers of a call on ``route``: the shadows' own for
         ``ROUTE_SHADOW``, else ``live``."""
         if route == inference_pb2.ROUTE_SHADOW:
-            return self.feature_breaker, self.triton_breaker
+            return self.feature_breaker, self.triton_breakers
         return live
 
     @property
