@@ -9,7 +9,7 @@ import pytest
 
 from aimesh.core.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from aimesh.inference import metrics
-from aimesh.inference.breaker import BreakerBank, BreakerState, CircuitBreaker, CircuitOpen
+from aimesh.inference.breaker import BreakerState, CircuitBreaker, CircuitOpen, ModelBreakers
 
 
 class Clock:
@@ -119,28 +119,28 @@ async def test_an_answered_error_is_a_success_and_restarts_the_count() -> None:
     assert breaker.state is BreakerState.CLOSED, "the failures were not consecutive"
 
 
-async def test_a_bank_keeps_one_breaker_per_model_version_with_its_settings() -> None:
+async def test_model_breakers_keep_one_breaker_per_model_version_with_its_settings() -> None:
     clock = Clock()
-    bank = BreakerBank("Triton", failures=2, cooldown_s=1.0, clock=clock)
+    breakers = ModelBreakers("Triton", failures=2, cooldown_s=1.0, clock=clock)
     down, up = Dependency(), Dependency()
     down.error = Unavailable("model not loaded")
     for _ in range(2):
         with pytest.raises(Unavailable, match="not loaded"):
-            await bank.for_model("risk", 2).call(down)
-    assert bank.for_model("risk", 2).state is BreakerState.OPEN
+            await breakers.for_model("risk", 2).call(down)
+    assert breakers.for_model("risk", 2).state is BreakerState.OPEN
     with pytest.raises(CircuitOpen, match="circuit open: Triton model 'risk' version 2 failed 2 times in a row"):
-        await bank.for_model("risk", 2).call(down)
-    assert await bank.for_model("risk", 1).call(up) == "ok", "another version of the model has its own breaker"
-    assert await bank.for_model("churn", 2).call(up) == "ok", "another model has its own breaker"
-    assert bank.for_model("risk", 2) is bank.for_model("risk", 2)
-    assert set(bank.breakers) == {("risk", 2), ("risk", 1), ("churn", 2)}
+        await breakers.for_model("risk", 2).call(down)
+    assert await breakers.for_model("risk", 1).call(up) == "ok", "another version of the model has its own breaker"
+    assert await breakers.for_model("churn", 2).call(up) == "ok", "another model has its own breaker"
+    assert breakers.for_model("risk", 2) is breakers.for_model("risk", 2)
+    assert set(breakers.breakers) == {("risk", 2), ("risk", 1), ("churn", 2)}
     assert (down.calls, up.calls) == (2, 2)
     clock.now += 1.0
-    assert bank.for_model("risk", 2).state is BreakerState.HALF_OPEN
+    assert breakers.for_model("risk", 2).state is BreakerState.HALF_OPEN
 
 
-def test_a_bank_refuses_settings_no_breaker_could_have() -> None:
+def test_model_breakers_refuse_settings_no_breaker_could_have() -> None:
     with pytest.raises(ValueError, match="failures must be >= 1"):
-        BreakerBank("Triton", failures=0)
+        ModelBreakers("Triton", failures=0)
     with pytest.raises(ValueError, match="cooldown_s > 0"):
-        BreakerBank("Triton", cooldown_s=0.0)
+        ModelBreakers("Triton", cooldown_s=0.0)

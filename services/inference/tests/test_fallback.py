@@ -18,7 +18,7 @@ from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from aimesh.core.model_catalog import ModelCatalog
 from aimesh.core.testing import RecordingSender
-from aimesh.inference.breaker import BreakerBank, BreakerState, CircuitBreaker
+from aimesh.inference.breaker import BreakerState, CircuitBreaker, ModelBreakers
 from aimesh.inference.features import FeatureLookup, OnlineFeatures
 from aimesh.inference.predictions import PredictionPublisher
 from aimesh.inference.scoring import Scorer
@@ -167,7 +167,7 @@ async def test_an_open_breaker_skips_the_dependency_until_a_probe_succeeds() -> 
 
 async def test_open_breaker_without_a_fallback_is_unavailable_circuit_open() -> None:
     runner = BadRunner(Unavailable("Triton model 'risk_tr': connection refused"))
-    s, _ = scorer(with_fallback(None), runner=runner, triton_breakers=BreakerBank("Triton", failures=2))
+    s, _ = scorer(with_fallback(None), runner=runner, triton_breakers=ModelBreakers("Triton", failures=2))
     for _ in range(2):
         with pytest.raises(Unavailable, match="connection refused"):
             await s.score(valid_request(), time_left=1.0)

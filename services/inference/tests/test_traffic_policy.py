@@ -21,7 +21,7 @@ from aimesh.api.training.v1 import events_pb2, training_pb2
 from aimesh.core.errors import Unavailable
 from aimesh.core.model_catalog import ModelCatalog
 from aimesh.core.testing import RecordingSender
-from aimesh.inference.breaker import BreakerBank, BreakerState
+from aimesh.inference.breaker import BreakerState, ModelBreakers
 from aimesh.inference.features import OnlineFeatures
 from aimesh.inference.next_item import NextItemRanker
 from aimesh.inference.predictions import PredictionPublisher
@@ -490,7 +490,7 @@ async def test_a_failing_shadow_never_opens_the_live_breakers() -> None:
     runner.errors["risk_v2"] = Unavailable("shadow model is down")
     publisher = PredictionPublisher(RecordingSender(), "preds")
     features = FakeFeatures(OnlineFeatures({"v:a": 1.0, "v:b": 2.0, "v:c": 3.0}))
-    live = BreakerBank("Triton", failures=1)
+    live = ModelBreakers("Triton", failures=1)
     shadows = ShadowTasks(breaker_failures=1)
     s = Scorer(
         policy_catalog(policy(shadow=2, share=1.0)), features, runner, publisher, shadows=shadows, triton_breakers=live
@@ -510,7 +510,7 @@ async def test_a_pinned_version_triton_cannot_serve_opens_its_own_breaker_only()
     runner.errors["risk_v2"] = Unavailable("Triton model 'risk_v2': Request for unknown model: 'risk_v2' is not found")
     publisher = PredictionPublisher(RecordingSender(), "preds")
     features = FakeFeatures(OnlineFeatures({"v:a": 1.0, "v:b": 2.0, "v:c": 3.0}))
-    s = Scorer(policy_catalog(), features, runner, publisher, triton_breakers=BreakerBank("Triton", failures=2))
+    s = Scorer(policy_catalog(), features, runner, publisher, triton_breakers=ModelBreakers("Triton", failures=2))
     pinned: list[str] = []
     for n in range(4):
         with pytest.raises(Unavailable) as raised:

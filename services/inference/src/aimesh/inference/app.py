@@ -24,7 +24,7 @@ from aimesh.core.model_catalog import ModelCatalog
 from aimesh.core.runner import ServiceRuntime
 from aimesh.inference.access import ACCESS
 from aimesh.inference.api import SERVICE_NAME, InferenceServiceApi, RequestLimits
-from aimesh.inference.breaker import BreakerBank, CircuitBreaker
+from aimesh.inference.breaker import CircuitBreaker, ModelBreakers
 from aimesh.inference.features import ServiceFeatureSource
 from aimesh.inference.next_item import NextItemRanker
 from aimesh.inference.predictions import PredictionPublisher
@@ -74,7 +74,7 @@ async def wire_inference(settings: InferenceSettings, runtime: ServiceRuntime, p
         feature_breaker=CircuitBreaker(
             "the feature service", failures=settings.breaker_failures, cooldown_s=settings.breaker_cooldown_seconds
         ),
-        triton_breakers=BreakerBank(
+        triton_breakers=ModelBreakers(
             "Triton", failures=settings.breaker_failures, cooldown_s=settings.breaker_cooldown_seconds
         ),
     )

@@ -1,4 +1,4 @@
-"""Circuit breakers of the scorer: one for the feature service, one per Triton model version (``BreakerBank``).
+"""Circuit breakers of the scorer: one for the feature service, one per Triton model version (``ModelBreakers``).
 
 ``CircuitBreaker.call`` runs one call to the dependency. The breaker is ``closed`` while calls succeed;
 ``failures`` consecutive failures (``Unavailable`` or ``DeadlineExceeded``: the dependency is down or too
@@ -9,15 +9,15 @@ the next call is let through as a probe (``half_open``; the other calls meanwhil
 outcome of a call (an answer, or an error the dependency answered with, such as ``InvalidArgument``)
 is a success; a cancelled call is neither (a cancelled probe lets the next call probe).
 
-``BreakerBank`` keeps one breaker per model version of a dependency, made on its first call with the
-bank's settings: Triton failing one version (not loaded, say, for a call pinned to a version it does not
+``ModelBreakers`` keeps one breaker per model version of a dependency, each made on the version's first
+call with the same settings: Triton failing one version (not loaded, say, for a call pinned to a version it does not
 serve) opens that version's breaker only; the other models' calls and a previous-version fallback (its
 own breaker) go on. A Triton that is down opens each version's breaker after that version's own
 ``failures`` calls.
 
 State and transitions are metrics (``aimesh_inference_breaker_state{dependency}``: 0 closed, 1 half-open,
-2 open; ``aimesh_inference_breaker_transitions_total{dependency,state}``; a bank's breakers are named
-``<dependency> model '<name>' version <n>``). Not thread-safe: one event loop.
+2 open; ``aimesh_inference_breaker_transitions_total{dependency,state}``; the breakers of a
+``ModelBreakers`` are named ``<dependency> model '<name>' version <n>``). Not thread-safe: one event loop.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class CircuitBreaker:
         return result
 
 
-class BreakerBank:
+class ModelBreakers:
     """One ``CircuitBreaker`` per model version of ``dependency``, each made on first use (see the module doc)."""
 
     def __init__(

@@ -63,7 +63,7 @@ from aimesh.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from aimesh.core.model_catalog import ModelCatalog, ModelVersion
 from aimesh.core.signature import InputEncoder, Scalar, check_request
 from aimesh.inference import metrics
-from aimesh.inference.breaker import OUTAGE, BreakerBank, CircuitBreaker, guarded, outage_cause
+from aimesh.inference.breaker import OUTAGE, CircuitBreaker, ModelBreakers, guarded, outage_cause
 from aimesh.inference.features import FeatureLookup, FeatureSource, OnlineFeatures
 from aimesh.inference.predictions import PredictionPublisher, answered_event_id, prediction_key
 from aimesh.inference.routing import route_request
@@ -204,14 +204,14 @@ class NextItemRanker:
         shadows: ShadowTasks | None = None,
         fallback_reserve_s: float = 0.02,
         feature_breaker: CircuitBreaker | None = None,
-        triton_breakers: BreakerBank | None = None,
+        triton_breakers: ModelBreakers | None = None,
     ) -> None:
         self._catalog = catalog
         self._shadows = shadows
         """Where mirrored requests are answered again; None: the traffic policy's shadow is not mirrored."""
         self._reserve_s = fallback_reserve_s
         self.feature_breaker = feature_breaker or CircuitBreaker("the feature service")
-        self.triton_breakers = triton_breakers or BreakerBank("Triton")
+        self.triton_breakers = triton_breakers or ModelBreakers("Triton")
         self._features = features
         self._runner = runner
         self._publisher = publisher
@@ -306,7 +306,7 @@ class NextItemRanker:
         return online
 
     async def _ranked(
-        self, plan: _Plan, row: list[float], deadline: Deadline, breakers: BreakerBank
+        self, plan: _Plan, row: list[float], deadline: Deadline, breakers: ModelBreakers
     ) -> list[tuple[str, float]]:
         """The model's (item, score) pairs for ``row``, through its Triton model version's breaker, within
         the time left."""

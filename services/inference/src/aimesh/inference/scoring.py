@@ -83,7 +83,7 @@ from aimesh.core.fallback import kind_of, rule_score
 from aimesh.core.model_catalog import ModelCatalog, ModelVersion
 from aimesh.core.signature import InputEncoder, Scalar, check_request
 from aimesh.inference import metrics
-from aimesh.inference.breaker import OUTAGE, BreakerBank, CircuitBreaker, guarded, outage_cause
+from aimesh.inference.breaker import OUTAGE, CircuitBreaker, ModelBreakers, guarded, outage_cause
 from aimesh.inference.features import FeatureLookup, FeatureSource, OnlineFeatures
 from aimesh.inference.predictions import PredictionPublisher, answered_event_id, prediction_key
 from aimesh.inference.routing import RouteDecision, resolve_request, route_request, route_rows
@@ -296,7 +296,7 @@ class Scorer:
         shadow_timeout_s: float = 2.0,
         fallback_reserve_s: float = 0.02,
         feature_breaker: CircuitBreaker | None = None,
-        triton_breakers: BreakerBank | None = None,
+        triton_breakers: ModelBreakers | None = None,
     ) -> None:
         self._catalog = catalog
         self._features = features
@@ -308,7 +308,7 @@ class Scorer:
         the scorer's own when none is given)."""
         self._reserve_s = fallback_reserve_s
         self.feature_breaker = feature_breaker or CircuitBreaker("the feature service")
-        self.triton_breakers = triton_breakers or BreakerBank("Triton")
+        self.triton_breakers = triton_breakers or ModelBreakers("Triton")
         self._plans: dict[tuple[str, int], _Plan] = {}
 
     def _resolve(self, model: str, alias: str | None, version: int | None) -> RouteDecision:
@@ -683,7 +683,7 @@ class Scorer:
         return [next(found) if row.needed else OnlineFeatures() for row in rows]
 
     async def _infer(
-        self, plan: _Plan, rows: Sequence[list[float]], deadline: Deadline, breakers: BreakerBank
+        self, plan: _Plan, rows: Sequence[list[float]], deadline: Deadline, breakers: ModelBreakers
     ) -> list[dict[str, list[float]]]:
         """The model's output tensors per encoded row, from one call through its Triton model version's breaker."""
         target = plan.version

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aimesh.api.inference.v1 import inference_pb2
 from aimesh.core.model_catalog import ModelVersion
 from aimesh.inference import metrics
-from aimesh.inference.breaker import BreakerBank, CircuitBreaker
+from aimesh.inference.breaker import CircuitBreaker, ModelBreakers
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class ShadowTasks:
         )
         """The breakers shadow calls go through: their own, so a failing shadow version never opens the
         ones live calls go through, and a dependency that is down or too slow stops the shadows at once."""
-        self.triton_breakers = BreakerBank(
+        self.triton_breakers = ModelBreakers(
             "Triton (shadow calls)", failures=breaker_failures, cooldown_s=breaker_cooldown_s
         )
 
@@ -90,7 +90,7 @@ class ShadowTasks:
             metrics.SHADOW.labels(model, "failed").inc(len(refused))
             _log_failure(target, len(refused), requests, refused[0], request_id)
 
-    def breakers(self, route: int, live: tuple[CircuitBreaker, BreakerBank]) -> tuple[CircuitBreaker, BreakerBank]:
+    def breakers(self, route: int, live: tuple[CircuitBreaker, ModelBreakers]) -> tuple[CircuitBreaker, ModelBreakers]:
         """The (feature service, Triton models) breakers of a call on ``route``: the shadows' own for
         ``ROUTE_SHADOW``, else ``live``."""
         if route == inference_pb2.ROUTE_SHADOW:
