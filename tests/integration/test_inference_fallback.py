@@ -163,7 +163,7 @@ async def test_score_answers_the_fallback_within_its_deadline_while_triton_then_
     try:
         for event in (registered(name, 1, triton_name, model_signature()), champion(name, 1), fallback_policy(name)):
             await producer.publish(registry, event, key=name)
-        await _seconds_until_score_ok(stub, request, limit_s=60)
+        await _seconds_until_score_ok(stub, request, limit_s=60, routing=True)
         await asyncio.sleep(1.0)  # the policy event follows the champion's on the one partition
         assert (await stub.Score(request, timeout=DEADLINE_S)).score == pytest.approx(expected, abs=1e-5)
         loader = asyncio.create_task(load.run())

@@ -601,9 +601,18 @@ async def _readyz(port: int) -> tuple[int, dict[str, Any]]:
 
 
 async def _seconds_until_score_ok(
-    stub: inference_pb2_grpc.InferenceServiceStub, request: inference_pb2.ScoreRequest, limit_s: float
+    stub: inference_pb2_grpc.InferenceServiceStub,
+    request: inference_pb2.ScoreRequest,
+    limit_s: float,
+    *,
+    routing: bool = False,
 ) -> tuple[float, inference_pb2.ScoreResponse, list[str]]:
-    """Score every 50 ms (1 s deadline) until one succeeds: (seconds taken, the answer, the failures seen)."""
+    """Score every 50 ms (1 s deadline) until one succeeds: (seconds taken, the answer, the failures seen).
+
+    Every failure meanwhile must be UNAVAILABLE; with ``routing`` (the model's registry events were just
+    published) NOT_FOUND too, since the routing table applies them one by one (the version known, its
+    alias not yet)."""
+    pending = {grpc.StatusCode.UNAVAILABLE, *([grpc.StatusCode.NOT_FOUND] if routing else [])}
     started = time.monotonic()
     failures: list[str] = []
     while True:
@@ -611,7 +620,7 @@ async def _seconds_until_score_ok(
             return time.monotonic() - started, await stub.Score(request, timeout=1.0), failures
         except grpc.aio.AioRpcError as exc:
             failures.append(f"{exc.code().name}: {exc.details()}")
-            assert exc.code() == grpc.StatusCode.UNAVAILABLE, failures[-1]
+            assert exc.code() in pending, failures[-1]
             assert time.monotonic() - started < limit_s, f"Score still failing after {limit_s}s: {failures[-1]}"
             await asyncio.sleep(0.05)
 
@@ -670,7 +679,7 @@ async def test_score_recovers_by_itself_after_triton_and_the_feature_service_res
     try:
         for event in (registered(name, 1, triton_name, model_signature()), champion(name, 1)):
             await producer.publish(registry, event, key=name)
-        first_load, answer, _ = await _seconds_until_score_ok(stub, request, limit_s=60)
+        first_load, answer, _ = await _seconds_until_score_ok(stub, request, limit_s=60, routing=True)
         assert answer.score == pytest.approx(expected, abs=1e-5)
         await _until_ready(settings.admin_port, 200, limit_s=10)
         print(f"champion served {first_load:.1f} s after its registry events (never loaded in this Triton before)")
