@@ -540,8 +540,7 @@ class EventConsumer:
             while not self._stopping.is_set():
                 self._follow_topics()
                 if not self._subscribed:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), timeout=self._poll_timeout_ms / 1000)
+                    await self._pause(self._poll_timeout_ms / 1000)
                     self.last_poll = time.monotonic()
                     continue
                 self._step = ("poll", time.monotonic())
@@ -608,8 +607,7 @@ class EventConsumer:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
                 log.warning("the replacement Kafka consumer did not start, retrying in %.1fs: %r", delay, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                await self._pause(delay)
                 delay = min(delay * 2, self.max_retry_backoff_s)
                 continue
             self._consumer = consumer
@@ -904,9 +902,12 @@ class EventConsumer:
 
     async def _backoff(self) -> None:
         self._failures += 1
-        delay = min(self.retry_backoff_s * 2 ** (self._failures - 1), self.max_retry_backoff_s)
+        await self._pause(min(self.retry_backoff_s * 2 ** (self._failures - 1), self.max_retry_backoff_s))
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when ``stop()`` is called meanwhile."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
     async def _commit_pending(self) -> None:
         async with self._commit_lock:
